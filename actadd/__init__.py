@@ -11,7 +11,10 @@ from actadd.errors import (  # noqa: E402
     SteeringError,
     VectorFileError,
 )
+from actadd.generate import GREEDY, PAPER_SAMPLING, Sampling, compare, generate  # noqa: E402
 from actadd.models import load_model  # noqa: E402
+from actadd.steer import Align, Steering, steering  # noqa: E402
+from actadd.vectors import SteeringVector  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -22,4 +25,13 @@ __all__ = [
     "SteeringError",
     "VectorFileError",
     "load_model",
+    "GREEDY",
+    "PAPER_SAMPLING",
+    "Sampling",
+    "compare",
+    "generate",
+    "Align",
+    "Steering",
+    "SteeringVector",
+    "steering",
 ]

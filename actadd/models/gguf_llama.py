@@ -193,8 +193,8 @@ def hf_state_dict(reader, hp: LlamaHParams) -> dict[str, torch.Tensor]:
 
     sd = {"model.embed_tokens.weight": get("token_embd.weight")}
     sd["model.norm.weight"] = get("output_norm.weight")
-    sd["lm_head.weight"] = sd["model.embed_tokens.weight"] if hp.tied_embeddings else get(
-        "output.weight"
+    sd["lm_head.weight"] = (
+        sd["model.embed_tokens.weight"] if hp.tied_embeddings else get("output.weight")
     )
     for i in range(hp.n_layers):
         b, p = f"blk.{i}.", f"model.layers.{i}."
@@ -231,7 +231,10 @@ def hf_to_tl_state_dict(hf: dict[str, torch.Tensor], hp: LlamaHParams) -> dict[s
     d_head = hp.d_head
     for i in range(hp.n_layers):
         p, t = f"model.layers.{i}.", f"blocks.{i}."
-        w = lambda name: hf[p + name]  # noqa: E731
+
+        def w(name: str, p: str = p) -> torch.Tensor:
+            return hf[p + name]
+
         sd[t + "attn.W_Q"] = einops.rearrange(
             w("self_attn.q_proj.weight"), "(n h) m -> n m h", n=hp.n_heads
         ).contiguous()

@@ -29,6 +29,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from actadd.errors import ModelLoadError
 from actadd.models import gguf_llama
+from actadd.models.layout import fast_layout
 from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer, tokenizer_from_gguf
 from actadd.paths import cache_dir
 
@@ -188,7 +189,7 @@ def load_gguf(
     sd["unembed.b_U"] = torch.zeros(hp.d_vocab)
     _load_all_parameters(model, sd)
     model.eval()
-    return model
+    return fast_layout(model)
 
 
 def _load_all_parameters(model: HookedTransformer, sd: dict[str, torch.Tensor]) -> None:
@@ -221,7 +222,10 @@ def tiny_config(name: str) -> HookedTransformerConfig:
     )
     if name == "tiny-gpt2":
         return HookedTransformerConfig(
-            **common, act_fn="gelu_new", normalization_type="LN", original_architecture="GPT2LMHeadModel"
+            **common,
+            act_fn="gelu_new",
+            normalization_type="LN",
+            original_architecture="GPT2LMHeadModel",
         )
     if name == "tiny-llama":
         return HookedTransformerConfig(
@@ -266,7 +270,7 @@ def tiny_model(name: str = "tiny-llama", seed: int = 0) -> HookedTransformer:
                 fan_in = p.shape[-2] if p.ndim >= 2 else p.shape[-1]
                 p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
     model.eval()
-    return model
+    return fast_layout(model)
 
 
 def _ensure(d: Path) -> Path:
@@ -299,7 +303,10 @@ def _hub_cached(official_name: str) -> bool:
 
 def load_pretrained(name: str, **kwargs) -> HookedTransformer:
     """``HookedTransformer.from_pretrained`` that fails fast (about 1.5 s) when offline."""
-    from transformer_lens.loading_from_pretrained import OFFICIAL_MODEL_NAMES, get_official_model_name
+    from transformer_lens.loading_from_pretrained import (
+        OFFICIAL_MODEL_NAMES,
+        get_official_model_name,
+    )
 
     try:
         official = get_official_model_name(name)
@@ -318,4 +325,4 @@ def load_pretrained(name: str, **kwargs) -> HookedTransformer:
             "load_model('path/to/model.gguf') for a local Llama GGUF, or 'tiny-llama' / "
             "'tiny-gpt2' for random test models."
         )
-    return HookedTransformer.from_pretrained(name, **kwargs)
+    return fast_layout(HookedTransformer.from_pretrained(name, **kwargs))

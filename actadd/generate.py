@@ -1,0 +1,287 @@
+"""Seeded, batched, optionally steered text generation, returned as tidy DataFrames.
+
+:func:`generate` left-pads a batch of prompts, runs a KV-cached sampling loop of its own
+(TransformerLens 3.9's ``generate`` rebuilds ``W_U.T.contiguous()`` every step and samples
+from global RNG state), and returns one row per (prompt, sample).
+
+Randomness is explicit: every (prompt, sample) pair gets its own ``torch.Generator`` seeded
+from ``(seed, prompt_index, sample_index)``, so a completion does not depend on the batch
+size or on which other prompts share its batch (up to float rounding in batched matmuls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+
+from actadd.errors import SteeringError
+from actadd.steer import Align, OnShort, pinned_prompt, steering
+from actadd.vectors import SteeringVector
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen.
+
+    The paper's settings are ``Sampling()``: temperature 1.0, top-p 0.3, frequency penalty
+    1.0 (OpenAI-style: each generated occurrence of a token lowers its logit by 1.0).
+    ``Sampling.greedy()`` takes the argmax with no penalty.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 0.3
+    freq_penalty: float = 1.0
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.greedy and not self.temperature > 0:
+            raise SteeringError(f"temperature must be > 0, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise SteeringError(f"top_p must be in (0, 1], got {self.top_p}.")
+
+    @classmethod
+    def paper(cls) -> Sampling:
+        return cls()
+
+    @classmethod
+    def greedy_decoding(cls) -> Sampling:
+        return cls(freq_penalty=0.0, greedy=True)
+
+
+PAPER_SAMPLING = Sampling()
+GREEDY = Sampling.greedy_decoding()
+
+
+def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:
+    """The generator seed of one (prompt, sample) pair."""
+    return int(np.random.SeedSequence([seed, prompt_index, sample_index]).generate_state(1)[0])
+
+
+def next_tokens(
+    logits: Tensor, counts: Tensor, sampling: Sampling, generators: Sequence[torch.Generator]
+) -> Tensor:
+    """Pick one token per row from final-position ``logits`` [batch, vocab].
+
+    ``counts`` [batch, vocab] holds how often each token was generated so far (for the
+    frequency penalty).
+    """
+    logits = logits.float()
+    if sampling.freq_penalty:
+        logits = logits - sampling.freq_penalty * counts
+    if sampling.greedy:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    if sampling.top_p < 1:
+        # keep the smallest prefix whose mass reaches top_p (the first token always stays)
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= sampling.top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+    sorted_p = sorted_p.cpu()
+    picks = [
+        int(torch.multinomial(sorted_p[b], 1, generator=generators[b]))
+        for b in range(len(sorted_p))
+    ]
+    return order.gather(-1, torch.tensor(picks, device=order.device)[:, None])[:, 0]
+
+
+def left_pad(
+    model: HookedTransformer, token_lists: Sequence[Sequence[int]]
+) -> tuple[Tensor, Tensor]:
+    """Left-pad token lists into ``(tokens, attention_mask)``, both [batch, max_len]."""
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer is not None else 0
+    n = max(len(t) for t in token_lists)
+    tokens = torch.full((len(token_lists), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_lists), n), dtype=torch.long)
+    for i, ids in enumerate(token_lists):
+        if len(ids):
+            tokens[i, n - len(ids) :] = torch.as_tensor(list(ids))
+            mask[i, n - len(ids) :] = 1
+    return tokens.to(model.cfg.device), mask.to(model.cfg.device)
+
+
+def last_logits(model: HookedTransformer, tokens: Tensor, **kwargs) -> Tensor:
+    """Logits at the final position only: [batch, d_vocab].
+
+    Runs the blocks through ``model(...)`` (so hooks and steering apply) and unembeds just
+    the last position, instead of all of them as ``model(...)[:, -1]`` would.
+    """
+    resid = model(tokens, stop_at_layer=model.cfg.n_layers, **kwargs)
+    logits = model.unembed(model.ln_final(resid[:, -1:]))[:, 0]
+    cap = model.cfg.output_logits_soft_cap
+    return cap * torch.tanh(logits / cap) if cap > 0 else logits
+
+
+@torch.no_grad()
+def generate_tokens(
+    model: HookedTransformer,
+    token_lists: Sequence[Sequence[int]],
+    generators: Sequence[torch.Generator],
+    *,
+    max_new_tokens: int,
+    sampling: Sampling = PAPER_SAMPLING,
+    use_cache: bool = True,
+    stop_ids: Sequence[int] = (),
+) -> list[list[int]]:
+    """Generate continuations of a batch of token lists (each with its leading token).
+
+    Prompts are left-padded; each row is steered and sampled exactly as if it were alone.
+    Any active :func:`actadd.steering` context applies, with the prompt pinned so that
+    prompt alignments stay on the prompt with or without the KV cache.
+    """
+    tokens, mask = left_pad(model, token_lists)
+    batch, device = tokens.shape[0], tokens.device
+    counts = torch.zeros(batch, model.cfg.d_vocab_out, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
+    out: list[Tensor] = []
+    cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch) if use_cache else None
+    with pinned_prompt(model, mask):
+        logits = last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache)
+        for step in range(max_new_tokens):
+            new = next_tokens(logits, counts, sampling, generators)
+            out.append(torch.where(done, -1, new))
+            counts[torch.arange(batch, device=device), new] += 1
+            if len(stop):
+                done |= torch.isin(new, stop)
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            if use_cache:
+                logits = last_logits(
+                    model,
+                    new[:, None],
+                    past_kv_cache=cache,
+                    attention_mask=torch.ones_like(new[:, None]),
+                )
+            else:
+                tokens = torch.cat([tokens, new[:, None]], dim=1)
+                mask = torch.cat([mask, torch.ones_like(new[:, None])], dim=1)
+                logits = last_logits(model, tokens, attention_mask=mask)
+    if not out:
+        return [[] for _ in range(batch)]
+    gen = torch.stack(out, dim=1).tolist()
+    return [[t for t in row if t >= 0] for row in gen]
+
+
+def _as_list(prompts: str | Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        return [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise SteeringError("No prompts given.")
+    return prompts
+
+
+def _vector_columns(vectors, align) -> dict:
+    if vectors is None:
+        return dict(steered=False, vector="", layer=pd.NA, coeff=pd.NA, align="")
+    vecs = (
+        [vectors]
+        if isinstance(vectors, SteeringVector)
+        else [v[0] if isinstance(v, tuple) else v for v in vectors]
+    )
+    coeffs = {v.provenance.get("coeff") for v in vecs}
+    layers = {v.layer for v in vecs}
+    return dict(
+        steered=True,
+        vector=" + ".join(v.describe() for v in vecs),
+        layer=layers.pop() if len(layers) == 1 else pd.NA,
+        coeff=coeffs.pop() if len(coeffs) == 1 and None not in coeffs else pd.NA,
+        align=str(Align.parse(align)),
+    )
+
+
+def generate(
+    model: HookedTransformer,
+    prompts: str | Sequence[str],
+    vectors: SteeringVector | Sequence | None = None,
+    align: Align | str | int | Sequence[int] = "front",
+    *,
+    max_new_tokens: int = 40,
+    n_samples: int = 1,
+    seed: int = 0,
+    sampling: Sampling = PAPER_SAMPLING,
+    batch_size: int = 16,
+    use_cache: bool = True,
+    stop_at_eos: bool = False,
+    on_short: OnShort = "error",
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Generate ``n_samples`` completions per prompt, steered by ``vectors`` if given.
+
+    Returns one row per (prompt, sample) with columns ``prompt_index, prompt, sample, seed,
+    completion, n_tokens, steered, vector, layer, coeff, align, sampling, model``.
+    ``progress=None`` shows a bar only on a terminal.
+    """
+    prompts = _as_list(prompts)
+    if max_new_tokens < 0 or n_samples < 1 or batch_size < 1:
+        raise SteeringError("max_new_tokens must be >= 0, n_samples and batch_size >= 1.")
+    jobs = [(i, s) for i in range(len(prompts)) for s in range(n_samples)]
+    ids = [model.to_tokens(p, prepend_bos=True)[0].tolist() for p in prompts]
+    stop_ids = [model.tokenizer.eos_token_id] if stop_at_eos and model.tokenizer else []
+    completions: list[list[int]] = []
+    steer_ctx = (
+        steering(model, vectors, align, on_short=on_short) if vectors is not None else nullcontext()
+    )
+    disable = None if progress is None else not progress
+    with (
+        steer_ctx,
+        tqdm(total=len(jobs), desc="generate", unit="seq", disable=disable, leave=False) as bar,
+    ):
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            gens = [torch.Generator().manual_seed(sample_seed(seed, i, s)) for i, s in chunk]
+            completions += generate_tokens(
+                model,
+                [ids[i] for i, _ in chunk],
+                gens,
+                max_new_tokens=max_new_tokens,
+                sampling=sampling,
+                use_cache=use_cache,
+                stop_ids=stop_ids,
+            )
+            bar.update(len(chunk))
+    meta = _vector_columns(vectors, align)
+    rows = []
+    for (i, s), toks in zip(jobs, completions):
+        text_toks = [t for t in toks if t not in stop_ids]
+        rows.append(
+            dict(
+                prompt_index=i,
+                prompt=prompts[i],
+                sample=s,
+                seed=sample_seed(seed, i, s),
+                completion=model.tokenizer.decode(text_toks),
+                n_tokens=len(toks),
+                **meta,
+                sampling=str(asdict(sampling)),
+                model=model.cfg.model_name,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def compare(
+    model: HookedTransformer,
+    prompts: str | Sequence[str],
+    vectors: SteeringVector | Sequence,
+    align: Align | str | int | Sequence[int] = "front",
+    **kwargs,
+) -> pd.DataFrame:
+    """Steered and unsteered completions side by side, same seeds: one row per
+    (prompt, sample) with columns ``prompt, sample, unsteered, steered``."""
+    base = generate(model, prompts, None, **kwargs)
+    steered = generate(model, prompts, vectors, align, **kwargs)
+    out = base[["prompt_index", "prompt", "sample"]].copy()
+    out["unsteered"] = base["completion"].values
+    out["steered"] = steered["completion"].values
+    out.attrs["vector"] = steered["vector"].iloc[0]
+    return out

@@ -1,0 +1,47 @@
+"""Store weights in the memory layout TransformerLens 3.9 asks for at every forward.
+
+TransformerLens 3.9 computes ``W.T.contiguous()`` (gated MLP, unembed) and
+``rearrange(W_Q/W_K/W_V/W_O, ...)`` + copy inside every forward pass, so each call copies
+every weight matrix — for SmolLM2 about 200 MB per forward, most of the forward's time on a
+CPU. :func:`fast_layout` keeps each parameter's shape and values but lays its storage out
+so that those expressions are views: the same tensors reach ``F.linear`` (outputs are
+bit-for-bit unchanged) without the copies.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformer_lens import HookedTransformer
+
+# parameter leaf name -> storage order (a permutation of the parameter's dims)
+_STORAGE_ORDER = {
+    "W_Q": (0, 2, 1),  # [n, d_model, d_head] stored as [n, d_head, d_model]
+    "W_K": (0, 2, 1),
+    "W_V": (0, 2, 1),
+    "_W_K": (0, 2, 1),
+    "_W_V": (0, 2, 1),
+    "W_O": (2, 0, 1),  # [n, d_head, d_model] stored as [d_model, n, d_head]
+}
+_GATED_MLP_ORDER = {"W_gate": (1, 0), "W_in": (1, 0), "W_out": (1, 0)}
+
+
+def _restride(p: torch.nn.Parameter, order: tuple[int, ...]) -> None:
+    if p.ndim != len(order):
+        return
+    stored = p.data.permute(*order).contiguous()
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    p.data = stored.permute(*inverse)
+
+
+def fast_layout(model: HookedTransformer) -> HookedTransformer:
+    """Re-lay out the weights of ``model`` in place (see module docstring); returns it."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            parent, _, leaf = name.rpartition(".")
+            if parent.endswith(".attn") and leaf in _STORAGE_ORDER:
+                _restride(p, _STORAGE_ORDER[leaf])
+            elif parent.endswith(".mlp") and model.cfg.gated_mlp and leaf in _GATED_MLP_ORDER:
+                _restride(p, _GATED_MLP_ORDER[leaf])
+            elif name == "unembed.W_U":
+                _restride(p, (1, 0))
+    return model

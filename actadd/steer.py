@@ -1,0 +1,476 @@
+"""Applying steering vectors: ``with actadd.steering(model, vectors, align=...):``.
+
+Inside the context every forward pass of ``model`` (``model(...)``, ``run_with_cache``,
+``model.generate`` and :func:`actadd.generate`) has the vectors added to the residual stream
+at their ``resid_pre`` layers. On exit, normal or by exception, every hook is removed.
+
+**Where the rows go.** A forward call that starts a sequence (no KV cache, or an empty one)
+defines the *prompt*: for each batch row, its real (unpadded) token positions, read from the
+attention mask (left or right padding both work). A vector with ``k`` rows is then placed on
+that row's prompt positions according to its :class:`Align`:
+
+- ``"front"`` (the paper): prompt positions ``[0, k)`` — row 0 on the leading token;
+- ``Align.offset(s)`` / ``"offset:s"`` / an ``int``: positions ``[s, s + k)``;
+- ``"back"``: the last ``k`` prompt positions;
+- ``Align.at([p0, p1, ...])`` / ``"positions:p0,p1"``: row ``j`` at position ``p_j``
+  (negative counts from the prompt's end; a 1-row vector goes to every listed position);
+- ``"all"``: a single-row vector (see ``SteeringVector.mean``) added at every position,
+  generated tokens included — the llama.cpp / repeng / steering-vectors convention.
+
+Calls that continue a sequence through a KV cache cover positions ``[cached, cached + n)``;
+prompt alignments add only where those overlap the prompt, so generated tokens feel the
+steering through attention to the cached keys and values — exactly as in one long forward
+pass. Unlike the paper's code, nothing is skipped by a ``seq_len == 1`` test, so a one-token
+prompt is steered too. Without a KV cache, use :func:`actadd.generate` (which tells the
+context where the prompt ends); TransformerLens's own ``generate`` without a cache re-feeds
+the whole sequence, which this context would read as a new, longer prompt.
+
+Several vectors at one layer are summed before they are added, so steering with
+``[v1, v2]`` is exactly steering with ``v1 + v2``. Positions a vector does not cover are
+left bit-for-bit untouched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+import torch
+from torch import Tensor
+from transformer_lens import HookedTransformer
+from transformer_lens.utilities.defaults_utils import USE_DEFAULT_VALUE
+from transformer_lens.utilities.tokenize_utils import get_attention_mask
+
+from actadd.errors import SteeringError
+from actadd.hooks import resid_pre
+from actadd.vectors import SteeringVector, check_compatible
+
+AlignKind = Literal["front", "offset", "back", "all", "positions"]
+ALIGN_KINDS: tuple[str, ...] = ("front", "offset", "back", "all", "positions")
+OnShort = Literal["error", "clip"]
+
+
+@dataclass(frozen=True)
+class Align:
+    """Where a vector's rows go in the prompt. Build with the class methods or :meth:`parse`."""
+
+    kind: AlignKind = "front"
+    offset: int = 0
+    positions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ALIGN_KINDS:
+            raise SteeringError(
+                f"Unknown alignment {self.kind!r}; allowed: front, back, all, offset:<s> "
+                "(or an int s), positions:<p0,p1,...> (or a list of ints)."
+            )
+        if self.kind == "offset" and (not isinstance(self.offset, int) or self.offset < 0):
+            raise SteeringError(f"offset must be a non-negative int, got {self.offset!r}.")
+        if self.kind == "positions" and not self.positions:
+            raise SteeringError("Align.at(...) needs at least one position.")
+
+    @classmethod
+    def front(cls) -> Align:
+        return cls("front")
+
+    @classmethod
+    def back(cls) -> Align:
+        return cls("back")
+
+    @classmethod
+    def all(cls) -> Align:
+        return cls("all")
+
+    @classmethod
+    def at_offset(cls, s: int) -> Align:
+        return cls("front") if s == 0 else cls("offset", offset=s)
+
+    @classmethod
+    def at(cls, positions: Sequence[int]) -> Align:
+        return cls("positions", positions=tuple(int(p) for p in positions))
+
+    @classmethod
+    def parse(cls, spec: Align | str | int | Sequence[int]) -> Align:
+        """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
+        ``"positions:0,2,-1"`` or ``[0, 2, -1]``."""
+        if isinstance(spec, Align):
+            return spec
+        if isinstance(spec, bool):
+            raise SteeringError(f"Unknown alignment {spec!r}.")
+        if isinstance(spec, int):
+            return cls.at_offset(spec)
+        if isinstance(spec, str):
+            name, _, arg = spec.partition(":")
+            name = name.strip().lower()
+            try:
+                if name == "offset":
+                    return cls.at_offset(int(arg))
+                if name == "positions":
+                    return cls.at([int(p) for p in arg.split(",") if p.strip()])
+            except ValueError:
+                raise SteeringError(f"Cannot parse alignment {spec!r}.") from None
+            if arg:
+                raise SteeringError(f"Alignment {name!r} takes no argument (got {spec!r}).")
+            return cls(name)  # validated in __post_init__
+        if isinstance(spec, Sequence):
+            return cls.at(spec)
+        raise SteeringError(f"Unknown alignment {spec!r}.")
+
+    def __str__(self) -> str:
+        if self.kind == "offset":
+            return f"offset:{self.offset}"
+        if self.kind == "positions":
+            return "positions:" + ",".join(map(str, self.positions))
+        return self.kind
+
+
+def prompt_positions(
+    align: Align, k: int, n_prompt: int, on_short: OnShort = "error"
+) -> tuple[Tensor, Tensor]:
+    """Which vector rows go to which prompt positions, for a prompt of ``n_prompt`` tokens.
+
+    Returns ``(rows, positions)``: long tensors of equal length, positions counted from the
+    prompt's first (leading) token. ``on_short="clip"`` drops rows that fall outside the
+    prompt instead of raising.
+    """
+    rows = torch.arange(k)
+    if align.kind == "positions":
+        pos = torch.tensor(align.positions)
+        if k == 1:
+            rows = torch.zeros(len(pos), dtype=torch.long)
+        elif len(pos) != k:
+            raise SteeringError(
+                f"Align.at got {len(pos)} positions for a vector with {k} rows; give one "
+                "position per row, or use a single-row vector."
+            )
+        pos = torch.where(pos < 0, pos + n_prompt, pos)
+    elif align.kind == "back":
+        pos = rows + (n_prompt - k)
+    else:
+        pos = rows + (align.offset if align.kind == "offset" else 0)
+    inside = (pos >= 0) & (pos < n_prompt)
+    if not bool(inside.all()):
+        if on_short != "clip":
+            raise SteeringError(
+                f"Prompt has {n_prompt} tokens (leading token included) but a {k}-row vector "
+                f"with align={align} needs positions {pos.tolist()}. Use a longer prompt, a "
+                "shorter vector (v.rows(...)), or on_short='clip' to drop the rows that do not fit."
+            )
+        rows, pos = rows[inside], pos[inside]
+    return rows, pos
+
+
+@dataclass
+class _Plan:
+    """Additions for one sequence at one layer: dense prompt additions + an all-position row."""
+
+    add: Tensor | None  # [batch, prompt_len, d_model] summed rows at prompt positions
+    touched: Tensor | None  # [batch, prompt_len] bool: positions that receive an addition
+    everywhere: Tensor | None  # [d_model]: added at every position ("all")
+
+
+@dataclass
+class _Call:
+    cached: int  # positions already in the KV cache before this call
+    new: int  # positions this call processes
+
+
+# Prompt masks pinned by actadd.generate: model -> [batch, prompt_len] attention mask.
+_PINNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def pinned_prompt(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
+    """Tell active steering contexts that the prompt is ``mask`` ([batch, prompt_len]).
+
+    Used by generation loops that re-feed a growing sequence without a KV cache, so that
+    prompt alignments (``"back"`` especially) stay on the prompt.
+    """
+    previous = _PINNED.get(model)
+    _PINNED[model] = mask
+    try:
+        yield
+    finally:
+        if previous is None:
+            _PINNED.pop(model, None)
+        else:
+            _PINNED[model] = previous
+
+
+class Steering:
+    """Context manager that adds steering vectors to a model's residual stream.
+
+    Prefer :func:`steering`. After (or during) use, :meth:`applied` lists where additions
+    landed in the last sequence.
+    """
+
+    def __init__(
+        self,
+        model: HookedTransformer,
+        vectors: SteeringVector | Sequence[SteeringVector | tuple[SteeringVector, object]],
+        align: Align | str | int | Sequence[int] = "front",
+        *,
+        on_short: OnShort = "error",
+        allow_other_model: bool = False,
+    ) -> None:
+        if on_short not in ("error", "clip"):
+            raise SteeringError(f"on_short must be 'error' or 'clip', got {on_short!r}.")
+        default = Align.parse(align)
+        items = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
+        self.entries: list[tuple[SteeringVector, Align]] = []
+        for item in items:
+            vec, al = item if isinstance(item, tuple) else (item, default)
+            if not isinstance(vec, SteeringVector):
+                raise SteeringError(f"Expected SteeringVector, got {type(vec).__name__}.")
+            check_compatible(vec, model, allow_other_model=allow_other_model)
+            al = Align.parse(al)
+            if al.kind == "all" and vec.k != 1:
+                raise SteeringError(
+                    f"align='all' adds one d_model vector at every position, but "
+                    f"{vec.describe()} has {vec.k} rows. Use v.mean() (or v.mean(skip_first=True)"
+                    ") or v.rows([i])."
+                )
+            self.entries.append((vec, al))
+        self.model = model
+        self.on_short = on_short
+        self.layers = sorted({v.layer for v, _ in self.entries})
+        self._plans: dict[int, _Plan] = {}
+        self._plan_key: object = None
+        self._prompt_mask: Tensor | None = None
+        self._call: _Call | None = None
+        self._handles: list = []
+        self._active = False
+
+    # ------------------------------------------------------------------ planning
+
+    def _build_plans(self, mask: Tensor) -> None:
+        """Place every vector on the prompt described by ``mask`` ([batch, prompt_len])."""
+        cfg = self.model.cfg
+        batch, plen = mask.shape
+        real = [torch.nonzero(mask[b].cpu(), as_tuple=True)[0] for b in range(batch)]
+        plans: dict[int, _Plan] = {}
+        for layer in self.layers:
+            add = touched = everywhere = None
+            for vec, al in self.entries:
+                if vec.layer != layer:
+                    continue
+                t = vec.tensor.to(cfg.device, cfg.dtype)
+                if al.kind == "all":
+                    everywhere = t[0] if everywhere is None else everywhere + t[0]
+                    continue
+                if add is None:
+                    add = torch.zeros(batch, plen, cfg.d_model, device=cfg.device, dtype=cfg.dtype)
+                    touched = torch.zeros(batch, plen, dtype=torch.bool, device=cfg.device)
+                for b in range(batch):
+                    rows, pos = prompt_positions(al, vec.k, len(real[b]), self.on_short)
+                    absolute = real[b][pos].to(cfg.device)
+                    add[b, absolute] += t[rows.to(cfg.device)]
+                    touched[b, absolute] = True
+            plans[layer] = _Plan(add, touched, everywhere)
+        self._plans = plans
+        self._prompt_mask = mask
+
+    def _ensure_plans(self, mask: Tensor, key: object) -> None:
+        if key is not self._plan_key or self._prompt_mask is None:
+            self._build_plans(mask)
+            self._plan_key = key
+
+    # ------------------------------------------------------------------ the forward wrapper
+
+    def _begin_call(self, bound: inspect.BoundArguments) -> None:
+        """Work out which absolute positions this forward call covers, and the prompt."""
+        args = bound.arguments
+        model = self.model
+        cache = args.get("past_kv_cache")
+        cached = int(cache[0].past_keys.shape[1]) if cache is not None else 0
+        inp = args.get("input")
+        tokens = None
+        if isinstance(inp, (str, list)):
+            tokens = model.to_tokens(
+                inp,
+                prepend_bos=args.get("prepend_bos", USE_DEFAULT_VALUE),
+                padding_side=args.get("padding_side", USE_DEFAULT_VALUE),
+            )
+        elif isinstance(inp, Tensor):
+            if args.get("start_at_layer") is None:
+                tokens = inp if inp.ndim == 2 else inp[None]
+            inp = inp if inp.ndim >= 2 else inp[None]
+        else:
+            raise SteeringError(f"Unsupported model input of type {type(inp).__name__}.")
+        batch, new = tokens.shape if tokens is not None else inp.shape[:2]
+        self._call = _Call(cached, new)
+
+        pinned = _PINNED.get(model)
+        if pinned is not None:
+            self._ensure_plans(pinned, pinned)
+            return
+        if cached > 0:
+            if self._prompt_mask is None or self._prompt_mask.shape[0] != batch:
+                # a cache filled outside this context: its positions are the prompt
+                prev = getattr(cache, "previous_attention_mask", None)
+                mask = prev if prev is not None and prev.shape[-1] == cached else None
+                self._build_plans(mask if mask is not None else _ones(batch, cached))
+                self._plan_key = None
+            return
+        mask = args.get("attention_mask")
+        if mask is not None:
+            mask = mask[:, :new]
+        elif tokens is not None and batch > 1 and model.tokenizer is not None:
+            mask = _padding_mask(model, tokens, args)
+        else:
+            mask = _ones(batch, new)
+        self._build_plans(mask.to(torch.long))
+        self._plan_key = None
+
+    def _wrap_forward(self):
+        original = self.model.forward  # bound method (or an outer context's wrapper)
+        signature = inspect.signature(type(self.model).forward)
+
+        def forward(*args, **kwargs):
+            bound = signature.bind(self.model, *args, **kwargs)
+            self._begin_call(bound)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._call = None
+
+        return forward
+
+    # ------------------------------------------------------------------ the hooks
+
+    def _hook_for(self, layer: int):
+        def hook(resid: Tensor, hook) -> Tensor:
+            call = self._call
+            if call is None:  # a block run directly, outside model.forward
+                call = _Call(0, resid.shape[1])
+                self._build_plans(_ones(resid.shape[0], resid.shape[1]))
+            plan = self._plans.get(layer)
+            if plan is None:
+                return resid
+            if plan.add is not None:
+                lo, hi = call.cached, min(call.cached + call.new, plan.add.shape[1])
+                if hi > lo:
+                    b, p = torch.nonzero(plan.touched[:, lo:hi], as_tuple=True)
+                    if len(b):
+                        q = p + lo  # absolute position
+                        resid = resid.index_put((b, p), resid[b, p] + plan.add[b, q])
+            if plan.everywhere is not None:
+                resid = resid + plan.everywhere
+            return resid
+
+        return hook
+
+    # ------------------------------------------------------------------ enter / exit
+
+    def __enter__(self) -> Steering:
+        if self._active:
+            raise SteeringError("This steering context is already active.")
+        model = self.model
+        self._previous_forward = vars(model).get("forward")
+        try:
+            model.forward = self._wrap_forward()
+            for layer in self.layers:
+                hook_point = model.hook_dict[resid_pre(model, layer)]
+                hook_point.add_hook(self._hook_for(layer), dir="fwd")
+                self._handles.append((hook_point, hook_point.fwd_hooks[-1]))
+        except BaseException:
+            self._remove()
+            raise
+        self._active = True
+        return self
+
+    def _remove(self) -> None:
+        for hook_point, handle in self._handles:
+            handle.hook.remove()
+            if handle in hook_point.fwd_hooks:
+                hook_point.fwd_hooks.remove(handle)
+        self._handles = []
+        if self._previous_forward is None:
+            vars(self.model).pop("forward", None)
+        else:
+            self.model.forward = self._previous_forward
+        self._active = False
+
+    def __exit__(self, *exc) -> None:
+        self._remove()
+
+    # ------------------------------------------------------------------ inspection
+
+    def applied(self) -> pd.DataFrame:
+        """Where the additions of the last sequence landed: one row per (batch row, position,
+        layer), with the L2 norm of what was added there."""
+        records = []
+        for layer, plan in self._plans.items():
+            if plan.touched is not None:
+                for b, p in zip(*torch.nonzero(plan.touched, as_tuple=True)):
+                    records.append(
+                        dict(
+                            row=int(b),
+                            position=int(p),
+                            layer=layer,
+                            norm=float(plan.add[b, p].norm()),
+                            kind="prompt",
+                        )
+                    )
+            if plan.everywhere is not None:
+                records.append(
+                    dict(
+                        row=-1,
+                        position=-1,
+                        layer=layer,
+                        norm=float(plan.everywhere.norm()),
+                        kind="all",
+                    )
+                )
+        return pd.DataFrame.from_records(
+            records, columns=["row", "position", "layer", "norm", "kind"]
+        )
+
+
+def steering(
+    model: HookedTransformer,
+    vectors: SteeringVector | Sequence[SteeringVector | tuple[SteeringVector, object]],
+    align: Align | str | int | Sequence[int] = "front",
+    *,
+    on_short: OnShort = "error",
+    allow_other_model: bool = False,
+) -> Steering:
+    """Add ``vectors`` to ``model`` inside a ``with`` block. See the module docstring.
+
+    Args:
+        model: the ``HookedTransformer``.
+        vectors: one vector, or a list; an item may be ``(vector, align)`` to give that
+            vector its own alignment.
+        align: default alignment (``"front"``, ``"back"``, ``"all"``, ``"offset:s"`` /
+            ``int``, ``"positions:..."`` / list of ints, or an :class:`Align`).
+        on_short: ``"error"`` (default) when a prompt is shorter than a vector needs, or
+            ``"clip"`` to drop the rows that do not fit.
+        allow_other_model: use vectors made for another model with the same ``d_model``.
+    """
+    return Steering(model, vectors, align, on_short=on_short, allow_other_model=allow_other_model)
+
+
+def _ones(batch: int, n: int) -> Tensor:
+    return torch.ones(batch, n, dtype=torch.long)
+
+
+def _padding_mask(model: HookedTransformer, tokens: Tensor, args: dict) -> Tensor:
+    """The attention mask TransformerLens would derive for a padded token batch."""
+    tok = model.tokenizer
+    side = args.get("padding_side")
+    if side not in ("left", "right"):
+        side = tok.padding_side
+    prepend = args.get("prepend_bos", USE_DEFAULT_VALUE)
+    if prepend in (USE_DEFAULT_VALUE, None):
+        prepend = model.cfg.default_prepend_bos
+    old = tok.padding_side
+    tok.padding_side = side
+    try:
+        return get_attention_mask(tok, tokens, prepend)
+    finally:
+        tok.padding_side = old

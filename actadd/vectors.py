@@ -1,0 +1,431 @@
+"""The steering vector: a per-position residual-stream difference at one layer.
+
+ActAdd (Turner et al. 2023) builds ``v = c · (h_L(p+) − h_L(p−))`` from two prompts that
+share a leading token and are made the same length. ``v`` has shape ``[k, d_model]``: one
+row per token position, not one ``d_model`` vector. :class:`SteeringVector` holds that
+tensor, the ``resid_pre`` layer it belongs to, the model it was made for, and how it was
+made (its provenance), and supports the linear algebra researchers do on vectors.
+
+    >>> v = SteeringVector.from_pair(model, "Love", "Hate", layer=6, coeff=5)
+    >>> w = 0.5 * v + SteeringVector.from_pair(model, "Happy", "Sad", layer=6)
+    >>> with actadd.steering(model, w):
+    ...     model.generate("I hate you because")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+from actadd.errors import SteeringError, VectorFileError
+from actadd.hooks import check_layer
+
+PairAlign = Literal["right", "left", "truncate"]
+PAIR_ALIGNS: tuple[str, ...] = ("right", "left", "truncate")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class SteeringVector:
+    """A steering vector of shape ``[k, d_model]`` for ``blocks.{layer}.hook_resid_pre``.
+
+    Attributes:
+        tensor: the addition, one row per position (row 0 lines up with the leading token
+            when injected with ``align="front"``).
+        layer: the ``resid_pre`` layer it is added at (0..n_layers).
+        model_name: the model it was made for (``None``: not tied to a model).
+        provenance: JSON-able record of how it was made (prompts, coefficient, pair
+            alignment, algebra applied).
+    """
+
+    tensor: Float[Tensor, "pos d_model"]
+    layer: int
+    model_name: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        t = self.tensor
+        if not isinstance(t, Tensor):
+            raise SteeringError(f"tensor must be a torch.Tensor, got {type(t).__name__}.")
+        if t.ndim == 1:
+            object.__setattr__(self, "tensor", t[None])
+        elif t.ndim != 2:
+            raise SteeringError(
+                f"tensor must have shape [k, d_model] (or [d_model]), got {tuple(t.shape)}."
+            )
+        if self.tensor.shape[0] == 0:
+            raise SteeringError("A steering vector needs at least one position (k >= 1).")
+        if not torch.isfinite(self.tensor).all():
+            raise SteeringError("Steering vector contains NaN or inf values.")
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
+            raise SteeringError(f"layer must be a non-negative int, got {self.layer!r}.")
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_pair(
+        cls,
+        model: HookedTransformer,
+        positive: str,
+        negative: str,
+        layer: int,
+        coeff: float = 1.0,
+        *,
+        pad: PairAlign = "right",
+        pad_token: str | int = " ",
+    ) -> SteeringVector:
+        """ActAdd's vector ``coeff · (h_L(positive) − h_L(negative))``, per position.
+
+        Both prompts are tokenized with the model's leading token and made the same length
+        by ``pad``:
+
+        - ``"right"`` (the paper): pad the shorter prompt at the end with ``pad_token``
+          (default ``" "``, the space token);
+        - ``"left"``: pad right after the leading token, so the prompts' ends line up;
+        - ``"truncate"``: cut the longer prompt to the shorter one's length.
+
+        ``pad_token`` is a string that must be a single token, or a token id.
+        One side may be ``""`` (e.g. ``" weddings" − ""``): it is then all padding.
+        """
+        coeff = _check_coeff(coeff)
+        layer = check_layer(model, layer)
+        if pad not in PAIR_ALIGNS:
+            raise SteeringError(f"Unknown pair alignment {pad!r}; allowed: {PAIR_ALIGNS}.")
+        if not positive and not negative:
+            raise SteeringError("Both prompts are empty; at least one side needs text.")
+        pad_id = _single_token_id(model, pad_token)
+        pos_ids, neg_ids = (_prompt_ids(model, p) for p in (positive, negative))
+        pos_ids, neg_ids = align_pair(pos_ids, neg_ids, pad, pad_id)
+        tokens = torch.tensor([pos_ids, neg_ids], device=model.cfg.device)
+        acts = residual_at(model, tokens, layer)
+        tensor = coeff * (acts[0] - acts[1])
+        return cls(
+            tensor,
+            layer,
+            model.cfg.model_name,
+            {
+                "kind": "pair",
+                "positive": positive,
+                "negative": negative,
+                "coeff": coeff,
+                "pad": pad,
+                "pad_token": pad_token if isinstance(pad_token, str) else int(pad_token),
+                "tokens_positive": model.to_str_tokens(torch.tensor(pos_ids)),
+                "tokens_negative": model.to_str_tokens(torch.tensor(neg_ids)),
+            },
+        )
+
+    @classmethod
+    def from_prompt(
+        cls, model: HookedTransformer, prompt: str, layer: int, coeff: float = 1.0, **kwargs
+    ) -> SteeringVector:
+        """``coeff · (h_L(prompt) − h_L(""))``: a one-sided vector such as ``" weddings" − ""``.
+
+        The empty side is the leading token followed by padding (see :meth:`from_pair`).
+        """
+        return cls.from_pair(model, prompt, "", layer, coeff, **kwargs)
+
+    @classmethod
+    def from_tensor(
+        cls,
+        tensor: Tensor,
+        layer: int,
+        model_name: str | None = None,
+        description: str = "tensor",
+    ) -> SteeringVector:
+        """Wrap a raw ``[k, d_model]`` (or ``[d_model]``) tensor, e.g. an embedding difference."""
+        return cls(tensor.detach().clone(), layer, model_name, {"kind": description})
+
+    # ------------------------------------------------------------------ shape and views
+
+    @property
+    def k(self) -> int:
+        """Number of positions (rows)."""
+        return self.tensor.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        return self.tensor.shape[1]
+
+    def __len__(self) -> int:
+        return self.k
+
+    def norms(self) -> Float[Tensor, " pos"]:
+        """L2 norm of each row."""
+        return self.tensor.norm(dim=-1)
+
+    def mean(self, skip_first: bool = False) -> SteeringVector:
+        """Mean over positions: a single-row vector for ``align="all"``.
+
+        ``skip_first=True`` leaves out row 0, which for a pair sharing a leading token is
+        (close to) zero and would only dilute the mean.
+        """
+        rows = self.tensor[1:] if skip_first and self.k > 1 else self.tensor
+        return self._derived(rows.mean(0, keepdim=True), {"op": "mean", "skip_first": skip_first})
+
+    def rows(self, index: int | slice | Sequence[int]) -> SteeringVector:
+        """A vector made of some rows, e.g. ``v.rows(slice(1, None))``."""
+        t = self.tensor[index] if not isinstance(index, Sequence) else self.tensor[list(index)]
+        return self._derived(t, {"op": "rows", "index": repr(index)})
+
+    def at_layer(self, layer: int) -> SteeringVector:
+        """The same tensor, to be added at another layer (a transplant)."""
+        return SteeringVector(
+            self.tensor, layer, self.model_name, {**self.provenance, "moved_to_layer": layer}
+        )
+
+    def to(self, *args, **kwargs) -> SteeringVector:
+        return SteeringVector(
+            self.tensor.to(*args, **kwargs), self.layer, self.model_name, self.provenance
+        )
+
+    # ------------------------------------------------------------------ algebra
+
+    def _derived(self, tensor: Tensor, op: dict[str, Any]) -> SteeringVector:
+        return SteeringVector(
+            tensor, self.layer, self.model_name, {"kind": "derived", **op, "of": self.provenance}
+        )
+
+    def _combine(self, other: SteeringVector, sign: float) -> SteeringVector:
+        if not isinstance(other, SteeringVector):
+            return NotImplemented
+        if other.layer != self.layer:
+            raise SteeringError(
+                f"Cannot add vectors at different layers ({self.layer} and {other.layer}); "
+                "pass both to actadd.steering(...) to apply them together."
+            )
+        if other.d_model != self.d_model:
+            raise SteeringError(f"d_model differs: {self.d_model} vs {other.d_model}.")
+        if self.model_name and other.model_name and self.model_name != other.model_name:
+            raise SteeringError(
+                f"Vectors come from different models: {self.model_name} vs {other.model_name}."
+            )
+        a, b = pad_rows(self.tensor, other.tensor)
+        b = b.to(a.device, a.dtype)
+        return SteeringVector(
+            a + b if sign > 0 else a - b,
+            self.layer,
+            self.model_name or other.model_name,
+            {
+                "kind": "sum" if sign > 0 else "difference",
+                "terms": [self.provenance, other.provenance],
+            },
+        )
+
+    def __add__(self, other: SteeringVector) -> SteeringVector:
+        """Sum, zero-padding the shorter vector at the end (as summed additions do)."""
+        return self._combine(other, +1.0)
+
+    def __sub__(self, other: SteeringVector) -> SteeringVector:
+        return self._combine(other, -1.0)
+
+    def __mul__(self, scale: float) -> SteeringVector:
+        if isinstance(scale, Tensor) and scale.numel() == 1:
+            scale = scale.item()
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+            return NotImplemented
+        scale = _check_coeff(scale)
+        return self._derived(self.tensor * scale, {"op": "scale", "scale": float(scale)})
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scale: float) -> SteeringVector:
+        if not isinstance(scale, (int, float)) or scale == 0:
+            raise SteeringError(f"Cannot divide a steering vector by {scale!r}.")
+        return self * (1.0 / scale)
+
+    def __neg__(self) -> SteeringVector:
+        return self * -1.0
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> str:
+        """Short human-readable label, e.g. ``'Love'−'Hate' ×5 @L6``."""
+        p = self.provenance
+        if p.get("kind") == "pair":
+            body = f"{p['positive']!r}−{p['negative']!r} ×{p['coeff']:g}"
+        else:
+            body = p.get("label") or p.get("kind", "vector")
+        return f"{body} @L{self.layer}"
+
+    def with_label(self, label: str) -> SteeringVector:
+        return SteeringVector(
+            self.tensor, self.layer, self.model_name, {**self.provenance, "label": label}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SteeringVector({self.describe()}, k={self.k}, d_model={self.d_model}, "
+            f"model={self.model_name!r}, norms={[round(x, 2) for x in self.norms().tolist()]})"
+        )
+
+    # ------------------------------------------------------------------ save / load
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.safetensors`` file with the tensor and JSON metadata."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        meta = {
+            "format": "actadd.steering_vector",
+            "format_version": FORMAT_VERSION,
+            "layer": self.layer,
+            "model_name": self.model_name,
+            "d_model": self.d_model,
+            "k": self.k,
+            "provenance": self.provenance,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(
+            {"vector": self.tensor.detach().to("cpu", torch.float32).contiguous()},
+            str(tmp),
+            metadata={"actadd": json.dumps(meta)},
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        model: HookedTransformer | None = None,
+        *,
+        allow_other_model: bool = False,
+    ) -> SteeringVector:
+        """Read a vector saved by :meth:`save`.
+
+        With ``model``, the vector is checked against it (d_model always; the model name
+        unless ``allow_other_model=True``) and moved to its device.
+        """
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise VectorFileError(f"No steering-vector file at {path}.")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["actadd"])
+                tensor = f.get_tensor("vector")
+        except Exception as exc:
+            raise VectorFileError(
+                f"{path} is not a readable actadd steering-vector file "
+                f"({type(exc).__name__}: {exc}). Files are written by SteeringVector.save()."
+            ) from exc
+        if meta.get("format") != "actadd.steering_vector":
+            raise VectorFileError(f"{path}: metadata is not an actadd steering vector.")
+        if tuple(tensor.shape) != (meta["k"], meta["d_model"]):
+            raise VectorFileError(
+                f"{path}: tensor shape {tuple(tensor.shape)} disagrees with its metadata "
+                f"({meta['k']}, {meta['d_model']})."
+            )
+        vec = cls(tensor, int(meta["layer"]), meta.get("model_name"), meta.get("provenance", {}))
+        if model is not None:
+            check_compatible(vec, model, allow_other_model=allow_other_model)
+            vec = vec.to(model.cfg.device)
+        return vec
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_coeff(coeff: float) -> float:
+    if isinstance(coeff, Tensor) and coeff.numel() == 1:
+        coeff = coeff.item()
+    if isinstance(coeff, bool) or not isinstance(coeff, (int, float)):
+        raise SteeringError(f"coefficient must be a real number, got {coeff!r}.")
+    if not math.isfinite(coeff):
+        raise SteeringError(f"coefficient must be finite, got {coeff!r}.")
+    return float(coeff)
+
+
+def check_compatible(
+    vec: SteeringVector, model: HookedTransformer, *, allow_other_model: bool = False
+) -> None:
+    """Raise unless ``vec`` can be added to ``model``'s residual stream."""
+    if vec.d_model != model.cfg.d_model:
+        raise SteeringError(
+            f"Vector has d_model {vec.d_model} but {model.cfg.model_name} has "
+            f"d_model {model.cfg.d_model}."
+        )
+    check_layer(model, vec.layer)
+    if (
+        not allow_other_model
+        and vec.model_name is not None
+        and vec.model_name != model.cfg.model_name
+    ):
+        raise SteeringError(
+            f"Vector was made for {vec.model_name!r}, model is {model.cfg.model_name!r}. "
+            "Pass allow_other_model=True to use it anyway (same d_model)."
+        )
+
+
+def _prompt_ids(model: HookedTransformer, prompt: str) -> list[int]:
+    """Token ids of ``prompt`` with the model's leading token (BOS) first."""
+    if not isinstance(prompt, str):
+        raise SteeringError(f"prompts must be strings, got {type(prompt).__name__}.")
+    return model.to_tokens(prompt, prepend_bos=True)[0].tolist()
+
+
+def _single_token_id(model: HookedTransformer, token: str | int) -> int:
+    if isinstance(token, int) and not isinstance(token, bool):
+        if not 0 <= token < model.cfg.d_vocab:
+            raise SteeringError(f"pad token id {token} outside vocabulary 0..{model.cfg.d_vocab}.")
+        return token
+    ids = model.to_tokens(token, prepend_bos=False)[0].tolist()
+    if len(ids) != 1:
+        pieces = model.to_str_tokens(token, prepend_bos=False)
+        raise SteeringError(
+            f"pad_token {token!r} is {len(ids)} tokens ({pieces}); it must be exactly one "
+            "token (or pass a token id)."
+        )
+    return ids[0]
+
+
+def align_pair(
+    pos_ids: list[int], neg_ids: list[int], pad: PairAlign, pad_id: int
+) -> tuple[list[int], list[int]]:
+    """Make two BOS-prefixed token lists the same length (see ``SteeringVector.from_pair``)."""
+    n = max(len(pos_ids), len(neg_ids))
+    if pad == "truncate":
+        m = min(len(pos_ids), len(neg_ids))
+        return pos_ids[:m], neg_ids[:m]
+
+    def padded(ids: list[int]) -> list[int]:
+        fill = [pad_id] * (n - len(ids))
+        return ids + fill if pad == "right" else ids[:1] + fill + ids[1:]
+
+    return padded(pos_ids), padded(neg_ids)
+
+
+def residual_at(
+    model: HookedTransformer, tokens: Tensor, layer: int
+) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream entering block ``layer`` (``resid_pre``), for unpadded tokens.
+
+    Stops the forward pass there: blocks at and above ``layer`` are never run.
+    """
+    check_layer(model, layer)
+    with torch.no_grad():
+        return model(tokens, stop_at_layer=layer)
+
+
+def pad_rows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Zero-pad the shorter of two ``[k, d]`` tensors at the end to the longer's length."""
+    k = max(a.shape[0], b.shape[0])
+
+    def grow(t: Tensor) -> Tensor:
+        if t.shape[0] == k:
+            return t
+        return torch.cat([t, t.new_zeros(k - t.shape[0], t.shape[1])])
+
+    return grow(a), grow(b)

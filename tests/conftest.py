@@ -1,0 +1,52 @@
+"""Shared fixtures. Read-only models are loaded once per session and never mocked.
+
+Tiers (see tests/README.md):
+- tests/unit: tiny random models (``tiny-llama``, ``tiny-gpt2``), seconds each.
+- tests/integration: the embedded SmolLM2-135M-Instruct, loaded once per session.
+- tests/notebooks: executes notebooks/ on small sizes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import actadd
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    return actadd.load_model("tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    return actadd.load_model("tiny-gpt2")
+
+
+@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2"])
+def tiny_model(request):
+    return actadd.load_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return actadd.load_model()
+
+
+@pytest.fixture(autouse=True)
+def _models_left_clean(request):
+    """Every test must leave shared models without hooks or patched methods."""
+    yield
+    for name in ("tiny_llama", "tiny_gpt2", "tiny_model", "smollm2"):
+        if name in request.fixturenames:
+            model = request.getfixturevalue(name)
+            leftover = [n for n, hp in model.hook_dict.items() if hp._forward_hooks]
+            assert not leftover, f"hooks left on {name}: {leftover}"
+            assert "forward" not in vars(model), "a patched forward was left on the model"
