@@ -13,7 +13,7 @@ through their post-processor, so every path (TransformerLens ``to_tokens``, ``mo
 the workbench's own batching, plain ``tokenizer(...)``) sees the same first token. For the
 SmolLM2 GGUF, whose file sets no BOS to add, the leading token is ``<|endoftext|>`` (id 0):
 the document separator the model was pre-trained with, so it is what a document start looks
-like to the model (see ``tests/integration/test_smollm2.py`` for the measured perplexities).
+like to the model (see ``tests/integration/test_smollm2_model.py`` for the measured perplexities).
 """
 
 from __future__ import annotations
