@@ -171,7 +171,7 @@ class _Plan:
 
     add: Tensor | None  # [batch, prompt_len, d_model] summed rows at prompt positions
     touched: Tensor | None  # [batch, prompt_len] bool: positions that receive an addition
-    everywhere: Tensor | None  # [d_model]: added at every position ("all")
+    everywhere: Tensor | None  # [batch, 1, d_model]: added at every position ("all")
 
 
 @dataclass
@@ -222,23 +222,20 @@ class Steering:
             raise SteeringError(f"on_short must be 'error' or 'clip', got {on_short!r}.")
         default = Align.parse(align)
         items = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
-        self.entries: list[tuple[SteeringVector, Align]] = []
+        self.entries: list[tuple[SteeringVector, Align, tuple[int, ...] | None]] = []
         for item in items:
-            vec, al = item if isinstance(item, tuple) else (item, default)
-            if not isinstance(vec, SteeringVector):
-                raise SteeringError(f"Expected SteeringVector, got {type(vec).__name__}.")
+            vec, al, rows = _unpack(item, default)
             check_compatible(vec, model, allow_other_model=allow_other_model)
-            al = Align.parse(al)
             if al.kind == "all" and vec.k != 1:
                 raise SteeringError(
                     f"align='all' adds one d_model vector at every position, but "
                     f"{vec.describe()} has {vec.k} rows. Use v.mean() (or v.mean(skip_first=True)"
                     ") or v.rows([i])."
                 )
-            self.entries.append((vec, al))
+            self.entries.append((vec, al, rows))
         self.model = model
         self.on_short = on_short
-        self.layers = sorted({v.layer for v, _ in self.entries})
+        self.layers = sorted({v.layer for v, _, _ in self.entries})
         self._plans: dict[int, _Plan] = {}
         self._plan_key: object = None
         self._prompt_mask: Tensor | None = None
@@ -256,17 +253,27 @@ class Steering:
         plans: dict[int, _Plan] = {}
         for layer in self.layers:
             add = touched = everywhere = None
-            for vec, al in self.entries:
+            for vec, al, only in self.entries:
                 if vec.layer != layer:
                     continue
+                if only is not None and max(only) >= batch:
+                    raise SteeringError(
+                        f"{vec.describe()} is assigned to batch rows {list(only)} but the input "
+                        f"has {batch} rows."
+                    )
+                targets = range(batch) if only is None else only
                 t = vec.tensor.to(cfg.device, cfg.dtype)
                 if al.kind == "all":
-                    everywhere = t[0] if everywhere is None else everywhere + t[0]
+                    if everywhere is None:
+                        everywhere = torch.zeros(
+                            batch, 1, cfg.d_model, device=cfg.device, dtype=cfg.dtype
+                        )
+                    everywhere[list(targets), 0] += t[0]
                     continue
                 if add is None:
                     add = torch.zeros(batch, plen, cfg.d_model, device=cfg.device, dtype=cfg.dtype)
                     touched = torch.zeros(batch, plen, dtype=torch.bool, device=cfg.device)
-                for b in range(batch):
+                for b in targets:
                     rows, pos = prompt_positions(al, vec.k, len(real[b]), self.on_short)
                     absolute = real[b][pos].to(cfg.device)
                     add[b, absolute] += t[rows.to(cfg.device)]
@@ -418,15 +425,13 @@ class Steering:
                         )
                     )
             if plan.everywhere is not None:
-                records.append(
-                    dict(
-                        row=-1,
-                        position=-1,
-                        layer=layer,
-                        norm=float(plan.everywhere.norm()),
-                        kind="all",
-                    )
-                )
+                for b, row in enumerate(plan.everywhere[:, 0]):
+                    if bool(row.any()):
+                        records.append(
+                            dict(
+                                row=b, position=-1, layer=layer, norm=float(row.norm()), kind="all"
+                            )
+                        )
         return pd.DataFrame.from_records(
             records, columns=["row", "position", "layer", "norm", "kind"]
         )
@@ -445,7 +450,8 @@ def steering(
     Args:
         model: the ``HookedTransformer``.
         vectors: one vector, or a list; an item may be ``(vector, align)`` to give that
-            vector its own alignment.
+            vector its own alignment, or ``(vector, align, rows)`` to apply it only to some
+            batch rows (sweeps batch many steering settings into one forward this way).
         align: default alignment (``"front"``, ``"back"``, ``"all"``, ``"offset:s"`` /
             ``int``, ``"positions:..."`` / list of ints, or an :class:`Align`).
         on_short: ``"error"`` (default) when a prompt is shorter than a vector needs, or
@@ -453,6 +459,30 @@ def steering(
         allow_other_model: use vectors made for another model with the same ``d_model``.
     """
     return Steering(model, vectors, align, on_short=on_short, allow_other_model=allow_other_model)
+
+
+def _unpack(item, default: Align) -> tuple[SteeringVector, Align, tuple[int, ...] | None]:
+    """An entry is a vector, ``(vector, align)`` or ``(vector, align, rows)``."""
+    rows = None
+    if isinstance(item, tuple):
+        if len(item) == 2:
+            vec, al = item
+        elif len(item) == 3:
+            vec, al, rows = item
+        else:
+            raise SteeringError(
+                f"Entries are vector, (vector, align) or (vector, align, rows); "
+                f"got a tuple of {len(item)}."
+            )
+    else:
+        vec, al = item, default
+    if not isinstance(vec, SteeringVector):
+        raise SteeringError(f"Expected SteeringVector, got {type(vec).__name__}.")
+    if rows is not None:
+        rows = tuple(int(r) for r in rows)
+        if not rows or min(rows) < 0:
+            raise SteeringError(f"rows must be non-empty batch indices >= 0, got {rows}.")
+    return vec, Align.parse(default if al is None else al), rows
 
 
 def _ones(batch: int, n: int) -> Tensor:

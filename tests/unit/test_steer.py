@@ -276,3 +276,23 @@ def test_final_layer_index_steers_the_last_residual_stream(tiny_llama):
     clean = tiny_llama(tokens)
     assert not torch.equal(steered[0, :5], clean[0, :5])
     assert torch.equal(steered[0, 5:], clean[0, 5:])
+
+
+def test_row_restricted_entries_steer_each_batch_row_independently(tiny_llama):
+    """(vector, align, rows) entries batch different settings into one forward."""
+    v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=2)
+    prompts = [PROMPT, PROMPT, PROMPT]
+    tokens = tiny_llama.to_tokens(prompts)
+    with steering(tiny_llama, [(2 * v, "front", [0]), (-1 * v, "back", [1])]) as s:
+        batched = tiny_llama(tokens)
+    assert set(s.applied().row) == {0, 1}
+    with steering(tiny_llama, 2 * v, "front"):
+        row0 = tiny_llama(tokens[:1])
+    with steering(tiny_llama, -1 * v, "back"):
+        row1 = tiny_llama(tokens[:1])
+    torch.testing.assert_close(batched[0], row0[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched[1], row1[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched[2], tiny_llama(tokens[:1])[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(SteeringError, match="batch rows"):
+        with steering(tiny_llama, [(v, "front", [5])]):
+            tiny_llama(tokens)
