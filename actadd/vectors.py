@@ -27,7 +27,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from actadd.errors import SteeringError, VectorFileError
-from actadd.hooks import check_layer
+from actadd.hooks import check_layer, resid_pre
 
 PairAlign = Literal["right", "left", "truncate"]
 PAIR_ALIGNS: tuple[str, ...] = ("right", "left", "truncate")
@@ -96,8 +96,28 @@ class SteeringVector:
         ``pad_token`` is a string that must be a single token, or a token id.
         One side may be ``""`` (e.g. ``" weddings" − ""``): it is then all padding.
         """
+        vectors = cls.from_pair_layers(
+            model, positive, negative, [layer], coeff, pad=pad, pad_token=pad_token
+        )
+        return vectors[layer]
+
+    @classmethod
+    def from_pair_layers(
+        cls,
+        model: HookedTransformer,
+        positive: str,
+        negative: str,
+        layers: Sequence[int],
+        coeff: float = 1.0,
+        *,
+        pad: PairAlign = "right",
+        pad_token: str | int = " ",
+    ) -> dict[int, SteeringVector]:
+        """:meth:`from_pair` at several layers from one forward pass: ``{layer: vector}``."""
         coeff = _check_coeff(coeff)
-        layer = check_layer(model, layer)
+        layers = [check_layer(model, layer) for layer in layers]
+        if not layers:
+            raise SteeringError("No layers given.")
         if pad not in PAIR_ALIGNS:
             raise SteeringError(f"Unknown pair alignment {pad!r}; allowed: {PAIR_ALIGNS}.")
         if not positive and not negative:
@@ -106,23 +126,26 @@ class SteeringVector:
         pos_ids, neg_ids = (_prompt_ids(model, p) for p in (positive, negative))
         pos_ids, neg_ids = align_pair(pos_ids, neg_ids, pad, pad_id)
         tokens = torch.tensor([pos_ids, neg_ids], device=model.cfg.device)
-        acts = residual_at(model, tokens, layer)
-        tensor = coeff * (acts[0] - acts[1])
-        return cls(
-            tensor,
-            layer,
-            model.cfg.model_name,
-            {
-                "kind": "pair",
-                "positive": positive,
-                "negative": negative,
-                "coeff": coeff,
-                "pad": pad,
-                "pad_token": pad_token if isinstance(pad_token, str) else int(pad_token),
-                "tokens_positive": model.to_str_tokens(torch.tensor(pos_ids)),
-                "tokens_negative": model.to_str_tokens(torch.tensor(neg_ids)),
-            },
-        )
+        acts = residuals_at(model, tokens, layers)
+        provenance = {
+            "kind": "pair",
+            "positive": positive,
+            "negative": negative,
+            "coeff": coeff,
+            "pad": pad,
+            "pad_token": pad_token if isinstance(pad_token, str) else int(pad_token),
+            "tokens_positive": model.to_str_tokens(torch.tensor(pos_ids)),
+            "tokens_negative": model.to_str_tokens(torch.tensor(neg_ids)),
+        }
+        return {
+            layer: cls(
+                coeff * (acts[layer][0] - acts[layer][1]),
+                layer,
+                model.cfg.model_name,
+                dict(provenance),
+            )
+            for layer in layers
+        }
 
     @classmethod
     def from_prompt(
@@ -407,16 +430,21 @@ def align_pair(
     return padded(pos_ids), padded(neg_ids)
 
 
-def residual_at(
-    model: HookedTransformer, tokens: Tensor, layer: int
-) -> Float[Tensor, "batch pos d_model"]:
-    """The residual stream entering block ``layer`` (``resid_pre``), for unpadded tokens.
+def residuals_at(
+    model: HookedTransformer, tokens: Tensor, layers: Sequence[int], **kwargs
+) -> dict[int, Float[Tensor, "batch pos d_model"]]:
+    """The residual streams entering blocks ``layers`` (``resid_pre``): ``{layer: acts}``.
 
-    Stops the forward pass there: blocks at and above ``layer`` are never run.
+    One forward pass, stopped after the deepest layer asked for. ``kwargs`` go to the
+    forward (e.g. ``attention_mask``).
     """
-    check_layer(model, layer)
+    names = {resid_pre(model, layer): layer for layer in layers}
+    stop = max(layers) + 1 if max(layers) < model.cfg.n_layers else None
     with torch.no_grad():
-        return model(tokens, stop_at_layer=layer)
+        _, cache = model.run_with_cache(
+            tokens, names_filter=lambda n: n in names, stop_at_layer=stop, **kwargs
+        )
+    return {layer: cache[name] for name, layer in names.items()}
 
 
 def pad_rows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

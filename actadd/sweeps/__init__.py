@@ -1,0 +1,117 @@
+"""Sweeps over layers × coefficients × alignments: spec, fast engine, resumable store.
+
+>>> spec = SweepSpec.from_toml("experiments/configs/wedding_sweep.toml")
+>>> df = run_sweep(spec, out="results/wedding_sweep")          # tidy long table
+>>> summarize(df)                                                # one row per cell × metric
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from actadd.models import load_model
+from actadd.sweeps.engine import (
+    UNSTEERED,
+    Texts,
+    generation_unit,
+    naive_next_token,
+    next_token_unit,
+    sort_results,
+    summarize,
+    units,
+)
+from actadd.sweeps.spec import GenerationSpec, PairSpec, SweepSpec
+from actadd.sweeps.store import RunStore
+from actadd.vectors import SteeringVector
+
+__all__ = [
+    "GenerationSpec",
+    "PairSpec",
+    "RunStore",
+    "SweepSpec",
+    "UNSTEERED",
+    "load_results",
+    "naive_next_token",
+    "run_sweep",
+    "sort_results",
+    "summarize",
+]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    model: HookedTransformer | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    kind: str = "sweep",
+) -> pd.DataFrame:
+    """Evaluate every cell of ``spec``; return the tidy metrics table.
+
+    With ``out``, results go to a resumable run directory (see :mod:`actadd.sweeps.store`):
+    ``resume=True`` skips finished units. Completions, when the spec samples, are in
+    ``df.attrs["completions"]`` and ``<out>/completions.parquet``.
+    All validation happens before any compute.
+    """
+    model = model if model is not None else load_model(spec.model)
+    spec.validate(model)
+    config = {"kind": kind, **spec.to_dict(), "model_resolved": model.cfg.model_name}
+    store = RunStore(out, config, model, resume=resume) if out is not None else None
+    todo = units(spec, model.cfg.n_layers)
+    results: dict[str, dict[str, pd.DataFrame]] = {}
+    texts: Texts | None = None
+    vectors: dict[tuple[int, str], dict[int, SteeringVector]] = {}
+    disable = None if progress is None else not progress
+    layers = spec.layer_list(model.cfg.n_layers)
+    with tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="unit", disable=disable) as bar:
+        for unit in todo:
+            if store is not None and store.done(unit.key):
+                bar.update(1)
+                continue
+            vecs = None
+            if unit.pair >= 0:
+                key = (unit.pair, unit.pad)
+                if key not in vectors:
+                    pair = spec.pairs[unit.pair]
+                    vectors[key] = SteeringVector.from_pair_layers(
+                        model, pair.positive, pair.negative, layers, pad=unit.pad
+                    )
+                vecs = vectors[key]
+            if unit.kind == "next_token":
+                if texts is None:
+                    texts = Texts(model, spec)
+                    texts.prefetch(layers)
+                tables = {"results": next_token_unit(model, spec, texts, unit, vecs)}
+            else:
+                metrics, comps = generation_unit(model, spec, unit, vecs)
+                tables = {"results": metrics, "completions": comps}
+            if store is not None:
+                store.write(unit.key, tables)
+            else:
+                results[unit.key] = tables
+            bar.set_postfix_str(unit.key)
+            bar.update(1)
+    keys = [u.key for u in todo]
+    if store is not None:
+        final = store.finalize(keys, ("results", "completions"))
+    else:
+        final = {
+            t: pd.concat([results[k][t] for k in keys if t in results[k]], ignore_index=True)
+            for t in ("results", "completions")
+            if any(t in results[k] for k in keys)
+        }
+    df = final["results"]
+    if "completions" in final:
+        df.attrs["completions"] = final["completions"]
+    return df
+
+
+def load_results(out: str | Path) -> pd.DataFrame:
+    """Read a finished run's metrics table."""
+    return pd.read_parquet(Path(out) / "results.parquet")
+

@@ -1,0 +1,264 @@
+"""Sweep specifications: a validated dataclass, read from TOML or a dict.
+
+A sweep is the grid ``pairs × pair-alignments × layers × coefficients × injection
+alignments``, evaluated on user prompts (next-token metrics), neutral texts (KL
+disruption) and, optionally, sampled completions (topic words, sentiment). Example::
+
+    name = "wedding_layers"
+    model = "smollm2"            # or a .gguf path, "tiny-llama", a TransformerLens name
+    layers = "0:30:2"            # "all", "a:b[:step]", or a list
+    coeffs = [0.5, 1, 2, 4]
+    aligns = ["front"]           # also "back", "all", "offset:3", "offset:0:6" (a range)
+    pads = ["right"]             # pair alignment: right / left / truncate
+    prompts = ["I went up to my friend and said"]
+    target_words = "weddings"    # a preset name or a list of words
+
+    [[pairs]]
+    positive = " weddings"
+    negative = ""
+
+    [generation]                 # optional: sampled completions
+    n_samples = 16
+    max_new_tokens = 40
+    topic_words = "weddings"
+
+Every problem is reported by :meth:`SweepSpec.validate` before any compute starts.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from actadd.errors import ActAddError, ConfigError
+from actadd.metrics import TOPIC_PRESETS, target_token_ids
+from actadd.steer import Align
+from actadd.vectors import PAIR_ALIGNS
+
+DEFAULT_NEUTRAL_TEXTS = (
+    "The museum opens at nine in the morning and closes at five in the afternoon.",
+    "To change a bicycle tire, first release the brake and remove the wheel from the frame.",
+)
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    positive: str
+    negative: str = ""
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.positive!r}-{self.negative!r}"
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    n_samples: int = 8
+    max_new_tokens: int = 40
+    seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 0.3
+    freq_penalty: float = 1.0
+    topic_words: tuple[str, ...] | str = "weddings"
+    sentiment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_samples < 1 or self.max_new_tokens < 1:
+            raise ConfigError("generation.n_samples and max_new_tokens must be >= 1.")
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return _words(self.topic_words, "generation.topic_words")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep grid. See the module docstring for the TOML form."""
+
+    name: str
+    pairs: tuple[PairSpec, ...]
+    layers: tuple[int, ...] | str
+    coeffs: tuple[float, ...]
+    prompts: tuple[str, ...]
+    model: str | None = None
+    aligns: tuple[str, ...] = ("front",)
+    pads: tuple[str, ...] = ("right",)
+    target_words: tuple[str, ...] | str = "weddings"
+    neutral_texts: tuple[str, ...] = DEFAULT_NEUTRAL_TEXTS
+    generation: GenerationSpec | None = None
+    next_token: bool = True
+    batch_rows: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError("name must be a non-empty string.")
+        for label, values in (
+            ("pairs", self.pairs),
+            ("coeffs", self.coeffs),
+            ("prompts", self.prompts),
+            ("aligns", self.aligns),
+            ("pads", self.pads),
+        ):
+            if len(values) == 0:
+                raise ConfigError(f"{label} is empty: the grid needs at least one value.")
+        for c in self.coeffs:
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c):
+                raise ConfigError(f"coefficient {c!r} is not a finite number.")
+        for p in self.pads:
+            if p not in PAIR_ALIGNS:
+                raise ConfigError(f"pad {p!r} unknown; allowed: {', '.join(PAIR_ALIGNS)}.")
+        for a in self.aligns:
+            try:
+                expand_align(a)
+            except ActAddError as exc:
+                raise ConfigError(f"align {a!r}: {exc}") from None
+        if not any(p.positive or p.negative for p in self.pairs):
+            raise ConfigError("Every pair has two empty prompts.")
+        if not all(isinstance(t, str) and t for t in self.prompts):
+            raise ConfigError("prompts must be non-empty strings.")
+        if self.batch_rows < 1:
+            raise ConfigError("batch_rows must be >= 1.")
+        _words(self.target_words, "target_words")
+        if isinstance(self.layers, str):
+            parse_layers(self.layers, n_layers=10**6)  # syntax check; range checked in validate
+
+    # ------------------------------------------------------------------ derived grid
+
+    def layer_list(self, n_layers: int) -> list[int]:
+        if isinstance(self.layers, str):
+            return parse_layers(self.layers, n_layers)
+        return list(self.layers)
+
+    def align_list(self) -> list[Align]:
+        out: list[Align] = []
+        for a in self.aligns:
+            out += [x for x in expand_align(a) if x not in out]
+        return out
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return _words(self.target_words, "target_words")
+
+    def validate(self, model) -> None:
+        """Check everything that depends on the model. Raises ConfigError."""
+        n = model.cfg.n_layers
+        layers = self.layer_list(n)
+        if not layers:
+            raise ConfigError(f"layers {self.layers!r} selects no layer.")
+        bad = [layer for layer in layers if not 0 <= layer < n]
+        if bad:
+            raise ConfigError(
+                f"layers {bad} out of range for {model.cfg.model_name}: allowed 0..{n - 1}."
+            )
+        try:
+            target_token_ids(model, self.words)
+        except ActAddError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.generation is not None:
+            self.generation.words  # noqa: B018 - validates the preset name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # ------------------------------------------------------------------ reading
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SweepSpec:
+        raw = dict(raw)
+        raw.pop("kind", None)
+        _reject_unknown(raw, cls, "sweep config")
+        try:
+            pairs = tuple(_pair(p) for p in raw.pop("pairs", ()))
+            generation = raw.pop("generation", None)
+            if generation is not None:
+                _reject_unknown(generation, GenerationSpec, "[generation]")
+                generation = GenerationSpec(**_tuples(generation))
+            return cls(pairs=pairs, generation=generation, **_tuples(raw))
+        except TypeError as exc:
+            raise ConfigError(f"sweep config: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> SweepSpec:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"No config file at {path}.")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        return cls.from_dict(raw)
+
+
+def _pair(p: Any) -> PairSpec:
+    if isinstance(p, (list, tuple)) and len(p) == 2:
+        return PairSpec(str(p[0]), str(p[1]))
+    if isinstance(p, dict):
+        _reject_unknown(p, PairSpec, "[[pairs]]")
+        return PairSpec(**p)
+    raise ConfigError(f"A pair is {{positive, negative[, label]}} or [pos, neg]; got {p!r}.")
+
+
+def _reject_unknown(raw: dict, cls, where: str) -> None:
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def _words(words: tuple[str, ...] | str, where: str) -> tuple[str, ...]:
+    if isinstance(words, str):
+        if words not in TOPIC_PRESETS:
+            raise ConfigError(
+                f"{where}: unknown preset {words!r}; presets: {sorted(TOPIC_PRESETS)}, "
+                "or give a list of words."
+            )
+        return TOPIC_PRESETS[words]
+    if not words or not all(isinstance(w, str) and w.strip() for w in words):
+        raise ConfigError(f"{where} must be a preset name or a non-empty list of words.")
+    return tuple(words)
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """``"all"`` → ``0..n-1``; ``"a:b[:step]"`` → ``range(a, b, step)``; ``"3"`` → ``[3]``."""
+    s = spec.strip().lower()
+    if s == "all":
+        return list(range(n_layers))
+    parts = s.split(":")
+    try:
+        nums = [int(p) if p else None for p in parts]
+    except ValueError:
+        raise ConfigError(
+            f"layers {spec!r}: use 'all', 'a:b', 'a:b:step' or a list of ints."
+        ) from None
+    if len(nums) == 1 and nums[0] is not None:
+        return [nums[0]]
+    if len(nums) in (2, 3):
+        start = nums[0] or 0
+        stop = nums[1] if nums[1] is not None else n_layers
+        step = nums[2] if len(nums) == 3 and nums[2] else 1
+        if step <= 0:
+            raise ConfigError(f"layers {spec!r}: step must be positive.")
+        return list(range(start, stop, step))
+    raise ConfigError(f"layers {spec!r}: use 'all', 'a:b', 'a:b:step' or a list of ints.")
+
+
+def expand_align(spec: str) -> list[Align]:
+    """An align entry; ``"offset:a:b[:step]"`` expands to one alignment per offset."""
+    if isinstance(spec, str) and spec.startswith("offset:") and spec.count(":") >= 2:
+        _, a, b, *rest = spec.split(":")
+        try:
+            offsets = range(int(a), int(b), int(rest[0]) if rest else 1)
+        except ValueError:
+            raise ConfigError(f"Cannot parse offset range {spec!r}.") from None
+        if not offsets:
+            raise ConfigError(f"Offset range {spec!r} is empty.")
+        return [Align.at_offset(s) for s in offsets]
+    return [Align.parse(spec)]
