@@ -303,9 +303,7 @@ def dim_slice(vector: SteeringVector, dims: float | slice | Sequence[int]) -> St
         keep[idx] = True
         label = f"{len(set(idx))} dims"
     else:
-        raise SteeringError(
-            f"dims must be a fraction, a slice or a list of indices, got {dims!r}."
-        )
+        raise SteeringError(f"dims must be a fraction, a slice or a list of indices, got {dims!r}.")
     t = vector.tensor * keep.to(vector.tensor.device, vector.tensor.dtype)
     vec = SteeringVector.from_tensor(t, vector.layer, vector.model_name, description="dim_slice")
     return vec.with_label(f"{vector.describe()} restricted to {label}")
@@ -360,8 +358,7 @@ class PromptBatch:
         self.model = model
         self.texts = _check_texts(texts, "prompts")
         self.token_lists = [model.to_tokens(t)[0].tolist() for t in self.texts]
-        n = model.cfg.n_layers
-        self.resid, self.mask = residuals(model, self.texts, range(n))
+        self.resid, self.mask = residuals(model, self.texts, range(model.cfg.n_layers + 1))
         self.base = self.logprobs()
 
     @torch.no_grad()
@@ -386,10 +383,7 @@ class PromptBatch:
 
     def typical_norm(self, layer: int) -> float:
         """Typical residual norm of these texts at ``layer`` (leading token excluded)."""
-        if layer == self.model.cfg.n_layers:
-            res, mask = residuals(self.model, self.texts, [layer])
-            return typical_norm_of(res[layer], mask)
-        return typical_norm_of(self.resid[layer], self.mask)
+        return typical_norm_of(self.resid[check_layer(self.model, layer)], self.mask)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -564,38 +558,16 @@ class Settings:
 
 # ---------------------------------------------------------------------- the runner
 
-COLUMNS = [
-    "model",
-    "pair",
-    "layer",
-    "condition",
-    "family",
-    "add_layer",
-    "source_layer",
-    "coeff",
-    "scale",
-    "other_pair",
-    "prompt_index",
-    "prompt",
-    "prompt_kind",
-    "kl",
-    "target_logprob_delta",
-    "effect_corr",
-    "topk_overlap",
-    "inject_corr",
-    "vec_norm",
-    "other_target_logprob_delta",
-    "additive_corr",
-]
-METRICS = [
-    "kl",
-    "target_logprob_delta",
-    "effect_corr",
-    "topk_overlap",
-    "inject_corr",
-    "other_target_logprob_delta",
-    "additive_corr",
-]
+# one row per (pair, layer, condition, text); see compare_conditions
+COLUMNS: list[str] = (
+    "model pair layer condition family add_layer source_layer coeff scale other_pair "
+    "prompt_index prompt prompt_kind kl target_logprob_delta effect_corr topk_overlap "
+    "inject_corr vec_norm other_target_logprob_delta additive_corr"
+).split()
+METRICS: list[str] = (
+    "kl target_logprob_delta effect_corr topk_overlap inject_corr "
+    "other_target_logprob_delta additive_corr"
+).split()
 
 
 @dataclass
@@ -643,7 +615,6 @@ def compare_conditions(
     texts = list(settings.prompts) + list(settings.neutral)
     kinds = ["user"] * len(settings.prompts) + ["neutral"] * len(settings.neutral)
     batch = PromptBatch(model, texts)
-    base = batch.base
     n_layers = model.cfg.n_layers
     ref_layers = settings.reference_layers()
     norms = {layer: batch.typical_norm(layer) for layer in range(n_layers + 1)}
@@ -695,14 +666,14 @@ def compare_conditions(
             _run_injections(model, batch, run, settings)
             emb = None
             if settings.embedding:
-                vec = embedding_vector(model, pair.positive, pair.negative, pair.coeff, pad=pair.pad)
+                vec = embedding_vector(
+                    model, pair.positive, pair.negative, pair.coeff, pad=pair.pad
+                )
                 emb = batch.logprobs(vec, on_short=settings.on_short)
             bar.update(1)
             for layer in ref_layers:
                 bar.set_postfix_str(f"{pair.name} L{layer}")
-                _run_layer(
-                    model, batch, run, settings, layer, emb, norms, vec_of, by_name, emit
-                )
+                _run_layer(model, batch, run, settings, layer, emb, norms, vec_of, by_name, emit)
                 bar.update(1)
     df = pd.DataFrame.from_records(records)
     for col in COLUMNS:
@@ -755,8 +726,16 @@ def _run_layer(model, batch, run, settings, layer, emb, norms, vec_of, by_name, 
     def norm_of(vec: SteeringVector) -> float:
         return float(vec.tensor.norm())
 
-    emit(run, layer, "actadd", "reference", metrics(ref_lp), add_layer=layer,
-         coeff=pair.coeff, vec_norm=norm_of(actadd_vec))  # fmt: skip
+    emit(
+        run,
+        layer,
+        "actadd",
+        "reference",
+        metrics(ref_lp),
+        add_layer=layer,
+        coeff=pair.coeff,
+        vec_norm=norm_of(actadd_vec),
+    )
     for name in settings.injections:
         b, c = run.injections[name]
         emit(run, layer, f"inject_{name}", "injection", metrics(c, b))
@@ -765,29 +744,65 @@ def _run_layer(model, batch, run, settings, layer, emb, norms, vec_of, by_name, 
     if settings.random_control:
         gen = torch.Generator().manual_seed(_seed_for(settings.seed, run.index, layer))
         rnd = random_like(actadd_vec, gen)
-        emit(run, layer, "random", "control", metrics(batch.logprobs(rnd, on_short=on_short)),
-             add_layer=layer, coeff=pair.coeff, vec_norm=norm_of(rnd))  # fmt: skip
+        emit(
+            run,
+            layer,
+            "random",
+            "control",
+            metrics(batch.logprobs(rnd, on_short=on_short)),
+            add_layer=layer,
+            coeff=pair.coeff,
+            vec_norm=norm_of(rnd),
+        )
     if settings.slice_frac is not None:
         sl = dim_slice(actadd_vec, float(settings.slice_frac))
-        emit(run, layer, "slice", "control", metrics(batch.logprobs(sl, on_short=on_short)),
-             add_layer=layer, coeff=pair.coeff, vec_norm=norm_of(sl))  # fmt: skip
+        emit(
+            run,
+            layer,
+            "slice",
+            "control",
+            metrics(batch.logprobs(sl, on_short=on_short)),
+            add_layer=layer,
+            coeff=pair.coeff,
+            vec_norm=norm_of(sl),
+        )
 
     sources = {s for s in settings.transplant_sources if s < layer}
     if layer in settings.sweep_targets:
         sources |= set(settings.sweep_sources or range(layer + 1))
     for s in sorted(sources):
         scale = 1.0 if s == layer else norms[layer] / norms[s]
-        vec = (vec_of(pair, s) * (pair.coeff * scale)).at_layer(layer)
+        vec = transplant_vector(
+            model, pair.positive, pair.negative, s, layer, pair.coeff, scale=scale, pad=pair.pad
+        )
         lp = ref_lp if s == layer else batch.logprobs(vec, on_short=on_short)
-        emit(run, layer, "transplant", "transplant", metrics(lp), add_layer=layer,
-             source_layer=s, coeff=pair.coeff, scale=scale, vec_norm=norm_of(vec))  # fmt: skip
+        emit(
+            run,
+            layer,
+            "transplant",
+            "transplant",
+            metrics(lp),
+            add_layer=layer,
+            source_layer=s,
+            coeff=pair.coeff,
+            scale=scale,
+            vec_norm=norm_of(vec),
+        )
 
     if layer in settings.dose_layers:
         for c in settings.dose_coeffs:
             vec = unit * c
             lp = ref_lp if c == pair.coeff else batch.logprobs(vec, on_short=on_short)
-            emit(run, layer, "coeff", "dose", metrics(lp), add_layer=layer, coeff=c,
-                 vec_norm=norm_of(vec))  # fmt: skip
+            emit(
+                run,
+                layer,
+                "coeff",
+                "dose",
+                metrics(lp),
+                add_layer=layer,
+                coeff=c,
+                vec_norm=norm_of(vec),
+            )
         if pair.sum_with is not None:
             other = by_name[pair.sum_with]
             other_vec = vec_of(other, layer) * other.coeff
@@ -801,11 +816,25 @@ def _run_layer(model, batch, run, settings, layer, emb, norms, vec_of, by_name, 
             )
             additive = (ref_lp - base) + (other_lp - base)
             m["additive_corr"] = _pearson(sum_lp - base, additive).cpu().numpy()
-            emit(run, layer, "sum", "sum", m, add_layer=layer, coeff=pair.coeff,
-                 other_pair=other.name, vec_norm=norm_of(sum_vec))  # fmt: skip
+            emit(
+                run,
+                layer,
+                "sum",
+                "sum",
+                m,
+                add_layer=layer,
+                coeff=pair.coeff,
+                other_pair=other.name,
+                vec_norm=norm_of(sum_vec),
+            )
 
 
 # ---------------------------------------------------------------------- summaries
+
+
+def _ranks(x: np.ndarray) -> Tensor:
+    """Average ranks (ties share their mean rank), for a Spearman correlation."""
+    return torch.as_tensor(pd.Series(x).rank(method="average").to_numpy(float))
 
 
 def dose_response_summary(df: pd.DataFrame, *, near: float = 1.0) -> pd.DataFrame:
@@ -829,7 +858,7 @@ def dose_response_summary(df: pd.DataFrame, *, near: float = 1.0) -> pd.DataFram
         steps = np.sign(np.diff(y))
         small = np.abs(c) <= near
         rec = dict(pair=pair, layer=int(layer), n_coeffs=len(c))
-        rec["spearman"] = float(pd.Series(c).corr(pd.Series(y), method="spearman"))
+        rec["spearman"] = float(_pearson(_ranks(c), _ranks(y))) if len(c) > 1 else float("nan")
         rec["monotonic"] = bool(len(steps) and (np.all(steps >= 0) or np.all(steps <= 0)))
         cs, ys = c[small], y[small]
         if len(cs) >= 2 and np.any(cs != 0):

@@ -114,4 +114,3 @@ def run_sweep(
 def load_results(out: str | Path) -> pd.DataFrame:
     """Read a finished run's metrics table."""
     return pd.read_parquet(Path(out) / "results.parquet")
-

@@ -26,7 +26,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from actadd.generate import Sampling, generate_tokens, left_pad, sample_seed
-from actadd.metrics import kl_div, logprob_mass, sentiment, target_token_ids, topic_counts
+from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
 from actadd.steer import Align, steering
 from actadd.sweeps.spec import SweepSpec
 from actadd.vectors import SteeringVector, residuals_at
@@ -92,7 +92,7 @@ class Texts:
         ids = [model.to_tokens(t)[0].tolist() for t in (*spec.prompts, *spec.neutral_texts)]
         self.tokens, self.mask = left_pad(model, ids)
         self.is_prompt = torch.tensor([k == "prompt" for k in self.kinds])
-        self.targets = target_token_ids(model, spec.words)
+        self.targets = spec.target_ids(model)
         self._resid: dict[int, Tensor] = {}
         with torch.no_grad():
             self.logits = model(self.tokens, attention_mask=self.mask)
@@ -158,7 +158,9 @@ def _records(unit_cols: dict, texts: Texts, metrics, **cell) -> list[dict]:
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), max(1, size)):
+    """Consecutive slices of at most ``size`` items (at least one item each)."""
+    size = max(1, size)
+    for i in range(0, len(items), size):
         yield items[i : i + size]
 
 

@@ -154,12 +154,21 @@ class SweepSpec:
             raise ConfigError(
                 f"layers {bad} out of range for {model.cfg.model_name}: allowed 0..{n - 1}."
             )
-        try:
-            target_token_ids(model, self.words)
-        except ActAddError as exc:
-            raise ConfigError(str(exc)) from None
+        self.target_ids(model)
         if self.generation is not None:
             self.generation.words  # noqa: B018 - validates the preset name
+
+    def target_ids(self, model) -> list[int]:
+        """Single-token ids of the target words. A word list given explicitly must be all
+        single tokens; a preset keeps the words that are (and needs at least one)."""
+        strict = not isinstance(self.target_words, str)
+        try:
+            ids = target_token_ids(model, self.words, strict=strict)
+        except ActAddError as exc:
+            raise ConfigError(str(exc)) from None
+        if not ids:
+            raise ConfigError(f"None of the target words {self.words} is a single token.")
+        return ids
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

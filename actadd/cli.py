@@ -1,0 +1,159 @@
+"""The ``actadd`` command.
+
+actadd suite [--quick] [--results DIR] [--fresh]   the default experiment suite
+actadd run CONFIG.toml [--out DIR] [--quick] [--resume]
+actadd sweep CONFIG.toml [--out DIR] [--resume]
+actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
+actadd kinds                                       list experiment kinds
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from actadd.errors import ActAddError, ConfigError
+
+DEFAULT_SUITE = Path("experiments/suite.toml")
+
+
+def _out_for(config_path: Path, results: Path) -> Path:
+    return results / config_path.stem
+
+
+def cmd_run(args) -> int:
+    from actadd.experiments import run_config
+
+    config = Path(args.config)
+    out = Path(args.out) if args.out else _out_for(config, Path(args.results))
+    run_config(config, out, quick=args.quick, resume=args.resume)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from actadd.experiments import read_config
+
+    if read_config(args.config).get("kind") != "sweep":
+        raise ConfigError(f"{args.config} is not a sweep config (kind = 'sweep').")
+    args.quick = getattr(args, "quick", False)
+    return cmd_run(args)
+
+
+def read_suite(path: Path) -> list[Path]:
+    if not path.is_file():
+        raise ConfigError(f"No suite file at {path} (run from the repository root).")
+    raw = tomllib.loads(path.read_text())
+    names = raw.get("experiments")
+    if not names:
+        raise ConfigError(f"{path}: 'experiments' must list config names.")
+    configs = [path.parent / f"{name}.toml" for name in names]
+    missing = [str(c) for c in configs if not c.is_file()]
+    if missing:
+        raise ConfigError(f"{path}: config files not found: {missing}")
+    return configs
+
+
+def cmd_suite(args) -> int:
+    from actadd.experiments import run_config
+    from actadd.runinfo import write_json
+
+    configs = read_suite(Path(args.suite))
+    results = Path(args.results or ("results/_quick" if args.quick else "results"))
+    timings = {}
+    start = time.perf_counter()
+    for i, config in enumerate(configs, 1):
+        out = _out_for(config, results)
+        if args.fresh and out.exists():
+            shutil.rmtree(out / "parts", ignore_errors=True)
+            (out / "config.json").unlink(missing_ok=True)
+        print(f"[{i}/{len(configs)}] {config.stem} -> {out}", flush=True)
+        t0 = time.perf_counter()
+        run_config(config, out, quick=args.quick, resume=True)
+        timings[config.stem] = round(time.perf_counter() - t0, 1)
+        print(f"    done in {timings[config.stem]:.0f} s", flush=True)
+    total = round(time.perf_counter() - start, 1)
+    write_json(
+        results / "suite.json", {"quick": args.quick, "seconds": timings, "total_seconds": total}
+    )
+    print(f"suite finished in {total:.0f} s; tables and figures under {results}/")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from actadd.experiments import figures_for
+
+    runs = [Path(r) for r in args.runs] or sorted(
+        p.parent for p in Path(args.results).glob("*/config.json")
+    )
+    if not runs:
+        raise ConfigError(f"No run directories (with config.json) under {args.results}.")
+    for run in runs:
+        paths = figures_for(run)
+        print(f"{run}: {len(paths)} figure files")
+    return 0
+
+
+def cmd_kinds(args) -> int:
+    from actadd.experiments import KINDS, _load_builtin_kinds
+
+    _load_builtin_kinds()
+    for name, kind in sorted(KINDS.items()):
+        print(f"{name:18s} {kind.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="actadd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("suite", help="run the default experiment suite")
+    s.add_argument("--quick", action="store_true", help="small sizes (CI, minutes)")
+    s.add_argument("--results", help="output root (default results/, or results/_quick)")
+    s.add_argument("--suite", default=str(DEFAULT_SUITE))
+    s.add_argument("--fresh", action="store_true", help="discard finished parts and rerun")
+    s.set_defaults(func=cmd_suite)
+
+    r = sub.add_parser("run", help="run one experiment config")
+    r.add_argument("config")
+    r.add_argument("--out")
+    r.add_argument("--results", default="results")
+    r.add_argument("--quick", action="store_true")
+    r.add_argument("--resume", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("sweep", help="run a sweep config")
+    w.add_argument("config")
+    w.add_argument("--out")
+    w.add_argument("--results", default="results")
+    w.add_argument("--resume", action="store_true")
+    w.add_argument("--quick", action="store_true")
+    w.set_defaults(func=cmd_sweep)
+
+    f = sub.add_parser("figures", help="redraw figures from saved tables")
+    f.add_argument("runs", nargs="*")
+    f.add_argument("--results", default="results")
+    f.set_defaults(func=cmd_figures)
+
+    k = sub.add_parser("kinds", help="list experiment kinds")
+    k.set_defaults(func=cmd_kinds)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ActAddError as exc:
+        print(f"actadd: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
