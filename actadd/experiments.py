@@ -94,4 +94,4 @@ def figures_for(out: str | Path) -> list[Path]:
 
 def _load_builtin_kinds() -> None:
     """Import the modules that register kinds (kept lazy: they pull in heavy deps)."""
-    import actadd.experiment_kinds  # noqa: F401
+    import actadd.kinds  # noqa: F401
