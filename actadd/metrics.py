@@ -201,3 +201,54 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z**2 / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
     return (float(centre - half), float(centre + half))
+
+
+def newcombe_interval(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, z: float = 1.96
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for a difference of proportions ``p_a − p_b``.
+
+    Built from the two Wilson intervals (Newcombe 1998, method 10); 95% by default. It stays
+    inside [-1, 1] and behaves at 0 or n successes, where the Wald interval collapses.
+    """
+    if n_a == 0 or n_b == 0:
+        return (float("nan"), float("nan"))
+    pa, pb = successes_a / n_a, successes_b / n_b
+    la, ua = wilson_interval(successes_a, n_a, z)
+    lb, ub = wilson_interval(successes_b, n_b, z)
+    d = pa - pb
+    lo = d - np.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
+    hi = d + np.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
+    return (float(lo), float(hi))
+
+
+def proportion_summary(
+    df,
+    metric: str = "topic_any",
+    keys: Sequence[str] = ("pair", "pad", "layer", "coeff", "align"),
+    z: float = 1.96,
+):
+    """Per-cell proportion of a 0/1 metric from a tidy sweep table, with confidence intervals.
+
+    Returns one row per cell (``keys``) with ``successes, n, frac, lo, hi`` (Wilson) and,
+    when the table has unsteered rows (``layer < 0``), ``diff, diff_lo, diff_hi``: the
+    difference from the unsteered proportion with Newcombe's interval (95% by default).
+    """
+    import pandas as pd
+
+    sel = df[df["metric"] == metric]
+    if sel.empty:
+        raise ConfigError(f"No rows for metric {metric!r}.")
+    keys = [k for k in keys if k in sel.columns]
+    g = sel.groupby(keys, dropna=False)["value"]
+    out = pd.DataFrame({"successes": g.sum().round().astype(int), "n": g.count()}).reset_index()
+    out["frac"] = out["successes"] / out["n"]
+    ci = [wilson_interval(int(s), int(n), z) for s, n in zip(out["successes"], out["n"])]
+    out["lo"], out["hi"] = [c[0] for c in ci], [c[1] for c in ci]
+    base = out[out["layer"] < 0]
+    if len(base):
+        bs, bn = int(base["successes"].sum()), int(base["n"].sum())
+        out["diff"] = out["frac"] - bs / bn
+        diff = [newcombe_interval(int(s), int(n), bs, bn, z) for s, n in zip(out.successes, out.n)]
+        out["diff_lo"], out["diff_hi"] = [d[0] for d in diff], [d[1] for d in diff]
+    return out

@@ -244,3 +244,250 @@ def sweep_figures(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
                     f"{stem}_offsets",
                 )
     return written
+
+
+# ---------------------------------------------------------------------- paper figures
+#
+# The figures of the paper-reproduction experiments (experiments/README.md). Each takes a
+# table already reduced to one row per cell (``actadd.metrics.proportion_summary`` for 0/1
+# metrics, ``actadd.sweeps.summarize`` for means) and draws on a given or new axes.
+
+CI_NOTE = "bars: 95% CI"
+ALIGN_ORDER = ("front", "offset", "back", "all", "positions")
+
+
+def _baseline_band(ax, centre: float, lo: float, hi: float, text: str = "unsteered") -> None:
+    """The unsteered value as a dashed line, its confidence interval as a grey band."""
+    ax.axhline(centre, color="0.25", ls="--", lw=1, label=text, zorder=1)
+    if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+        ax.axhspan(lo, hi, color="0.8", alpha=0.6, lw=0, zorder=0)
+
+
+def _yerr(centre, lo, hi) -> np.ndarray:
+    centre, lo, hi = (np.asarray(x, dtype=float) for x in (centre, lo, hi))
+    return np.vstack([centre - lo, hi - centre]).clip(min=0)
+
+
+def align_sort_key(align: str) -> tuple[int, float]:
+    """Order alignments front, offset:1, offset:2, ..., back, all."""
+    kind = align.split(":")[0]
+    rank = ALIGN_ORDER.index(kind) if kind in ALIGN_ORDER else len(ALIGN_ORDER)
+    off = align_offset(align)
+    return (rank, 0.0 if np.isnan(off) else off)
+
+
+def mean_ci(summary: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
+    """Add ``lo``/``hi`` (mean ± z·s.e.; a normal 95% interval) to a summarize() table."""
+    s = summary.copy()
+    half = z * s["sem"].fillna(0.0)
+    s["lo"], s["hi"] = s["mean"] - half, s["mean"] + half
+    return s
+
+
+def proportion_by_layer(
+    props: pd.DataFrame,
+    *,
+    pair: str | None = None,
+    align: str | None = "front",
+    ax=None,
+    title: str | None = None,
+    ylabel: str = "Completions with a topic word [fraction]",
+):
+    """Fraction of completions with a topic word against injection layer.
+
+    One line per coefficient with Wilson 95% intervals; the unsteered fraction is the dashed
+    line with its Wilson interval as a grey band. ``props`` is
+    :func:`actadd.metrics.proportion_summary` output.
+    """
+    with plt.rc_context(PAPER_RC):
+        fig, ax = _axes(ax)
+        sel = props[props.layer >= 0]
+        for col, val in (("pair", pair), ("align", align)):
+            if val is not None and col in sel.columns:
+                sel = sel[sel[col] == val]
+        if sel.empty:
+            raise ValueError(f"No steered rows for pair={pair!r}, align={align!r}.")
+        base = props[props.layer < 0]
+        if len(base):
+            b = base.iloc[0]
+            _baseline_band(ax, b.frac, b.lo, b.hi, f"unsteered (n = {int(b.n)})")
+        coeffs = sorted(sel.coeff.unique())
+        colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(coeffs)))
+        for i, (c, color) in enumerate(zip(coeffs, colors)):
+            d = sel[sel.coeff == c].sort_values("layer")
+            shift = (i - (len(coeffs) - 1) / 2) * 0.12  # keep the error bars apart
+            ax.errorbar(
+                d.layer + shift,
+                d.frac,
+                yerr=_yerr(d.frac, d.lo, d.hi),
+                color=color,
+                marker="o",
+                ms=3,
+                lw=1.1,
+                elinewidth=0.8,
+                capsize=1.5,
+                label=f"c = {c:g} (n = {int(d.n.iloc[0])})",
+            )
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("Injection layer L (resid_pre)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title or (pair or ""))
+        ax.legend(frameon=False, ncol=2, loc="upper right")
+        ax.text(0.01, 0.99, CI_NOTE + " (Wilson)", transform=ax.transAxes, va="top", fontsize=7)
+    return fig
+
+
+def mean_by(
+    summary: pd.DataFrame,
+    metric: str,
+    *,
+    x: str = "layer",
+    lines: str = "coeff",
+    pair: str | None = None,
+    align: str | None = "front",
+    ax=None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    log_x: bool = False,
+):
+    """Mean ``metric`` against ``x`` (``"layer"`` or ``"coeff"``), one line per value of
+    ``lines``, with 95% normal intervals (±1.96 s.e.) and the unsteered band.
+
+    ``summary`` is :func:`actadd.sweeps.summarize` output (steered rows ``layer >= 0``,
+    unsteered ``layer < 0``).
+    """
+    with plt.rc_context(PAPER_RC):
+        fig, ax = _axes(ax)
+        s = mean_ci(summary[summary.metric == metric])
+        sel = s[s.layer >= 0]
+        for col, val in (("pair", pair), ("align", align)):
+            if val is not None:
+                sel = sel[sel[col] == val]
+        if sel.empty:
+            raise ValueError(f"No steered rows for metric={metric!r}, pair={pair!r}.")
+        base = s[s.layer < 0]
+        if len(base):
+            b = base.groupby("metric")[["mean", "lo", "hi", "count"]].mean().iloc[0]
+            _baseline_band(ax, b["mean"], b["lo"], b["hi"], f"unsteered (n = {int(b['count'])})")
+        elif metric.endswith("_delta") or metric.startswith("kl"):
+            ax.axhline(0, color="0.25", ls="--", lw=1, label="unsteered")
+        values = sorted(sel[lines].unique())
+        colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(values)))
+        for v, color in zip(values, colors):
+            d = sel[sel[lines] == v].groupby(x)[["mean", "lo", "hi"]].mean().reset_index()
+            ax.errorbar(
+                d[x],
+                d["mean"],
+                yerr=_yerr(d["mean"], d["lo"], d["hi"]),
+                color=color,
+                marker="o",
+                ms=3,
+                lw=1.1,
+                elinewidth=0.8,
+                capsize=1.5,
+                label=f"{'c' if lines == 'coeff' else 'L'} = {v:g}",
+            )
+        if log_x:
+            ax.set_xscale("log", base=2)
+            ticks = sorted(sel[x].unique())
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlabel(
+            xlabel or {"layer": "Injection layer L (resid_pre)", "coeff": "Coefficient c"}.get(x, x)
+        )
+        ax.set_ylabel(label(metric))
+        ax.set_title(title or (pair or ""))
+        ax.legend(frameon=False, ncol=2, fontsize=7)
+    return fig
+
+
+def cell_bars(
+    table: pd.DataFrame,
+    *,
+    groups: str,
+    bars: str,
+    value: str = "frac",
+    ax=None,
+    baseline: tuple[float, float, float] | None = None,
+    ylabel: str = "",
+    title: str = "",
+    order: list | None = None,
+    bar_order: list | None = None,
+    colors=None,
+):
+    """Grouped bars with 95% intervals: one group per value of ``groups`` (x axis), one bar
+    per value of ``bars`` inside it. ``table`` has ``value``, ``lo`` and ``hi`` columns.
+    ``baseline`` = (centre, lo, hi) of the unsteered value, drawn as a line and band;
+    ``colors`` gives one colour per bar value (default: tab10)."""
+    with plt.rc_context(PAPER_RC):
+        fig, ax = _axes(ax, size=(6.0, 3.0))
+        gvals = order or list(dict.fromkeys(table[groups]))
+        bvals = bar_order or list(dict.fromkeys(table[bars]))
+        width = 0.8 / max(len(bvals), 1)
+        colors = plt.cm.tab10(np.arange(len(bvals)) % 10) if colors is None else colors
+        if baseline is not None:
+            _baseline_band(ax, *baseline)
+        for j, (bv, color) in enumerate(zip(bvals, colors)):
+            d = table[table[bars] == bv].set_index(groups).reindex(gvals)
+            xs = np.arange(len(gvals)) + (j - (len(bvals) - 1) / 2) * width
+            ax.bar(xs, d[value], width * 0.9, color=color, label=str(bv), zorder=2)
+            ax.errorbar(
+                xs,
+                d[value],
+                yerr=_yerr(d[value], d["lo"], d["hi"]),
+                fmt="none",
+                ecolor="0.15",
+                elinewidth=0.8,
+                capsize=1.5,
+                zorder=3,
+            )
+        ax.set_xticks(np.arange(len(gvals)), [str(g) for g in gvals])
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(frameon=False, fontsize=7)
+    return fig
+
+
+def ratio_vs_relevance(
+    table: pd.DataFrame,
+    *,
+    x: str = "topic_density",
+    y: str = "ratio",
+    ax=None,
+    title: str = "",
+    xlabel: str = "Wedding words per 100 words of the text",
+    ylabel: str = "Perplexity ratio, steered / unsteered",
+    bins: int = 4,
+):
+    """Per-text ratio against topic relevance (points coloured by text group), with binned
+    means ±95% intervals; the line y = 1 is the unsteered model."""
+    with plt.rc_context(PAPER_RC):
+        fig, ax = _axes(ax)
+        ax.axhline(1.0, color="0.25", ls="--", lw=1, label="unsteered (ratio 1)")
+        groups = list(dict.fromkeys(table["group"])) if "group" in table else [None]
+        colors = plt.cm.Set2(np.arange(len(groups)) % 8)
+        for g, color in zip(groups, colors):
+            d = table if g is None else table[table["group"] == g]
+            ax.scatter(d[x], d[y], s=10, color=color, alpha=0.8, lw=0, label=g, zorder=2)
+        edges = np.unique(np.quantile(table[x], np.linspace(0, 1, bins + 1)))
+        if len(edges) > 2:
+            which = np.clip(np.searchsorted(edges, table[x], side="right") - 1, 0, len(edges) - 2)
+            g = table.assign(_bin=which).groupby("_bin")
+            m = g[[x, y]].mean()
+            sem = g[y].std().fillna(0) / np.sqrt(g[y].count())
+            ax.errorbar(
+                m[x],
+                m[y],
+                yerr=1.96 * sem,
+                color="k",
+                marker="s",
+                ms=4,
+                lw=1.2,
+                capsize=2,
+                label="binned mean ± 95% CI",
+                zorder=3,
+            )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(frameon=False, fontsize=7)
+    return fig

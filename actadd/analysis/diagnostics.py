@@ -83,23 +83,37 @@ def _check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
 
 
 @torch.no_grad()
+def residual_stack(
+    model: HookedTransformer,
+    tokens: Tensor,
+    layers: Sequence[int],
+    attention_mask: Tensor | None = None,
+) -> dict[int, Float[Tensor, "batch pos d_model"]]:
+    """Unsteered ``resid_pre`` of ``tokens`` [batch, pos] at ``layers``: ``{layer: resid}``.
+
+    One forward pass, stopped after the deepest layer asked for (never unembedded).
+    """
+    layers = sorted({check_layer(model, int(layer)) for layer in layers})
+    if not layers:
+        raise ConfigError("No layers given.")
+    names = {resid_pre(model, layer): layer for layer in layers}
+    stop = min(max(layers) + 1, model.cfg.n_layers)
+    _, cache = model.run_with_cache(
+        tokens, attention_mask=attention_mask, names_filter=list(names), stop_at_layer=stop
+    )
+    return {layer: cache[name] for name, layer in names.items()}
+
+
 def residuals(
     model: HookedTransformer, texts: Sequence[str], layers: Sequence[int]
 ) -> tuple[dict[int, Float[Tensor, "batch pos d_model"]], Tensor]:
     """Unsteered residual streams of ``texts`` (left-padded batch) at ``layers``.
 
-    Returns ``({layer: resid [batch, pos, d_model]}, attention_mask [batch, pos])``. One
-    forward pass, stopped after the highest layer asked for.
+    Returns ``({layer: resid [batch, pos, d_model]}, attention_mask [batch, pos])``.
     """
     texts = _check_texts(texts)
-    layers = sorted({check_layer(model, int(layer)) for layer in layers})
     tokens, mask = left_pad(model, [model.to_tokens(t)[0].tolist() for t in texts])
-    names = {resid_pre(model, layer): layer for layer in layers}
-    stop = min(max(layers) + 1, model.cfg.n_layers)
-    _, cache = model.run_with_cache(
-        tokens, attention_mask=mask, names_filter=list(names), stop_at_layer=stop
-    )
-    return {layer: cache[name] for name, layer in names.items()}, mask
+    return residual_stack(model, tokens, layers, mask), mask
 
 
 def typical_norm_of(resid: Float[Tensor, "batch pos d_model"], mask: Tensor) -> float:
@@ -138,13 +152,17 @@ def norm_ratios(
     prompts = _check_texts(prompts, "prompts")
     layer = check_layer(model, vector.layer)
     res, mask = residuals(model, prompts, [layer])
-    resid, mask = res[layer], mask.bool()
+    return _norm_table(vector, res[layer], mask)
+
+
+def _norm_table(vector: SteeringVector, resid: Tensor, mask: Tensor) -> pd.DataFrame:
+    mask = mask.bool()
     typical = typical_norm_of(resid, mask)
     norms = vector.norms().cpu()
     records = []
     for j in range(vector.k):
         at_j = []
-        for b in range(len(prompts)):
+        for b in range(resid.shape[0]):
             real = torch.nonzero(mask[b], as_tuple=True)[0]
             if j < len(real):
                 at_j.append(float(resid[b, real[j]].norm()))
@@ -262,22 +280,27 @@ def vector_diagnostics(
     """Norm ratios and embedding cosines of the pair's vector at each of ``layers``.
 
     One row per (layer, vector row), columns of :func:`norm_ratios` and
-    :func:`embedding_cosines` plus ``layer`` and ``coeff``.
+    :func:`embedding_cosines` plus ``layer``, ``coeff`` and ``d_model``. Two forward passes.
     """
     prompts = _check_texts(prompts, "prompts")
+    layers = sorted({int(layer) for layer in layers})
+    if not layers:
+        raise ConfigError("No layers given.")
+    vecs = SteeringVector.from_pair_layers(
+        model, positive, negative, layers, coeff, pad=pad, pad_token=pad_token
+    )
+    res, mask = residuals(model, prompts, layers)
     frames = []
     for layer in layers:
-        vec = SteeringVector.from_pair(
-            model, positive, negative, layer, coeff, pad=pad, pad_token=pad_token
+        norms = _norm_table(vecs[layer], res[layer], mask)
+        cos = embedding_cosines(
+            model, vecs[layer], positive, negative, pad=pad, pad_token=pad_token
         )
-        norms = norm_ratios(model, vec, prompts)
-        cos = embedding_cosines(model, vec, positive, negative, pad=pad, pad_token=pad_token)
         df = norms.merge(cos, on="row")
         df.insert(0, "layer", layer)
         df.insert(1, "coeff", float(coeff))
+        df["d_model"] = model.cfg.d_model
         frames.append(df)
-    if not frames:
-        raise ConfigError("No layers given.")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -292,14 +315,15 @@ def logit_lens_across_layers(
     pad_token: str | int = " ",
 ) -> pd.DataFrame:
     """:func:`logit_lens` (``rows="sum"``) of the pair's vector at each of ``layers``."""
+    layers = sorted({int(layer) for layer in layers})
+    if not layers:
+        raise ConfigError("No layers given.")
+    vecs = SteeringVector.from_pair_layers(
+        model, positive, negative, layers, pad=pad, pad_token=pad_token
+    )
     frames = []
     for layer in layers:
-        vec = SteeringVector.from_pair(
-            model, positive, negative, layer, pad=pad, pad_token=pad_token
-        )
-        df = logit_lens(model, vec, k)
+        df = logit_lens(model, vecs[layer], k)
         df.insert(0, "layer", layer)
         frames.append(df)
-    if not frames:
-        raise ConfigError("No layers given.")
     return pd.concat(frames, ignore_index=True)

@@ -38,10 +38,12 @@ and returns one tidy DataFrame; :func:`dose_response_summary` condenses the ``co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,12 +57,10 @@ from transformer_lens import HookedTransformer
 from actadd.analysis.diagnostics import (
     _check_texts,
     pair_token_ids,
-    residuals,
+    residual_stack,
     typical_norm,
-    typical_norm_of,
 )
 from actadd.errors import ConfigError, SteeringError
-from actadd.generate import left_pad
 from actadd.hooks import check_layer
 from actadd.metrics import TOPIC_PRESETS, kl_div, log_probs, logprob_mass, target_token_ids
 from actadd.metrics import topk_overlap as _topk_overlap
@@ -73,7 +73,8 @@ NEUTRAL_TEXT = (
     "The village sits at the edge of a wide river, where fishermen set out before dawn and "
     "return in the late afternoon with their"
 )
-DEFAULT_DOSE: tuple[float, ...] = (-4.0, -2.0, -1.0, -0.5, -0.25, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# multiples of a pair's reference coefficient: negative, fractional and large
+DEFAULT_DOSE: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 # ---------------------------------------------------------------------- the pair
 
@@ -84,7 +85,9 @@ class Pair:
 
     ``target_words`` is a tuple of words or the name of a preset in
     :data:`actadd.metrics.TOPIC_PRESETS` (``"weddings"``, ``"anger"``, ``"love"``).
-    ``sum_with`` names another pair of the same run to add at the same positions.
+    ``pad`` and ``pad_token`` are those of ``SteeringVector.from_pair`` (the paper: right
+    padding with ``" "``). ``sum_with`` names another pair of the same run to add at the same
+    positions (``sum`` condition, at the dose layers).
     """
 
     name: str
@@ -93,6 +96,7 @@ class Pair:
     coeff: float
     target_words: tuple[str, ...] | str
     pad: str = "right"
+    pad_token: str | int = " "
     sum_with: str | None = None
 
     def __post_init__(self) -> None:
@@ -129,7 +133,9 @@ class Pair:
     ) -> SteeringVector:
         """ActAdd's vector of this pair at ``layer`` (``coeff`` defaults to the pair's)."""
         c = self.coeff if coeff is None else coeff
-        return SteeringVector.from_pair(model, self.positive, self.negative, layer, c, pad=self.pad)
+        return SteeringVector.from_pair(
+            model, self.positive, self.negative, layer, c, pad=self.pad, pad_token=self.pad_token
+        )
 
 
 # ---------------------------------------------------------------------- the conditions
@@ -318,10 +324,22 @@ def _unembed_last(model: HookedTransformer, resid: Tensor) -> Float[Tensor, "bat
     return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
 
-def _vector_list(vectors) -> list:
+def _vector_list(vectors) -> list[SteeringVector]:
     if vectors is None:
         return []
     return [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
+
+
+def _length_groups(token_lists: Sequence[Sequence[int]]) -> list[tuple[list[int], Tensor]]:
+    """Indices of the token lists of each length, with those lists stacked [g, len]:
+    equal-length lists share a forward pass and nothing is ever padded."""
+    by_len: dict[int, list[int]] = {}
+    for i, ids in enumerate(token_lists):
+        by_len.setdefault(len(ids), []).append(i)
+    return [
+        (idx, torch.tensor([list(token_lists[i]) for i in idx], dtype=torch.long))
+        for _, idx in sorted(by_len.items())
+    ]
 
 
 @torch.no_grad()
@@ -333,57 +351,98 @@ def next_token_logprobs(
     align: str = "front",
     on_short: str = "error",
 ) -> Float[Tensor, "batch d_vocab"]:
-    """Log-probabilities of the next token after each token list (left-padded batch, one
-    full forward), steered by ``vectors`` through :func:`actadd.steering` if given."""
-    if not token_lists or any(len(t) == 0 for t in token_lists):
+    """Log-probabilities of the next token after each token list, steered by ``vectors``
+    through :func:`actadd.steering` if given.
+
+    Lists of equal length share a forward pass; none is padded, so each row is exactly a
+    plain forward on that token list.
+    """
+    if not len(token_lists) or any(len(t) == 0 for t in token_lists):
         raise SteeringError("next_token_logprobs needs at least one non-empty token list.")
-    tokens, mask = left_pad(model, token_lists)
+    n, dev = model.cfg.n_layers, model.cfg.device
+    out = torch.empty(len(token_lists), model.cfg.d_vocab_out)
     vecs = _vector_list(vectors)
-    ctx = steering(model, vecs, align, on_short=on_short) if vecs else nullcontext()
-    with ctx:
-        resid = model(tokens, attention_mask=mask, stop_at_layer=model.cfg.n_layers)
-    return log_probs(_unembed_last(model, resid))
+    with steering(model, vecs, align, on_short=on_short) if vecs else nullcontext():
+        for idx, tokens in _length_groups(token_lists):
+            resid = model(tokens.to(dev), stop_at_layer=n)
+            out[idx] = log_probs(_unembed_last(model, resid)).cpu()
+    return out
+
+
+Condition = SteeringVector | Sequence[SteeringVector] | None
 
 
 class PromptBatch:
-    """A fixed batch of texts with its unsteered residual stream cached at every layer.
+    """Texts whose unsteered residual streams are cached at every layer.
 
-    Conditions that add vectors at layer ``L`` only change blocks ``L`` and up, so
-    :meth:`logprobs` restarts the forward pass at the lowest steered layer from the cached
-    residual (``start_at_layer``) instead of recomputing the blocks below: same numbers as a
-    full forward (up to float rounding), a fraction of the cost at high layers.
+    Conditions that add vectors at layer ``L`` change only blocks ``L`` and up, so the
+    forward pass restarts at the lowest steered layer from the cached residual
+    (``start_at_layer``) instead of recomputing the blocks below. :meth:`logprobs_many` also
+    runs many conditions in one forward: the cached residual is repeated once per condition
+    and each condition's vectors go to its own batch rows (``actadd.steering`` entries
+    ``(vector, align, rows)``). Texts are grouped by token length, so nothing is padded.
+    Results equal a full forward per condition up to float rounding (tested).
+
+    Attributes:
+        texts, token_lists: the texts and their ids (leading token first).
+        base: unsteered next-token log-probs, ``[n_texts, d_vocab]``.
+        max_rows: at most this many rows per forward pass.
     """
+
+    max_rows: int = 128
 
     def __init__(self, model: HookedTransformer, texts: Sequence[str]) -> None:
         self.model = model
         self.texts = _check_texts(texts, "prompts")
         self.token_lists = [model.to_tokens(t)[0].tolist() for t in self.texts]
-        self.resid, self.mask = residuals(model, self.texts, range(model.cfg.n_layers + 1))
+        layers = range(model.cfg.n_layers + 1)
+        self.groups = [
+            (idx, residual_stack(model, tokens.to(model.cfg.device), layers))
+            for idx, tokens in _length_groups(self.token_lists)
+        ]
         self.base = self.logprobs()
 
-    @torch.no_grad()
     def logprobs(
-        self,
-        vectors: SteeringVector | Sequence[SteeringVector] | None = None,
-        *,
-        align: str = "front",
-        on_short: str = "error",
-    ) -> Float[Tensor, "batch d_vocab"]:
+        self, vectors: Condition = None, *, align: str = "front", on_short: str = "error"
+    ) -> Float[Tensor, "n_texts d_vocab"]:
         """Next-token log-probs at the end of every text, steered by ``vectors``."""
+        return self.logprobs_many([vectors], align=align, on_short=on_short)[0]
+
+    @torch.no_grad()
+    def logprobs_many(
+        self, conditions: Sequence[Condition], *, align: str = "front", on_short: str = "error"
+    ) -> list[Float[Tensor, "n_texts d_vocab"]]:
+        """:meth:`logprobs` for each condition (a vector, a list of vectors, or ``None``)."""
         model, n = self.model, self.model.cfg.n_layers
-        vecs = _vector_list(vectors)
-        start = min([v.layer for v in vecs] + [n - 1])
-        start = min(start, n - 1)
-        ctx = steering(model, vecs, align, on_short=on_short) if vecs else nullcontext()
-        with ctx:
-            resid = model(
-                self.resid[start], start_at_layer=start, stop_at_layer=n, attention_mask=self.mask
-            )
-        return log_probs(_unembed_last(model, resid))
+        conds = [_vector_list(c) for c in conditions]
+        start = min([v.layer for c in conds for v in c] + [n - 1])
+        out = [torch.empty(len(self.texts), model.cfg.d_vocab_out) for _ in conds]
+        for idx, res in self.groups:
+            g = len(idx)
+            per = max(1, self.max_rows // g)
+            for c0 in range(0, len(conds), per):
+                chunk = conds[c0 : c0 + per]
+                entries = [
+                    (v, align, range(j * g, (j + 1) * g)) for j, c in enumerate(chunk) for v in c
+                ]
+                x = res[start].repeat(len(chunk), 1, 1)
+                ctx = steering(model, entries, on_short=on_short) if entries else nullcontext()
+                with ctx:
+                    r = model(x, start_at_layer=start, stop_at_layer=n)
+                lp = log_probs(_unembed_last(model, r)).cpu()
+                for j in range(len(chunk)):
+                    out[c0 + j][idx] = lp[j * g : (j + 1) * g]
+        return out
 
     def typical_norm(self, layer: int) -> float:
-        """Typical residual norm of these texts at ``layer`` (leading token excluded)."""
-        return typical_norm_of(self.resid[check_layer(self.model, layer)], self.mask)
+        """Typical residual norm of these texts at ``layer``: the mean norm over every
+        position but the leading token (all positions if the texts are one token)."""
+        layer = check_layer(self.model, layer)
+        norms = [res[layer].norm(dim=-1) for _, res in self.groups]
+        rest = torch.cat([x[:, 1:].flatten() for x in norms])
+        return float(
+            rest.mean() if rest.numel() else torch.cat([x.flatten() for x in norms]).mean()
+        )
 
 
 # ---------------------------------------------------------------------- metrics
@@ -468,8 +527,9 @@ class Settings:
         transplant_sources: source layers ``S < L`` transplanted to every reference layer.
         sweep_targets / sweep_sources: layers that get a transplant sweep over
             ``sweep_sources`` (empty: every ``S`` in ``0..target``).
-        dose_layers / dose_coeffs: layers where ActAdd runs at each coefficient in
-            ``dose_coeffs`` (absolute ``c``), and where ``sum`` conditions run.
+        dose_layers / dose_scales: layers where ActAdd runs at ``scale × c`` for each
+            multiple in ``dose_scales`` (``c``: the pair's coefficient), and where ``sum``
+            conditions run.
         random_control: run the equal-norm random vector; its generator is seeded from
             ``(seed, pair index, layer)``.
         slice_frac: fraction of dimensions kept by the ``slice`` control (``None``: off).
@@ -486,7 +546,7 @@ class Settings:
     sweep_targets: tuple[int, ...] = ()
     sweep_sources: tuple[int, ...] = ()
     dose_layers: tuple[int, ...] = ()
-    dose_coeffs: tuple[float, ...] = DEFAULT_DOSE
+    dose_scales: tuple[float, ...] = DEFAULT_DOSE
     random_control: bool = True
     slice_frac: float | None = 0.7
     seed: int = 0
@@ -512,13 +572,13 @@ class Settings:
         if unknown:
             raise ConfigError(f"Unknown injections {unknown}; allowed: {INJECTIONS}.")
         set_("injections", inj)
-        coeffs = _tuple(self.dose_coeffs, "dose_coeffs")
+        coeffs = _tuple(self.dose_scales, "dose_scales")
         if not all(
             isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c != 0
             for c in coeffs
         ):
-            raise ConfigError(f"dose_coeffs must be finite non-zero numbers, got {coeffs!r}.")
-        set_("dose_coeffs", tuple(sorted(float(c) for c in coeffs)))
+            raise ConfigError(f"dose_scales must be finite non-zero numbers, got {coeffs!r}.")
+        set_("dose_scales", tuple(sorted(float(c) for c in coeffs)))
         if self.slice_frac is not None and not (
             isinstance(self.slice_frac, (int, float)) and 0 < self.slice_frac <= 1
         ):
@@ -571,13 +631,13 @@ METRICS: list[str] = (
 
 
 @dataclass
-class _PairRun:
-    """Everything computed once per pair, shared across its reference layers."""
+class _Cond:
+    """One steering condition at a reference layer: its vectors and its table columns."""
 
-    pair: Pair
-    index: int
-    target_ids: list[int]
-    injections: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    name: str
+    family: str
+    vectors: list[SteeringVector]
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _seed_for(seed: int, pair_index: int, layer: int) -> int:
@@ -594,13 +654,14 @@ def compare_conditions(
     """Run every condition of ``settings`` for every pair; return one tidy DataFrame.
 
     One row per (pair, reference layer, condition, text), plus a ``prompt_kind="mean"`` row
-    per (pair, layer, condition) averaging the user prompts. Columns: see :data:`COLUMNS`.
-    ``layer`` is the reference layer (where ActAdd is added, whose effect ``effect_corr``
-    compares with); ``add_layer`` is where the condition itself adds (NaN for injections).
+    per (pair, layer, condition) averaging the user prompts (neutral texts left out).
+    Columns: :data:`COLUMNS`. ``layer`` is the reference layer, whose ActAdd effect
+    ``effect_corr`` compares with; ``add_layer`` is where the condition itself adds (NaN for
+    injections); ``source_layer`` and ``scale`` describe transplants.
     """
     pairs = list(pairs)
-    if not pairs:
-        raise ConfigError("No pairs given.")
+    if not pairs or not all(isinstance(p, Pair) for p in pairs):
+        raise ConfigError("Give at least one Pair (actadd.analysis.Pair).")
     names = [p.name for p in pairs]
     if len(set(names)) != len(names):
         raise ConfigError(f"Pair names must be unique, got {names}.")
@@ -613,67 +674,49 @@ def compare_conditions(
     settings.check_model(model)
 
     texts = list(settings.prompts) + list(settings.neutral)
-    kinds = ["user"] * len(settings.prompts) + ["neutral"] * len(settings.neutral)
-    batch = PromptBatch(model, texts)
-    n_layers = model.cfg.n_layers
     ref_layers = settings.reference_layers()
-    norms = {layer: batch.typical_norm(layer) for layer in range(n_layers + 1)}
-    vector_cache: dict[tuple[str, int], SteeringVector] = {}
-
-    def vec_of(pair: Pair, layer: int) -> SteeringVector:
-        key = (pair.name, layer)
-        if key not in vector_cache:
-            vector_cache[key] = pair.vector(model, layer, 1.0)
-        return vector_cache[key]
-
-    records: list[dict] = []
-
-    def emit(run: _PairRun, layer: int, condition: str, family: str, m: dict, **meta) -> None:
-        rows = []
-        for i, text in enumerate(texts):
-            row = dict(
-                model=model.cfg.model_name,
-                pair=run.pair.name,
-                layer=layer,
-                condition=condition,
-                family=family,
-                prompt_index=i,
-                prompt=text,
-                prompt_kind=kinds[i],
-                **meta,
-            )
-            row.update({k: float(v[i]) for k, v in m.items()})
-            rows.append(row)
-        user = [r for r in rows if r["prompt_kind"] == "user"]
-        mean = {**user[0], "prompt_index": -1, "prompt": "<mean over user prompts>"}
-        mean["prompt_kind"] = "mean"
-        for k in m:
-            vals = [r[k] for r in user if not math.isnan(r[k])]
-            mean[k] = float(np.mean(vals)) if vals else float("nan")
-        records.extend(rows + [mean])
-
+    sweep = set(settings.sweep_sources) or set(range(max(settings.sweep_targets, default=-1) + 1))
+    needed = sorted(set(ref_layers) | set(settings.transplant_sources) | sweep)
     steps = len(pairs) * (len(ref_layers) + 1)
     bar = tqdm(total=steps, desc="token injection", unit="step", disable=_disable(progress))
+    records: list[dict] = []
     with bar:
+        batch = PromptBatch(model, texts)
+        norms = {layer: batch.typical_norm(layer) for layer in range(model.cfg.n_layers + 1)}
+        units = {
+            p.name: SteeringVector.from_pair_layers(
+                model, p.positive, p.negative, needed, 1.0, pad=p.pad, pad_token=p.pad_token
+            )
+            for p in pairs
+        }
         for pi, pair in enumerate(pairs):
-            run = _PairRun(pair, pi, target_token_ids(model, pair.target_words, strict=False))
-            if not run.target_ids:
+            bar.set_postfix_str(f"{pair.name}: injections")
+            ids = target_token_ids(model, pair.target_words, strict=False)
+            if not ids:
                 raise ConfigError(
                     f"Pair {pair.name!r}: none of its target words {pair.target_words} is a "
                     f"single token in {model.cfg.model_name}."
                 )
-            bar.set_postfix_str(f"{pair.name} injections")
-            _run_injections(model, batch, run, settings)
+            injections = _injections(model, batch, pair, settings)
             emb = None
             if settings.embedding:
                 vec = embedding_vector(
-                    model, pair.positive, pair.negative, pair.coeff, pad=pair.pad
+                    model,
+                    pair.positive,
+                    pair.negative,
+                    pair.coeff,
+                    pad=pair.pad,
+                    pad_token=pair.pad_token,
                 )
                 emb = batch.logprobs(vec, on_short=settings.on_short)
             bar.update(1)
             for layer in ref_layers:
-                bar.set_postfix_str(f"{pair.name} L{layer}")
-                _run_layer(model, batch, run, settings, layer, emb, norms, vec_of, by_name, emit)
+                bar.set_postfix_str(f"{pair.name}: L{layer}")
+                conds = _conditions(pair, pi, layer, settings, units, norms, by_name)
+                lps = batch.logprobs_many([c.vectors for c in conds], on_short=settings.on_short)
+                records += _layer_rows(
+                    model, batch, pair, ids, layer, conds, lps, injections, emb, settings
+                )
                 bar.update(1)
     df = pd.DataFrame.from_records(records)
     for col in COLUMNS:
@@ -682,151 +725,150 @@ def compare_conditions(
     return df[COLUMNS]
 
 
+def _layer_rows(
+    model: HookedTransformer,
+    batch: PromptBatch,
+    pair: Pair,
+    ids: list[int],
+    layer: int,
+    conds: list[_Cond],
+    lps: list[Tensor],
+    injections: dict[str, tuple[Tensor, Tensor]],
+    emb: Tensor | None,
+    settings: Settings,
+) -> list[dict]:
+    """Table rows of every condition at one reference layer, from their log-probs."""
+    texts = list(settings.prompts) + list(settings.neutral)
+    kinds = ["user"] * len(settings.prompts) + ["neutral"] * len(settings.neutral)
+    got = dict(zip([c.name for c in conds], lps))
+    ref = (batch.base, got["actadd"])
+    records: list[dict] = []
+
+    def emit(name, family, cond, baseline=batch.base, extra=None, **meta) -> None:
+        m = effect_metrics(
+            baseline, cond, ids, ref=ref, inject=injections["prepend"], k=settings.topk
+        )
+        m.update(extra or {})
+        meta = {"pair": pair.name, "layer": layer, "condition": name, **meta}
+        records.extend(_rows(model, texts, kinds, family, m, meta))
+
+    for c, lp in zip(conds, lps):
+        if c.family == "sum":
+            other = c.meta["other_pair"]
+            extra = _sum_extras(model, batch.base, lp, ref[1], got["_other"], other)
+            emit(c.name, c.family, lp, extra=extra, **{**c.meta, "other_pair": other.name})
+        elif not c.name.startswith("_"):
+            emit(c.name, c.family, lp, **c.meta)
+    for name in settings.injections:
+        base, lp = injections[name]
+        emit(f"inject_{name}", "injection", lp, baseline=base)
+    if emb is not None:
+        emit("embedding_l0", "embedding", emb, add_layer=0, coeff=pair.coeff)
+    return records
+
+
+def _conditions(
+    pair: Pair,
+    pair_index: int,
+    layer: int,
+    settings: Settings,
+    units: dict[str, dict[int, SteeringVector]],
+    norms: dict[int, float],
+    by_name: dict[str, Pair],
+) -> list[_Cond]:
+    """The steering conditions of ``pair`` at reference ``layer`` (ActAdd first)."""
+    unit = units[pair.name][layer]  # coefficient 1
+    actadd_vec = unit * pair.coeff
+    at = dict(add_layer=layer, coeff=pair.coeff)
+
+    def cond(name: str, family: str, vecs: list[SteeringVector], **meta) -> _Cond:
+        norm = float(sum(vecs[1:], vecs[0]).tensor.norm()) if len(vecs) else 0.0
+        return _Cond(name, family, vecs, {**at, "vec_norm": norm, **meta})
+
+    conds = [cond("actadd", "reference", [actadd_vec])]
+    if settings.random_control:
+        gen = torch.Generator().manual_seed(_seed_for(settings.seed, pair_index, layer))
+        conds.append(cond("random", "control", [random_like(actadd_vec, gen)]))
+    if settings.slice_frac is not None:
+        conds.append(cond("slice", "control", [dim_slice(actadd_vec, float(settings.slice_frac))]))
+    sources = {s for s in settings.transplant_sources if s < layer}
+    if layer in settings.sweep_targets:
+        sources |= set(settings.sweep_sources or range(layer + 1))
+    for s in sorted(sources):
+        # transplant_vector's construction, from the pair's vectors computed once per pair
+        scale = 1.0 if s == layer else norms[layer] / norms[s]
+        vec = (units[pair.name][s] * (pair.coeff * scale)).at_layer(layer)
+        conds.append(cond("transplant", "transplant", [vec], source_layer=s, scale=scale))
+    if layer in settings.dose_layers:
+        for m in settings.dose_scales:
+            c = m * pair.coeff
+            conds.append(cond("coeff", "dose", [unit * c], coeff=c, scale=m))
+        if pair.sum_with is not None:
+            other = by_name[pair.sum_with]
+            other_vec = units[other.name][layer] * other.coeff
+            conds.append(cond("_other", "", [other_vec]))
+            conds.append(cond("sum", "sum", [actadd_vec + other_vec], other_pair=other))
+    return conds
+
+
+def _sum_extras(
+    model: HookedTransformer,
+    base: Tensor,
+    sum_lp: Tensor,
+    ref_lp: Tensor,
+    other_lp: Tensor,
+    other: Pair,
+) -> dict[str, np.ndarray]:
+    """Columns of a ``sum`` row: the other pair's target change, and how well the sum's
+    shift is predicted by adding the two vectors' separate shifts."""
+    other_ids = target_token_ids(model, other.target_words, strict=False)
+    delta = logprob_mass(sum_lp, other_ids) - logprob_mass(base, other_ids)
+    additive = (ref_lp - base) + (other_lp - base)
+    return dict(
+        other_target_logprob_delta=delta.cpu().numpy(),
+        additive_corr=_pearson(sum_lp - base, additive).cpu().numpy(),
+    )
+
+
+def _rows(model, texts, kinds, family, m: dict[str, np.ndarray], meta: dict) -> list[dict]:
+    """Per-text rows of one condition, then the mean over the user prompts."""
+    rows = []
+    for i, text in enumerate(texts):
+        row = dict(model=model.cfg.model_name, family=family, prompt_index=i, prompt=text)
+        row.update(prompt_kind=kinds[i], **meta)
+        row.update({k: float(v[i]) for k, v in m.items()})
+        rows.append(row)
+    user = [r for r in rows if r["prompt_kind"] == "user"]
+    mean = {**user[0], "prompt_index": -1, "prompt": "<mean over user prompts>"}
+    mean["prompt_kind"] = "mean"
+    for k in m:
+        vals = [r[k] for r in user if not math.isnan(r[k])]
+        mean[k] = float(np.mean(vals)) if vals else float("nan")
+    return rows + [mean]
+
+
 def _disable(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
 
 
-def _run_injections(
-    model: HookedTransformer, batch: PromptBatch, run: _PairRun, settings: Settings
-) -> None:
-    pair = run.pair
-    for name in settings.injections:
+def _injections(
+    model: HookedTransformer, batch: PromptBatch, pair: Pair, settings: Settings
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{injection: (baseline log-probs, log-probs)}``; ``"prepend"`` is always there."""
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+    for name in dict.fromkeys(("prepend", *settings.injections)):
         if name == "prepend_contrast":
-            plus = _inject_all(model, batch, pair.positive, "prepend")
             minus = _inject_all(model, batch, pair.negative, "prepend")
-            run.injections[name] = (minus, plus)
+            out[name] = (minus, out["prepend"][1])
         else:
-            run.injections[name] = (batch.base, _inject_all(model, batch, pair.positive, name))
-    if "prepend" not in run.injections:
-        run.injections["prepend"] = (
-            batch.base,
-            _inject_all(model, batch, pair.positive, "prepend"),
-        )
+            out[name] = (batch.base, _inject_all(model, batch, pair.positive, name))
+    return out
 
 
 def _inject_all(model: HookedTransformer, batch: PromptBatch, text: str, mode: str) -> Tensor:
     if not text:
         return batch.base
-    lists = [inject_tokens(model, t, text, mode) for t in batch.texts]
-    return next_token_logprobs(model, lists)
-
-
-def _run_layer(model, batch, run, settings, layer, emb, norms, vec_of, by_name, emit) -> None:
-    pair, base, on_short = run.pair, batch.base, settings.on_short
-    ids, k = run.target_ids, settings.topk
-    unit = vec_of(pair, layer)
-    actadd_vec = unit * pair.coeff
-    ref_lp = batch.logprobs(actadd_vec, on_short=on_short)
-    ref = (base, ref_lp)
-    inject = run.injections["prepend"]
-
-    def metrics(cond: Tensor, baseline: Tensor = base) -> dict:
-        return effect_metrics(baseline, cond, ids, ref=ref, inject=inject, k=k)
-
-    def norm_of(vec: SteeringVector) -> float:
-        return float(vec.tensor.norm())
-
-    emit(
-        run,
-        layer,
-        "actadd",
-        "reference",
-        metrics(ref_lp),
-        add_layer=layer,
-        coeff=pair.coeff,
-        vec_norm=norm_of(actadd_vec),
-    )
-    for name in settings.injections:
-        b, c = run.injections[name]
-        emit(run, layer, f"inject_{name}", "injection", metrics(c, b))
-    if emb is not None:
-        emit(run, layer, "embedding_l0", "embedding", metrics(emb), add_layer=0, coeff=pair.coeff)
-    if settings.random_control:
-        gen = torch.Generator().manual_seed(_seed_for(settings.seed, run.index, layer))
-        rnd = random_like(actadd_vec, gen)
-        emit(
-            run,
-            layer,
-            "random",
-            "control",
-            metrics(batch.logprobs(rnd, on_short=on_short)),
-            add_layer=layer,
-            coeff=pair.coeff,
-            vec_norm=norm_of(rnd),
-        )
-    if settings.slice_frac is not None:
-        sl = dim_slice(actadd_vec, float(settings.slice_frac))
-        emit(
-            run,
-            layer,
-            "slice",
-            "control",
-            metrics(batch.logprobs(sl, on_short=on_short)),
-            add_layer=layer,
-            coeff=pair.coeff,
-            vec_norm=norm_of(sl),
-        )
-
-    sources = {s for s in settings.transplant_sources if s < layer}
-    if layer in settings.sweep_targets:
-        sources |= set(settings.sweep_sources or range(layer + 1))
-    for s in sorted(sources):
-        scale = 1.0 if s == layer else norms[layer] / norms[s]
-        vec = transplant_vector(
-            model, pair.positive, pair.negative, s, layer, pair.coeff, scale=scale, pad=pair.pad
-        )
-        lp = ref_lp if s == layer else batch.logprobs(vec, on_short=on_short)
-        emit(
-            run,
-            layer,
-            "transplant",
-            "transplant",
-            metrics(lp),
-            add_layer=layer,
-            source_layer=s,
-            coeff=pair.coeff,
-            scale=scale,
-            vec_norm=norm_of(vec),
-        )
-
-    if layer in settings.dose_layers:
-        for c in settings.dose_coeffs:
-            vec = unit * c
-            lp = ref_lp if c == pair.coeff else batch.logprobs(vec, on_short=on_short)
-            emit(
-                run,
-                layer,
-                "coeff",
-                "dose",
-                metrics(lp),
-                add_layer=layer,
-                coeff=c,
-                vec_norm=norm_of(vec),
-            )
-        if pair.sum_with is not None:
-            other = by_name[pair.sum_with]
-            other_vec = vec_of(other, layer) * other.coeff
-            other_lp = batch.logprobs(other_vec, on_short=on_short)
-            sum_vec = actadd_vec + other_vec
-            sum_lp = batch.logprobs(sum_vec, on_short=on_short)
-            m = metrics(sum_lp)
-            other_ids = target_token_ids(model, other.target_words, strict=False)
-            m["other_target_logprob_delta"] = (
-                (logprob_mass(sum_lp, other_ids) - logprob_mass(base, other_ids)).cpu().numpy()
-            )
-            additive = (ref_lp - base) + (other_lp - base)
-            m["additive_corr"] = _pearson(sum_lp - base, additive).cpu().numpy()
-            emit(
-                run,
-                layer,
-                "sum",
-                "sum",
-                m,
-                add_layer=layer,
-                coeff=pair.coeff,
-                other_pair=other.name,
-                vec_norm=norm_of(sum_vec),
-            )
+    return next_token_logprobs(model, [inject_tokens(model, t, text, mode) for t in batch.texts])
 
 
 # ---------------------------------------------------------------------- summaries
@@ -834,25 +876,26 @@ def _run_layer(model, batch, run, settings, layer, emb, norms, vec_of, by_name, 
 
 def _ranks(x: np.ndarray) -> Tensor:
     """Average ranks (ties share their mean rank), for a Spearman correlation."""
-    return torch.as_tensor(pd.Series(x).rank(method="average").to_numpy(float))
+    return torch.tensor(pd.Series(x).rank(method="average").to_numpy(float, copy=True))
 
 
-def dose_response_summary(df: pd.DataFrame, *, near: float = 1.0) -> pd.DataFrame:
-    """Condense the ``coeff`` rows (mean over user prompts) per (pair, layer).
+def dose_response_summary(df: pd.DataFrame, *, near: float = 0.5) -> pd.DataFrame:
+    """Condense the ``coeff`` rows (means over user prompts) per (pair, layer).
 
-    Columns: ``n_coeffs``; ``spearman`` (rank correlation of the target log-prob change
-    with ``c``); ``monotonic`` (the change moves in one direction as ``c`` grows);
-    ``slope_near0`` and ``r2_near0`` (least-squares line through the origin, ``|c| <= near``:
-    is the effect roughly linear in ``c`` near 0); ``odd_symmetry`` (mean of
-    ``−Δ(−c) / Δ(c)`` over the ± pairs with ``|c| <= near``: 1 for a linear response);
-    ``kl_exponent`` (slope of log KL against log |c| for ``|c| <= near``: 2 for a smooth
-    response).
+    ``m`` below is the multiple of the pair's coefficient (column ``scale``), ``Δ`` the
+    target log-prob change. Columns: ``n_coeffs``; ``spearman`` (rank correlation of Δ with
+    ``m``); ``monotonic`` (Δ moves one way as ``m`` grows); ``slope_near0`` and ``r2_near0``
+    (least-squares line through the origin over ``|m| <= near``: is the effect roughly
+    linear in ``c`` near 0); ``odd_symmetry`` (mean of ``−Δ(−m) / Δ(m)`` over the ± pairs with
+    ``|m| <= near``: 1 for a linear response); ``kl_exponent`` (slope of log KL against
+    log ``|m|`` over ``|m| <= near``: 2 for a smooth response); ``peak_scale`` (the ``m``
+    with the largest Δ).
     """
     rows = df[(df["condition"] == "coeff") & (df["prompt_kind"] == "mean")]
     out = []
     for (pair, layer), g in rows.groupby(["pair", "layer"], sort=True):
-        g = g.sort_values("coeff")
-        c = g["coeff"].to_numpy(float)
+        g = g.sort_values("scale")
+        c = g["scale"].to_numpy(float)
         y = g["target_logprob_delta"].to_numpy(float)
         kl = g["kl"].to_numpy(float)
         steps = np.sign(np.diff(y))
@@ -861,31 +904,473 @@ def dose_response_summary(df: pd.DataFrame, *, near: float = 1.0) -> pd.DataFram
         rec["spearman"] = float(_pearson(_ranks(c), _ranks(y))) if len(c) > 1 else float("nan")
         rec["monotonic"] = bool(len(steps) and (np.all(steps >= 0) or np.all(steps <= 0)))
         cs, ys = c[small], y[small]
+        rec["slope_near0"] = rec["r2_near0"] = float("nan")
         if len(cs) >= 2 and np.any(cs != 0):
             slope = float((cs @ ys) / (cs @ cs))
             ss_tot = float(((ys - ys.mean()) ** 2).sum())
             ss_res = float(((ys - slope * cs) ** 2).sum())
             rec["slope_near0"] = slope
             rec["r2_near0"] = 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-        else:
-            rec["slope_near0"] = rec["r2_near0"] = float("nan")
-        ratios = []
-        for ci, yi in zip(cs, ys):
-            if ci > 0 and yi != 0 and np.any(np.isclose(cs, -ci)):
-                ratios.append(-float(ys[np.isclose(cs, -ci)][0]) / float(yi))
+        ratios = [
+            -float(ys[np.isclose(cs, -ci)][0]) / float(yi)
+            for ci, yi in zip(cs, ys)
+            if ci > 0 and yi != 0 and np.any(np.isclose(cs, -ci))
+        ]
         rec["odd_symmetry"] = float(np.mean(ratios)) if ratios else float("nan")
         pos = small & (kl > 0)
-        if pos.sum() >= 2 and len(set(np.abs(c[pos]))) >= 2:
+        rec["kl_exponent"] = float("nan")
+        if len(set(np.abs(c[pos]))) >= 2:
             rec["kl_exponent"] = float(np.polyfit(np.log(np.abs(c[pos])), np.log(kl[pos]), 1)[0])
-        else:
-            rec["kl_exponent"] = float("nan")
+        rec["peak_scale"] = float(c[np.nanargmax(y)]) if np.isfinite(y).any() else float("nan")
         out.append(rec)
     cols = ["pair", "layer", "n_coeffs", "spearman", "monotonic", "slope_near0", "r2_near0"]
-    return pd.DataFrame(out, columns=cols + ["odd_symmetry", "kl_exponent"])
+    return pd.DataFrame(out, columns=cols + ["odd_symmetry", "kl_exponent", "peak_scale"])
+
+
+SUMMARY_KEYS = [
+    "pair",
+    "layer",
+    "condition",
+    "family",
+    "add_layer",
+    "source_layer",
+    "coeff",
+    "scale",
+    "other_pair",
+]
 
 
 def layer_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean rows only, one line per (pair, layer, condition, source_layer, coeff)."""
-    m = df[df["prompt_kind"] == "mean"]
-    keep = ["pair", "layer", "condition", "source_layer", "coeff", "scale", "vec_norm"]
-    return m[keep + [c for c in METRICS if c in m]].reset_index(drop=True)
+    """One line per condition instance (pair, layer, condition, source layer, coefficient):
+    means over the user prompts with their standard errors (``*_sem``), ``n_prompts``, and
+    the neutral texts' ``neutral_kl``, ``neutral_target_logprob_delta``,
+    ``neutral_effect_corr``."""
+    keys = [k for k in SUMMARY_KEYS if k in df]
+    user = df[df["prompt_kind"] == "user"]
+    g = user.groupby(keys, dropna=False, sort=False)
+    cols = [c for c in METRICS + ["vec_norm"] if c in df]
+    out = g[cols].mean()
+    sem_cols = ["kl", "target_logprob_delta", "effect_corr", "inject_corr"]
+    out = out.join(g[sem_cols].sem().add_suffix("_sem"))
+    out["n_prompts"] = g.size()
+    neutral = df[df["prompt_kind"] == "neutral"]
+    if len(neutral):
+        ncols = ["kl", "target_logprob_delta", "effect_corr"]
+        n = neutral.groupby(keys, dropna=False, sort=False)[ncols].mean().add_prefix("neutral_")
+        out = out.join(n)
+    return out.reset_index()
+
+
+# ---------------------------------------------------------------------- the experiment
+
+EXPERIMENT_KEYS = {"kind", "name", "description", "model", "pairs", "only_pairs", "settings"}
+EXPERIMENT_KEYS |= {"diagnostics"}
+PAIR_KEYS = {"name", "positive", "negative", "coeff", "target", "pad", "pad_token", "sum_with"}
+
+
+def pairs_from_config(items: Sequence[dict[str, Any]]) -> list[Pair]:
+    """:class:`Pair` objects from config tables (``target``: a preset name or word list)."""
+    if isinstance(items, dict) or not isinstance(items, Sequence) or not items:
+        raise ConfigError("'pairs' must be a non-empty list of tables ([[pairs]] in TOML).")
+    pairs = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ConfigError(f"Each pair must be a table, got {item!r}.")
+        unknown = sorted(set(item) - PAIR_KEYS)
+        missing = sorted({"name", "positive", "negative", "coeff", "target"} - set(item))
+        if unknown or missing:
+            raise ConfigError(
+                f"Pair {item.get('name', '?')!r}: unknown keys {unknown}, missing keys "
+                f"{missing}; allowed: {sorted(PAIR_KEYS)}."
+            )
+        target = item["target"]
+        fields_ = {k: v for k, v in item.items() if k != "target"}
+        pairs.append(
+            Pair(target_words=target if isinstance(target, str) else tuple(target), **fields_)
+        )
+    return pairs
+
+
+def run_experiment(
+    config: dict[str, Any], out: str | Path, resume: bool = False, *, progress: bool | None = None
+) -> dict[str, pd.DataFrame]:
+    """Run the token-injection experiment described by ``config`` and write ``out/``.
+
+    ``config`` is the TOML mapping of ``experiments/token_injection.toml`` (keys
+    :data:`EXPERIMENT_KEYS`; ``[settings]`` are :class:`Settings`, ``[[pairs]]`` are
+    :class:`Pair` tables). Writes, each atomically: ``config.json``, ``env.json`` (model,
+    package versions, git revision), ``results.csv`` (:func:`compare_conditions`),
+    ``summary.csv`` (:func:`layer_summary`), ``dose_summary.csv``, ``diagnostics.csv``
+    (:func:`vector_diagnostics`), ``logit_lens.csv``, and the figures. ``resume`` is
+    accepted for the experiment-kind interface and ignored: the run is recomputed.
+    Returns the tables by name.
+    """
+    import actadd
+    from actadd.analysis.diagnostics import logit_lens_across_layers, vector_diagnostics
+    from actadd.runinfo import env_info, write_json, write_table
+
+    unknown = sorted(set(config) - EXPERIMENT_KEYS)
+    if unknown:
+        raise ConfigError(f"Unknown config keys {unknown}; allowed: {sorted(EXPERIMENT_KEYS)}.")
+    pairs = pairs_from_config(config.get("pairs", []))
+    only = config.get("only_pairs")
+    if only:
+        missing = sorted(set(only) - {p.name for p in pairs})
+        if missing:
+            raise ConfigError(f"only_pairs names unknown pairs {missing}.")
+        pairs = [p for p in pairs if p.name in only]
+        pairs = [
+            p if p.sum_with in (None, *only) else dataclasses.replace(p, sum_with=None)
+            for p in pairs
+        ]
+    settings = Settings.from_dict(dict(config.get("settings", {})))
+    diag_cfg = dict(config.get("diagnostics", {}))
+    unknown = sorted(set(diag_cfg) - {"layers", "top_k"})
+    if unknown:
+        raise ConfigError(f"Unknown [diagnostics] keys {unknown}; allowed: layers, top_k.")
+
+    out = Path(out)
+    model = actadd.load_model(config.get("model"))
+    write_json(out / "config.json", config)
+    write_json(out / "env.json", env_info(model))
+    with torch.no_grad():
+        df = compare_conditions(model, pairs, settings, progress=progress)
+        diag_layers = diag_cfg.get("layers") or list(settings.reference_layers())
+        top_k = int(diag_cfg.get("top_k", 10))
+        diag, lens = [], []
+        for p in pairs:
+            kw = dict(pad=p.pad, pad_token=p.pad_token)
+            d = vector_diagnostics(
+                model, p.positive, p.negative, diag_layers, settings.prompts, coeff=p.coeff, **kw
+            )
+            lens_p = logit_lens_across_layers(
+                model, p.positive, p.negative, diag_layers, top_k, **kw
+            )
+            for t in (d, lens_p):
+                t.insert(0, "pair", p.name)
+            diag.append(d)
+            lens.append(lens_p)
+    tables = {
+        "results": df,
+        "summary": layer_summary(df),
+        "dose_summary": dose_response_summary(df),
+        "diagnostics": pd.concat(diag, ignore_index=True),
+        "logit_lens": pd.concat(lens, ignore_index=True),
+    }
+    for name, table in tables.items():
+        if "model" not in table:
+            table.insert(0, "model", model.cfg.model_name)
+        write_table(out / f"{name}.csv", table)
+    experiment_figures(out)
+    return tables
+
+
+# ---------------------------------------------------------------------- figures
+
+FIGURE_WIDTH = 7.0  # inches: a two-column paper's full text width
+
+
+def _pair_labels(config: dict[str, Any] | None) -> dict[str, str]:
+    labels = {}
+    for item in (config or {}).get("pairs", []):
+        pad = item.get("pad_token", " ")
+        extra = "" if pad == " " else f", pad {pad!r}"
+        labels[item["name"]] = (
+            f"{item['positive']!r} − {item['negative']!r}  (c={item['coeff']:g}{extra})"
+        )
+    return labels
+
+
+def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
+    sel = summary[(summary["pair"] == pair) & (summary["condition"] == condition)]
+    return sel.sort_values("layer")
+
+
+def _band(ax, x, mean, sem, **kw) -> None:
+    line = ax.plot(x, mean, **kw)[0]
+    if sem is not None and np.isfinite(np.asarray(sem, float)).any():
+        sem = np.nan_to_num(np.asarray(sem, float))
+        ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.15, lw=0)
+
+
+def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Top: how similar ActAdd's effect at each layer is to literal token injection (and the
+    random control's); bottom: the target-token log-prob change, with the injection level."""
+    import matplotlib.pyplot as plt
+
+    from actadd.plots import PAPER_RC
+
+    pairs = list(dict.fromkeys(summary["pair"]))
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(
+            2,
+            len(pairs),
+            figsize=(FIGURE_WIDTH * max(1, len(pairs)) / 4, 4.4),
+            sharex=True,
+            sharey="row",
+            layout="constrained",
+            squeeze=False,
+        )
+        for j, pair in enumerate(pairs):
+            top, bottom = axes[0, j], axes[1, j]
+            a = _by(summary, pair, "actadd")
+            rnd = _by(summary, pair, "random")
+            rep = _by(summary, pair, "inject_replace")
+            emb = _by(summary, pair, "embedding_l0")
+            _band(
+                top,
+                a.layer,
+                a.inject_corr,
+                a.inject_corr_sem,
+                marker="o",
+                ms=3,
+                color="C0",
+                label="ActAdd vs prepend p+",
+            )
+            if len(rep):
+                _band(
+                    top,
+                    rep.layer,
+                    rep.effect_corr,
+                    rep.effect_corr_sem,
+                    marker="s",
+                    ms=3,
+                    color="C1",
+                    label="replace-with-p+ vs ActAdd",
+                )
+            if len(emb):
+                _band(
+                    top,
+                    emb.layer,
+                    emb.effect_corr,
+                    emb.effect_corr_sem,
+                    marker="^",
+                    ms=3,
+                    color="C2",
+                    label="embedding-only (L0) vs ActAdd",
+                )
+            if len(rnd):
+                _band(
+                    top,
+                    rnd.layer,
+                    rnd.inject_corr,
+                    rnd.inject_corr_sem,
+                    ls="--",
+                    color="0.5",
+                    label="random (same norms) vs prepend p+",
+                )
+            top.axhline(0, color="k", lw=0.6)
+            top.set_ylim(-0.3, 1.05)
+            top.set_title(labels.get(pair, pair), fontsize=8)
+            _band(
+                bottom,
+                a.layer,
+                a.target_logprob_delta,
+                a.target_logprob_delta_sem,
+                marker="o",
+                ms=3,
+                color="C0",
+                label="ActAdd",
+            )
+            sl = _by(summary, pair, "slice")
+            if len(sl):
+                _band(
+                    bottom,
+                    sl.layer,
+                    sl.target_logprob_delta,
+                    None,
+                    marker=".",
+                    color="C3",
+                    label="ActAdd, first 70% of dims",
+                )
+            if len(rnd):
+                _band(
+                    bottom,
+                    rnd.layer,
+                    rnd.target_logprob_delta,
+                    None,
+                    ls="--",
+                    color="0.5",
+                    label="random (same norms)",
+                )
+            inj = _by(summary, pair, "inject_prepend")
+            if len(inj):
+                bottom.axhline(
+                    inj.target_logprob_delta.iloc[0],
+                    color="C1",
+                    ls=":",
+                    label="prepend p+ as tokens",
+                )
+            bottom.axhline(0, color="k", lw=0.6)
+            bottom.set_xlabel("layer L (resid_pre)")
+        axes[0, 0].set_ylabel("effect similarity\n(corr. of Δ log p over vocab)")
+        axes[1, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+        axes[0, -1].legend(loc="upper right", frameon=False)
+        axes[1, -1].legend(loc="upper right", frameon=False)
+    return fig
+
+
+def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """The pair's difference taken at source layer S and added at target layer T (rescaled
+    by typical norms), against S: target-word change and similarity to ActAdd at T."""
+    import matplotlib.pyplot as plt
+
+    from actadd.plots import PAPER_RC
+
+    t = summary[summary["condition"] == "transplant"]
+    counts = t.groupby(["pair", "layer"]).size()
+    targets = sorted({layer for (_, layer), n in counts.items() if n > 3})
+    pairs = list(dict.fromkeys(t["pair"]))
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(
+            2,
+            max(1, len(pairs)),
+            figsize=(FIGURE_WIDTH * max(1, len(pairs)) / 4, 4.4),
+            sharex=True,
+            sharey="row",
+            layout="constrained",
+            squeeze=False,
+        )
+        for j, pair in enumerate(pairs):
+            for k, target in enumerate(targets):
+                sel = t[(t.pair == pair) & (t.layer == target)].sort_values("source_layer")
+                color = f"C{k}"
+                _band(
+                    axes[0, j],
+                    sel.source_layer,
+                    sel.target_logprob_delta,
+                    sel.target_logprob_delta_sem,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"transplant S → {target}",
+                )
+                _band(
+                    axes[1, j],
+                    sel.source_layer,
+                    sel.effect_corr,
+                    sel.effect_corr_sem,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"S → {target} vs ActAdd@{target}",
+                )
+                rnd = summary[
+                    (summary.pair == pair)
+                    & (summary.layer == target)
+                    & (summary.condition == "random")
+                ]
+                if len(rnd):
+                    axes[0, j].axhline(
+                        rnd.target_logprob_delta.iloc[0],
+                        color=color,
+                        ls="--",
+                        lw=0.8,
+                        label=f"random @ {target}",
+                    )
+                    axes[1, j].axhline(
+                        rnd.effect_corr.iloc[0],
+                        color=color,
+                        ls="--",
+                        lw=0.8,
+                        label=f"random @ {target} vs ActAdd",
+                    )
+            for ax in axes[:, j]:
+                ax.axhline(0, color="k", lw=0.6)
+            axes[0, j].set_title(labels.get(pair, pair), fontsize=8)
+            axes[1, j].set_xlabel("source layer S")
+        axes[0, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+        axes[1, 0].set_ylabel("similarity to ActAdd at T\n(corr. of Δ log p)")
+        axes[0, -1].legend(loc="best", frameon=False)
+        axes[1, -1].legend(loc="best", frameon=False)
+    return fig
+
+
+def plot_dose_response(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Target-word change and KL against the coefficient (as a multiple of each pair's c)."""
+    import matplotlib.pyplot as plt
+
+    from actadd.plots import PAPER_RC
+
+    d = summary[summary["condition"] == "coeff"]
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 2.8), layout="constrained")
+        for k, ((pair, layer), g) in enumerate(d.groupby(["pair", "layer"], sort=False)):
+            g = g.sort_values("scale")
+            name = f"{labels.get(pair, pair)} @L{layer}"
+            _band(
+                axes[0],
+                g.scale,
+                g.target_logprob_delta,
+                g.target_logprob_delta_sem,
+                marker="o",
+                ms=3,
+                color=f"C{k}",
+                label=name,
+            )
+            axes[1].plot(g.scale, g.kl, marker="o", ms=3, color=f"C{k}")
+        for ax in axes:
+            ax.axvline(0, color="k", lw=0.6)
+            ax.set_xlabel("coefficient / pair's c  (negative and fractional: no token analogue)")
+        axes[0].axhline(0, color="k", lw=0.6)
+        axes[0].set_ylabel("Δ log p(target words) [nats]")
+        axes[1].set_ylabel("KL(steered ‖ unsteered) [nats]")
+        axes[0].legend(loc="best", frameon=False, fontsize=6.5)
+    return fig
+
+
+def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Is the vector still its tokens? Cosine of its rows with the pair's token-embedding
+    difference, and its size relative to the prompt's residual stream, across layers."""
+    import matplotlib.pyplot as plt
+
+    from actadd.plots import PAPER_RC
+
+    labels = labels or {}
+    rows = diag[diag["token_pos"] != diag["token_neg"]]
+    g = rows.groupby(["pair", "layer"], sort=False)[["cos_diff", "norm_ratio"]].mean()
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 2.8), layout="constrained")
+        for k, pair in enumerate(dict.fromkeys(rows["pair"])):
+            s = g.loc[pair].sort_index()
+            axes[0].plot(
+                s.index, s.cos_diff, marker="o", ms=3, color=f"C{k}", label=labels.get(pair, pair)
+            )
+            axes[1].plot(s.index, s.norm_ratio, marker="o", ms=3, color=f"C{k}")
+        d_model = None if "d_model" not in diag else int(diag["d_model"].iloc[0])
+        if d_model:
+            axes[0].axhspan(
+                -2 / d_model**0.5, 2 / d_model**0.5, color="0.85", label="random direction (±2/√d)"
+            )
+        axes[0].set_ylabel("cos(row, W_E[p+] − W_E[p−])")
+        axes[1].set_ylabel("‖row‖ / ‖prompt residual‖ (c = 1)")
+        axes[1].set_yscale("log")
+        axes[1].axhline(1, color="k", lw=0.6)
+        for ax in axes:
+            ax.set_xlabel("layer L")
+        axes[0].legend(loc="best", frameon=False, fontsize=6.5)
+    return fig
+
+
+def experiment_figures(out: str | Path) -> list[Path]:
+    """Redraw the experiment's figures from the tables in ``out`` (no model needed)."""
+    import json
+
+    from actadd.plots import save_figure
+
+    out = Path(out)
+    config = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+    labels = _pair_labels(config)
+    summary = pd.read_csv(out / "summary.csv")
+    paths = save_figure(plot_similarity_vs_layer(summary, labels), out / "similarity_vs_layer")
+    if (summary["condition"] == "transplant").any():
+        paths += save_figure(plot_transplants(summary, labels), out / "transplant_vs_source")
+    if (summary["condition"] == "coeff").any():
+        paths += save_figure(plot_dose_response(summary, labels), out / "dose_response")
+    if (out / "diagnostics.csv").exists():
+        diag = pd.read_csv(out / "diagnostics.csv", keep_default_na=False, na_values=[""])
+        paths += save_figure(plot_vector_diagnostics(diag, labels), out / "vector_diagnostics")
+    return paths

@@ -3,4 +3,13 @@
 Each module registers one kind with :func:`actadd.experiments.register`.
 """
 
-from actadd.kinds import demo, sweep  # noqa: F401
+from actadd.kinds import (  # noqa: F401
+    alignment,
+    capability,
+    demo,
+    failures,
+    perplexity,
+    sentiment,
+    sweep,
+    word_count,
+)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from actadd.generate import Sampling, generate_tokens, left_pad, sample_seed
+from actadd.generate import Sampling, generate_tokens, last_logits, left_pad, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
 from actadd.steer import Align, steering
 from actadd.sweeps.spec import SweepSpec
@@ -82,26 +82,36 @@ def cell_vector(v: SteeringVector, coeff: float, align: Align) -> SteeringVector
     return base * coeff
 
 
-class Texts:
-    """The next-token texts of a sweep, tokenized once, with their clean activations."""
+class TextGroup:
+    """Texts of one kind, tokenized once (left-padded) with their clean activations.
 
-    def __init__(self, model: HookedTransformer, spec: SweepSpec) -> None:
-        self.model = model
-        self.kinds = ["prompt"] * len(spec.prompts) + ["neutral"] * len(spec.neutral_texts)
-        self.index = list(range(len(spec.prompts))) + list(range(len(spec.neutral_texts)))
-        ids = [model.to_tokens(t)[0].tolist() for t in (*spec.prompts, *spec.neutral_texts)]
-        self.tokens, self.mask = left_pad(model, ids)
-        self.is_prompt = torch.tensor([k == "prompt" for k in self.kinds])
-        self.targets = spec.target_ids(model)
+    ``kind="prompt"``: metrics at the last position only (target log-prob, next-token KL),
+    so only that position is unembedded. ``kind="neutral"``: KL at every real position.
+    """
+
+    def __init__(
+        self, model: HookedTransformer, kind: str, texts: tuple[str, ...], targets: list[int]
+    ) -> None:
+        self.model, self.kind, self.targets = model, kind, targets
+        self.index = list(range(len(texts)))
+        self.tokens, self.mask = left_pad(model, [model.to_tokens(t)[0].tolist() for t in texts])
         self._resid: dict[int, Tensor] = {}
         with torch.no_grad():
-            self.logits = model(self.tokens, attention_mask=self.mask)
+            self.clean = self.forward(self.tokens, None, self.mask)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def forward(self, x: Tensor, layer: int | None, mask: Tensor) -> Tensor:
+        """Logits the metrics need: [rows, vocab] (prompts) or [rows, pos, vocab]."""
+        kw = dict(attention_mask=mask) | ({} if layer is None else dict(start_at_layer=layer))
+        if self.kind == "prompt":
+            return last_logits(self.model, x, **kw)
+        return self.model(x, **kw)
 
     def resid(self, layer: int) -> Tensor:
         if layer not in self._resid:
-            self._resid.update(
-                residuals_at(self.model, self.tokens, [layer], attention_mask=self.mask)
-            )
+            self.prefetch([layer])
         return self._resid[layer]
 
     def prefetch(self, layers: list[int]) -> None:
@@ -112,49 +122,56 @@ class Texts:
             )
 
     def metrics(self, logits: Tensor) -> list[tuple[int, str, float]]:
-        """(row, metric, value) for steered ``logits`` of the rows [n_texts, pos, vocab]."""
-        out = []
-        clean = self.logits
-        last_lp = logprob_mass(logits[:, -1], self.targets)
-        clean_lp = logprob_mass(clean[:, -1], self.targets)
-        kl_last = kl_div(logits[:, -1], clean[:, -1])
-        # disruption on neutral texts: KL averaged over real positions after the first one
-        kl_pos = kl_div(logits, clean)
+        """(row, metric, value) for steered ``logits`` of this group's rows."""
+        if self.kind == "prompt":
+            lp = logprob_mass(logits, self.targets)
+            clean_lp = logprob_mass(self.clean, self.targets)
+            kl = kl_div(logits, self.clean)
+            return [
+                m
+                for r in self.index
+                for m in (
+                    (r, "target_logprob", float(lp[r])),
+                    (r, "target_logprob_delta", float(lp[r] - clean_lp[r])),
+                    (r, "kl_next_token", float(kl[r])),
+                )
+            ]
+        # disruption: KL averaged over real positions after the first (leading) one
+        kl_pos = kl_div(logits, self.clean)
         real = self.mask.bool().clone()
-        first = real.float().argmax(-1)
-        real[torch.arange(len(real)), first] = False
+        real[torch.arange(len(real)), real.float().argmax(-1)] = False
         kl_mean = (kl_pos * real).sum(-1) / real.sum(-1).clamp(min=1)
-        for r, kind in enumerate(self.kinds):
-            if kind == "prompt":
-                out += [
-                    (r, "target_logprob", float(last_lp[r])),
-                    (r, "target_logprob_delta", float(last_lp[r] - clean_lp[r])),
-                    (r, "kl_next_token", float(kl_last[r])),
-                ]
-            else:
-                out.append((r, "kl_neutral", float(kl_mean[r])))
-        return out
+        return [(r, "kl_neutral", float(kl_mean[r])) for r in self.index]
 
     def baseline(self) -> list[tuple[int, str, float]]:
-        lp = logprob_mass(self.logits[:, -1], self.targets)
+        if self.kind != "prompt":
+            return []
+        lp = logprob_mass(self.clean, self.targets)
+        return [(r, "target_logprob", float(lp[r])) for r in self.index]
+
+    def records(self, unit_cols: dict, metrics, **cell) -> list[dict]:
         return [
-            (r, "target_logprob", float(lp[r])) for r, k in enumerate(self.kinds) if k == "prompt"
+            dict(
+                **unit_cols, **cell, text_kind=self.kind, text_index=r, sample=-1, metric=m, value=v
+            )
+            for r, m, v in metrics
         ]
 
 
-def _records(unit_cols: dict, texts: Texts, metrics, **cell) -> list[dict]:
-    return [
-        dict(
-            **unit_cols,
-            **cell,
-            text_kind=texts.kinds[r],
-            text_index=texts.index[r],
-            sample=-1,
-            metric=m,
-            value=v,
-        )
-        for r, m, v in metrics
-    ]
+class Texts:
+    """The sweep's next-token texts: a prompt group and a neutral-text group."""
+
+    def __init__(self, model: HookedTransformer, spec: SweepSpec) -> None:
+        targets = spec.target_ids(model)
+        self.groups = [
+            TextGroup(model, kind, texts, targets)
+            for kind, texts in (("prompt", spec.prompts), ("neutral", spec.neutral_texts))
+            if texts
+        ]
+
+    def prefetch(self, layers: list[int]) -> None:
+        for g in self.groups:
+            g.prefetch(layers)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -173,36 +190,34 @@ def next_token_unit(
     vectors: dict[int, SteeringVector] | None,
 ) -> pd.DataFrame:
     """Next-token metrics of every (coeff, align) cell of one (pair, pad, layer)."""
+    records: list[dict] = []
     if unit.pair < 0:
-        rows = _records(
-            dict(pair=UNSTEERED, pad="", layer=-1), texts, texts.baseline(), coeff=0.0, align="none"
-        )
-        return pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    pair = spec.pairs[unit.pair]
+        for g in texts.groups:
+            records += g.records(
+                dict(pair=UNSTEERED, pad="", layer=-1), g.baseline(), coeff=0.0, align="none"
+            )
+        return pd.DataFrame(records, columns=METRIC_COLUMNS)
+    cols = dict(pair=spec.pairs[unit.pair].name, pad=unit.pad, layer=unit.layer)
     v = vectors[unit.layer]
     cells = [(c, a) for c in spec.coeffs for a in spec.align_list()]
-    n = len(texts.kinds)
-    resid, mask = texts.resid(unit.layer), texts.mask
-    records: list[dict] = []
-    for chunk in _chunks(cells, spec.batch_rows // n):
-        entries = [
-            (cell_vector(v, c, a), a, range(i * n, (i + 1) * n)) for i, (c, a) in enumerate(chunk)
-        ]
-        with steering(model, entries):
-            logits = model(
-                resid.repeat(len(chunk), 1, 1),
-                start_at_layer=unit.layer,
-                attention_mask=mask.repeat(len(chunk), 1),
-            )
-        for i, (c, a) in enumerate(chunk):
-            metrics = texts.metrics(logits[i * n : (i + 1) * n])
-            records += _records(
-                dict(pair=pair.name, pad=unit.pad, layer=unit.layer),
-                texts,
-                metrics,
-                coeff=float(c),
-                align=str(a),
-            )
+    for g in texts.groups:
+        n = len(g)
+        resid = g.resid(unit.layer)
+        for chunk in _chunks(cells, spec.batch_rows // n):
+            entries = [
+                (cell_vector(v, c, a), a, range(i * n, (i + 1) * n))
+                for i, (c, a) in enumerate(chunk)
+            ]
+            with steering(model, entries):
+                logits = g.forward(
+                    resid.repeat(len(chunk), *[1] * (resid.ndim - 1)),
+                    unit.layer,
+                    g.mask.repeat(len(chunk), 1),
+                )
+            for i, (c, a) in enumerate(chunk):
+                records += g.records(
+                    cols, g.metrics(logits[i * n : (i + 1) * n]), coeff=float(c), align=str(a)
+                )
     return pd.DataFrame(records, columns=METRIC_COLUMNS)
 
 
@@ -267,9 +282,13 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
 
     (The unsteered logits of each text are computed once, not per cell.)
     """
-    texts = Texts(model, spec)
-    singles = [texts.tokens[r][texts.mask[r].bool()][None] for r in range(len(texts.kinds))]
-    cleans = [model(t)[0] for t in singles]
+    targets = spec.target_ids(model)
+    texts = [
+        (kind, i, model.to_tokens(t))
+        for kind, group in (("prompt", spec.prompts), ("neutral", spec.neutral_texts))
+        for i, t in enumerate(group)
+    ]
+    cleans = [model(t)[0] for _, _, t in texts]
     records: list[dict] = []
     for pair in spec.pairs:
         for pad in spec.pads:
@@ -277,12 +296,12 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
                 v = SteeringVector.from_pair(model, pair.positive, pair.negative, layer, pad=pad)
                 for c in spec.coeffs:
                     for a in spec.align_list():
-                        for r, (tokens, clean) in enumerate(zip(singles, cleans)):
+                        for (kind, r, tokens), clean in zip(texts, cleans):
                             with steering(model, cell_vector(v, c, a), a):
                                 logits = model(tokens)[0]
-                            if texts.kinds[r] == "prompt":
-                                lp = logprob_mass(logits[-1], texts.targets)
-                                cl = logprob_mass(clean[-1], texts.targets)
+                            if kind == "prompt":
+                                lp = logprob_mass(logits[-1], targets)
+                                cl = logprob_mass(clean[-1], targets)
                                 kl = kl_div(logits[-1], clean[-1])
                                 metrics = [
                                     (r, "target_logprob", float(lp)),
@@ -292,13 +311,21 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
                             else:
                                 kl = kl_div(logits[1:], clean[1:]).mean()
                                 metrics = [(r, "kl_neutral", float(kl))]
-                            records += _records(
-                                dict(pair=pair.name, pad=pad, layer=layer),
-                                texts,
-                                metrics,
-                                coeff=float(c),
-                                align=str(a),
-                            )
+                            records += [
+                                dict(
+                                    pair=pair.name,
+                                    pad=pad,
+                                    layer=layer,
+                                    coeff=float(c),
+                                    align=str(a),
+                                    text_kind=kind,
+                                    text_index=r,
+                                    sample=-1,
+                                    metric=m,
+                                    value=val,
+                                )
+                                for r, m, val in metrics
+                            ]
     return pd.DataFrame(records, columns=METRIC_COLUMNS)
 
 

@@ -1,0 +1,1 @@
+"""Data files shipped with actadd (see each file's provenance field)."""

@@ -1,0 +1,67 @@
+"""Plumbing shared by the paper-reproduction kinds that wrap a sweep.
+
+A paper kind's config is a plain sweep config (:class:`actadd.sweeps.SweepSpec` keys) whose
+``kind`` names the paper figure drawn from its results. The run directory is an ordinary
+sweep run (``config.json``, ``env.json``, ``results.parquet``/``.csv``, ``completions.*``)
+plus a ``summary.csv`` and the kind's figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from actadd.errors import ConfigError
+from actadd.runinfo import write_table
+
+
+def run_sweep_kind(config: dict[str, Any], out: Path, resume: bool, kind: str) -> pd.DataFrame:
+    """Run ``config`` as a sweep whose ``config.json`` records ``kind``."""
+    from actadd.sweeps import SweepSpec, run_sweep
+
+    spec = SweepSpec.from_dict({k: v for k, v in config.items() if k != "kind"})
+    return run_sweep(spec, out=out, resume=resume, kind=kind)
+
+
+def read_results(out: Path) -> pd.DataFrame:
+    path = Path(out) / "results.parquet"
+    if not path.is_file():
+        raise ConfigError(f"{out} has no results.parquet: run the experiment first.")
+    return pd.read_parquet(path)
+
+
+def require_generation(config: dict[str, Any], kind: str, metric: str) -> None:
+    """Fail before any compute when a kind needs sampled completions (or sentiment)."""
+    gen = config.get("generation")
+    if not isinstance(gen, dict):
+        raise ConfigError(f"kind {kind!r} needs a [generation] table (sampled completions).")
+    if metric == "sentiment" and gen.get("sentiment") is False:
+        raise ConfigError(f"kind {kind!r} needs generation.sentiment = true.")
+
+
+def mean_diffs(summary: pd.DataFrame, metric: str, z: float = 1.96) -> pd.DataFrame:
+    """Per-cell mean of ``metric`` with a 95% interval, and its difference from the unsteered
+    mean with a normal (Welch) 95% interval. ``summary`` is ``actadd.sweeps.summarize``."""
+    s = summary[summary.metric == metric].copy()
+    if s.empty:
+        raise ConfigError(f"No rows for metric {metric!r}.")
+    sem = s["sem"].fillna(0.0)
+    s["lo"], s["hi"] = s["mean"] - z * sem, s["mean"] + z * sem
+    base = s[s.layer < 0]
+    if len(base):
+        b_mean, b_sem = float(base["mean"].iloc[0]), float(base["sem"].fillna(0).iloc[0])
+        s["diff"] = s["mean"] - b_mean
+        half = z * np.sqrt(sem**2 + b_sem**2)
+        s["diff_lo"], s["diff_hi"] = s["diff"] - half, s["diff"] + half
+    return s.drop(columns=["std"]).reset_index(drop=True)
+
+
+def cell_label(layer: int, coeff: float) -> str:
+    return f"L{int(layer)}, c={coeff:g}"
+
+
+def write_summary(out: Path, table: pd.DataFrame) -> Path:
+    return write_table(Path(out) / "summary.csv", table)

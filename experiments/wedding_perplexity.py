@@ -1,0 +1,20 @@
+"""Run experiments/wedding_perplexity.toml.
+
+    python experiments/wedding_perplexity.py [--quick] [--out DIR]
+
+Output: results/wedding_perplexity/ (with --quick: results/_quick/wedding_perplexity/).
+A finished or interrupted run of the same config is resumed.
+"""
+
+import sys
+from pathlib import Path
+
+from actadd.cli import main
+
+CONFIG = Path(__file__).with_suffix(".toml")
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if "--quick" in args and not any(a.startswith(("--out", "--results")) for a in args):
+        args += ["--results", "results/_quick"]
+    sys.exit(main(["run", str(CONFIG), "--resume", *args]))
