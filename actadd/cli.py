@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="actadd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is faster on a busy "
+        "machine, where OpenMP threads contend)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("suite", help="run the default experiment suite")
@@ -148,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except ActAddError as exc:

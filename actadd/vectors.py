@@ -95,6 +95,11 @@ class SteeringVector:
 
         ``pad_token`` is a string that must be a single token, or a token id.
         One side may be ``""`` (e.g. ``" weddings" − ""``): it is then all padding.
+
+        Note: on SmolLM2 a lone ``" "`` token becomes a massive-activation ("attention
+        sink") position at layers 3–9 (residual norm ~900 vs ~100), so space-padded rows
+        carry that sink into the difference. A word-like pad such as ``pad_token=" a"``
+        avoids it (see experiments/README.md, "Token injection").
         """
         vectors = cls.from_pair_layers(
             model, positive, negative, [layer], coeff, pad=pad, pad_token=pad_token

@@ -67,7 +67,8 @@ def pair_token_ids(
     return align_pair(pos, neg, pad, pad_token_id(model, pad_token))
 
 
-def _check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+    """A non-empty list of non-empty strings, or a ConfigError naming ``what``."""
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
@@ -111,7 +112,7 @@ def residuals(
 
     Returns ``({layer: resid [batch, pos, d_model]}, attention_mask [batch, pos])``.
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     tokens, mask = left_pad(model, [model.to_tokens(t)[0].tolist() for t in texts])
     return residual_stack(model, tokens, layers, mask), mask
 
@@ -149,7 +150,7 @@ def norm_ratios(
     vec_norm, prompt_norm, norm_ratio, typical_norm, typical_ratio`` (``typical_*``: against
     the mean norm of all non-leading positions, see :func:`typical_norm_of`).
     """
-    prompts = _check_texts(prompts, "prompts")
+    prompts = check_texts(prompts, "prompts")
     layer = check_layer(model, vector.layer)
     res, mask = residuals(model, prompts, [layer])
     return _norm_table(vector, res[layer], mask)
@@ -208,7 +209,8 @@ def embedding_cosines(
     pos_ids, neg_ids = pair_token_ids(model, positive, negative, pad, pad_token)
     W_E = model.W_E.detach().float()
     t = vector.tensor.to(W_E.device).float()
-    all_cos = _cos(t[:, None, :], W_E[None, :, :]) if vector.k * W_E.shape[0] < 5e7 else None
+    unit = lambda x: x / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # noqa: E731
+    cos_all = unit(t) @ unit(W_E).T  # [k, d_vocab]
     records = []
     for j in range(vector.k):
         rec = dict(row=j, token_pos="", token_neg="", cos_pos=float("nan"))
@@ -216,14 +218,13 @@ def embedding_cosines(
         if j < len(pos_ids):
             p, n = pos_ids[j], neg_ids[j]
             row = t[j]
-            cos_all = all_cos[j] if all_cos is not None else _cos(row[None], W_E)
             rec.update(
                 token_pos=model.to_string([p]),
                 token_neg=model.to_string([n]),
                 cos_pos=float(_cos(row, W_E[p])),
                 cos_neg=float(_cos(row, W_E[n])),
                 cos_diff=float(_cos(row, W_E[p] - W_E[n])) if p != n else float("nan"),
-                pos_token_rank=int((cos_all > cos_all[p]).sum()),
+                pos_token_rank=int((cos_all[j] > cos_all[j, p]).sum()),
             )
         records.append(rec)
     return pd.DataFrame(records)
@@ -282,7 +283,7 @@ def vector_diagnostics(
     One row per (layer, vector row), columns of :func:`norm_ratios` and
     :func:`embedding_cosines` plus ``layer``, ``coeff`` and ``d_model``. Two forward passes.
     """
-    prompts = _check_texts(prompts, "prompts")
+    prompts = check_texts(prompts, "prompts")
     layers = sorted({int(layer) for layer in layers})
     if not layers:
         raise ConfigError("No layers given.")

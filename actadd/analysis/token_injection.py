@@ -30,10 +30,14 @@ Metrics per condition and prompt (:func:`effect_metrics`): ``kl`` = KL(condition
 ``target_logprob_delta`` = change of the log-probability mass on the pair's target words,
 ``effect_corr`` = Pearson correlation over the vocabulary of the condition's log-prob shift with
 ActAdd's shift, ``topk_overlap`` = overlap of the ``k`` most-promoted tokens (largest shift) with
-ActAdd's, ``inject_corr`` = correlation of the shift with that of prepending p+.
+ActAdd's, ``inject_corr`` = correlation of the shift with that of prepending p+. Any
+perturbation of the front positions shares a generic component of the shift, so the
+correlations have a floor well above 0: read them against the ``random`` control's.
 
 :func:`compare_conditions` runs everything for a list of :class:`Pair` under :class:`Settings`
-and returns one tidy DataFrame; :func:`dose_response_summary` condenses the ``coeff`` rows.
+and returns one tidy DataFrame; :func:`layer_summary`, :func:`dose_response_summary` and
+:func:`headline` condense it. :func:`run_experiment` runs ``experiments/token_injection.toml``
+and writes its tables and figures (:func:`experiment_figures`, also without a model).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
 from actadd.analysis.diagnostics import (
-    _check_texts,
+    check_texts,
     pair_token_ids,
     residual_stack,
     typical_norm,
@@ -69,10 +73,7 @@ from actadd.vectors import PAIR_ALIGNS, SteeringVector
 
 INJECTION_MODES: tuple[str, ...] = ("prepend", "append", "replace", "insert")
 INJECTIONS: tuple[str, ...] = ("prepend", "append", "replace", "prepend_contrast")
-NEUTRAL_TEXT = (
-    "The village sits at the edge of a wide river, where fishermen set out before dawn and "
-    "return in the late afternoon with their"
-)
+NEUTRAL_TEXT = "The village sits at the edge of a wide river, where fishermen"
 # multiples of a pair's reference coefficient: negative, fractional and large
 DEFAULT_DOSE: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -393,7 +394,7 @@ class PromptBatch:
 
     def __init__(self, model: HookedTransformer, texts: Sequence[str]) -> None:
         self.model = model
-        self.texts = _check_texts(texts, "prompts")
+        self.texts = check_texts(texts, "prompts")
         self.token_lists = [model.to_tokens(t)[0].tolist() for t in self.texts]
         layers = range(model.cfg.n_layers + 1)
         self.groups = [
@@ -558,9 +559,9 @@ class Settings:
         prompts = _tuple(self.prompts, "prompts")
         if not prompts:
             raise ConfigError("The prompt set is empty: give at least one user prompt.")
-        set_("prompts", tuple(_check_texts(prompts, "prompts")))
+        set_("prompts", tuple(check_texts(prompts, "prompts")))
         neutral = _tuple(self.neutral, "neutral")
-        set_("neutral", tuple(_check_texts(neutral, "neutral texts")) if neutral else ())
+        set_("neutral", tuple(check_texts(neutral, "neutral texts")) if neutral else ())
         layers = _int_tuple(self.layers, "layers")
         if not layers:
             raise ConfigError("layers is empty: give at least one reference layer.")
@@ -657,7 +658,8 @@ def compare_conditions(
     per (pair, layer, condition) averaging the user prompts (neutral texts left out).
     Columns: :data:`COLUMNS`. ``layer`` is the reference layer, whose ActAdd effect
     ``effect_corr`` compares with; ``add_layer`` is where the condition itself adds (NaN for
-    injections); ``source_layer`` and ``scale`` describe transplants.
+    injections); ``scale`` is the factor on the pair's reference vector (transplants: the
+    norm ratio from ``source_layer``; ``coeff`` rows: the multiple of the pair's ``c``).
     """
     pairs = list(pairs)
     if not pairs or not all(isinstance(p, Pair) for p in pairs):
@@ -961,11 +963,49 @@ def layer_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+BANDS: dict[str, tuple[int, int]] = {"L0-2": (0, 2), "L3-12": (3, 12), "L13+": (13, 10**6)}
+
+
+def headline(
+    summary: pd.DataFrame, bands: dict[str, tuple[int, int]] | None = None
+) -> pd.DataFrame:
+    """The numbers the conclusion rests on, one row per pair (means over layer bands).
+
+    ``inj~actadd``: similarity of ActAdd's effect to prepending p+ (``inject_corr`` of the
+    ActAdd rows); ``inj~random``: the same for the equal-norm random control;
+    ``emb~actadd``: similarity of the layer-0 embedding difference to ActAdd at the layer;
+    ``Δtgt actadd`` / ``Δtgt prepend``: target-word log-prob change; ``S→T``: similarity to
+    ActAdd at the largest swept target ``T`` of the transplant from ``S`` (0 and 2).
+    """
+    bands = bands or BANDS
+    rows = []
+    for pair, g in summary.groupby("pair", sort=False):
+        rec: dict[str, Any] = {"pair": pair}
+        for name, (lo, hi) in bands.items():
+            band = g[(g.layer >= lo) & (g.layer <= hi)]
+            cond = lambda c, b=band: b[b.condition == c]  # noqa: E731
+            rec[f"inj~actadd {name}"] = cond("actadd").inject_corr.mean()
+            rec[f"inj~random {name}"] = cond("random").inject_corr.mean()
+            rec[f"emb~actadd {name}"] = cond("embedding_l0").effect_corr.mean()
+            rec[f"Δtgt actadd {name}"] = cond("actadd").target_logprob_delta.mean()
+        inj = g[g.condition == "inject_prepend"]
+        rec["Δtgt prepend"] = inj.target_logprob_delta.mean() if len(inj) else np.nan
+        t = g[g.condition == "transplant"]
+        if len(t):
+            target = int(t.groupby("layer").size().idxmax())
+            for src in (0, 2):
+                sel = t[(t.layer == target) & (t.source_layer == src)]
+                rec[f"{src}→{target}"] = sel.effect_corr.mean() if len(sel) else np.nan
+        rows.append(rec)
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------- the experiment
 
 EXPERIMENT_KEYS = {"kind", "name", "description", "model", "pairs", "only_pairs", "settings"}
 EXPERIMENT_KEYS |= {"diagnostics"}
 PAIR_KEYS = {"name", "positive", "negative", "coeff", "target", "pad", "pad_token", "sum_with"}
+PAIR_KEYS |= {"label"}  # figure title only
 
 
 def pairs_from_config(items: Sequence[dict[str, Any]]) -> list[Pair]:
@@ -984,7 +1024,7 @@ def pairs_from_config(items: Sequence[dict[str, Any]]) -> list[Pair]:
                 f"{missing}; allowed: {sorted(PAIR_KEYS)}."
             )
         target = item["target"]
-        fields_ = {k: v for k, v in item.items() if k != "target"}
+        fields_ = {k: v for k, v in item.items() if k not in ("target", "label")}
         pairs.append(
             Pair(target_words=target if isinstance(target, str) else tuple(target), **fields_)
         )
@@ -1071,14 +1111,38 @@ FIGURE_WIDTH = 7.0  # inches: a two-column paper's full text width
 
 
 def _pair_labels(config: dict[str, Any] | None) -> dict[str, str]:
+    """Panel titles: a pair's ``label`` from the config, else ``'p+' − 'p−'``; then ``c``."""
     labels = {}
     for item in (config or {}).get("pairs", []):
+        text = item.get("label") or f"{item['positive']!r} − {item['negative']!r}"
         pad = item.get("pad_token", " ")
         extra = "" if pad == " " else f", pad {pad!r}"
-        labels[item["name"]] = (
-            f"{item['positive']!r} − {item['negative']!r}  (c={item['coeff']:g}{extra})"
-        )
+        labels[item["name"]] = f"{text}\n(c={item['coeff']:g}{extra})"
     return labels
+
+
+def _grid(n_rows: int, n_cols: int, height: float):
+    from actadd.plots import plt
+
+    return plt.subplots(
+        n_rows,
+        max(1, n_cols),
+        figsize=(FIGURE_WIDTH, height),
+        sharex=True,
+        sharey="row",
+        layout="constrained",
+        squeeze=False,
+    )
+
+
+def _legend_below(fig, axes_row) -> None:
+    """One legend for a row of panels, under the figure (collected from every panel)."""
+    seen: dict[str, Any] = {}
+    for ax in axes_row:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    if seen:
+        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=3, frameon=False)
 
 
 def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
@@ -1096,22 +1160,12 @@ def _band(ax, x, mean, sem, **kw) -> None:
 def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | None = None):
     """Top: how similar ActAdd's effect at each layer is to literal token injection (and the
     random control's); bottom: the target-token log-prob change, with the injection level."""
-    import matplotlib.pyplot as plt
-
-    from actadd.plots import PAPER_RC
+    from actadd.plots import PAPER_RC, plt
 
     pairs = list(dict.fromkeys(summary["pair"]))
     labels = labels or {}
     with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(
-            2,
-            len(pairs),
-            figsize=(FIGURE_WIDTH * max(1, len(pairs)) / 4, 4.4),
-            sharex=True,
-            sharey="row",
-            layout="constrained",
-            squeeze=False,
-        )
+        fig, axes = _grid(2, len(pairs), 5.0)
         for j, pair in enumerate(pairs):
             top, bottom = axes[0, j], axes[1, j]
             a = _by(summary, pair, "actadd")
@@ -1162,7 +1216,7 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
                 )
             top.axhline(0, color="k", lw=0.6)
             top.set_ylim(-0.3, 1.05)
-            top.set_title(labels.get(pair, pair), fontsize=8)
+            top.set_title(labels.get(pair, pair), fontsize=7.5)
             _band(
                 bottom,
                 a.layer,
@@ -1206,17 +1260,14 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
             bottom.set_xlabel("layer L (resid_pre)")
         axes[0, 0].set_ylabel("effect similarity\n(corr. of Δ log p over vocab)")
         axes[1, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
-        axes[0, -1].legend(loc="upper right", frameon=False)
-        axes[1, -1].legend(loc="upper right", frameon=False)
+        _legend_below(fig, axes.ravel())
     return fig
 
 
 def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None):
     """The pair's difference taken at source layer S and added at target layer T (rescaled
     by typical norms), against S: target-word change and similarity to ActAdd at T."""
-    import matplotlib.pyplot as plt
-
-    from actadd.plots import PAPER_RC
+    from actadd.plots import PAPER_RC, plt
 
     t = summary[summary["condition"] == "transplant"]
     counts = t.groupby(["pair", "layer"]).size()
@@ -1224,15 +1275,7 @@ def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None
     pairs = list(dict.fromkeys(t["pair"]))
     labels = labels or {}
     with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(
-            2,
-            max(1, len(pairs)),
-            figsize=(FIGURE_WIDTH * max(1, len(pairs)) / 4, 4.4),
-            sharex=True,
-            sharey="row",
-            layout="constrained",
-            squeeze=False,
-        )
+        fig, axes = _grid(2, len(pairs), 5.0)
         for j, pair in enumerate(pairs):
             for k, target in enumerate(targets):
                 sel = t[(t.pair == pair) & (t.layer == target)].sort_values("source_layer")
@@ -1279,25 +1322,22 @@ def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None
                     )
             for ax in axes[:, j]:
                 ax.axhline(0, color="k", lw=0.6)
-            axes[0, j].set_title(labels.get(pair, pair), fontsize=8)
+            axes[0, j].set_title(labels.get(pair, pair), fontsize=7.5)
             axes[1, j].set_xlabel("source layer S")
         axes[0, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
         axes[1, 0].set_ylabel("similarity to ActAdd at T\n(corr. of Δ log p)")
-        axes[0, -1].legend(loc="best", frameon=False)
-        axes[1, -1].legend(loc="best", frameon=False)
+        _legend_below(fig, axes.ravel())
     return fig
 
 
 def plot_dose_response(summary: pd.DataFrame, labels: dict[str, str] | None = None):
     """Target-word change and KL against the coefficient (as a multiple of each pair's c)."""
-    import matplotlib.pyplot as plt
-
-    from actadd.plots import PAPER_RC
+    from actadd.plots import PAPER_RC, plt
 
     d = summary[summary["condition"] == "coeff"]
     labels = labels or {}
     with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 2.8), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
         for k, ((pair, layer), g) in enumerate(d.groupby(["pair", "layer"], sort=False)):
             g = g.sort_values("scale")
             name = f"{labels.get(pair, pair)} @L{layer}"
@@ -1314,26 +1354,25 @@ def plot_dose_response(summary: pd.DataFrame, labels: dict[str, str] | None = No
             axes[1].plot(g.scale, g.kl, marker="o", ms=3, color=f"C{k}")
         for ax in axes:
             ax.axvline(0, color="k", lw=0.6)
-            ax.set_xlabel("coefficient / pair's c  (negative and fractional: no token analogue)")
+            ax.set_xlabel("coefficient as a multiple of the pair's c")
         axes[0].axhline(0, color="k", lw=0.6)
         axes[0].set_ylabel("Δ log p(target words) [nats]")
         axes[1].set_ylabel("KL(steered ‖ unsteered) [nats]")
-        axes[0].legend(loc="best", frameon=False, fontsize=6.5)
+        axes[0].set_title("negative and fractional multiples have no token analogue", fontsize=7.5)
+        _legend_below(fig, axes)
     return fig
 
 
 def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = None):
     """Is the vector still its tokens? Cosine of its rows with the pair's token-embedding
     difference, and its size relative to the prompt's residual stream, across layers."""
-    import matplotlib.pyplot as plt
-
-    from actadd.plots import PAPER_RC
+    from actadd.plots import PAPER_RC, plt
 
     labels = labels or {}
     rows = diag[diag["token_pos"] != diag["token_neg"]]
     g = rows.groupby(["pair", "layer"], sort=False)[["cos_diff", "norm_ratio"]].mean()
     with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 2.8), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
         for k, pair in enumerate(dict.fromkeys(rows["pair"])):
             s = g.loc[pair].sort_index()
             axes[0].plot(
@@ -1346,12 +1385,12 @@ def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = 
                 -2 / d_model**0.5, 2 / d_model**0.5, color="0.85", label="random direction (±2/√d)"
             )
         axes[0].set_ylabel("cos(row, W_E[p+] − W_E[p−])")
-        axes[1].set_ylabel("‖row‖ / ‖prompt residual‖ (c = 1)")
+        axes[1].set_ylabel("‖c · row‖ / ‖prompt residual‖")
         axes[1].set_yscale("log")
         axes[1].axhline(1, color="k", lw=0.6)
         for ax in axes:
             ax.set_xlabel("layer L")
-        axes[0].legend(loc="best", frameon=False, fontsize=6.5)
+        _legend_below(fig, axes)
     return fig
 
 

@@ -11,5 +11,6 @@ from actadd.kinds import (  # noqa: F401
     perplexity,
     sentiment,
     sweep,
+    token_injection,
     word_count,
 )

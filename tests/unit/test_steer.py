@@ -221,10 +221,10 @@ def test_context_removes_every_hook_on_exit_and_on_exception(tiny_llama):
 
 def test_user_hooks_outside_the_context_survive_it(tiny_llama):
     seen = []
+    v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=2)
     hp = tiny_llama.hook_dict["blocks.2.hook_resid_pre"]
     hp.add_hook(lambda act, hook: seen.append(act.shape))
     try:
-        v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=2)
         with steering(tiny_llama, v):
             tiny_llama(tiny_llama.to_tokens(PROMPT))
         tiny_llama(tiny_llama.to_tokens(PROMPT))

@@ -1,0 +1,9 @@
+"""Run experiments/love_hate_demo.toml: `python experiments/love_hate_demo.py [--quick] [--out DIR]`."""
+
+import sys
+from pathlib import Path
+
+from actadd.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["run", str(Path(__file__).with_suffix(".toml")), *sys.argv[1:]]))

@@ -1,0 +1,415 @@
+"""The token-injection instruments each do what they claim (tiny random models, exact checks).
+
+- embedding-only addition at layer 0 is the tokens' embedding difference, added exactly;
+- token injection is a plain forward on the concatenated ids;
+- a transplant from S = L with scale 1 is ActAdd; other scales are the typical-norm ratio;
+- the random control has the stated per-row norms and comes from the given generator only;
+- the dimension slice keeps exactly the stated dimensions;
+- the fast paths (cached prefix, many conditions per forward) equal plain forwards;
+- the runner's table has the stated shape and internal identities; bad input fails clearly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from actadd import ConfigError, SteeringError, SteeringVector, steering
+from actadd.analysis import (
+    Pair,
+    PromptBatch,
+    Settings,
+    compare_conditions,
+    dim_slice,
+    dose_response_summary,
+    effect_metrics,
+    embedding_cosines,
+    embedding_vector,
+    inject_tokens,
+    layer_summary,
+    logit_lens,
+    next_token_logprobs,
+    norm_ratios,
+    pairs_from_config,
+    random_like,
+    transplant_vector,
+    typical_norm,
+    vector_diagnostics,
+)
+from actadd.hooks import resid_pre
+from actadd.metrics import kl_div, log_probs
+
+PROMPTS = ["hello world there", "the quick brown fox"]
+
+
+def last_logprobs(model, ids):
+    return log_probs(model(torch.tensor([ids]))[0, -1])
+
+
+# ---------------------------------------------------------------------- embedding-only
+
+
+def test_embedding_only_at_layer0_adds_exactly_the_one_token_embedding_difference(tiny_llama):
+    model = tiny_llama
+    a, b = (model.to_tokens(t, prepend_bos=False)[0, 0] for t in ("a", "b"))
+    vec = embedding_vector(model, "a", "b", coeff=1.0)
+    assert vec.layer == 0 and vec.k == 2
+    diff = model.W_E[a] - model.W_E[b]
+    assert torch.equal(vec.tensor[0], torch.zeros_like(diff))  # the shared leading token
+    assert torch.equal(vec.tensor[1], diff)
+
+    tokens = model.to_tokens("xyz")
+    name = resid_pre(model, 0)
+    _, clean = model.run_with_cache(tokens, names_filter=name)
+    with steering(model, vec):
+        _, steered = model.run_with_cache(tokens, names_filter=name)
+    expected = clean[name].clone()
+    expected[0, 1] += diff
+    assert torch.equal(steered[name], expected)
+
+
+@pytest.mark.parametrize("pad", ["right", "left"])
+def test_embedding_vector_equals_the_layer0_pair_vector(tiny_model, pad):
+    # resid_pre 0 is the embedding (+ position embedding, which cancels in the difference)
+    v = embedding_vector(tiny_model, "abc", "x", coeff=3.0, pad=pad)
+    ref = SteeringVector.from_pair(tiny_model, "abc", "x", 0, 3.0, pad=pad)
+    torch.testing.assert_close(v.tensor, ref.tensor, atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------- token injection
+
+
+def test_inject_tokens_places_the_text_ids_where_each_mode_says(tiny_llama):
+    m = tiny_llama
+    bos = m.to_tokens("")[0].tolist()
+    p = m.to_tokens("wxyz", prepend_bos=False)[0].tolist()
+    t = m.to_tokens("ab", prepend_bos=False)[0].tolist()
+    assert inject_tokens(m, "wxyz", "ab", "prepend") == bos + t + p
+    assert inject_tokens(m, "wxyz", "ab", "append") == bos + p + t
+    assert inject_tokens(m, "wxyz", "ab", "replace") == bos + t + p[2:]
+    assert inject_tokens(m, "wxyz", "ab", "insert", position=2) == bos + p[:1] + t + p[1:]
+    assert inject_tokens(m, "wxyz", "", "prepend") == bos + p
+
+
+def test_injected_logits_equal_a_plain_forward_on_the_concatenated_tokens(tiny_model):
+    lists = [
+        inject_tokens(tiny_model, p, "cat", mode)
+        for p in PROMPTS
+        for mode in ("prepend", "append", "replace")
+    ]
+    got = next_token_logprobs(tiny_model, lists)  # grouped by length, several per forward
+    for row, ids in zip(got, lists):
+        torch.testing.assert_close(row, last_logprobs(tiny_model, ids), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------- transplants
+
+
+def test_transplant_from_the_same_layer_with_scale_1_is_actadd(tiny_llama):
+    ref = SteeringVector.from_pair(tiny_llama, "abc", "xy", 2, 4.0)
+    t = transplant_vector(tiny_llama, "abc", "xy", source=2, target=2, coeff=4.0)
+    assert t.layer == 2 and torch.equal(t.tensor, ref.tensor)
+    ids = tiny_llama.to_tokens(PROMPTS[1])[0].tolist()
+    a, b = (next_token_logprobs(tiny_llama, [ids], v) for v in (ref, t))
+    assert torch.equal(a, b)
+
+
+def test_transplant_is_the_source_difference_rescaled_by_the_typical_norm_ratio(tiny_llama):
+    t = transplant_vector(
+        tiny_llama, "abc", "xy", source=0, target=3, coeff=2.0, norm_texts=PROMPTS
+    )
+    scale = typical_norm(tiny_llama, PROMPTS, 3) / typical_norm(tiny_llama, PROMPTS, 0)
+    src = SteeringVector.from_pair(tiny_llama, "abc", "xy", 0, 2.0)
+    assert t.layer == 3
+    torch.testing.assert_close(t.tensor, src.tensor * scale)
+    assert scale > 1  # residual norms grow with depth on this model
+
+
+def test_typical_norm_leaves_out_the_leading_token(tiny_llama):
+    layer = 2
+    tokens = tiny_llama.to_tokens(PROMPTS[0])
+    r = tiny_llama(tokens, stop_at_layer=layer)[0]
+    assert math.isclose(
+        typical_norm(tiny_llama, PROMPTS[:1], layer), float(r[1:].norm(dim=-1).mean()), rel_tol=1e-6
+    )
+
+
+# ---------------------------------------------------------------------- controls
+
+
+def test_random_control_has_the_same_row_norms_and_uses_only_its_generator(tiny_llama):
+    v = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2, 3.0)
+    state = torch.random.get_rng_state()
+    r1 = random_like(v, torch.Generator().manual_seed(7))
+    assert torch.equal(torch.random.get_rng_state(), state)  # global RNG untouched
+    r2 = random_like(v, torch.Generator().manual_seed(7))
+    r3 = random_like(v, torch.Generator().manual_seed(8))
+    torch.testing.assert_close(r1.norms(), v.norms(), atol=1e-4, rtol=1e-5)
+    assert torch.equal(r1.tensor, r2.tensor) and not torch.equal(r1.tensor, r3.tensor)
+    assert r1.layer == v.layer and r1.tensor.shape == v.tensor.shape
+    cos = torch.nn.functional.cosine_similarity(r1.tensor[1:], v.tensor[1:], dim=-1)
+    assert cos.abs().max() < 0.6  # a direction unrelated to the vector's
+
+
+def test_dim_slice_keeps_exactly_the_first_fraction_of_dimensions(tiny_llama):
+    v = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2)
+    s = dim_slice(v, 0.7)
+    n = round(0.7 * v.d_model)
+    assert torch.equal(s.tensor[:, :n], v.tensor[:, :n])
+    assert torch.count_nonzero(s.tensor[:, n:]) == 0
+    assert torch.equal(dim_slice(v, slice(10, 20)).tensor[:, 10:20], v.tensor[:, 10:20])
+    assert torch.count_nonzero(dim_slice(v, [3]).tensor[:, 4:]) == 0
+
+
+@pytest.mark.parametrize(
+    "dims, match",
+    [
+        (slice(0, 65), "outside d_model=64"),
+        (slice(-1, 10), "outside"),
+        (0.0, r"\(0, 1\]"),
+        (1.5, r"\(0, 1\]"),
+        ([64], "0..63"),
+        ("abc", "fraction"),
+    ],
+)
+def test_dim_slice_outside_d_model_is_a_clear_error(tiny_llama, dims, match):
+    v = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2)
+    with pytest.raises(SteeringError, match=match):
+        dim_slice(v, dims)
+
+
+# ---------------------------------------------------------------------- fast paths
+
+
+def test_prompt_batch_matches_plain_forwards_for_every_start_layer(tiny_model):
+    batch = PromptBatch(tiny_model, PROMPTS + ["ab"])
+    lists = batch.token_lists
+    torch.testing.assert_close(
+        batch.base, next_token_logprobs(tiny_model, lists), atol=1e-5, rtol=0
+    )
+    vecs = [SteeringVector.from_pair(tiny_model, "ab", "x", layer, 2.0) for layer in (0, 2, 4)]
+    many = batch.logprobs_many([[vecs[0]], [vecs[1]], None, [vecs[2]], vecs[1:]])
+    expected = [
+        next_token_logprobs(tiny_model, lists, v)
+        for v in ([vecs[0]], [vecs[1]], None, [vecs[2]], vecs[1:])
+    ]
+    for got, want in zip(many, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    assert not torch.allclose(many[0], many[2])  # steering changed something
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+def test_effect_metrics_identities():
+    g = torch.Generator().manual_seed(0)
+    base, cond, other = (torch.randn(3, 50, generator=g) for _ in range(3))
+    base, cond, other = log_probs(base), log_probs(cond), log_probs(other)
+    same = effect_metrics(base, base, [1, 2])
+    assert np.allclose(same["kl"], 0, atol=1e-6) and np.allclose(same["target_logprob_delta"], 0)
+    m = effect_metrics(base, cond, [1, 2], ref=(base, cond), inject=(base, other), k=5)
+    assert np.allclose(m["effect_corr"], 1) and np.allclose(m["topk_overlap"], 1)
+    assert np.allclose(m["kl"], kl_div(cond, base).numpy())
+    d, e = (cond - base).numpy(), (other - base).numpy()
+    assert np.allclose(m["inject_corr"], [np.corrcoef(d[i], e[i])[0, 1] for i in range(3)])
+    assert np.allclose(
+        m["target_logprob_delta"],
+        (torch.logsumexp(cond[:, [1, 2]], -1) - torch.logsumexp(base[:, [1, 2]], -1)).numpy(),
+    )
+
+
+# ---------------------------------------------------------------------- the runner
+
+PAIRS = [
+    Pair("ab", "abc", "xy", 2.0, ("a", "b"), sum_with="q"),
+    Pair("q", "q", "", 1.0, ("q",)),
+]
+SETTINGS = dict(
+    prompts=PROMPTS,
+    neutral=["some neutral text"],
+    layers=[0, 2],
+    transplant_sources=[0],
+    sweep_targets=[3],
+    dose_layers=[2],
+    dose_scales=[-1.0, 0.5, 1.0],
+)
+
+
+@pytest.fixture(scope="module")
+def table(tiny_llama):
+    threads = torch.get_num_threads()  # module fixtures run before the one-thread autouse one
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return compare_conditions(tiny_llama, PAIRS, Settings(**SETTINGS), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_runner_table_is_tidy_with_one_row_per_text_plus_a_mean(table):
+    n_texts = len(PROMPTS) + 1
+    counts = table.groupby(["pair", "layer", "condition", "source_layer", "coeff"], dropna=False)
+    assert (counts.size() == n_texts + 1).all()
+    assert set(table.prompt_kind) == {"user", "neutral", "mean"}
+    assert set(table.layer) == {0, 2, 3}
+    expected = {"actadd", "random", "slice", "transplant", "coeff", "sum", "embedding_l0"}
+    expected |= {f"inject_{m}" for m in ("prepend", "append", "replace", "prepend_contrast")}
+    assert set(table.condition) == expected
+    assert not table.condition.str.startswith("_").any()
+    for col in ("kl", "target_logprob_delta", "effect_corr", "topk_overlap", "inject_corr"):
+        assert col in table
+
+
+def test_runner_rows_satisfy_the_identities_they_claim(table):
+    t = table
+    user = t[t.prompt_kind == "user"]
+    a = user[user.condition == "actadd"]
+    assert np.allclose(a.effect_corr, 1) and np.allclose(a.topk_overlap, 1)
+    # the mean row is the mean over user prompts, neutral texts left out
+    g = t[(t.condition == "actadd") & (t.pair == "ab") & (t.layer == 2)]
+    mean = g[g.prompt_kind == "mean"].kl.item()
+    assert math.isclose(mean, g[g.prompt_kind == "user"].kl.mean(), rel_tol=1e-9)
+    # transplant S = T (= 3) reuses ActAdd at 3; layer-0 embedding addition = ActAdd at 0
+    tr = user[(user.condition == "transplant") & (user.layer == 3) & (user.source_layer == 3)]
+    ad = user[(user.condition == "actadd") & (user.layer == 3)]
+    assert np.allclose(tr.kl.values, ad.kl.values) and (tr.scale == 1).all()
+    emb = user[(user.condition == "embedding_l0") & (user.layer == 0)]
+    assert np.allclose(emb.effect_corr, 1, atol=1e-4)
+    # dose: scale 1 is the reference coefficient; coeff = scale × c
+    d = user[(user.condition == "coeff") & (user.pair == "ab")]
+    assert np.allclose(d.coeff, d.scale * 2.0)
+    one = d[d.scale == 1]
+    ref = user[(user.condition == "actadd") & (user.pair == "ab") & (user.layer == 2)]
+    assert np.allclose(one.kl.values, ref.kl.values, atol=1e-5)
+    # the prepend-contrast for an empty negative side is the plain prepend
+    q = user[user.pair == "q"]
+    assert np.allclose(
+        q[q.condition == "inject_prepend_contrast"].kl.values,
+        q[q.condition == "inject_prepend"].kl.values,
+    )
+    s = user[user.condition == "sum"]
+    assert len(s) and s.additive_corr.notna().all() and (s.other_pair == "q").all()
+
+
+def test_random_control_is_reproducible_from_the_seed(tiny_llama):
+    settings = Settings(
+        prompts=PROMPTS,
+        layers=[2],
+        injections=[],
+        embedding=False,
+        transplant_sources=[],
+        slice_frac=None,
+        seed=3,
+    )
+    pair = [Pair("ab", "abc", "xy", 2.0, ("a", "b"))]
+    a, b = (compare_conditions(tiny_llama, pair, settings, progress=False) for _ in range(2))
+    pd.testing.assert_frame_equal(a, b)
+    other = Settings(**{**settings.__dict__, "seed": 4})
+    c = compare_conditions(tiny_llama, pair, other, progress=False)
+    assert not np.allclose(a[a.condition == "random"].kl, c[c.condition == "random"].kl)
+
+
+def test_summaries(table):
+    s = layer_summary(table)
+    assert {"kl_sem", "n_prompts", "neutral_kl"} <= set(s.columns)
+    assert (s.n_prompts == len(PROMPTS)).all()
+    d = dose_response_summary(table)
+    assert set(d.pair) == {"ab", "q"} and (d.n_coeffs == 3).all()
+
+
+def test_dose_response_summary_on_a_known_curve():
+    scales = np.array([-1.0, -0.5, -0.25, 0.25, 0.5, 1.0, 2.0])
+    df = pd.DataFrame(
+        dict(
+            condition="coeff",
+            prompt_kind="mean",
+            pair="p",
+            layer=1,
+            scale=scales,
+            target_logprob_delta=2 * scales,
+            kl=0.3 * scales**2,
+        )
+    )
+    row = dose_response_summary(df, near=1.0).iloc[0]
+    assert row.monotonic and math.isclose(row.spearman, 1.0)
+    assert math.isclose(row.slope_near0, 2.0) and math.isclose(row.r2_near0, 1.0)
+    assert math.isclose(row.odd_symmetry, 1.0) and math.isclose(row.kl_exponent, 2.0)
+    assert row.peak_scale == 2.0
+
+
+# ---------------------------------------------------------------------- diagnostics
+
+
+def test_norm_ratios_compare_each_row_with_the_prompt_position_it_lands_on(tiny_llama):
+    v = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2, 2.0)
+    df = norm_ratios(tiny_llama, v, PROMPTS)
+    r = [tiny_llama(tiny_llama.to_tokens(p), stop_at_layer=2)[0].norm(dim=-1) for p in PROMPTS]
+    j = 3
+    expected = float(v.norms()[j]) / float((r[0][j] + r[1][j]) / 2)
+    assert math.isclose(df.norm_ratio[j], expected, rel_tol=1e-5)
+    assert df.vec_norm[0] == 0  # the shared leading token
+
+
+def test_embedding_cosines_at_layer0_point_exactly_at_the_token_difference(tiny_llama):
+    v = SteeringVector.from_pair(tiny_llama, "ab", "xy", 0)
+    df = embedding_cosines(tiny_llama, v, "ab", "xy")
+    assert list(df.token_pos) == ["<|bos|>", "a", "b"]
+    assert np.allclose(df.cos_diff[1:], 1.0, atol=1e-5)
+    assert np.isnan(df.cos_diff[0])
+    assert (df.pos_token_rank[1:] == 0).all()  # each row is closest to its own p+ token
+
+
+def test_logit_lens_is_the_unembedded_final_norm_of_the_rows(tiny_gpt2):
+    v = SteeringVector.from_pair(tiny_gpt2, "abc", "x", 2)
+    df = logit_lens(tiny_gpt2, v, k=5)
+    x = v.tensor[1:].sum(0)[None, None]
+    logits = tiny_gpt2.unembed(tiny_gpt2.ln_final(x))[0, 0]
+    assert list(df.token_id) == logits.topk(5).indices.tolist()
+    assert list(df["rank"]) == list(range(5)) and (df.row == "sum").all()
+    assert len(logit_lens(tiny_gpt2, v, k=3, rows="each")) == 3 * v.k
+
+
+def test_vector_diagnostics_covers_every_layer_and_row(tiny_llama):
+    df = vector_diagnostics(tiny_llama, "abc", "x", [0, 2, 4], PROMPTS, coeff=2.0)
+    assert len(df) == 3 * 4 and set(df.layer) == {0, 2, 4} and (df.coeff == 2.0).all()
+
+
+# ---------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_a_clear_error(tiny_llama):
+    m = tiny_llama
+    with pytest.raises(SteeringError, match=r"allowed 0\.\.4"):
+        transplant_vector(m, "ab", "x", source=5, target=2, norm_texts=PROMPTS)
+    with pytest.raises(SteeringError, match="norm_texts"):
+        transplant_vector(m, "ab", "x", source=0, target=2)
+    with pytest.raises(ConfigError, match="prompt set is empty"):
+        Settings(prompts=[], layers=[1])
+    with pytest.raises(SteeringError, match="has 4 layers"):
+        compare_conditions(m, PAIRS, Settings(prompts=PROMPTS, layers=[1], sweep_targets=[9]))
+    with pytest.raises(ConfigError, match="Unknown injections"):
+        Settings(prompts=PROMPTS, layers=[1], injections=["middle"])
+    with pytest.raises(ConfigError, match="not a pair of this run"):
+        compare_conditions(
+            m,
+            [Pair("a", "a", "b", 1, ("a",), sum_with="zz")],
+            Settings(prompts=PROMPTS, layers=[1]),
+        )
+    with pytest.raises(ConfigError, match="both sides are empty"):
+        Pair("e", "", "", 1.0, ("a",))
+    with pytest.raises(ConfigError, match="unknown target preset"):
+        Pair("e", "a", "b", 1.0, "cats")
+    with pytest.raises(SteeringError, match="at least one prompt token must remain"):
+        inject_tokens(m, "ab", "abcdef", "replace")
+    with pytest.raises(SteeringError, match="Unknown injection mode"):
+        inject_tokens(m, "ab", "x", "sideways")
+    with pytest.raises(SteeringError, match="torch.Generator"):
+        random_like(SteeringVector.from_pair(m, "a", "b", 1), 0)
+    with pytest.raises(ConfigError, match="Unknown settings"):
+        Settings.from_dict(dict(prompts=PROMPTS, layers=[1], layer=[2]))
+    with pytest.raises(ConfigError, match="missing keys"):
+        pairs_from_config([dict(name="x", positive="a")])
