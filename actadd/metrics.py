@@ -252,3 +252,32 @@ def proportion_summary(
         diff = [newcombe_interval(int(s), int(n), bs, bn, z) for s, n in zip(out.successes, out.n)]
         out["diff_lo"], out["diff_hi"] = [d[0] for d in diff], [d[1] for d in diff]
     return out
+
+
+# two-sided 95% Student-t quantiles by degrees of freedom (above 30: 1.96)
+_T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    12: 2.179,
+    15: 2.131,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+}
+
+
+def t95(dof: float) -> float:
+    """Two-sided 95% Student-t quantile for ``dof`` degrees of freedom (table, rounded down)."""
+    if not np.isfinite(dof) or dof < 1:
+        return float("nan")
+    if dof > 30:
+        return 1.96
+    return _T95[max(k for k in _T95 if k <= dof)]

@@ -276,10 +276,13 @@ def align_sort_key(align: str) -> tuple[int, float]:
     return (rank, 0.0 if np.isnan(off) else off)
 
 
-def mean_ci(summary: pd.DataFrame, z: float = 1.96) -> pd.DataFrame:
-    """Add ``lo``/``hi`` (mean ± z·s.e.; a normal 95% interval) to a summarize() table."""
+def mean_ci(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add ``lo``/``hi`` (mean ± t·s.e., a Student-t 95% interval) to a summarize() table."""
+    from actadd.metrics import t95
+
     s = summary.copy()
-    half = z * s["sem"].fillna(0.0)
+    t = np.array([t95(n - 1) if n > 1 else 0.0 for n in s["count"]])
+    half = t * s["sem"].fillna(0.0).to_numpy()
     s["lo"], s["hi"] = s["mean"] - half, s["mean"] + half
     return s
 
@@ -315,8 +318,8 @@ def proportion_by_layer(
         colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(coeffs)))
         for i, (c, color) in enumerate(zip(coeffs, colors)):
             d = sel[sel.coeff == c].sort_values("layer")
-            shift = (i - (len(coeffs) - 1) / 2) * 0.12  # keep the error bars apart
-            ax.errorbar(
+            shift = (i - (len(coeffs) - 1) / 2) * 0.18  # keep the error bars apart
+            bars = ax.errorbar(
                 d.layer + shift,
                 d.frac,
                 yerr=_yerr(d.frac, d.lo, d.hi),
@@ -324,10 +327,12 @@ def proportion_by_layer(
                 marker="o",
                 ms=3,
                 lw=1.1,
-                elinewidth=0.8,
-                capsize=1.5,
+                elinewidth=0.7,
+                capsize=1.2,
                 label=f"c = {c:g} (n = {int(d.n.iloc[0])})",
             )
+            for part in (*bars[1], *bars[2]):  # caps and bars lighter than the line
+                part.set_alpha(0.5)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("Injection layer L (resid_pre)")
         ax.set_ylabel(ylabel)
@@ -351,7 +356,7 @@ def mean_by(
     log_x: bool = False,
 ):
     """Mean ``metric`` against ``x`` (``"layer"`` or ``"coeff"``), one line per value of
-    ``lines``, with 95% normal intervals (±1.96 s.e.) and the unsteered band.
+    ``lines``, with Student-t 95% intervals and the unsteered band.
 
     ``summary`` is :func:`actadd.sweeps.summarize` output (steered rows ``layer >= 0``,
     unsteered ``layer < 0``).
@@ -373,10 +378,13 @@ def mean_by(
             ax.axhline(0, color="0.25", ls="--", lw=1, label="unsteered")
         values = sorted(sel[lines].unique())
         colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(values)))
-        for v, color in zip(values, colors):
+        for i, (v, color) in enumerate(zip(values, colors)):
             d = sel[sel[lines] == v].groupby(x)[["mean", "lo", "hi"]].mean().reset_index()
+            # spread the lines a little along x so that their error bars stay apart
+            step = (i - (len(values) - 1) / 2) / max(len(values), 1)
+            xs = d[x] * 2 ** (0.25 * step) if log_x else d[x] + 0.6 * step
             ax.errorbar(
-                d[x],
+                xs,
                 d["mean"],
                 yerr=_yerr(d["mean"], d["lo"], d["hi"]),
                 color=color,
@@ -396,7 +404,7 @@ def mean_by(
         )
         ax.set_ylabel(label(metric))
         ax.set_title(title or (pair or ""))
-        ax.legend(frameon=False, ncol=2, fontsize=7)
+        ax.legend(frameon=False, ncol=2, fontsize=6.5, loc="best")
     return fig
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from actadd.errors import ConfigError
+from actadd.metrics import t95
 from actadd.runinfo import write_table
 
 
@@ -42,21 +43,37 @@ def require_generation(config: dict[str, Any], kind: str, metric: str) -> None:
         raise ConfigError(f"kind {kind!r} needs generation.sentiment = true.")
 
 
-def mean_diffs(summary: pd.DataFrame, metric: str, z: float = 1.96) -> pd.DataFrame:
-    """Per-cell mean of ``metric`` with a 95% interval, and its difference from the unsteered
-    mean with a normal (Welch) 95% interval. ``summary`` is ``actadd.sweeps.summarize``."""
+def mean_diffs(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per-cell mean of ``metric`` with a 95% t interval, and its difference from the
+    unsteered mean with a Welch 95% interval. ``summary`` is ``actadd.sweeps.summarize``."""
     s = summary[summary.metric == metric].copy()
     if s.empty:
         raise ConfigError(f"No rows for metric {metric!r}.")
     sem = s["sem"].fillna(0.0)
-    s["lo"], s["hi"] = s["mean"] - z * sem, s["mean"] + z * sem
+    half = sem * [t95(n - 1) if n > 1 else 0.0 for n in s["count"]]
+    s["lo"], s["hi"] = s["mean"] - half, s["mean"] + half
     base = s[s.layer < 0]
     if len(base):
         b_mean, b_sem = float(base["mean"].iloc[0]), float(base["sem"].fillna(0).iloc[0])
+        b_n = int(base["count"].iloc[0])
         s["diff"] = s["mean"] - b_mean
-        half = z * np.sqrt(sem**2 + b_sem**2)
+        var = sem**2 + b_sem**2
+        # Welch–Satterthwaite degrees of freedom
+        dof = var**2 / (
+            sem**4 / (s["count"] - 1).clip(lower=1) + b_sem**4 / max(b_n - 1, 1)
+        ).replace(0, np.nan)
+        half = np.sqrt(var) * [t95(d) if np.isfinite(d) else 0.0 for d in dof]
         s["diff_lo"], s["diff_hi"] = s["diff"] - half, s["diff"] + half
     return s.drop(columns=["std"]).reset_index(drop=True)
+
+
+def range_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per-cell mean of a deterministic (next-token) metric with ``lo``/``hi`` = the minimum
+    and maximum over texts: with two or three prompts a spread says more than an interval."""
+    keys = ["pair", "pad", "layer", "coeff", "align"]
+    g = df[df.metric == metric].groupby(keys, dropna=False)["value"]
+    out = g.agg(mean="mean", lo="min", hi="max", count="count").reset_index()
+    return out.assign(metric=metric)
 
 
 def cell_label(layer: int, coeff: float) -> str:
@@ -65,3 +82,18 @@ def cell_label(layer: int, coeff: float) -> str:
 
 def write_summary(out: Path, table: pd.DataFrame) -> Path:
     return write_table(Path(out) / "summary.csv", table)
+
+
+def pair_order(out: Path, present) -> list[str]:
+    """The pairs of a run in config order (their labels, as in the tables), then any others."""
+    import json
+
+    from actadd.sweeps.spec import PairSpec
+
+    config = json.loads((Path(out) / "config.json").read_text())
+    names = []
+    for p in config.get("pairs", []):
+        spec = PairSpec(**p) if isinstance(p, dict) else PairSpec(str(p[0]), str(p[1]))
+        names.append(spec.name)
+    present = list(dict.fromkeys(present))
+    return [n for n in names if n in present] + [n for n in present if n not in names]

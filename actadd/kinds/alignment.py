@@ -20,16 +20,34 @@ from actadd.experiments import register
 from actadd.kinds._paper import (
     cell_label,
     mean_diffs,
+    pair_order,
+    range_table,
     read_results,
     require_generation,
     run_sweep_kind,
     write_summary,
 )
 from actadd.metrics import proportion_summary
-from actadd.plots import PAPER_RC, align_sort_key, cell_bars, label, save_figure
+from actadd.plots import PAPER_RC, align_sort_key, cell_bars, save_figure
 
+BARS = {
+    "topic_any": "bars: Wilson 95% CI",
+    "sentiment": "bars: 95% CI",
+    "target_logprob_delta": "bars: range over the prompts",
+    "kl_neutral": "bars: range over the neutral texts",
+}
 NAME = "alignment"
 METRICS = ("topic_any", "target_logprob_delta", "kl_neutral")
+YLABELS = {
+    "topic_any": "Topic-word completions [fraction]",
+    "target_logprob_delta": "Δ log p(topic tokens) [nats]",
+    "kl_neutral": "KL on neutral text [nats/token]",
+}
+TITLES = {
+    "topic_any": "sampled completions with a topic word",
+    "target_logprob_delta": "next-token log-probability of the topic words vs unsteered",
+    "kl_neutral": "disruption, KL(steered ‖ unsteered) on neutral text",
+}
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -43,7 +61,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         frames.append(p.assign(metric="topic_any"))
     for metric in METRICS[1:]:
         if (s.metric == metric).any():
-            frames.append(mean_diffs(s, metric))
+            frames.append(
+                mean_diffs(s, metric) if metric == "sentiment" else range_table(df, metric)
+            )
     out = pd.concat(frames, ignore_index=True)
     cols = ["pair", "pad", "layer", "coeff", "align", "metric", "mean", "lo", "hi", "count"]
     extra = [c for c in ("diff", "diff_lo", "diff_hi", "successes") if c in out.columns]
@@ -56,19 +76,19 @@ class AlignmentKind:
     def run(config: dict[str, Any], out: Path, resume: bool) -> None:
         require_generation(config, NAME, "topic_any")
         df = run_sweep_kind(config, out, resume, NAME)
-        write_summary(out, summary(df))
         AlignmentKind.figures(out, df)
 
     @staticmethod
     def figures(out: Path, df: pd.DataFrame | None = None) -> list[Path]:
         df = df if df is not None else read_results(out)
+        write_summary(out, summary(df))  # derived: kept in step with the figures
         table = summary(df)
         steered = table[table.layer >= 0]
-        aligns = sorted(steered.align.unique(), key=align_sort_key)
+        aligns = sorted(steered["align"].unique(), key=align_sort_key)
         cells = steered[["layer", "coeff"]].drop_duplicates().sort_values(["layer", "coeff"])
         cell_order = [cell_label(r.layer, r.coeff) for r in cells.itertuples()]
         metrics = [m for m in METRICS if (table.metric == m).any()]
-        pairs = list(dict.fromkeys(steered.pair))
+        pairs = pair_order(out, steered.pair)
         paths: list[Path] = []
         for i, pair in enumerate(pairs):
             with plt.rc_context(PAPER_RC):
@@ -90,9 +110,6 @@ class AlignmentKind:
                     baseline = (0.0, 0.0, 0.0)
                 t = t[(t.layer >= 0) & (t.pair == pair)]
                 t = t.assign(cell=[cell_label(r.layer, r.coeff) for r in t.itertuples()])
-                ylabel = label(metric)
-                if metric == "topic_any":
-                    ylabel = "Completions with a topic word [fraction]"
                 cell_bars(
                     t,
                     groups="align",
@@ -100,11 +117,13 @@ class AlignmentKind:
                     value="mean",
                     ax=ax,
                     baseline=baseline,
-                    ylabel=ylabel,
+                    ylabel=YLABELS[metric],
                     order=aligns,
                     bar_order=cell_order,
-                    title=f"{pair}: {label(metric).split(' [')[0]} (bars: 95% CI)",
+                    title=f"{pair}: {TITLES[metric]} ({BARS[metric]})",
                 )
                 ax.set_xlabel("Injection alignment")
+                if metric != metrics[0]:
+                    ax.get_legend().remove()
             paths += save_figure(fig, Path(out) / "figures" / f"alignment_pair{i}")
         return paths

@@ -241,7 +241,6 @@ class CapabilityKind:
         results = evaluate(model, c, items)
         write_table(out / "results.parquet", results)
         write_table(out / "results.csv", results)
-        write_table(out / "summary.csv", summary(results, c["topk"]))
         CapabilityKind.figures(out)
 
     @staticmethod
@@ -251,6 +250,7 @@ class CapabilityKind:
         topk = [int(k) for k in config.get("topk", [1, 5])]
         results = pd.read_parquet(out / "results.parquet")
         s = summary(results, topk)
+        write_table(out / "summary.csv", s)  # derived: kept in step with the figure
         base = s[s.layer < 0].iloc[0]
         steered = s[s.layer >= 0]
         pairs = list(dict.fromkeys(steered.pair))
@@ -278,7 +278,7 @@ class CapabilityKind:
                             base[f"top{k}_hi"],
                             f"unsteered (n = {int(base.n)})",
                         )
-                        ax.set_ylabel(f"Top-{k} accuracy on the cloze set [fraction]")
+                        ax.set_ylabel(f"Top-{k} accuracy [fraction of items]")
                         ax.set_ylim(-0.02, 1.02)
                     else:
                         ax.axhline(0, color="0.25", ls="--", lw=1, label="unsteered")
@@ -307,6 +307,8 @@ class CapabilityKind:
                         ticks = sorted(d.coeff.unique())
                         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
                     ax.set_xlabel("Coefficient c")
-                    ax.set_title(f"{pair} (bars: 95% CI)")
-                    ax.legend(frameon=False, fontsize=6.5, ncol=2)
+                    what = f"top-{topk[col]} accuracy" if col < len(topk) else "disruption"
+                    ax.set_title(f"{pair}: {what} (bars: 95% CI)")
+                    if col == 0:
+                        ax.legend(frameon=False, fontsize=6.5, ncol=2, loc="best")
         return save_figure(fig, out / "figures" / "capability")

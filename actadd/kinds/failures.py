@@ -3,8 +3,9 @@
 A sweep whose pairs come in families, a working pair followed by its failing variant
 (e.g. ``"Anger" − "Calm"`` then lowercase ``" anger" − " calm"``; ``"Love" − "Hate"`` then
 ``"Love" − ""``), each evaluated at the same layers and coefficients. The figure has one
-panel per metric — topic-word fraction of completions (Wilson 95% CIs), VADER sentiment
-(95% CIs), and KL on neutral text (disruption) — with one bar per pair in every
+panel per metric — topic-word fraction of completions (Wilson 95% CIs), the next-token
+change in topic-word log-probability, VADER sentiment (95% CIs), and KL on neutral text
+(disruption) — with one bar per pair in every
 (layer, coefficient) cell and the unsteered value as a band. Pairs are coloured by family:
 the working pair dark, its variant light.
 """
@@ -22,6 +23,8 @@ from actadd.experiments import register
 from actadd.kinds._paper import (
     cell_label,
     mean_diffs,
+    pair_order,
+    range_table,
     read_results,
     require_generation,
     run_sweep_kind,
@@ -30,6 +33,12 @@ from actadd.kinds._paper import (
 from actadd.metrics import proportion_summary
 from actadd.plots import PAPER_RC, cell_bars, label, save_figure
 
+BARS = {
+    "topic_any": "bars: Wilson 95% CI",
+    "sentiment": "bars: 95% CI",
+    "target_logprob_delta": "bars: range over the prompts",
+    "kl_neutral": "bars: range over the neutral texts",
+}
 NAME = "failures"
 
 
@@ -44,7 +53,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         frames.append(p.assign(metric="topic_any"))
     for metric in ("sentiment", "kl_neutral", "target_logprob_delta"):
         if (s.metric == metric).any():
-            frames.append(mean_diffs(s, metric))
+            frames.append(
+                mean_diffs(s, metric) if metric == "sentiment" else range_table(df, metric)
+            )
     out = pd.concat(frames, ignore_index=True)
     cols = ["pair", "pad", "layer", "coeff", "align", "metric", "mean", "lo", "hi", "count"]
     extra = [c for c in ("diff", "diff_lo", "diff_hi", "successes") if c in out.columns]
@@ -62,19 +73,34 @@ class FailuresKind:
     def run(config: dict[str, Any], out: Path, resume: bool) -> None:
         require_generation(config, NAME, "sentiment")
         df = run_sweep_kind(config, out, resume, NAME)
-        write_summary(out, summary(df))
         FailuresKind.figures(out, df)
 
     @staticmethod
     def figures(out: Path, df: pd.DataFrame | None = None) -> list[Path]:
         df = df if df is not None else read_results(out)
+        write_summary(out, summary(df))  # derived: kept in step with the figures
         table = summary(df)
         steered = table[table.layer >= 0]
-        pairs = list(dict.fromkeys(steered.pair))
+        pairs = pair_order(out, steered.pair)
         cells = steered[["layer", "coeff"]].drop_duplicates().sort_values(["layer", "coeff"])
         order = [cell_label(r.layer, r.coeff) for r in cells.itertuples()]
-        metrics = [m for m in ("topic_any", "sentiment", "kl_neutral") if (table.metric == m).any()]
-        ylabels = {"topic_any": "Completions with an anger word [fraction]"}
+        metrics = [
+            m
+            for m in ("topic_any", "target_logprob_delta", "sentiment", "kl_neutral")
+            if (table.metric == m).any()
+        ]
+        ylabels = {
+            "topic_any": "Anger-word completions [fraction]",
+            "target_logprob_delta": "Δ log p(anger words) [nats]",
+            "sentiment": "VADER sentiment [−1, 1]",
+            "kl_neutral": "KL on neutral text [nats/token]",
+        }
+        titles = {
+            "topic_any": "Completions with an anger word",
+            "target_logprob_delta": "Next token: log-probability of the anger words vs unsteered",
+            "sentiment": "Sentiment of completions",
+            "kl_neutral": "Disruption: KL(steered ‖ unsteered) on neutral text",
+        }
         with plt.rc_context(PAPER_RC):
             fig, axes = plt.subplots(
                 len(metrics),
@@ -83,13 +109,15 @@ class FailuresKind:
                 layout="constrained",
                 squeeze=False,
             )
-        for ax, metric in zip(axes[:, 0], metrics):
+        for i, (ax, metric) in enumerate(zip(axes[:, 0], metrics)):
             t = table[table.metric == metric]
             base = t[t.layer < 0]
             baseline = None
             if len(base):
                 b = base.iloc[0]
                 baseline = (float(b["mean"]), float(b["lo"]), float(b["hi"]))
+            elif metric == "target_logprob_delta":
+                baseline = (0.0, 0.0, 0.0)
             t = t[t.layer >= 0].assign(
                 cell=lambda d: [cell_label(r.layer, r.coeff) for r in d.itertuples()]
             )
@@ -104,7 +132,9 @@ class FailuresKind:
                 order=order,
                 bar_order=pairs,
                 colors=_family_colors(len(pairs)),
-                title=f"{label(metric).split(' [')[0]} (bars: 95% CI)",
+                title=f"{titles[metric]} ({BARS[metric]})",
             )
             ax.set_xlabel("Injection layer L and coefficient c")
+            if i > 0:
+                ax.get_legend().remove()
         return save_figure(fig, Path(out) / "figures" / "failures")

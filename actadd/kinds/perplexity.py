@@ -246,7 +246,6 @@ class PerplexityKind:
         table = measure(model, c, corpus)
         write_table(out / "perplexity.parquet", table)
         write_table(out / "perplexity.csv", table)
-        write_table(out / "summary.csv", summary(table))
         PerplexityKind.figures(out)
 
     @staticmethod
@@ -278,6 +277,7 @@ class PerplexityKind:
         paths = save_figure(fig, out / "figures" / "perplexity_ratio")
 
         s = summary(table)
+        write_table(out / "summary.csv", s)  # derived: kept in step with the figures
         groups = [g for g in dict.fromkeys(s.group) if g != "all"]
         coeffs = sorted(s.coeff.unique())
         with plt.rc_context(PAPER_RC):

@@ -19,6 +19,7 @@ import pandas as pd
 from actadd.experiments import register
 from actadd.kinds._paper import (
     mean_diffs,
+    pair_order,
     read_results,
     require_generation,
     run_sweep_kind,
@@ -41,7 +42,6 @@ class SentimentKind:
     def run(config: dict[str, Any], out: Path, resume: bool) -> None:
         require_generation(config, NAME, "sentiment")
         df = run_sweep_kind(config, out, resume, NAME)
-        write_summary(out, summary(df))
         SentimentKind.figures(out, df)
 
     @staticmethod
@@ -49,9 +49,10 @@ class SentimentKind:
         from actadd.sweeps import summarize
 
         df = df if df is not None else read_results(out)
+        write_summary(out, summary(df))  # derived: kept in step with the figures
         s = summarize(df)
         s = s[s.metric == "sentiment"]
-        pairs = list(dict.fromkeys(s[s.layer >= 0].pair))
+        pairs = pair_order(out, s[s.layer >= 0].pair)
         with plt.rc_context(PAPER_RC):
             fig, axes = plt.subplots(
                 len(pairs),
@@ -62,7 +63,7 @@ class SentimentKind:
             )
         for row, pair in enumerate(pairs):
             sub = s[s.pair == pair]
-            align = "front" if "front" in set(sub.align) else sub.align.iloc[0]
+            align = "front" if "front" in set(sub["align"]) else sub["align"].iloc[0]
             mean_by(
                 s,
                 "sentiment",

@@ -17,7 +17,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from actadd.experiments import register
-from actadd.kinds._paper import read_results, require_generation, run_sweep_kind, write_summary
+from actadd.kinds._paper import (
+    pair_order,
+    read_results,
+    require_generation,
+    run_sweep_kind,
+    write_summary,
+)
 from actadd.metrics import proportion_summary
 from actadd.plots import PAPER_RC, mean_by, proportion_by_layer, save_figure
 
@@ -47,7 +53,6 @@ class WordCountKind:
     def run(config: dict[str, Any], out: Path, resume: bool) -> None:
         require_generation(config, NAME, "topic_any")
         df = run_sweep_kind(config, out, resume, NAME)
-        write_summary(out, summary(df))
         WordCountKind.figures(out, df)
 
     @staticmethod
@@ -55,13 +60,14 @@ class WordCountKind:
         from actadd.sweeps import summarize
 
         df = df if df is not None else read_results(out)
+        write_summary(out, summary(df))  # derived: kept in step with the figures
         props = proportion_summary(df, "topic_any")
         s = summarize(df)
         steered = props[props.layer >= 0]
         paths: list[Path] = []
-        for i, pair in enumerate(dict.fromkeys(steered.pair)):
+        for i, pair in enumerate(pair_order(out, steered.pair)):
             sub = steered[steered.pair == pair]
-            align = "front" if "front" in set(sub.align) else sub.align.iloc[0]
+            align = "front" if "front" in set(sub["align"]) else sub["align"].iloc[0]
             has_nt = bool(((s.metric == "target_logprob_delta") & (s.pair == pair)).any())
             with plt.rc_context(PAPER_RC):
                 fig, axes = plt.subplots(
@@ -76,7 +82,7 @@ class WordCountKind:
                 pair=pair,
                 align=align,
                 ax=axes[0, 0],
-                title=f"{pair}: sampled completions ({align})",
+                title=f"{pair} ({align}): sampled completions",
                 ylabel="Completions with a wedding word [fraction]",
             )
             if has_nt:
@@ -86,7 +92,7 @@ class WordCountKind:
                     pair=pair,
                     align=align,
                     ax=axes[0, 1],
-                    title=f"{pair}: next token after the prompt",
+                    title=f"{pair} ({align}): next token after the prompt",
                 )
             paths += save_figure(fig, Path(out) / "figures" / f"word_count_pair{i}")
         return paths

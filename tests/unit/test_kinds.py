@@ -1,0 +1,278 @@
+"""The paper-reproduction experiment kinds, end to end on the tiny random Llama.
+
+Each kind runs on tiny sizes, writes config.json, env.json and its tables, and its figures
+are redrawn from the saved tables alone (no model). Bad configs fail with ConfigError
+before any compute. Numbers are checked against direct, unbatched computations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import actadd
+from actadd import ConfigError
+from actadd.experiments import figures_for, kind_of, read_config
+from actadd.metrics import newcombe_interval, proportion_summary
+
+SWEEP_BASE = dict(
+    model="tiny-llama",
+    layers=[0, 2],
+    coeffs=[1.0, 4.0],
+    aligns=["front"],
+    pads=["right"],
+    prompts=["I went up to my friend and said"],
+    target_words=["w", "e"],
+    pairs=[{"positive": " wed", "negative": ""}],
+    generation=dict(n_samples=2, max_new_tokens=4, topic_words=["we", "a"], sentiment=True),
+)
+CLOZE = {
+    "name": "tiny",
+    "provenance": "test",
+    "items": [
+        {"category": "c", "prompt": "The capital of France is", "answer": "Paris"},
+        {"category": "c", "prompt": "Two plus two is", "answer": "four"},
+        {"category": "d", "prompt": "The sky is", "answer": "blue"},
+    ],
+}
+CORPUS = dict(
+    seed=0,
+    n_per_topic=2,
+    max_new_tokens=12,
+    min_words=1,
+    template="Essay about {topic}:",
+    topics={"wedding": ["weddings"], "unrelated": ["ships", "bread"]},
+)
+
+
+def configs(tmp_path: Path) -> dict[str, dict]:
+    cloze = tmp_path / "cloze.json"
+    cloze.write_text(json.dumps(CLOZE))
+    return {
+        "word_count": dict(kind="word_count", name="wc", **SWEEP_BASE),
+        "sentiment": dict(
+            kind="sentiment",
+            name="senti",
+            **{**SWEEP_BASE, "pairs": [["Love", "Hate"], ["Happy", "Sad"]]},
+        ),
+        "failures": dict(
+            kind="failures",
+            name="fail",
+            **{**SWEEP_BASE, "pairs": [["Anger", "Calm"], [" anger", " calm"]], "layers": [1]},
+        ),
+        "alignment": dict(
+            kind="alignment",
+            name="align",
+            **{**SWEEP_BASE, "aligns": ["front", "offset:1:3", "back", "all"], "layers": [1]},
+        ),
+        "perplexity": dict(
+            kind="perplexity",
+            model="tiny-llama",
+            positive=" wed",
+            layers=[1, 3],
+            coeffs=[0.0, 2.0],
+            topic_words=["wed", "weddings"],
+            corpus=CORPUS,
+        ),
+        "capability": dict(
+            kind="capability",
+            model="tiny-llama",
+            dataset=str(cloze),
+            pairs=[[" wed", ""], ["Love", "Hate"]],
+            layers=[0, 2],
+            coeffs=[1.0, 8.0],
+            topk=[1, 5],
+        ),
+    }
+
+
+TABLES = {
+    "word_count": ["results.parquet", "results.csv", "completions.parquet", "summary.csv"],
+    "sentiment": ["results.parquet", "completions.parquet", "summary.csv"],
+    "failures": ["results.parquet", "summary.csv"],
+    "alignment": ["results.parquet", "summary.csv"],
+    "perplexity": ["corpus.csv", "perplexity.parquet", "perplexity.csv", "summary.csv"],
+    "capability": ["items.csv", "results.parquet", "results.csv", "summary.csv"],
+}
+
+
+@pytest.mark.parametrize("kind", list(TABLES))
+def test_kind_runs_end_to_end_and_redraws_its_figures_without_a_model(kind, tmp_path, monkeypatch):
+    config = configs(tmp_path)[kind]
+    out = tmp_path / "run"
+    kind_of(config).run(config, out, False)
+
+    assert json.loads((out / "config.json").read_text())["kind"] == kind
+    assert "packages" in json.loads((out / "env.json").read_text())
+    for table in TABLES[kind]:
+        assert (out / table).stat().st_size > 0, table
+    first = sorted(p.name for p in (out / "figures").iterdir())
+    assert first and {Path(p).suffix for p in first} == {".png", ".pdf"}
+
+    for p in (out / "figures").iterdir():
+        p.unlink()
+
+    def no_model(*a, **k):
+        raise AssertionError("figures must not load a model")
+
+    monkeypatch.setattr(actadd.models, "load_model", no_model)
+    monkeypatch.setattr(actadd, "load_model", no_model)
+    paths = figures_for(out)
+    assert sorted(Path(p).name for p in paths) == first
+    assert all(Path(p).stat().st_size > 1000 for p in paths)
+
+
+def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
+    for kind, config in configs(tmp_path).items():
+        out = tmp_path / kind
+        out.mkdir()
+        (out / "config.json").write_text(json.dumps({"kind": kind}))
+        with pytest.raises(ConfigError, match="already holds a run"):
+            kind_of(config).run(config, out, False)
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "message"),
+    [
+        ("word_count", {"generation": None}, r"needs a \[generation\] table"),
+        ("sentiment", {"generation": {"sentiment": False}}, "sentiment = true"),
+        ("word_count", {"layers": [0, 9]}, r"layers \[9\] out of range"),
+        ("alignment", {"aligns": ["middle"]}, "align 'middle'"),
+        ("capability", {"pairs": []}, "non-empty list of"),
+        ("capability", {"layers": [7]}, r"layers \[7\] out of range"),
+        ("capability", {"coeffs": ["big"]}, "is not a number"),
+        ("capability", {"dataset": "no_such_set"}, "No cloze set"),
+        ("capability", {"align": "all"}, "align 'all' is not supported"),
+        ("capability", {"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+        ("perplexity", {"corpus": None}, r"needs a \[corpus\] table"),
+        ("perplexity", {"corpus": {**CORPUS, "template": "no slot"}}, "must contain '{topic}'"),
+        ("perplexity", {"corpus": {**CORPUS, "topics": {"a": []}}}, "non-empty list of strings"),
+        ("perplexity", {"topic_words": "bananas"}, "unknown preset 'bananas'"),
+        ("perplexity", {"layers": [4]}, r"layers \[4\] out of range"),
+    ],
+)
+def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, monkeypatch):
+    config = configs(tmp_path)[kind]
+    for key, value in change.items():
+        if value is None:
+            config.pop(key)
+        elif isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+
+    def no_compute(*a, **k):
+        raise AssertionError("validation must come before compute")
+
+    # models may load (layer ranges need n_layers), but no metric is computed
+    from actadd.kinds import capability, perplexity
+    from actadd.sweeps import engine
+
+    monkeypatch.setattr(capability, "evaluate", no_compute)
+    monkeypatch.setattr(perplexity, "write_corpus", no_compute)
+    monkeypatch.setattr(engine, "generate_tokens", no_compute)
+    with pytest.raises(ConfigError, match=message):
+        kind_of(config).run(config, tmp_path / "out", False)
+
+
+PAPER_EXPERIMENTS = (
+    "wedding_word_count",
+    "wedding_perplexity",
+    "sentiment",
+    "capability",
+    "failure_cases",
+    "alignment",
+)
+
+
+def test_shipped_paper_configs_parse_with_and_without_quick():
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    for name in PAPER_EXPERIMENTS:
+        path = root / f"{name}.toml"
+        for quick in (False, True):
+            config = read_config(path, quick)
+            kind_of(config)  # a known kind
+            if config["kind"] in ("word_count", "sentiment", "failures", "alignment"):
+                from actadd.sweeps import SweepSpec
+
+                SweepSpec.from_dict({k: v for k, v in config.items() if k != "kind"})
+
+
+def test_capability_scores_equal_a_direct_unbatched_forward(tiny_llama):
+    from actadd.kinds.capability import evaluate, items_table, parse
+
+    config = parse(
+        dict(pairs=[["Love", "Hate"]], layers=[1, 3], coeffs=[2.0, -1.0], topk=[1], model=None)
+    )
+    items = items_table(tiny_llama, CLOZE, 0)
+    df = evaluate(tiny_llama, config, items)
+    assert len(df) == len(items) * (1 + 2 * 2)
+    for _, row in df.iterrows():
+        tokens = tiny_llama.to_tokens(items.prompt[row["item"]])
+        if row.layer < 0:
+            logits = tiny_llama(tokens)[0, -1]
+        else:
+            v = actadd.SteeringVector.from_pair(tiny_llama, "Love", "Hate", int(row.layer))
+            with actadd.steering(tiny_llama, v * row.coeff):
+                logits = tiny_llama(tokens)[0, -1]
+        lp = torch.log_softmax(logits, -1)
+        answer = items.answer_id[row["item"]]
+        assert row.logprob == pytest.approx(float(lp[answer]), abs=1e-4)
+        assert row["rank"] == int((lp > lp[answer]).sum())
+
+
+def test_perplexity_ratio_is_one_at_zero_coefficient(tmp_path):
+    config = configs(tmp_path)["perplexity"]
+    out = tmp_path / "ppl"
+    kind_of(config).run(config, out, False)
+    table = pd.read_parquet(out / "perplexity.parquet")
+    zero = table[table.coeff == 0.0]
+    np.testing.assert_allclose(zero.ratio, 1.0, rtol=1e-5)
+    assert not np.allclose(table[table.coeff == 2.0].ratio, 1.0)
+    corpus = pd.read_csv(out / "corpus.csv")
+    assert set(corpus.group) == {"wedding", "unrelated"} and len(corpus) == 6
+    # resuming reuses the saved corpus instead of writing a new one
+    (out / "perplexity.parquet").unlink()
+    from actadd.kinds import perplexity
+
+    def no_corpus(*a, **k):
+        raise AssertionError("the saved corpus must be reused")
+
+    orig = perplexity.write_corpus
+    perplexity.write_corpus = no_corpus
+    try:
+        kind_of(config).run(config, out, True)
+    finally:
+        perplexity.write_corpus = orig
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "perplexity.parquet"), table)
+
+
+def test_newcombe_interval_matches_the_published_example():
+    # Newcombe (1998), Table II example (56/70 vs 48/80): 0.0524 to 0.3339
+    lo, hi = newcombe_interval(56, 70, 48, 80)
+    assert lo == pytest.approx(0.0524, abs=1e-4) and hi == pytest.approx(0.3339, abs=1e-4)
+    assert newcombe_interval(0, 10, 0, 10)[0] < 0 < newcombe_interval(0, 10, 0, 10)[1]
+
+
+def test_proportion_summary_counts_cells_and_compares_with_unsteered():
+    rows = [
+        dict(pair="(unsteered)", pad="", layer=-1, coeff=0.0, align="none", value=v)
+        for v in (0, 0, 1, 0)
+    ]
+    rows += [
+        dict(pair="p", pad="right", layer=1, coeff=2.0, align="front", value=v)
+        for v in (1, 1, 1, 0)
+    ]
+    df = pd.DataFrame(rows).assign(metric="topic_any")
+    s = proportion_summary(df).set_index("layer")
+    assert s.loc[1, "successes"] == 3 and s.loc[1, "n"] == 4 and s.loc[-1, "frac"] == 0.25
+    assert s.loc[1, "diff"] == pytest.approx(0.5)
+    assert s.loc[1, "lo"] < 0.75 < s.loc[1, "hi"]
+    assert (s.loc[1, "diff_lo"], s.loc[1, "diff_hi"]) == pytest.approx(
+        newcombe_interval(3, 4, 1, 4)
+    )
