@@ -1,4 +1,8 @@
-"""Run experiments/love_hate_demo.toml: `python experiments/love_hate_demo.py [--quick] [--out DIR]`."""
+"""Run experiments/love_hate_demo.toml.
+
+Usage: ``python experiments/love_hate_demo.py [--quick] [--out DIR]``. All logic lives in the
+actadd package; this only points the CLI at the config.
+"""
 
 import sys
 from pathlib import Path

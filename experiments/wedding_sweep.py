@@ -1,4 +1,8 @@
-"""Run experiments/wedding_sweep.toml: `python experiments/wedding_sweep.py [--quick] [--out DIR]`."""
+"""Run experiments/wedding_sweep.toml.
+
+Usage: ``python experiments/wedding_sweep.py [--quick] [--out DIR]``. All logic lives in the
+actadd package; this only points the CLI at the config.
+"""
 
 import sys
 from pathlib import Path
