@@ -18,6 +18,14 @@ from actadd.errors import ConfigError
 from actadd.metrics import t95
 from actadd.runinfo import write_table
 
+# How each metric's error bars are computed, for figure titles.
+BARS = {
+    "topic_any": "bars: Wilson 95% CI",
+    "sentiment": "bars: 95% CI",
+    "target_logprob_delta": "bars: range over the prompts",
+    "kl_neutral": "bars: range over the neutral texts",
+}
+
 
 def run_sweep_kind(config: dict[str, Any], out: Path, resume: bool, kind: str) -> pd.DataFrame:
     """Run ``config`` as a sweep whose ``config.json`` records ``kind``."""

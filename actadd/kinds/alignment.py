@@ -18,6 +18,7 @@ import pandas as pd
 
 from actadd.experiments import register
 from actadd.kinds._paper import (
+    BARS,
     cell_label,
     mean_diffs,
     pair_order,
@@ -30,12 +31,6 @@ from actadd.kinds._paper import (
 from actadd.metrics import proportion_summary
 from actadd.plots import PAPER_RC, align_sort_key, cell_bars, save_figure
 
-BARS = {
-    "topic_any": "bars: Wilson 95% CI",
-    "sentiment": "bars: 95% CI",
-    "target_logprob_delta": "bars: range over the prompts",
-    "kl_neutral": "bars: range over the neutral texts",
-}
 NAME = "alignment"
 METRICS = ("topic_any", "target_logprob_delta", "kl_neutral")
 YLABELS = {

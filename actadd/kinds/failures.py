@@ -21,6 +21,7 @@ import pandas as pd
 
 from actadd.experiments import register
 from actadd.kinds._paper import (
+    BARS,
     cell_label,
     mean_diffs,
     pair_order,
@@ -33,12 +34,6 @@ from actadd.kinds._paper import (
 from actadd.metrics import proportion_summary
 from actadd.plots import PAPER_RC, cell_bars, label, save_figure
 
-BARS = {
-    "topic_any": "bars: Wilson 95% CI",
-    "sentiment": "bars: 95% CI",
-    "target_logprob_delta": "bars: range over the prompts",
-    "kl_neutral": "bars: range over the neutral texts",
-}
 NAME = "failures"
 
 
