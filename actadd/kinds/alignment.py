@@ -76,8 +76,8 @@ class AlignmentKind:
     @staticmethod
     def figures(out: Path, df: pd.DataFrame | None = None) -> list[Path]:
         df = df if df is not None else read_results(out)
-        write_summary(out, summary(df))  # derived: kept in step with the figures
         table = summary(df)
+        write_summary(out, table)  # derived: kept in step with the figures
         steered = table[table.layer >= 0]
         aligns = sorted(steered["align"].unique(), key=align_sort_key)
         cells = steered[["layer", "coeff"]].drop_duplicates().sort_values(["layer", "coeff"])

@@ -73,8 +73,8 @@ class FailuresKind:
     @staticmethod
     def figures(out: Path, df: pd.DataFrame | None = None) -> list[Path]:
         df = df if df is not None else read_results(out)
-        write_summary(out, summary(df))  # derived: kept in step with the figures
         table = summary(df)
+        write_summary(out, table)  # derived: kept in step with the figures
         steered = table[table.layer >= 0]
         pairs = pair_order(out, steered.pair)
         cells = steered[["layer", "coeff"]].drop_duplicates().sort_values(["layer", "coeff"])
