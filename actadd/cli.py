@@ -41,7 +41,6 @@ def cmd_sweep(args) -> int:
 
     if read_config(args.config).get("kind") != "sweep":
         raise ConfigError(f"{args.config} is not a sweep config (kind = 'sweep').")
-    args.quick = getattr(args, "quick", False)
     return cmd_run(args)
 
 
@@ -70,8 +69,7 @@ def cmd_suite(args) -> int:
     for i, config in enumerate(configs, 1):
         out = _out_for(config, results)
         if args.fresh and out.exists():
-            shutil.rmtree(out / "parts", ignore_errors=True)
-            (out / "config.json").unlink(missing_ok=True)
+            shutil.rmtree(out)  # nothing stale survives: tables, parts and figures go
         print(f"[{i}/{len(configs)}] {config.stem} -> {out}", flush=True)
         t0 = time.perf_counter()
         run_config(config, out, quick=args.quick, resume=True)
@@ -100,11 +98,10 @@ def cmd_figures(args) -> int:
 
 
 def cmd_kinds(args) -> int:
-    from actadd.experiments import KINDS, _load_builtin_kinds
+    from actadd.kinds import KIND_MODULES, get_kind
 
-    _load_builtin_kinds()
-    for name, kind in sorted(KINDS.items()):
-        print(f"{name:18s} {kind.description}")
+    for name in sorted(KIND_MODULES):
+        print(f"{name:18s} {get_kind(name).description}")
     return 0
 
 
@@ -125,24 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quick", action="store_true", help="small sizes (CI, minutes)")
     s.add_argument("--results", help="output root (default results/, or results/_quick)")
     s.add_argument("--suite", default=str(DEFAULT_SUITE))
-    s.add_argument("--fresh", action="store_true", help="discard finished parts and rerun")
+    s.add_argument("--fresh", action="store_true", help="delete each run directory and rerun")
     s.set_defaults(func=cmd_suite)
 
-    r = sub.add_parser("run", help="run one experiment config")
-    r.add_argument("config")
-    r.add_argument("--out")
-    r.add_argument("--results", help="output root (default results/, or results/_quick)")
-    r.add_argument("--quick", action="store_true")
-    r.add_argument("--resume", action="store_true")
-    r.set_defaults(func=cmd_run)
-
-    w = sub.add_parser("sweep", help="run a sweep config")
-    w.add_argument("config")
-    w.add_argument("--out")
-    w.add_argument("--results", help="output root (default results/, or results/_quick)")
-    w.add_argument("--resume", action="store_true")
-    w.add_argument("--quick", action="store_true")
-    w.set_defaults(func=cmd_sweep)
+    for name, func, text in (
+        ("run", cmd_run, "run one experiment config"),
+        ("sweep", cmd_sweep, "run a sweep config (kind = 'sweep')"),
+    ):
+        r = sub.add_parser(name, help=text)
+        r.add_argument("config")
+        r.add_argument("--out", help="run directory (default <results>/<config name>)")
+        r.add_argument("--results", help="output root (default results/, or results/_quick)")
+        r.add_argument("--quick", action="store_true", help="the config's [quick] sizes")
+        r.add_argument("--resume", action="store_true", help="continue a run of the same config")
+        r.set_defaults(func=func)
 
     f = sub.add_parser("figures", help="redraw figures from saved tables")
     f.add_argument("runs", nargs="*")

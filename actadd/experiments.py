@@ -1,59 +1,37 @@
-"""Experiment kinds: how a TOML config becomes a run directory, and its figures.
+"""Running experiment configs: TOML file → kind → run directory → tables and figures.
 
-Each config file in ``experiments/`` names a ``kind``. A kind is a pair of functions:
-``run(config, out, resume) -> None`` computes and writes tables (with ``config.json`` and
-``env.json``), ``figures(out) -> paths`` redraws its figures from the saved tables alone.
+Each config file in ``experiments/`` names a ``kind`` (see :mod:`actadd.kinds`). A config
+may carry a ``[quick]`` table: with ``--quick`` its keys replace the top-level ones (nested
+tables merge), so the CI-sized run sits next to the full one.
 
-A config may carry a ``[quick]`` table: with ``--quick`` its keys replace the top-level
-ones (nested tables merge), so the CI-sized run sits next to the full one.
+Every kind goes through :func:`run_experiment` and so through one run-directory policy
+(:class:`actadd.runs.RunDir`): the whole config is checked before the model loads and
+before anything is written; a directory that holds a run is continued only with
+``resume`` and the same config.
 """
 
 from __future__ import annotations
 
 import copy
-import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actadd.config import read_toml
 from actadd.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Kind:
-    run: Callable[[dict[str, Any], Path, bool], None]
-    figures: Callable[[Path], list[Path]]
-    description: str
-
-
-KINDS: dict[str, Kind] = {}
-
-
-def register(name: str, description: str):
-    """Decorator for a class/namespace with ``run`` and ``figures`` staticmethods."""
-
-    def deco(obj):
-        KINDS[name] = Kind(obj.run, obj.figures, description)
-        return obj
-
-    return deco
+from actadd.kinds import KIND_MODULES, Kind, get_kind
 
 
 def read_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
+    """A TOML config as a dict (``name`` defaults to the file's stem; ``[quick]`` merged in
+    with ``quick``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"No config file at {path}.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    raw = read_toml(path)
     quick_table = raw.pop("quick", {})
     if quick:
         raw = merge(raw, quick_table)
     raw.setdefault("name", path.stem)
     if "kind" not in raw:
-        raise ConfigError(f"{path}: missing 'kind'; known kinds: {sorted(KINDS)}.")
+        raise ConfigError(f"{path}: missing 'kind'; known kinds: {sorted(KIND_MODULES)}.")
     return raw
 
 
@@ -68,30 +46,45 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def kind_of(config: dict[str, Any]) -> Kind:
-    _load_builtin_kinds()
-    name = config.get("kind")
-    if name not in KINDS:
-        raise ConfigError(f"Unknown experiment kind {name!r}; known: {sorted(KINDS)}.")
-    return KINDS[name]
+    """The kind a config names."""
+    return get_kind(config.get("kind"))
+
+
+def run_experiment(
+    config: dict[str, Any], out: str | Path, *, resume: bool = False, model=None
+) -> Path:
+    """Run ``config`` (a mapping with a ``kind``) into the run directory ``out``.
+
+    Order: parse the config (no model) → check ``out`` (refuse an existing run without
+    ``resume``, or with another config) → load the model (unless given) → model-dependent
+    checks → write ``config.json`` and ``env.json`` → compute the tables → draw the figures.
+    """
+    from actadd.runs import RunDir
+
+    kind = kind_of(config)
+    spec = kind.parse({k: v for k, v in config.items() if k != "kind"})
+    run = RunDir(out, kind.saved_config(spec), resume=resume)
+    if model is None:
+        from actadd.models import load_model
+
+        model = load_model(config.get("model"))
+    kind.check(spec, model)
+    run.start(model)
+    kind.run(spec, model, run)
+    kind.figures(run)
+    return Path(out)
 
 
 def run_config(
     path: str | Path, out: str | Path, *, quick: bool = False, resume: bool = False
 ) -> Path:
-    config = read_config(path, quick)
-    kind_of(config).run(config, Path(out), resume)
-    return Path(out)
+    """:func:`run_experiment` on a TOML config file."""
+    return run_experiment(read_config(path, quick), out, resume=resume)
 
 
 def figures_for(out: str | Path) -> list[Path]:
-    """Redraw a run directory's figures from its saved tables."""
-    import json
+    """Redraw a run directory's figures from its saved tables (no model)."""
+    from actadd.runs import RunDir
 
-    out = Path(out)
-    config = json.loads((out / "config.json").read_text())
-    return kind_of(config).figures(out)
-
-
-def _load_builtin_kinds() -> None:
-    """Import the modules that register kinds (kept lazy: they pull in heavy deps)."""
-    import actadd.kinds  # noqa: F401
+    run = RunDir.existing(out)
+    return kind_of(run.config).figures(run)

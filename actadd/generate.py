@@ -24,7 +24,8 @@ from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from actadd.errors import SteeringError
-from actadd.steer import Align, OnShort, pinned_prompt, steering
+from actadd.forward import last_logits, left_pad
+from actadd.steer import Align, OnShort, Placement, as_placement, prompt_is, steering
 from actadd.vectors import SteeringVector
 
 
@@ -93,33 +94,6 @@ def next_tokens(
     return order.gather(-1, torch.tensor(picks, device=order.device)[:, None])[:, 0]
 
 
-def left_pad(
-    model: HookedTransformer, token_lists: Sequence[Sequence[int]]
-) -> tuple[Tensor, Tensor]:
-    """Left-pad token lists into ``(tokens, attention_mask)``, both [batch, max_len]."""
-    pad_id = model.tokenizer.pad_token_id if model.tokenizer is not None else 0
-    n = max(len(t) for t in token_lists)
-    tokens = torch.full((len(token_lists), n), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(token_lists), n), dtype=torch.long)
-    for i, ids in enumerate(token_lists):
-        if len(ids):
-            tokens[i, n - len(ids) :] = torch.as_tensor(list(ids))
-            mask[i, n - len(ids) :] = 1
-    return tokens.to(model.cfg.device), mask.to(model.cfg.device)
-
-
-def last_logits(model: HookedTransformer, tokens: Tensor, **kwargs) -> Tensor:
-    """Logits at the final position only: [batch, d_vocab].
-
-    Runs the blocks through ``model(...)`` (so hooks and steering apply) and unembeds just
-    the last position, instead of all of them as ``model(...)[:, -1]`` would.
-    """
-    resid = model(tokens, stop_at_layer=model.cfg.n_layers, **kwargs)
-    logits = model.unembed(model.ln_final(resid[:, -1:]))[:, 0]
-    cap = model.cfg.output_logits_soft_cap
-    return cap * torch.tanh(logits / cap) if cap > 0 else logits
-
-
 @torch.no_grad()
 def generate_tokens(
     model: HookedTransformer,
@@ -144,7 +118,7 @@ def generate_tokens(
     stop = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     out: list[Tensor] = []
     cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch) if use_cache else None
-    with pinned_prompt(model, mask):
+    with prompt_is(model, mask):
         logits = last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache)
         for step in range(max_new_tokens):
             new = next_tokens(logits, counts, sampling, generators)
@@ -183,11 +157,8 @@ def _as_list(prompts: str | Sequence[str]) -> list[str]:
 def _vector_columns(vectors, align) -> dict:
     if vectors is None:
         return dict(steered=False, vector="", layer=pd.NA, coeff=pd.NA, align="")
-    vecs = (
-        [vectors]
-        if isinstance(vectors, SteeringVector)
-        else [v[0] if isinstance(v, tuple) else v for v in vectors]
-    )
+    items = [vectors] if isinstance(vectors, (SteeringVector, Placement)) else vectors
+    vecs = [as_placement(v).vector for v in items]
     coeffs = {v.provenance.get("coeff") for v in vecs}
     layers = {v.layer for v in vecs}
     return dict(

@@ -33,11 +33,9 @@ left bit-for-bit untouched.
 from __future__ import annotations
 
 import inspect
-import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import pandas as pd
 import torch
@@ -48,121 +46,34 @@ from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
 from actadd.errors import SteeringError
 from actadd.hooks import resid_pre
+from actadd.placement import (
+    ALIGN_KINDS,
+    Align,
+    AlignKind,
+    AlignLike,
+    OnShort,
+    Placement,
+    Steerable,
+    as_placement,
+    prompt_positions,
+)
 from actadd.vectors import SteeringVector, check_compatible
 
-AlignKind = Literal["front", "offset", "back", "all", "positions"]
-ALIGN_KINDS: tuple[str, ...] = ("front", "offset", "back", "all", "positions")
-OnShort = Literal["error", "clip"]
-
-
-@dataclass(frozen=True)
-class Align:
-    """Where a vector's rows go in the prompt. Build with the class methods or :meth:`parse`."""
-
-    kind: AlignKind = "front"
-    offset: int = 0
-    positions: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in ALIGN_KINDS:
-            raise SteeringError(
-                f"Unknown alignment {self.kind!r}; allowed: front, back, all, offset:<s> "
-                "(or an int s), positions:<p0,p1,...> (or a list of ints)."
-            )
-        if self.kind == "offset" and (not isinstance(self.offset, int) or self.offset < 0):
-            raise SteeringError(f"offset must be a non-negative int, got {self.offset!r}.")
-        if self.kind == "positions" and not self.positions:
-            raise SteeringError("Align.at(...) needs at least one position.")
-
-    @classmethod
-    def front(cls) -> Align:
-        return cls("front")
-
-    @classmethod
-    def back(cls) -> Align:
-        return cls("back")
-
-    @classmethod
-    def all(cls) -> Align:
-        return cls("all")
-
-    @classmethod
-    def at_offset(cls, s: int) -> Align:
-        return cls("front") if s == 0 else cls("offset", offset=s)
-
-    @classmethod
-    def at(cls, positions: Sequence[int]) -> Align:
-        return cls("positions", positions=tuple(int(p) for p in positions))
-
-    @classmethod
-    def parse(cls, spec: Align | str | int | Sequence[int]) -> Align:
-        """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
-        ``"positions:0,2,-1"`` or ``[0, 2, -1]``."""
-        if isinstance(spec, Align):
-            return spec
-        if isinstance(spec, bool):
-            raise SteeringError(f"Unknown alignment {spec!r}.")
-        if isinstance(spec, int):
-            return cls.at_offset(spec)
-        if isinstance(spec, str):
-            name, _, arg = spec.partition(":")
-            name = name.strip().lower()
-            try:
-                if name == "offset":
-                    return cls.at_offset(int(arg))
-                if name == "positions":
-                    return cls.at([int(p) for p in arg.split(",") if p.strip()])
-            except ValueError:
-                raise SteeringError(f"Cannot parse alignment {spec!r}.") from None
-            if arg:
-                raise SteeringError(f"Alignment {name!r} takes no argument (got {spec!r}).")
-            return cls(name)  # validated in __post_init__
-        if isinstance(spec, Sequence):
-            return cls.at(spec)
-        raise SteeringError(f"Unknown alignment {spec!r}.")
-
-    def __str__(self) -> str:
-        if self.kind == "offset":
-            return f"offset:{self.offset}"
-        if self.kind == "positions":
-            return "positions:" + ",".join(map(str, self.positions))
-        return self.kind
-
-
-def prompt_positions(
-    align: Align, k: int, n_prompt: int, on_short: OnShort = "error"
-) -> tuple[Tensor, Tensor]:
-    """Which vector rows go to which prompt positions, for a prompt of ``n_prompt`` tokens.
-
-    Returns ``(rows, positions)``: long tensors of equal length, positions counted from the
-    prompt's first (leading) token. ``on_short="clip"`` drops rows that fall outside the
-    prompt instead of raising.
-    """
-    rows = torch.arange(k)
-    if align.kind == "positions":
-        pos = torch.tensor(align.positions)
-        if k == 1:
-            rows = torch.zeros(len(pos), dtype=torch.long)
-        elif len(pos) != k:
-            raise SteeringError(
-                f"Align.at got {len(pos)} positions for a vector with {k} rows; give one "
-                "position per row, or use a single-row vector."
-            )
-        pos = torch.where(pos < 0, pos + n_prompt, pos)
-    elif align.kind == "back":
-        pos = rows + (n_prompt - k)
-    else:
-        pos = rows + (align.offset if align.kind == "offset" else 0)
-    inside = (pos >= 0) & (pos < n_prompt)
-    if not bool(inside.all()):
-        if on_short != "clip":
-            raise SteeringError(
-                f"Prompt has {n_prompt} tokens (leading token included) but a {k}-row vector "
-                f"with align={align} needs positions {pos.tolist()}. Use a longer prompt, a "
-                "shorter vector (v.rows(...)), or on_short='clip' to drop the rows that do not fit."
-            )
-        rows, pos = rows[inside], pos[inside]
-    return rows, pos
+__all__ = [
+    "ALIGN_KINDS",
+    "Align",
+    "AlignKind",
+    "AlignLike",
+    "OnShort",
+    "Placement",
+    "Steerable",
+    "Steering",
+    "active_steering",
+    "as_placement",
+    "prompt_is",
+    "prompt_positions",
+    "steering",
+]
 
 
 @dataclass
@@ -180,26 +91,28 @@ class _Call:
     new: int  # positions this call processes
 
 
-# Prompt masks pinned by actadd.generate: model -> [batch, prompt_len] attention mask.
-_PINNED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+def active_steering(model: HookedTransformer) -> list[Steering]:
+    """The steering contexts active on ``model``, innermost first.
+
+    Each active context wraps ``model.forward``; the chain of wrappers is read off the
+    model itself, so there is no module-level state.
+    """
+    found = []
+    forward = vars(model).get("forward")
+    while forward is not None and isinstance(getattr(forward, "steering", None), Steering):
+        found.append(forward.steering)
+        forward = forward.steering._previous_forward
+    return found
 
 
 @contextmanager
-def pinned_prompt(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
-    """Tell active steering contexts that the prompt is ``mask`` ([batch, prompt_len]).
-
-    Used by generation loops that re-feed a growing sequence without a KV cache, so that
-    prompt alignments (``"back"`` especially) stay on the prompt.
-    """
-    previous = _PINNED.get(model)
-    _PINNED[model] = mask
-    try:
+def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
+    """Tell every active steering context on ``model`` that the prompt is ``mask``
+    ([batch, prompt_len], see :meth:`Steering.prompt`). For decoding loops."""
+    with ExitStack() as stack:
+        for s in active_steering(model):
+            stack.enter_context(s.prompt(mask))
         yield
-    finally:
-        if previous is None:
-            _PINNED.pop(model, None)
-        else:
-            _PINNED[model] = previous
 
 
 class Steering:
@@ -212,8 +125,8 @@ class Steering:
     def __init__(
         self,
         model: HookedTransformer,
-        vectors: SteeringVector | Sequence[SteeringVector | tuple[SteeringVector, object]],
-        align: Align | str | int | Sequence[int] = "front",
+        vectors: Steerable,
+        align: AlignLike = "front",
         *,
         on_short: OnShort = "error",
         allow_other_model: bool = False,
@@ -221,10 +134,12 @@ class Steering:
         if on_short not in ("error", "clip"):
             raise SteeringError(f"on_short must be 'error' or 'clip', got {on_short!r}.")
         default = Align.parse(align)
-        items = [vectors] if isinstance(vectors, SteeringVector) else list(vectors)
-        self.entries: list[tuple[SteeringVector, Align, tuple[int, ...] | None]] = []
+        items = [vectors] if isinstance(vectors, (SteeringVector, Placement)) else list(vectors)
+        # every placement with its alignment resolved
+        self.entries: list[Placement] = []
         for item in items:
-            vec, al, rows = _unpack(item, default)
+            p = as_placement(item)
+            vec, al, rows = p.vector, p.align or default, p.rows
             check_compatible(vec, model, allow_other_model=allow_other_model)
             if al.kind == "all" and vec.k != 1:
                 raise SteeringError(
@@ -232,16 +147,18 @@ class Steering:
                     f"{vec.describe()} has {vec.k} rows. Use v.mean() (or v.mean(skip_first=True)"
                     ") or v.rows([i])."
                 )
-            self.entries.append((vec, al, rows))
+            self.entries.append(Placement(vec, al, rows))
         self.model = model
         self.on_short = on_short
-        self.layers = sorted({v.layer for v, _, _ in self.entries})
+        self.layers = sorted({p.vector.layer for p in self.entries})
         self._plans: dict[int, _Plan] = {}
         self._plan_key: object = None
         self._prompt_mask: Tensor | None = None
         self._call: _Call | None = None
         self._handles: list = []
         self._active = False
+        self._pinned: Tensor | None = None
+        self._previous_forward = None
 
     # ------------------------------------------------------------------ planning
 
@@ -253,7 +170,7 @@ class Steering:
         plans: dict[int, _Plan] = {}
         for layer in self.layers:
             add = touched = everywhere = None
-            for vec, al, only in self.entries:
+            for vec, al, only in ((p.vector, p.align, p.rows) for p in self.entries):
                 if vec.layer != layer:
                     continue
                 if only is not None and max(only) >= batch:
@@ -312,7 +229,7 @@ class Steering:
         batch, new = tokens.shape if tokens is not None else inp.shape[:2]
         self._call = _Call(cached, new)
 
-        pinned = _PINNED.get(model)
+        pinned = self._pinned
         if pinned is not None:
             self._ensure_plans(pinned, pinned)
             return
@@ -346,7 +263,24 @@ class Steering:
             finally:
                 self._call = None
 
+        forward.steering = self  # read by active_steering()
         return forward
+
+    @contextmanager
+    def prompt(self, mask: Tensor) -> Iterator[None]:
+        """Inside, the prompt is ``mask`` ([batch, prompt_len] attention mask), whatever
+        the forward calls look like.
+
+        A decoding loop that re-feeds the growing sequence without a KV cache uses this so
+        that prompt alignments (``"back"`` especially) stay on the prompt; with a KV cache
+        the first call already defines the prompt.
+        """
+        previous = self._pinned
+        self._pinned = mask
+        try:
+            yield
+        finally:
+            self._pinned = previous
 
     # ------------------------------------------------------------------ the hooks
 
@@ -439,8 +373,8 @@ class Steering:
 
 def steering(
     model: HookedTransformer,
-    vectors: SteeringVector | Sequence[SteeringVector | tuple[SteeringVector, object]],
-    align: Align | str | int | Sequence[int] = "front",
+    vectors: Steerable,
+    align: AlignLike = "front",
     *,
     on_short: OnShort = "error",
     allow_other_model: bool = False,
@@ -449,9 +383,10 @@ def steering(
 
     Args:
         model: the ``HookedTransformer``.
-        vectors: one vector, or a list; an item may be ``(vector, align)`` to give that
-            vector its own alignment, or ``(vector, align, rows)`` to apply it only to some
-            batch rows (sweeps batch many steering settings into one forward this way).
+        vectors: one vector, or a list; an item may be a :class:`Placement` (or its
+            shorthand ``(vector, align)`` / ``(vector, align, rows)``) to give that vector
+            its own alignment or apply it only to some batch rows (sweeps batch many
+            steering settings into one forward this way).
         align: default alignment (``"front"``, ``"back"``, ``"all"``, ``"offset:s"`` /
             ``int``, ``"positions:..."`` / list of ints, or an :class:`Align`).
         on_short: ``"error"`` (default) when a prompt is shorter than a vector needs, or
@@ -459,30 +394,6 @@ def steering(
         allow_other_model: use vectors made for another model with the same ``d_model``.
     """
     return Steering(model, vectors, align, on_short=on_short, allow_other_model=allow_other_model)
-
-
-def _unpack(item, default: Align) -> tuple[SteeringVector, Align, tuple[int, ...] | None]:
-    """An entry is a vector, ``(vector, align)`` or ``(vector, align, rows)``."""
-    rows = None
-    if isinstance(item, tuple):
-        if len(item) == 2:
-            vec, al = item
-        elif len(item) == 3:
-            vec, al, rows = item
-        else:
-            raise SteeringError(
-                f"Entries are vector, (vector, align) or (vector, align, rows); "
-                f"got a tuple of {len(item)}."
-            )
-    else:
-        vec, al = item, default
-    if not isinstance(vec, SteeringVector):
-        raise SteeringError(f"Expected SteeringVector, got {type(vec).__name__}.")
-    if rows is not None:
-        rows = tuple(int(r) for r in rows)
-        if not rows or min(rows) < 0:
-            raise SteeringError(f"rows must be non-empty batch indices >= 0, got {rows}.")
-    return vec, Align.parse(default if al is None else al), rows
 
 
 def _ones(batch: int, n: int) -> Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,12 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from actadd.errors import SteeringError, VectorFileError
-from actadd.hooks import check_layer, resid_pre
+from actadd.forward import residuals
+from actadd.hooks import check_layer
 
-PairAlign = Literal["right", "left", "truncate"]
-PAIR_ALIGNS: tuple[str, ...] = ("right", "left", "truncate")
+# How the two prompts of a pair are made the same length (``equalize=``).
+Equalize = Literal["right", "left", "truncate"]
+EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")
 FORMAT_VERSION = 1
 
 
@@ -80,13 +83,14 @@ class SteeringVector:
         layer: int,
         coeff: float = 1.0,
         *,
-        pad: PairAlign = "right",
+        equalize: Equalize = "right",
         pad_token: str | int = " ",
+        pad: Equalize | None = None,
     ) -> SteeringVector:
         """ActAdd's vector ``coeff · (h_L(positive) − h_L(negative))``, per position.
 
         Both prompts are tokenized with the model's leading token and made the same length
-        by ``pad``:
+        by ``equalize``:
 
         - ``"right"`` (the paper): pad the shorter prompt at the end with ``pad_token``
           (default ``" "``, the space token);
@@ -95,14 +99,16 @@ class SteeringVector:
 
         ``pad_token`` is a string that must be a single token, or a token id.
         One side may be ``""`` (e.g. ``" weddings" − ""``): it is then all padding.
+        ``pad=`` is the deprecated former name of ``equalize=``.
 
         Note: on SmolLM2 a lone ``" "`` token becomes a massive-activation ("attention
         sink") position at layers 3–9 (residual norm ~900 vs ~100), so space-padded rows
         carry that sink into the difference. A word-like pad such as ``pad_token=" a"``
         avoids it (see experiments/README.md, "Token injection").
         """
+        equalize = _equalize_rule(equalize, pad)
         vectors = cls.from_pair_layers(
-            model, positive, negative, [layer], coeff, pad=pad, pad_token=pad_token
+            model, positive, negative, [layer], coeff, equalize=equalize, pad_token=pad_token
         )
         return vectors[layer]
 
@@ -115,29 +121,25 @@ class SteeringVector:
         layers: Sequence[int],
         coeff: float = 1.0,
         *,
-        pad: PairAlign = "right",
+        equalize: Equalize = "right",
         pad_token: str | int = " ",
+        pad: Equalize | None = None,
     ) -> dict[int, SteeringVector]:
         """:meth:`from_pair` at several layers from one forward pass: ``{layer: vector}``."""
+        equalize = _equalize_rule(equalize, pad)
         coeff = _check_coeff(coeff)
         layers = [check_layer(model, layer) for layer in layers]
         if not layers:
             raise SteeringError("No layers given.")
-        if pad not in PAIR_ALIGNS:
-            raise SteeringError(f"Unknown pair alignment {pad!r}; allowed: {PAIR_ALIGNS}.")
-        if not positive and not negative:
-            raise SteeringError("Both prompts are empty; at least one side needs text.")
-        pad_id = _single_token_id(model, pad_token)
-        pos_ids, neg_ids = (_prompt_ids(model, p) for p in (positive, negative))
-        pos_ids, neg_ids = align_pair(pos_ids, neg_ids, pad, pad_id)
+        pos_ids, neg_ids = pair_token_ids(model, positive, negative, equalize, pad_token)
         tokens = torch.tensor([pos_ids, neg_ids], device=model.cfg.device)
-        acts = residuals_at(model, tokens, layers)
+        acts = residuals(model, tokens, layers)
         provenance = {
             "kind": "pair",
             "positive": positive,
             "negative": negative,
             "coeff": coeff,
-            "pad": pad,
+            "pad": equalize,
             "pad_token": pad_token if isinstance(pad_token, str) else int(pad_token),
             "tokens_positive": model.to_str_tokens(torch.tensor(pos_ids)),
             "tokens_negative": model.to_str_tokens(torch.tensor(neg_ids)),
@@ -397,6 +399,24 @@ def check_compatible(
         )
 
 
+def _equalize_rule(equalize: str, pad: str | None) -> str:
+    """``equalize``, or the deprecated ``pad=`` keyword's value, checked."""
+    if pad is not None:
+        warnings.warn(
+            "SteeringVector.from_pair(pad=...) is deprecated: the pair-length rule is now "
+            "called equalize= (pad_token= is still the padding token).",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        equalize = pad
+    if equalize not in EQUALIZE_RULES:
+        raise SteeringError(
+            f"Unknown pair-length rule equalize={equalize!r}; allowed: {EQUALIZE_RULES} "
+            "(pad the shorter prompt on the right or left, or truncate the longer)."
+        )
+    return equalize
+
+
 def _prompt_ids(model: HookedTransformer, prompt: str) -> list[int]:
     """Token ids of ``prompt`` with the model's leading token (BOS) first."""
     if not isinstance(prompt, str):
@@ -404,10 +424,14 @@ def _prompt_ids(model: HookedTransformer, prompt: str) -> list[int]:
     return model.to_tokens(prompt, prepend_bos=True)[0].tolist()
 
 
-def _single_token_id(model: HookedTransformer, token: str | int) -> int:
+def single_token_id(model: HookedTransformer, token: str | int) -> int:
+    """The id of a string that must be exactly one token (or a token id, checked against
+    the vocabulary)."""
     if isinstance(token, int) and not isinstance(token, bool):
         if not 0 <= token < model.cfg.d_vocab:
-            raise SteeringError(f"pad token id {token} outside vocabulary 0..{model.cfg.d_vocab}.")
+            raise SteeringError(
+                f"pad token id {token} outside the vocabulary 0..{model.cfg.d_vocab - 1}."
+            )
         return token
     ids = model.to_tokens(token, prepend_bos=False)[0].tolist()
     if len(ids) != 1:
@@ -420,36 +444,38 @@ def _single_token_id(model: HookedTransformer, token: str | int) -> int:
 
 
 def align_pair(
-    pos_ids: list[int], neg_ids: list[int], pad: PairAlign, pad_id: int
+    pos_ids: list[int], neg_ids: list[int], equalize: Equalize, pad_id: int
 ) -> tuple[list[int], list[int]]:
     """Make two BOS-prefixed token lists the same length (see ``SteeringVector.from_pair``)."""
     n = max(len(pos_ids), len(neg_ids))
-    if pad == "truncate":
+    if equalize == "truncate":
         m = min(len(pos_ids), len(neg_ids))
         return pos_ids[:m], neg_ids[:m]
 
     def padded(ids: list[int]) -> list[int]:
         fill = [pad_id] * (n - len(ids))
-        return ids + fill if pad == "right" else ids[:1] + fill + ids[1:]
+        return ids + fill if equalize == "right" else ids[:1] + fill + ids[1:]
 
     return padded(pos_ids), padded(neg_ids)
 
 
-def residuals_at(
-    model: HookedTransformer, tokens: Tensor, layers: Sequence[int], **kwargs
-) -> dict[int, Float[Tensor, "batch pos d_model"]]:
-    """The residual streams entering blocks ``layers`` (``resid_pre``): ``{layer: acts}``.
-
-    One forward pass, stopped after the deepest layer asked for. ``kwargs`` go to the
-    forward (e.g. ``attention_mask``).
-    """
-    names = {resid_pre(model, layer): layer for layer in layers}
-    stop = max(layers) + 1 if max(layers) < model.cfg.n_layers else None
-    with torch.no_grad():
-        _, cache = model.run_with_cache(
-            tokens, names_filter=lambda n: n in names, stop_at_layer=stop, **kwargs
-        )
-    return {layer: cache[name] for name, layer in names.items()}
+def pair_token_ids(
+    model: HookedTransformer,
+    positive: str,
+    negative: str,
+    equalize: Equalize = "right",
+    pad_token: str | int = " ",
+) -> tuple[list[int], list[int]]:
+    """The two aligned, leading-token-prefixed id lists that :meth:`SteeringVector.from_pair`
+    takes the difference of."""
+    if not isinstance(positive, str) or not isinstance(negative, str):
+        raise SteeringError("The two sides of a pair must be strings.")
+    if not positive and not negative:
+        raise SteeringError("Both prompts are empty; at least one side needs text.")
+    equalize = _equalize_rule(equalize, None)
+    pad_id = single_token_id(model, pad_token)
+    pos_ids, neg_ids = (_prompt_ids(model, p) for p in (positive, negative))
+    return align_pair(pos_ids, neg_ids, equalize, pad_id)
 
 
 def pad_rows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

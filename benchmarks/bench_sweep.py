@@ -73,7 +73,7 @@ def main() -> None:
     coeffs = [float(c) for c in np.geomspace(0.25, 32, args.coeffs)]
     spec = SweepSpec(
         name="bench",
-        pairs=(actadd.sweeps.PairSpec(" weddings", ""),),
+        pairs=(actadd.sweeps.Pair(" weddings", ""),),
         layers=args.layers,
         coeffs=tuple(coeffs),
         prompts=tuple(PROMPTS),

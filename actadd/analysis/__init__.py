@@ -1,58 +1,65 @@
 """Analysis instruments: is a steering vector "just injecting extra tokens"?
 
-- :mod:`actadd.analysis.token_injection` — the conditions (token injection, embedding-only
+- :mod:`actadd.analysis.conditions` — the conditions (token injection, embedding-only
   addition, transplants across layers, random and dimension-slice controls, coefficients and
-  sums) and :func:`compare_conditions`, which compares them with ActAdd on next-token metrics;
+  sums), :class:`PairSetting` and :class:`Settings`;
+- :mod:`actadd.analysis.comparison` — :func:`compare_conditions`, which compares them with
+  ActAdd on next-token metrics, batched from the clean prefix (:class:`PromptBatch`);
+- :mod:`actadd.analysis.summaries` — per-layer means, dose response, headline numbers;
 - :mod:`actadd.analysis.diagnostics` — norms, embedding cosines and the logit lens of a vector.
+
+The experiment that runs them is the ``token_injection`` kind
+(:mod:`actadd.kinds.token_injection`); its figures are :mod:`actadd.plots.token_injection`.
 """
 
+from actadd.analysis.comparison import (
+    COLUMNS,
+    METRICS,
+    PromptBatch,
+    compare_conditions,
+    effect_metrics,
+    next_token_logprobs,
+)
+from actadd.analysis.conditions import (
+    INJECTION_MODES,
+    INJECTIONS,
+    NEUTRAL_TEXT,
+    PairSetting,
+    Settings,
+    dim_slice,
+    embedding_vector,
+    inject_tokens,
+    pairs_from_config,
+    random_like,
+    transplant_vector,
+)
 from actadd.analysis.diagnostics import (
     embedding_cosines,
     logit_lens,
     logit_lens_across_layers,
     norm_ratios,
-    pair_token_ids,
     typical_norm,
     vector_diagnostics,
 )
-from actadd.analysis.token_injection import (
-    INJECTION_MODES,
-    INJECTIONS,
-    NEUTRAL_TEXT,
-    Pair,
-    PromptBatch,
-    Settings,
-    compare_conditions,
-    dim_slice,
-    dose_response_summary,
-    effect_metrics,
-    embedding_vector,
-    experiment_figures,
-    headline,
-    inject_tokens,
-    layer_summary,
-    next_token_logprobs,
-    pairs_from_config,
-    random_like,
-    run_experiment,
-    transplant_vector,
-)
+from actadd.analysis.summaries import dose_response_summary, headline, layer_summary
+from actadd.vectors import pair_token_ids
 
 __all__ = [
+    "COLUMNS",
     "INJECTIONS",
     "INJECTION_MODES",
+    "METRICS",
     "NEUTRAL_TEXT",
-    "Pair",
+    "PairSetting",
     "PromptBatch",
     "Settings",
     "compare_conditions",
     "dim_slice",
     "dose_response_summary",
     "effect_metrics",
-    "experiment_figures",
-    "headline",
     "embedding_cosines",
     "embedding_vector",
+    "headline",
     "inject_tokens",
     "layer_summary",
     "logit_lens",
@@ -62,7 +69,6 @@ __all__ = [
     "pair_token_ids",
     "pairs_from_config",
     "random_like",
-    "run_experiment",
     "transplant_vector",
     "typical_norm",
     "vector_diagnostics",

@@ -5,6 +5,7 @@ All functions read a :class:`~actadd.vectors.SteeringVector` (shape ``[k, d_mode
 ``resid_pre`` layer) against the model it was made for, and return tidy DataFrames:
 
 - :func:`typical_norm` — the typical residual-stream norm at a layer (leading token excluded);
+- :func:`residuals` — texts as a :class:`~actadd.prefix.PrefixBatch` with clean residuals;
 - :func:`norm_ratios` — per-row norm of the vector relative to the prompt's residual norms at
   the positions the row lands on (front alignment);
 - :func:`embedding_cosines` — cosine of each row to the token embeddings of p+ / p− at that
@@ -21,122 +22,37 @@ from collections.abc import Sequence
 
 import pandas as pd
 import torch
-from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from actadd.config import text_list
 from actadd.errors import ConfigError, SteeringError
-from actadd.generate import left_pad
-from actadd.hooks import check_layer, resid_pre
-from actadd.vectors import PAIR_ALIGNS, SteeringVector, align_pair
-
-# ---------------------------------------------------------------------- tokens of a pair
-
-
-def pad_token_id(model: HookedTransformer, pad_token: str | int = " ") -> int:
-    """The id of a single-token pad string (or a token id, checked against the vocabulary)."""
-    if isinstance(pad_token, int) and not isinstance(pad_token, bool):
-        if not 0 <= pad_token < model.cfg.d_vocab:
-            raise SteeringError(
-                f"pad token id {pad_token} outside the vocabulary 0..{model.cfg.d_vocab - 1}."
-            )
-        return pad_token
-    ids = model.to_tokens(pad_token, prepend_bos=False)[0].tolist()
-    if len(ids) != 1:
-        raise SteeringError(f"pad_token {pad_token!r} must be exactly one token, got {len(ids)}.")
-    return ids[0]
-
-
-def pair_token_ids(
-    model: HookedTransformer,
-    positive: str,
-    negative: str,
-    pad: str = "right",
-    pad_token: str | int = " ",
-) -> tuple[list[int], list[int]]:
-    """The two aligned, leading-token-prefixed id lists that ``SteeringVector.from_pair``
-    takes the difference of (same padding rules)."""
-    if not isinstance(positive, str) or not isinstance(negative, str):
-        raise SteeringError("The two sides of a pair must be strings.")
-    if not positive and not negative:
-        raise SteeringError("Both prompts of the pair are empty; at least one side needs text.")
-    if pad not in PAIR_ALIGNS:
-        raise SteeringError(f"Unknown pair alignment {pad!r}; allowed: {PAIR_ALIGNS}.")
-    pos = model.to_tokens(positive, prepend_bos=True)[0].tolist()
-    neg = model.to_tokens(negative, prepend_bos=True)[0].tolist()
-    return align_pair(pos, neg, pad, pad_token_id(model, pad_token))
-
-
-def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
-    """A non-empty list of non-empty strings, or a ConfigError naming ``what``."""
-    if isinstance(texts, str):
-        texts = [texts]
-    texts = list(texts)
-    if not texts:
-        raise ConfigError(f"No {what} given: at least one non-empty string is needed.")
-    bad = [t for t in texts if not isinstance(t, str) or not t]
-    if bad:
-        raise ConfigError(f"{what} must be non-empty strings; got {bad[:3]!r}.")
-    return texts
-
+from actadd.hooks import check_layer
+from actadd.prefix import PrefixBatch
+from actadd.vectors import Equalize, SteeringVector, pair_token_ids
 
 # ---------------------------------------------------------------------- norms
 
 
-@torch.no_grad()
-def residual_stack(
-    model: HookedTransformer,
-    tokens: Tensor,
-    layers: Sequence[int],
-    attention_mask: Tensor | None = None,
-) -> dict[int, Float[Tensor, "batch pos d_model"]]:
-    """Unsteered ``resid_pre`` of ``tokens`` [batch, pos] at ``layers``: ``{layer: resid}``.
-
-    One forward pass, stopped after the deepest layer asked for (never unembedded).
-    """
+def residuals(
+    model: HookedTransformer, texts: Sequence[str], layers: Sequence[int]
+) -> tuple[PrefixBatch, list[int]]:
+    """The texts as a left-padded :class:`~actadd.prefix.PrefixBatch` with their clean
+    residual streams at ``layers`` computed (one forward pass), and the checked layers."""
+    texts = text_list(texts, "texts")
     layers = sorted({check_layer(model, int(layer)) for layer in layers})
     if not layers:
         raise ConfigError("No layers given.")
-    names = {resid_pre(model, layer): layer for layer in layers}
-    stop = min(max(layers) + 1, model.cfg.n_layers)
-    _, cache = model.run_with_cache(
-        tokens, attention_mask=attention_mask, names_filter=list(names), stop_at_layer=stop
-    )
-    return {layer: cache[name] for name, layer in names.items()}
-
-
-def residuals(
-    model: HookedTransformer, texts: Sequence[str], layers: Sequence[int]
-) -> tuple[dict[int, Float[Tensor, "batch pos d_model"]], Tensor]:
-    """Unsteered residual streams of ``texts`` (left-padded batch) at ``layers``.
-
-    Returns ``({layer: resid [batch, pos, d_model]}, attention_mask [batch, pos])``.
-    """
-    texts = check_texts(texts)
-    tokens, mask = left_pad(model, [model.to_tokens(t)[0].tolist() for t in texts])
-    return residual_stack(model, tokens, layers, mask), mask
-
-
-def typical_norm_of(resid: Float[Tensor, "batch pos d_model"], mask: Tensor) -> float:
-    """Mean L2 norm of the real (unpadded) positions of ``resid``, leading token left out.
-
-    The leading token's residual is an outlier ("attention sink") on most models, and a
-    pair's vector is ≈ 0 there anyway. Falls back to every real position if the texts are
-    one token long.
-    """
-    real = mask.bool().clone()
-    first = real.int().argmax(-1)  # first real position of each row
-    without_lead = real.clone()
-    without_lead[torch.arange(len(real)), first] = False
-    use = without_lead if bool(without_lead.any()) else real
-    return float(resid.norm(dim=-1)[use.to(resid.device)].mean())
+    batch = PrefixBatch(model, [model.to_tokens(t)[0].tolist() for t in texts])
+    batch.prefetch(layers)
+    return batch, layers
 
 
 def typical_norm(model: HookedTransformer, texts: Sequence[str], layer: int) -> float:
     """Typical residual norm at ``resid_pre`` of ``layer`` over ``texts`` (see
-    :func:`typical_norm_of`)."""
-    res, mask = residuals(model, texts, [layer])
-    return typical_norm_of(res[layer], mask)
+    :func:`actadd.forward.typical_norm`)."""
+    batch, _ = residuals(model, texts, [layer])
+    return batch.typical_norm(layer)
 
 
 @torch.no_grad()
@@ -150,15 +66,14 @@ def norm_ratios(
     vec_norm, prompt_norm, norm_ratio, typical_norm, typical_ratio`` (``typical_*``: against
     the mean norm of all non-leading positions, see :func:`typical_norm_of`).
     """
-    prompts = check_texts(prompts, "prompts")
-    layer = check_layer(model, vector.layer)
-    res, mask = residuals(model, prompts, [layer])
-    return _norm_table(vector, res[layer], mask)
+    batch, (layer,) = residuals(model, text_list(prompts, "prompts"), [vector.layer])
+    return _norm_table(vector, batch, layer)
 
 
-def _norm_table(vector: SteeringVector, resid: Tensor, mask: Tensor) -> pd.DataFrame:
-    mask = mask.bool()
-    typical = typical_norm_of(resid, mask)
+def _norm_table(vector: SteeringVector, batch: PrefixBatch, layer: int) -> pd.DataFrame:
+    mask = batch.mask.bool()
+    (resid,) = batch.resid(layer)
+    typical = batch.typical_norm(layer)
     norms = vector.norms().cpu()
     records = []
     for j in range(vector.k):
@@ -195,7 +110,7 @@ def embedding_cosines(
     positive: str,
     negative: str,
     *,
-    pad: str = "right",
+    equalize: Equalize = "right",
     pad_token: str | int = " ",
 ) -> pd.DataFrame:
     """Cosine similarity of each row of ``vector`` to the token embeddings of the pair.
@@ -206,7 +121,7 @@ def embedding_cosines(
     length (e.g. after algebra) get NaN. Columns: ``row, token_pos, token_neg, cos_pos,
     cos_neg, cos_diff, pos_token_rank``.
     """
-    pos_ids, neg_ids = pair_token_ids(model, positive, negative, pad, pad_token)
+    pos_ids, neg_ids = pair_token_ids(model, positive, negative, equalize, pad_token)
     W_E = model.W_E.detach().float()
     t = vector.tensor.to(W_E.device).float()
     unit = lambda x: x / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # noqa: E731
@@ -275,7 +190,7 @@ def vector_diagnostics(
     prompts: Sequence[str],
     *,
     coeff: float = 1.0,
-    pad: str = "right",
+    equalize: Equalize = "right",
     pad_token: str | int = " ",
 ) -> pd.DataFrame:
     """Norm ratios and embedding cosines of the pair's vector at each of ``layers``.
@@ -283,19 +198,15 @@ def vector_diagnostics(
     One row per (layer, vector row), columns of :func:`norm_ratios` and
     :func:`embedding_cosines` plus ``layer``, ``coeff`` and ``d_model``. Two forward passes.
     """
-    prompts = check_texts(prompts, "prompts")
-    layers = sorted({int(layer) for layer in layers})
-    if not layers:
-        raise ConfigError("No layers given.")
+    batch, layers = residuals(model, text_list(prompts, "prompts"), layers)
     vecs = SteeringVector.from_pair_layers(
-        model, positive, negative, layers, coeff, pad=pad, pad_token=pad_token
+        model, positive, negative, layers, coeff, equalize=equalize, pad_token=pad_token
     )
-    res, mask = residuals(model, prompts, layers)
     frames = []
     for layer in layers:
-        norms = _norm_table(vecs[layer], res[layer], mask)
+        norms = _norm_table(vecs[layer], batch, layer)
         cos = embedding_cosines(
-            model, vecs[layer], positive, negative, pad=pad, pad_token=pad_token
+            model, vecs[layer], positive, negative, equalize=equalize, pad_token=pad_token
         )
         df = norms.merge(cos, on="row")
         df.insert(0, "layer", layer)
@@ -312,7 +223,7 @@ def logit_lens_across_layers(
     layers: Sequence[int],
     k: int = 10,
     *,
-    pad: str = "right",
+    equalize: Equalize = "right",
     pad_token: str | int = " ",
 ) -> pd.DataFrame:
     """:func:`logit_lens` (``rows="sum"``) of the pair's vector at each of ``layers``."""
@@ -320,7 +231,7 @@ def logit_lens_across_layers(
     if not layers:
         raise ConfigError("No layers given.")
     vecs = SteeringVector.from_pair_layers(
-        model, positive, negative, layers, pad=pad, pad_token=pad_token
+        model, positive, negative, layers, equalize=equalize, pad_token=pad_token
     )
     frames = []
     for layer in layers:

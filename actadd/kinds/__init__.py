@@ -1,16 +1,78 @@
-"""Built-in experiment kinds; importing this package registers them all.
+"""Experiment kinds: how a config becomes a run directory, and its figures.
 
-Each module registers one kind with :func:`actadd.experiments.register`.
+Each config file in ``experiments/`` names a ``kind``; :data:`KIND_MODULES` maps the name to
+the module under ``actadd/kinds/`` that defines it as ``KIND``. Modules are imported on
+first use (they pull in torch and TransformerLens), and no kind imports
+:mod:`actadd.experiments`: the dependency runs one way, experiments → kinds.
+
+A kind follows :class:`Kind`. :func:`actadd.experiments.run_experiment` drives it:
+``parse`` (no model) → open the run directory → load the model → ``check`` → ``start`` the
+directory (``config.json``, ``env.json``) → ``run`` (tables) → ``figures``. Figures are drawn
+from the saved tables alone, so ``actadd figures`` needs no model.
 """
 
-from actadd.kinds import (  # noqa: F401
-    alignment,
-    capability,
-    demo,
-    failures,
-    perplexity,
-    sentiment,
-    sweep,
-    token_injection,
-    word_count,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from actadd.errors import ConfigError
+
+KIND_MODULES: dict[str, str] = {
+    "sweep": "sweep",
+    "demo": "demo",
+    "word_count": "word_count",
+    "perplexity": "perplexity",
+    "sentiment": "sentiment",
+    "capability": "capability",
+    "failures": "failures",
+    "alignment": "alignment",
+    "token_injection": "token_injection",
+}
+
+
+@runtime_checkable
+class Kind(Protocol):
+    """What an experiment kind provides (see the module docstring for the order of calls)."""
+
+    name: str
+    description: str
+
+    def parse(self, config: dict[str, Any]) -> Any:
+        """Validate everything that needs no model; return the kind's spec."""
+
+    def saved_config(self, spec: Any) -> dict[str, Any]:
+        """The JSON-able config that ``config.json`` holds (compared on resume)."""
+
+    def check(self, spec: Any, model) -> None:
+        """Validate what needs the model (layer ranges, single-token words)."""
+
+    def run(self, spec: Any, model, run) -> None:
+        """Compute and write the run's tables into ``run`` (a :class:`actadd.runs.RunDir`)."""
+
+    def figures(self, run) -> list[Path]:
+        """Draw the figures into ``run.figures`` from the saved tables alone."""
+
+
+class BaseKind:
+    """Defaults for a kind whose spec is its (validated) config dict."""
+
+    name: str = ""
+    description: str = ""
+
+    def saved_config(self, spec: Any) -> dict[str, Any]:
+        return {**spec, "kind": self.name}
+
+    def check(self, spec: Any, model) -> None:
+        return None
+
+    def figures(self, run) -> list[Path]:
+        return []
+
+
+def get_kind(name: Any) -> Kind:
+    """The kind called ``name``; a ConfigError lists the known ones."""
+    if not isinstance(name, str) or name not in KIND_MODULES:
+        raise ConfigError(f"Unknown experiment kind {name!r}; known: {sorted(KIND_MODULES)}.")
+    return import_module(f"actadd.kinds.{KIND_MODULES[name]}").KIND

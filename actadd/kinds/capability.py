@@ -31,20 +31,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
+from actadd.config import check_keys, check_layers, number_list, parse_pairs
 from actadd.errors import ConfigError
-from actadd.experiments import register
-from actadd.kinds._config import check_keys, check_layers, number_list, parse_pairs
-from actadd.metrics import kl_div, log_probs, newcombe_interval, wilson_interval
-from actadd.plots import PAPER_RC, _baseline_band, _yerr, save_figure
-from actadd.runinfo import env_info, write_json, write_table
+from actadd.kinds import BaseKind
+from actadd.metrics import kl_div, log_probs
+from actadd.plots.capability import capability_figure
+from actadd.stats import newcombe_interval, wilson_interval
 
 NAME = "capability"
-KEYS = {"model", "dataset", "pairs", "layers", "coeffs", "align", "topk", "limit", "batch_rows"}
+KEYS = ("name", "model", "dataset", "pairs", "layers", "coeffs", "align", "topk", "limit")
+KEYS += ("batch_rows",)
 UNSTEERED = "(unsteered)"
 
 
@@ -72,7 +72,7 @@ def load_cloze(dataset: str = "cloze_facts") -> dict[str, Any]:
 
 def parse(config: dict[str, Any]) -> dict[str, Any]:
     """Validate a capability config; returns it with defaults filled in."""
-    check_keys(config, KEYS, NAME)
+    check_keys(config, KEYS, f"{NAME} config", required=("pairs", "layers", "coeffs"))
     c = {
         "dataset": "cloze_facts",
         "align": "front",
@@ -81,7 +81,7 @@ def parse(config: dict[str, Any]) -> dict[str, Any]:
         "batch_rows": 256,
         **config,
     }
-    c["pairs"] = parse_pairs(c.get("pairs"), "pairs")
+    c["pairs"] = parse_pairs(c["pairs"], "pairs")
     c["layers"] = number_list(c.get("layers"), "layers", integer=True)
     c["coeffs"] = number_list(c.get("coeffs"), "coeffs")
     c["topk"] = number_list(c["topk"], "topk", integer=True)
@@ -136,48 +136,37 @@ def _scores(logits: torch.Tensor, clean: torch.Tensor, answer: torch.Tensor) -> 
 def evaluate(model, config: dict[str, Any], items: pd.DataFrame) -> pd.DataFrame:
     """Next-token scores of every item, unsteered and in every (pair, layer, coeff) cell.
 
-    The clean residual stream at each layer is computed once; steered rows start there
-    (``start_at_layer``), every coefficient of a layer batched into one forward.
+    One :class:`~actadd.prefix.PrefixBatch` of the prompts: the clean residual stream is
+    computed once, and every coefficient of a layer is a set of rows of one forward that
+    starts at that layer.
     """
-    from actadd.generate import last_logits, left_pad
-    from actadd.steer import Align, steering
-    from actadd.vectors import SteeringVector, residuals_at
+    from actadd.prefix import PrefixBatch
+    from actadd.steer import Align, Placement
+    from actadd.vectors import SteeringVector
 
     align = Align.parse(config["align"])
-    ids = [model.to_tokens(p)[0].tolist() for p in items.prompt]
-    tokens, mask = left_pad(model, ids)
-    answer = torch.tensor(items.answer_id.tolist(), device=tokens.device)
-    n = len(ids)
-    clean = last_logits(model, tokens, attention_mask=mask)
+    batch = PrefixBatch(
+        model,
+        [model.to_tokens(p)[0].tolist() for p in items.prompt],
+        max_rows=config["batch_rows"],
+    )
+    answer = torch.tensor(items.answer_id.tolist(), device=batch.clean.device)
+    n = len(items)
+    clean = batch.clean
     rows = [dict(pair=UNSTEERED, layer=-1, coeff=0.0, item=i) for i in range(n)]
     scores = [_scores(clean, clean, answer)]
-    layers = config["layers"]
-    resid = residuals_at(model, tokens, layers, attention_mask=mask)
-    per_chunk = max(1, config["batch_rows"] // n)
-    for pos, neg, name in config["pairs"]:
-        vectors = SteeringVector.from_pair_layers(model, pos, neg, layers)
+    layers, coeffs = config["layers"], config["coeffs"]
+    batch.prefetch(layers)
+    for pair in config["pairs"]:
+        vectors = SteeringVector.from_pair_layers(
+            model, pair.positive, pair.negative, layers, pad_token=pair.pad_token
+        )
         for layer in layers:
-            coeffs = config["coeffs"]
-            for start in range(0, len(coeffs), per_chunk):
-                chunk = coeffs[start : start + per_chunk]
-                entries = [
-                    (vectors[layer] * c, align, range(j * n, (j + 1) * n))
-                    for j, c in enumerate(chunk)
-                ]
-                with steering(model, entries):
-                    logits = last_logits(
-                        model,
-                        resid[layer].repeat(len(chunk), 1, 1),
-                        start_at_layer=layer,
-                        attention_mask=mask.repeat(len(chunk), 1),
-                    )
-                scores.append(
-                    _scores(logits, clean.repeat(len(chunk), 1), answer.repeat(len(chunk)))
-                )
+            conditions = [Placement(vectors[layer] * c, align) for c in coeffs]
+            for c, logits in zip(coeffs, batch.logits(conditions)):
+                scores.append(_scores(logits, clean, answer))
                 rows += [
-                    dict(pair=name, layer=layer, coeff=float(c), item=i)
-                    for c in chunk
-                    for i in range(n)
+                    dict(pair=pair.name, layer=layer, coeff=float(c), item=i) for i in range(n)
                 ]
     df = pd.DataFrame(rows)
     for key in ("rank", "logprob", "kl", "top1_id"):
@@ -217,98 +206,36 @@ def summary(results: pd.DataFrame, topk: list[int]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-@register(NAME, "factual cloze accuracy with and without off-topic steering (knowledge kept?)")
-class CapabilityKind:
-    @staticmethod
-    def run(config: dict[str, Any], out: Path, resume: bool) -> None:
-        from actadd.models import load_model
+class CapabilityKind(BaseKind):
+    name = NAME
+    description = "factual cloze accuracy with and without off-topic steering (knowledge kept?)"
 
+    def parse(self, config: dict[str, Any]) -> dict[str, Any]:
         c = parse(config)
-        doc = load_cloze(c["dataset"])
-        out = Path(out)
-        if (out / "config.json").exists() and not resume:
-            raise ConfigError(f"{out} already holds a run; pass --resume or another --out.")
-        model = load_model(c.get("model"))
-        check_layers(c["layers"], model.cfg.n_layers)
-        items = items_table(model, doc, c["limit"])
-        write_json(out / "config.json", {**config, "kind": NAME})
-        write_json(out / "env.json", env_info(model))
-        write_json(
-            out / "dataset.json",
-            {k: v for k, v in doc.items() if k != "items"} | {"n_items": len(items)},
-        )
-        write_table(out / "items.csv", items)
-        results = evaluate(model, c, items)
-        write_table(out / "results.parquet", results)
-        write_table(out / "results.csv", results)
-        CapabilityKind.figures(out)
+        return {**c, "doc": load_cloze(c["dataset"])}
 
-    @staticmethod
-    def figures(out: Path) -> list[Path]:
-        out = Path(out)
-        config = json.loads((out / "config.json").read_text())
-        topk = [int(k) for k in config.get("topk", [1, 5])]
-        results = pd.read_parquet(out / "results.parquet")
-        s = summary(results, topk)
-        write_table(out / "summary.csv", s)  # derived: kept in step with the figure
-        base = s[s.layer < 0].iloc[0]
-        steered = s[s.layer >= 0]
-        pairs = list(dict.fromkeys(steered.pair))
-        ncol = len(topk) + 1
-        with plt.rc_context(PAPER_RC):
-            fig, axes = plt.subplots(
-                len(pairs),
-                ncol,
-                figsize=(3.4 * ncol, 2.9 * len(pairs)),
-                layout="constrained",
-                squeeze=False,
-            )
-            for r, pair in enumerate(pairs):
-                d = steered[steered.pair == pair]
-                layers = sorted(d.layer.unique())
-                colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(layers)))
-                for col in range(ncol):
-                    ax = axes[r, col]
-                    if col < len(topk):
-                        k = topk[col]
-                        _baseline_band(
-                            ax,
-                            base[f"top{k}"],
-                            base[f"top{k}_lo"],
-                            base[f"top{k}_hi"],
-                            f"unsteered (n = {int(base.n)})",
-                        )
-                        ax.set_ylabel(f"Top-{k} accuracy [fraction of items]")
-                        ax.set_ylim(-0.02, 1.02)
-                    else:
-                        ax.axhline(0, color="0.25", ls="--", lw=1, label="unsteered")
-                        ax.set_ylabel("KL(steered ‖ unsteered), next token [nats]")
-                    for layer, color in zip(layers, colors):
-                        e = d[d.layer == layer].sort_values("coeff")
-                        if col < len(topk):
-                            y, lo, hi = e[f"top{k}"], e[f"top{k}_lo"], e[f"top{k}_hi"]
-                        else:
-                            y = e["kl"]
-                            lo, hi = y - 1.96 * e["kl_sem"], y + 1.96 * e["kl_sem"]
-                        ax.errorbar(
-                            e.coeff,
-                            y,
-                            yerr=_yerr(y, lo, hi),
-                            color=color,
-                            marker="o",
-                            ms=3,
-                            lw=1.1,
-                            elinewidth=0.8,
-                            capsize=1.5,
-                            label=f"L = {layer}",
-                        )
-                    if (d.coeff > 0).all():
-                        ax.set_xscale("log", base=2)
-                        ticks = sorted(d.coeff.unique())
-                        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-                    ax.set_xlabel("Coefficient c")
-                    what = f"top-{topk[col]} accuracy" if col < len(topk) else "disruption"
-                    ax.set_title(f"{pair}: {what} (bars: 95% CI)")
-                    if col == 0:
-                        ax.legend(frameon=False, fontsize=6.5, ncol=2, loc="best")
-        return save_figure(fig, out / "figures" / "capability")
+    def saved_config(self, spec: dict[str, Any]) -> dict[str, Any]:
+        saved = {k: v for k, v in spec.items() if k != "doc"}
+        return {**saved, "pairs": [vars(p) for p in spec["pairs"]], "kind": NAME}
+
+    def check(self, spec: dict[str, Any], model) -> None:
+        check_layers(spec["layers"], model.cfg.n_layers)
+
+    def run(self, spec: dict[str, Any], model, run) -> None:
+        doc = spec["doc"]
+        items = items_table(model, doc, spec["limit"])
+        run.write_json(
+            "dataset", {k: v for k, v in doc.items() if k != "items"} | {"n_items": len(items)}
+        )
+        run.write_table("items", items)
+        results = evaluate(model, spec, items)
+        run.write_table("results", results, ("parquet", "csv"))
+        run.write_table("summary", summary(results, spec["topk"]))
+
+    def figures(self, run) -> list[Path]:
+        topk = [int(k) for k in run.config.get("topk", [1, 5])]
+        s = summary(run.read_table("results"), topk)
+        return capability_figure(s, topk, run.figures)
+
+
+KIND = CapabilityKind()

@@ -18,8 +18,7 @@ steered / unsteered), ``summary.csv`` (per group and setting: geometric-mean rat
 Config::
 
     kind = "perplexity"
-    positive = " weddings"
-    negative = ""
+    pair = [" weddings", ""]          # or {positive, negative, label, pad_token}
     layers = [1, 4, 10, 16]
     coeffs = [1.0, 2.0]
     topic_words = "weddings"          # preset or list: topic density of each text
@@ -39,25 +38,22 @@ Config::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from actadd.config import Pair, check_keys, check_layers, number_list, words
 from actadd.errors import ConfigError
-from actadd.experiments import register
-from actadd.kinds._config import check_keys, check_layers, number_list
-from actadd.plots import PAPER_RC, _yerr, ratio_vs_relevance, save_figure
-from actadd.runinfo import env_info, write_json, write_table
+from actadd.kinds import BaseKind
+from actadd.plots.perplexity import perplexity_by_layer_figure, perplexity_ratio_figure
 
 NAME = "perplexity"
 KEYS = {
+    "name",
     "model",
-    "positive",
-    "negative",
+    "pair",
     "layers",
     "coeffs",
     "align",
@@ -93,17 +89,12 @@ CORPUS_DEFAULTS = dict(
 
 def parse(config: dict[str, Any]) -> dict[str, Any]:
     """Validate a perplexity config; returns it with defaults filled in."""
-    from actadd.sweeps.spec import _words
-
-    check_keys(config, KEYS, NAME)
-    c = {"negative": "", "align": "front", "topic_words": "weddings", "batch_size": 8, **config}
-    if not isinstance(c.get("positive"), str) or not isinstance(c["negative"], str):
-        raise ConfigError("perplexity config needs 'positive' (and optional 'negative') strings.")
-    if not c["positive"] and not c["negative"]:
-        raise ConfigError("positive and negative are both empty.")
-    c["layers"] = number_list(c.get("layers"), "layers", integer=True)
-    c["coeffs"] = number_list(c.get("coeffs"), "coeffs")
-    c["words"] = _words(c["topic_words"], "topic_words")
+    check_keys(config, KEYS, f"{NAME} config", required=("pair", "layers", "coeffs"))
+    c = {"align": "front", "topic_words": "weddings", "batch_size": 8, **config}
+    c["pair"] = Pair.parse(c["pair"], "pair")
+    c["layers"] = number_list(c["layers"], "layers", integer=True)
+    c["coeffs"] = number_list(c["coeffs"], "coeffs")
+    c["words"] = words(c["topic_words"], "topic_words")
     corpus = c.get("corpus")
     if not isinstance(corpus, dict):
         raise ConfigError("perplexity config needs a [corpus] table (how the texts are made).")
@@ -177,7 +168,10 @@ def measure(model, c: dict[str, Any], corpus: pd.DataFrame) -> pd.DataFrame:
     texts = kept.text.tolist()
     bs = int(c["batch_size"])
     base = perplexity(model, texts, batch_size=bs)
-    vectors = SteeringVector.from_pair_layers(model, c["positive"], c["negative"], c["layers"])
+    pair = c["pair"]
+    vectors = SteeringVector.from_pair_layers(
+        model, pair.positive, pair.negative, c["layers"], pad_token=pair.pad_token
+    )
     frames = []
     for layer in c["layers"]:
         for coeff in c["coeffs"]:
@@ -216,98 +210,39 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@register(NAME, "perplexity ratio (steered/unsteered) of model-written texts vs topic relevance")
-class PerplexityKind:
-    @staticmethod
-    def run(config: dict[str, Any], out: Path, resume: bool) -> None:
-        from actadd.models import load_model
+class PerplexityKind(BaseKind):
+    name = NAME
+    description = "perplexity ratio (steered/unsteered) of model-written texts vs topic relevance"
 
-        c = parse(config)
-        out = Path(out)
-        saved = {**config, "kind": NAME}
-        if (out / "config.json").exists():
-            previous = json.loads((out / "config.json").read_text())
-            if not resume:
-                raise ConfigError(f"{out} already holds a run; pass --resume or another --out.")
-            if json.dumps(previous, sort_keys=True) != json.dumps(saved, sort_keys=True):
-                raise ConfigError(f"{out} holds a run of a different config; choose another --out.")
-        model = load_model(c.get("model"))
-        check_layers(c["layers"], model.cfg.n_layers)
-        write_json(out / "config.json", saved)
-        write_json(out / "env.json", env_info(model))
-        corpus_path = out / "corpus.csv"
-        if resume and corpus_path.is_file():
-            corpus = pd.read_csv(corpus_path, keep_default_na=False)
+    def parse(self, config: dict[str, Any]) -> dict[str, Any]:
+        return parse(config)
+
+    def saved_config(self, spec: dict[str, Any]) -> dict[str, Any]:
+        saved = {k: v for k, v in spec.items() if k != "words"}
+        return {**saved, "pair": vars(spec["pair"]), "kind": NAME}
+
+    def check(self, spec: dict[str, Any], model) -> None:
+        check_layers(spec["layers"], model.cfg.n_layers)
+
+    def run(self, spec: dict[str, Any], model, run) -> None:
+        # a resumed run reuses the texts it wrote (the corpus is sampled, so it is kept)
+        if run.resumed and run.has_table("corpus"):
+            corpus = pd.read_csv(run.table_path("corpus"), keep_default_na=False)
         else:
-            corpus = write_corpus(model, c["corpus"], c["words"])
-            write_table(corpus_path, corpus)
+            corpus = write_corpus(model, spec["corpus"], spec["words"])
+            run.write_table("corpus", corpus)
         if not corpus.kept.any():
             raise ConfigError("No text passed corpus.min_words; lower it or raise max_new_tokens.")
-        table = measure(model, c, corpus)
-        write_table(out / "perplexity.parquet", table)
-        write_table(out / "perplexity.csv", table)
-        PerplexityKind.figures(out)
+        table = measure(model, spec, corpus)
+        run.write_table("perplexity", table, ("parquet", "csv"))
+        run.write_table("summary", summary(table))
 
-    @staticmethod
-    def figures(out: Path) -> list[Path]:
-        out = Path(out)
-        config = json.loads((out / "config.json").read_text())
-        table = pd.read_parquet(out / "perplexity.parquet")
-        vec = f"{config['positive']!r}−{config.get('negative', '')!r}"
-        settings = table[["layer", "coeff"]].drop_duplicates().sort_values(["coeff", "layer"])
-        n = len(settings)
-        ncol = min(n, 4)
-        nrow = int(np.ceil(n / ncol))
-        with plt.rc_context(PAPER_RC):
-            fig, axes = plt.subplots(
-                nrow,
-                ncol,
-                figsize=(3.3 * ncol, 2.9 * nrow),
-                layout="constrained",
-                squeeze=False,
-                sharey=True,
-            )
-        for ax, (layer, coeff) in zip(axes.flat, settings.itertuples(index=False)):
-            d = table[(table.layer == layer) & (table.coeff == coeff)]
-            ratio_vs_relevance(d, ax=ax, title=f"{vec} ×{coeff:g} @L{layer}")
-            if ax is not axes[0, 0]:
-                ax.get_legend().remove()
-        for ax in list(axes.flat)[n:]:
-            ax.set_visible(False)
-        paths = save_figure(fig, out / "figures" / "perplexity_ratio")
+    def figures(self, run) -> list[Path]:
+        pair = Pair.parse(run.config["pair"])
+        table = run.read_table("perplexity")
+        vec = f"{pair.positive!r}−{pair.negative!r}"
+        paths = perplexity_ratio_figure(table, vec, run.figures)
+        return paths + perplexity_by_layer_figure(summary(table), vec, run.figures)
 
-        s = summary(table)
-        write_table(out / "summary.csv", s)  # derived: kept in step with the figures
-        groups = [g for g in dict.fromkeys(s.group) if g != "all"]
-        coeffs = sorted(s.coeff.unique())
-        with plt.rc_context(PAPER_RC):
-            fig, axes = plt.subplots(
-                1,
-                len(coeffs),
-                figsize=(4.2 * len(coeffs), 3.2),
-                layout="constrained",
-                squeeze=False,
-                sharey=True,
-            )
-            for ax, coeff in zip(axes[0], coeffs):
-                ax.axhline(1.0, color="0.25", ls="--", lw=1, label="unsteered (ratio 1)")
-                colors = plt.cm.Set2(np.arange(len(groups)) % 8)
-                for i, (group, color) in enumerate(zip(groups, colors)):
-                    d = s[(s.coeff == coeff) & (s.group == group)].sort_values("layer")
-                    dens = d.mean_density.mean()
-                    ax.errorbar(
-                        d.layer + (i - (len(groups) - 1) / 2) * 0.25,
-                        d.ratio_gmean,
-                        yerr=_yerr(d.ratio_gmean, d.ratio_lo, d.ratio_hi),
-                        color=color,
-                        marker="o",
-                        ms=3.5,
-                        lw=1.2,
-                        capsize=2,
-                        label=f"{group} ({dens:.1f} topic words/100)",
-                    )
-                ax.set_xlabel("Injection layer L (resid_pre)")
-                ax.set_ylabel("Perplexity ratio, steered / unsteered\n(geometric mean, 95% CI)")
-                ax.set_title(f"{vec} ×{coeff:g}, by text group")
-                ax.legend(frameon=False, fontsize=7)
-        return paths + save_figure(fig, out / "figures" / "perplexity_by_layer")
+
+KIND = PerplexityKind()

@@ -1,27 +1,125 @@
-"""Experiment kind: a sweep grid (see actadd.sweeps)."""
+"""Experiment kind ``sweep``: a layers × coefficients × alignments grid (see actadd.sweeps).
+
+:class:`SweepKind` is also the base of the paper kinds whose config is a sweep config
+(word count, sentiment, failure cases, alignment): they differ only in the summary table
+and the figures drawn from the results.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from actadd.experiments import register
+from actadd.errors import ConfigError
+from actadd.kinds import BaseKind
 from actadd.plots import sweep_figures
 
+Summary = Callable[[pd.DataFrame], pd.DataFrame]
+# draw(results table, figures directory, pairs in config order) -> figure files
+Draw = Callable[[pd.DataFrame, Path, list[str]], list[Path]]
 
-@register("sweep", "layers × coefficients × alignments grid with next-token and sampled metrics")
-class SweepKind:
+
+def cell_summary(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per (pair, cell, metric) with ``mean, lo, hi, count`` and, against the
+    unsteered rows, ``diff, diff_lo, diff_hi``: Wilson / Newcombe intervals for
+    ``topic_any``, Welch t intervals for ``sentiment``, the range over the texts for the
+    deterministic next-token metrics (see :mod:`actadd.stats`)."""
+    from actadd.stats import mean_diffs, proportion_summary, range_table, summarize
+
+    s = summarize(df)
+    frames = []
+    for metric in metrics:
+        if metric == "topic_any" and (df.metric == metric).any():
+            p = proportion_summary(df, metric).rename(columns={"frac": "mean", "n": "count"})
+            frames.append(p.assign(metric=metric))
+        elif metric != "topic_any" and (s.metric == metric).any():
+            frames.append(
+                mean_diffs(s, metric) if metric == "sentiment" else range_table(df, metric)
+            )
+    out = pd.concat(frames, ignore_index=True)
+    cols = ["pair", "pad", "layer", "coeff", "align", "metric", "mean", "lo", "hi", "count"]
+    extra = [c for c in ("diff", "diff_lo", "diff_hi", "successes") if c in out.columns]
+    return out[cols + extra]
+
+
+class SweepKind(BaseKind):
+    """A kind whose config is a sweep config; the paper kinds differ from the plain
+    ``sweep`` only in the sampled metric they need, their summary table and figures."""
+
+    def __init__(
+        self,
+        name: str = "sweep",
+        description: str = (
+            "layers × coefficients × alignments grid with next-token and sampled metrics"
+        ),
+        *,
+        needs: str | None = None,
+        summary: Summary | Sequence[str] | None = None,
+        draw: Draw | None = None,
+        draw_from: str = "results",
+    ) -> None:
+        """``summary`` is a function of the results table, or metric names for
+        :func:`cell_summary`; ``draw`` gets the results table (``draw_from="results"``) or
+        the summary (``"summary"``), the figures directory and the pairs in config order."""
+        self.name, self.description = name, description
+        # the sampled metric the kind is about ("topic_any", "sentiment"); None: any sweep
+        self.needs = needs
+        if summary is not None and not callable(summary):
+            metrics = tuple(summary)
+            summary = lambda df: cell_summary(df, metrics)  # noqa: E731
+        self._summary, self._draw, self._draw_from = summary, draw, draw_from
+
+    def parse(self, config: dict[str, Any]):
+        from actadd.sweeps import SweepSpec
+
+        if self.needs is not None:
+            gen = config.get("generation")
+            if not isinstance(gen, dict):
+                raise ConfigError(
+                    f"kind {self.name!r} needs a [generation] table (sampled completions)."
+                )
+            if self.needs == "sentiment" and gen.get("sentiment") is False:
+                raise ConfigError(f"kind {self.name!r} needs generation.sentiment = true.")
+        return SweepSpec.from_dict(config)
+
+    def saved_config(self, spec) -> dict[str, Any]:
+        return {"kind": self.name, **spec.to_dict()}
+
+    def check(self, spec, model) -> None:
+        spec.validate(model)
+
+    def run(self, spec, model, run) -> None:
+        from actadd.sweeps import execute
+
+        df = execute(spec, model, run)
+        table = self.summary(df)
+        if table is not None:
+            run.write_table("summary", table)
+
+    def summary(self, df: pd.DataFrame) -> pd.DataFrame | None:
+        """The kind's summary table (``summary.csv``), or None."""
+        return None if self._summary is None else self._summary(df)
+
+    def figures(self, run) -> list[Path]:
+        df = run.read_table("results")
+        if self._draw is None:
+            return sweep_figures(df, run.figures)
+        pairs = self.pair_order(run, df[df.layer >= 0].pair)
+        table = self.summary(df) if self._draw_from == "summary" else df
+        return self._draw(table, run.figures, pairs)
+
     @staticmethod
-    def run(config: dict[str, Any], out: Path, resume: bool) -> None:
-        from actadd.sweeps import SweepSpec, run_sweep
+    def pair_order(run, present) -> list[str]:
+        """The pairs of a run in config order (their names, as in the tables), then any
+        others present."""
+        from actadd.config import parse_pairs
 
-        spec = SweepSpec.from_dict({k: v for k, v in config.items() if k != "kind"})
-        df = run_sweep(spec, out=out, resume=resume)
-        SweepKind.figures(out, df)
+        names = [p.name for p in parse_pairs(run.config.get("pairs", []))]
+        present = list(dict.fromkeys(present))
+        return [n for n in names if n in present] + [n for n in present if n not in names]
 
-    @staticmethod
-    def figures(out: Path, df: pd.DataFrame | None = None) -> list[Path]:
-        df = df if df is not None else pd.read_parquet(out / "results.parquet")
-        return sweep_figures(df, out / "figures")
+
+KIND = SweepKind()

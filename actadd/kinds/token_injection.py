@@ -1,12 +1,128 @@
-"""Experiment kind: is a steering vector "just injecting extra tokens"? (actadd.analysis)."""
+"""Experiment kind ``token_injection``: is a steering vector "just injecting extra tokens"?
+
+Runs the conditions of :mod:`actadd.analysis.conditions` for every pair of the config,
+compares them with ActAdd (:func:`actadd.analysis.comparison.compare_conditions`), and adds
+the vectors' diagnostics (norm ratios, embedding cosines, logit lens).
+
+Config (``experiments/token_injection.toml``): ``[[pairs]]`` tables
+(:func:`actadd.analysis.conditions.pairs_from_config`), ``[settings]``
+(:class:`actadd.analysis.conditions.Settings`), optional ``[diagnostics]`` (``layers``,
+``top_k``) and ``only_pairs`` (run a subset, e.g. for ``--quick``).
+
+Tables: ``results.csv`` (one row per pair × layer × condition × text), ``summary.csv``
+(:func:`~actadd.analysis.summaries.layer_summary`), ``dose_summary.csv``,
+``diagnostics.csv``, ``logit_lens.csv``; figures in ``figures/``.
+"""
 
 from __future__ import annotations
 
-from actadd.analysis import experiment_figures, run_experiment
-from actadd.experiments import register
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from actadd.config import check_keys, check_layers, number_list
+from actadd.errors import ConfigError
+from actadd.kinds import BaseKind
+
+KEYS = ("name", "description", "model", "pairs", "only_pairs", "settings", "diagnostics")
 
 
-@register("token_injection", "ActAdd vs token injection, embeddings, transplants and controls")
-class TokenInjectionKind:
-    run = staticmethod(run_experiment)
-    figures = staticmethod(experiment_figures)
+@dataclass(frozen=True)
+class Spec:
+    """A validated token-injection config."""
+
+    config: dict[str, Any]
+    pairs: list
+    settings: Any  # actadd.analysis.conditions.Settings
+    diag_layers: list[int]
+    top_k: int
+
+
+class TokenInjectionKind(BaseKind):
+    name = "token_injection"
+    description = "ActAdd vs token injection, embeddings, transplants and controls"
+
+    def parse(self, config: dict[str, Any]) -> Spec:
+        from actadd.analysis.conditions import Settings, pairs_from_config
+
+        check_keys(config, KEYS, "token_injection config", required=("pairs", "settings"))
+        pairs = pairs_from_config(config["pairs"])
+        only = config.get("only_pairs")
+        if only:
+            missing = sorted(set(only) - {p.name for p in pairs})
+            if missing:
+                raise ConfigError(f"only_pairs names unknown pairs {missing}.")
+            pairs = [p for p in pairs if p.name in only]
+            pairs = [
+                p if p.sum_with in (None, *only) else dataclasses.replace(p, sum_with=None)
+                for p in pairs
+            ]
+        settings = Settings.from_dict(dict(config["settings"]))
+        diag = dict(config.get("diagnostics", {}))
+        check_keys(diag, ("layers", "top_k"), "[diagnostics]")
+        if "layers" in diag:
+            number_list(diag["layers"], "[diagnostics] layers", integer=True)
+        (top_k,) = number_list([diag.get("top_k", 10)], "[diagnostics] top_k", integer=True)
+        if top_k < 1:
+            raise ConfigError(f"[diagnostics] top_k must be >= 1, got {top_k}.")
+        layers = diag.get("layers") or list(settings.reference_layers())
+        return Spec(config, pairs, settings, layers, top_k)
+
+    def saved_config(self, spec: Spec) -> dict[str, Any]:
+        return {**spec.config, "kind": self.name}
+
+    def check(self, spec: Spec, model) -> None:
+        spec.settings.check_model(model)
+        check_layers(spec.diag_layers, model.cfg.n_layers, "[diagnostics] layers")
+
+    def run(self, spec: Spec, model, run) -> None:
+        import torch
+
+        from actadd.analysis.comparison import compare_conditions
+        from actadd.analysis.diagnostics import logit_lens_across_layers, vector_diagnostics
+        from actadd.analysis.summaries import dose_response_summary, layer_summary
+
+        pairs, settings, diag_layers = spec.pairs, spec.settings, spec.diag_layers
+        with torch.no_grad():
+            df = compare_conditions(model, pairs, settings)
+            diag, lens = [], []
+            for p in pairs:
+                kw = dict(equalize=p.equalize, pad_token=p.pad_token)
+                d = vector_diagnostics(
+                    model,
+                    p.positive,
+                    p.negative,
+                    diag_layers,
+                    settings.prompts,
+                    coeff=p.coeff,
+                    **kw,
+                )
+                lens_p = logit_lens_across_layers(
+                    model, p.positive, p.negative, diag_layers, spec.top_k, **kw
+                )
+                for t in (d, lens_p):
+                    t.insert(0, "pair", p.name)
+                diag.append(d)
+                lens.append(lens_p)
+        tables = {
+            "results": df,
+            "summary": layer_summary(df),
+            "dose_summary": dose_response_summary(df),
+            "diagnostics": pd.concat(diag, ignore_index=True),
+            "logit_lens": pd.concat(lens, ignore_index=True),
+        }
+        for name, table in tables.items():
+            if "model" not in table:
+                table.insert(0, "model", model.cfg.model_name)
+            run.write_table(name, table)
+
+    def figures(self, run) -> list[Path]:
+        from actadd.plots.token_injection import experiment_figures
+
+        return experiment_figures(run.out)
+
+
+KIND = TokenInjectionKind()

@@ -10,7 +10,7 @@ Two weight layouts come out of here:
 - :func:`hf_state_dict` gives the weights under Hugging Face ``LlamaForCausalLM`` names
   (the layout the GGUF converter started from). Tests use it to build an independent
   reference implementation.
-- :func:`tl_state_dict` gives the same weights under TransformerLens names.
+- :func:`hf_to_tl_state_dict` gives the same weights under TransformerLens names.
 """
 
 from __future__ import annotations

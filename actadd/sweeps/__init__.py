@@ -1,6 +1,6 @@
-"""Sweeps over layers × coefficients × alignments: spec, fast engine, resumable store.
+"""Sweeps over layers × coefficients × alignments: spec, fast engine, resumable runs.
 
->>> spec = SweepSpec.from_toml("experiments/configs/wedding_sweep.toml")
+>>> spec = SweepSpec.from_toml("experiments/wedding_sweep.toml")
 >>> df = run_sweep(spec, out="results/wedding_sweep")          # tidy long table
 >>> summarize(df)                                                # one row per cell × metric
 """
@@ -13,7 +13,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from actadd.config import Pair
 from actadd.models import load_model
+from actadd.runs import RunDir
+from actadd.stats import summarize
 from actadd.sweeps.engine import (
     UNSTEERED,
     Texts,
@@ -21,17 +24,15 @@ from actadd.sweeps.engine import (
     naive_next_token,
     next_token_unit,
     sort_results,
-    summarize,
     units,
 )
-from actadd.sweeps.spec import GenerationSpec, PairSpec, SweepSpec
-from actadd.sweeps.store import RunStore
+from actadd.sweeps.spec import GenerationSpec, SweepSpec
 from actadd.vectors import SteeringVector
 
 __all__ = [
     "GenerationSpec",
-    "PairSpec",
-    "RunStore",
+    "Pair",
+    "execute",
     "SweepSpec",
     "UNSTEERED",
     "load_results",
@@ -53,15 +54,31 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Evaluate every cell of ``spec``; return the tidy metrics table.
 
-    With ``out``, results go to a resumable run directory (see :mod:`actadd.sweeps.store`):
+    With ``out``, results go to a resumable run directory (:class:`actadd.runs.RunDir`):
     ``resume=True`` skips finished units. Completions, when the spec samples, are in
     ``df.attrs["completions"]`` and ``<out>/completions.parquet``.
     All validation happens before any compute.
     """
+    run = RunDir(out, {"kind": kind, **spec.to_dict()}, resume=resume) if out else None
     model = model if model is not None else load_model(spec.model)
     spec.validate(model)
-    config = {"kind": kind, **spec.to_dict(), "model_resolved": model.cfg.model_name}
-    store = RunStore(out, config, model, resume=resume) if out is not None else None
+    if run is not None:
+        run.start(model)
+    return execute(spec, model, run, progress=progress)
+
+
+def execute(
+    spec: SweepSpec,
+    model: HookedTransformer,
+    run: RunDir | None = None,
+    *,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """The sweep loop over resumable units (``spec`` already validated against ``model``).
+
+    With ``run``, each finished unit is written as a part and skipped when resumed, and the
+    run's ``results``/``completions`` tables are rebuilt from the parts.
+    """
     todo = units(spec, model.cfg.n_layers)
     results: dict[str, dict[str, pd.DataFrame]] = {}
     texts: Texts | None = None
@@ -70,7 +87,7 @@ def run_sweep(
     layers = spec.layer_list(model.cfg.n_layers)
     with tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="unit", disable=disable) as bar:
         for unit in todo:
-            if store is not None and store.done(unit.key):
+            if run is not None and run.done(unit.key):
                 bar.update(1)
                 continue
             vecs = None
@@ -79,7 +96,12 @@ def run_sweep(
                 if key not in vectors:
                     pair = spec.pairs[unit.pair]
                     vectors[key] = SteeringVector.from_pair_layers(
-                        model, pair.positive, pair.negative, layers, pad=unit.pad
+                        model,
+                        pair.positive,
+                        pair.negative,
+                        layers,
+                        equalize=unit.pad,
+                        pad_token=pair.pad_token,
                     )
                 vecs = vectors[key]
             if unit.kind == "next_token":
@@ -90,15 +112,15 @@ def run_sweep(
             else:
                 metrics, comps = generation_unit(model, spec, unit, vecs)
                 tables = {"results": metrics, "completions": comps}
-            if store is not None:
-                store.write(unit.key, tables)
+            if run is not None:
+                run.write_part(unit.key, tables)
             else:
                 results[unit.key] = tables
             bar.set_postfix_str(unit.key)
             bar.update(1)
     keys = [u.key for u in todo]
-    if store is not None:
-        final = store.finalize(keys, ("results", "completions"))
+    if run is not None:
+        final = run.finalize(keys, ("results", "completions"))
     else:
         final = {
             t: pd.concat([results[k][t] for k in keys if t in results[k]], ignore_index=True)

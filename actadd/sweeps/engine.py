@@ -3,11 +3,12 @@
 Two things make it fast without changing a number:
 
 1. **Batching.** For one (pair, pad, layer), every (coefficient, alignment) cell × text is
-   a row of one forward pass. Each row gets its own steering through
-   ``steering(model, [(vector, align, rows), ...])``.
+   a row of one forward pass, each row steered by its own placement.
 2. **Prefix reuse.** Below layer ``L`` a steered forward equals the unsteered one, so the
    clean residual stream is computed once for all layers; the steered pass starts at
    ``L`` (``start_at_layer``) instead of at the embedding.
+
+Both are :class:`actadd.prefix.PrefixBatch`; this module adds the grid and the metrics.
 
 :func:`naive_next_token` is the reference it is checked against: one full, hooked forward
 per (cell, text), as the paper's code does it.
@@ -19,17 +20,18 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from actadd.generate import Sampling, generate_tokens, last_logits, left_pad, sample_seed
+from actadd.forward import real_positions
+from actadd.generate import Sampling, generate_tokens, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
-from actadd.steer import Align, steering
+from actadd.prefix import PrefixBatch
+from actadd.steer import Align, Placement, steering
 from actadd.sweeps.spec import SweepSpec
-from actadd.vectors import SteeringVector, residuals_at
+from actadd.vectors import SteeringVector
 
 UNSTEERED = "(unsteered)"
 METRIC_COLUMNS = [
@@ -83,50 +85,40 @@ def cell_vector(v: SteeringVector, coeff: float, align: Align) -> SteeringVector
 
 
 class TextGroup:
-    """Texts of one kind, tokenized once (left-padded) with their clean activations.
+    """Texts of one kind as a :class:`~actadd.prefix.PrefixBatch` (left-padded, clean
+    residuals computed once).
 
     ``kind="prompt"``: metrics at the last position only (target log-prob, next-token KL),
     so only that position is unembedded. ``kind="neutral"``: KL at every real position.
     """
 
     def __init__(
-        self, model: HookedTransformer, kind: str, texts: tuple[str, ...], targets: list[int]
+        self,
+        model: HookedTransformer,
+        kind: str,
+        texts: tuple[str, ...],
+        targets: list[int],
+        max_rows: int,
     ) -> None:
-        self.model, self.kind, self.targets = model, kind, targets
+        self.kind, self.targets = kind, targets
         self.index = list(range(len(texts)))
-        self.tokens, self.mask = left_pad(model, [model.to_tokens(t)[0].tolist() for t in texts])
-        self._resid: dict[int, Tensor] = {}
-        with torch.no_grad():
-            self.clean = self.forward(self.tokens, None, self.mask)
+        self.batch = PrefixBatch(
+            model,
+            [model.to_tokens(t)[0].tolist() for t in texts],
+            positions="last" if kind == "prompt" else "all",
+            max_rows=max_rows,
+        )
 
     def __len__(self) -> int:
         return len(self.index)
 
-    def forward(self, x: Tensor, layer: int | None, mask: Tensor) -> Tensor:
-        """Logits the metrics need: [rows, vocab] (prompts) or [rows, pos, vocab]."""
-        kw = dict(attention_mask=mask) | ({} if layer is None else dict(start_at_layer=layer))
-        if self.kind == "prompt":
-            return last_logits(self.model, x, **kw)
-        return self.model(x, **kw)
-
-    def resid(self, layer: int) -> Tensor:
-        if layer not in self._resid:
-            self.prefetch([layer])
-        return self._resid[layer]
-
-    def prefetch(self, layers: list[int]) -> None:
-        missing = [layer for layer in layers if layer not in self._resid]
-        if missing:
-            self._resid.update(
-                residuals_at(self.model, self.tokens, missing, attention_mask=self.mask)
-            )
-
     def metrics(self, logits: Tensor) -> list[tuple[int, str, float]]:
         """(row, metric, value) for steered ``logits`` of this group's rows."""
+        clean = self.batch.clean
         if self.kind == "prompt":
             lp = logprob_mass(logits, self.targets)
-            clean_lp = logprob_mass(self.clean, self.targets)
-            kl = kl_div(logits, self.clean)
+            clean_lp = logprob_mass(clean, self.targets)
+            kl = kl_div(logits, clean)
             return [
                 m
                 for r in self.index
@@ -137,16 +129,15 @@ class TextGroup:
                 )
             ]
         # disruption: KL averaged over real positions after the first (leading) one
-        kl_pos = kl_div(logits, self.clean)
-        real = self.mask.bool().clone()
-        real[torch.arange(len(real)), real.float().argmax(-1)] = False
+        kl_pos = kl_div(logits, clean)
+        real = real_positions(self.batch.mask, skip_leading=True)
         kl_mean = (kl_pos * real).sum(-1) / real.sum(-1).clamp(min=1)
         return [(r, "kl_neutral", float(kl_mean[r])) for r in self.index]
 
     def baseline(self) -> list[tuple[int, str, float]]:
         if self.kind != "prompt":
             return []
-        lp = logprob_mass(self.clean, self.targets)
+        lp = logprob_mass(self.batch.clean, self.targets)
         return [(r, "target_logprob", float(lp[r])) for r in self.index]
 
     def records(self, unit_cols: dict, metrics, **cell) -> list[dict]:
@@ -164,14 +155,14 @@ class Texts:
     def __init__(self, model: HookedTransformer, spec: SweepSpec) -> None:
         targets = spec.target_ids(model)
         self.groups = [
-            TextGroup(model, kind, texts, targets)
+            TextGroup(model, kind, texts, targets, spec.batch_rows)
             for kind, texts in (("prompt", spec.prompts), ("neutral", spec.neutral_texts))
             if texts
         ]
 
     def prefetch(self, layers: list[int]) -> None:
         for g in self.groups:
-            g.prefetch(layers)
+            g.batch.prefetch(layers)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -200,24 +191,10 @@ def next_token_unit(
     cols = dict(pair=spec.pairs[unit.pair].name, pad=unit.pad, layer=unit.layer)
     v = vectors[unit.layer]
     cells = [(c, a) for c in spec.coeffs for a in spec.align_list()]
+    conditions = [Placement(cell_vector(v, c, a), a) for c, a in cells]
     for g in texts.groups:
-        n = len(g)
-        resid = g.resid(unit.layer)
-        for chunk in _chunks(cells, spec.batch_rows // n):
-            entries = [
-                (cell_vector(v, c, a), a, range(i * n, (i + 1) * n))
-                for i, (c, a) in enumerate(chunk)
-            ]
-            with steering(model, entries):
-                logits = g.forward(
-                    resid.repeat(len(chunk), *[1] * (resid.ndim - 1)),
-                    unit.layer,
-                    g.mask.repeat(len(chunk), 1),
-                )
-            for i, (c, a) in enumerate(chunk):
-                records += g.records(
-                    cols, g.metrics(logits[i * n : (i + 1) * n]), coeff=float(c), align=str(a)
-                )
+        for (c, a), logits in zip(cells, g.batch.logits(conditions)):
+            records += g.records(cols, g.metrics(logits), coeff=float(c), align=str(a))
     return pd.DataFrame(records, columns=METRIC_COLUMNS)
 
 
@@ -293,7 +270,14 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
     for pair in spec.pairs:
         for pad in spec.pads:
             for layer in spec.layer_list(model.cfg.n_layers):
-                v = SteeringVector.from_pair(model, pair.positive, pair.negative, layer, pad=pad)
+                v = SteeringVector.from_pair(
+                    model,
+                    pair.positive,
+                    pair.negative,
+                    layer,
+                    equalize=pad,
+                    pad_token=pair.pad_token,
+                )
                 for c in spec.coeffs:
                     for a in spec.align_list():
                         for (kind, r, tokens), clean in zip(texts, cleans):
@@ -332,12 +316,3 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
 def sort_results(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["pair", "pad", "layer", "coeff", "align", "text_kind", "text_index", "sample", "metric"]
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard error and count of each metric per grid cell."""
-    keys = ["pair", "pad", "layer", "coeff", "align", "metric"]
-    g = df.groupby(keys, dropna=False)["value"]
-    out = g.agg(["mean", "count", "std"]).reset_index()
-    out["sem"] = out["std"] / np.sqrt(out["count"].clip(lower=1))
-    return out

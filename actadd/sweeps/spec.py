@@ -27,32 +27,29 @@ Every problem is reported by :meth:`SweepSpec.validate` before any compute start
 
 from __future__ import annotations
 
-import math
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from actadd.config import (
+    Pair,
+    check_keys,
+    check_layers,
+    number_list,
+    parse_layers,
+    parse_pairs,
+    read_toml,
+    words,
+)
 from actadd.errors import ActAddError, ConfigError
-from actadd.metrics import TOPIC_PRESETS, target_token_ids
+from actadd.metrics import target_token_ids
 from actadd.steer import Align
-from actadd.vectors import PAIR_ALIGNS
+from actadd.vectors import EQUALIZE_RULES
 
 DEFAULT_NEUTRAL_TEXTS = (
     "The museum opens at nine in the morning and closes at five in the afternoon.",
     "To change a bicycle tire, first release the brake and remove the wheel from the frame.",
 )
-
-
-@dataclass(frozen=True)
-class PairSpec:
-    positive: str
-    negative: str = ""
-    label: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.label or f"{self.positive!r}-{self.negative!r}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ class GenerationSpec:
 
     @property
     def words(self) -> tuple[str, ...]:
-        return _words(self.topic_words, "generation.topic_words")
+        return words(self.topic_words, "generation.topic_words")
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class SweepSpec:
     """A validated sweep grid. See the module docstring for the TOML form."""
 
     name: str
-    pairs: tuple[PairSpec, ...]
+    pairs: tuple[Pair, ...]
     layers: tuple[int, ...] | str
     coeffs: tuple[float, ...]
     prompts: tuple[str, ...]
@@ -105,33 +102,32 @@ class SweepSpec:
         ):
             if len(values) == 0:
                 raise ConfigError(f"{label} is empty: the grid needs at least one value.")
-        for c in self.coeffs:
-            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c):
-                raise ConfigError(f"coefficient {c!r} is not a finite number.")
+        number_list(list(self.coeffs), "coeffs")
         for p in self.pads:
-            if p not in PAIR_ALIGNS:
-                raise ConfigError(f"pad {p!r} unknown; allowed: {', '.join(PAIR_ALIGNS)}.")
+            if p not in EQUALIZE_RULES:
+                raise ConfigError(
+                    f"pad {p!r} unknown; allowed (the pair-length rule): "
+                    f"{', '.join(EQUALIZE_RULES)}."
+                )
         for a in self.aligns:
             try:
                 expand_align(a)
             except ActAddError as exc:
                 raise ConfigError(f"align {a!r}: {exc}") from None
-        if not any(p.positive or p.negative for p in self.pairs):
-            raise ConfigError("Every pair has two empty prompts.")
         if not all(isinstance(t, str) and t for t in self.prompts):
             raise ConfigError("prompts must be non-empty strings.")
         if self.batch_rows < 1:
             raise ConfigError("batch_rows must be >= 1.")
-        _words(self.target_words, "target_words")
-        if isinstance(self.layers, str):
-            parse_layers(self.layers, n_layers=10**6)  # syntax check; range checked in validate
+        words(self.target_words, "target_words")
+        # syntax (and repeats) now; the range needs the model (validate)
+        parse_layers(self.layers if isinstance(self.layers, str) else list(self.layers), 10**6)
 
     # ------------------------------------------------------------------ derived grid
 
     def layer_list(self, n_layers: int) -> list[int]:
-        if isinstance(self.layers, str):
-            return parse_layers(self.layers, n_layers)
-        return list(self.layers)
+        return parse_layers(
+            self.layers if isinstance(self.layers, str) else list(self.layers), n_layers
+        )
 
     def align_list(self) -> list[Align]:
         out: list[Align] = []
@@ -141,19 +137,12 @@ class SweepSpec:
 
     @property
     def words(self) -> tuple[str, ...]:
-        return _words(self.target_words, "target_words")
+        return words(self.target_words, "target_words")
 
     def validate(self, model) -> None:
         """Check everything that depends on the model. Raises ConfigError."""
         n = model.cfg.n_layers
-        layers = self.layer_list(n)
-        if not layers:
-            raise ConfigError(f"layers {self.layers!r} selects no layer.")
-        bad = [layer for layer in layers if not 0 <= layer < n]
-        if bad:
-            raise ConfigError(
-                f"layers {bad} out of range for {model.cfg.model_name}: allowed 0..{n - 1}."
-            )
+        check_layers(self.layer_list(n), n, "layers")
         self.target_ids(model)
         if self.generation is not None:
             self.generation.words  # noqa: B018 - validates the preset name
@@ -179,12 +168,12 @@ class SweepSpec:
     def from_dict(cls, raw: dict[str, Any]) -> SweepSpec:
         raw = dict(raw)
         raw.pop("kind", None)
-        _reject_unknown(raw, cls, "sweep config")
+        check_keys(raw, _field_names(cls), "sweep config", required=("name", "pairs"))
         try:
-            pairs = tuple(_pair(p) for p in raw.pop("pairs", ()))
+            pairs = parse_pairs(raw.pop("pairs"), "pairs")
             generation = raw.pop("generation", None)
             if generation is not None:
-                _reject_unknown(generation, GenerationSpec, "[generation]")
+                check_keys(generation, _field_names(GenerationSpec), "[generation]")
                 generation = GenerationSpec(**_tuples(generation))
             return cls(pairs=pairs, generation=generation, **_tuples(raw))
         except TypeError as exc:
@@ -192,71 +181,15 @@ class SweepSpec:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"No config file at {path}.")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        return cls.from_dict(raw)
+        return cls.from_dict(read_toml(path))
 
 
-def _pair(p: Any) -> PairSpec:
-    if isinstance(p, (list, tuple)) and len(p) == 2:
-        return PairSpec(str(p[0]), str(p[1]))
-    if isinstance(p, dict):
-        _reject_unknown(p, PairSpec, "[[pairs]]")
-        return PairSpec(**p)
-    raise ConfigError(f"A pair is {{positive, negative[, label]}} or [pos, neg]; got {p!r}.")
-
-
-def _reject_unknown(raw: dict, cls, where: str) -> None:
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+def _field_names(cls) -> list[str]:
+    return [f.name for f in fields(cls)]
 
 
 def _tuples(d: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-
-
-def _words(words: tuple[str, ...] | str, where: str) -> tuple[str, ...]:
-    if isinstance(words, str):
-        if words not in TOPIC_PRESETS:
-            raise ConfigError(
-                f"{where}: unknown preset {words!r}; presets: {sorted(TOPIC_PRESETS)}, "
-                "or give a list of words."
-            )
-        return TOPIC_PRESETS[words]
-    if not words or not all(isinstance(w, str) and w.strip() for w in words):
-        raise ConfigError(f"{where} must be a preset name or a non-empty list of words.")
-    return tuple(words)
-
-
-def parse_layers(spec: str, n_layers: int) -> list[int]:
-    """``"all"`` → ``0..n-1``; ``"a:b[:step]"`` → ``range(a, b, step)``; ``"3"`` → ``[3]``."""
-    s = spec.strip().lower()
-    if s == "all":
-        return list(range(n_layers))
-    parts = s.split(":")
-    try:
-        nums = [int(p) if p else None for p in parts]
-    except ValueError:
-        raise ConfigError(
-            f"layers {spec!r}: use 'all', 'a:b', 'a:b:step' or a list of ints."
-        ) from None
-    if len(nums) == 1 and nums[0] is not None:
-        return [nums[0]]
-    if len(nums) in (2, 3):
-        start = nums[0] or 0
-        stop = nums[1] if nums[1] is not None else n_layers
-        step = nums[2] if len(nums) == 3 and nums[2] else 1
-        if step <= 0:
-            raise ConfigError(f"layers {spec!r}: step must be positive.")
-        return list(range(start, stop, step))
-    raise ConfigError(f"layers {spec!r}: use 'all', 'a:b', 'a:b:step' or a list of ints.")
 
 
 def expand_align(spec: str) -> list[Align]:

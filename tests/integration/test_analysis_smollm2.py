@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from actadd.analysis import (
-    Pair,
+    PairSetting,
     PromptBatch,
     Settings,
     compare_conditions,
@@ -20,6 +20,7 @@ from actadd.analysis import (
     next_token_logprobs,
     typical_norm,
 )
+from actadd.config import Pair
 from actadd.vectors import SteeringVector
 
 PROMPTS = ["I went up to my friend and said", "When I got home last night, I"]
@@ -44,7 +45,7 @@ def row(summary, layer, condition, source=None):
 
 @pytest.fixture(scope="module")
 def summary(smollm2, _one_thread):
-    pair = Pair("w", " weddings", "", 1.0, "weddings", pad_token=" a")
+    pair = PairSetting("w", Pair(" weddings", "", pad_token=" a"), 1.0, "weddings")
     settings = Settings(
         prompts=PROMPTS,
         neutral=[],

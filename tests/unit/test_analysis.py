@@ -20,7 +20,7 @@ import torch
 
 from actadd import ConfigError, SteeringError, SteeringVector, steering
 from actadd.analysis import (
-    Pair,
+    PairSetting,
     PromptBatch,
     Settings,
     compare_conditions,
@@ -40,6 +40,7 @@ from actadd.analysis import (
     typical_norm,
     vector_diagnostics,
 )
+from actadd.config import Pair
 from actadd.hooks import resid_pre
 from actadd.metrics import kl_div, log_probs
 
@@ -75,8 +76,8 @@ def test_embedding_only_at_layer0_adds_exactly_the_one_token_embedding_differenc
 @pytest.mark.parametrize("pad", ["right", "left"])
 def test_embedding_vector_equals_the_layer0_pair_vector(tiny_model, pad):
     # resid_pre 0 is the embedding (+ position embedding, which cancels in the difference)
-    v = embedding_vector(tiny_model, "abc", "x", coeff=3.0, pad=pad)
-    ref = SteeringVector.from_pair(tiny_model, "abc", "x", 0, 3.0, pad=pad)
+    v = embedding_vector(tiny_model, "abc", "x", coeff=3.0, equalize=pad)
+    ref = SteeringVector.from_pair(tiny_model, "abc", "x", 0, 3.0, equalize=pad)
     torch.testing.assert_close(v.tensor, ref.tensor, atol=1e-6, rtol=0)
 
 
@@ -225,8 +226,8 @@ def test_effect_metrics_identities():
 # ---------------------------------------------------------------------- the runner
 
 PAIRS = [
-    Pair("ab", "abc", "xy", 2.0, ("a", "b"), sum_with="q"),
-    Pair("q", "q", "", 1.0, ("q",)),
+    PairSetting("ab", Pair("abc", "xy"), 2.0, ("a", "b"), sum_with="q"),
+    PairSetting("q", Pair("q", ""), 1.0, ("q",)),
 ]
 SETTINGS = dict(
     prompts=PROMPTS,
@@ -305,7 +306,7 @@ def test_random_control_is_reproducible_from_the_seed(tiny_llama):
         slice_frac=None,
         seed=3,
     )
-    pair = [Pair("ab", "abc", "xy", 2.0, ("a", "b"))]
+    pair = [PairSetting("ab", Pair("abc", "xy"), 2.0, ("a", "b"))]
     a, b = (compare_conditions(tiny_llama, pair, settings, progress=False) for _ in range(2))
     pd.testing.assert_frame_equal(a, b)
     other = Settings(**{**settings.__dict__, "seed": 4})
@@ -396,13 +397,13 @@ def test_bad_input_is_a_clear_error(tiny_llama):
     with pytest.raises(ConfigError, match="not a pair of this run"):
         compare_conditions(
             m,
-            [Pair("a", "a", "b", 1, ("a",), sum_with="zz")],
+            [PairSetting("a", Pair("a", "b"), 1, ("a",), sum_with="zz")],
             Settings(prompts=PROMPTS, layers=[1]),
         )
     with pytest.raises(ConfigError, match="both sides are empty"):
-        Pair("e", "", "", 1.0, ("a",))
-    with pytest.raises(ConfigError, match="unknown target preset"):
-        Pair("e", "a", "b", 1.0, "cats")
+        PairSetting("e", Pair("", ""), 1.0, ("a",))
+    with pytest.raises(ConfigError, match="unknown preset"):
+        PairSetting("e", Pair("a", "b"), 1.0, "cats")
     with pytest.raises(SteeringError, match="at least one prompt token must remain"):
         inject_tokens(m, "ab", "abcdef", "replace")
     with pytest.raises(SteeringError, match="Unknown injection mode"):

@@ -17,8 +17,8 @@ import torch
 
 import actadd
 from actadd import ConfigError
-from actadd.experiments import figures_for, kind_of, read_config
-from actadd.metrics import newcombe_interval, proportion_summary
+from actadd.experiments import figures_for, kind_of, read_config, run_experiment
+from actadd.stats import newcombe_interval, proportion_summary
 
 SWEEP_BASE = dict(
     model="tiny-llama",
@@ -73,7 +73,7 @@ def configs(tmp_path: Path) -> dict[str, dict]:
         "perplexity": dict(
             kind="perplexity",
             model="tiny-llama",
-            positive=" wed",
+            pair=[" wed", ""],
             layers=[1, 3],
             coeffs=[0.0, 2.0],
             topic_words=["wed", "weddings"],
@@ -105,7 +105,7 @@ TABLES = {
 def test_kind_runs_end_to_end_and_redraws_its_figures_without_a_model(kind, tmp_path, monkeypatch):
     config = configs(tmp_path)[kind]
     out = tmp_path / "run"
-    kind_of(config).run(config, out, False)
+    run_experiment(config, out)
 
     assert json.loads((out / "config.json").read_text())["kind"] == kind
     assert "packages" in json.loads((out / "env.json").read_text())
@@ -133,7 +133,7 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         out.mkdir()
         (out / "config.json").write_text(json.dumps({"kind": kind}))
         with pytest.raises(ConfigError, match="already holds a run"):
-            kind_of(config).run(config, out, False)
+            run_experiment(config, out)
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("perplexity", {"corpus": {**CORPUS, "template": "no slot"}}, "must contain '{topic}'"),
         ("perplexity", {"corpus": {**CORPUS, "topics": {"a": []}}}, "non-empty list of strings"),
         ("perplexity", {"topic_words": "bananas"}, "unknown preset 'bananas'"),
-        ("perplexity", {"layers": [4]}, r"layers \[4\] out of range"),
+        ("perplexity", {"layers": [5]}, r"layers \[5\] out of range"),
     ],
 )
 def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, monkeypatch):
@@ -177,7 +177,7 @@ def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, 
     monkeypatch.setattr(perplexity, "write_corpus", no_compute)
     monkeypatch.setattr(engine, "generate_tokens", no_compute)
     with pytest.raises(ConfigError, match=message):
-        kind_of(config).run(config, tmp_path / "out", False)
+        run_experiment(config, tmp_path / "out")
 
 
 PAPER_EXPERIMENTS = (
@@ -229,7 +229,7 @@ def test_capability_scores_equal_a_direct_unbatched_forward(tiny_llama):
 def test_perplexity_ratio_is_one_at_zero_coefficient(tmp_path):
     config = configs(tmp_path)["perplexity"]
     out = tmp_path / "ppl"
-    kind_of(config).run(config, out, False)
+    run_experiment(config, out)
     table = pd.read_parquet(out / "perplexity.parquet")
     zero = table[table.coeff == 0.0]
     np.testing.assert_allclose(zero.ratio, 1.0, rtol=1e-5)
@@ -246,7 +246,7 @@ def test_perplexity_ratio_is_one_at_zero_coefficient(tmp_path):
     orig = perplexity.write_corpus
     perplexity.write_corpus = no_corpus
     try:
-        kind_of(config).run(config, out, True)
+        run_experiment(config, out, resume=True)
     finally:
         perplexity.write_corpus = orig
     pd.testing.assert_frame_equal(pd.read_parquet(out / "perplexity.parquet"), table)

@@ -296,3 +296,49 @@ def test_row_restricted_entries_steer_each_batch_row_independently(tiny_llama):
     with pytest.raises(SteeringError, match="batch rows"):
         with steering(tiny_llama, [(v, "front", [5])]):
             tiny_llama(tokens)
+
+
+def test_placements_equal_their_tuple_shorthand(tiny_llama):
+    from actadd.steer import Placement
+
+    v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=2)
+    tokens = tiny_llama.to_tokens([PROMPT, PROMPT])
+    with steering(tiny_llama, [(2 * v, "front", [0]), (-1 * v, "back", [1])]):
+        shorthand = tiny_llama(tokens)
+    placed = [Placement(2 * v, Align.front(), (0,)), Placement(-1 * v, "back", [1])]
+    with steering(tiny_llama, placed):
+        named = tiny_llama(tokens)
+    assert torch.equal(shorthand, named)
+    with pytest.raises(SteeringError, match="rows must be non-empty"):
+        Placement(v, "front", [])
+    with pytest.raises(SteeringError, match="Expected SteeringVector"):
+        Placement("not a vector")
+
+
+def test_active_contexts_are_read_off_the_model_and_gone_after_exit(tiny_llama):
+    from actadd.steer import active_steering
+
+    v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
+    assert active_steering(tiny_llama) == []
+    with steering(tiny_llama, v) as outer:
+        with steering(tiny_llama, v, "back") as inner:
+            assert active_steering(tiny_llama) == [inner, outer]
+        assert active_steering(tiny_llama) == [outer]
+    assert active_steering(tiny_llama) == []
+
+
+def test_prompt_method_keeps_back_alignment_on_the_prompt_when_the_sequence_grows(tiny_llama):
+    """Re-feeding a longer sequence without a cache: inside ``prompt(mask)`` the vector stays
+    on the prompt's last positions instead of moving to the new end."""
+    v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
+    prompt = tiny_llama.to_tokens(PROMPT)
+    longer = torch.cat([prompt, prompt[:, 1:4]], dim=1)
+    with steering(tiny_llama, v, "back") as s:
+        with s.prompt(torch.ones_like(prompt)):
+            _, pinned = resid(tiny_llama, longer, 1)
+        _, moved = resid(tiny_llama, longer, 1)
+    _, clean = resid(tiny_llama, longer, 1)
+    n, k = prompt.shape[1], v.k
+    torch.testing.assert_close(pinned[0, n - k : n], clean[0, n - k : n] + v.tensor)
+    assert torch.equal(pinned[0, n:], clean[0, n:])
+    torch.testing.assert_close(moved[0, -k:], clean[0, -k:] + v.tensor)

@@ -211,7 +211,7 @@ def test_resuming_with_a_different_config_is_refused(tmp_path, tiny_llama):
         ({"layers": [0, 9]}, r"layers \[9\] out of range"),
         ({"layers": "2:2"}, "selects no layer"),
         ({"coeffs": []}, "coeffs is empty"),
-        ({"coeffs": [1, "two"]}, "not a finite number"),
+        ({"coeffs": [1, "two"]}, "is not a number"),
         ({"coeffs": [float("nan")]}, "not a finite number"),
         ({"prompts": []}, "prompts is empty"),
         ({"aligns": ["sideways"]}, "sideways"),

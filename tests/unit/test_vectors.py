@@ -41,19 +41,27 @@ def test_right_padding_uses_the_space_token_after_the_shorter_prompt(tiny_llama)
 
 
 def test_left_padding_goes_after_the_leading_token(tiny_llama):
-    v = SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, pad="left")
+    v = SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, equalize="left")
     assert v.provenance["tokens_negative"] == ["<|bos|>", " ", "C", "a", "l", "m"]
 
 
 def test_truncate_and_custom_pad_token(tiny_llama):
-    v = SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, pad="truncate")
+    v = SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, equalize="truncate")
     assert v.k == 5
     w = SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, pad_token=".")
     assert w.provenance["tokens_negative"][-1] == "."
     with pytest.raises(SteeringError, match="exactly one"):
         SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, pad_token="ab")
-    with pytest.raises(SteeringError, match="pair alignment"):
-        SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, pad="middle")
+    with pytest.raises(SteeringError, match="pair-length rule"):
+        SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, equalize="middle")
+
+
+def test_old_pad_keyword_still_works_with_a_deprecation_warning(tiny_llama):
+    new = SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, equalize="left")
+    with pytest.warns(DeprecationWarning, match="equalize="):
+        old = SteeringVector.from_pair(tiny_llama, "Anger", "Calm", layer=1, pad="left")
+    assert torch.equal(old.tensor, new.tensor)
+    assert old.provenance["tokens_negative"] == new.provenance["tokens_negative"]
 
 
 def test_one_sided_vector_from_prompt(tiny_llama):

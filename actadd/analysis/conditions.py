@@ -1,0 +1,442 @@
+"""The conditions of the token-injection analysis, and what a run of them is told.
+
+For a steering pair (p+, p−) at layer ``L`` with coefficient ``c``, each condition changes
+the next-token distribution at the last position of a set of prompts; every condition is
+compared with the unsteered model and with ActAdd at ``L`` (the reference) by
+:mod:`actadd.analysis.comparison`:
+
+==========================  ===================================================================
+condition                   what it is
+==========================  ===================================================================
+``actadd``                  ``c · (h_L(p+) − h_L(p−))`` added at ``L`` (front alignment)
+``inject_prepend``          p+'s tokens placed right after the prompt's leading token
+``inject_append``           p+'s tokens placed after the prompt (read after them)
+``inject_replace``          p+'s tokens replace the prompt's first tokens (after the leading one)
+``inject_prepend_contrast`` prepend p+ against prepend p− (the baseline is the p−-prepended
+                            prompt): the token-level analogue of a *difference*
+``embedding_l0``            ``c · (W_E[p+] − W_E[p−])`` added at layer 0
+``transplant``              ``c · (h_S(p+) − h_S(p−)) · ‖h_L‖/‖h_S‖`` added at ``L``
+                            (typical residual norms, leading token excluded)
+``random``                  a random vector with ActAdd's per-position norms, added at ``L``
+``slice``                   ActAdd's vector with only the first ``slice_frac`` of the dimensions
+``coeff``                   ActAdd at other coefficients (negative, fractional, large)
+``sum``                     ActAdd of this pair plus another pair's vector at the same positions
+==========================  ===================================================================
+
+Conditions that add vectors build them only as :class:`~actadd.vectors.SteeringVector`;
+token injections are token id lists (:func:`inject_tokens`). :class:`PairSetting` is a pair
+with its coefficient and target words, :class:`Settings` what a run compares.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from transformer_lens import HookedTransformer
+
+from actadd.analysis.diagnostics import typical_norm
+from actadd.config import (
+    PAIR_KEYS,
+    Pair,
+    check_keys,
+    number_list,
+    text_list,
+    words,
+)
+from actadd.errors import ConfigError, SteeringError
+from actadd.hooks import check_layer
+from actadd.vectors import EQUALIZE_RULES, Equalize, SteeringVector, pair_token_ids
+
+INJECTION_MODES: tuple[str, ...] = ("prepend", "append", "replace", "insert")
+INJECTIONS: tuple[str, ...] = ("prepend", "append", "replace", "prepend_contrast")
+NEUTRAL_TEXT = "The village sits at the edge of a wide river, where fishermen"
+# multiples of a pair's reference coefficient: negative, fractional and large
+DEFAULT_DOSE: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+SETTING_KEYS: tuple[str, ...] = (*PAIR_KEYS, "name", "coeff", "target", "equalize", "sum_with")
+
+# ---------------------------------------------------------------------- the pair
+
+
+@dataclass(frozen=True)
+class PairSetting:
+    """A pair as this analysis studies it: the :class:`~actadd.config.Pair`, a ``name`` (the
+    ``pair`` column of the tables), its reference coefficient, and the words that mark its
+    concept.
+
+    ``target_words`` is a tuple of words or the name of a preset in
+    :data:`actadd.config.TOPIC_PRESETS` (``"weddings"``, ``"anger"``, ``"love"``).
+    ``equalize`` is the pair-length rule of ``SteeringVector.from_pair`` (the paper: pad on
+    the right with the pair's ``pad_token``). ``sum_with`` names another pair of the same run
+    to add at the same positions (``sum`` condition, at the dose layers).
+    """
+
+    name: str
+    pair: Pair
+    coeff: float
+    target_words: tuple[str, ...] | str
+    equalize: Equalize = "right"
+    sum_with: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"A pair needs a non-empty name, got {self.name!r}.")
+        if not isinstance(self.pair, Pair):
+            raise ConfigError(f"Pair {self.name!r}: pair must be an actadd.config.Pair.")
+        (coeff,) = number_list([self.coeff], f"Pair {self.name!r}: coeff")
+        object.__setattr__(self, "coeff", coeff)
+        object.__setattr__(self, "target_words", words(self.target_words, f"Pair {self.name!r}"))
+        if self.equalize not in EQUALIZE_RULES:
+            raise ConfigError(
+                f"Pair {self.name!r}: unknown equalize {self.equalize!r}; allowed: "
+                f"{EQUALIZE_RULES}."
+            )
+
+    @property
+    def positive(self) -> str:
+        return self.pair.positive
+
+    @property
+    def negative(self) -> str:
+        return self.pair.negative
+
+    @property
+    def pad_token(self) -> str | int:
+        return self.pair.pad_token
+
+    def vector(
+        self, model: HookedTransformer, layer: int, coeff: float | None = None
+    ) -> SteeringVector:
+        """ActAdd's vector of this pair at ``layer`` (``coeff`` defaults to the pair's)."""
+        c = self.coeff if coeff is None else coeff
+        return SteeringVector.from_pair(
+            model,
+            self.positive,
+            self.negative,
+            layer,
+            c,
+            equalize=self.equalize,
+            pad_token=self.pad_token,
+        )
+
+
+# ---------------------------------------------------------------------- the conditions
+
+
+def inject_tokens(
+    model: HookedTransformer,
+    prompt: str,
+    text: str,
+    mode: str = "prepend",
+    *,
+    position: int | None = None,
+) -> list[int]:
+    """The prompt's token ids (leading token first) with ``text``'s tokens placed in them.
+
+    - ``"prepend"``: right after the leading token: ``[BOS] + text + prompt``;
+    - ``"append"``: after the prompt: ``[BOS] + prompt + text``;
+    - ``"replace"``: over the prompt's first ``len(text)`` tokens after the leading token;
+    - ``"insert"``: before prompt token ``position`` (1 = prepend, ``len`` = append; the
+      leading token is position 0 and cannot be displaced).
+
+    ``text``'s tokens are those of ``model.to_tokens(text, prepend_bos=False)`` (no leading
+    token): this is the literal "extra tokens" of the hypothesis. An empty ``text`` leaves
+    the prompt unchanged.
+    """
+    if mode not in INJECTION_MODES:
+        raise SteeringError(f"Unknown injection mode {mode!r}; allowed: {INJECTION_MODES}.")
+    if not isinstance(prompt, str) or not prompt:
+        raise SteeringError("inject_tokens needs a non-empty prompt string.")
+    if not isinstance(text, str):
+        raise SteeringError(f"text must be a string, got {type(text).__name__}.")
+    ids = model.to_tokens(prompt, prepend_bos=True)[0].tolist()
+    extra = model.to_tokens(text, prepend_bos=False)[0].tolist() if text else []
+    if mode == "insert":
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise SteeringError(f"mode='insert' needs an int position, got {position!r}.")
+        if not 1 <= position <= len(ids):
+            raise SteeringError(
+                f"insert position {position} is outside 1..{len(ids)} for a prompt of "
+                f"{len(ids)} tokens (position 0 is the leading token)."
+            )
+        return ids[:position] + extra + ids[position:]
+    if position is not None:
+        raise SteeringError(f"position is only used with mode='insert', not {mode!r}.")
+    if mode == "prepend":
+        return ids[:1] + extra + ids[1:]
+    if mode == "append":
+        return ids + extra
+    if len(ids) - 1 <= len(extra):
+        raise SteeringError(
+            f"mode='replace' needs a prompt longer than the injected text: the prompt has "
+            f"{len(ids) - 1} tokens after the leading one, the text {len(extra)}; at least one "
+            "prompt token must remain."
+        )
+    return ids[:1] + extra + ids[1 + len(extra) :]
+
+
+def embedding_vector(
+    model: HookedTransformer,
+    positive: str,
+    negative: str,
+    coeff: float = 1.0,
+    *,
+    equalize: Equalize = "right",
+    pad_token: str | int = " ",
+) -> SteeringVector:
+    """``coeff · (W_E[p+] − W_E[p−])`` at layer 0: the pair's token embeddings, nothing else.
+
+    The two sides are tokenized and aligned exactly as in ``SteeringVector.from_pair``;
+    shape ``[k, d_model]`` with ``k`` the aligned length (row 0, the shared leading token, is 0).
+    """
+    pos_ids, neg_ids = pair_token_ids(model, positive, negative, equalize, pad_token)
+    W_E = model.W_E.detach()
+    diff = W_E[torch.tensor(pos_ids)] - W_E[torch.tensor(neg_ids)]
+    vec = SteeringVector.from_tensor(
+        float(coeff) * diff, 0, model.cfg.model_name, description="embedding_difference"
+    )
+    return vec.with_label(f"emb({positive!r})−emb({negative!r}) ×{float(coeff):g}")
+
+
+def transplant_vector(
+    model: HookedTransformer,
+    positive: str,
+    negative: str,
+    source: int,
+    target: int,
+    coeff: float = 1.0,
+    *,
+    norm_texts: Sequence[str] | None = None,
+    scale: float | None = None,
+    equalize: Equalize = "right",
+) -> SteeringVector:
+    """The pair's difference taken at layer ``source``, rescaled, to be added at ``target``.
+
+    ``scale`` defaults to ``typical_norm(target) / typical_norm(source)`` over ``norm_texts``
+    (the paper's rescaling by the ratio of typical residual norms); it is exactly 1 when
+    ``source == target``, so that transplant equals ActAdd.
+    """
+    check_layer(model, source)
+    check_layer(model, target)
+    if scale is None:
+        if source == target:
+            scale = 1.0
+        elif norm_texts is None:
+            raise SteeringError(
+                "transplant_vector needs norm_texts (texts to measure typical residual norms "
+                "at the two layers) or an explicit scale."
+            )
+        else:
+            scale = typical_norm(model, norm_texts, target) / typical_norm(
+                model, norm_texts, source
+            )
+    if not math.isfinite(scale):
+        raise SteeringError(f"transplant scale must be finite, got {scale!r}.")
+    vec = SteeringVector.from_pair(model, positive, negative, source, coeff, equalize=equalize)
+    moved = (vec * float(scale)).at_layer(target)
+    return moved.with_label(f"transplant {source}→{target} ×{scale:.3g}")
+
+
+def random_like(vector: SteeringVector, generator: torch.Generator) -> SteeringVector:
+    """A random vector with the same per-position (row) norms as ``vector``.
+
+    Directions are isotropic Gaussian, drawn from ``generator`` (never from global RNG).
+    """
+    if not isinstance(generator, torch.Generator):
+        raise SteeringError("random_like needs a torch.Generator (seeded by the caller).")
+    g = torch.randn(vector.tensor.shape, generator=generator, dtype=torch.float64)
+    g = g / g.norm(dim=-1, keepdim=True)
+    t = (g * vector.norms().double().cpu()[:, None]).to(vector.tensor.dtype)
+    vec = SteeringVector.from_tensor(
+        t.to(vector.tensor.device), vector.layer, vector.model_name, description="random"
+    )
+    return vec.with_label(f"random, norms of {vector.describe()}")
+
+
+def dim_slice(vector: SteeringVector, dims: float | slice | Sequence[int]) -> SteeringVector:
+    """``vector`` with every dimension outside ``dims`` set to 0.
+
+    ``dims`` is a fraction in (0, 1] (the first ``round(frac · d_model)`` dimensions, e.g.
+    0.7 for the paper's "first 70%"), a ``slice`` within ``0..d_model``, or a list of indices.
+    """
+    d = vector.d_model
+    keep = torch.zeros(d, dtype=torch.bool)
+    if isinstance(dims, float) or (isinstance(dims, int) and not isinstance(dims, bool)):
+        if not 0 < dims <= 1:
+            raise SteeringError(f"A dimension fraction must be in (0, 1], got {dims!r}.")
+        n = round(float(dims) * d)
+        if n < 1:
+            raise SteeringError(f"Fraction {dims} of d_model={d} keeps no dimension.")
+        keep[:n] = True
+        label = f"first {n}/{d} dims"
+    elif isinstance(dims, slice):
+        if dims.step not in (None, 1):
+            raise SteeringError(f"Only contiguous slices are allowed (step 1), got {dims}.")
+        start = 0 if dims.start is None else dims.start
+        stop = d if dims.stop is None else dims.stop
+        if not (0 <= start < stop <= d):
+            raise SteeringError(
+                f"Dimension slice {start}:{stop} is outside d_model={d}: need "
+                f"0 <= start < stop <= {d}."
+            )
+        keep[start:stop] = True
+        label = f"dims {start}:{stop}"
+    elif isinstance(dims, Sequence) and not isinstance(dims, str):
+        idx = list(dims)
+        if not idx or not all(isinstance(i, int) and 0 <= i < d for i in idx):
+            raise SteeringError(
+                f"Dimension indices must be a non-empty list of ints in 0..{d - 1}, got "
+                f"{idx[:5]!r}{'...' if len(idx) > 5 else ''}."
+            )
+        keep[idx] = True
+        label = f"{len(set(idx))} dims"
+    else:
+        raise SteeringError(f"dims must be a fraction, a slice or a list of indices, got {dims!r}.")
+    t = vector.tensor * keep.to(vector.tensor.device, vector.tensor.dtype)
+    vec = SteeringVector.from_tensor(t, vector.layer, vector.model_name, description="dim_slice")
+    return vec.with_label(f"{vector.describe()} restricted to {label}")
+
+
+# ---------------------------------------------------------------------- settings
+
+
+def _tuple(value: Any, what: str) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(f"{what} must be a list, got {value!r}.")
+    return tuple(value)
+
+
+def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    items = _tuple(value, what)
+    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items):
+        raise ConfigError(f"{what} must be non-negative ints, got {list(items)!r}.")
+    return items
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What :func:`compare_conditions` runs. Validated on construction.
+
+    Attributes:
+        prompts: user prompts (each must be at least as long as the vectors, leading token
+            included, for front alignment; and longer than p+ for ``"replace"``).
+        layers: reference layers: ActAdd, injections, embedding, controls and the
+            ``transplant_sources`` transplants are compared at each.
+        neutral: neutral texts, evaluated alongside (``prompt_kind="neutral"``), left out of
+            the mean rows.
+        injections: any of ``prepend``, ``append``, ``replace``, ``prepend_contrast``.
+        embedding: run the layer-0 embedding-difference condition.
+        transplant_sources: source layers ``S < L`` transplanted to every reference layer.
+        sweep_targets / sweep_sources: layers that get a transplant sweep over
+            ``sweep_sources`` (empty: every ``S`` in ``0..target``).
+        dose_layers / dose_scales: layers where ActAdd runs at ``scale × c`` for each
+            multiple in ``dose_scales`` (``c``: the pair's coefficient), and where ``sum``
+            conditions run.
+        random_control: run the equal-norm random vector; its generator is seeded from
+            ``(seed, pair index, layer)``.
+        slice_frac: fraction of dimensions kept by the ``slice`` control (``None``: off).
+        topk: ``k`` of ``topk_overlap``.
+        on_short: passed to :func:`actadd.steering` (``"error"`` or ``"clip"``).
+    """
+
+    prompts: tuple[str, ...]
+    layers: tuple[int, ...]
+    neutral: tuple[str, ...] = (NEUTRAL_TEXT,)
+    injections: tuple[str, ...] = INJECTIONS
+    embedding: bool = True
+    transplant_sources: tuple[int, ...] = (0, 2)
+    sweep_targets: tuple[int, ...] = ()
+    sweep_sources: tuple[int, ...] = ()
+    dose_layers: tuple[int, ...] = ()
+    dose_scales: tuple[float, ...] = DEFAULT_DOSE
+    random_control: bool = True
+    slice_frac: float | None = 0.7
+    seed: int = 0
+    topk: int = 20
+    on_short: str = "error"
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)
+        prompts = _tuple(self.prompts, "prompts")
+        if not prompts:
+            raise ConfigError("The prompt set is empty: give at least one user prompt.")
+        set_("prompts", tuple(text_list(prompts, "prompts")))
+        neutral = _tuple(self.neutral, "neutral")
+        set_("neutral", tuple(text_list(neutral, "neutral texts")) if neutral else ())
+        layers = _int_tuple(self.layers, "layers")
+        if not layers:
+            raise ConfigError("layers is empty: give at least one reference layer.")
+        set_("layers", tuple(sorted(set(layers))))
+        for name in ("transplant_sources", "sweep_targets", "sweep_sources", "dose_layers"):
+            set_(name, tuple(sorted(set(_int_tuple(getattr(self, name), name)))))
+        inj = _tuple(self.injections, "injections")
+        unknown = [i for i in inj if i not in INJECTIONS]
+        if unknown:
+            raise ConfigError(f"Unknown injections {unknown}; allowed: {INJECTIONS}.")
+        set_("injections", inj)
+        coeffs = _tuple(self.dose_scales, "dose_scales")
+        if not all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c != 0
+            for c in coeffs
+        ):
+            raise ConfigError(f"dose_scales must be finite non-zero numbers, got {coeffs!r}.")
+        set_("dose_scales", tuple(sorted(float(c) for c in coeffs)))
+        if self.slice_frac is not None and not (
+            isinstance(self.slice_frac, (int, float)) and 0 < self.slice_frac <= 1
+        ):
+            raise ConfigError(f"slice_frac must be in (0, 1] or None, got {self.slice_frac!r}.")
+        if isinstance(self.topk, bool) or not isinstance(self.topk, int) or self.topk < 1:
+            raise ConfigError(f"topk must be a positive int, got {self.topk!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative int, got {self.seed!r}.")
+        if self.on_short not in ("error", "clip"):
+            raise ConfigError(f"on_short must be 'error' or 'clip', got {self.on_short!r}.")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Build from a config mapping (e.g. a TOML table); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"Unknown settings {unknown}; allowed: {sorted(known)}.")
+        return cls(**data)
+
+    def reference_layers(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.layers) | set(self.sweep_targets) | set(self.dose_layers)))
+
+    def check_model(self, model: HookedTransformer) -> None:
+        """Raise :class:`SteeringError` if a layer is out of range for ``model``."""
+        n = model.cfg.n_layers
+        for name in ("layers", "transplant_sources", "sweep_targets", "sweep_sources"):
+            for layer in getattr(self, name):
+                if layer > n:
+                    raise SteeringError(
+                        f"{name} has layer {layer}, but {model.cfg.model_name} has {n} layers: "
+                        f"allowed 0..{n}."
+                    )
+        for layer in self.dose_layers:
+            check_layer(model, layer)
+
+
+def pairs_from_config(items: Sequence[dict[str, Any]]) -> list[PairSetting]:
+    """:class:`PairSetting` objects from config tables: the pair's own keys
+    (:data:`actadd.config.PAIR_KEYS`) plus ``name``, ``coeff``, ``target`` (a preset name or
+    a word list), ``equalize`` and ``sum_with``."""
+    if isinstance(items, dict) or not isinstance(items, Sequence) or not items:
+        raise ConfigError("'pairs' must be a non-empty list of tables ([[pairs]] in TOML).")
+    out = []
+    for i, item in enumerate(items):
+        where = f"pairs[{i}] ({item.get('name', '?')!r})" if isinstance(item, dict) else "pairs"
+        check_keys(item, SETTING_KEYS, where, required=("name", "positive", "coeff", "target"))
+        pair = Pair.parse({k: v for k, v in item.items() if k in PAIR_KEYS}, where)
+        rest = {k: v for k, v in item.items() if k not in PAIR_KEYS and k != "target"}
+        target = item["target"]
+        out.append(
+            PairSetting(
+                pair=pair, target_words=target if isinstance(target, str) else tuple(target), **rest
+            )
+        )
+    return out

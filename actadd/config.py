@@ -1,0 +1,247 @@
+"""The config vocabulary every experiment shares: pairs, texts, word presets, number and layer
+lists, and one check for unknown keys. Every problem is a :class:`ConfigError` whose message
+says what was wrong and what is allowed.
+
+A **pair** is written in a TOML config as ``[positive, negative]`` or as a table
+``{positive = "...", negative = "...", label = "...", pad_token = " a"}``; in Python it is a
+:class:`Pair`. **Layers** follow one rule everywhere: ``resid_pre`` layers ``0..n_layers``
+(``n_layers`` is the final residual stream; see :func:`actadd.hooks.check_layer`), written as
+a list or as ``"all"`` / ``"a:b[:step]"`` / ``"3"``. **Target words** are a preset name
+(:data:`TOPIC_PRESETS`) or a list of words.
+
+This module imports no model code, so configs are checked in well under a second.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actadd.errors import ActAddError, ConfigError
+
+WEDDING_WORDS: tuple[str, ...] = (
+    "wedding",
+    "weddings",
+    "wed",
+    "marry",
+    "married",
+    "marriage",
+    "bride",
+    "groom",
+    "honeymoon",
+)
+ANGER_WORDS: tuple[str, ...] = (
+    "anger",
+    "angry",
+    "furious",
+    "rage",
+    "hate",
+    "mad",
+    "outraged",
+    "annoyed",
+    "livid",
+)
+LOVE_WORDS: tuple[str, ...] = ("love", "loving", "loved", "adore", "affection", "care", "kind")
+TOPIC_PRESETS: dict[str, tuple[str, ...]] = {
+    "weddings": WEDDING_WORDS,
+    "anger": ANGER_WORDS,
+    "love": LOVE_WORDS,
+}
+PAIR_KEYS: tuple[str, ...] = ("positive", "negative", "label", "pad_token")
+
+
+# ---------------------------------------------------------------------- the pair
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A contrast pair: the prompts ``positive`` (p+) and ``negative`` (p−), an optional
+    ``label`` for tables and figures, and the ``pad_token`` that pads the shorter prompt
+    (a single-token string or a token id; the paper's is ``" "``).
+
+    ``name`` is the label, or ``'p+'-'p−'`` when there is none: the value of the ``pair``
+    column in every results table.
+    """
+
+    positive: str
+    negative: str = ""
+    label: str | None = None
+    pad_token: str | int = " "
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.positive, str) or not isinstance(self.negative, str):
+            raise ConfigError(
+                f"A pair's positive and negative must be strings, got {self.positive!r}, "
+                f"{self.negative!r}."
+            )
+        if not self.positive and not self.negative:
+            raise ConfigError(
+                "A pair has two empty prompts (both sides are empty): at least one side needs text."
+            )
+        if self.label is not None and (not isinstance(self.label, str) or not self.label):
+            raise ConfigError(f"A pair's label must be a non-empty string, got {self.label!r}.")
+        pad = self.pad_token
+        if isinstance(pad, bool) or not isinstance(pad, (str, int)) or pad == "":
+            raise ConfigError(
+                f"pad_token must be a single-token string (e.g. ' ' or ' a') or a token id, "
+                f"got {pad!r}."
+            )
+
+    @property
+    def name(self) -> str:
+        return self.label or f"{self.positive!r}-{self.negative!r}"
+
+    @classmethod
+    def parse(cls, raw: Any, where: str = "pair") -> Pair:
+        """A pair from ``[positive, negative]``, a table with :data:`PAIR_KEYS`, or a Pair."""
+        if isinstance(raw, Pair):
+            return raw
+        if isinstance(raw, (list, tuple)) and len(raw) == 2:
+            if not all(isinstance(x, str) for x in raw):
+                raise ConfigError(f"{where}: both sides of {raw!r} must be strings.")
+            return cls(raw[0], raw[1])
+        if isinstance(raw, dict):
+            check_keys(raw, PAIR_KEYS, where, required=("positive",))
+            return cls(**raw)
+        raise ConfigError(
+            f"{where}: a pair is [positive, negative] or a table with keys "
+            f"{list(PAIR_KEYS)}; got {raw!r}."
+        )
+
+
+def parse_pairs(raw: Any, where: str = "pairs") -> tuple[Pair, ...]:
+    """A non-empty list of pairs (see :meth:`Pair.parse`)."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigError(f"{where} must be a non-empty list of pairs ([positive, negative]).")
+    try:
+        return tuple(Pair.parse(p, f"{where}[{i}]") for i, p in enumerate(raw))
+    except ConfigError:
+        raise
+    except ActAddError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+# ---------------------------------------------------------------------- files, keys, lists, words
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict, or a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"No config file at {path}.")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def check_keys(
+    raw: dict[str, Any], allowed: Sequence[str], where: str, *, required: Sequence[str] = ()
+) -> None:
+    """Raise unless ``raw``'s keys are among ``allowed`` and include ``required``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table, got {raw!r}.")
+    unknown = sorted(set(raw) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
+    missing = [k for k in required if k not in raw]
+    if missing:
+        raise ConfigError(f"{where}: missing keys {missing}.")
+
+
+def number_list(raw: Any, where: str, *, integer: bool = False, allow_empty: bool = False) -> list:
+    """A list of finite numbers (ints with ``integer``), without repeats."""
+    if not isinstance(raw, (list, tuple)) or (not raw and not allow_empty):
+        kind = "ints" if integer else "numbers"
+        raise ConfigError(f"{where} must be a non-empty list of {kind}, got {raw!r}.")
+    kind = int if integer else (int, float)
+    for x in raw:
+        if isinstance(x, bool) or not isinstance(x, kind):
+            raise ConfigError(
+                f"{where}: {x!r} is not {'an int' if integer else 'a number'} "
+                f"(need {'ints' if integer else 'finite numbers'})."
+            )
+        if not math.isfinite(x):
+            raise ConfigError(f"{where}: {x!r} is not a finite number.")
+    values = [int(x) if integer else float(x) for x in raw]
+    repeated = sorted({x for x in values if values.count(x) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: {repeated} given more than once; list each value once.")
+    return values
+
+
+def text_list(raw: Any, what: str = "texts") -> list[str]:
+    """A non-empty list of non-empty strings (a lone string counts as a list of one)."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ConfigError(f"No {what} given: at least one non-empty string is needed.")
+    bad = [t for t in raw if not isinstance(t, str) or not t]
+    if bad:
+        raise ConfigError(f"{what} must be non-empty strings; got {bad[:3]!r}.")
+    return list(raw)
+
+
+def words(raw: Any, where: str = "target_words") -> tuple[str, ...]:
+    """A preset name from :data:`TOPIC_PRESETS`, or a non-empty list of words."""
+    if isinstance(raw, str):
+        if raw not in TOPIC_PRESETS:
+            raise ConfigError(
+                f"{where}: unknown preset {raw!r}; presets: {sorted(TOPIC_PRESETS)}, "
+                "or give a list of words."
+            )
+        return TOPIC_PRESETS[raw]
+    if (
+        not isinstance(raw, (list, tuple))
+        or not raw
+        or not all(isinstance(w, str) and w.strip() for w in raw)
+    ):
+        raise ConfigError(f"{where} must be a preset name or a non-empty list of words.")
+    return tuple(raw)
+
+
+# ---------------------------------------------------------------------- layers
+
+
+def parse_layers(spec: str | Sequence[int], n_layers: int, where: str = "layers") -> list[int]:
+    """A layer list: ``"all"`` → ``0..n-1``; ``"a:b[:step]"`` → ``range(a, b, step)``;
+    ``"3"`` → ``[3]``; a list of ints as given. Range-checked by :func:`check_layers`."""
+    if not isinstance(spec, str):
+        return number_list(spec, where, integer=True)
+    s = spec.strip().lower()
+    if s == "all":
+        return list(range(n_layers))
+    parts = s.split(":")
+    try:
+        nums = [int(p) if p else None for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) == 1 and nums[0] is not None:
+        return [nums[0]]
+    if len(nums) in (2, 3):
+        start = nums[0] or 0
+        stop = nums[1] if nums[1] is not None else n_layers
+        step = nums[2] if len(nums) == 3 and nums[2] else 1
+        if step <= 0:
+            raise ConfigError(f"{where} {spec!r}: step must be positive.")
+        return list(range(start, stop, step))
+    raise ConfigError(f"{where} {spec!r}: use 'all', 'a:b', 'a:b:step' or a list of ints.")
+
+
+def check_layers(layers: Sequence[int], n_layers: int, where: str = "layers") -> list[int]:
+    """Raise unless every layer is a ``resid_pre`` layer ``0..n_layers`` (the one rule)."""
+    layers = list(layers)
+    if not layers:
+        raise ConfigError(f"{where} selects no layer.")
+    bad = [x for x in layers if isinstance(x, bool) or not isinstance(x, int)]
+    bad += [x for x in layers if x not in bad and not 0 <= x <= n_layers]
+    if bad:
+        raise ConfigError(
+            f"{where} {bad} out of range: allowed resid_pre layers 0..{n_layers} "
+            f"(blocks 0..{n_layers - 1}; {n_layers} is the final residual stream)."
+        )
+    return layers

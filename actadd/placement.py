@@ -1,0 +1,182 @@
+"""Where a steering vector goes: :class:`Align` (which prompt positions its rows land on)
+and :class:`Placement` (a vector with its alignment and the batch rows it applies to).
+
+See :mod:`actadd.steer` for how the steering context uses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from actadd.errors import SteeringError
+from actadd.vectors import SteeringVector
+
+AlignKind = Literal["front", "offset", "back", "all", "positions"]
+ALIGN_KINDS: tuple[str, ...] = ("front", "offset", "back", "all", "positions")
+OnShort = Literal["error", "clip"]
+
+
+@dataclass(frozen=True)
+class Align:
+    """Where a vector's rows go in the prompt. Build with the class methods or :meth:`parse`."""
+
+    kind: AlignKind = "front"
+    offset: int = 0
+    positions: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ALIGN_KINDS:
+            raise SteeringError(
+                f"Unknown alignment {self.kind!r}; allowed: front, back, all, offset:<s> "
+                "(or an int s), positions:<p0,p1,...> (or a list of ints)."
+            )
+        if self.kind == "offset" and (not isinstance(self.offset, int) or self.offset < 0):
+            raise SteeringError(f"offset must be a non-negative int, got {self.offset!r}.")
+        if self.kind == "positions" and not self.positions:
+            raise SteeringError("Align.at(...) needs at least one position.")
+
+    @classmethod
+    def front(cls) -> Align:
+        return cls("front")
+
+    @classmethod
+    def back(cls) -> Align:
+        return cls("back")
+
+    @classmethod
+    def all(cls) -> Align:
+        return cls("all")
+
+    @classmethod
+    def at_offset(cls, s: int) -> Align:
+        return cls("front") if s == 0 else cls("offset", offset=s)
+
+    @classmethod
+    def at(cls, positions: Sequence[int]) -> Align:
+        return cls("positions", positions=tuple(int(p) for p in positions))
+
+    @classmethod
+    def parse(cls, spec: Align | str | int | Sequence[int]) -> Align:
+        """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
+        ``"positions:0,2,-1"`` or ``[0, 2, -1]``."""
+        if isinstance(spec, Align):
+            return spec
+        if isinstance(spec, bool):
+            raise SteeringError(f"Unknown alignment {spec!r}.")
+        if isinstance(spec, int):
+            return cls.at_offset(spec)
+        if isinstance(spec, str):
+            name, _, arg = spec.partition(":")
+            name = name.strip().lower()
+            try:
+                if name == "offset":
+                    return cls.at_offset(int(arg))
+                if name == "positions":
+                    return cls.at([int(p) for p in arg.split(",") if p.strip()])
+            except ValueError:
+                raise SteeringError(f"Cannot parse alignment {spec!r}.") from None
+            if arg:
+                raise SteeringError(f"Alignment {name!r} takes no argument (got {spec!r}).")
+            return cls(name)  # validated in __post_init__
+        if isinstance(spec, Sequence):
+            return cls.at(spec)
+        raise SteeringError(f"Unknown alignment {spec!r}.")
+
+    def __str__(self) -> str:
+        if self.kind == "offset":
+            return f"offset:{self.offset}"
+        if self.kind == "positions":
+            return "positions:" + ",".join(map(str, self.positions))
+        return self.kind
+
+
+def prompt_positions(
+    align: Align, k: int, n_prompt: int, on_short: OnShort = "error"
+) -> tuple[Tensor, Tensor]:
+    """Which vector rows go to which prompt positions, for a prompt of ``n_prompt`` tokens.
+
+    Returns ``(rows, positions)``: long tensors of equal length, positions counted from the
+    prompt's first (leading) token. ``on_short="clip"`` drops rows that fall outside the
+    prompt instead of raising.
+    """
+    rows = torch.arange(k)
+    if align.kind == "positions":
+        pos = torch.tensor(align.positions)
+        if k == 1:
+            rows = torch.zeros(len(pos), dtype=torch.long)
+        elif len(pos) != k:
+            raise SteeringError(
+                f"Align.at got {len(pos)} positions for a vector with {k} rows; give one "
+                "position per row, or use a single-row vector."
+            )
+        pos = torch.where(pos < 0, pos + n_prompt, pos)
+    elif align.kind == "back":
+        pos = rows + (n_prompt - k)
+    else:
+        pos = rows + (align.offset if align.kind == "offset" else 0)
+    inside = (pos >= 0) & (pos < n_prompt)
+    if not bool(inside.all()):
+        if on_short != "clip":
+            raise SteeringError(
+                f"Prompt has {n_prompt} tokens (leading token included) but a {k}-row vector "
+                f"with align={align} needs positions {pos.tolist()}. Use a longer prompt, a "
+                "shorter vector (v.rows(...)), or on_short='clip' to drop the rows that do not fit."
+            )
+        rows, pos = rows[inside], pos[inside]
+    return rows, pos
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One vector placed in a forward pass: where its rows go (``align``; ``None``: the
+    context's default) and which batch rows receive it (``rows``; ``None``: every row).
+
+    The tuples ``(vector, align)`` and ``(vector, align, rows)`` are shorthand for it.
+    Sweeps batch many steering settings into one forward this way: each setting's
+    placements name its own batch rows.
+    """
+
+    vector: SteeringVector
+    align: Align | None = None
+    rows: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vector, SteeringVector):
+            raise SteeringError(f"Expected SteeringVector, got {type(self.vector).__name__}.")
+        if self.align is not None:
+            object.__setattr__(self, "align", Align.parse(self.align))
+        if self.rows is not None:
+            rows = tuple(int(r) for r in self.rows)
+            if not rows or min(rows) < 0:
+                raise SteeringError(f"rows must be non-empty batch indices >= 0, got {rows}.")
+            object.__setattr__(self, "rows", rows)
+
+    def on_rows(self, rows: Sequence[int]) -> Placement:
+        """The same placement, applied to batch ``rows`` only."""
+        return Placement(self.vector, self.align, tuple(rows))
+
+
+def as_placement(item: SteeringVector | Placement | tuple) -> Placement:
+    """A :class:`Placement` from a vector, a placement, ``(vector, align)`` or
+    ``(vector, align, rows)``."""
+    if isinstance(item, Placement):
+        return item
+    if isinstance(item, SteeringVector):
+        return Placement(item)
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        return Placement(*item)
+    if isinstance(item, tuple):
+        raise SteeringError(
+            f"Entries are vector, (vector, align) or (vector, align, rows); "
+            f"got a tuple of {len(item)}."
+        )
+    raise SteeringError(f"Expected SteeringVector or Placement, got {type(item).__name__}.")
+
+
+AlignLike = Align | str | int | Sequence[int]
+Steerable = SteeringVector | Placement | Sequence[SteeringVector | Placement | tuple]

@@ -1,0 +1,100 @@
+"""The house style of every figure: rc settings, axis labels, saving, and interval drawing.
+
+:func:`save_figure` writes PNG and PDF side by side. :func:`baseline_band` and :func:`yerr`
+draw 95% intervals the same way in every figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+METRIC_LABELS = {
+    "target_logprob": "log p(target tokens) [nats]",
+    "target_logprob_delta": "Δ log p(target tokens) vs unsteered [nats]",
+    "kl_next_token": "KL(steered ‖ unsteered), next token [nats]",
+    "kl_neutral": "KL(steered ‖ unsteered) on neutral text [nats/token]",
+    "topic_any": "Completions with a topic word [fraction]",
+    "topic_count": "Topic words per completion [count]",
+    "sentiment": "VADER sentiment of completions [−1, 1]",
+    "perplexity_ratio": "Perplexity ratio steered / unsteered",
+}
+
+PAPER_RC = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "figure.dpi": 110,
+    "savefig.dpi": 220,
+    "savefig.bbox": "tight",
+}
+
+CI_NOTE = "bars: 95% CI"
+
+
+def label(metric: str) -> str:
+    """The axis label of a metric (its name when it has none)."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+def save_figure(fig, stem: str | Path) -> list[Path]:
+    """Write ``stem.png`` and ``stem.pdf``; return their paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        path = stem.with_suffix(f".{ext}")
+        tmp = path.with_name(f".{path.name}.tmp.{ext}")
+        fig.savefig(tmp)
+        tmp.replace(path)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def figure_axes(ax=None, size: tuple[float, float] = (5.0, 3.2)):
+    """``(figure, axes)``: those of ``ax`` when given, else a new figure of ``size`` inches."""
+    if ax is not None:
+        return ax.figure, ax
+    with plt.rc_context(PAPER_RC):
+        fig, ax = plt.subplots(figsize=size, layout="constrained")
+    return fig, ax
+
+
+def baseline_band(ax, centre: float, lo: float, hi: float, text: str = "unsteered") -> None:
+    """The unsteered value as a dashed line, its confidence interval as a grey band."""
+    ax.axhline(centre, color="0.25", ls="--", lw=1, label=text, zorder=1)
+    if np.isfinite(lo) and np.isfinite(hi) and hi > lo:
+        ax.axhspan(lo, hi, color="0.8", alpha=0.6, lw=0, zorder=0)
+
+
+def yerr(centre, lo, hi) -> np.ndarray:
+    """Matplotlib ``yerr`` ``[2, n]`` (distances below and above ``centre``) of intervals
+    ``[lo, hi]``; negative distances (a centre outside its interval) are clipped to 0."""
+    centre, lo, hi = (np.asarray(x, dtype=float) for x in (centre, lo, hi))
+    return np.vstack([centre - lo, hi - centre]).clip(min=0)
+
+
+def interval_line(ax, x, y, lo=None, hi=None, *, err=None, **style):
+    """One series of points with error bars in the house style: ``[lo, hi]`` intervals
+    around ``y`` (or a symmetric ``err``); ``style`` overrides the defaults (marker, sizes,
+    colour, label, ...). Returns matplotlib's ``ErrorbarContainer``."""
+    bars = yerr(y, lo, hi) if err is None else err
+    kw = dict(marker="o", ms=3, lw=1.1, elinewidth=0.8, capsize=1.5) | style
+    return ax.errorbar(x, y, yerr=bars, **kw)
+
+
+def panels(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
+    """``(fig, axes)`` of an ``nrows × ncols`` grid in the house style (constrained layout,
+    ``axes`` always 2-D); ``kw`` go to ``plt.subplots`` (``sharey``, ...). Call it inside
+    ``plt.rc_context(PAPER_RC)``."""
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False, **kw)

@@ -1,0 +1,312 @@
+"""Figures of the ``token_injection`` experiment (:mod:`actadd.analysis.token_injection`).
+
+Each ``plot_*`` function takes a table the experiment wrote (``summary.csv`` is
+:func:`actadd.analysis.layer_summary` output, ``diagnostics.csv`` is
+:func:`actadd.analysis.vector_diagnostics` output) and returns a figure a text width wide;
+:func:`experiment_figures` redraws them all from a run directory, without a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from actadd.plots.style import PAPER_RC, panels, save_figure
+
+FIGURE_WIDTH = 7.0  # inches: a two-column paper's full text width
+
+
+def _pair_labels(config: dict[str, Any] | None) -> dict[str, str]:
+    """Panel titles: a pair's ``label`` from the config, else ``'p+' − 'p−'``; then ``c``."""
+    labels = {}
+    for item in (config or {}).get("pairs", []):
+        text = item.get("label") or f"{item['positive']!r} − {item['negative']!r}"
+        pad = item.get("pad_token", " ")
+        extra = "" if pad == " " else f", pad {pad!r}"
+        labels[item["name"]] = f"{text}\n(c={item['coeff']:g}{extra})"
+    return labels
+
+
+def _grid(n_rows: int, n_cols: int, height: float):
+    return panels(
+        n_rows,
+        max(1, n_cols),
+        (FIGURE_WIDTH, height),
+        sharex=True,
+        sharey="row",
+    )
+
+
+def _legend_below(fig, axes_row) -> None:
+    """One legend for a row of panels, under the figure (collected from every panel)."""
+    seen: dict[str, Any] = {}
+    for ax in axes_row:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    if seen:
+        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=3, frameon=False)
+
+
+def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
+    sel = summary[(summary["pair"] == pair) & (summary["condition"] == condition)]
+    return sel.sort_values("layer")
+
+
+def _band(ax, x, mean, sem, **kw) -> None:
+    line = ax.plot(x, mean, **kw)[0]
+    if sem is not None and np.isfinite(np.asarray(sem, float)).any():
+        sem = np.nan_to_num(np.asarray(sem, float))
+        ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.15, lw=0)
+
+
+def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Top: how similar ActAdd's effect at each layer is to literal token injection (and the
+    random control's); bottom: the target-token log-prob change, with the injection level."""
+    pairs = list(dict.fromkeys(summary["pair"]))
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = _grid(2, len(pairs), 5.0)
+        for j, pair in enumerate(pairs):
+            top, bottom = axes[0, j], axes[1, j]
+            a = _by(summary, pair, "actadd")
+            rnd = _by(summary, pair, "random")
+            rep = _by(summary, pair, "inject_replace")
+            emb = _by(summary, pair, "embedding_l0")
+            _band(
+                top,
+                a.layer,
+                a.inject_corr,
+                a.inject_corr_sem,
+                marker="o",
+                ms=3,
+                color="C0",
+                label="ActAdd vs prepend p+",
+            )
+            if len(rep):
+                _band(
+                    top,
+                    rep.layer,
+                    rep.effect_corr,
+                    rep.effect_corr_sem,
+                    marker="s",
+                    ms=3,
+                    color="C1",
+                    label="replace-with-p+ vs ActAdd",
+                )
+            if len(emb):
+                _band(
+                    top,
+                    emb.layer,
+                    emb.effect_corr,
+                    emb.effect_corr_sem,
+                    marker="^",
+                    ms=3,
+                    color="C2",
+                    label="embedding-only (L0) vs ActAdd",
+                )
+            if len(rnd):
+                _band(
+                    top,
+                    rnd.layer,
+                    rnd.inject_corr,
+                    rnd.inject_corr_sem,
+                    ls="--",
+                    color="0.5",
+                    label="random (same norms) vs prepend p+",
+                )
+            top.axhline(0, color="k", lw=0.6)
+            top.set_ylim(-0.3, 1.05)
+            top.set_title(labels.get(pair, pair), fontsize=7.5)
+            _band(
+                bottom,
+                a.layer,
+                a.target_logprob_delta,
+                a.target_logprob_delta_sem,
+                marker="o",
+                ms=3,
+                color="C0",
+                label="ActAdd",
+            )
+            sl = _by(summary, pair, "slice")
+            if len(sl):
+                _band(
+                    bottom,
+                    sl.layer,
+                    sl.target_logprob_delta,
+                    None,
+                    marker=".",
+                    color="C3",
+                    label="ActAdd, first 70% of dims",
+                )
+            if len(rnd):
+                _band(
+                    bottom,
+                    rnd.layer,
+                    rnd.target_logprob_delta,
+                    None,
+                    ls="--",
+                    color="0.5",
+                    label="random (same norms)",
+                )
+            inj = _by(summary, pair, "inject_prepend")
+            if len(inj):
+                bottom.axhline(
+                    inj.target_logprob_delta.iloc[0],
+                    color="C1",
+                    ls=":",
+                    label="prepend p+ as tokens",
+                )
+            bottom.axhline(0, color="k", lw=0.6)
+            bottom.set_xlabel("layer L (resid_pre)")
+        axes[0, 0].set_ylabel("effect similarity\n(corr. of Δ log p over vocab)")
+        axes[1, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+        _legend_below(fig, axes.ravel())
+    return fig
+
+
+def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """The pair's difference taken at source layer S and added at target layer T (rescaled
+    by typical norms), against S: target-word change and similarity to ActAdd at T."""
+    t = summary[summary["condition"] == "transplant"]
+    counts = t.groupby(["pair", "layer"]).size()
+    targets = sorted({layer for (_, layer), n in counts.items() if n > 3})
+    pairs = list(dict.fromkeys(t["pair"]))
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = _grid(2, len(pairs), 5.0)
+        for j, pair in enumerate(pairs):
+            for k, target in enumerate(targets):
+                sel = t[(t.pair == pair) & (t.layer == target)].sort_values("source_layer")
+                color = f"C{k}"
+                _band(
+                    axes[0, j],
+                    sel.source_layer,
+                    sel.target_logprob_delta,
+                    sel.target_logprob_delta_sem,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"transplant S → {target}",
+                )
+                _band(
+                    axes[1, j],
+                    sel.source_layer,
+                    sel.effect_corr,
+                    sel.effect_corr_sem,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"S → {target} vs ActAdd@{target}",
+                )
+                rnd = summary[
+                    (summary.pair == pair)
+                    & (summary.layer == target)
+                    & (summary.condition == "random")
+                ]
+                if len(rnd):
+                    axes[0, j].axhline(
+                        rnd.target_logprob_delta.iloc[0],
+                        color=color,
+                        ls="--",
+                        lw=0.8,
+                        label=f"random @ {target}",
+                    )
+                    axes[1, j].axhline(
+                        rnd.effect_corr.iloc[0],
+                        color=color,
+                        ls="--",
+                        lw=0.8,
+                        label=f"random @ {target} vs ActAdd",
+                    )
+            for ax in axes[:, j]:
+                ax.axhline(0, color="k", lw=0.6)
+            axes[0, j].set_title(labels.get(pair, pair), fontsize=7.5)
+            axes[1, j].set_xlabel("source layer S")
+        axes[0, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+        axes[1, 0].set_ylabel("similarity to ActAdd at T\n(corr. of Δ log p)")
+        _legend_below(fig, axes.ravel())
+    return fig
+
+
+def plot_dose_response(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Target-word change and KL against the coefficient (as a multiple of each pair's c)."""
+    d = summary[summary["condition"] == "coeff"]
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
+        for k, ((pair, layer), g) in enumerate(d.groupby(["pair", "layer"], sort=False)):
+            g = g.sort_values("scale")
+            name = f"{labels.get(pair, pair)} @L{layer}"
+            _band(
+                axes[0],
+                g.scale,
+                g.target_logprob_delta,
+                g.target_logprob_delta_sem,
+                marker="o",
+                ms=3,
+                color=f"C{k}",
+                label=name,
+            )
+            axes[1].plot(g.scale, g.kl, marker="o", ms=3, color=f"C{k}")
+        for ax in axes:
+            ax.axvline(0, color="k", lw=0.6)
+            ax.set_xlabel("coefficient as a multiple of the pair's c")
+        axes[0].axhline(0, color="k", lw=0.6)
+        axes[0].set_ylabel("Δ log p(target words) [nats]")
+        axes[1].set_ylabel("KL(steered ‖ unsteered) [nats]")
+        axes[0].set_title("negative and fractional multiples have no token analogue", fontsize=7.5)
+        _legend_below(fig, axes)
+    return fig
+
+
+def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Is the vector still its tokens? Cosine of its rows with the pair's token-embedding
+    difference, and its size relative to the prompt's residual stream, across layers."""
+    labels = labels or {}
+    rows = diag[diag["token_pos"] != diag["token_neg"]]
+    g = rows.groupby(["pair", "layer"], sort=False)[["cos_diff", "norm_ratio"]].mean()
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
+        for k, pair in enumerate(dict.fromkeys(rows["pair"])):
+            s = g.loc[pair].sort_index()
+            axes[0].plot(
+                s.index, s.cos_diff, marker="o", ms=3, color=f"C{k}", label=labels.get(pair, pair)
+            )
+            axes[1].plot(s.index, s.norm_ratio, marker="o", ms=3, color=f"C{k}")
+        d_model = None if "d_model" not in diag else int(diag["d_model"].iloc[0])
+        if d_model:
+            axes[0].axhspan(
+                -2 / d_model**0.5, 2 / d_model**0.5, color="0.85", label="random direction (±2/√d)"
+            )
+        axes[0].set_ylabel("cos(row, W_E[p+] − W_E[p−])")
+        axes[1].set_ylabel("‖c · row‖ / ‖prompt residual‖")
+        axes[1].set_yscale("log")
+        axes[1].axhline(1, color="k", lw=0.6)
+        for ax in axes:
+            ax.set_xlabel("layer L")
+        _legend_below(fig, axes)
+    return fig
+
+
+def experiment_figures(out: str | Path) -> list[Path]:
+    """Redraw the experiment's figures from the tables in ``out`` into ``out/figures``
+    (no model needed)."""
+    out = Path(out)
+    config = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+    labels = _pair_labels(config)
+    summary = pd.read_csv(out / "summary.csv")
+    fig_dir = out / "figures"
+    paths = save_figure(plot_similarity_vs_layer(summary, labels), fig_dir / "similarity_vs_layer")
+    if (summary["condition"] == "transplant").any():
+        paths += save_figure(plot_transplants(summary, labels), fig_dir / "transplant_vs_source")
+    if (summary["condition"] == "coeff").any():
+        paths += save_figure(plot_dose_response(summary, labels), fig_dir / "dose_response")
+    if (out / "diagnostics.csv").exists():
+        diag = pd.read_csv(out / "diagnostics.csv", keep_default_na=False, na_values=[""])
+        paths += save_figure(plot_vector_diagnostics(diag, labels), fig_dir / "vector_diagnostics")
+    return paths

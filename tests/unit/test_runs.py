@@ -1,0 +1,81 @@
+"""One run-directory policy for every kind, and the kind registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from actadd import ConfigError
+from actadd.kinds import KIND_MODULES, Kind, get_kind
+from actadd.runs import RunDir
+
+
+def test_a_new_run_writes_nothing_until_started(tmp_path):
+    out = tmp_path / "run"
+    run = RunDir(out, {"kind": "x", "a": 1})
+    assert not out.exists()
+    run.start()
+    assert json.loads((out / "config.json").read_text()) == {"kind": "x", "a": 1}
+    assert "packages" in json.loads((out / "env.json").read_text())
+
+
+def test_rerun_needs_resume_and_the_same_config(tmp_path):
+    out = tmp_path / "run"
+    RunDir(out, {"kind": "x", "a": 1}).start()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        RunDir(out, {"kind": "x", "a": 1})
+    with pytest.raises(ConfigError, match="different config"):
+        RunDir(out, {"kind": "x", "a": 2}, resume=True)
+    assert RunDir(out, {"a": 1, "kind": "x"}, resume=True).resumed  # key order is irrelevant
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        RunDir(f, {"kind": "x"})
+
+
+def test_parts_mark_units_done_and_finalize_in_key_order(tmp_path):
+    run = RunDir(tmp_path / "run", {"kind": "x"}).start()
+    run.write_part("b", {"results": pd.DataFrame({"v": [2]}), "extra": pd.DataFrame({"e": [1]})})
+    run.write_part("a", {"results": pd.DataFrame({"v": [1]})})
+    assert run.done("a") and run.done("b") and not run.done("c")
+    final = run.finalize(["a", "b", "c"], ("results", "extra"))
+    assert final["results"].v.tolist() == [1, 2] and final["extra"].e.tolist() == [1]
+    assert run.read_table("results").v.tolist() == [1, 2]  # parquet and csv at the top
+    assert (run.out / "results.csv").is_file()
+    assert not list(run.out.rglob("*.tmp"))
+
+
+def test_existing_reads_a_run_or_says_it_is_not_one(tmp_path):
+    RunDir(tmp_path / "run", {"kind": "sweep"}).start()
+    assert RunDir.existing(tmp_path / "run").config == {"kind": "sweep"}
+    with pytest.raises(ConfigError, match="not a run directory"):
+        RunDir.existing(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="no results table"):
+        RunDir.existing(tmp_path / "run").read_table("results")
+
+
+def test_every_registered_kind_follows_the_protocol():
+    for name in KIND_MODULES:
+        kind = get_kind(name)
+        assert isinstance(kind, Kind) and kind.name == name and kind.description
+    with pytest.raises(ConfigError, match="known: \\['alignment'"):
+        get_kind("nope")
+
+
+def test_kinds_never_import_the_experiment_runner():
+    """The dependency runs one way (experiments -> kinds): importing every kind leaves
+    actadd.experiments unimported."""
+    code = (
+        "import sys; from actadd.kinds import KIND_MODULES, get_kind; "
+        "[get_kind(k) for k in KIND_MODULES]; print('actadd.experiments' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

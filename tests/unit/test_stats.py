@@ -1,0 +1,289 @@
+"""actadd.stats against published values and independent computations (numpy, pandas).
+
+Wilson and Newcombe values are from Newcombe (1998), Stat. Med. 17: "Two-sided confidence
+intervals for the single proportion" (Table I, method 3) and "Interval estimation for the
+difference between independent proportions" (Table II, method 10).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from actadd import ConfigError
+from actadd.stats import (
+    mean_ci,
+    mean_diffs,
+    newcombe_interval,
+    pearson,
+    proportion_summary,
+    range_table,
+    ranks,
+    spearman,
+    t95,
+    wilson_interval,
+)
+
+# ---------------------------------------------------------------------- Wilson, Newcombe
+
+
+@pytest.mark.parametrize(
+    "successes, n, lo, hi",
+    [
+        (0, 10, 0.0, 0.2775),
+        (5, 10, 0.2366, 0.7634),
+        (10, 10, 0.7225, 1.0),
+        (81, 263, 0.2553, 0.3662),  # Newcombe 1998a, Table I
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+    ],
+)
+def test_wilson_interval_matches_published_values(successes, n, lo, hi):
+    got = wilson_interval(successes, n)
+    assert got == pytest.approx((lo, hi), abs=5e-5)
+
+
+def test_wilson_interval_closed_form_at_zero_and_n_successes():
+    # with 0 successes the upper bound is z²/(n + z²); with n, the lower bound is n/(n + z²)
+    z2 = 1.96**2
+    assert wilson_interval(0, 10)[1] == pytest.approx(z2 / (10 + z2), rel=1e-12)
+    assert wilson_interval(10, 10)[0] == pytest.approx(10 / (10 + z2), rel=1e-12)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_wilson_interval_narrows_with_n_and_widens_with_z():
+    w = [np.subtract(*wilson_interval(n // 2, n)[::-1]) for n in (10, 100, 1000)]
+    assert w[0] > w[1] > w[2]
+    assert np.subtract(*wilson_interval(5, 10, z=2.576)[::-1]) > w[0]
+
+
+def test_wilson_interval_of_an_empty_sample_is_nan():
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+@pytest.mark.parametrize(
+    "a, n_a, b, n_b, lo, hi",
+    [
+        (56, 70, 48, 80, 0.0524, 0.3339),  # Newcombe 1998b, Table II (a)-(h)
+        (9, 10, 3, 10, 0.1705, 0.8090),
+        (5, 56, 0, 29, -0.0381, 0.1926),
+        (0, 10, 0, 20, -0.1611, 0.2775),
+        (0, 10, 0, 10, -0.2775, 0.2775),
+        (10, 10, 0, 20, 0.6791, 1.0),
+        (10, 10, 0, 10, 0.6075, 1.0),
+    ],
+)
+def test_newcombe_interval_matches_published_values(a, n_a, b, n_b, lo, hi):
+    assert newcombe_interval(a, n_a, b, n_b) == pytest.approx((lo, hi), abs=5e-5)
+
+
+def test_newcombe_interval_is_antisymmetric_and_nan_for_an_empty_sample():
+    lo, hi = newcombe_interval(56, 70, 48, 80)
+    assert newcombe_interval(48, 80, 56, 70) == pytest.approx((-hi, -lo), abs=1e-12)
+    assert all(math.isnan(x) for x in newcombe_interval(3, 10, 0, 0))
+    assert all(math.isnan(x) for x in newcombe_interval(0, 0, 3, 10))
+
+
+# ---------------------------------------------------------------------- proportion_summary
+
+
+def _tidy(cells: dict[tuple[str, int, float], list[float]], metric="topic_any") -> pd.DataFrame:
+    rows = [
+        dict(pair=p, pad="right", layer=layer, coeff=c, align="front", metric=metric, value=v)
+        for (p, layer, c), values in cells.items()
+        for v in values
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_proportion_summary_pools_the_unsteered_rows_for_the_difference():
+    df = _tidy(
+        {
+            ("(unsteered)", -1, 0.0): [0, 1, 0, 0],
+            ("(unsteered)", -2, 0.0): [1, 0, 0, 0],  # a second unsteered cell: pooled, 2/8
+            ("p", 2, 4.0): [1, 1, 1, 0, 1],
+        }
+    )
+    s = proportion_summary(df).set_index("layer")
+    assert s.loc[2, ["successes", "n"]].tolist() == [4, 5]
+    assert s.loc[2, "frac"] == 0.8
+    assert (s.loc[2, "lo"], s.loc[2, "hi"]) == pytest.approx(wilson_interval(4, 5))
+    assert s.loc[2, "diff"] == pytest.approx(0.8 - 2 / 8)
+    assert (s.loc[2, "diff_lo"], s.loc[2, "diff_hi"]) == pytest.approx(
+        newcombe_interval(4, 5, 2, 8)
+    )
+
+
+def test_proportion_summary_without_unsteered_rows_has_no_difference_columns():
+    s = proportion_summary(_tidy({("p", 1, 1.0): [0, 1]}))
+    assert "diff" not in s and s["frac"].tolist() == [0.5]
+
+
+def test_proportion_summary_of_a_missing_metric_is_a_config_error():
+    with pytest.raises(ConfigError, match="No rows for metric 'sentiment'"):
+        proportion_summary(_tidy({("p", 1, 1.0): [0, 1]}), "sentiment")
+
+
+# ---------------------------------------------------------------------- t95
+
+
+def _t_cdf(q: float, dof: int) -> float:
+    """Student-t CDF at q > 0 by Simpson integration of the density (independent of t95)."""
+    log_c = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
+    x = np.linspace(0.0, q, 200_001)
+    pdf = np.exp(log_c - (dof + 1) / 2 * np.log1p(x**2 / dof))
+    h = x[1] - x[0]
+    integral = h / 3 * (pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum())
+    return 0.5 + float(integral)
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30])
+def test_t95_table_entries_are_the_975_quantiles(dof):
+    # each entry is rounded to three decimals: its CDF is 0.975 to within that rounding
+    assert _t_cdf(t95(dof), dof) == pytest.approx(0.975, abs=2e-4)
+
+
+def test_t95_known_quantiles_and_large_dof():
+    assert t95(1) == 12.706 and t95(10) == 2.228 and t95(30) == 2.042
+    assert t95(31) == 1.96 and t95(1e6) == 1.96
+
+
+def test_t95_between_entries_takes_the_entry_below_so_intervals_err_wide():
+    assert t95(11) == t95(10) == 2.228
+    assert t95(1.5) == 12.706  # Welch degrees of freedom are not integers
+    assert t95(29.9) == t95(25)
+
+
+@pytest.mark.parametrize("dof", [0, 0.5, -1, float("nan"), float("inf")])
+def test_t95_is_nan_below_one_degree_of_freedom_or_when_not_finite(dof):
+    assert math.isnan(t95(dof))
+
+
+# ---------------------------------------------------------------------- means
+
+
+def _summary(cells: dict[tuple[int, float], list[float]], metric="sentiment") -> pd.DataFrame:
+    """The shape of actadd.sweeps.summarize output, built here with pandas."""
+    rows = []
+    for (layer, coeff), values in cells.items():
+        v = pd.Series(values, dtype=float)
+        rows.append(
+            dict(
+                pair="p" if layer >= 0 else "(unsteered)",
+                pad="right",
+                layer=layer,
+                coeff=coeff,
+                align="front",
+                metric=metric,
+                mean=v.mean(),
+                count=len(v),
+                std=v.std(),
+                sem=v.std() / np.sqrt(len(v)),
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def test_mean_ci_is_mean_plus_minus_t_times_sem():
+    s = mean_ci(_summary({(1, 1.0): [1.0, 2.0, 3.0, 4.0, 5.0], (2, 1.0): [7.0]}))
+    half = 2.776 * np.sqrt(2.5 / 5)  # t(4) · s.e.
+    assert (s["lo"][0], s["hi"][0]) == pytest.approx((3 - half, 3 + half), rel=1e-12)
+    assert s["lo"][1] == s["hi"][1] == 7.0  # one value: a zero-width interval
+
+
+def test_mean_ci_uses_the_normal_quantile_above_30_values():
+    values = list(np.linspace(-1, 1, 40))
+    s = mean_ci(_summary({(1, 1.0): values}))
+    sem = np.std(values, ddof=1) / np.sqrt(40)
+    assert s["hi"][0] - s["mean"][0] == pytest.approx(1.96 * sem, rel=1e-12)
+
+
+def test_mean_diffs_welch_interval_matches_a_direct_computation():
+    cell = [0.2, 0.9, 0.4, 0.8, 0.7, 0.1]
+    base = [0.1, 0.0, 0.2, 0.1, 0.3, 0.0, 0.2, 0.1]
+    s = mean_diffs(_summary({(-1, 0.0): base, (3, 2.0): cell}), "sentiment")
+    row = s[s.layer == 3].iloc[0]
+
+    v1, v2 = np.var(cell, ddof=1) / len(cell), np.var(base, ddof=1) / len(base)
+    dof = (v1 + v2) ** 2 / (v1**2 / (len(cell) - 1) + v2**2 / (len(base) - 1))
+    assert 5 <= dof < 6  # so the quantile is the table's t(5)
+    half = 2.571 * np.sqrt(v1 + v2)
+    diff = np.mean(cell) - np.mean(base)
+    assert row["diff"] == pytest.approx(diff, rel=1e-12)
+    assert (row["diff_lo"], row["diff_hi"]) == pytest.approx((diff - half, diff + half), rel=1e-12)
+    t5 = 2.571 * np.sqrt(v1)
+    assert (row["lo"], row["hi"]) == pytest.approx((np.mean(cell) - t5, np.mean(cell) + t5))
+    assert "std" not in s.columns
+
+
+def test_mean_diffs_zero_spread_gives_a_zero_width_difference():
+    s = mean_diffs(_summary({(-1, 0.0): [0.5, 0.5, 0.5], (1, 1.0): [0.75, 0.75]}), "sentiment")
+    row = s[s.layer == 1].iloc[0]
+    assert row["diff_lo"] == row["diff"] == row["diff_hi"] == 0.25
+
+
+def test_mean_diffs_of_a_single_value_cell_uses_the_baseline_dof():
+    base = [0.0, 1.0, 0.0, 1.0]
+    s = mean_diffs(_summary({(-1, 0.0): base, (1, 1.0): [2.0]}), "sentiment")
+    row = s[s.layer == 1].iloc[0]
+    b_sem = np.std(base, ddof=1) / 2
+    assert row["hi"] == row["lo"] == 2.0
+    assert row["diff_hi"] - row["diff"] == pytest.approx(t95(3) * b_sem, rel=1e-12)
+
+
+def test_mean_diffs_without_unsteered_rows_or_metric():
+    s = mean_diffs(_summary({(1, 1.0): [1.0, 2.0]}), "sentiment")
+    assert "diff" not in s.columns
+    with pytest.raises(ConfigError, match="No rows for metric 'kl'"):
+        mean_diffs(_summary({(1, 1.0): [1.0, 2.0]}), "kl")
+
+
+def test_range_table_is_the_spread_over_texts():
+    df = _tidy({("p", 1, 1.0): [3.0, -1.0, 2.0], ("p", 2, 1.0): [5.0]}, metric="kl_neutral")
+    df = pd.concat([df, _tidy({("p", 1, 1.0): [99.0]}, metric="other")])
+    r = range_table(df, "kl_neutral").set_index("layer")
+    assert r.loc[1, ["mean", "lo", "hi", "count"]].tolist() == [4 / 3, -1.0, 3.0, 3]
+    assert r.loc[2, ["lo", "hi"]].tolist() == [5.0, 5.0]
+    assert set(r["metric"]) == {"kl_neutral"}
+
+
+# ---------------------------------------------------------------------- correlations
+
+
+def test_pearson_matches_numpy_row_by_row_in_float64():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 50, generator=g)
+    b = 0.5 * a + torch.randn(4, 50, generator=g)
+    r = pearson(a, b)
+    assert r.dtype == torch.float64 and r.shape == (4,)
+    want = [np.corrcoef(a[i].double().numpy(), b[i].double().numpy())[0, 1] for i in range(4)]
+    np.testing.assert_allclose(r.numpy(), want, rtol=1e-12)
+    assert float(pearson(a[0], -3 * a[0] + 1)) == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_pearson_of_a_constant_is_nan():
+    r = pearson(torch.tensor([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]]), torch.tensor([1.0, 2.0, 4.0]))
+    assert math.isnan(float(r[0])) and not math.isnan(float(r[1]))
+
+
+def test_ranks_average_ties():
+    assert ranks(np.array([10.0, 20.0, 20.0, 5.0])).tolist() == [2.0, 3.5, 3.5, 1.0]
+
+
+def test_spearman_matches_pandas_with_ties():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 5, 30).astype(float)
+    y = x + rng.normal(size=30)
+    want = pd.DataFrame({"x": x, "y": y}).corr(method="spearman").loc["x", "y"]
+    assert spearman(x, y) == pytest.approx(want, rel=1e-12)
+    assert spearman([1, 2, 3], [3, 1, 2]) == pytest.approx(-0.5)
+
+
+@pytest.mark.parametrize("x, y", [([], []), ([1.0], [2.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])])
+def test_spearman_is_nan_with_fewer_than_two_values_or_a_constant(x, y):
+    assert math.isnan(spearman(np.array(x), np.array(y)))
