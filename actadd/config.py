@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actadd.errors import ActAddError, ConfigError
+from actadd.errors import ActAddError, ConfigError, Validated
 
 WEDDING_WORDS: tuple[str, ...] = (
     "wedding",
@@ -140,7 +140,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def check_keys(
-    raw: dict[str, Any], allowed: Sequence[str], where: str, *, required: Sequence[str] = ()
+    raw: Validated[dict],
+    allowed: Collection[str],
+    where: str,
+    *,
+    required: Collection[str] = (),
 ) -> None:
     """Raise unless ``raw``'s keys are among ``allowed`` and include ``required``."""
     if not isinstance(raw, dict):

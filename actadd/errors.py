@@ -1,4 +1,10 @@
-"""Exceptions raised by actadd. Each message says what was wrong and what is allowed."""
+"""Exceptions raised by actadd. Each message says what was wrong and what is allowed.
+
+:class:`Validated` marks the arguments that a function checks itself, so that a wrong type
+gets the same clear error as a wrong value.
+"""
+
+from typing import Annotated
 
 
 class ActAddError(Exception):
@@ -19,3 +25,13 @@ class VectorFileError(ActAddError, ValueError):
 
 class ConfigError(ActAddError, ValueError):
     """An experiment or sweep configuration is invalid."""
+
+
+class Validated:
+    """``Validated[T]`` annotates a user-facing argument that the function checks itself: it
+    should be a ``T``, and anything else raises a typed :class:`ActAddError` that names what
+    is allowed, never a bare ``TypeError``. Type checkers (and the runtime checker the tests
+    run under) read it as ``object``; the ``T`` is documentation."""
+
+    def __class_getitem__(cls, item: object) -> object:
+        return Annotated[object, f"Validated[{getattr(item, '__name__', item)}]"]

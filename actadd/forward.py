@@ -92,11 +92,10 @@ def real_positions(mask: Int[Tensor, "batch pos"], *, skip_leading: bool) -> Ten
     return real
 
 
-def typical_norm(
-    groups: Sequence[tuple[Float[Tensor, "batch pos d_model"], Tensor | None]],
-) -> float:
+def typical_norm(groups: Sequence[tuple[Tensor, Tensor | None]]) -> float:
     """Mean L2 norm of the residual stream over the real positions of ``groups``
-    (``(resid, attention_mask or None)`` pairs), the leading token left out.
+    (``(resid [batch, pos, d_model], attention_mask [batch, pos] or None)`` pairs, each
+    group of its own shape), the leading token left out.
 
     The leading token's residual is an outlier ("attention sink") on most models, and a
     pair's vector is ≈ 0 there anyway. Falls back to every real position if the texts are

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from actadd.errors import SteeringError
+from actadd.errors import SteeringError, Validated
 from actadd.vectors import SteeringVector
 
 AlignKind = Literal["front", "offset", "back", "all", "positions"]
@@ -25,7 +25,7 @@ OnShort = Literal["error", "clip"]
 class Align:
     """Where a vector's rows go in the prompt. Build with the class methods or :meth:`parse`."""
 
-    kind: AlignKind = "front"
+    kind: str = "front"  # one of ALIGN_KINDS, checked in __post_init__
     offset: int = 0
     positions: tuple[int, ...] = ()
 
@@ -61,7 +61,7 @@ class Align:
         return cls("positions", positions=tuple(int(p) for p in positions))
 
     @classmethod
-    def parse(cls, spec: Align | str | int | Sequence[int]) -> Align:
+    def parse(cls, spec: Validated[Align | str | int | Sequence[int]]) -> Align:
         """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
         ``"positions:0,2,-1"`` or ``[0, 2, -1]``."""
         if isinstance(spec, Align):
@@ -131,6 +131,9 @@ def prompt_positions(
     return rows, pos
 
 
+AlignLike = Align | str | int | Sequence[int]
+
+
 @dataclass(frozen=True)
 class Placement:
     """One vector placed in a forward pass: where its rows go (``align``; ``None``: the
@@ -141,9 +144,9 @@ class Placement:
     placements name its own batch rows.
     """
 
-    vector: SteeringVector
-    align: Align | None = None
-    rows: tuple[int, ...] | None = None
+    vector: Validated[SteeringVector]
+    align: AlignLike | None = None  # parsed into an Align
+    rows: Sequence[int] | None = None  # stored as a tuple
 
     def __post_init__(self) -> None:
         if not isinstance(self.vector, SteeringVector):
@@ -178,5 +181,4 @@ def as_placement(item: SteeringVector | Placement | tuple) -> Placement:
     raise SteeringError(f"Expected SteeringVector or Placement, got {type(item).__name__}.")
 
 
-AlignLike = Align | str | int | Sequence[int]
 Steerable = SteeringVector | Placement | Sequence[SteeringVector | Placement | tuple]

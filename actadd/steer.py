@@ -44,7 +44,7 @@ from transformer_lens import HookedTransformer
 from transformer_lens.utilities.defaults_utils import USE_DEFAULT_VALUE
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
-from actadd.errors import SteeringError
+from actadd.errors import SteeringError, Validated
 from actadd.hooks import resid_pre
 from actadd.placement import (
     ALIGN_KINDS,
@@ -126,7 +126,7 @@ class Steering:
         self,
         model: HookedTransformer,
         vectors: Steerable,
-        align: AlignLike = "front",
+        align: Validated[AlignLike] = "front",
         *,
         on_short: OnShort = "error",
         allow_other_model: bool = False,
@@ -374,7 +374,7 @@ class Steering:
 def steering(
     model: HookedTransformer,
     vectors: Steerable,
-    align: AlignLike = "front",
+    align: Validated[AlignLike] = "front",
     *,
     on_short: OnShort = "error",
     allow_other_model: bool = False,

@@ -27,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from actadd.errors import SteeringError, VectorFileError
+from actadd.errors import SteeringError, Validated, VectorFileError
 from actadd.forward import residuals
 from actadd.hooks import check_layer
 
@@ -50,7 +50,7 @@ class SteeringVector:
             alignment, algebra applied).
     """
 
-    tensor: Float[Tensor, "pos d_model"]
+    tensor: Float[Tensor, "*pos d_model"]  # stored as [k, d_model]; [d_model] is one row
     layer: int
     model_name: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -81,11 +81,11 @@ class SteeringVector:
         positive: str,
         negative: str,
         layer: int,
-        coeff: float = 1.0,
+        coeff: Validated[float] = 1.0,
         *,
-        equalize: Equalize = "right",
+        equalize: str = "right",
         pad_token: str | int = " ",
-        pad: Equalize | None = None,
+        pad: str | None = None,
     ) -> SteeringVector:
         """ActAdd's vector ``coeff · (h_L(positive) − h_L(negative))``, per position.
 
@@ -119,11 +119,11 @@ class SteeringVector:
         positive: str,
         negative: str,
         layers: Sequence[int],
-        coeff: float = 1.0,
+        coeff: Validated[float] = 1.0,
         *,
-        equalize: Equalize = "right",
+        equalize: str = "right",
         pad_token: str | int = " ",
-        pad: Equalize | None = None,
+        pad: str | None = None,
     ) -> dict[int, SteeringVector]:
         """:meth:`from_pair` at several layers from one forward pass: ``{layer: vector}``."""
         equalize = _equalize_rule(equalize, pad)
@@ -258,7 +258,7 @@ class SteeringVector:
     def __sub__(self, other: SteeringVector) -> SteeringVector:
         return self._combine(other, -1.0)
 
-    def __mul__(self, scale: float) -> SteeringVector:
+    def __mul__(self, scale: Validated[float]) -> SteeringVector:
         if isinstance(scale, Tensor) and scale.numel() == 1:
             scale = scale.item()
         if not isinstance(scale, (int, float)) or isinstance(scale, bool):
@@ -268,7 +268,7 @@ class SteeringVector:
 
     __rmul__ = __mul__
 
-    def __truediv__(self, scale: float) -> SteeringVector:
+    def __truediv__(self, scale: Validated[float]) -> SteeringVector:
         if not isinstance(scale, (int, float)) or scale == 0:
             raise SteeringError(f"Cannot divide a steering vector by {scale!r}.")
         return self * (1.0 / scale)
@@ -368,7 +368,7 @@ class SteeringVector:
 # ---------------------------------------------------------------------- helpers
 
 
-def _check_coeff(coeff: float) -> float:
+def _check_coeff(coeff: Validated[float]) -> float:
     if isinstance(coeff, Tensor) and coeff.numel() == 1:
         coeff = coeff.item()
     if isinstance(coeff, bool) or not isinstance(coeff, (int, float)):
@@ -399,7 +399,7 @@ def check_compatible(
         )
 
 
-def _equalize_rule(equalize: str, pad: str | None) -> str:
+def _equalize_rule(equalize: str, pad: str | None) -> Equalize:
     """``equalize``, or the deprecated ``pad=`` keyword's value, checked."""
     if pad is not None:
         warnings.warn(
@@ -463,7 +463,7 @@ def pair_token_ids(
     model: HookedTransformer,
     positive: str,
     negative: str,
-    equalize: Equalize = "right",
+    equalize: str = "right",
     pad_token: str | int = " ",
 ) -> tuple[list[int], list[int]]:
     """The two aligned, leading-token-prefixed id lists that :meth:`SteeringVector.from_pair`

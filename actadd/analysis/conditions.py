@@ -47,7 +47,7 @@ from actadd.config import (
     text_list,
     words,
 )
-from actadd.errors import ConfigError, SteeringError
+from actadd.errors import ConfigError, SteeringError, Validated
 from actadd.hooks import check_layer
 from actadd.vectors import EQUALIZE_RULES, Equalize, SteeringVector, pair_token_ids
 
@@ -240,7 +240,7 @@ def transplant_vector(
     return moved.with_label(f"transplant {source}→{target} ×{scale:.3g}")
 
 
-def random_like(vector: SteeringVector, generator: torch.Generator) -> SteeringVector:
+def random_like(vector: SteeringVector, generator: Validated[torch.Generator]) -> SteeringVector:
     """A random vector with the same per-position (row) norms as ``vector``.
 
     Directions are isotropic Gaussian, drawn from ``generator`` (never from global RNG).
@@ -256,7 +256,9 @@ def random_like(vector: SteeringVector, generator: torch.Generator) -> SteeringV
     return vec.with_label(f"random, norms of {vector.describe()}")
 
 
-def dim_slice(vector: SteeringVector, dims: float | slice | Sequence[int]) -> SteeringVector:
+def dim_slice(
+    vector: SteeringVector, dims: Validated[float | slice | Sequence[int]]
+) -> SteeringVector:
     """``vector`` with every dimension outside ``dims`` set to 0.
 
     ``dims`` is a fraction in (0, 1] (the first ``round(frac · d_model)`` dimensions, e.g.
@@ -342,16 +344,16 @@ class Settings:
         on_short: passed to :func:`actadd.steering` (``"error"`` or ``"clip"``).
     """
 
-    prompts: tuple[str, ...]
-    layers: tuple[int, ...]
-    neutral: tuple[str, ...] = (NEUTRAL_TEXT,)
-    injections: tuple[str, ...] = INJECTIONS
+    prompts: Sequence[str]
+    layers: Sequence[int]
+    neutral: Sequence[str] = (NEUTRAL_TEXT,)
+    injections: Sequence[str] = INJECTIONS
     embedding: bool = True
-    transplant_sources: tuple[int, ...] = (0, 2)
-    sweep_targets: tuple[int, ...] = ()
-    sweep_sources: tuple[int, ...] = ()
-    dose_layers: tuple[int, ...] = ()
-    dose_scales: tuple[float, ...] = DEFAULT_DOSE
+    transplant_sources: Sequence[int] = (0, 2)
+    sweep_targets: Sequence[int] = ()
+    sweep_sources: Sequence[int] = ()
+    dose_layers: Sequence[int] = ()
+    dose_scales: Sequence[float] = DEFAULT_DOSE
     random_control: bool = True
     slice_frac: float | None = 0.7
     seed: int = 0

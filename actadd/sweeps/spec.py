@@ -175,6 +175,8 @@ class SweepSpec:
             if generation is not None:
                 check_keys(generation, _field_names(GenerationSpec), "[generation]")
                 generation = GenerationSpec(**_tuples(generation))
+            if isinstance(raw.get("coeffs"), (list, tuple)):  # checked before the dataclass
+                raw["coeffs"] = number_list(raw["coeffs"], "coeffs", allow_empty=True)
             return cls(pairs=pairs, generation=generation, **_tuples(raw))
         except TypeError as exc:
             raise ConfigError(f"sweep config: {exc}") from None
