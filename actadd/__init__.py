@@ -1,22 +1,40 @@
-"""actadd: activation-addition steering on TransformerLens."""
+"""actadd: activation-addition steering on TransformerLens.
+
+The public names below are imported on first use (PEP 562), so ``import actadd`` and the
+``actadd`` command start in well under a second; torch and TransformerLens load when a
+model, a vector or the steering context is first touched.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 from actadd._compat import silence_known_warnings
-
-silence_known_warnings()
-
-from actadd.errors import (  # noqa: E402
+from actadd.errors import (
     ActAddError,
     ConfigError,
     ModelLoadError,
     SteeringError,
     VectorFileError,
 )
-from actadd.generate import GREEDY, PAPER_SAMPLING, Sampling, compare, generate  # noqa: E402
-from actadd.models import load_model  # noqa: E402
-from actadd.steer import Align, Steering, steering  # noqa: E402
-from actadd.vectors import SteeringVector  # noqa: E402
+
+silence_known_warnings()
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_LAZY = {
+    "GREEDY": "actadd.generation",
+    "PAPER_SAMPLING": "actadd.generation",
+    "Sampling": "actadd.generation",
+    "compare": "actadd.generation",
+    "generate": "actadd.generation",
+    "load_model": "actadd.models",
+    "Align": "actadd.placement",
+    "Placement": "actadd.placement",
+    "Steering": "actadd.steer",
+    "steering": "actadd.steer",
+    "SteeringVector": "actadd.vectors",
+}
 
 __all__ = [
     "ActAddError",
@@ -24,14 +42,31 @@ __all__ = [
     "ModelLoadError",
     "SteeringError",
     "VectorFileError",
-    "load_model",
-    "GREEDY",
-    "PAPER_SAMPLING",
-    "Sampling",
-    "compare",
-    "generate",
-    "Align",
-    "Steering",
-    "SteeringVector",
-    "steering",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'actadd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from actadd.generation import (  # noqa: F401
+        GREEDY,
+        PAPER_SAMPLING,
+        Sampling,
+        compare,
+        generate,
+    )
+    from actadd.models import load_model  # noqa: F401
+    from actadd.placement import Align, Placement  # noqa: F401
+    from actadd.steer import Steering, steering  # noqa: F401
+    from actadd.vectors import SteeringVector  # noqa: F401

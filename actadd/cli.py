@@ -91,9 +91,27 @@ def cmd_figures(args) -> int:
     )
     if not runs:
         raise ConfigError(f"No run directories (with config.json) under {args.results}.")
+    failed = 0
     for run in runs:
-        paths = figures_for(run)
+        try:
+            paths = figures_for(run)
+        except ActAddError as exc:
+            failed += 1
+            print(f"actadd: error: {run}: {exc}", file=sys.stderr)
+            continue
+        except Exception as exc:  # a table the figure code cannot read: say which run
+            failed += 1
+            print(
+                f"actadd: error: {run}: cannot draw ({type(exc).__name__}: {exc})", file=sys.stderr
+            )
+            continue
         print(f"{run}: {len(paths)} figure files")
+    if failed:
+        print(
+            f"actadd: {failed} of {len(runs)} runs failed; the others were redrawn.",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -69,9 +69,9 @@ def run_experiment(
 
         model = load_model(config.get("model"))
     kind.check(spec, model)
-    run.start(model)
-    kind.run(spec, model, run)
-    kind.figures(run)
+    with run.start(model):  # the lock is held until the figures are drawn
+        kind.run(spec, model, run)
+        run.redraw(kind.figures)
     return Path(out)
 
 
@@ -87,4 +87,4 @@ def figures_for(out: str | Path) -> list[Path]:
     from actadd.runs import RunDir
 
     run = RunDir.existing(out)
-    return kind_of(run.config).figures(run)
+    return run.redraw(kind_of(run.config).figures)

@@ -1,7 +1,7 @@
 """Forward-pass primitives every other module shares: padding, residual streams, unembedding.
 
 Nothing here steers; :mod:`actadd.prefix` builds the batched, steered forward on top of
-these, and :mod:`actadd.generate` the decoding loop.
+these, and :mod:`actadd.generation` the decoding loop.
 
 - :func:`left_pad` — token lists → ``(tokens, attention_mask)``, padded on the left;
 - :func:`residuals` — the unsteered ``resid_pre`` at several layers from one forward pass;

@@ -159,6 +159,7 @@ class Steering:
         self._active = False
         self._pinned: Tensor | None = None
         self._previous_forward = None
+        self._wrapper = None
 
     # ------------------------------------------------------------------ planning
 
@@ -252,14 +253,19 @@ class Steering:
         self._plan_key = None
 
     def _wrap_forward(self):
-        original = self.model.forward  # bound method (or an outer context's wrapper)
-        signature = inspect.signature(type(self.model).forward)
+        model = self.model
+        signature = inspect.signature(type(model).forward)
 
         def forward(*args, **kwargs):
-            bound = signature.bind(self.model, *args, **kwargs)
+            bound = signature.bind(model, *args, **kwargs)
             self._begin_call(bound)
+            # the next forward in the chain is read at call time, not captured: contexts may
+            # be exited in any order, and an exiting one splices itself out of the chain
+            inner = self._previous_forward
             try:
-                return original(*args, **kwargs)
+                if inner is None:
+                    return type(model).forward(model, *args, **kwargs)
+                return inner(*args, **kwargs)
             finally:
                 self._call = None
 
@@ -314,7 +320,8 @@ class Steering:
         model = self.model
         self._previous_forward = vars(model).get("forward")
         try:
-            model.forward = self._wrap_forward()
+            self._wrapper = self._wrap_forward()
+            model.forward = self._wrapper
             for layer in self.layers:
                 hook_point = model.hook_dict[resid_pre(model, layer)]
                 hook_point.add_hook(self._hook_for(layer), dir="fwd")
@@ -331,10 +338,20 @@ class Steering:
             if handle in hook_point.fwd_hooks:
                 hook_point.fwd_hooks.remove(handle)
         self._handles = []
-        if self._previous_forward is None:
-            vars(self.model).pop("forward", None)
-        else:
-            self.model.forward = self._previous_forward
+        wrapper, self._wrapper = self._wrapper, None
+        current = vars(self.model).get("forward")
+        if wrapper is not None and current is wrapper:
+            if self._previous_forward is None:
+                vars(self.model).pop("forward", None)
+            else:
+                self.model.forward = self._previous_forward
+        elif wrapper is not None:
+            # a context entered after this one is still active: splice this one out of the
+            # chain, so the model is exactly as if this context had never been entered
+            for s in active_steering(self.model):
+                if s._previous_forward is wrapper:
+                    s._previous_forward = self._previous_forward
+                    break
         self._active = False
 
     def __exit__(self, *exc) -> None:

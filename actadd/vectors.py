@@ -421,7 +421,7 @@ def _prompt_ids(model: HookedTransformer, prompt: str) -> list[int]:
     """Token ids of ``prompt`` with the model's leading token (BOS) first."""
     if not isinstance(prompt, str):
         raise SteeringError(f"prompts must be strings, got {type(prompt).__name__}.")
-    return model.to_tokens(prompt, prepend_bos=True)[0].tolist()
+    return model.to_tokens(prompt, prepend_bos=True, truncate=False)[0].tolist()
 
 
 def single_token_id(model: HookedTransformer, token: str | int) -> int:
@@ -475,6 +475,12 @@ def pair_token_ids(
     equalize = _equalize_rule(equalize, None)
     pad_id = single_token_id(model, pad_token)
     pos_ids, neg_ids = (_prompt_ids(model, p) for p in (positive, negative))
+    longest = max(len(pos_ids), len(neg_ids))
+    if longest > model.cfg.n_ctx:
+        raise SteeringError(
+            f"A prompt of the pair is {longest} tokens, past the model's context of "
+            f"{model.cfg.n_ctx}: shorten it."
+        )
     return align_pair(pos_ids, neg_ids, equalize, pad_id)
 
 

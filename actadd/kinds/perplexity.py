@@ -119,7 +119,7 @@ def parse(config: dict[str, Any]) -> dict[str, Any]:
 
 def write_corpus(model, corpus: dict[str, Any], words) -> pd.DataFrame:
     """Have the model write the essays of the recipe; one row per text."""
-    from actadd.generate import Sampling, generate
+    from actadd.generation import Sampling, generate
     from actadd.metrics import topic_counts
 
     jobs = [(g, t) for g, topics in corpus["topics"].items() for t in topics]
@@ -227,7 +227,7 @@ class PerplexityKind(BaseKind):
     def run(self, spec: dict[str, Any], model, run) -> None:
         # a resumed run reuses the texts it wrote (the corpus is sampled, so it is kept)
         if run.resumed and run.has_table("corpus"):
-            corpus = pd.read_csv(run.table_path("corpus"), keep_default_na=False)
+            corpus = run.read_table("corpus", keep_default_na=False)
         else:
             corpus = write_corpus(model, spec["corpus"], spec["words"])
             run.write_table("corpus", corpus)

@@ -122,7 +122,10 @@ class TokenInjectionKind(BaseKind):
     def figures(self, run) -> list[Path]:
         from actadd.plots.token_injection import experiment_figures
 
-        return experiment_figures(run.out)
+        diag = None
+        if run.has_table("diagnostics"):
+            diag = run.read_table("diagnostics", keep_default_na=False, na_values=[""])
+        return experiment_figures(run.read_table("summary"), diag, run.config, run.figures)
 
 
 KIND = TokenInjectionKind()

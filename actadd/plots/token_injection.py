@@ -8,7 +8,6 @@ Each ``plot_*`` function takes a table the experiment wrote (``summary.csv`` is
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -293,20 +292,21 @@ def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = 
     return fig
 
 
-def experiment_figures(out: str | Path) -> list[Path]:
-    """Redraw the experiment's figures from the tables in ``out`` into ``out/figures``
-    (no model needed)."""
-    out = Path(out)
-    config = json.loads((out / "config.json").read_text()) if (out / "config.json").exists() else {}
+def experiment_figures(
+    summary: pd.DataFrame,
+    diag: pd.DataFrame | None,
+    config: dict[str, Any],
+    fig_dir: str | Path,
+) -> list[Path]:
+    """The token-injection figures from its ``summary`` and ``diagnostics`` tables, into
+    ``fig_dir`` (pair labels from the run's ``config``)."""
     labels = _pair_labels(config)
-    summary = pd.read_csv(out / "summary.csv")
-    fig_dir = out / "figures"
+    fig_dir = Path(fig_dir)
     paths = save_figure(plot_similarity_vs_layer(summary, labels), fig_dir / "similarity_vs_layer")
     if (summary["condition"] == "transplant").any():
         paths += save_figure(plot_transplants(summary, labels), fig_dir / "transplant_vs_source")
     if (summary["condition"] == "coeff").any():
         paths += save_figure(plot_dose_response(summary, labels), fig_dir / "dose_response")
-    if (out / "diagnostics.csv").exists():
-        diag = pd.read_csv(out / "diagnostics.csv", keep_default_na=False, na_values=[""])
+    if diag is not None:
         paths += save_figure(plot_vector_diagnostics(diag, labels), fig_dir / "vector_diagnostics")
     return paths

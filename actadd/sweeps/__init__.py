@@ -62,9 +62,10 @@ def run_sweep(
     run = RunDir(out, {"kind": kind, **spec.to_dict()}, resume=resume) if out else None
     model = model if model is not None else load_model(spec.model)
     spec.validate(model)
-    if run is not None:
-        run.start(model)
-    return execute(spec, model, run, progress=progress)
+    if run is None:
+        return execute(spec, model, None, progress=progress)
+    with run.start(model):
+        return execute(spec, model, run, progress=progress)
 
 
 def execute(

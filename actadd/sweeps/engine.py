@@ -26,7 +26,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from actadd.forward import real_positions
-from actadd.generate import Sampling, generate_tokens, sample_seed
+from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
 from actadd.prefix import PrefixBatch
 from actadd.steer import Align, Placement, steering

@@ -100,9 +100,17 @@ class SweepSpec:
             ("aligns", self.aligns),
             ("pads", self.pads),
         ):
+            if not isinstance(values, (list, tuple)):
+                raise ConfigError(f"{label} must be a list, got {values!r}.")
             if len(values) == 0:
                 raise ConfigError(f"{label} is empty: the grid needs at least one value.")
+            repeated = sorted({str(v) for v in values if list(values).count(v) > 1})
+            if repeated:
+                raise ConfigError(f"{label}: {repeated} given more than once; list each once.")
         number_list(list(self.coeffs), "coeffs")
+        names = [p.name for p in self.pairs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"pairs: two pairs share a name ({names}); give them labels.")
         for p in self.pads:
             if p not in EQUALIZE_RULES:
                 raise ConfigError(
@@ -120,14 +128,13 @@ class SweepSpec:
             raise ConfigError("batch_rows must be >= 1.")
         words(self.target_words, "target_words")
         # syntax (and repeats) now; the range needs the model (validate)
-        parse_layers(self.layers if isinstance(self.layers, str) else list(self.layers), 10**6)
+        self.layer_list(10**6)
 
     # ------------------------------------------------------------------ derived grid
 
     def layer_list(self, n_layers: int) -> list[int]:
-        return parse_layers(
-            self.layers if isinstance(self.layers, str) else list(self.layers), n_layers
-        )
+        layers = list(self.layers) if isinstance(self.layers, tuple) else self.layers
+        return parse_layers(layers, n_layers)
 
     def align_list(self) -> list[Align]:
         out: list[Align] = []
@@ -144,6 +151,21 @@ class SweepSpec:
         n = model.cfg.n_layers
         check_layers(self.layer_list(n), n, "layers")
         self.target_ids(model)
+        new = self.generation.max_new_tokens if self.generation is not None else 0
+        for what, texts, extra in (
+            ("prompt", self.prompts, new),
+            ("neutral text", self.neutral_texts, 0),
+            ("pair prompt", [t for p in self.pairs for t in (p.positive, p.negative)], 0),
+        ):
+            for text in texts:
+                length = model.to_tokens(text, truncate=False).shape[1] + extra
+                if length > model.cfg.n_ctx:
+                    plus = f" + {extra} new tokens" if extra else ""
+                    raise ConfigError(
+                        f"{what} {text[:40]!r}... is {length - extra} tokens{plus}, past the "
+                        f"model's context of {model.cfg.n_ctx}: shorten it"
+                        + (" or lower generation.max_new_tokens." if extra else ".")
+                    )
         if self.generation is not None:
             self.generation.words  # noqa: B018 - validates the preset name
 

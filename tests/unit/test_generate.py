@@ -7,7 +7,7 @@ import torch
 
 import actadd
 from actadd import GREEDY, Sampling, SteeringError, SteeringVector
-from actadd.generate import next_tokens
+from actadd.generation import next_tokens
 
 
 def test_same_seed_same_samples_regardless_of_batch_size(tiny_llama):

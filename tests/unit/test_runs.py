@@ -45,7 +45,9 @@ def test_parts_mark_units_done_and_finalize_in_key_order(tmp_path):
     run.write_part("b", {"results": pd.DataFrame({"v": [2]}), "extra": pd.DataFrame({"e": [1]})})
     run.write_part("a", {"results": pd.DataFrame({"v": [1]})})
     assert run.done("a") and run.done("b") and not run.done("c")
-    final = run.finalize(["a", "b", "c"], ("results", "extra"))
+    with pytest.raises(ConfigError, match="Unit c .* is not finished"):
+        run.finalize(["a", "b", "c"])
+    final = run.finalize(["a", "b"], ("results", "extra"))
     assert final["results"].v.tolist() == [1, 2] and final["extra"].e.tolist() == [1]
     assert run.read_table("results").v.tolist() == [1, 2]  # parquet and csv at the top
     assert (run.out / "results.csv").is_file()

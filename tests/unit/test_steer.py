@@ -7,7 +7,7 @@ import torch
 
 import actadd
 from actadd import GREEDY, Align, SteeringError, SteeringVector, steering
-from actadd.generate import generate_tokens
+from actadd.generation import generate_tokens
 from actadd.hooks import resid_pre
 
 PROMPT = "I hate you because"  # 18 bytes + BOS with the byte tokenizer
@@ -151,7 +151,7 @@ def test_left_padded_forward_logits_match_single_prompts(tiny_model):
     """Each row of a padded batch is steered at its own positions (logit level)."""
     v = SteeringVector.from_pair(tiny_model, "Love", "Hate", layer=1, coeff=3)
     prompts = [PROMPT, "Short one"]
-    from actadd.generate import left_pad
+    from actadd.forward import left_pad
 
     ids = [tiny_model.to_tokens(p)[0].tolist() for p in prompts]
     tokens, mask = left_pad(tiny_model, ids)
@@ -342,3 +342,28 @@ def test_prompt_method_keeps_back_alignment_on_the_prompt_when_the_sequence_grow
     torch.testing.assert_close(pinned[0, n - k : n], clean[0, n - k : n] + v.tensor)
     assert torch.equal(pinned[0, n:], clean[0, n:])
     torch.testing.assert_close(moved[0, -k:], clean[0, -k:] + v.tensor)
+
+
+@pytest.mark.parametrize("order", ["inner_first", "outer_first"])
+def test_contexts_exited_in_any_order_restore_the_model_exactly(tiny_llama, order):
+    from actadd.steer import active_steering
+
+    v1 = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
+    v2 = SteeringVector.from_pair(tiny_llama, "ab", "cd", layer=2)
+    tokens = tiny_llama.to_tokens(PROMPT)
+    clean = tiny_llama(tokens)
+    a, b = steering(tiny_llama, v1), steering(tiny_llama, v2)
+    a.__enter__()
+    b.__enter__()
+    first, second = (b, a) if order == "inner_first" else (a, b)
+    first.__exit__(None, None, None)
+    assert active_steering(tiny_llama) == [second]
+    left = tiny_llama(tokens)  # only `second` steers now
+    second.__exit__(None, None, None)
+    assert "forward" not in vars(tiny_llama) and active_steering(tiny_llama) == []
+    assert all(not hp.fwd_hooks for hp in tiny_llama.hook_dict.values())
+    assert torch.equal(tiny_llama(tokens), clean)
+    with steering(tiny_llama, second.entries[0].vector):
+        expected = tiny_llama(tokens)
+    torch.testing.assert_close(left, expected, atol=0, rtol=0)
+    actadd.generate(tiny_llama, PROMPT, max_new_tokens=2, sampling=GREEDY)  # still works

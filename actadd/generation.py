@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
-from actadd.errors import SteeringError
+from actadd.errors import SteeringError, Validated
 from actadd.forward import last_logits, left_pad
 from actadd.steer import Align, OnShort, Placement, as_placement, prompt_is, steering
 from actadd.vectors import SteeringVector
@@ -145,12 +145,14 @@ def generate_tokens(
     return [[t for t in row if t >= 0] for row in gen]
 
 
-def _as_list(prompts: str | Sequence[str]) -> list[str]:
+def _as_list(prompts: Validated[str | Sequence[str]]) -> list[str]:
     if isinstance(prompts, str):
-        return [prompts]
-    prompts = list(prompts)
-    if not prompts:
-        raise SteeringError("No prompts given.")
+        prompts = [prompts]
+    prompts = list(prompts) if isinstance(prompts, (list, tuple)) else prompts
+    if not isinstance(prompts, list) or not prompts:
+        raise SteeringError(f"No prompts given: a string or a non-empty list, got {prompts!r}.")
+    if not all(isinstance(p, str) for p in prompts):
+        raise SteeringError("prompts must be strings.")
     return prompts
 
 
@@ -176,11 +178,11 @@ def generate(
     vectors: SteeringVector | Sequence | None = None,
     align: Align | str | int | Sequence[int] = "front",
     *,
-    max_new_tokens: int = 40,
-    n_samples: int = 1,
-    seed: int = 0,
+    max_new_tokens: Validated[int] = 40,
+    n_samples: Validated[int] = 1,
+    seed: Validated[int] = 0,
     sampling: Sampling = PAPER_SAMPLING,
-    batch_size: int = 16,
+    batch_size: Validated[int] = 16,
     use_cache: bool = True,
     stop_at_eos: bool = False,
     on_short: OnShort = "error",
@@ -193,10 +195,23 @@ def generate(
     ``progress=None`` shows a bar only on a terminal.
     """
     prompts = _as_list(prompts)
-    if max_new_tokens < 0 or n_samples < 1 or batch_size < 1:
-        raise SteeringError("max_new_tokens must be >= 0, n_samples and batch_size >= 1.")
+    for name, value, least in (
+        ("max_new_tokens", max_new_tokens, 0),
+        ("n_samples", n_samples, 1),
+        ("batch_size", batch_size, 1),
+        ("seed", seed, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise SteeringError(f"{name} must be an int >= {least}, got {value!r}.")
     jobs = [(i, s) for i in range(len(prompts)) for s in range(n_samples)]
-    ids = [model.to_tokens(p, prepend_bos=True)[0].tolist() for p in prompts]
+    ids = [model.to_tokens(p, prepend_bos=True, truncate=False)[0].tolist() for p in prompts]
+    longest = max(len(t) for t in ids)
+    if longest + max_new_tokens > model.cfg.n_ctx:
+        raise SteeringError(
+            f"The longest prompt is {longest} tokens; with max_new_tokens={max_new_tokens} the "
+            f"sequence would pass the model's context of {model.cfg.n_ctx} tokens. Shorten "
+            "the prompt or generate fewer tokens."
+        )
     stop_ids = [model.tokenizer.eos_token_id] if stop_at_eos and model.tokenizer else []
     completions: list[list[int]] = []
     steer_ctx = (
