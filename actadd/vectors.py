@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,10 @@ class SteeringVector:
     layer: int
     model_name: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    # numpy scalars on the left (``np.float32(0.5) * v``) defer to ``__rmul__`` instead of
+    # wrapping the vector in an object array, so both operand orders validate alike
+    __array_ufunc__ = None
 
     def __post_init__(self) -> None:
         t = self.tensor
@@ -259,18 +264,20 @@ class SteeringVector:
         return self._combine(other, -1.0)
 
     def __mul__(self, scale: Validated[float]) -> SteeringVector:
-        if isinstance(scale, Tensor) and scale.numel() == 1:
-            scale = scale.item()
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+        """Scale by a real number (Python, numpy or one-element tensor), as ``coeff`` is."""
+        if not _is_scalar(scale):
             return NotImplemented
         scale = _check_coeff(scale)
-        return self._derived(self.tensor * scale, {"op": "scale", "scale": float(scale)})
+        return self._derived(self.tensor * scale, {"op": "scale", "scale": scale})
 
     __rmul__ = __mul__
 
     def __truediv__(self, scale: Validated[float]) -> SteeringVector:
-        if not isinstance(scale, (int, float)) or scale == 0:
-            raise SteeringError(f"Cannot divide a steering vector by {scale!r}.")
+        if not _is_scalar(scale):
+            return NotImplemented
+        scale = _check_coeff(scale)
+        if scale == 0:
+            raise SteeringError("Cannot divide a steering vector by zero.")
         return self * (1.0 / scale)
 
     def __neg__(self) -> SteeringVector:
@@ -368,14 +375,37 @@ class SteeringVector:
 # ---------------------------------------------------------------------- helpers
 
 
+def _is_scalar(x: Any) -> bool:
+    """A single number: Python or numpy scalars (bools included) or a one-element tensor."""
+    if isinstance(x, Tensor):
+        return x.numel() == 1
+    if isinstance(x, numbers.Number):  # bool is an int: it gets here and is refused later
+        return True
+    return type(x).__module__ == "numpy" and getattr(x, "ndim", None) == 0
+
+
 def _check_coeff(coeff: Validated[float]) -> float:
-    if isinstance(coeff, Tensor) and coeff.numel() == 1:
-        coeff = coeff.item()
-    if isinstance(coeff, bool) or not isinstance(coeff, (int, float)):
-        raise SteeringError(f"coefficient must be a real number, got {coeff!r}.")
-    if not math.isfinite(coeff):
-        raise SteeringError(f"coefficient must be finite, got {coeff!r}.")
-    return float(coeff)
+    """A coefficient or scale as a float: any finite real number, Python or numpy.
+
+    ``5``, ``0.5``, ``np.int64(3)``, ``np.float32(0.5)`` and one-element tensors are
+    accepted; bools, strings, complex and non-finite numbers are refused with one message.
+    """
+    value = coeff
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    elif type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars and 0-d arrays -> Python bool/int/float/complex
+    try:
+        real = not isinstance(value, bool) and isinstance(value, numbers.Real)
+        value = float(value) if real else math.nan
+    except OverflowError:  # an int beyond float range
+        value = math.nan
+    if not math.isfinite(value):
+        raise SteeringError(
+            f"coefficient must be a finite real number (int or float, numpy scalars "
+            f"included; not a bool), got {coeff!r}."
+        )
+    return value
 
 
 def check_compatible(
