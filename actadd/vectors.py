@@ -14,9 +14,12 @@ made (its provenance), and supports the linear algebra researchers do on vectors
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import numbers
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +38,8 @@ from actadd.hooks import check_layer
 # How the two prompts of a pair are made the same length (``equalize=``).
 Equalize = Literal["right", "left", "truncate"]
 EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")
-FORMAT_VERSION = 1
+# 2: the metadata carries "sha256" of the tensor data, checked on load (1: no checksum)
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -308,10 +312,21 @@ class SteeringVector:
     # ------------------------------------------------------------------ save / load
 
     def save(self, path: str | Path) -> Path:
-        """Write a ``.safetensors`` file with the tensor and JSON metadata."""
+        """Write a ``.safetensors`` file with the tensor and JSON metadata.
+
+        The metadata records the sha256 of the tensor data, which :meth:`load` checks. The
+        file is written beside ``path`` under a temporary name and renamed over it: ``path``
+        is never half-written, and a save that fails removes its temporary file.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
+        if path.is_dir():
+            raise VectorFileError(
+                f"{path} is a directory; save the vector to a file path inside it, "
+                f"e.g. {path / 'vector.safetensors'}."
+            )
+        data = self.tensor.detach().to("cpu", torch.float32).contiguous()
         meta = {
             "format": "actadd.steering_vector",
             "format_version": FORMAT_VERSION,
@@ -319,16 +334,25 @@ class SteeringVector:
             "model_name": self.model_name,
             "d_model": self.d_model,
             "k": self.k,
+            "dtype": "float32",
+            "sha256": _tensor_sha256(data),
             "provenance": self.provenance,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(
-            {"vector": self.tensor.detach().to("cpu", torch.float32).contiguous()},
-            str(tmp),
-            metadata={"actadd": json.dumps(meta)},
-        )
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise VectorFileError(
+                f"Cannot write a steering vector to {path}: {exc.strerror or exc}."
+            ) from None
+        os.close(fd)
+        try:
+            save_file({"vector": data}, tmp, metadata={"actadd": json.dumps(meta)})
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; vectors are for sharing
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
@@ -365,6 +389,20 @@ class SteeringVector:
                 f"{path}: tensor shape {tuple(tensor.shape)} disagrees with its metadata "
                 f"({meta['k']}, {meta['d_model']})."
             )
+        version = meta.get("format_version", 1)
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise VectorFileError(
+                f"{path}: format version {version!r} is not one this actadd reads "
+                f"(1..{FORMAT_VERSION}); it may come from a newer actadd."
+            )
+        if version >= 2:
+            expected = meta.get("sha256")
+            actual = _tensor_sha256(tensor)
+            if tensor.dtype != torch.float32 or actual != expected:
+                raise VectorFileError(
+                    f"{path}: the tensor data does not match the sha256 recorded in the file "
+                    "(the file is corrupt); save the vector again."
+                )
         vec = cls(tensor, int(meta["layer"]), meta.get("model_name"), meta.get("provenance", {}))
         if model is not None:
             check_compatible(vec, model, allow_other_model=allow_other_model)
@@ -406,6 +444,11 @@ def _check_coeff(coeff: Validated[float]) -> float:
             f"included; not a bool), got {coeff!r}."
         )
     return value
+
+
+def _tensor_sha256(tensor: Tensor) -> str:
+    """sha256 of a CPU tensor's raw bytes (C order)."""
+    return hashlib.sha256(tensor.detach().to("cpu").contiguous().numpy().tobytes()).hexdigest()
 
 
 def check_compatible(
