@@ -581,3 +581,16 @@ def test_a_sound_read_only_cache_still_loads(world_readable_dir, monkeypatch):
     with _unprivileged():
         model = actadd.load_model(gguf)
     assert torch.equal(_logits(model), good)
+
+
+def test_env_info_records_the_model_file_its_sha256_and_quantization(tiny_gguf, cache):
+    import hashlib
+
+    from actadd.runinfo import env_info
+
+    info = env_info(actadd.load_model(tiny_gguf))["model"]
+    assert info["model_file"] == str(tiny_gguf.resolve())
+    assert info["model_sha256"] == hashlib.sha256(tiny_gguf.read_bytes()).hexdigest()
+    assert info["quantization"] == "F32"
+    tiny = env_info(actadd.load_model("tiny-llama"))["model"]
+    assert (tiny["model_file"], tiny["model_sha256"], tiny["quantization"]) == (None,) * 3
