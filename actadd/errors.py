@@ -27,6 +27,10 @@ class ConfigError(ActAddError, ValueError):
     """An experiment or sweep configuration is invalid."""
 
 
+class ModelCacheWarning(UserWarning):
+    """A damaged converted-model cache entry was found and is being rebuilt."""
+
+
 class Validated:
     """``Validated[T]`` annotates a user-facing argument that the function checks itself: it
     should be a ``T``, and anything else raises a typed :class:`ActAddError` that names what

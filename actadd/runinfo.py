@@ -65,7 +65,7 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
 
 
 def env_info(model=None) -> dict[str, Any]:
-    """Model name and shape, package versions, git revision, device, time."""
+    """Model (name, shape, source file, its sha256 and quantization), versions, git, time."""
     info: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -84,6 +84,11 @@ def env_info(model=None) -> dict[str, Any]:
             "dtype": str(cfg.dtype),
             "leading_token": getattr(model.tokenizer, "bos_token", None),
         }
+        # set by actadd.models for GGUF-loaded models; None for tiny and hub models
+        source = getattr(model, "actadd_source", None) or {}
+        info["model"]["model_file"] = source.get("file")
+        info["model"]["model_sha256"] = source.get("sha256")
+        info["model"]["quantization"] = source.get("quantization")
     return info
 
 

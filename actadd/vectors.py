@@ -14,8 +14,12 @@ made (its provenance), and supports the linear algebra researchers do on vectors
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import numbers
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +38,8 @@ from actadd.hooks import check_layer
 # How the two prompts of a pair are made the same length (``equalize=``).
 Equalize = Literal["right", "left", "truncate"]
 EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")
-FORMAT_VERSION = 1
+# 2: the metadata carries "sha256" of the tensor data, checked on load (1: no checksum)
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +59,10 @@ class SteeringVector:
     layer: int
     model_name: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    # numpy scalars on the left (``np.float32(0.5) * v``) defer to ``__rmul__`` instead of
+    # wrapping the vector in an object array, so both operand orders validate alike
+    __array_ufunc__ = None
 
     def __post_init__(self) -> None:
         t = self.tensor
@@ -259,18 +268,20 @@ class SteeringVector:
         return self._combine(other, -1.0)
 
     def __mul__(self, scale: Validated[float]) -> SteeringVector:
-        if isinstance(scale, Tensor) and scale.numel() == 1:
-            scale = scale.item()
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+        """Scale by a real number (Python, numpy or one-element tensor), as ``coeff`` is."""
+        if not _is_scalar(scale):
             return NotImplemented
         scale = _check_coeff(scale)
-        return self._derived(self.tensor * scale, {"op": "scale", "scale": float(scale)})
+        return self._derived(self.tensor * scale, {"op": "scale", "scale": scale})
 
     __rmul__ = __mul__
 
     def __truediv__(self, scale: Validated[float]) -> SteeringVector:
-        if not isinstance(scale, (int, float)) or scale == 0:
-            raise SteeringError(f"Cannot divide a steering vector by {scale!r}.")
+        if not _is_scalar(scale):
+            return NotImplemented
+        scale = _check_coeff(scale)
+        if scale == 0:
+            raise SteeringError("Cannot divide a steering vector by zero.")
         return self * (1.0 / scale)
 
     def __neg__(self) -> SteeringVector:
@@ -301,10 +312,21 @@ class SteeringVector:
     # ------------------------------------------------------------------ save / load
 
     def save(self, path: str | Path) -> Path:
-        """Write a ``.safetensors`` file with the tensor and JSON metadata."""
+        """Write a ``.safetensors`` file with the tensor and JSON metadata.
+
+        The metadata records the sha256 of the tensor data, which :meth:`load` checks. The
+        file is written beside ``path`` under a temporary name and renamed over it: ``path``
+        is never half-written, and a save that fails removes its temporary file.
+        """
         from safetensors.torch import save_file
 
         path = Path(path)
+        if path.is_dir():
+            raise VectorFileError(
+                f"{path} is a directory; save the vector to a file path inside it, "
+                f"e.g. {path / 'vector.safetensors'}."
+            )
+        data = self.tensor.detach().to("cpu", torch.float32).contiguous()
         meta = {
             "format": "actadd.steering_vector",
             "format_version": FORMAT_VERSION,
@@ -312,16 +334,25 @@ class SteeringVector:
             "model_name": self.model_name,
             "d_model": self.d_model,
             "k": self.k,
+            "dtype": "float32",
+            "sha256": _tensor_sha256(data),
             "provenance": self.provenance,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(
-            {"vector": self.tensor.detach().to("cpu", torch.float32).contiguous()},
-            str(tmp),
-            metadata={"actadd": json.dumps(meta)},
-        )
-        tmp.replace(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise VectorFileError(
+                f"Cannot write a steering vector to {path}: {exc.strerror or exc}."
+            ) from None
+        os.close(fd)
+        try:
+            save_file({"vector": data}, tmp, metadata={"actadd": json.dumps(meta)})
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; vectors are for sharing
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod
@@ -358,6 +389,20 @@ class SteeringVector:
                 f"{path}: tensor shape {tuple(tensor.shape)} disagrees with its metadata "
                 f"({meta['k']}, {meta['d_model']})."
             )
+        version = meta.get("format_version", 1)
+        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+            raise VectorFileError(
+                f"{path}: format version {version!r} is not one this actadd reads "
+                f"(1..{FORMAT_VERSION}); it may come from a newer actadd."
+            )
+        if version >= 2:
+            expected = meta.get("sha256")
+            actual = _tensor_sha256(tensor)
+            if tensor.dtype != torch.float32 or actual != expected:
+                raise VectorFileError(
+                    f"{path}: the tensor data does not match the sha256 recorded in the file "
+                    "(the file is corrupt); save the vector again."
+                )
         vec = cls(tensor, int(meta["layer"]), meta.get("model_name"), meta.get("provenance", {}))
         if model is not None:
             check_compatible(vec, model, allow_other_model=allow_other_model)
@@ -368,14 +413,42 @@ class SteeringVector:
 # ---------------------------------------------------------------------- helpers
 
 
+def _is_scalar(x: Any) -> bool:
+    """A single number: Python or numpy scalars (bools included) or a one-element tensor."""
+    if isinstance(x, Tensor):
+        return x.numel() == 1
+    if isinstance(x, numbers.Number):  # bool is an int: it gets here and is refused later
+        return True
+    return type(x).__module__ == "numpy" and getattr(x, "ndim", None) == 0
+
+
 def _check_coeff(coeff: Validated[float]) -> float:
-    if isinstance(coeff, Tensor) and coeff.numel() == 1:
-        coeff = coeff.item()
-    if isinstance(coeff, bool) or not isinstance(coeff, (int, float)):
-        raise SteeringError(f"coefficient must be a real number, got {coeff!r}.")
-    if not math.isfinite(coeff):
-        raise SteeringError(f"coefficient must be finite, got {coeff!r}.")
-    return float(coeff)
+    """A coefficient or scale as a float: any finite real number, Python or numpy.
+
+    ``5``, ``0.5``, ``np.int64(3)``, ``np.float32(0.5)`` and one-element tensors are
+    accepted; bools, strings, complex and non-finite numbers are refused with one message.
+    """
+    value = coeff
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    elif type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars and 0-d arrays -> Python bool/int/float/complex
+    try:
+        real = not isinstance(value, bool) and isinstance(value, numbers.Real)
+        value = float(value) if real else math.nan
+    except OverflowError:  # an int beyond float range
+        value = math.nan
+    if not math.isfinite(value):
+        raise SteeringError(
+            f"coefficient must be a finite real number (int or float, numpy scalars "
+            f"included; not a bool), got {coeff!r}."
+        )
+    return value
+
+
+def _tensor_sha256(tensor: Tensor) -> str:
+    """sha256 of a CPU tensor's raw bytes (C order)."""
+    return hashlib.sha256(tensor.detach().to("cpu").contiguous().numpy().tobytes()).hexdigest()
 
 
 def check_compatible(

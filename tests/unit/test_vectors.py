@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,6 +75,64 @@ def test_one_sided_vector_from_prompt(tiny_llama):
 def test_bad_coefficient_is_rejected(tiny_llama, coeff):
     with pytest.raises(SteeringError, match="coefficient"):
         SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1, coeff=coeff)
+
+
+REAL_SCALARS = [
+    np.int64(3),
+    np.float32(0.5),
+    np.float64(-2.0),
+    np.int8(-2),
+    np.array(1.5),
+    torch.tensor(2.0),
+    3,
+    0.25,
+]
+REFUSED_SCALARS = [
+    True,
+    np.bool_(False),
+    torch.tensor(True),
+    float("nan"),
+    np.float32("inf"),
+    np.float64("-inf"),
+    torch.tensor(float("nan")),
+    10**400,
+    1 + 2j,
+]
+
+
+@pytest.mark.parametrize("x", REAL_SCALARS, ids=lambda x: repr(x)[:20])
+def test_numpy_and_python_reals_are_accepted_alike_as_coeff_and_scale(tiny_llama, x):
+    base = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
+    value = float(x)
+    made = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1, coeff=x)
+    assert type(made.provenance["coeff"]) is float and made.provenance["coeff"] == value
+    torch.testing.assert_close(made.tensor, value * base.tensor, rtol=1e-6, atol=0)
+    for scaled in (base * x, x * base):
+        assert isinstance(scaled, SteeringVector)
+        assert torch.equal(scaled.tensor, base.tensor * value)
+        assert type(scaled.provenance["scale"]) is float
+    assert torch.equal((base / x).tensor, base.tensor * (1.0 / value))
+
+
+@pytest.mark.parametrize("x", REFUSED_SCALARS, ids=lambda x: repr(x)[:20])
+def test_bools_and_nonfinite_numbers_are_refused_alike_as_coeff_and_scale(tiny_llama, x):
+    base = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
+    message = "coefficient must be a finite real number"
+    with pytest.raises(SteeringError, match=message):
+        SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1, coeff=x)
+    with pytest.raises(SteeringError, match=message):
+        base * x
+    with pytest.raises(SteeringError, match=message):
+        x * base
+    with pytest.raises(SteeringError, match=message):
+        base / x
+
+
+def test_division_by_zero_is_refused(tiny_llama):
+    base = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
+    for zero in (0, 0.0, np.float32(0)):
+        with pytest.raises(SteeringError, match="by zero"):
+            base / zero
 
 
 def test_bad_pair_inputs_are_rejected(tiny_llama):
