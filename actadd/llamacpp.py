@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from actadd.errors import ActAddError, VectorFileError
+from actadd.errors import ActAddError, SteeringError, VectorFileError
 from actadd.generate import GREEDY, generate
 from actadd.gguf_vectors import load_control_vector, read_control_vector
 from actadd.steer import steering
@@ -244,20 +244,23 @@ def compare_shifts(
     prompts: Sequence[str],
     *,
     scale: float = 1.0,
-    top: int = 0,
+    tokens: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Next-token log-prob shifts of one control-vector file in actadd and in llama.cpp.
 
     For each prompt (tokenized by actadd, leading token included, and fed to llama.cpp as
     the same ids), the shift is steered − unsteered log-probs of the next token: actadd adds
-    every ``direction.N`` of the file at ``resid_pre N+1`` with ``align="all"``; llama.cpp
-    applies the file with strength ``scale``. One row per prompt: ``prompt, n_tokens, corr_shift``
-    (Pearson over the whole vocabulary), ``slope`` (llama.cpp shift regressed on actadd's),
+    every ``direction.N`` of the file (times ``scale``) at ``resid_pre N+1`` with
+    ``align="all"``; llama.cpp applies the file with strength ``scale``.
+
+    Returns one row per prompt: ``prompt, n_tokens, corr_shift`` (Pearson over the whole
+    vocabulary), ``slope`` (llama.cpp's shift regressed on actadd's: 1 = same size),
     ``max_shift_actadd, max_shift_llamacpp`` (largest |shift|), and the top token of each of
-    the four distributions. With ``top > 0``, one row per (prompt, token) instead, for the
-    ``top`` tokens actadd's shift raises most: ``prompt, token, shift_actadd,
-    shift_llamacpp``.
+    the four distributions. With ``tokens`` (single-token strings such as ``" love"``), one
+    row per (prompt, token) instead: ``prompt, token, actadd, actadd_steered, llamacpp,
+    llamacpp_steered`` (log-probs) and ``shift_actadd, shift_llamacpp``.
     """
+    token_ids = [_single_token(model, t) for t in tokens]
     vectors = [scale * v for v in _as_vectors(model, path)]
     rows = []
     for prompt in prompts:
@@ -270,28 +273,29 @@ def compare_shifts(
         b1 = llm.next_token_logprobs(ids)
         llm.clear_control_vector()
         sa, sb = a1 - a0, b1 - b0
-        if top > 0:
-            for t in np.argsort(-sa)[:top]:
+        if token_ids:
+            for text, t in zip(tokens, token_ids):
                 rows.append(
                     dict(
                         prompt=prompt,
-                        token=model.to_string([int(t)]),
+                        token=text,
+                        actadd=float(a0[t]),
+                        actadd_steered=float(a1[t]),
+                        llamacpp=float(b0[t]),
+                        llamacpp_steered=float(b1[t]),
                         shift_actadd=float(sa[t]),
                         shift_llamacpp=float(sb[t]),
                     )
                 )
             continue
-        corr = float(np.corrcoef(sa, sb)[0, 1])
-        slope = float(
-            np.dot(sa - sa.mean(), sb - sb.mean()) / np.dot(sa - sa.mean(), sa - sa.mean())
-        )
+        ca, cb = sa - sa.mean(), sb - sb.mean()
         tok = lambda lp: model.to_string([int(lp.argmax())])  # noqa: E731
         rows.append(
             dict(
                 prompt=prompt,
                 n_tokens=len(ids),
-                corr_shift=corr,
-                slope=slope,
+                corr_shift=float(np.corrcoef(sa, sb)[0, 1]),
+                slope=float(np.dot(ca, cb) / np.dot(ca, ca)),
                 max_shift_actadd=float(np.abs(sa).max()),
                 max_shift_llamacpp=float(np.abs(sb).max()),
                 top_actadd=tok(a0),
@@ -301,6 +305,16 @@ def compare_shifts(
             )
         )
     return pd.DataFrame(rows)
+
+
+def _single_token(model, text: str) -> int:
+    ids = model.to_tokens(text, prepend_bos=False)[0].tolist()
+    if len(ids) != 1:
+        raise SteeringError(
+            f"{text!r} is {len(ids)} tokens; compare_shifts(tokens=...) takes single tokens "
+            "(mind the leading space, e.g. ' love')."
+        )
+    return ids[0]
 
 
 def compare_completions(

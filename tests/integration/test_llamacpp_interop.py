@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from actadd import SteeringVector
+from actadd import SteeringError, SteeringVector
 from actadd.gguf_vectors import load_control_vector, write_control_vector
 
 pytest.importorskip(
@@ -186,6 +186,17 @@ def test_greedy_completions_side_by_side(smollm2, llm, love, tmp_path):
     ]
     assert (df["actadd_steered"] != df["actadd"]).all()
     assert (df["llamacpp_steered"] != df["llamacpp"]).all()
+
+
+def test_word_log_probs_side_by_side(smollm2, llm, love, tmp_path):
+    path = (0.5 * love[2]).to_gguf(tmp_path / "v.gguf")
+    df = compare_shifts(smollm2, llm, path, PROMPTS[:2], tokens=[" love", " hate"])
+    assert len(df) == 4 and set(df["token"]) == {" love", " hate"}
+    assert np.allclose(df["shift_actadd"], df["actadd_steered"] - df["actadd"])
+    assert (df["shift_actadd"] - df["shift_llamacpp"]).abs().max() < 0.5
+    assert (df.query("token == ' love'")["shift_actadd"] > 1.0).all()
+    with pytest.raises(SteeringError, match="single tokens"):
+        compare_shifts(smollm2, llm, path, PROMPTS[:1], tokens=[" lovely day"])
 
 
 # ---------------------------------------------------------------------- files from others
