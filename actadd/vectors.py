@@ -409,6 +409,30 @@ class SteeringVector:
             vec = vec.to(model.cfg.device)
         return vec
 
+    # ------------------------------------------------------------------ llama.cpp GGUF
+
+    def to_gguf(self, path: str | Path, *, model_hint: str | None = None, model=None) -> Path:
+        """Write this one-row vector as a llama.cpp control vector (``direction.{layer-1}``,
+        coefficient baked in). See :mod:`actadd.gguf_vectors`."""
+        from actadd.gguf_vectors import write_control_vector
+
+        return write_control_vector(self, path, model=model, model_hint=model_hint)
+
+    @classmethod
+    def from_gguf(
+        cls,
+        path: str | Path,
+        model: HookedTransformer | None = None,
+        *,
+        layer: int | None = None,
+        allow_other_model: bool = False,
+    ) -> SteeringVector:
+        """Read a llama.cpp control vector: the file's only direction, or the one added at
+        ``resid_pre`` ``layer`` (``direction.{layer-1}``). See :mod:`actadd.gguf_vectors`."""
+        from actadd.gguf_vectors import load_one
+
+        return load_one(path, model, layer=layer, allow_other_model=allow_other_model)
+
 
 # ---------------------------------------------------------------------- helpers
 

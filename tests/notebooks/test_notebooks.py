@@ -7,6 +7,7 @@ notebooks stay stripped in git.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -46,6 +47,8 @@ def test_there_are_notebooks():
 def test_notebook_runs_without_errors(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
+    if "llamacpp" in path.stem and importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed; `make setup-interop` builds it")
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} has outputs saved: strip them before committing"

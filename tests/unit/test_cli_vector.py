@@ -1,0 +1,102 @@
+"""``actadd vector export | import | show`` on tiny-llama vectors."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from actadd import SteeringVector
+from actadd.cli import main
+
+
+@pytest.fixture
+def saved(tiny_llama, tmp_path):
+    """Per-position Love−Hate vectors at resid_pre 2 and 3, saved as actadd .safetensors."""
+    out = {}
+    for layer in (2, 3):
+        v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=layer, coeff=2)
+        out[layer] = (v, v.save(tmp_path / f"L{layer}.safetensors"))
+    return out
+
+
+def run(capsys, *argv):
+    code = main(list(map(str, argv)))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_export_reduces_and_writes_one_file_per_set(saved, tmp_path, capsys):
+    out = tmp_path / "love.gguf"
+    code, stdout, _ = run(
+        capsys,
+        "vector",
+        "export",
+        saved[2][1],
+        saved[3][1],
+        "-o",
+        out,
+        "--reduce",
+        "mean-skip-first",
+        "--scale",
+        "0.5",
+    )
+    assert code == 0 and "resid_pre 2 -> direction.1" in stdout
+    r = gguf.GGUFReader(str(out))
+    assert [t.name for t in r.tensors] == ["direction.1", "direction.2"]
+    want = (0.5 * saved[3][0].mean(skip_first=True)).tensor[0].numpy()
+    assert np.array_equal(np.asarray(r.tensors[1].data), want)
+
+
+def test_export_with_one_row(saved, tmp_path, capsys):
+    out = tmp_path / "row.gguf"
+    assert run(capsys, "vector", "export", saved[2][1], "-o", out, "--row", "2")[0] == 0
+    data = np.asarray(gguf.GGUFReader(str(out)).tensors[0].data)
+    assert np.array_equal(data, saved[2][0].tensor[2].numpy())
+
+
+def test_export_errors_say_what_to_do(saved, tiny_llama, tmp_path, capsys):
+    code, _, err = run(capsys, "vector", "export", saved[2][1], "-o", tmp_path / "x.gguf")
+    assert code == 2 and "has 5 rows" in err and "--reduce mean-skip-first" in err
+    code, _, err = run(
+        capsys, "vector", "export", saved[2][1], "-o", tmp_path / "x.gguf", "--row", "9"
+    )
+    assert code == 2 and "--row 9 is outside 0..4" in err
+    v1 = SteeringVector.from_pair(tiny_llama, "a", "b", layer=1)
+    p1 = v1.save(tmp_path / "L1.safetensors")
+    code, _, err = run(
+        capsys, "vector", "export", p1, "-o", tmp_path / "x.gguf", "--reduce", "mean"
+    )
+    assert code == 2 and "resid_pre layer 1 cannot be written" in err
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_import_round_trips_to_safetensors(saved, tmp_path, capsys):
+    gg = tmp_path / "set.gguf"
+    run(capsys, "vector", "export", saved[2][1], saved[3][1], "-o", gg, "--reduce", "mean")
+    code, stdout, _ = run(
+        capsys, "vector", "import", gg, "-o", tmp_path / "back", "--model", "tiny-llama"
+    )
+    assert code == 0 and stdout.count("wrote") == 2
+    back = SteeringVector.load(tmp_path / "back" / "resid_pre_03.safetensors")
+    assert back.layer == 3 and back.model_name == "tiny-llama"
+    assert torch.equal(back.tensor, saved[3][0].mean().tensor)
+    one = tmp_path / "one.safetensors"
+    assert run(capsys, "vector", "import", gg, "-o", one, "--layer", "2")[0] == 0
+    assert SteeringVector.load(one).layer == 2
+    code, _, err = run(capsys, "vector", "import", gg, "-o", tmp_path / "two.safetensors")
+    assert code == 2 and "holds 2 directions" in err and "--layer" in err
+    code, _, err = run(capsys, "vector", "import", gg, "-o", one, "--layer", "7")
+    assert code == 2 and "no direction for resid_pre layer 7" in err
+
+
+def test_show_describes_both_file_kinds(saved, tmp_path, capsys):
+    gg = tmp_path / "v.gguf"
+    run(capsys, "vector", "export", saved[2][1], "-o", gg, "--reduce", "mean-skip-first")
+    code, stdout, _ = run(capsys, "vector", "show", gg, saved[3][1])
+    assert code == 0
+    assert "model_hint: llama" in stdout and "mean('Love'−'Hate' ×2)" in stdout
+    assert "SteeringVector('Love'−'Hate' ×2 @L3, k=5" in stdout
+    code, _, err = run(capsys, "vector", "show", tmp_path / "missing.gguf")
+    assert code == 2 and "No control-vector file" in err
