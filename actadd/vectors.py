@@ -20,11 +20,10 @@ import math
 import numbers
 import os
 import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -34,10 +33,8 @@ from transformer_lens import HookedTransformer
 from actadd.errors import SteeringError, Validated, VectorFileError
 from actadd.forward import residuals
 from actadd.hooks import check_layer
+from actadd.tokens import equalize_rule, pair_token_ids
 
-# How the two prompts of a pair are made the same length (``equalize=``).
-Equalize = Literal["right", "left", "truncate"]
-EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")
 # 2: the metadata carries "sha256" of the tensor data, checked on load (1: no checksum)
 FORMAT_VERSION = 2
 
@@ -115,7 +112,7 @@ class SteeringVector:
         carry that sink into the difference. A word-like pad such as ``pad_token=" a"``
         avoids it (see experiments/README.md, "Token injection").
         """
-        equalize = _equalize_rule(equalize, pad)
+        equalize = equalize_rule(equalize, pad)
         vectors = cls.from_pair_layers(
             model, positive, negative, [layer], coeff, equalize=equalize, pad_token=pad_token
         )
@@ -135,7 +132,7 @@ class SteeringVector:
         pad: str | None = None,
     ) -> dict[int, SteeringVector]:
         """:meth:`from_pair` at several layers from one forward pass: ``{layer: vector}``."""
-        equalize = _equalize_rule(equalize, pad)
+        equalize = equalize_rule(equalize, pad)
         coeff = _check_coeff(coeff)
         layers = [check_layer(model, layer) for layer in layers]
         if not layers:
@@ -494,91 +491,6 @@ def check_compatible(
             f"Vector was made for {vec.model_name!r}, model is {model.cfg.model_name!r}. "
             "Pass allow_other_model=True to use it anyway (same d_model)."
         )
-
-
-def _equalize_rule(equalize: str, pad: str | None) -> Equalize:
-    """``equalize``, or the deprecated ``pad=`` keyword's value, checked."""
-    if pad is not None:
-        warnings.warn(
-            "SteeringVector.from_pair(pad=...) is deprecated: the pair-length rule is now "
-            "called equalize= (pad_token= is still the padding token).",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        equalize = pad
-    if equalize not in EQUALIZE_RULES:
-        raise SteeringError(
-            f"Unknown pair-length rule equalize={equalize!r}; allowed: {EQUALIZE_RULES} "
-            "(pad the shorter prompt on the right or left, or truncate the longer)."
-        )
-    return equalize
-
-
-def _prompt_ids(model: HookedTransformer, prompt: str) -> list[int]:
-    """Token ids of ``prompt`` with the model's leading token (BOS) first."""
-    if not isinstance(prompt, str):
-        raise SteeringError(f"prompts must be strings, got {type(prompt).__name__}.")
-    return model.to_tokens(prompt, prepend_bos=True, truncate=False)[0].tolist()
-
-
-def single_token_id(model: HookedTransformer, token: str | int) -> int:
-    """The id of a string that must be exactly one token (or a token id, checked against
-    the vocabulary)."""
-    if isinstance(token, int) and not isinstance(token, bool):
-        if not 0 <= token < model.cfg.d_vocab:
-            raise SteeringError(
-                f"pad token id {token} outside the vocabulary 0..{model.cfg.d_vocab - 1}."
-            )
-        return token
-    ids = model.to_tokens(token, prepend_bos=False)[0].tolist()
-    if len(ids) != 1:
-        pieces = model.to_str_tokens(token, prepend_bos=False)
-        raise SteeringError(
-            f"pad_token {token!r} is {len(ids)} tokens ({pieces}); it must be exactly one "
-            "token (or pass a token id)."
-        )
-    return ids[0]
-
-
-def align_pair(
-    pos_ids: list[int], neg_ids: list[int], equalize: Equalize, pad_id: int
-) -> tuple[list[int], list[int]]:
-    """Make two BOS-prefixed token lists the same length (see ``SteeringVector.from_pair``)."""
-    n = max(len(pos_ids), len(neg_ids))
-    if equalize == "truncate":
-        m = min(len(pos_ids), len(neg_ids))
-        return pos_ids[:m], neg_ids[:m]
-
-    def padded(ids: list[int]) -> list[int]:
-        fill = [pad_id] * (n - len(ids))
-        return ids + fill if equalize == "right" else ids[:1] + fill + ids[1:]
-
-    return padded(pos_ids), padded(neg_ids)
-
-
-def pair_token_ids(
-    model: HookedTransformer,
-    positive: str,
-    negative: str,
-    equalize: str = "right",
-    pad_token: str | int = " ",
-) -> tuple[list[int], list[int]]:
-    """The two aligned, leading-token-prefixed id lists that :meth:`SteeringVector.from_pair`
-    takes the difference of."""
-    if not isinstance(positive, str) or not isinstance(negative, str):
-        raise SteeringError("The two sides of a pair must be strings.")
-    if not positive and not negative:
-        raise SteeringError("Both prompts are empty; at least one side needs text.")
-    equalize = _equalize_rule(equalize, None)
-    pad_id = single_token_id(model, pad_token)
-    pos_ids, neg_ids = (_prompt_ids(model, p) for p in (positive, negative))
-    longest = max(len(pos_ids), len(neg_ids))
-    if longest > model.cfg.n_ctx:
-        raise SteeringError(
-            f"A prompt of the pair is {longest} tokens, past the model's context of "
-            f"{model.cfg.n_ctx}: shorten it."
-        )
-    return align_pair(pos_ids, neg_ids, equalize, pad_id)
 
 
 def pad_rows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:

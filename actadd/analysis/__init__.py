@@ -42,7 +42,7 @@ from actadd.analysis.diagnostics import (
     vector_diagnostics,
 )
 from actadd.analysis.summaries import dose_response_summary, headline, layer_summary
-from actadd.vectors import pair_token_ids
+from actadd.tokens import pair_token_ids
 
 __all__ = [
     "COLUMNS",

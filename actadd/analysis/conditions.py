@@ -49,7 +49,8 @@ from actadd.config import (
 )
 from actadd.errors import ConfigError, SteeringError, Validated
 from actadd.hooks import check_layer
-from actadd.vectors import EQUALIZE_RULES, Equalize, SteeringVector, pair_token_ids
+from actadd.tokens import EQUALIZE_RULES, Equalize, pair_token_ids
+from actadd.vectors import SteeringVector
 
 INJECTION_MODES: tuple[str, ...] = ("prepend", "append", "replace", "insert")
 INJECTIONS: tuple[str, ...] = ("prepend", "append", "replace", "prepend_contrast")

@@ -29,7 +29,8 @@ from actadd.config import text_list
 from actadd.errors import ConfigError, SteeringError
 from actadd.hooks import check_layer
 from actadd.prefix import PrefixBatch
-from actadd.vectors import Equalize, SteeringVector, pair_token_ids
+from actadd.tokens import Equalize, pair_token_ids
+from actadd.vectors import SteeringVector
 
 # ---------------------------------------------------------------------- norms
 

@@ -44,7 +44,7 @@ from actadd.config import (
 from actadd.errors import ActAddError, ConfigError
 from actadd.metrics import target_token_ids
 from actadd.steer import Align
-from actadd.vectors import EQUALIZE_RULES
+from actadd.tokens import EQUALIZE_RULES
 
 DEFAULT_NEUTRAL_TEXTS = (
     "The museum opens at nine in the morning and closes at five in the afternoon.",
