@@ -45,15 +45,26 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_revision(cwd: str | Path | None = None) -> str | None:
-    """The checked-out commit (with ``+dirty`` when the tree has changes), or None."""
+    """The checked-out commit (with ``+dirty`` when tracked files outside ``results/`` have
+    changes), or None."""
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
         )
         if rev.returncode != 0:
             return None
+        # results/ is left out: a reference run rewrites its own tracked tables there, and
+        # they say nothing about the code that made them
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":/",
+                ":(top,exclude)results",
+            ],
             cwd=cwd,
             capture_output=True,
             text=True,

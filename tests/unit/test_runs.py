@@ -81,3 +81,22 @@ def test_kinds_never_import_the_experiment_runner():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_revision_is_dirty_for_code_changes_but_not_for_results(tmp_path):
+    from actadd.runinfo import git_revision
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "t.csv").write_text("a\n1\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    assert not git_revision(tmp_path).endswith("+dirty")
+    (tmp_path / "results" / "t.csv").write_text("a\n2\n")  # a run rewrote its own table
+    assert not git_revision(tmp_path).endswith("+dirty")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_revision(tmp_path).endswith("+dirty")
