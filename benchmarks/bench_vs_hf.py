@@ -12,15 +12,18 @@ Runs, in one process on one thread, interleaved (HF, actadd, HF, actadd, ...):
 - the paper's sampling (temperature 1, top-p 0.3, frequency penalty 1), batch 16 (each
   side with its own random numbers, so only the speed is compared).
 
-Prints tok/s of both sides (best of ``--repeats``) and the ratio actadd / HF.
+Prints tok/s of both sides (best of ``--repeats``, wall clock), the ratio actadd / HF of
+the best times, and the median of the per-repeat ratios (each repeat runs HF then actadd
+back to back, so a noisy neighbour hits both alike).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_vs_hf.py [--tokens 32] [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_vs_hf.py [--tokens 32] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -68,7 +71,7 @@ def add_front_hook(hf, vector: torch.Tensor):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,17 +90,23 @@ def main() -> None:
     print(
         f"{model.cfg.model_name}: '{PROMPT}' steered by {v.describe()}, {n} new tokens; "
         f"torch {torch.__version__}, transformers {transformers.__version__}, "
-        f"{torch.get_num_threads()} thread(s), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}"
+        f"{torch.get_num_threads()} thread(s), "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
+        f"actadd from {os.path.dirname(actadd.__file__)}"
     )
 
     def hf_run(batch: int, sampling: Sampling):
         input_ids = ids.expand(batch, -1)
-        kw = dict(do_sample=False) if sampling.greedy else dict(
-            do_sample=True,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=0,
-            logits_processor=[FrequencyPenalty(sampling.freq_penalty, ids.shape[1])],
+        kw = (
+            dict(do_sample=False)
+            if sampling.greedy
+            else dict(
+                do_sample=True,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=0,
+                logits_processor=[FrequencyPenalty(sampling.freq_penalty, ids.shape[1])],
+            )
         )
         out = hf.generate(
             input_ids,
@@ -120,7 +129,7 @@ def main() -> None:
         )
         return df.completion.tolist()
 
-    print(f"{'case':<22} {'HF + hook tok/s':>16} {'actadd tok/s':>13} {'ratio':>6}")
+    print(f"{'case':<22} {'HF + hook tok/s':>16} {'actadd tok/s':>13} {'ratio':>6} {'median':>7}")
     try:
         for name, batch, sampling in (
             ("greedy, batch 1", 1, GREEDY),
@@ -140,7 +149,11 @@ def main() -> None:
                 greedy_text = texts["actadd"][0]
             tok = batch * n
             t_hf, t_ours = min(times["hf"]), min(times["actadd"])
-            print(f"{name:<22} {tok / t_hf:>16.1f} {tok / t_ours:>13.1f} {t_hf / t_ours:>5.2f}x")
+            ratios = [a / b for a, b in zip(times["hf"], times["actadd"])]
+            print(
+                f"{name:<22} {tok / t_hf:>16.1f} {tok / t_ours:>13.1f} {t_hf / t_ours:>5.2f}x "
+                f"{statistics.median(ratios):>6.2f}x"
+            )
         print(f"greedy text, identical on both sides: {greedy_text!r}")
     finally:
         handle.remove()
