@@ -419,7 +419,8 @@ class _Rotary:
         self.source: tuple | None = None
 
     def tables(self) -> tuple[Tensor, Tensor]:
-        cos, sin = self.attn.rotary_cos, self.attn.rotary_sin
+        buffers = self.attn._buffers
+        cos, sin = buffers["rotary_cos"], buffers["rotary_sin"]
         # the ids stay unique while self.tables_of keeps both tensors alive
         source = (id(cos), id(sin), cos._version, sin._version)
         if source != self.source:
@@ -435,8 +436,7 @@ class _Rotary:
     def swap(self, x: Tensor) -> Tensor:
         if self.adjacent:
             return x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
-        half = self.dim // 2
-        return torch.cat((x.narrow(-1, half, half), x.narrow(-1, 0, half)), dim=-1)
+        return x.roll(self.dim // 2, -1)  # [x2, x1]: the halves swapped
 
     def angles(self, positions: Tensor | slice, lo: int, hi: int) -> tuple[Tensor, Tensor]:
         """(cos, signed sin) of key positions [lo, hi): [batch or 1, hi - lo, 1, dim]."""
@@ -601,7 +601,7 @@ class _FastBlock:
                 return False  # a submodule swapped, or its forward patched
         if self.shared.rotary:
             kv_len = resid_pre.shape[1] + (_cached(entry) if entry is not None else 0)
-            if kv_len > self.attn.rotary_cos.shape[0]:
+            if kv_len > self.attn._buffers["rotary_cos"].shape[0]:
                 return False  # TransformerLens extends its rotary tables
         return True
 
@@ -691,8 +691,8 @@ class StaticKVCacheEntry(TransformerLensKeyValueCacheEntry):
     """
 
     def __init__(self, kv: Tensor, cached: int = 0, frozen: bool = False) -> None:
-        self._kv = kv  # [batch, capacity, 2 * n_heads, d_head]
         self.n_heads = kv.shape[2] // 2
+        self._set_buffer(kv)
         self._rotated: Tensor | None = None  # [batch, capacity, n_heads, d_head]
         self.n_rotated = 0  # positions [0, n_rotated) of _rotated are valid
         self.cached = cached
@@ -706,13 +706,18 @@ class StaticKVCacheEntry(TransformerLensKeyValueCacheEntry):
             torch.empty((batch, max(capacity, 1), 2 * n_heads, d_head), device=device, dtype=dtype)
         )
 
+    def _set_buffer(self, kv: Tensor) -> None:
+        self._kv = kv  # [batch, capacity, 2 * n_heads, d_head]
+        self._keys = kv.narrow(2, 0, self.n_heads)
+        self._values = kv.narrow(2, self.n_heads, self.n_heads)
+
     @property
     def past_keys(self) -> Tensor:  # type: ignore[override]
-        return self._kv.narrow(1, 0, self.cached).narrow(2, 0, self.n_heads)
+        return self._keys.narrow(1, 0, self.cached)
 
     @property
     def past_values(self) -> Tensor:  # type: ignore[override]
-        return self._kv.narrow(1, 0, self.cached).narrow(2, self.n_heads, self.n_heads)
+        return self._values.narrow(1, 0, self.cached)
 
     @property
     def capacity(self) -> int:
@@ -725,10 +730,10 @@ class StaticKVCacheEntry(TransformerLensKeyValueCacheEntry):
                 torch.cat([self.past_keys, new_keys], dim=1),
                 torch.cat([self.past_values, new_values], dim=1),
             )
-        n = new_keys.shape[1]
-        slot = self._slot(n)
-        slot.narrow(2, 0, self.n_heads).copy_(new_keys)
-        slot.narrow(2, self.n_heads, self.n_heads).copy_(new_values)
+        start = self.cached
+        self._slot(new_keys.shape[1])
+        self._keys.narrow(1, start, new_keys.shape[1]).copy_(new_keys)
+        self._values.narrow(1, start, new_keys.shape[1]).copy_(new_values)
         return self.past_keys, self.past_values
 
     def append_kv(self, new: Tensor) -> Tensor:
@@ -766,8 +771,9 @@ class StaticKVCacheEntry(TransformerLensKeyValueCacheEntry):
 
     def _grow(self, capacity: int) -> None:
         old = self._kv
-        self._kv = old.new_empty((old.shape[0], capacity, *old.shape[2:]))
-        self._kv[:, : self.cached] = old[:, : self.cached]
+        new = old.new_empty((old.shape[0], capacity, *old.shape[2:]))
+        new[:, : self.cached] = old[:, : self.cached]
+        self._set_buffer(new)
 
     def __repr__(self) -> str:
         return (

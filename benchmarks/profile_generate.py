@@ -1,11 +1,19 @@
 """Where a decoding step's time goes in ``actadd.generate`` (steered, greedy or paper sampling).
 
-Wraps the model's submodules with wall-clock timers (self time, children subtracted) and
-groups them: attention, MLP, norms, embedding, unembedding, hook points, the steering
-forward wrapper, sampling, and the rest (TransformerLens's forward and our loop in Python).
-Then prints torch.profiler's top operators for the same run.
+Wraps the pieces of a generation with wall-clock timers (self time: children subtracted)
+and prints milliseconds per generated token, grouped as
+
+- ``attention`` / ``mlp`` / ``norms``: the blocks' parts outside their matmuls,
+- ``matmul: attention`` / ``matmul: mlp`` / ``matmul: unembed``: every ``F.linear``,
+- ``steering hook``, ``steering forward wrapper``, ``sampling``,
+- ``python: TransformerLens forward, block glue, loop``: everything else.
+
+``--path fast`` (default) profiles what ``actadd.generate`` runs now (``actadd.fastpath``);
+``--path tl`` profiles TransformerLens's own forward (``generate_tokens(fast=False)``), the
+path before the fast path existed. Then prints torch.profiler's busiest operators.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/profile_generate.py [--batch 1] [--sample]
+        [--path fast|tl]
 """
 
 from __future__ import annotations
@@ -17,57 +25,102 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 import torch
-from transformer_lens.hook_points import HookPoint
+import torch.nn.functional as F
+from transformer_lens.components import GatedMLP, GroupedQueryAttention, RMSNorm
 
 import actadd
-import actadd.steer
+import actadd.fastpath as fastpath
+import actadd.forward as forward_module
 from actadd import GREEDY, Sampling, SteeringVector
+from actadd.steer import Steering
 
+generate_module = sys.modules["actadd.generate"]  # (the name actadd.generate is the function)
 PROMPT = "I hate you because"
 
 
-def category(name: str, module) -> str | None:
-    if isinstance(module, HookPoint):
-        return "hook points"
-    leaf = name.rsplit(".", 1)[-1]
-    if leaf == "attn":
-        return "attention"
-    if leaf == "mlp":
-        return "mlp"
-    if leaf in ("ln1", "ln2", "ln_final"):
-        return "norms"
-    if leaf == "embed":
-        return "embed"
-    if leaf == "unembed":
-        return "unembed"
-    if name.startswith("blocks.") and name.count(".") == 1:
-        return "block glue"
-    return None
-
-
 class Timers:
+    """Self time per category: a timer's children are subtracted from it."""
+
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
-        self.stack: list[list[float]] = []  # [start, child time]
+        self.stack: list[list] = []  # [category, start, child time]
 
     @contextmanager
     def timing(self, cat: str):
-        self.stack.append([time.perf_counter(), 0.0])
+        self.stack.append([cat, time.perf_counter(), 0.0])
         try:
             yield
         finally:
-            start, child = self.stack.pop()
+            cat, start, child = self.stack.pop()
             elapsed = time.perf_counter() - start
             self.total[cat] += elapsed - child
             if self.stack:
-                self.stack[-1][1] += elapsed
+                self.stack[-1][2] += elapsed
 
-    def timed(self, fn, cat: str):
+    def parent(self) -> str:
+        return self.stack[-1][0] if self.stack else ""
+
+    def timed(self, fn, cat):
+        """``fn`` timed under ``cat`` (a string, or a function of the parent category)."""
+
         def wrapped(*a, **k):
-            with self.timing(cat):
+            with self.timing(cat if isinstance(cat, str) else cat(self.parent())):
                 return fn(*a, **k)
 
         return wrapped
+
+
+def matmul_category(parent: str) -> str:
+    for part in ("attention", "mlp", "unembed"):
+        if part in parent:
+            return f"matmul: {part}"
+    return "matmul: other"
+
+
+@contextmanager
+def instrumented(model, timers: Timers, path: str):
+    """Patch timers in (everything restored on exit)."""
+    undo = []
+
+    def patch(owner, name, cat):
+        original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+        setattr(owner, name, timers.timed(original, cat))
+        undo.append((owner, name, original))
+
+    patch(F, "linear", matmul_category)
+    patch(generate_module, "next_tokens", "sampling")
+    patch(forward_module, "unembed", "unembed (outside its matmul)")
+    patch(Steering, "_begin_call", "steering forward wrapper")
+    original_hook_for = Steering._hook_for
+
+    def hook_for(self, layer):
+        return timers.timed(original_hook_for(self, layer), "steering hook")
+
+    Steering._hook_for = hook_for
+    undo.append((Steering, "_hook_for", original_hook_for))
+    patched_modules = []
+    if path == "fast":
+        patch(fastpath._FastAttention, "__call__", "attention")
+        patch(fastpath._FastMLP, "__call__", "mlp")
+        patch(fastpath, "_norm", "norms")
+    else:  # TransformerLens's modules
+        for module in model.modules():
+            kind = {GroupedQueryAttention: "attention", GatedMLP: "mlp", RMSNorm: "norms"}
+            cat = kind.get(type(module))
+            if cat is None and type(module).__name__ in ("Attention", "MLP", "LayerNorm"):
+                cat = {"Attention": "attention", "MLP": "mlp", "LayerNorm": "norms"}[
+                    type(module).__name__
+                ]
+            if cat is not None:
+                module.forward = timers.timed(module.forward, cat)
+                patched_modules.append(module)
+    try:
+        yield
+    finally:
+        for owner, name, original in reversed(undo):
+            setattr(owner, name, original)
+        for module in patched_modules:
+            del module.forward
 
 
 def main() -> None:
@@ -75,60 +128,48 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--sample", action="store_true", help="paper sampling instead of greedy")
-    ap.add_argument("--ops", type=int, default=15, help="torch.profiler rows to print")
+    ap.add_argument("--path", choices=("fast", "tl"), default="fast")
+    ap.add_argument("--ops", type=int, default=12, help="torch.profiler rows to print")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
     model = actadd.load_model()
     v = SteeringVector.from_pair(model, "Love", "Hate", layer=2, coeff=5)
     sampling = Sampling() if args.sample else GREEDY
+    ids = [model.to_tokens(PROMPT)[0].tolist()] * args.batch
 
     def run():
-        actadd.generate(
-            model,
-            [PROMPT] * args.batch,
-            v,
-            sampling=sampling,
-            max_new_tokens=args.tokens,
-            batch_size=args.batch,
-            progress=False,
-        )
+        gens = [torch.Generator().manual_seed(i) for i in range(args.batch)]
+        with actadd.steering(model, v):
+            generate_module.generate_tokens(
+                model,
+                ids,
+                gens,
+                max_new_tokens=args.tokens,
+                sampling=sampling,
+                fast=args.path == "fast",
+            )
 
     run()  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run()
-    untimed = time.perf_counter() - t0
-
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     timers = Timers()
-    patched = []
-    for name, module in model.named_modules():
-        cat = category(name, module)
-        if cat is not None:
-            module.forward = timers.timed(module.forward, cat)  # undone by `del` below
-            patched.append(module)
-    gen_mod = sys.modules["actadd.generate"]  # (the name actadd.generate is the function)
-    original_next, original_begin = gen_mod.next_tokens, actadd.steer.Steering._begin_call
-    gen_mod.next_tokens = timers.timed(original_next, "sampling")
-    actadd.steer.Steering._begin_call = timers.timed(original_begin, "steering wrapper")
-    try:
-        with timers.timing("python: TL forward + loop"):
+    with instrumented(model, timers, args.path):
+        with timers.timing("python: TransformerLens forward, block glue, loop"):
             t0 = time.perf_counter()
             run()
             timed = time.perf_counter() - t0
-    finally:
-        gen_mod.next_tokens = original_next
-        actadd.steer.Steering._begin_call = original_begin
-        for module in patched:
-            del module.forward
     steps = args.tokens
     kind = "paper sampling" if args.sample else "greedy"
     print(
-        f"batch {args.batch}, {kind}, {steps} tokens: {untimed:.3f} s untimed "
-        f"({args.batch * steps / untimed:.1f} tok/s), {timed:.3f} s with timers"
+        f"path {args.path}, batch {args.batch}, {kind}, {steps} tokens: {wall:.3f} s wall, "
+        f"{cpu:.3f} s CPU untimed ({1e3 * wall / steps:.1f} ms per step, "
+        f"{args.batch * steps / wall:.1f} tok/s); {timed:.3f} s with timers"
     )
-    print(f"{'part':<28} {'ms/step':>8} {'share':>6}")
+    print(f"{'part':<52} {'ms/step':>8} {'share':>6}")
     for cat, t in sorted(timers.total.items(), key=lambda kv: -kv[1]):
-        print(f"{cat:<28} {1e3 * t / steps:>8.2f} {t / timed:>6.1%}")
+        print(f"{cat:<52} {1e3 * t / steps:>8.2f} {t / timed:>6.1%}")
 
     from torch.profiler import ProfilerActivity, profile
 
