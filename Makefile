@@ -67,6 +67,7 @@ figures: setup      ## regenerate every figure from the saved tables (no model n
 bench: setup
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_sweep.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_vs_hf.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -6,6 +6,11 @@ every weight matrix — for SmolLM2 about 200 MB per forward, most of the forwar
 CPU. :func:`fast_layout` keeps each parameter's shape and values but lays its storage out
 so that those expressions are views: the same tensors reach ``F.linear`` (outputs are
 bit-for-bit unchanged) without the copies.
+
+Each layer's W_Q, W_K, W_V (and b_Q, b_K, b_V) also share one buffer, laid out as the
+``[(n_q + 2 n_kv) d_head, d_model]`` matrix of a fused QKV projection, so that
+:mod:`actadd.fastpath` computes all three with one matmul. Every parameter keeps its own
+shape, values and identity; only its storage moves.
 """
 
 from __future__ import annotations
@@ -33,6 +38,30 @@ def _restride(p: torch.nn.Parameter, order: tuple[int, ...]) -> None:
     p.data = stored.permute(*inverse)
 
 
+def _share_qkv_storage(attn: torch.nn.Module) -> None:
+    """Move W_Q, W_K, W_V (and their biases) into one buffer each: the rows of a fused
+    ``[(n_q + 2 n_kv) d_head, d_model]`` projection (and its bias), in that order."""
+    names = ("W_Q", "_W_K", "_W_V") if "_W_K" in attn._parameters else ("W_Q", "W_K", "W_V")
+    weights = [attn._parameters.get(n) for n in names]
+    biases = [attn._parameters.get(n.replace("W_", "b_")) for n in names]
+    if any(p is None or p.ndim != 3 for p in weights) or any(
+        b is None or b.ndim != 2 for b in biases
+    ):
+        return
+    d_model, d_head = weights[0].shape[1:]
+    if any(p.shape[1:] != (d_model, d_head) for p in weights):
+        return
+    rows = [p.data.permute(0, 2, 1).reshape(-1, d_model) for p in weights]
+    fused_w, fused_b = torch.cat(rows), torch.cat([b.data.reshape(-1) for b in biases])
+    start = 0
+    for p, b in zip(weights, biases):
+        n = p.shape[0]
+        stop = start + n * d_head
+        p.data = fused_w[start:stop].view(n, d_head, d_model).permute(0, 2, 1)
+        b.data = fused_b[start:stop].view(n, d_head)
+        start = stop
+
+
 def fast_layout(model: HookedTransformer) -> HookedTransformer:
     """Re-lay out the weights of ``model`` in place (see module docstring); returns it."""
     with torch.no_grad():
@@ -44,4 +73,6 @@ def fast_layout(model: HookedTransformer) -> HookedTransformer:
                 _restride(p, _GATED_MLP_ORDER[leaf])
             elif name == "unembed.W_U":
                 _restride(p, (1, 0))
+        for block in model.blocks:
+            _share_qkv_storage(block.attn)
     return model

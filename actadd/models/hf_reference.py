@@ -1,0 +1,53 @@
+"""An independent reference: Hugging Face ``LlamaForCausalLM`` holding a GGUF's weights.
+
+Built offline from a local config and :func:`actadd.models.gguf_llama.hf_state_dict` (the
+file's dequantized tensors under HF names), it shares no code with the TransformerLens
+conversion. Tests use it for logit and greedy-text parity; ``benchmarks/bench_vs_hf.py``
+uses it as the speed baseline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from actadd.errors import ModelLoadError
+from actadd.models import gguf_llama
+
+
+def hf_llama(
+    path: str | os.PathLike | None = None, *, attn_implementation: str = "sdpa"
+):  # -> transformers.LlamaForCausalLM (imported lazily: transformers is slow to import)
+    """``LlamaForCausalLM`` (CPU, float32, eval mode) with the dequantized weights of the
+    Llama GGUF at ``path`` (default: the embedded SmolLM2).
+
+    ``attn_implementation``: ``"sdpa"`` (transformers' default) or ``"eager"``.
+    """
+    import transformers
+
+    from actadd.models.loaders import smollm2_path
+
+    path = Path(path) if path is not None else smollm2_path()
+    reader = gguf_llama.open_reader(path)
+    hp = gguf_llama.read_hparams(reader, path)
+    config = transformers.LlamaConfig(
+        vocab_size=hp.d_vocab,
+        hidden_size=hp.d_model,
+        intermediate_size=hp.d_mlp,
+        num_hidden_layers=hp.n_layers,
+        num_attention_heads=hp.n_heads,
+        num_key_value_heads=hp.n_kv_heads,
+        hidden_act="silu",
+        rope_theta=hp.rope_base,
+        rms_norm_eps=hp.eps,
+        tie_word_embeddings=hp.tied_embeddings,
+        max_position_embeddings=hp.n_ctx,
+        attn_implementation=attn_implementation,
+    )
+    model = transformers.LlamaForCausalLM(config)
+    missing, unexpected = model.load_state_dict(gguf_llama.hf_state_dict(reader, hp), strict=False)
+    if missing or unexpected:
+        raise ModelLoadError(f"HF weight mismatch: missing {missing}, unexpected {unexpected}")
+    if hp.tied_embeddings:
+        model.tie_weights()
+    return model.eval()
