@@ -22,7 +22,7 @@ import torch
 import actadd
 from actadd import ModelLoadError
 from actadd.errors import ModelCacheWarning
-from actadd.models import gguf_cache, gguf_llama, loaders, smollm2_path
+from actadd.models import gguf_cache, loaders, smollm2_path
 
 # --------------------------------------------------------------------------- helpers
 
@@ -109,29 +109,11 @@ def write_tiny_llama_gguf(
 
 
 def hf_llama_from_gguf(path: Path):
-    """transformers' Llama built from a local config, holding ``hf_state_dict``'s weights."""
-    import transformers
+    """transformers' Llama built from a local config, holding ``hf_state_dict``'s weights
+    (eager attention: the plain reference)."""
+    from actadd.models.hf_reference import hf_llama
 
-    reader = gguf_llama.open_reader(path)
-    hp = gguf_llama.read_hparams(reader, path)
-    config = transformers.LlamaConfig(
-        vocab_size=hp.d_vocab,
-        hidden_size=hp.d_model,
-        intermediate_size=hp.d_mlp,
-        num_hidden_layers=hp.n_layers,
-        num_attention_heads=hp.n_heads,
-        num_key_value_heads=hp.n_kv_heads,
-        hidden_act="silu",
-        rope_theta=hp.rope_base,
-        rms_norm_eps=hp.eps,
-        tie_word_embeddings=hp.tied_embeddings,
-        max_position_embeddings=hp.n_ctx,
-        attn_implementation="eager",
-    )
-    model = transformers.LlamaForCausalLM(config)
-    missing, unexpected = model.load_state_dict(gguf_llama.hf_state_dict(reader, hp), strict=False)
-    assert not missing and not unexpected, (missing, unexpected)
-    return model.eval()
+    return hf_llama(path, attn_implementation="eager")
 
 
 # --------------------------------------------------------------------------- bad names and files
