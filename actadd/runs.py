@@ -271,15 +271,24 @@ class RunDir:
     def _sums_path(self, key: str) -> Path:
         return self.parts / f"{_safe(key)}.sha256"
 
-    def done(self, key: str) -> bool:
-        """The unit's parts are all on disk and match the checksums written with them."""
+    def _sums(self, key: str) -> dict[str, str] | None:
+        """The unit's checksums (table -> sha256), or None if missing or unreadable."""
         try:
             sums = json.loads(self._sums_path(key).read_text())
-            return bool(sums) and all(
-                _sha256(self.part_path(key, table)) == digest for table, digest in sums.items()
-            )
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return sums if isinstance(sums, dict) and sums else None
+
+    def _intact(self, key: str, table: str, digest: str) -> bool:
+        try:
+            return _sha256(self.part_path(key, table)) == digest
+        except OSError:
             return False
+
+    def done(self, key: str) -> bool:
+        """The unit's parts are all on disk and match the checksums written with them."""
+        sums = self._sums(key)
+        return sums is not None and all(self._intact(key, t, d) for t, d in sums.items())
 
     def write_part(self, key: str, tables: dict[str, pd.DataFrame]) -> None:
         """Write a unit's tables, then their checksums (which mark the unit done)."""
@@ -290,12 +299,12 @@ class RunDir:
         write_json(self._sums_path(key), sums)
 
     def read_part(self, key: str, table: str = "results") -> pd.DataFrame | None:
-        """A finished unit's table (None if the unit has no such table)."""
-        if not self.done(key):
+        """A finished unit's table (None if the unit has no such table); only that table's
+        file is hashed, so finalize reads and checks each part file once."""
+        sums = self._sums(key)
+        if sums is None or (table in sums and not self._intact(key, table, sums[table])):
             raise ConfigError(f"Unit {key} of {self.out} is not finished (or its part is damaged).")
-        p = self.part_path(key, table)
-        sums = json.loads(self._sums_path(key).read_text())
-        return pd.read_parquet(p) if table in sums else None
+        return pd.read_parquet(self.part_path(key, table)) if table in sums else None
 
     def finalize(self, keys: list[str], tables: Sequence[str] = ("results",)) -> dict:
         """Concatenate the parts of ``keys`` (in that order) into the run's tables
