@@ -1,9 +1,10 @@
 """The ``actadd`` command.
 
-actadd suite [--quick] [--results DIR] [--fresh]   the default experiment suite
+actadd suite [--quick] [--results DIR] [--fresh] [--allow-dirty]   the experiment suite
 actadd run CONFIG.toml [--out DIR] [--quick] [--resume]
 actadd sweep CONFIG.toml [--out DIR] [--resume]
 actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
+actadd report [--results DIR]                      claims with intervals and tests -> REPORT.md
 actadd kinds                                       list experiment kinds
 actadd vector export|import|show ...               llama.cpp control vectors (GGUF)
 """
@@ -61,10 +62,20 @@ def read_suite(path: Path) -> list[Path]:
 
 def cmd_suite(args) -> int:
     from actadd.experiments import run_config
-    from actadd.runinfo import write_json
+    from actadd.report import write_report
+    from actadd.runinfo import git_revision, write_json
 
     configs = read_suite(Path(args.suite))
     results = Path(args.results or ("results/_quick" if args.quick else "results"))
+    revision = git_revision()
+    if not args.quick and revision is not None and revision.endswith("+dirty"):
+        if not args.allow_dirty:
+            raise ConfigError(
+                f"the working tree has uncommitted changes outside results/ "
+                f"({revision}): reference results come only from a committed tree. Commit "
+                "(or stash) first, or pass --allow-dirty (recorded in suite.json)."
+            )
+        print(f"actadd: warning: running on a dirty tree ({revision}); recorded", file=sys.stderr)
     timings = {}
     start = time.perf_counter()
     for i, config in enumerate(configs, 1):
@@ -78,9 +89,18 @@ def cmd_suite(args) -> int:
         print(f"    done in {timings[config.stem]:.0f} s", flush=True)
     total = round(time.perf_counter() - start, 1)
     write_json(
-        results / "suite.json", {"quick": args.quick, "seconds": timings, "total_seconds": total}
+        results / "suite.json",
+        {
+            "quick": args.quick,
+            "revision": revision,
+            "allow_dirty": bool(args.allow_dirty),
+            "experiments": [c.stem for c in configs],
+            "seconds": timings,
+            "total_seconds": total,
+        },
     )
-    print(f"suite finished in {total:.0f} s; tables and figures under {results}/")
+    md, _ = write_report(results)
+    print(f"suite finished in {total:.0f} s; tables and figures under {results}/, claims in {md}")
     return 0
 
 
@@ -116,6 +136,14 @@ def cmd_figures(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from actadd.report import write_report
+
+    md, csv = write_report(args.results)
+    print(f"wrote {md} and {csv}")
+    return 0
+
+
 def cmd_kinds(args) -> int:
     from actadd.kinds import KIND_MODULES, get_kind
 
@@ -142,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", help="output root (default results/, or results/_quick)")
     s.add_argument("--suite", default=str(DEFAULT_SUITE))
     s.add_argument("--fresh", action="store_true", help="delete each run directory and rerun")
+    s.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run a full suite on a tree with uncommitted changes (recorded in suite.json)",
+    )
     s.set_defaults(func=cmd_suite)
 
     for name, func, text in (
@@ -155,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("--quick", action="store_true", help="the config's [quick] sizes")
         r.add_argument("--resume", action="store_true", help="continue a run of the same config")
         r.set_defaults(func=func)
+
+    r = sub.add_parser("report", help="claims from saved tables -> REPORT.md, claims.csv")
+    r.add_argument("--results", default="results", help="results root (default results/)")
+    r.set_defaults(func=cmd_report)
 
     f = sub.add_parser("figures", help="redraw figures from saved tables")
     f.add_argument("runs", nargs="*")

@@ -100,6 +100,31 @@ def target_token_ids(
 
 
 @torch.no_grad()
+def token_logprobs(
+    model: HookedTransformer, token_lists: Sequence[Sequence[int]], *, batch_size: int = 8
+) -> list[np.ndarray]:
+    """``lp[t - 1] = log p(token_t | tokens_<t)`` for ``t = 1 .. T-1`` of each token list.
+
+    Any active :func:`actadd.steering` context applies. Rows are right-padded and the
+    attention mask keeps the padding out, so each list's numbers are those of its own
+    forward (front steering sits on the first positions, which padding never moves).
+    """
+    out: list[np.ndarray] = []
+    for start in range(0, len(token_lists), batch_size):
+        chunk = [list(t) for t in token_lists[start : start + batch_size]]
+        n = max(len(i) for i in chunk)
+        pad = model.tokenizer.pad_token_id
+        tokens = torch.full((len(chunk), n), pad, dtype=torch.long, device=model.cfg.device)
+        mask = torch.zeros_like(tokens)
+        for r, i in enumerate(chunk):
+            tokens[r, : len(i)] = torch.tensor(i)
+            mask[r, : len(i)] = 1
+        lp = log_probs(model(tokens, attention_mask=mask, padding_side="right"))
+        tok_lp = lp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+        out += [tok_lp[r, : len(i) - 1].double().cpu().numpy() for r, i in enumerate(chunk)]
+    return out
+
+
 def perplexity(
     model: HookedTransformer, texts: Sequence[str], *, batch_size: int = 8
 ) -> np.ndarray:
@@ -108,23 +133,9 @@ def perplexity(
     Any active :func:`actadd.steering` context applies (prompts are right-padded; the
     attention mask keeps padding out).
     """
-    out: list[float] = []
-    for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start : start + batch_size])
-        ids = [model.to_tokens(t, prepend_bos=True)[0] for t in chunk]
-        n = max(len(i) for i in ids)
-        pad = model.tokenizer.pad_token_id
-        tokens = torch.full((len(ids), n), pad, dtype=torch.long, device=model.cfg.device)
-        mask = torch.zeros_like(tokens)
-        for r, i in enumerate(ids):
-            tokens[r, : len(i)] = i
-            mask[r, : len(i)] = 1
-        lp = log_probs(model(tokens, attention_mask=mask, padding_side="right"))
-        tok_lp = lp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
-        m = mask[:, 1:].float()
-        nll = -(tok_lp * m).sum(-1) / m.sum(-1).clamp(min=1)
-        out += torch.exp(nll).tolist()
-    return np.asarray(out)
+    ids = [model.to_tokens(t, prepend_bos=True)[0].tolist() for t in texts]
+    lps = token_logprobs(model, ids, batch_size=batch_size)
+    return np.asarray([float(np.exp(-lp.mean())) for lp in lps])
 
 
 # ---------------------------------------------------------------------- text metrics

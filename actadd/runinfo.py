@@ -45,8 +45,8 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_revision(cwd: str | Path | None = None) -> str | None:
-    """The checked-out commit (with ``+dirty`` when tracked files outside ``results/`` have
-    changes), or None."""
+    """The checked-out commit (with ``+dirty`` when files outside ``results/`` have
+    uncommitted changes, untracked files included), or None."""
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
@@ -60,7 +60,7 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
                 "git",
                 "status",
                 "--porcelain",
-                "--untracked-files=no",
+                "--untracked-files=normal",
                 "--",
                 ":/",
                 ":(top,exclude)results",

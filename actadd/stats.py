@@ -14,7 +14,21 @@ Intervals (95% by default):
 - :func:`mean_ci` — Student-t intervals of per-cell means (a ``summarize`` table);
 - :func:`mean_diffs` — the same, plus the difference from the unsteered mean with a Welch
   interval;
+- :func:`paired_diffs` — the same for sampled metrics whose arms share seeds: the difference
+  from unsteered paired by (prompt, sample), cluster-bootstrap interval over prompts;
 - :func:`range_table` — per-cell mean with the minimum and maximum over texts (no interval).
+
+Paired designs and tests:
+
+- :func:`mcnemar_exact` — exact McNemar test for paired binary outcomes;
+- :func:`paired_newcombe_interval` — a difference of two paired proportions (Newcombe's
+  method 10 for paired data, 1998);
+- :func:`paired_t` — the mean of paired differences, its Student-t interval and test;
+- :func:`welch_t` — a difference of two independent means, Welch's interval and test;
+- :func:`cluster_bootstrap` — a percentile interval of a mean, resampling whole clusters
+  (prompts), and its two-sided bootstrap p-value;
+- :func:`sign_flip_test` — exact randomization test of cluster-level mean differences;
+- :func:`bh_adjust` — Benjamini–Hochberg false-discovery-rate adjusted p-values.
 
 Correlations:
 
@@ -24,6 +38,8 @@ Correlations:
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,6 +51,8 @@ from torch import Tensor
 from actadd.errors import ConfigError
 
 CELL_KEYS = ("pair", "pad", "layer", "coeff", "align")
+# numbers a test takes: a list, a numpy array or a pandas Series
+Numbers = Sequence[float] | np.ndarray | pd.Series
 
 # ---------------------------------------------------------------------- proportions
 
@@ -194,6 +212,38 @@ def mean_diffs(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return s.drop(columns=["std"]).reset_index(drop=True)
 
 
+def paired_diffs(df: pd.DataFrame, metric: str, n_boot: int = 2000) -> pd.DataFrame:
+    """Per-cell mean of a sampled ``metric`` with a 95% t interval, and its difference from
+    unsteered on the *same* (prompt, sample) seeds with a cluster-bootstrap interval over
+    prompts (:func:`cluster_bootstrap`): the arms share seeds and prompts, so neither is an
+    independent sample (which Welch's interval would assume).
+
+    ``df`` is a tidy sweep table (cell keys, ``text_index``, ``sample``, ``metric``,
+    ``value``; unsteered rows have ``layer < 0``). Returns :func:`mean_ci`'s columns plus
+    ``diff, diff_lo, diff_hi`` (NaN where a cell has no unsteered partner rows).
+    """
+    s = mean_ci(summarize(df))
+    s = s[s.metric == metric].drop(columns=["std"]).reset_index(drop=True)
+    if s.empty:
+        raise ConfigError(f"No rows for metric {metric!r}.")
+    rows = df[df.metric == metric]
+    base = rows[rows.layer < 0].set_index(["text_index", "sample"])["value"]
+    diffs = []
+    for cell in s[list(CELL_KEYS)].itertuples(index=False):
+        sel = rows
+        for k, v in zip(CELL_KEYS, cell):
+            sel = sel[sel[k] == v]
+        d = sel.set_index(["text_index", "sample"])["value"] - base
+        d = d.dropna()
+        if len(d) == 0:
+            diffs.append((np.nan, np.nan, np.nan))
+            continue
+        b = cluster_bootstrap(d.to_numpy(), d.index.get_level_values(0).to_numpy(), n_boot=n_boot)
+        diffs.append((b["mean"], b["lo"], b["hi"]))
+    s["diff"], s["diff_lo"], s["diff_hi"] = (list(x) for x in zip(*diffs))
+    return s
+
+
 def range_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per-cell mean of a deterministic (next-token) metric with ``lo``/``hi`` = the minimum
     and maximum over texts: with two or three prompts a spread says more than an interval.
@@ -205,6 +255,182 @@ def range_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     g = df[df.metric == metric].groupby(keys, dropna=False)["value"]
     out = g.agg(mean="mean", lo="min", hi="max", count="count").reset_index()
     return out.assign(metric=metric)
+
+
+# ---------------------------------------------------------------------- paired designs
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for paired binary outcomes.
+
+    ``b`` and ``c`` are the discordant counts (success only under A; success only under B).
+    Under the null each discordant pair is equally likely either way, so the p-value is
+    ``min(1, 2 · P[X ≤ min(b, c)])`` for ``X ~ Binomial(b + c, 1/2)``. Concordant pairs carry
+    no information. ``b + c = 0`` gives 1.0. Assumes the pairs are independent.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {b}, {c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+def paired_newcombe_interval(
+    a: int, b: int, c: int, d: int, z: float = 1.96
+) -> tuple[float, float]:
+    """Interval for ``p_A − p_B`` from paired binary outcomes (Newcombe 1998b, method 10).
+
+    The 2×2 table of pairs: ``a`` success under both, ``b`` under A only, ``c`` under B only,
+    ``d`` under neither. Built from the Wilson intervals of ``p_A = (a+b)/n`` and
+    ``p_B = (a+c)/n`` and the phi correlation of the pairs (0 where a margin is empty), so
+    it accounts for the pairing that :func:`newcombe_interval` ignores. Empty gives NaN.
+    """
+    n = a + b + c + d
+    if n == 0:
+        return (float("nan"), float("nan"))
+    pa, pb = (a + b) / n, (a + c) / n
+    la, ua = wilson_interval(a + b, n, z)
+    lb, ub = wilson_interval(a + c, n, z)
+    den = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(den) if den > 0 else 0.0
+    delta = pa - pb
+    lo = delta - math.sqrt(
+        max(0.0, (pa - la) ** 2 - 2 * phi * (pa - la) * (ub - pb) + (ub - pb) ** 2)
+    )
+    hi = delta + math.sqrt(
+        max(0.0, (ua - pa) ** 2 - 2 * phi * (ua - pa) * (pb - lb) + (pb - lb) ** 2)
+    )
+    return (float(lo), float(hi))
+
+
+def paired_t(x: Numbers, y: Numbers, level: float = 0.95) -> dict[str, float]:
+    """Mean of the paired differences ``x − y`` with its Student-t interval and the two-sided
+    paired t-test of mean 0: ``{"mean", "lo", "hi", "t", "p", "n"}``.
+
+    Assumes the pairs are independent and their differences roughly normal. All-equal
+    differences give a zero-width interval and p = 1 (mean 0) or 0 (mean ≠ 0).
+    """
+    from scipy import stats as st
+
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = len(d)
+    if n < 2:
+        raise ValueError(f"paired_t needs at least 2 pairs, got {n}")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    se = sd / math.sqrt(n)
+    if se == 0:
+        p = 1.0 if mean == 0 else 0.0
+        return {"mean": mean, "lo": mean, "hi": mean, "t": float("nan"), "p": p, "n": n}
+    q = float(st.t.ppf(0.5 + level / 2, n - 1))
+    t = mean / se
+    p = float(2 * st.t.sf(abs(t), n - 1))
+    return {"mean": mean, "lo": mean - q * se, "hi": mean + q * se, "t": t, "p": p, "n": n}
+
+
+def welch_t(x: Numbers, y: Numbers, level: float = 0.95) -> dict[str, float]:
+    """Difference of means ``mean(x) − mean(y)`` of two *independent* samples with
+    Welch's t interval and two-sided test (unequal variances, Welch–Satterthwaite degrees
+    of freedom): ``{"mean", "lo", "hi", "t", "p", "dof"}``."""
+    from scipy import stats as st
+
+    a, b = np.asarray(x, float), np.asarray(y, float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    diff = float(a.mean() - b.mean())
+    q = float(st.t.ppf(0.5 + level / 2, dof))
+    t = diff / se
+    p = float(2 * st.t.sf(abs(t), dof))
+    return {"mean": diff, "lo": diff - q * se, "hi": diff + q * se, "t": t, "p": p, "dof": dof}
+
+
+def cluster_bootstrap(
+    values: Numbers,
+    clusters: Sequence | np.ndarray | pd.Series,
+    *,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Mean of ``values`` with a percentile interval from resampling whole clusters.
+
+    Observations that share a cluster (completions of one prompt) are not independent; this
+    draws ``k`` clusters with replacement (``k`` = number of clusters) ``n_boot`` times and
+    recomputes the pooled mean (sum over drawn clusters / their count). Returns ``{"mean",
+    "lo", "hi", "p", "clusters"}``; ``p`` is the two-sided bootstrap p-value of mean 0,
+    ``min(1, 2·min(P*[m ≤ 0], P*[m ≥ 0]))`` with ``P*`` counted with a +1 correction (so
+    never 0). With one cluster the interval is degenerate: (nan, nan), p = nan. The
+    randomness is ``numpy.random.default_rng(seed)``: reproducible.
+    """
+    v = np.asarray(values, float)
+    keys = pd.factorize(pd.Series(list(clusters)))[0]
+    if len(v) != len(keys) or len(v) == 0:
+        raise ValueError("values and clusters must be non-empty and of one length")
+    k = int(keys.max()) + 1
+    sums = np.bincount(keys, weights=v, minlength=k)
+    counts = np.bincount(keys, minlength=k).astype(float)
+    mean = float(sums.sum() / counts.sum())
+    if k < 2:
+        return {
+            "mean": mean,
+            "lo": float("nan"),
+            "hi": float("nan"),
+            "p": float("nan"),
+            "clusters": k,
+        }
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, k, size=(n_boot, k))
+    boot = sums[draws].sum(1) / counts[draws].sum(1)
+    alpha = 1 - level
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    below = (np.sum(boot <= 0) + 1) / (n_boot + 1)
+    above = (np.sum(boot >= 0) + 1) / (n_boot + 1)
+    p = float(min(1.0, 2 * min(below, above)))
+    return {"mean": mean, "lo": float(lo), "hi": float(hi), "p": p, "clusters": k}
+
+
+def sign_flip_test(cluster_means: Numbers) -> float:
+    """Exact two-sided randomization p-value that cluster-level mean differences are
+    symmetric about 0 (each cluster's sign flipped in all ``2^k`` ways).
+
+    The unit is the cluster (e.g. the per-prompt mean of steered − unsteered), so shared
+    prompts are not counted as independent evidence. With ``k`` clusters the smallest
+    possible p-value is ``2 / 2^k`` (k = 8: 0.0078). Needs ``1 ≤ k ≤ 20``.
+    """
+    m = np.asarray(cluster_means, float)
+    k = len(m)
+    if not 1 <= k <= 20:
+        raise ValueError(f"sign_flip_test needs 1..20 clusters, got {k}")
+    observed = abs(m.sum())
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=k)))
+    stats = np.abs(signs @ m)
+    return float(np.mean(stats >= observed - 1e-12 * max(1.0, observed)))
+
+
+def bh_adjust(pvalues: Numbers) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (step-up; controls the false discovery rate).
+
+    ``p_(i) · m / i`` for the ``i``-th smallest of ``m`` p-values, made monotone from the
+    top and capped at 1. A hypothesis is rejected at FDR ``q`` when its adjusted p ≤ q.
+    NaN p-values are left NaN and not counted in ``m``.
+    """
+    p = np.asarray(pvalues, float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    q = p[ok]
+    order = np.argsort(q)
+    adj = q[order] * m / np.arange(1, m + 1)
+    adj = np.minimum.accumulate(adj[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
 
 
 # ---------------------------------------------------------------------- correlations

@@ -54,6 +54,10 @@ class Kind(Protocol):
     def figures(self, run) -> list[Path]:
         """Draw the figures into ``run.figures`` from the saved tables alone."""
 
+    def claims(self, run) -> list:
+        """The run's findings as :class:`actadd.claims.Claim` s, from the saved tables alone
+        (before Benjamini–Hochberg; :func:`actadd.claims.adjust` applies it)."""
+
 
 class BaseKind:
     """Defaults for a kind whose spec is its (validated) config dict."""
@@ -68,6 +72,9 @@ class BaseKind:
         return None
 
     def figures(self, run) -> list[Path]:
+        return []
+
+    def claims(self, run) -> list:
         return []
 
 

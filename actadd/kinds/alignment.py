@@ -18,6 +18,38 @@ NAME = "alignment"
 # difference from unsteered (actadd.kinds.sweep.cell_summary)
 METRICS = ("topic_any", "target_logprob_delta", "kl_neutral")
 
+
+def claims(run) -> list:
+    """``front`` against ``back`` in every (pair, layer, coeff) cell, on the same seeds:
+    is the paper's front alignment the better one? (Benjamini–Hochberg over the cells.)"""
+    from actadd.claims import Paired, arm, binary_claim, cell_label
+    from actadd.kinds.sweep import _experiment, _topic
+
+    df = run.read_table("results")
+    out = []
+    front = df[(df.metric == "topic_any") & (df.align == "front") & (df.layer >= 0)]
+    for cell in front[["pair", "layer", "coeff"]].drop_duplicates().to_dict("records"):
+        a = arm(df, "topic_any", align="front", **cell)
+        b = arm(df, "topic_any", align="back", **cell)
+        if b.empty:
+            continue
+        where = cell_label(int(cell["layer"]), float(cell["coeff"]))
+        out.append(
+            binary_claim(
+                Paired.join(a, b),
+                confirmatory=False,
+                experiment=_experiment(run),
+                id=f"front_vs_back:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}",
+                statement=(
+                    f"{cell['pair']} at {where}: front alignment gives more completions with "
+                    f"a word from the {_topic(run.config)} list than back alignment"
+                ),
+                family="front vs back",
+            )
+        )
+    return out
+
+
 KIND = SweepKind(
     NAME,
     "front vs offset vs back vs all-positions injection for one pair",
@@ -25,4 +57,6 @@ KIND = SweepKind(
     summary=METRICS,
     draw=alignment_figures,
     draw_from="summary",
+    scans=("topic_any",),
+    claims=claims,
 )

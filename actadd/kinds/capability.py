@@ -40,7 +40,7 @@ from actadd.errors import ConfigError
 from actadd.kinds import BaseKind
 from actadd.metrics import kl_div, log_probs
 from actadd.plots.capability import capability_figure
-from actadd.stats import newcombe_interval, wilson_interval
+from actadd.stats import mcnemar_exact, paired_newcombe_interval, wilson_interval
 
 NAME = "capability"
 KEYS = ("name", "model", "dataset", "pairs", "layers", "coeffs", "align", "topk", "limit")
@@ -176,18 +176,19 @@ def evaluate(model, config: dict[str, Any], items: pd.DataFrame) -> pd.DataFrame
 
 
 def summary(results: pd.DataFrame, topk: list[int]) -> pd.DataFrame:
-    """Per cell: top-k accuracy (Wilson CI) and change from unsteered (Newcombe CI),
-    mean change in answer log-prob (± s.e.), mean KL."""
+    """Per cell: top-k accuracy (Wilson CI) and change from unsteered on the same items
+    (paired: Newcombe's paired interval and the exact McNemar p-value), mean change in
+    answer log-prob (± s.e.), mean KL."""
     base = results[results.layer < 0].set_index("item")
     r = results.assign(logprob_delta=results.logprob - results.item.map(base.logprob))
     out = []
     for (pair, layer, coeff), d in r.groupby(["pair", "layer", "coeff"], sort=False):
         row = dict(pair=pair, layer=layer, coeff=coeff, n=len(d))
         for k in topk:
-            hits = int((d["rank"] < k).sum())
-            bhits = int((base["rank"] < k).sum())
+            a, b, c, dd = paired_table(d, base, k)
+            hits, bhits = a + b, a + c
             lo, hi = wilson_interval(hits, len(d))
-            dlo, dhi = newcombe_interval(hits, len(d), bhits, len(base))
+            dlo, dhi = paired_newcombe_interval(a, b, c, dd)
             row.update(
                 {
                     f"top{k}": hits / len(d),
@@ -196,6 +197,7 @@ def summary(results: pd.DataFrame, topk: list[int]) -> pd.DataFrame:
                     f"top{k}_diff": hits / len(d) - bhits / len(base),
                     f"top{k}_diff_lo": dlo,
                     f"top{k}_diff_hi": dhi,
+                    f"top{k}_mcnemar_p": mcnemar_exact(b, c),
                 }
             )
         row["logprob_delta"] = d.logprob_delta.mean()
@@ -204,6 +206,65 @@ def summary(results: pd.DataFrame, topk: list[int]) -> pd.DataFrame:
         row["kl_sem"] = d.kl.std(ddof=1) / np.sqrt(len(d))
         out.append(row)
     return pd.DataFrame(out)
+
+
+def paired_table(cell: pd.DataFrame, base: pd.DataFrame, k: int) -> tuple[int, int, int, int]:
+    """Items in the top ``k`` under both arms, steered only, unsteered only, neither
+    (``base`` is indexed by item)."""
+    s = cell.set_index("item")["rank"] < k
+    u = (base["rank"] < k).reindex(s.index)
+    return (int((s & u).sum()), int((s & ~u).sum()), int((~s & u).sum()), int((~s & ~u).sum()))
+
+
+# capability "preserved": top-1 accuracy within this many points of unsteered (95% CI)
+PRESERVED_MARGIN = 0.10
+
+
+def claims(run) -> list:
+    """Per (pair, layer, coeff): does steering lower top-1 accuracy (exact McNemar on the
+    paired items, Benjamini–Hochberg over the cells), and is it preserved within
+    ±PRESERVED_MARGIN (equivalence: the paired 95% interval inside the margin)?"""
+    from actadd.claims import Claim, cell_label
+
+    results = run.read_table("results")
+    base = results[results.layer < 0].set_index("item")
+    exp = run.config.get("name") or run.out.name
+    out = []
+    for (pair, layer, coeff), d in results[results.layer >= 0].groupby(
+        ["pair", "layer", "coeff"], sort=False
+    ):
+        a, b, c, dd = paired_table(d, base, 1)
+        n = a + b + c + dd
+        lo, hi = paired_newcombe_interval(a, b, c, dd)
+        common = dict(
+            experiment=exp,
+            estimate=(b - c) / n,
+            lo=lo,
+            hi=hi,
+            p=mcnemar_exact(b, c),
+            test="exact McNemar (paired items)",
+            n=f"{n} cloze items",
+            numbers=f"top-1 {(a + b) / n:.0%} vs {(a + c) / n:.0%} unsteered; discordant {b}:{c}",
+        )
+        where = f"{pair} at {cell_label(int(layer), float(coeff))}"
+        out.append(
+            Claim(
+                id=f"top1_drop:{pair}:L{layer}:c{coeff:g}",
+                statement=f"{where} lowers top-1 cloze accuracy",
+                sign=-1,
+                family="scan top-1 change",
+                **common,
+            )
+        )
+        out.append(
+            Claim(
+                id=f"top1_preserved:{pair}:L{layer}:c{coeff:g}",
+                statement=f"{where} preserves top-1 cloze accuracy within ±{PRESERVED_MARGIN:.0%}",
+                margin=PRESERVED_MARGIN,
+                **common,
+            )
+        )
+    return out
 
 
 class CapabilityKind(BaseKind):
@@ -231,6 +292,9 @@ class CapabilityKind(BaseKind):
         results = evaluate(model, spec, items)
         run.write_table("results", results, ("parquet", "csv"))
         run.write_table("summary", summary(results, spec["topk"]))
+
+    def claims(self, run) -> list:
+        return claims(run)
 
     def figures(self, run) -> list[Path]:
         topk = [int(k) for k in run.config.get("topk", [1, 5])]

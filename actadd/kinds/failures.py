@@ -20,6 +20,47 @@ NAME = "failures"
 # difference from unsteered (actadd.kinds.sweep.cell_summary)
 METRICS = ("topic_any", "sentiment", "kl_neutral", "target_logprob_delta")
 
+# "Love" alone vs "Love" − "Hate": equal within this many VADER compound points?
+EQUIVALENCE_MARGIN = 0.1
+
+
+def claims(run) -> list:
+    """One-sided against two-sided pairs: does ``"Love" − ""`` move sentiment as much as
+    ``"Love" − "Hate"``? An equivalence claim per cell (same seeds): SUPPORTED only when the
+    95% interval of the difference lies within ±EQUIVALENCE_MARGIN."""
+    from actadd.claims import Paired, arm, cell_label, mean_claim
+    from actadd.config import parse_pairs
+    from actadd.kinds.sweep import _experiment
+
+    pairs = {(p.positive, p.negative): p.name for p in parse_pairs(run.config.get("pairs", []))}
+    alone, both = pairs.get(("Love", "")), pairs.get(("Love", "Hate"))
+    if alone is None or both is None:
+        return []
+    df = run.read_table("results")
+    out = []
+    sel = df[(df.pair == both) & (df.metric == "sentiment")]
+    for cell in sel[["layer", "coeff"]].drop_duplicates().to_dict("records"):
+        a = arm(df, "sentiment", pair=alone, **cell)
+        b = arm(df, "sentiment", pair=both, **cell)
+        if a.empty:
+            continue
+        where = cell_label(int(cell["layer"]), float(cell["coeff"]))
+        out.append(
+            mean_claim(
+                Paired.join(a, b),
+                confirmatory=False,
+                experiment=_experiment(run),
+                id=f"love_alone_equiv:L{cell['layer']}:c{cell['coeff']:g}",
+                statement=(
+                    f"at {where}, {alone} moves sentiment as much as {both} "
+                    f"(difference within ±{EQUIVALENCE_MARGIN})"
+                ),
+                margin=EQUIVALENCE_MARGIN,
+            )
+        )
+    return out
+
+
 KIND = SweepKind(
     NAME,
     "known failure cases (lowercase anger, Love alone) against working pairs",
@@ -27,4 +68,6 @@ KIND = SweepKind(
     summary=METRICS,
     draw=failures_figure,
     draw_from="summary",
+    scans=("topic_any", "sentiment"),
+    claims=claims,
 )

@@ -5,7 +5,8 @@ Love − Hate over layers and coefficients, usually on negative prompts. Per pai
 shows the mean VADER compound score of the completions against layer (one line per
 coefficient) and against coefficient (one line per layer), with 95% intervals and the
 unsteered mean as a band. ``summary.csv`` has every cell's mean, interval, and difference
-from the unsteered mean with a Welch 95% interval.
+from the unsteered mean on the same seeds, with a cluster-bootstrap 95% interval over
+prompts (:func:`actadd.stats.paired_diffs`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import pandas as pd
 
 from actadd.kinds.sweep import SweepKind
 from actadd.plots.paper import sentiment_figure
-from actadd.stats import mean_diffs, summarize
+from actadd.stats import paired_diffs, summarize
 
 NAME = "sentiment"
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    return mean_diffs(summarize(df), "sentiment")
+    return paired_diffs(df, "sentiment")
 
 
 def draw(df: pd.DataFrame, out_dir: Path, pairs: list[str]) -> list[Path]:
@@ -35,4 +36,5 @@ KIND = SweepKind(
     needs="sentiment",
     summary=summary,
     draw=draw,
+    scans=("sentiment",),
 )

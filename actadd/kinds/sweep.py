@@ -18,6 +18,7 @@ from actadd.kinds import BaseKind
 from actadd.plots import sweep_figures
 
 Summary = Callable[[pd.DataFrame], pd.DataFrame]
+ClaimsFn = Callable[[Any], list]
 # draw(results table, figures directory, pairs in config order) -> figure files
 Draw = Callable[[pd.DataFrame, Path, list[str]], list[Path]]
 
@@ -25,9 +26,9 @@ Draw = Callable[[pd.DataFrame, Path, list[str]], list[Path]]
 def cell_summary(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """One row per (pair, cell, metric) with ``mean, lo, hi, count`` and, against the
     unsteered rows, ``diff, diff_lo, diff_hi``: Wilson / Newcombe intervals for
-    ``topic_any``, Welch t intervals for ``sentiment``, the range over the texts for the
+    ``topic_any``, paired cluster-bootstrap intervals of the difference for ``sentiment``, the range over the texts for the
     deterministic next-token metrics (see :mod:`actadd.stats`)."""
-    from actadd.stats import mean_diffs, proportion_summary, range_table, summarize
+    from actadd.stats import paired_diffs, proportion_summary, range_table, summarize
 
     s = summarize(df)
     frames = []
@@ -37,7 +38,7 @@ def cell_summary(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
             frames.append(p.assign(metric=metric))
         elif metric != "topic_any" and (s.metric == metric).any():
             frames.append(
-                mean_diffs(s, metric) if metric == "sentiment" else range_table(df, metric)
+                paired_diffs(df, metric) if metric == "sentiment" else range_table(df, metric)
             )
     out = pd.concat(frames, ignore_index=True)
     cols = ["pair", "pad", "layer", "coeff", "align", "metric", "mean", "lo", "hi", "count"]
@@ -60,6 +61,8 @@ class SweepKind(BaseKind):
         summary: Summary | Sequence[str] | None = None,
         draw: Draw | None = None,
         draw_from: str = "results",
+        scans: Sequence[str] = (),
+        claims: ClaimsFn | None = None,
     ) -> None:
         """``summary`` is a function of the results table, or metric names for
         :func:`cell_summary`; ``draw`` gets the results table (``draw_from="results"``) or
@@ -71,6 +74,9 @@ class SweepKind(BaseKind):
             metrics = tuple(summary)
             summary = lambda df: cell_summary(df, metrics)  # noqa: E731
         self._summary, self._draw, self._draw_from = summary, draw, draw_from
+        # sampled metrics whose every cell is tested against unsteered (exploratory scans)
+        self.scans = tuple(scans)
+        self._claims = claims
 
     def parse(self, config: dict[str, Any]):
         from actadd.sweeps import SweepSpec
@@ -111,6 +117,12 @@ class SweepKind(BaseKind):
         table = self.summary(df) if self._draw_from == "summary" else df
         return self._draw(table, run.figures, pairs)
 
+    def claims(self, run) -> list:
+        """The run's claims: every confirmatory cell of the config, every cell of the
+        scanned metrics (Benjamini–Hochberg within each scan), and the kind's own."""
+        claims = sweep_claims(run, self.scans)
+        return claims + (self._claims(run) if self._claims is not None else [])
+
     @staticmethod
     def pair_order(run, present) -> list[str]:
         """The pairs of a run in config order (their names, as in the tables), then any
@@ -122,4 +134,75 @@ class SweepKind(BaseKind):
         return [n for n in names if n in present] + [n for n in present if n not in names]
 
 
-KIND = SweepKind()
+KIND = SweepKind(scans=("topic_any",))
+
+
+# ---------------------------------------------------------------------- claims
+
+EFFECTS = {
+    "topic_any": "raises the fraction of completions with a word from the {topic} list",
+    "sentiment": "raises the VADER sentiment of the completions",
+}
+
+
+def _topic(config: dict) -> str:
+    words = (config.get("generation") or {}).get("topic_words", "topic")
+    return words if isinstance(words, str) else "/".join(words[:3])
+
+
+def _experiment(run) -> str:
+    return run.config.get("name") or run.out.name
+
+
+def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: bool, family: str):
+    """One cell against unsteered on the same (prompt, sample) seeds."""
+    from actadd.claims import Paired, arm, binary_claim, cell_label, mean_claim
+
+    base = arm(df, metric, layer=-1)
+    steered = arm(df, metric, pair=cell["pair"], layer=cell["layer"], coeff=float(cell["coeff"]),
+                  align=cell["align"])  # fmt: skip
+    if steered.empty or base.empty:
+        return None
+    pairs = Paired.join(steered, base)
+    where = cell_label(cell["layer"], cell["coeff"])
+    if cell["align"] != "front":
+        where += f", align {cell['align']}"
+    effect = EFFECTS[metric].format(topic=_topic(run.config))
+    make = binary_claim if metric == "topic_any" else mean_claim
+    return make(
+        pairs,
+        confirmatory=confirmatory,
+        experiment=_experiment(run),
+        id=f"{metric}:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}:{cell['align']}",
+        statement=f"{cell['pair']} at {where} {effect}",
+        family=family,
+    )
+
+
+def sweep_claims(run, scans: Sequence[str]) -> list:
+    from actadd.config import parse_pairs
+
+    df = run.read_table("results")
+    names = [p.name for p in parse_pairs(run.config.get("pairs", []))]
+    claims = []
+    chosen = set()
+    for c in run.config.get("confirmatory") or ():
+        cell = dict(pair=c.get("pair", names[0]), layer=c["layer"], coeff=float(c["coeff"]),
+                    align=c.get("align", "front"))  # fmt: skip
+        metric = c.get("metric", "topic_any")
+        chosen.add((metric, *cell.values()))
+        claim = cell_claim(run, df, cell, metric, confirmatory=True, family="confirmatory")
+        if claim is not None:
+            claims.append(claim)
+    steered = df[df.layer >= 0]
+    for metric in scans:
+        sel = steered[steered.metric == metric]
+        cells = sel[["pair", "layer", "coeff", "align"]].drop_duplicates()
+        for cell in cells.to_dict("records"):
+            cell["layer"], cell["coeff"] = int(cell["layer"]), float(cell["coeff"])
+            if (metric, *cell.values()) in chosen:
+                continue
+            claim = cell_claim(run, df, cell, metric, confirmatory=False, family=f"scan {metric}")
+            if claim is not None:
+                claims.append(claim)
+    return claims

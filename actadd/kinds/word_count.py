@@ -46,4 +46,5 @@ KIND = SweepKind(
     needs="topic_any",
     summary=summary,
     draw=draw,
+    scans=("topic_any",),
 )

@@ -46,8 +46,11 @@ def perplexity_by_layer_figure(
     ratio of each text group against layer with its 95% interval.
 
     ``summary`` has one row per (layer, coeff, group) with ``ratio_gmean, ratio_lo,
-    ratio_hi, mean_density`` (the perplexity kind's summary; group ``"all"`` is skipped)."""
-    s = summary
+    ratio_hi, mean_density`` (the perplexity kind's summary; group ``"all"`` is skipped).
+    Rows of ``arm == "prompt"`` (prepending the positive text) are drawn as dotted lines
+    in each group's colour, with one legend entry for them all."""
+    prompt = summary[summary.arm == "prompt"] if "arm" in summary else summary.iloc[:0]
+    s = summary[summary.arm == "actadd"] if "arm" in summary else summary
     groups = [g for g in dict.fromkeys(s.group) if g != "all"]
     coeffs = sorted(s.coeff.unique())
     with plt.rc_context(PAPER_RC):
@@ -76,6 +79,11 @@ def perplexity_by_layer_figure(
                     capsize=2,
                     label=f"{group} ({dens:.1f} topic words/100)",
                 )
+                p = prompt[prompt.group == group]
+                if len(p):
+                    ax.axhline(float(p.ratio_gmean.iloc[0]), color=color, ls=":", lw=1.2)
+            if len(prompt):
+                ax.plot([], [], color="0.4", ls=":", lw=1.2, label="text prepended (prompting)")
             ax.set_xlabel("Injection layer L (resid_pre)")
             ax.set_ylabel("Perplexity ratio, steered / unsteered\n(geometric mean, 95% CI)")
             ax.set_title(f"{vector} ×{coeff:g}, by text group")

@@ -89,6 +89,9 @@ class SweepSpec:
     generation: GenerationSpec | None = None
     next_token: bool = True
     batch_rows: int = 64
+    # cells chosen before the run for claims (actadd.claims): tables of layer, coeff and
+    # optionally pair (name or label), align and metric; each must be a cell of the grid
+    confirmatory: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -129,6 +132,29 @@ class SweepSpec:
         words(self.target_words, "target_words")
         # syntax (and repeats) now; the range needs the model (validate)
         self.layer_list(10**6)
+        self._check_confirmatory()
+
+    def _check_confirmatory(self) -> None:
+        names = [p.name for p in self.pairs]
+        allowed = {"pair", "layer", "coeff", "align", "metric"}
+        for i, cell in enumerate(self.confirmatory):
+            where = f"confirmatory[{i}]"
+            if not isinstance(cell, dict):
+                raise ConfigError(f"{where} must be a table {{layer, coeff, ...}}, got {cell!r}.")
+            check_keys(cell, allowed, where, required=("layer", "coeff"))
+            if cell.get("pair", names[0]) not in names:
+                raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
+            if len(names) > 1 and "pair" not in cell:
+                raise ConfigError(f"{where}: name the pair (one of {names}).")
+            if cell["coeff"] not in self.coeffs:
+                raise ConfigError(f"{where}: coeff {cell['coeff']!r} is not in coeffs.")
+            layers = self.layer_list(10**6)
+            if cell["layer"] not in layers:
+                raise ConfigError(f"{where}: layer {cell['layer']!r} is not in layers.")
+            if "align" in cell and cell["align"] not in [str(a) for a in self.align_list()]:
+                raise ConfigError(f"{where}: align {cell['align']!r} is not in aligns.")
+            if cell.get("metric", "topic_any") not in ("topic_any", "sentiment"):
+                raise ConfigError(f"{where}: metric must be 'topic_any' or 'sentiment'.")
 
     # ------------------------------------------------------------------ derived grid
 
@@ -194,6 +220,8 @@ class SweepSpec:
         try:
             pairs = parse_pairs(raw.pop("pairs"), "pairs")
             generation = raw.pop("generation", None)
+            if isinstance(raw.get("confirmatory"), list):
+                raw["confirmatory"] = tuple(raw["confirmatory"])
             if generation is not None:
                 check_keys(generation, _field_names(GenerationSpec), "[generation]")
                 generation = GenerationSpec(**_tuples(generation))

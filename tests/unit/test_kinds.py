@@ -120,8 +120,10 @@ def test_kind_runs_end_to_end_and_redraws_its_figures_without_a_model(kind, tmp_
     def no_model(*a, **k):
         raise AssertionError("figures must not load a model")
 
-    monkeypatch.setattr(actadd.models, "load_model", no_model)
+    # actadd.load_model first: actadd is lazy, and reading it after actadd.models is
+    # patched would cache (and later "restore") the patch
     monkeypatch.setattr(actadd, "load_model", no_model)
+    monkeypatch.setattr(actadd.models, "load_model", no_model)
     paths = figures_for(out)
     assert sorted(Path(p).name for p in paths) == first
     assert all(Path(p).stat().st_size > 1000 for p in paths)
@@ -149,7 +151,23 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("capability", {"dataset": "no_such_set"}, "No cloze set"),
         ("capability", {"align": "all"}, "align 'all' is not supported"),
         ("capability", {"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
-        ("perplexity", {"corpus": None}, r"needs a \[corpus\] table"),
+        ("perplexity", {"corpus": None}, "needs exactly one text source"),
+        ("perplexity", {"texts": "austen_sentences"}, "needs exactly one text source"),
+        ("perplexity", {"corpus": None, "texts": "gutenberg"}, "texts .gutenberg. unknown"),
+        ("perplexity", {"corpus": None, "texts": "austen_sentences", "limit": -1}, "limit must be"),
+        ("perplexity", {"prompting": "yes"}, "prompting must be true or false"),
+        (
+            "word_count",
+            {"confirmatory": [{"layer": 0, "coeff": 3.0}]},
+            r"coeff 3.0 is not in coeffs",
+        ),
+        ("word_count", {"confirmatory": [{"layer": 5, "coeff": 1.0}]}, r"layer 5 is not in layers"),
+        ("word_count", {"confirmatory": [{"layer": 0, "coeff": 1.0, "p": 1}]}, r"unknown key"),
+        (
+            "word_count",
+            {"confirmatory": [{"layer": 0, "coeff": 1.0, "metric": "kl"}]},
+            "metric must be",
+        ),
         ("perplexity", {"corpus": {**CORPUS, "template": "no slot"}}, "must contain '{topic}'"),
         ("perplexity", {"corpus": {**CORPUS, "topics": {"a": []}}}, "non-empty list of strings"),
         ("perplexity", {"topic_words": "bananas"}, "unknown preset 'bananas'"),

@@ -287,3 +287,105 @@ def test_spearman_matches_pandas_with_ties():
 @pytest.mark.parametrize("x, y", [([], []), ([1.0], [2.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])])
 def test_spearman_is_nan_with_fewer_than_two_values_or_a_constant(x, y):
     assert math.isnan(spearman(np.array(x), np.array(y)))
+
+
+# ---------------------------------------------------------------------- paired designs
+# Textbook values: each is computed by hand in the comment, or quoted from a classic source.
+
+
+def test_mcnemar_exact_textbook():
+    from actadd.stats import mcnemar_exact
+
+    # 2 vs 8 discordant: 2·P[Bin(10, .5) ≤ 2] = 2·(1 + 10 + 45)/1024 = 112/1024
+    assert mcnemar_exact(2, 8) == pytest.approx(112 / 1024)
+    assert mcnemar_exact(8, 2) == pytest.approx(112 / 1024)
+    # 0 vs 6: 2·(1/64)
+    assert mcnemar_exact(0, 6) == pytest.approx(2 / 64)
+    assert mcnemar_exact(5, 5) == 1.0
+    assert mcnemar_exact(0, 0) == 1.0
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 3)
+
+
+def test_paired_t_student_sleep_data():
+    """Student's (1908) sleep data, as in R's ``t.test(extra ~ group, sleep, paired=TRUE)``:
+    mean difference 1.58, t = 4.0621, df 9, p = 0.002833, 95% CI [0.7001, 2.4599]."""
+    from actadd.stats import paired_t
+
+    g1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+    g2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+    r = paired_t(g2, g1)
+    assert r["mean"] == pytest.approx(1.58)
+    assert r["t"] == pytest.approx(4.0621, abs=1e-4)
+    assert r["p"] == pytest.approx(0.002833, abs=1e-6)
+    assert (r["lo"], r["hi"]) == pytest.approx((0.7001142, 2.4598858), abs=1e-6)
+    assert paired_t([1, 2, 3], [1, 2, 3])["p"] == 1.0
+
+
+def test_bh_adjust_textbook():
+    from actadd.stats import bh_adjust
+
+    # R: p.adjust(c(0.01, 0.04, 0.03, 0.005), "BH") -> 0.02 0.04 0.04 0.02
+    assert bh_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
+    # Benjamini & Hochberg (1995), section 4: 15 p-values, 4 rejected at q = 0.05
+    p = [0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459,
+         0.3240, 0.4262, 0.5719, 0.6528, 0.7590, 1.000]  # fmt: skip
+    assert int((bh_adjust(p) <= 0.05).sum()) == 4
+    out = bh_adjust([0.2, float("nan"), 0.01])
+    assert np.isnan(out[1]) and out[2] == pytest.approx(0.02) and out[0] == pytest.approx(0.2)
+
+
+def test_paired_newcombe_reduces_to_unpaired_when_uncorrelated():
+    from actadd.stats import newcombe_interval, paired_newcombe_interval
+
+    # a·d = b·c: phi = 0, so the paired interval is the unpaired one on the same margins
+    assert paired_newcombe_interval(4, 4, 2, 2) == pytest.approx(newcombe_interval(8, 12, 6, 12))
+    # positive correlation narrows it (the same margins, more concordant pairs)
+    lo0, hi0 = newcombe_interval(30, 50, 20, 50)
+    lo, hi = paired_newcombe_interval(18, 12, 2, 18)
+    assert hi - lo < hi0 - lo0 and lo < 0.2 < hi
+    # every pair a success under both: no difference, and the interval contains only 0
+    lo, hi = paired_newcombe_interval(10, 0, 0, 0)
+    assert lo <= 0 <= hi and hi - lo < 0.6
+
+
+def test_cluster_bootstrap_behaviour():
+    from actadd.stats import cluster_bootstrap
+
+    # a constant difference has a zero-width interval
+    r = cluster_bootstrap([0.5] * 12, [i // 3 for i in range(12)])
+    assert (r["mean"], r["lo"], r["hi"]) == pytest.approx((0.5, 0.5, 0.5))
+    assert r["p"] < 0.001 and r["clusters"] == 4
+    # all the signal in one of four prompts: the clustered interval reaches 0, the
+    # per-observation one does not
+    values = [1.0] * 8 + [0.0] * 24
+    clustered = cluster_bootstrap(values, [i // 8 for i in range(32)], seed=1)
+    iid = cluster_bootstrap(values, list(range(32)), seed=1)
+    assert clustered["lo"] == 0.0 and iid["lo"] > 0.05
+    assert clustered["p"] > 0.05 > iid["p"]
+    # reproducible
+    assert cluster_bootstrap(values, [i // 8 for i in range(32)], seed=1) == clustered
+
+
+def test_sign_flip_test_exact():
+    from actadd.stats import sign_flip_test
+
+    assert sign_flip_test([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
+    assert sign_flip_test([1, 2, 3, 4, 5]) == pytest.approx(2 / 32)
+    # [3, -1, 1, 1]: |sum| = 4; flips reaching |sum| >= 4: ±(3,-1,1,1), ±(3,1,-1,1),
+    # ±(3,1,1,-1), ±(3,1,1,1) = 8 of 16
+    assert sign_flip_test([3, -1, 1, 1]) == pytest.approx(8 / 16)
+
+
+def test_welch_t_by_hand():
+    from actadd.stats import welch_t
+
+    # x: mean 2, var 1 (n 3); y: mean 5, var 2 (n 6): se² = 1/3 + 2/6 = 2/3
+    # dof = (2/3)² / ((1/3)²/2 + (1/3)²/5) = 40/7 = 5.714
+    r = welch_t([1, 2, 3], [3, 4, 5, 5, 6, 7])
+    assert r["mean"] == pytest.approx(-3.0)
+    assert r["t"] == pytest.approx(-3.0 / math.sqrt(2 / 3))
+    assert r["dof"] == pytest.approx(40 / 7)
+    # t = -3.674 on 5.714 dof: two-sided p = 0.01134 (R: t.test(x, y)$p.value)
+    assert r["p"] == pytest.approx(0.011343, abs=2e-6)
+    assert r["lo"] < -3.0 < r["hi"] < 0
