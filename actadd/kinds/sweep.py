@@ -26,8 +26,9 @@ Draw = Callable[[pd.DataFrame, Path, list[str]], list[Path]]
 def cell_summary(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """One row per (pair, cell, metric) with ``mean, lo, hi, count`` and, against the
     unsteered rows, ``diff, diff_lo, diff_hi``: Wilson / Newcombe intervals for
-    ``topic_any``, paired cluster-bootstrap intervals of the difference for ``sentiment``, the range over the texts for the
-    deterministic next-token metrics (see :mod:`actadd.stats`)."""
+    ``topic_any``, paired cluster-bootstrap intervals of the difference for ``sentiment``,
+    the range over the texts for the deterministic next-token metrics (see
+    :mod:`actadd.stats`)."""
     from actadd.stats import paired_diffs, proportion_summary, range_table, summarize
 
     s = summarize(df)

@@ -133,8 +133,12 @@ class TokenInjectionKind(BaseKind):
 
 
 def claims(run) -> list:
-    """Two families, each tested over the prompts (paired t, Benjamini–Hochberg within the
+    """Families of claims, each tested over the prompts (t, Benjamini–Hochberg within the
     family):
+
+    - *ActAdd raises its target*: per pair and layer, the target log-probability rises;
+    - *a different pad*: per layer, a pair padded with another pad token (``pad_token``)
+      raises its target more than the same pair padded with the default ``" "``;
 
     - *negative multiples reverse the effect*: at −1 × c (the dose layers) the target
       log-probability falls, per pair;
@@ -146,9 +150,29 @@ def claims(run) -> list:
     from actadd.stats import paired_t
 
     df = run.read_table("results")
-    df = df[df.prompt_kind != "neutral"] if "prompt_kind" in df else df
+    df = df[df.prompt_kind == "user"] if "prompt_kind" in df else df
     exp = run.config.get("name") or run.out.name
     out = []
+    act_rows = df[df.condition == "actadd"]
+    for (pair, layer), d in act_rows.groupby(["pair", "layer"], sort=False):
+        v = d.target_logprob_delta.to_numpy(float)
+        t = paired_t(v, np.zeros_like(v))
+        out.append(
+            Claim(
+                experiment=exp,
+                id=f"target_up:{pair}:L{layer}",
+                statement=f"{pair} at L{layer}: ActAdd raises the target log-probability",
+                estimate=t["mean"],
+                lo=t["lo"],
+                hi=t["hi"],
+                p=t["p"],
+                test="t over prompts",
+                n=f"{t['n']} prompts",
+                numbers=f"Δ log p(target) {t['mean']:+.2f} nats",
+                family="ActAdd raises its target",
+            )
+        )
+    out += _pad_claims(run, act_rows, exp)
     dose = df[(df.condition == "coeff") & np.isclose(df.scale, -1.0)]
     for (pair, layer), d in dose.groupby(["pair", "layer"], sort=False):
         v = d.target_logprob_delta.to_numpy(float)
@@ -193,6 +217,52 @@ def claims(run) -> list:
                 family="ActAdd ~ prepend beyond random",
             )
         )
+    return out
+
+
+def _pad_claims(run, act_rows: pd.DataFrame, exp: str) -> list:
+    """Pairs that differ only in their pad token: the other pad against ``" "``."""
+    from actadd.claims import Claim
+    from actadd.stats import paired_t
+
+    pairs = run.config.get("pairs", [])
+    out = []
+    for p in pairs:
+        if not p.get("pad_token"):
+            continue
+        twin = next(
+            (
+                q
+                for q in pairs
+                if not q.get("pad_token")
+                and (q["positive"], q["negative"]) == (p["positive"], p["negative"])
+            ),
+            None,
+        )
+        if twin is None:
+            continue
+        a = act_rows[act_rows.pair == p["name"]]
+        b = act_rows[act_rows.pair == twin["name"]]
+        m = a.merge(b, on=["layer", "prompt_index"], suffixes=("_a", "_b"))
+        for layer, d in m.groupby("layer"):
+            t = paired_t(d.target_logprob_delta_a, d.target_logprob_delta_b)
+            out.append(
+                Claim(
+                    experiment=exp,
+                    id=f"pad:{p['name']}:L{layer}",
+                    statement=f"{p['name']} at L{layer}: padding with {p['pad_token']!r} raises "
+                    f"the target more than padding with ' '",
+                    estimate=t["mean"],
+                    lo=t["lo"],
+                    hi=t["hi"],
+                    p=t["p"],
+                    test="paired t over prompts",
+                    n=f"{t['n']} prompts",
+                    numbers=f"Δ log p(target) {d.target_logprob_delta_a.mean():+.2f} vs "
+                    f"{d.target_logprob_delta_b.mean():+.2f} nats",
+                    family=f"pad {p['pad_token']!r} vs ' '",
+                )
+            )
     return out
 
 
