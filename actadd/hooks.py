@@ -34,3 +34,12 @@ def resid_pre(model: HookedTransformer, layer: int) -> str:
     if layer == model.cfg.n_layers:
         return f"blocks.{layer - 1}.hook_resid_post"
     return f"blocks.{layer}.hook_resid_pre"
+
+
+def attn_pattern(model: HookedTransformer, layer: int) -> str:
+    """Name of block ``layer``'s attention pattern ``[batch, head, query, key]`` (after the
+    softmax): ``blocks.{layer}.attn.hook_pattern``; ``layer`` is a block, ``0..n_layers-1``."""
+    n = model.cfg.n_layers
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n:
+        raise SteeringError(f"attention layer {layer!r} out of range: blocks 0..{n - 1}.")
+    return f"blocks.{layer}.attn.hook_pattern"

@@ -29,6 +29,7 @@ KIND_MODULES: dict[str, str] = {
     "failures": "failures",
     "alignment": "alignment",
     "token_injection": "token_injection",
+    "pad_confound": "pad_confound",
 }
 
 
