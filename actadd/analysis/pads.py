@@ -109,11 +109,20 @@ def ordinary_stats(batch: PrefixBatch, layer: int) -> OrdinaryStats:
 
 
 def massive_dims(
-    row: Float[Tensor, " d_model"], stats: OrdinaryStats, factor: float
+    row: Float[Tensor, " d_model"], stats: OrdinaryStats, ratio: float
 ) -> Tensor:
-    """Indices of the dimensions where ``|row|`` exceeds ``factor`` × the mean absolute value
-    of that dimension over ordinary positions (the massive dimensions of a row)."""
-    return torch.nonzero(row.abs() > factor * stats.abs_mean, as_tuple=True)[0]
+    """The massive dimensions of a row: none when its norm is at most ``ratio`` × the
+    ordinary norm; otherwise the fewest dimensions, taken in order of their excess
+    ``|row| − mean |h|`` over ordinary positions, whose removal brings the row's norm down
+    to at most ``ratio`` × the ordinary norm."""
+    limit = ratio * stats.norm
+    if float(row.norm()) <= limit:
+        return torch.zeros(0, dtype=torch.long, device=row.device)
+    order = torch.argsort(row.abs() - stats.abs_mean.to(row.device), descending=True)
+    energy = row[order].double() ** 2
+    left = energy.sum() - torch.cumsum(energy, 0)
+    k = int(torch.nonzero(left <= limit**2, as_tuple=True)[0][0]) + 1
+    return order[:k]
 
 
 def operate_rows(
@@ -121,7 +130,7 @@ def operate_rows(
     rows: Sequence[int],
     method: str,
     stats: OrdinaryStats,
-    factor: float,
+    ratio: float,
 ) -> tuple[Tensor, list[int]]:
     """A copy of ``resid`` with ``rows`` operated on; returns it and how many dimensions of
     each row were changed. ``"zero_massive"``: the massive dimensions (:func:`massive_dims`)
@@ -133,7 +142,7 @@ def operate_rows(
     changed = []
     for r in rows:
         if method == "zero_massive":
-            dims = massive_dims(resid[r], stats, factor)
+            dims = massive_dims(resid[r], stats, ratio)
             out[r, dims] = 0.0
             changed.append(len(dims))
         else:
@@ -151,7 +160,7 @@ def surgery_vectors(
     method: str,
     stats: Mapping[int, OrdinaryStats],
     *,
-    factor: float = 20.0,
+    ratio: float = 2.0,
     equalize: str = "right",
 ) -> tuple[dict[int, SteeringVector], pd.DataFrame]:
     """``coeff · (h_L(p+) − h_L(p−))`` with the padded side's pad rows operated on (see
@@ -165,13 +174,13 @@ def surgery_vectors(
     out, info = {}, []
     for layer in layers:
         sides = acts[layer].clone()
-        side = sides[tokens.padded_side]
-        new, changed = operate_rows(side, tokens.pad_rows, method, stats[layer], factor)
+        side = sides[tokens.padded_side].clone()
+        new, changed = operate_rows(side, tokens.pad_rows, method, stats[layer], ratio)
         sides[tokens.padded_side] = new
         prov = {
             "kind": "pad_surgery",
             "method": method,
-            "factor": factor,
+            "massive_ratio": ratio,
             "positive": pair.positive,
             "negative": pair.negative,
             "pad_token": pad_token,
@@ -293,11 +302,11 @@ def attention_to(
 def norm_regression(
     cells: pd.DataFrame,
     *,
-    x: str = "pad_norm",
+    x: str = "log2_norm_ratio",
     y: str = "effect",
     strata: Sequence[str] = ("pair", "layer"),
     unit: str = "pad",
-    scale: float = 100.0,
+    scale: float = 1.0,
     n_boot: int = 2000,
     n_perm: int = 2000,
     seed: int = 0,

@@ -20,7 +20,6 @@ Config (``experiments/pad_confound.toml``)::
     layers = "all"
     prompts = [...]
     control_words = [...]              # single tokens each
-    massive_factor = 20.0              # a dim is massive above this × its mean |h| on ordinary tokens
     massive_ratio = 2.0                # a pad row is massive above this × the typical norm
     [[pairs]]                          # positive, negative, label, coeff, target_words
     [surgery]                          # pads, methods ("zero_massive", "mean_row")
@@ -49,7 +48,7 @@ from actadd.kinds import BaseKind
 
 NAME = "pad_confound"
 KEYS = ("name", "description", "model", "pairs", "pads", "reference_pad", "layers", "prompts")
-KEYS += ("control_words", "massive_factor", "massive_ratio", "batch_rows", "surgery")
+KEYS += ("control_words", "massive_ratio", "batch_rows", "surgery")
 KEYS += ("attention", "generation")
 PAIR_KEYS = ("positive", "negative", "label", "coeff", "target_words")
 SURGERY_KEYS = ("pads", "methods")
@@ -76,7 +75,6 @@ class Spec:
     layers: Any
     prompts: tuple[str, ...]
     control_words: tuple[str, ...]
-    factor: float
     ratio: float
     batch_rows: int
     surgery_pads: tuple[str | int, ...]
@@ -143,7 +141,6 @@ def parse(config: dict[str, Any]) -> Spec:
     if len(prompts) < 2:
         raise ConfigError("prompts: give at least 2 (claims are tested over prompts).")
     controls = word_list(c.get("control_words", []), "control_words")
-    factor = _number(c.get("massive_factor", 20.0), "massive_factor")
     ratio = _number(c.get("massive_ratio", 2.0), "massive_ratio")
     (rows,) = number_list([c.get("batch_rows", 256)], "batch_rows", integer=True)
     if rows < 1:
@@ -188,7 +185,6 @@ def parse(config: dict[str, Any]) -> Spec:
         c["layers"],
         prompts,
         controls,
-        factor,
         ratio,
         rows,
         s_pads,
@@ -273,7 +269,7 @@ def run_pad_confound(spec: Spec, model, run) -> None:
             for pad in spec.surgery_pads:
                 for method in spec.methods:
                     vs, info = P.surgery_vectors(
-                        model, pair, layers, pp.coeff, pad, method, stats, factor=spec.factor
+                        model, pair, layers, pp.coeff, pad, method, stats, ratio=spec.ratio
                     )
                     info.insert(0, "pad", pad_label(pad))
                     info.insert(0, "pair", pair.name)
@@ -292,6 +288,7 @@ def run_pad_confound(spec: Spec, model, run) -> None:
                     )
     norms_df = pd.DataFrame(norms)
     norms_df["typical_norm"] = norms_df.layer.map({k: v.norm for k, v in stats.items()})
+    norms_df["log2_norm_ratio"] = np.log2(norms_df.pad_norm / norms_df.typical_norm)
     effects_df = pd.DataFrame(effects)
     run.write_table("effects", effects_df, ("parquet", "csv"))
     run.write_table("norms", norms_df)
@@ -421,8 +418,9 @@ def _word_count(spec: Spec, model, P):
 def claims(run) -> list:
     """The kind's findings (before Benjamini–Hochberg, which runs within each family):
 
-    - *pad-row norm predicts the loss of steering*: the slope of the effect on the pad-row
-      norm (per 100) within (pair, layer), over every pad, pooled and per layer (sign −1);
+    - *pad-row norm predicts the loss of steering*: the slope of the effect on log2 of the
+      pad-row norm over the typical norm, within (pair, layer), over every pad, pooled and
+      per layer (sign −1);
     - *surgery restores steering*: per (pair, method, layer), the surgered reference pad's
       effect exceeds the plain reference pad's (paired t over prompts);
     - *the reference pad is an attention sink*: per layer, mean attention (over heads) from
@@ -460,7 +458,8 @@ def claims(run) -> list:
             p=r["p"],
             test="permutation of pads (within-stratum slope); bootstrap over pads",
             n=f"{r['n_cells']} cells: {r['n_units']} pads × {r['n_strata']} strata",
-            numbers=f"slope {r['slope']:+.3f} {unit_note} per 100 of norm; partial r {r['r']:+.2f}",
+            numbers=f"slope {r['slope']:+.3f} {unit_note} per doubling of the pad-row norm; "
+            f"partial r {r['r']:+.2f}",
             sign=-1,
             family=family,
         )
@@ -571,6 +570,8 @@ def claims(run) -> list:
             )
         rate = steered[steered.metric == "topic_any"].groupby(["layer", "pad"], as_index=False)
         rate = rate.agg(rate=("value", "mean"), pad_norm=("pad_norm", "mean"))
+        # within a layer, log2(norm / typical) and log2(norm) differ by a constant
+        rate["log2_norm_ratio"] = np.log2(rate.pad_norm)
         if rate.pad.nunique() >= 3:
             out.append(
                 reg_claim(rate, ["layer"], "word_count_norm_slope", "word count, all layers",
@@ -610,6 +611,14 @@ class PadConfoundKind(BaseKind):
                 )
             if not target_token_ids(model, word_list(pp.target_words), strict=False):
                 raise ConfigError(f"pair {pp.pair.name}: no target word is one token.")
+        longest = max(len(pair_tokens(model, pp.pair, spec.reference).positive) for pp in spec.pairs)
+        for text in spec.prompts:
+            if model.to_tokens(text).shape[1] < longest:
+                raise ConfigError(
+                    f"prompt {text!r} is {model.to_tokens(text).shape[1]} tokens (leading token "
+                    f"included), shorter than the longest pair's {longest} rows: front "
+                    "injection needs a prompt at least as long as the vector."
+                )
         if spec.control_words:
             target_token_ids(model, spec.control_words, strict=True)
         else:
