@@ -69,7 +69,10 @@ def pair_tokens(
     if equalize not in ("right", "left"):
         raise SteeringError(f"pad rows exist for equalize 'right' or 'left', not {equalize!r}.")
     pos, neg = pair_token_ids(model, pair.positive, pair.negative, equalize, pad_token)
-    lens = [model.to_tokens(t, prepend_bos=True, truncate=False).shape[1] for t in (pair.positive, pair.negative)]
+    lens = [
+        model.to_tokens(t, prepend_bos=True, truncate=False).shape[1]
+        for t in (pair.positive, pair.negative)
+    ]
     short = min(lens)
     n = len(pos)
     if lens[0] == lens[1]:
@@ -108,9 +111,7 @@ def ordinary_stats(batch: PrefixBatch, layer: int) -> OrdinaryStats:
     return OrdinaryStats(rows.mean(0), rows.abs().mean(0), float(rows.norm(dim=-1).mean()))
 
 
-def massive_dims(
-    row: Float[Tensor, " d_model"], stats: OrdinaryStats, ratio: float
-) -> Tensor:
+def massive_dims(row: Float[Tensor, " d_model"], stats: OrdinaryStats, ratio: float) -> Tensor:
     """The massive dimensions of a row: none when its norm is at most ``ratio`` × the
     ordinary norm; otherwise the fewest dimensions, taken in order of their excess
     ``|row| − mean |h|`` over ordinary positions, whose removal brings the row's norm down
@@ -214,8 +215,7 @@ def pad_row_norms(
     acts = pair_residuals(model, tokens, layers)
     rows = list(tokens.pad_rows)
     return {
-        layer: float(acts[layer][tokens.padded_side, rows].norm(dim=-1).mean())
-        for layer in layers
+        layer: float(acts[layer][tokens.padded_side, rows].norm(dim=-1).mean()) for layer in layers
     }
 
 
@@ -283,9 +283,7 @@ def attention_to(
     res = [resid_pre(model, layer) for layer in layers]
     x = torch.tensor([list(t) for t in tokens], device=model.cfg.device)
     with steering(model, list(placements)):
-        _, cache = model.run_with_cache(
-            x, names_filter=pat + res, stop_at_layer=max(layers) + 1
-        )
+        _, cache = model.run_with_cache(x, names_filter=pat + res, stop_at_layer=max(layers) + 1)
     on_key = torch.stack([cache[p][:, :, key + 1 :, key].mean(-1) for p in pat], 1)
     on_first = torch.stack([cache[p][:, :, key + 1 :, 0].mean(-1) for p in pat], 1)
     norms = torch.stack([cache[r][:, key].norm(dim=-1) for r in res], 1)
@@ -328,7 +326,7 @@ def norm_regression(
     key = d[strata].astype(str).agg("|".join, axis=1)
     xs = d.pivot_table(index=key, columns=unit, values=x, aggfunc="mean") / scale
     ys = d.pivot_table(index=key, columns=unit, values=y, aggfunc="mean")
-    full = xs.notna().all(1) & ys.notna().all(1)  # strata that hold every unit
+    full = xs.notna().all(axis=1) & ys.notna().all(axis=1)  # strata that hold every unit
     xs, ys = xs[full][units].to_numpy(float), ys[full][units].to_numpy(float)
     xc = xs - xs.mean(1, keepdims=True)
     yc = ys - ys.mean(1, keepdims=True)
@@ -358,7 +356,9 @@ def norm_regression(
     )
 
 
-def pad_ranking(effects: pd.DataFrame, norms: pd.DataFrame, *, massive_ratio: float) -> pd.DataFrame:
+def pad_ranking(
+    effects: pd.DataFrame, norms: pd.DataFrame, *, massive_ratio: float
+) -> pd.DataFrame:
     """One row per pad: mean effect and KL over pairs, layers and prompts (plain vectors),
     the largest pad-row norm as a multiple of the typical norm over every (pair, layer), and
     ``massive`` (that ratio above ``massive_ratio``). Sorted best first by

@@ -214,7 +214,9 @@ def _generation_spec(g: dict[str, Any], pairs: tuple[PadPair, ...], reference):
             prompts=tuple(g.get("prompts", ())) or ("I went up to my friend and said",),
             target_words=pp.target_words,
             generation=GenerationSpec(
-                **gen, topic_words=topic if isinstance(topic, str) else tuple(topic), sentiment=False
+                **gen,
+                topic_words=topic if isinstance(topic, str) else tuple(topic),
+                sentiment=False,
             ),
             next_token=False,
             batch_rows=512,
@@ -466,14 +468,24 @@ def claims(run) -> list:
 
     if n_pads >= 3:
         out.append(
-            reg_claim(cells, ["pair", "layer"], "norm_slope:pooled", "all pairs and layers",
-                      "pad-row norm → effect (pooled)")
+            reg_claim(
+                cells,
+                ["pair", "layer"],
+                "norm_slope:pooled",
+                "all pairs and layers",
+                "pad-row norm → effect (pooled)",
+            )
         )
         for layer, d in cells.groupby("layer"):
             if d.pad_norm.std() > 0:
                 out.append(
-                    reg_claim(d, ["pair"], f"norm_slope:L{layer}", f"L{layer}, all pairs",
-                              "pad-row norm → effect, per layer")
+                    reg_claim(
+                        d,
+                        ["pair"],
+                        f"norm_slope:L{layer}",
+                        f"L{layer}, all pairs",
+                        "pad-row norm → effect, per layer",
+                    )
                 )
     keys = ["pair", "layer", "prompt_index"]
     base = plain[plain.pad == ref][keys + ["effect"]]
@@ -574,8 +586,15 @@ def claims(run) -> list:
         rate["log2_norm_ratio"] = np.log2(rate.pad_norm)
         if rate.pad.nunique() >= 3:
             out.append(
-                reg_claim(rate, ["layer"], "word_count_norm_slope", "word count, all layers",
-                          "pad-row norm → word count", y="rate", unit_note="(fraction)")
+                reg_claim(
+                    rate,
+                    ["layer"],
+                    "word_count_norm_slope",
+                    "word count, all layers",
+                    "pad-row norm → word count",
+                    y="rate",
+                    unit_note="(fraction)",
+                )
             )
     return out
 
@@ -611,7 +630,9 @@ class PadConfoundKind(BaseKind):
                 )
             if not target_token_ids(model, word_list(pp.target_words), strict=False):
                 raise ConfigError(f"pair {pp.pair.name}: no target word is one token.")
-        longest = max(len(pair_tokens(model, pp.pair, spec.reference).positive) for pp in spec.pairs)
+        longest = max(
+            len(pair_tokens(model, pp.pair, spec.reference).positive) for pp in spec.pairs
+        )
         for text in spec.prompts:
             if model.to_tokens(text).shape[1] < longest:
                 raise ConfigError(
@@ -624,7 +645,9 @@ class PadConfoundKind(BaseKind):
         else:
             raise ConfigError("control_words: give a list of single-token words.")
         if spec.attention:
-            check_layers(spec.attention.get("inject_layers", [4]), n - 1, "[attention] inject_layers")
+            check_layers(
+                spec.attention.get("inject_layers", [4]), n - 1, "[attention] inject_layers"
+            )
         if spec.generation:
             g = _generation_spec(spec.generation, spec.pairs, spec.reference)
             g.validate(model)

@@ -75,8 +75,15 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
             d = cells[cells.pair == pair]
             other = d[(d.variant == PLAIN) & (d.pad != ref)]
             sc = ax.scatter(
-                other.ratio, other.effect, c=other.layer, cmap="viridis", vmin=0, vmax=vmax,
-                s=10, alpha=0.75, lw=0,
+                other.ratio,
+                other.effect,
+                c=other.layer,
+                cmap="viridis",
+                vmin=0,
+                vmax=vmax,
+                s=10,
+                alpha=0.75,
+                lw=0,
             )
             r = d[(d.variant == PLAIN) & (d.pad == ref)]
             ax.scatter(r.ratio, r.effect, marker="X", s=30, color=REF_COLOR, lw=0.3, ec="k")
@@ -92,7 +99,9 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
             Line2D([], [], marker="o", ls="", color="0.5", label="other pads (colour: layer)"),
             Line2D([], [], marker="X", ls="", color=REF_COLOR, label=f"pad {ref} (the paper's)"),
         ] + [
-            Line2D([], [], marker=st["marker"], ls="", color=st["color"], label=f"{ref}, {st['name']}")
+            Line2D(
+                [], [], marker=st["marker"], ls="", color=st["color"], label=f"{ref}, {st['name']}"
+            )
             for st in SURGERY_STYLE.values()
         ]
         fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
@@ -119,13 +128,21 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
             for pad, color in ((ref, REF_COLOR), (best, BEST_COLOR)):
                 c = _ci(plain[plain.pad == pad], "layer", "effect")
                 if len(c):
-                    interval_line(ax, c.layer, c["mean"], err=1.96 * c["sem"], color=color, zorder=3)
+                    interval_line(
+                        ax, c.layer, c["mean"], err=1.96 * c["sem"], color=color, zorder=3
+                    )
             for method, st in SURGERY_STYLE.items():
                 c = _ci(d[(d.variant == method) & (d.pad == ref)], "layer", "effect")
                 if len(c):
                     interval_line(
-                        ax, c.layer, c["mean"], err=1.96 * c["sem"], color=st["color"],
-                        marker=st["marker"], ls=st["ls"], zorder=2,
+                        ax,
+                        c.layer,
+                        c["mean"],
+                        err=1.96 * c["sem"],
+                        color=st["color"],
+                        marker=st["marker"],
+                        ls=st["ls"],
+                        zorder=2,
                     )
             ax.axhline(0, color="0.4", lw=0.7, ls="--")
             ax.set_title(pair)
@@ -136,8 +153,14 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
             Line2D([], [], color=BEST_COLOR, marker="o", label=f"pad {best} (recommended)"),
             Line2D([], [], color=OTHER_COLOR, label="other pads"),
         ] + [
-            Line2D([], [], color=st["color"], marker=st["marker"], ls=st["ls"],
-                   label=f"{ref}, {st['name']}")
+            Line2D(
+                [],
+                [],
+                color=st["color"],
+                marker=st["marker"],
+                ls=st["ls"],
+                label=f"{ref}, {st['name']}",
+            )
             for st in SURGERY_STYLE.values()
         ]
         fig.legend(handles=handles, loc="outside lower center", ncol=5, frameon=False)
@@ -163,7 +186,9 @@ def attention_by_layer(tables, config, out: Path) -> list[Path]:
             for pad, color in ((ref, REF_COLOR), (best, BEST_COLOR), (ORDINARY, ORDINARY_COLOR)):
                 c = _ci(heads[heads.pad == pad], "layer", col)
                 if len(c):
-                    interval_line(ax, c.layer, c["mean"], err=1.96 * c["sem"], color=color, zorder=3)
+                    interval_line(
+                        ax, c.layer, c["mean"], err=1.96 * c["sem"], color=color, zorder=3
+                    )
             ax.set_xlabel("layer")
         axes[0, 0].set_ylabel("attention mass on position 1\n(mean over heads and later queries)")
         axes[0, 0].set_title("a token at position 1")
@@ -243,8 +268,13 @@ def word_count(tables, config, out: Path) -> list[Path]:
             ci = np.array([wilson_interval(int(s), int(n)) for s, n in zip(g["sum"], g["count"])])
             color = {ref: REF_COLOR, best: BEST_COLOR}.get(pad) or next(colors)
             interval_line(
-                ax, g.layer + 0.12 * (j - len(pads) / 2), g["mean"], ci[:, 0], ci[:, 1],
-                color=color, label=f"pad {pad}" + (" (the paper's)" if pad == ref else ""),
+                ax,
+                g.layer + 0.12 * (j - len(pads) / 2),
+                g["mean"],
+                ci[:, 0],
+                ci[:, 1],
+                color=color,
+                label=f"pad {pad}" + (" (the paper's)" if pad == ref else ""),
             )
         ax.set_xlabel("layer")
         ax.set_ylabel("completions with a topic word [fraction]\n(Wilson 95% CI)")

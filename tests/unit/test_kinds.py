@@ -88,6 +88,28 @@ def configs(tmp_path: Path) -> dict[str, dict]:
             coeffs=[1.0, 8.0],
             topk=[1, 5],
         ),
+        "pad_confound": dict(
+            kind="pad_confound",
+            model="tiny-llama",
+            pads=[" ", "a", ".", "x"],
+            layers=[0, 2],
+            prompts=["I went up to my friend and said", "The cat sat on the mat"],
+            control_words=["t", "r"],
+            pairs=[
+                dict(positive=" wed", negative="", coeff=2.0, target_words=["w", "e"]),
+                dict(positive="Love", negative="Hatred", target_words=["l", "o"]),
+            ],
+            attention=dict(pair="' wed'-''", pads=[" ", "a"], inject_layers=[1]),
+            generation=dict(
+                pair="' wed'-''",
+                pads=[" ", "a", "."],
+                layers=[1, 2],
+                prompts=["I went", "She said"],
+                n_samples=2,
+                max_new_tokens=4,
+                topic_words=["we", "a"],
+            ),
+        ),
     }
 
 
@@ -98,6 +120,17 @@ TABLES = {
     "alignment": ["results.parquet", "summary.csv"],
     "perplexity": ["corpus.csv", "perplexity.parquet", "perplexity.csv", "summary.csv"],
     "capability": ["items.csv", "results.parquet", "results.csv", "summary.csv"],
+    "pad_confound": [
+        "effects.parquet",
+        "norms.csv",
+        "surgery.csv",
+        "attention_context.parquet",
+        "attention_actadd.parquet",
+        "pad_ranking.csv",
+        "recommendation.json",
+        "word_count.parquet",
+        "completions.parquet",
+    ],
 }
 
 
@@ -172,6 +205,28 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("perplexity", {"corpus": {**CORPUS, "topics": {"a": []}}}, "non-empty list of strings"),
         ("perplexity", {"topic_words": "bananas"}, "unknown preset 'bananas'"),
         ("perplexity", {"layers": [5]}, r"layers \[5\] out of range"),
+        ("pad_confound", {"pads": [" ", "ab"]}, r"pads: pad_token 'ab' is 2 tokens"),
+        ("pad_confound", {"pads": [" ", " "]}, r"given more than once"),
+        ("pad_confound", {"reference_pad": "z"}, r"reference_pad 'z' must be one of pads"),
+        ("pad_confound", {"layers": [0, 9]}, r"layers \[9\] out of range"),
+        ("pad_confound", {"pairs": [["Love", "Hate"]]}, r"pairs\[0\] must be a table"),
+        (
+            "pad_confound",
+            {
+                "pairs": [dict(positive="ab", negative="cd", target_words=["w"])],
+                "attention": None,
+                "generation": None,
+            },
+            "has prompts of one length",
+        ),
+        ("pad_confound", {"control_words": ["table"]}, "'table' is not a single token"),
+        ("pad_confound", {"prompts": ["I went up to my friend and said"]}, "at least 2"),
+        ("pad_confound", {"prompts": ["Hi", "Hello"]}, "shorter than the longest pair"),
+        ("pad_confound", {"surgery": {"methods": ["scrub"]}}, r"\[surgery\] methods"),
+        ("pad_confound", {"surgery": {"pads": ["q"]}}, r"must also be in pads"),
+        ("pad_confound", {"attention": {"pair": "nope"}}, r"\[attention\] pair 'nope'"),
+        ("pad_confound", {"generation": {"pads": ["a"]}}, "must include the reference_pad"),
+        ("pad_confound", {"generation": {"n_samples": 0}}, "must be >= 1"),
     ],
 )
 def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, monkeypatch):
@@ -188,12 +243,14 @@ def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, 
         raise AssertionError("validation must come before compute")
 
     # models may load (layer ranges need n_layers), but no metric is computed
+    from actadd.analysis import pads
     from actadd.kinds import capability, perplexity
     from actadd.sweeps import engine
 
     monkeypatch.setattr(capability, "evaluate", no_compute)
     monkeypatch.setattr(perplexity, "write_corpus", no_compute)
     monkeypatch.setattr(engine, "generate_tokens", no_compute)
+    monkeypatch.setattr(pads, "effect_rows", no_compute)
     with pytest.raises(ConfigError, match=message):
         run_experiment(config, tmp_path / "out")
 
@@ -205,6 +262,7 @@ PAPER_EXPERIMENTS = (
     "capability",
     "failure_cases",
     "alignment",
+    "pad_confound",
 )
 
 
@@ -215,6 +273,7 @@ def test_shipped_paper_configs_parse_with_and_without_quick():
         for quick in (False, True):
             config = read_config(path, quick)
             kind_of(config)  # a known kind
+            kind_of(config).parse({k: v for k, v in config.items() if k != "kind"})
             if config["kind"] in ("word_count", "sentiment", "failures", "alignment"):
                 from actadd.sweeps import SweepSpec
 
