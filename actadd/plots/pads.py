@@ -168,7 +168,7 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
 
 
 def attention_by_layer(tables, config, out: Path) -> list[Path]:
-    from actadd.kinds.pad_confound import ORDINARY, UNSTEERED
+    from actadd.kinds.pad_confound import ORDINARY
 
     ref, best = _ref_best(tables, config)
     ctx, act = tables["attention_context"], tables["attention_actadd"]
