@@ -417,6 +417,27 @@ def _word_count(spec: Spec, model, P):
 # ---------------------------------------------------------------------- claims
 
 
+def _t_claim(exp: str, cid: str, statement: str, x, y, numbers: str, family: str):
+    """A claim that ``x`` exceeds ``y`` (paired over prompts, Student t)."""
+    from actadd.claims import Claim
+    from actadd.stats import paired_t
+
+    t = paired_t(x, y)
+    return Claim(
+        experiment=exp,
+        id=cid,
+        statement=statement,
+        estimate=t["mean"],
+        lo=t["lo"],
+        hi=t["hi"],
+        p=t["p"],
+        test="paired t over prompts",
+        n=f"{t['n']} prompts",
+        numbers=numbers,
+        family=family,
+    )
+
+
 def claims(run) -> list:
     """The kind's findings (before Benjamini–Hochberg, which runs within each family):
 
@@ -436,7 +457,6 @@ def claims(run) -> list:
     """
     from actadd.analysis.pads import PLAIN, norm_regression
     from actadd.claims import Claim, Paired, arm, binary_claim
-    from actadd.stats import paired_t
 
     exp = run.config.get("name") or run.out.name
     ref = pad_label(run.config.get("reference_pad", " "))
@@ -493,21 +513,16 @@ def claims(run) -> list:
         ["pair", "variant", "layer"]
     ):
         m = d[keys + ["effect"]].merge(base, on=keys, suffixes=("_s", "_p"))
-        t = paired_t(m.effect_s, m.effect_p)
         out.append(
-            Claim(
-                experiment=exp,
-                id=f"surgery:{method}:{pair}:L{layer}",
-                statement=f"{pair} at L{layer}: {method} on the {ref} pad row raises the "
-                f"steering effect over the plain {ref} pad",
-                estimate=t["mean"],
-                lo=t["lo"],
-                hi=t["hi"],
-                p=t["p"],
-                test="paired t over prompts",
-                n=f"{t['n']} prompts",
-                numbers=f"effect {m.effect_s.mean():+.2f} vs {m.effect_p.mean():+.2f} nats",
-                family=f"surgery {method} restores steering",
+            _t_claim(
+                exp,
+                f"surgery:{method}:{pair}:L{layer}",
+                f"{pair} at L{layer}: {method} on the {ref} pad row raises the steering "
+                f"effect over the plain {ref} pad",
+                m.effect_s,
+                m.effect_p,
+                f"effect {m.effect_s.mean():+.2f} vs {m.effect_p.mean():+.2f} nats",
+                f"surgery {method} restores steering",
             )
         )
     if run.has_table("attention_context"):
@@ -518,22 +533,16 @@ def claims(run) -> list:
         for layer, d in a.merge(b, on=["prompt_index", "layer"], suffixes=("_p", "_o")).groupby(
             "layer"
         ):
-            t = paired_t(d.mass_key_p, d.mass_key_o)
             out.append(
-                Claim(
-                    experiment=exp,
-                    id=f"sink:L{layer}",
-                    statement=f"L{layer}: later positions attend more to a {ref} token at "
-                    "position 1 than to an ordinary token there (mean over heads)",
-                    estimate=t["mean"],
-                    lo=t["lo"],
-                    hi=t["hi"],
-                    p=t["p"],
-                    test="paired t over prompts",
-                    n=f"{t['n']} prompts",
-                    numbers=f"attention mass {d.mass_key_p.mean():.3f} vs "
-                    f"{d.mass_key_o.mean():.3f}",
-                    family=f"{ref} is an attention sink",
+                _t_claim(
+                    exp,
+                    f"sink:L{layer}",
+                    f"L{layer}: later positions attend more to a {ref} token at position 1 "
+                    "than to an ordinary token there (mean over heads)",
+                    d.mass_key_p,
+                    d.mass_key_o,
+                    f"attention mass {d.mass_key_p.mean():.3f} vs {d.mass_key_o.mean():.3f}",
+                    f"{ref} is an attention sink",
                 )
             )
         act = run.read_table("attention_actadd", keep_default_na=False, na_values=[""])
@@ -543,21 +552,16 @@ def claims(run) -> list:
         for (pad, inj), d in per[per.inject_layer >= 0].groupby(["pad", "inject_layer"]):
             d = d[d.layer >= inj].merge(un, on=["prompt_index", "layer"], suffixes=("", "_u"))
             d = d.groupby("prompt_index")[["mass_key", "mass_key_u"]].mean()
-            t = paired_t(d.mass_key, d.mass_key_u)
             out.append(
-                Claim(
-                    experiment=exp,
-                    id=f"actadd_attention:{pad}:L{inj}",
-                    statement=f"ActAdd at L{inj} (pad {pad}) raises the attention later "
-                    "positions pay to the pad-row position (layers ≥ the injection)",
-                    estimate=t["mean"],
-                    lo=t["lo"],
-                    hi=t["hi"],
-                    p=t["p"],
-                    test="paired t over prompts",
-                    n=f"{t['n']} prompts",
-                    numbers=f"mass {d.mass_key.mean():.3f} vs {d.mass_key_u.mean():.3f} unsteered",
-                    family="ActAdd moves attention to the pad row",
+                _t_claim(
+                    exp,
+                    f"actadd_attention:{pad}:L{inj}",
+                    f"ActAdd at L{inj} (pad {pad}) raises the attention later positions pay "
+                    "to the pad-row position (layers ≥ the injection)",
+                    d.mass_key,
+                    d.mass_key_u,
+                    f"mass {d.mass_key.mean():.3f} vs {d.mass_key_u.mean():.3f} unsteered",
+                    "ActAdd moves attention to the pad row",
                 )
             )
     if run.has_table("word_count"):
