@@ -335,16 +335,6 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
 
 
 def sort_results(df: pd.DataFrame) -> pd.DataFrame:
-    keys = [
-        "method",
-        "pair",
-        "pad",
-        "layer",
-        "coeff",
-        "align",
-        "text_kind",
-        "text_index",
-        "sample",
-        "metric",
-    ]
+    # every identifying column (tables written before the method column lack it)
+    keys = [c for c in METRIC_COLUMNS if c != "value" and c in df.columns]
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
