@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
+from actadd.ablation import Ablation
 from actadd.errors import SteeringError, Validated
 from actadd.fastpath import StaticKVCache, fast_path
 from actadd.forward import last_logits, left_pad
@@ -292,13 +293,15 @@ def _as_list(prompts: Validated[str | Sequence[str]]) -> list[str]:
 def _vector_columns(vectors, align) -> dict:
     if vectors is None:
         return dict(steered=False, vector="", layer=pd.NA, coeff=pd.NA, align="")
-    items = [vectors] if isinstance(vectors, (SteeringVector, Placement)) else vectors
-    vecs = [as_placement(v).vector for v in items]
+    single = (SteeringVector, Placement, Ablation)
+    items = [vectors] if isinstance(vectors, single) else vectors
+    ablated = [v for v in items if isinstance(v, Ablation)]
+    vecs = [as_placement(v).vector for v in items if not isinstance(v, Ablation)]
     coeffs = {v.provenance.get("coeff") for v in vecs}
     layers = {v.layer for v in vecs}
     return dict(
         steered=True,
-        vector=" + ".join(v.describe() for v in vecs),
+        vector=" + ".join([a.describe() for a in ablated] + [v.describe() for v in vecs]),
         layer=layers.pop() if len(layers) == 1 else pd.NA,
         coeff=coeffs.pop() if len(coeffs) == 1 and None not in coeffs else pd.NA,
         align=str(Align.parse(align)),
@@ -308,7 +311,7 @@ def _vector_columns(vectors, align) -> dict:
 def generate(
     model: HookedTransformer,
     prompts: str | Sequence[str],
-    vectors: SteeringVector | Sequence | None = None,
+    vectors: SteeringVector | Ablation | Sequence | None = None,
     align: Align | str | int | Sequence[int] = "front",
     *,
     max_new_tokens: Validated[int] = 40,

@@ -26,8 +26,8 @@ from actadd.sweeps.engine import (
     sort_results,
     units,
 )
+from actadd.sweeps.method_vectors import MethodVectors
 from actadd.sweeps.spec import GenerationSpec, SweepSpec
-from actadd.vectors import SteeringVector
 
 __all__ = [
     "GenerationSpec",
@@ -83,7 +83,7 @@ def execute(
     todo = units(spec, model.cfg.n_layers)
     results: dict[str, dict[str, pd.DataFrame]] = {}
     texts: Texts | None = None
-    vectors: dict[tuple[int, str], dict[int, SteeringVector]] = {}
+    vectors = MethodVectors(model, spec)
     disable = None if progress is None else not progress
     layers = spec.layer_list(model.cfg.n_layers)
     with tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="unit", disable=disable) as bar:
@@ -91,20 +91,7 @@ def execute(
             if run is not None and run.done(unit.key):
                 bar.update(1)
                 continue
-            vecs = None
-            if unit.pair >= 0:
-                key = (unit.pair, unit.pad)
-                if key not in vectors:
-                    pair = spec.pairs[unit.pair]
-                    vectors[key] = SteeringVector.from_pair_layers(
-                        model,
-                        pair.positive,
-                        pair.negative,
-                        layers,
-                        equalize=unit.pad,
-                        pad_token=pair.pad_token,
-                    )
-                vecs = vectors[key]
+            vecs = None if unit.pair == -1 else vectors.vectors(unit.method, unit.pair, unit.pad)
             if unit.kind == "next_token":
                 if texts is None:
                     texts = Texts(model, spec)

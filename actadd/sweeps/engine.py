@@ -30,11 +30,12 @@ from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
 from actadd.prefix import PrefixBatch
 from actadd.steer import Align, Placement, steering
-from actadd.sweeps.spec import SweepSpec
+from actadd.sweeps.spec import PAIR_METHODS, SweepSpec
 from actadd.vectors import SteeringVector
 
 UNSTEERED = "(unsteered)"
 METRIC_COLUMNS = [
+    "method",
     "pair",
     "pad",
     "layer",
@@ -53,15 +54,32 @@ class Unit:
     """One resumable unit of work: a (pair, pad, layer) for one kind of metric."""
 
     kind: str  # "next_token" | "generation"
-    pair: int  # index into spec.pairs; -1 for the unsteered baseline
+    pair: int  # index into spec.pairs; -1 for the unsteered baseline; DATASET for the dataset
     pad: str
     layer: int
+    method: str = "actadd"  # see actadd.sweeps.spec.METHODS (random draws: "random:i")
 
     @property
     def key(self) -> str:
-        if self.pair < 0:
+        if self.pair == -1:
             return f"{self.kind}-baseline"
-        return f"{self.kind}-pair{self.pair}-{self.pad}-L{self.layer:03d}"
+        # ActAdd units keep the keys they had before methods existed (resumable runs)
+        method = "" if self.method == "actadd" else f"-{self.method.replace(':', '')}"
+        pair = "dataset" if self.pair == DATASET else f"pair{self.pair}-{self.pad}"
+        return f"{self.kind}-{pair}{method}-L{self.layer:03d}"
+
+    def columns(self, spec: SweepSpec) -> dict:
+        """The unit's identifying columns in the results tables."""
+        if self.pair == -1:
+            return dict(method="none", pair=UNSTEERED, pad="", layer=-1)
+        if self.pair == DATASET:
+            return dict(method=self.method, pair=spec.dataset_label, pad="", layer=self.layer)
+        return dict(
+            method=self.method, pair=spec.pairs[self.pair].name, pad=self.pad, layer=self.layer
+        )
+
+
+DATASET = -2  # Unit.pair of the methods that use the dataset, not a sweep pair
 
 
 def units(spec: SweepSpec, n_layers: int) -> list[Unit]:
@@ -69,11 +87,16 @@ def units(spec: SweepSpec, n_layers: int) -> list[Unit]:
     kinds = (["next_token"] if spec.next_token else []) + (
         ["generation"] if spec.generation else []
     )
+    layers = spec.layer_list(n_layers)
     for kind in kinds:
         out.append(Unit(kind, -1, "", -1))
-        for p in range(len(spec.pairs)):
-            for pad in spec.pads:
-                out += [Unit(kind, p, pad, layer) for layer in spec.layer_list(n_layers)]
+        for method in spec.method_list():
+            if method in PAIR_METHODS:
+                for p in range(len(spec.pairs)):
+                    for pad in spec.pads:
+                        out += [Unit(kind, p, pad, layer, method) for layer in layers]
+            else:
+                out += [Unit(kind, DATASET, "", layer, method) for layer in layers]
     return out
 
 
@@ -182,15 +205,13 @@ def next_token_unit(
 ) -> pd.DataFrame:
     """Next-token metrics of every (coeff, align) cell of one (pair, pad, layer)."""
     records: list[dict] = []
-    if unit.pair < 0:
+    cols = unit.columns(spec)
+    if unit.pair == -1:
         for g in texts.groups:
-            records += g.records(
-                dict(pair=UNSTEERED, pad="", layer=-1), g.baseline(), coeff=0.0, align="none"
-            )
+            records += g.records(cols, g.baseline(), coeff=0.0, align="none")
         return pd.DataFrame(records, columns=METRIC_COLUMNS)
-    cols = dict(pair=spec.pairs[unit.pair].name, pad=unit.pad, layer=unit.layer)
     v = vectors[unit.layer]
-    cells = [(c, a) for c in spec.coeffs for a in spec.align_list()]
+    cells = [(c, a) for c in spec.coeffs for a in spec.aligns_for(unit.method)]
     conditions = [Placement(cell_vector(v, c, a), a) for c, a in cells]
     for g in texts.groups:
         for (c, a), logits in zip(cells, g.batch.logits(conditions)):
@@ -215,12 +236,11 @@ def generation_unit(
     sampling = Sampling(temperature=g.temperature, top_p=g.top_p, freq_penalty=g.freq_penalty)
     jobs = [(p, s) for p in range(len(spec.prompts)) for s in range(g.n_samples)]
     ids = [model.to_tokens(t)[0].tolist() for t in spec.prompts]
-    if unit.pair < 0:
+    cols = unit.columns(spec)
+    if unit.pair == -1:
         cells: list[tuple[float, Align | None]] = [(0.0, None)]
-        cols = dict(pair=UNSTEERED, pad="", layer=-1)
     else:
-        cells = [(c, a) for c in spec.coeffs for a in spec.align_list()]
-        cols = dict(pair=spec.pairs[unit.pair].name, pad=unit.pad, layer=unit.layer)
+        cells = [(c, a) for c in spec.coeffs for a in spec.aligns_for(unit.method)]
     rows: list[dict] = []
     comps: list[dict] = []
     for chunk in _chunks(cells, spec.batch_rows // len(jobs)):
@@ -297,6 +317,7 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
                                 metrics = [(r, "kl_neutral", float(kl))]
                             records += [
                                 dict(
+                                    method="actadd",
                                     pair=pair.name,
                                     pad=pad,
                                     layer=layer,
@@ -314,5 +335,6 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
 
 
 def sort_results(df: pd.DataFrame) -> pd.DataFrame:
-    keys = ["pair", "pad", "layer", "coeff", "align", "text_kind", "text_index", "sample", "metric"]
+    # every identifying column (tables written before the method column lack it)
+    keys = [c for c in METRIC_COLUMNS if c != "value" and c in df.columns]
     return df.sort_values(keys, kind="stable").reset_index(drop=True)
