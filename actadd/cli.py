@@ -1,8 +1,8 @@
 """The ``actadd`` command.
 
-actadd suite [--quick] [--results DIR] [--fresh]   the default experiment suite
-actadd run CONFIG.toml [--out DIR] [--quick] [--resume]
-actadd sweep CONFIG.toml [--out DIR] [--resume]
+actadd suite [--quick] [--results DIR] [--fresh] [--ray [ADDRESS]]   the default suite
+actadd run CONFIG.toml [--out DIR] [--quick] [--resume] [--ray [ADDRESS]]
+actadd sweep CONFIG.toml [--out DIR] [--resume] [--ray [ADDRESS]]
 actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
 actadd kinds                                       list experiment kinds
 actadd vector export|import|show ...               llama.cpp control vectors (GGUF)
@@ -20,19 +20,54 @@ from pathlib import Path
 from actadd.errors import ActAddError, ConfigError
 
 DEFAULT_SUITE = Path("experiments/suite.toml")
+LOCAL_RAY = "local"  # what a bare --ray means: start a local Ray cluster
 
 
 def _out_for(config_path: Path, results: Path) -> Path:
     return results / config_path.stem
 
 
+def ray_backend(args):
+    """The Ray backend the ``--ray*`` options ask for, connected (None without ``--ray``).
+    Every problem (Ray missing, a bad or unreachable address, bad sizes) is a ConfigError
+    raised here, before any model loads."""
+    given = [
+        flag
+        for flag, value in (
+            ("--ray-workers", args.ray_workers),
+            ("--ray-cpus", args.ray_cpus),
+            ("--ray-gpus", args.ray_gpus),
+        )
+        if value is not None
+    ]
+    if args.ray is None:
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --ray [ADDRESS].")
+        return None
+    from actadd.sweeps.distributed import RayBackend, RayOptions
+
+    options = RayOptions(
+        address=None if args.ray == LOCAL_RAY else args.ray,
+        workers=args.ray_workers,
+        num_cpus=1.0 if args.ray_cpus is None else args.ray_cpus,
+        num_gpus=0.0 if args.ray_gpus is None else args.ray_gpus,
+    )
+    return RayBackend(options).connect()
+
+
 def cmd_run(args) -> int:
-    from actadd.experiments import run_config
+    from actadd.experiments import read_config, run_config
 
     config = Path(args.config)
     results = Path(args.results or ("results/_quick" if args.quick else "results"))
     out = Path(args.out) if args.out else _out_for(config, results)
-    run_config(config, out, quick=args.quick, resume=args.resume)
+    read_config(config, args.quick)  # a broken config fails before Ray starts
+    backend = ray_backend(args)
+    try:
+        run_config(config, out, quick=args.quick, resume=args.resume, backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
     print(f"wrote {out}")
     return 0
 
@@ -60,22 +95,31 @@ def read_suite(path: Path) -> list[Path]:
 
 
 def cmd_suite(args) -> int:
-    from actadd.experiments import run_config
+    from actadd.experiments import kind_of, read_config, run_config
     from actadd.runinfo import write_json
 
     configs = read_suite(Path(args.suite))
     results = Path(args.results or ("results/_quick" if args.quick else "results"))
+    kinds = {c: kind_of(read_config(c, args.quick)) for c in configs}
+    backend = ray_backend(args)
     timings = {}
     start = time.perf_counter()
-    for i, config in enumerate(configs, 1):
-        out = _out_for(config, results)
-        if args.fresh and out.exists():
-            shutil.rmtree(out)  # nothing stale survives: tables, parts and figures go
-        print(f"[{i}/{len(configs)}] {config.stem} -> {out}", flush=True)
-        t0 = time.perf_counter()
-        run_config(config, out, quick=args.quick, resume=True)
-        timings[config.stem] = round(time.perf_counter() - t0, 1)
-        print(f"    done in {timings[config.stem]:.0f} s", flush=True)
+    try:
+        for i, config in enumerate(configs, 1):
+            out = _out_for(config, results)
+            if args.fresh and out.exists():
+                shutil.rmtree(out)  # nothing stale survives: tables, parts and figures go
+            where = ""
+            if backend is not None:
+                where = " (on Ray)" if kinds[config].distributed else " (here: not sweep units)"
+            print(f"[{i}/{len(configs)}] {config.stem} -> {out}{where}", flush=True)
+            t0 = time.perf_counter()
+            run_config(config, out, quick=args.quick, resume=True, backend=backend)
+            timings[config.stem] = round(time.perf_counter() - t0, 1)
+            print(f"    done in {timings[config.stem]:.0f} s", flush=True)
+    finally:
+        if backend is not None:
+            backend.close()
     total = round(time.perf_counter() - start, 1)
     write_json(
         results / "suite.json", {"quick": args.quick, "seconds": timings, "total_seconds": total}
@@ -124,6 +168,24 @@ def cmd_kinds(args) -> int:
     return 0
 
 
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (optional extra: pip install 'actadd[ray]')")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        default=None,
+        metavar="ADDRESS",
+        help="compute sweep units on Ray actors: no ADDRESS starts a local cluster, 'auto' "
+        "joins the one started here with `ray start --head`, or HOST:PORT / ray://HOST:PORT",
+    )
+    g.add_argument("--ray-workers", type=int, help="actors (default: as many as the cluster holds)")
+    g.add_argument("--ray-cpus", type=float, help="CPUs per actor (default 1)")
+    g.add_argument(
+        "--ray-gpus", type=float, help="GPUs per actor (default 0; >0 puts the model on cuda)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="actadd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", help="output root (default results/, or results/_quick)")
     s.add_argument("--suite", default=str(DEFAULT_SUITE))
     s.add_argument("--fresh", action="store_true", help="delete each run directory and rerun")
+    add_ray_arguments(s)
     s.set_defaults(func=cmd_suite)
 
     for name, func, text in (
@@ -154,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("--results", help="output root (default results/, or results/_quick)")
         r.add_argument("--quick", action="store_true", help="the config's [quick] sizes")
         r.add_argument("--resume", action="store_true", help="continue a run of the same config")
+        add_ray_arguments(r)
         r.set_defaults(func=func)
 
     f = sub.add_parser("figures", help="redraw figures from saved tables")

@@ -46,7 +46,7 @@ from actadd.sweeps.spec import SweepSpec
 ADDRESS_HELP = (
     "--ray takes no address (start a local Ray cluster here), 'auto' (join the cluster "
     "started on this machine with `ray start --head`), HOST:PORT (a head node's GCS port, "
-    "6379 by default) or ray://HOST:10001 (Ray Client)"
+    "6379 by default) or ray://HOST:10001 (Ray Client; needs pip install 'ray[client]')"
 )
 
 
@@ -83,10 +83,13 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise ConfigError(f"Ray workers must be a whole number >= 1, got {self.workers!r}.")
+            raise ConfigError(
+                f"Ray workers (--ray-workers) must be a whole number >= 1, got {self.workers!r}."
+            )
         if self.num_cpus < 0 or self.num_gpus < 0 or (self.num_cpus == 0 and self.num_gpus == 0):
             raise ConfigError(
-                f"Ray actors need resources: num_cpus >= 0 and num_gpus >= 0, not both 0 "
+                "Ray actors need resources (--ray-cpus, --ray-gpus): num_cpus >= 0 and "
+                "num_gpus >= 0, not both 0 "
                 f"(got num_cpus={self.num_cpus}, num_gpus={self.num_gpus})."
             )
         if self.threads is not None and self.threads < 1:
@@ -174,7 +177,8 @@ class RayBackend:
     Use as a context manager, or call :meth:`connect` before and :meth:`close` after: the
     actors are kept between sweeps of the same model (``actadd suite``) and killed on close;
     a local cluster this object started is shut down. ``pids`` maps each live actor to its
-    process id; ``retried`` lists the units that were recomputed after losing their worker.
+    process id; ``retried`` lists the units that were recomputed after losing their worker,
+    ``computed`` the units computed, ``done_by`` how many each actor process computed.
     """
 
     def __init__(self, options: RayOptions | None = None) -> None:
@@ -182,7 +186,9 @@ class RayBackend:
         self._ray: Any = None
         self._started_cluster = False
         self._pools: dict[str, list[_Slot]] = {}
-        self.retried: list[str] = []
+        self.retried: list[str] = []  # units recomputed after their worker died
+        self.computed: list[str] = []  # units whose results came back, in arrival order
+        self.done_by: Counter[int] = Counter()  # units per actor process id
 
     # ------------------------------------------------------------------ cluster
 
@@ -198,8 +204,10 @@ class RayBackend:
                 "--ray needs Ray, an optional extra that is not installed here: "
                 "pip install 'actadd[ray]' (or `make setup-ray`), or run without --ray."
             ) from None
+        address = self.options.address
+        if address not in (None, "auto"):
+            self._check_reachable(address)
         if not ray.is_initialized():
-            address = self.options.address
             if address is None:
                 ray.init(
                     num_cpus=self.options.local_cpus or os.cpu_count() or 1,
@@ -208,15 +216,12 @@ class RayBackend:
                 )
                 self._started_cluster = True
             else:
-                if address != "auto":
-                    self._check_reachable(address)
                 try:
                     ray.init(address=address, log_to_driver=False)
                 except (ConnectionError, RuntimeError, ValueError) as exc:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                     raise ConfigError(
-                        f"Could not join the Ray cluster at {address!r} ({first}). "
-                        f"{ADDRESS_HELP}."
+                        f"Could not join the Ray cluster at {address!r} ({first}). {ADDRESS_HELP}."
                     ) from None
         self._ray = ray
         return self
@@ -229,8 +234,7 @@ class RayBackend:
                 return
         except OSError as exc:
             raise ConfigError(
-                f"No Ray cluster answers at {address} ({exc.strerror or exc}). "
-                f"{ADDRESS_HELP}."
+                f"No Ray cluster answers at {address} ({exc.strerror or exc}). {ADDRESS_HELP}."
             ) from None
 
     def close(self) -> None:
@@ -313,8 +317,7 @@ class RayBackend:
             ) from None
         except (RayActorError, RayTaskError) as exc:
             raise DistributedError(
-                f"A Ray actor could not load the model {model_name or 'smollm2'!r}: "
-                f"{_cause(exc)}"
+                f"A Ray actor could not load the model {model_name or 'smollm2'!r}: {_cause(exc)}"
             ) from None
 
     # ------------------------------------------------------------------ the loop
@@ -380,6 +383,8 @@ class RayBackend:
                 starting[new.actor.ready.remote()] = (new, time.monotonic())
                 continue
             idle.append(slot)
+            self.computed.append(unit.key)
+            self.done_by[slot.info.get("pid", -1)] += 1
             yield unit, tables
 
     def _forget(self, key: str, slot: _Slot) -> None:
