@@ -22,6 +22,12 @@ How it works:
 
 Ray is an optional dependency (``pip install 'actadd[ray]'``); nothing here imports it
 until :meth:`RayBackend.connect`.
+
+Known limits: the driver still loads the model once (``run_experiment`` validates the
+config against it and writes ``env.json`` from it), which for a 7B model means the
+driver's machine needs its memory too; loading only the config and tokenizer there is the
+next step. The GPU path (``num_gpus > 0`` puts each actor's model on ``cuda``) has not
+been run on a GPU yet.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -155,12 +162,13 @@ class UnitWorker:
     def ready(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "model": self.fingerprint}
 
-    def run(self, spec: SweepSpec, unit: Unit) -> dict[str, pd.DataFrame]:
+    def run(self, sweep: str, spec: SweepSpec, unit: Unit) -> dict[str, pd.DataFrame]:
+        """Compute ``unit`` of ``spec``; ``sweep`` names the sweep (one ``map`` call), whose
+        vectors and clean prefixes the actor caches until the next sweep."""
         import torch
 
-        key = json.dumps(spec.to_dict(), sort_keys=True, default=str)
-        if key != self._spec_key:  # a new sweep (the suite reuses actors): fresh caches
-            self._spec_key, self._runner = key, UnitRunner(spec, self.model)
+        if sweep != self._spec_key:  # a new sweep (the suite reuses actors): fresh caches
+            self._spec_key, self._runner = sweep, UnitRunner(spec, self.model)
         with torch.no_grad():
             return self._runner(unit)
 
@@ -340,10 +348,11 @@ class RayBackend:
         inflight: dict[Any, tuple[_Slot, Unit]] = {}
         starting: dict[Any, tuple[_Slot, float]] = {}
         losses: Counter[str] = Counter()
+        sweep = uuid.uuid4().hex
         while queue or inflight:
             while queue and idle:
                 slot, unit = idle.popleft(), queue.popleft()
-                inflight[slot.actor.run.remote(spec, unit)] = (slot, unit)
+                inflight[slot.actor.run.remote(sweep, spec, unit)] = (slot, unit)
             if not inflight and not starting:
                 raise DistributedError("Every Ray actor is gone and none could be restarted.")
             ready, _ = ray.wait([*inflight, *starting], num_returns=1, timeout=5.0)

@@ -222,3 +222,36 @@ def _suite(tmp_path):
 
 def _no_model(*a, **k):
     raise AssertionError("a model was loaded despite bad --ray input")
+
+
+DEMO = """
+kind = "demo"
+model = "tiny-llama"
+pair = ["Love", "Hate"]
+layer = 1
+coeff = 2.0
+prompts = ["Hello there"]
+n_samples = 1
+max_new_tokens = 4
+"""
+
+
+def test_the_suite_on_ray_runs_sweep_units_there_and_other_kinds_here(
+    tmp_path, capsys, ray_cluster
+):
+    from actadd.experiments import run_config
+
+    (tmp_path / "c.toml").write_text(CONFIG.replace("coeffs = [1.0]", "coeffs = [1.0, 3.0]"))
+    (tmp_path / "demo.toml").write_text(DEMO)
+    suite = tmp_path / "suite.toml"
+    suite.write_text('experiments = ["c", "demo"]\n')
+    results = tmp_path / "results"
+    # "auto" joins the cluster this process is connected to (the module's local cluster)
+    args = ["suite", "--suite", str(suite), "--results", str(results), "--ray", "auto"]
+    assert main([*args, "--ray-workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "c -> " in out and "(on Ray)" in out and "(here: not sweep units)" in out
+    run_config(tmp_path / "c.toml", tmp_path / "local")
+    assert_same_run_results(tmp_path / "local", results / "c")
+    assert (results / "demo" / "config.json").is_file()
+    assert ray.is_initialized()  # the suite did not shut down a cluster it did not start
