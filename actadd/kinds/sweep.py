@@ -98,10 +98,12 @@ class SweepKind(BaseKind):
     def check(self, spec, model) -> None:
         spec.validate(model)
 
-    def run(self, spec, model, run) -> None:
+    distributed = True  # its units can run on Ray actors (actadd.sweeps.distributed)
+
+    def run(self, spec, model, run, backend=None) -> None:
         from actadd.sweeps import execute
 
-        df = execute(spec, model, run)
+        df = execute(spec, model, run, backend=backend)
         table = self.summary(df)
         if table is not None:
             run.write_table("summary", table)

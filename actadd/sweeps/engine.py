@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 import torch
@@ -30,6 +31,7 @@ from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
 from actadd.prefix import PrefixBatch
 from actadd.steer import Align, Placement, steering
+from actadd.sweeps.method_vectors import MethodVectors
 from actadd.sweeps.spec import PAIR_METHODS, SweepSpec
 from actadd.vectors import SteeringVector
 
@@ -271,6 +273,62 @@ def generation_unit(
             if senti is not None:
                 rows.append(dict(**base, metric="sentiment", value=float(senti[j])))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS), pd.DataFrame(comps)
+
+
+class UnitRunner:
+    """Computes units of one sweep on one model: ``runner(unit) -> {table: DataFrame}``.
+
+    The steering vectors of a (method, pair, pad) are taken for every layer at once
+    (:class:`~actadd.sweeps.method_vectors.MethodVectors`) and the
+    next-token texts' clean residuals once, on first use, and reused by later units. Every
+    backend computes a unit through this class (here, or on a Ray actor), so a unit's
+    numbers do not depend on where it ran.
+    """
+
+    def __init__(self, spec: SweepSpec, model: HookedTransformer) -> None:
+        self.spec, self.model = spec, model
+        self.layers = spec.layer_list(model.cfg.n_layers)
+        self._texts: Texts | None = None
+        self._vectors = MethodVectors(model, spec)
+
+    def vectors(self, unit: Unit) -> dict[int, SteeringVector] | None:
+        if unit.pair == -1:  # the unsteered baseline (dataset methods have pair DATASET)
+            return None
+        return self._vectors.vectors(unit.method, unit.pair, unit.pad)
+
+    def texts(self) -> Texts:
+        if self._texts is None:
+            self._texts = Texts(self.model, self.spec)
+            self._texts.prefetch(self.layers)
+        return self._texts
+
+    def __call__(self, unit: Unit) -> dict[str, pd.DataFrame]:
+        vecs = self.vectors(unit)
+        if unit.kind == "next_token":
+            return {"results": next_token_unit(self.model, self.spec, self.texts(), unit, vecs)}
+        metrics, comps = generation_unit(self.model, self.spec, unit, vecs)
+        return {"results": metrics, "completions": comps}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where a sweep's units are computed. ``map`` yields ``(unit, tables)`` for every unit
+    of ``todo`` exactly once, in any order; the caller writes them (the run store)."""
+
+    def map(
+        self, spec: SweepSpec, model: HookedTransformer, todo: list[Unit]
+    ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]: ...
+
+
+class LocalBackend:
+    """Every unit in this process, in order, on the caller's model."""
+
+    def map(
+        self, spec: SweepSpec, model: HookedTransformer, todo: list[Unit]
+    ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]:
+        runner = UnitRunner(spec, model)
+        for unit in todo:
+            yield unit, runner(unit)
 
 
 @torch.no_grad()
