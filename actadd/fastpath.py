@@ -819,6 +819,15 @@ class StaticKVCacheEntry(TransformerLensKeyValueCacheEntry):
         self.n_rotated = hi
         return self._rotated.narrow(1, 0, hi)
 
+    def select_rows(self, index: Tensor) -> StaticKVCacheEntry:
+        """A new entry whose row ``j`` is this entry's row ``index[j]`` (everything cached,
+        rotated keys included; the capacity stays)."""
+        out = StaticKVCacheEntry(self._kv.index_select(0, index), self.cached, self.frozen)
+        if self._rotated is not None:
+            out._rotated = self._rotated.index_select(0, index)
+            out.n_rotated = self.n_rotated
+        return out
+
     def _grow(self, capacity: int) -> None:
         old = self._kv
         new = old.new_empty((old.shape[0], capacity, *old.shape[2:]))
@@ -847,4 +856,14 @@ class StaticKVCache(TransformerLensKeyValueCache):
                 for _ in range(cfg.n_layers)
             ],
             previous_attention_mask=torch.empty((batch_size, 0), device=device, dtype=torch.int),
+        )
+
+    def select_rows(self, index: Tensor) -> StaticKVCache:
+        """A new cache whose row ``j`` is this cache's row ``index[j]``: a decoding loop
+        computes the prompt once per distinct row and then gives each copy its own rows."""
+        index = index.to(self.previous_attention_mask.device)
+        return StaticKVCache(
+            entries=[e.select_rows(index.to(e._kv.device)) for e in self.entries],
+            previous_attention_mask=self.previous_attention_mask.index_select(0, index),
+            frozen=self.frozen,
         )

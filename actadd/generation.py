@@ -30,7 +30,16 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from actadd.errors import SteeringError, Validated
 from actadd.fastpath import StaticKVCache, fast_path
 from actadd.forward import last_logits, left_pad
-from actadd.steer import Align, OnShort, Placement, as_placement, prompt_is, steering
+from actadd.steer import (
+    Align,
+    OnShort,
+    Placement,
+    as_placement,
+    distinct_rows,
+    prompt_is,
+    rows_are,
+    steering,
+)
 from actadd.vectors import SteeringVector
 
 
@@ -252,7 +261,10 @@ def _decode(
     else:
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch)
     with prompt_is(model, mask):
-        logits = last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache)
+        if isinstance(cache, StaticKVCache):
+            logits, cache = _prompt_pass(model, tokens, mask, cache)
+        else:
+            logits = last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache)
         for step in range(max_new_tokens):
             new = next_tokens(logits, counts, sampling, generators)
             out.append(torch.where(done, -1, new))
@@ -276,6 +288,27 @@ def _decode(
         return [[] for _ in range(batch)]
     gen = torch.stack(out, dim=1).tolist()
     return [[t for t in row if t >= 0] for row in gen]
+
+
+def _prompt_pass(
+    model: HookedTransformer, tokens: Tensor, mask: Tensor, cache: StaticKVCache
+) -> tuple[Tensor, StaticKVCache]:
+    """The prompt's forward pass, once per distinct row: rows with the same tokens and the
+    same steering (several samples of one prompt and setting) share it, and each copy gets
+    its own rows of the filled cache. Returns the last position's logits [batch, vocab]
+    and the cache."""
+    rep = distinct_rows(model, tokens, mask)
+    unique = sorted(set(rep))
+    if len(unique) == len(rep):
+        return last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache), cache
+    where = {b: i for i, b in enumerate(unique)}
+    inverse = torch.tensor([where[r] for r in rep], device=tokens.device)
+    index = torch.tensor(unique, device=tokens.device)
+    capacity = cache.entries[0].capacity
+    small = StaticKVCache.allocate(model.cfg, tokens.device, len(unique), capacity)
+    with rows_are(model, index):
+        logits = last_logits(model, tokens[index], attention_mask=mask[index], past_kv_cache=small)
+    return logits.index_select(0, inverse), small.select_rows(inverse)
 
 
 def _as_list(prompts: Validated[str | Sequence[str]]) -> list[str]:

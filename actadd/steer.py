@@ -70,8 +70,10 @@ __all__ = [
     "Steering",
     "active_steering",
     "as_placement",
+    "distinct_rows",
     "prompt_is",
     "prompt_positions",
+    "rows_are",
     "steering",
 ]
 
@@ -113,6 +115,40 @@ def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
         for s in active_steering(model):
             stack.enter_context(s.prompt(mask))
         yield
+
+
+@contextmanager
+def rows_are(model: HookedTransformer, index: Tensor) -> Iterator[None]:
+    """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the prompt pinned by
+    :func:`prompt_is`, for every active steering context on ``model``: a decoding loop runs
+    the prompt pass once per distinct row (:func:`distinct_rows`) and each of those rows is
+    steered as the prompt row it stands for."""
+    with ExitStack() as stack:
+        for s in active_steering(model):
+            stack.enter_context(s.rows_are(index))
+        yield
+
+
+def distinct_rows(model: HookedTransformer, tokens: Tensor, mask: Tensor) -> list[int]:
+    """For each row of a prompt batch (``tokens`` and ``mask`` [batch, prompt_len]), the
+    first row whose tokens, mask and steering additions — under every active steering
+    context, with ``mask`` as the prompt — equal its own. Such rows compute the same
+    forward pass over the prompt, so a decoding loop runs it once per distinct row."""
+    contexts = active_steering(model)
+    for s in contexts:
+        s._ensure_plans(mask, mask)
+    keys: dict[tuple, int] = {}
+    out = []
+    tok, msk = tokens.cpu(), mask.cpu()
+    for b in range(len(tokens)):
+        key: list = [tok[b].numpy().tobytes(), msk[b].numpy().tobytes()]
+        for s in contexts:
+            for layer in s.layers:
+                plan = s._plans[layer]
+                for t in (plan.add, plan.touched, plan.everywhere):
+                    key.append(None if t is None else t[b].cpu().numpy().tobytes())
+        out.append(keys.setdefault(tuple(key), b))
+    return out
 
 
 class Steering:
@@ -158,6 +194,7 @@ class Steering:
         self._handles: list = []
         self._active = False
         self._pinned: Tensor | None = None
+        self._row_index: Tensor | None = None
         self._previous_forward = None
         self._wrapper = None
 
@@ -233,7 +270,14 @@ class Steering:
         pinned = self._pinned
         if pinned is not None:
             self._ensure_plans(pinned, pinned)
+            index = self._row_index
+            if index is not None and len(index) != batch:
+                raise SteeringError(
+                    f"rows_are maps {len(index)} rows but the forward call has {batch}."
+                )
             return
+        if self._row_index is not None:
+            raise SteeringError("rows_are needs a pinned prompt (prompt_is).")
         if cached > 0:
             if self._prompt_mask is None or self._prompt_mask.shape[0] != batch:
                 # a cache filled outside this context: its positions are the prompt
@@ -288,6 +332,17 @@ class Steering:
         finally:
             self._pinned = previous
 
+    @contextmanager
+    def rows_are(self, index: Tensor) -> Iterator[None]:
+        """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the pinned
+        prompt (see :func:`rows_are`); needs :meth:`prompt`."""
+        previous = self._row_index
+        self._row_index = torch.as_tensor(index, dtype=torch.long)
+        try:
+            yield
+        finally:
+            self._row_index = previous
+
     # ------------------------------------------------------------------ the hooks
 
     def _hook_for(self, layer: int):
@@ -299,15 +354,23 @@ class Steering:
             plan = self._plans.get(layer)
             if plan is None:
                 return resid
+            index = self._row_index  # batch row j is prompt row index[j]
             if plan.add is not None:
                 lo, hi = call.cached, min(call.cached + call.new, plan.add.shape[1])
                 if hi > lo:
-                    b, p = torch.nonzero(plan.touched[:, lo:hi], as_tuple=True)
+                    touched = plan.touched[:, lo:hi]
+                    if index is not None:
+                        touched = touched[index.to(touched.device)]
+                    b, p = torch.nonzero(touched, as_tuple=True)
                     if len(b):
                         q = p + lo  # absolute position
-                        resid = resid.index_put((b, p), resid[b, p] + plan.add[b, q])
+                        src = b if index is None else index.to(b.device)[b]
+                        resid = resid.index_put((b, p), resid[b, p] + plan.add[src, q])
             if plan.everywhere is not None:
-                resid = resid + plan.everywhere
+                everywhere = plan.everywhere
+                if index is not None:
+                    everywhere = everywhere[index.to(everywhere.device)]
+                resid = resid + everywhere
             return resid
 
         return hook
