@@ -23,16 +23,16 @@ is what separated TransformerLens from Hugging Face. What changes:
 - a hook point is called only when something is attached to it (an empty ``HookPoint`` is
   the identity); which ones are hooked is re-read whenever torch registers a hook.
 
-**Hooks.** Every hook point on the path fires exactly where TransformerLens fires it, in the
-same order, with the same tensor: ``hook_resid_pre`` (steering adds there),
+**Hooks.** Every hook point on the path fires exactly where TransformerLens fires it, in
+the same order, with the same tensor: ``hook_resid_pre`` (steering adds there),
 ``attn.hook_q/k/v``, ``hook_rot_q/k``, ``hook_z``, ``hook_attn_out``, ``hook_resid_mid``,
 ``ln2.hook_*``, ``mlp.hook_*``, ``hook_mlp_out``, ``hook_resid_post``. The fast path does
-not hook the attention scores or pattern (SDPA never materialises them), so a block whose ``attn.hook_attn_scores`` /
-``attn.hook_pattern`` is hooked — or whose ``ln1`` is hooked (it fires three times per block
-in TransformerLens), or whose submodules carry plain PyTorch hooks or their own patched
-``forward`` — runs TransformerLens's own ``forward`` for that call, as does every block while
-a global module hook is registered. ``run_with_cache`` therefore sees what it sees without
-the fast path.
+not hook the attention scores or pattern (SDPA never materialises them), so a block whose
+``attn.hook_attn_scores`` / ``attn.hook_pattern`` is hooked — or whose ``ln1`` is hooked
+(it fires three times per block in TransformerLens), or whose submodules carry plain
+PyTorch hooks or their own patched ``forward`` — runs TransformerLens's own ``forward`` for
+that call, as does every block while a global module hook is registered. ``run_with_cache``
+therefore sees what it sees without the fast path.
 
 **Scope.** Configurations the fast path does not cover (see :func:`unsupported_reason`:
 alibi, local or bidirectional attention, soft caps, attention sinks, QK norm, split QKV
