@@ -69,7 +69,14 @@ from transformer_lens.components import Attention, GroupedQueryAttention, RMSNor
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-__all__ = ["StaticKVCache", "StaticKVCacheEntry", "fast_path", "unsupported_reason"]
+__all__ = [
+    "StaticKVCache",
+    "StaticKVCacheEntry",
+    "fast_allowed",
+    "fast_path",
+    "transformerlens_forward",
+    "unsupported_reason",
+]
 
 # cfg attribute -> the value the fast path assumes (anything else: TransformerLens's forward)
 _REQUIRED_CFG = {
@@ -695,13 +702,42 @@ def _cached(entry: TransformerLensKeyValueCacheEntry) -> int:
     return entry.cached if isinstance(entry, StaticKVCacheEntry) else entry.past_keys.size(1)
 
 
+_OFF = "_actadd_transformerlens_forward"  # instance attribute: depth of the contexts below
+
+
+@contextmanager
+def transformerlens_forward(model: HookedTransformer) -> Iterator[None]:
+    """Inside, every actadd forward on ``model`` runs TransformerLens's own forward, as
+    ``fast=False`` does: :func:`fast_path` leaves the model alone, and
+    :func:`actadd.generation.generate_tokens` decodes with TransformerLens's cache. For
+    checking a result against TransformerLens, and for ``benchmarks/bench_suite.py``'s
+    before/after timings of whole experiments. Nests; kept on the model instance."""
+    vars(model)[_OFF] = vars(model).get(_OFF, 0) + 1
+    try:
+        yield
+    finally:
+        vars(model)[_OFF] -= 1
+        if not vars(model)[_OFF]:
+            del vars(model)[_OFF]
+
+
+def fast_allowed(model: HookedTransformer, fast: bool = True) -> bool:
+    """Whether an actadd forward asked to run ``fast`` may (not inside
+    :func:`transformerlens_forward`)."""
+    return fast and not vars(model).get(_OFF, 0)
+
+
 @contextmanager
 def fast_path(model: HookedTransformer) -> Iterator[bool]:
     """Run ``model``'s blocks through the fast path inside the ``with`` block (see the module
     docstring). Yields ``True`` if it applies, ``False`` if the model is left to
     TransformerLens (:func:`unsupported_reason`, or a block with a ``forward`` patched by
-    someone else). Nested uses on one model are fine: the outermost owns the patch.
+    someone else, or inside :func:`transformerlens_forward`). Nested uses on one model are
+    fine: the outermost owns the patch.
     """
+    if not fast_allowed(model):
+        yield False
+        return
     blocks = list(model.blocks)
     if any(isinstance(vars(b).get("forward"), _FastBlock) for b in blocks):
         yield True

@@ -28,7 +28,7 @@ from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from actadd.errors import SteeringError, Validated
-from actadd.fastpath import StaticKVCache, fast_path
+from actadd.fastpath import StaticKVCache, fast_allowed, fast_path
 from actadd.forward import last_logits, left_pad
 from actadd.steer import (
     Align,
@@ -218,8 +218,10 @@ def generate_tokens(
     hook points called only when hooked) with a preallocated KV cache, under
     ``torch.inference_mode``; ``fast=False`` is TransformerLens's own forward and cache
     under ``torch.no_grad``, for comparison. Both give the same tokens (the logits agree
-    to float rounding, < 1e-4 on SmolLM2).
+    to float rounding, < 1e-4 on SmolLM2). Inside
+    :func:`actadd.fastpath.transformerlens_forward`, ``fast`` is ``False``.
     """
+    fast = fast_allowed(model, fast)
     with (
         torch.inference_mode() if fast else nullcontext(),
         fast_path(model) if fast else nullcontext(),

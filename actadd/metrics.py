@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -27,6 +28,7 @@ from transformer_lens import HookedTransformer
 
 from actadd.config import WEDDING_WORDS
 from actadd.errors import ConfigError
+from actadd.fastpath import fast_path
 
 # ---------------------------------------------------------------------- next-token metrics
 
@@ -101,13 +103,16 @@ def target_token_ids(
 
 @torch.no_grad()
 def perplexity(
-    model: HookedTransformer, texts: Sequence[str], *, batch_size: int = 8
+    model: HookedTransformer, texts: Sequence[str], *, batch_size: int = 8, fast: bool = True
 ) -> np.ndarray:
     """Per-text perplexity (each text BOS-prefixed; the BOS itself is not scored).
 
     Any active :func:`actadd.steering` context applies (prompts are right-padded; the
-    attention mask keeps padding out).
+    attention mask keeps padding out). ``fast`` runs the blocks through
+    :func:`actadd.fastpath.fast_path` (the same logits as TransformerLens's forward, which
+    ``fast=False`` runs).
     """
+
     out: list[float] = []
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
@@ -119,7 +124,9 @@ def perplexity(
         for r, i in enumerate(ids):
             tokens[r, : len(i)] = i
             mask[r, : len(i)] = 1
-        lp = log_probs(model(tokens, attention_mask=mask, padding_side="right"))
+        with fast_path(model) if fast else nullcontext():
+            logits = model(tokens, attention_mask=mask, padding_side="right")
+        lp = log_probs(logits)
         tok_lp = lp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
         m = mask[:, 1:].float()
         nll = -(tok_lp * m).sum(-1) / m.sum(-1).clamp(min=1)
