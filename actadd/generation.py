@@ -92,11 +92,16 @@ def next_tokens(
     :func:`_prefiltered`); rows it cannot settle go through the full sort.
     """
     logits = logits.float()
-    if sampling.freq_penalty:
+    # x * 1.0 and x / 1.0 are x exactly: the paper's settings skip those passes over the vocab
+    if sampling.freq_penalty == 1.0:
+        logits = logits - counts
+    elif sampling.freq_penalty:
         logits = logits - sampling.freq_penalty * counts
     if sampling.greedy:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    probs = torch.softmax(logits, dim=-1)
     picks = torch.empty(len(probs), dtype=torch.long, device=probs.device)
     rows = list(range(len(probs)))
     if sampling.top_p < 1:
