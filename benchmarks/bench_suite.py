@@ -29,7 +29,7 @@ import torch
 import actadd
 from actadd.cli import read_suite
 from actadd.experiments import kind_of, read_config
-from actadd.fastpath import transformerlens_forward
+from actadd.fastpath import fast_allowed, transformerlens_forward
 
 SUITE = Path("experiments/suite.toml")
 
@@ -68,14 +68,19 @@ def sweep_slices(model, spec) -> list[Slice]:
     if spec.next_token:
         unit = next(u for u in todo if u.kind == "next_token" and u.layer == mid)
         n = sum(u.kind == "next_token" and u.pair >= 0 for u in todo)
+        texts = {}  # per path: the clean prefix each unit starts from
+
+        def prefix():
+            texts[fast_allowed(model)] = t = Texts(model, spec)
+            t.prefetch(layers)
 
         def next_token():
-            texts = Texts(model, spec)
-            texts.prefetch(layers)
-            next_token_unit(model, spec, texts, unit, vecs)
+            next_token_unit(model, spec, texts[fast_allowed(model)], unit, vecs)
 
-        # the prefetch runs once per experiment; counting it n times overstates a little
-        out.append(Slice(f"next-token unit L{mid} (+ clean prefix)", next_token, n, False))
+        out.append(
+            Slice(f"clean prefix of the next-token texts, {len(layers)} layers", prefix, 1, False)
+        )
+        out.append(Slice(f"next-token unit L{mid}", next_token, n, False))
     if spec.generation:
         unit = next(u for u in todo if u.kind == "generation" and u.layer == mid)
         n_cells = len(spec.coeffs) * len(spec.align_list())
