@@ -8,8 +8,11 @@ pair — runs twice: inside :func:`actadd.fastpath.transformerlens_forward` (eve
 TransformerLens, as before the fast path) and on the fast path. Each slice's seconds times
 how often that work recurs in the full experiment estimates the experiment's time; work the
 slices leave out (loading, tables, figures) is not counted. ``x4 sampling`` multiplies the
-sampled parts by four (four times the samples per cell). The machine may be shared: the
-load average is printed with the results.
+sampled parts by four (four times the samples per cell).
+
+The machine may be shared, and wall time then grows with the other jobs' load (printed
+with the results). The process's CPU time does much less: with one thread it is close to
+the wall time of a quiet machine, so the estimates are given in both.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_suite.py [--only NAME ...] [--threads N]
 """
@@ -44,10 +47,11 @@ class Slice:
     sampled: bool
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) of ``fn()``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 # ------------------------------------------------------------------ slices per kind
@@ -203,8 +207,8 @@ def main() -> None:
         config = read_config(path)
         for s in slices_for(model, config):
             with transformerlens_forward(model):
-                before = _timed(s.run)
-            after = _timed(s.run)
+                before, before_cpu = _timed(s.run)
+            after, after_cpu = _timed(s.run)
             rows.append(
                 dict(
                     experiment=path.stem,
@@ -213,28 +217,31 @@ def main() -> None:
                     sampled=s.sampled,
                     before_s=before,
                     after_s=after,
-                    ratio=before / after,
+                    before_cpu=before_cpu,
+                    after_cpu=after_cpu,
                 )
             )
-            r = rows[-1]
             print(
-                f"{r['experiment']:<20} {r['slice']:<70} before {before:7.2f} s  "
-                f"after {after:7.2f} s  {r['ratio']:4.2f}x  (x{r['reps']})",
+                f"{path.stem:<19} {s.label:<64} wall {before:6.1f} -> {after:6.1f} s "
+                f"({before / after:4.2f}x)  cpu {before_cpu:6.1f} -> {after_cpu:6.1f} s "
+                f"({before_cpu / after_cpu:4.2f}x)  x{s.reps:.4g}",
                 flush=True,
             )
     df = pd.DataFrame(rows)
-    df["full_before_s"] = df.before_s * df.reps
-    df["full_after_s"] = df.after_s * df.reps
-    df["x4_sampling_after_s"] = df.full_after_s * df.sampled.map({True: 4, False: 1})
-    per = df.groupby("experiment", sort=False)[
-        ["full_before_s", "full_after_s", "x4_sampling_after_s"]
-    ].sum()
-    per["ratio"] = per.full_before_s / per.full_after_s
+    four = df.sampled.map({True: 4, False: 1})
+    cols = {}
+    for clock in ("s", "cpu"):
+        cols[f"before_{clock}"] = df[f"before_{clock}"] * df.reps
+        cols[f"after_{clock}"] = df[f"after_{clock}"] * df.reps
+        cols[f"after_x4_sampling_{clock}"] = cols[f"after_{clock}"] * four
+    est = pd.DataFrame(cols).assign(experiment=df.experiment)
+    per = est.groupby("experiment", sort=False).sum()
     per.loc["total"] = per.sum()
-    per.loc["total", "ratio"] = per.loc["total", "full_before_s"] / per.loc["total", "full_after_s"]
+    per["ratio_cpu"] = per.before_cpu / per.after_cpu
     pd.set_option("display.width", 200)
     print(f"\ntorch threads {torch.get_num_threads()}, load average {os.getloadavg()}")
-    print("estimated full-suite seconds (slices x their repeats; no load/tables/figures):")
+    print("estimated full-experiment seconds, wall (_s) and CPU (_cpu): slices x their repeats")
+    print("(model loading, tables and figures not counted)")
     print(per.round(1).to_string())
 
 
