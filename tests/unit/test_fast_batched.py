@@ -28,6 +28,17 @@ def _fast_blocks(model) -> int:
     return sum("forward" in vars(b) for b in model.blocks)
 
 
+def _spy(model):
+    """A hook that records, at each call, how many blocks run on the fast path."""
+    seen: list[int] = []
+
+    def spy(resid, hook):
+        seen.append(_fast_blocks(model))
+        return resid
+
+    return seen, spy
+
+
 @pytest.mark.parametrize(
     "padding, positions", [("left", "last"), ("by_length", "last"), ("left", "all")]
 )
@@ -42,12 +53,7 @@ def test_prefix_batch_on_the_fast_path_gives_transformerlens_logits(tiny_model, 
 
 
 def test_prefix_batch_runs_its_blocks_on_the_fast_path(tiny_llama):
-    seen = []
-
-    def spy(resid, hook):
-        seen.append(_fast_blocks(tiny_llama))
-        return resid
-
+    seen, spy = _spy(tiny_llama)
     ids = [tiny_llama.to_tokens(t)[0].tolist() for t in TEXTS]
     batch = PrefixBatch(tiny_llama, ids)
     with tiny_llama.hooks(fwd_hooks=[("blocks.3.hook_resid_pre", spy)]):
@@ -119,12 +125,7 @@ def test_perplexity_on_the_fast_path_equals_transformerlens(tiny_model):
 
 
 def test_transformerlens_forward_turns_the_fast_path_off_everywhere(tiny_llama):
-    seen = []
-
-    def spy(resid, hook):
-        seen.append(_fast_blocks(tiny_llama))
-        return resid
-
+    seen, spy = _spy(tiny_llama)
     ids = [tiny_llama.to_tokens(t)[0].tolist() for t in TEXTS]
     gens = lambda: [torch.Generator().manual_seed(i) for i in range(len(ids))]  # noqa: E731
     sampling = Sampling(top_p=0.9)
