@@ -133,22 +133,21 @@ def distinct_rows(model: HookedTransformer, tokens: Tensor, mask: Tensor) -> lis
     """For each row of a prompt batch (``tokens`` and ``mask`` [batch, prompt_len]), the
     first row whose tokens, mask and steering additions — under every active steering
     context, with ``mask`` as the prompt — equal its own. Such rows compute the same
-    forward pass over the prompt, so a decoding loop runs it once per distinct row."""
+    forward pass over the prompt, so a decoding loop runs it once per distinct row.
+
+    Conservative: a plan holding anything but per-row tensors (or ``None``) makes every
+    row distinct, so a kind of steering this function does not know is never shared."""
     contexts = active_steering(model)
     for s in contexts:
         s._ensure_plans(mask, mask)
+    plans = [s._plans[layer] for s in contexts for layer in s.layers]
+    parts = [t for plan in plans for t in vars(plan).values()]
+    batch = len(tokens)
+    if not all(t is None or (isinstance(t, Tensor) and len(t) == batch) for t in parts):
+        return list(range(batch))
+    rows = [t.cpu().numpy() for t in (tokens, mask, *parts) if t is not None]
     keys: dict[tuple, int] = {}
-    out = []
-    tok, msk = tokens.cpu(), mask.cpu()
-    for b in range(len(tokens)):
-        key: list = [tok[b].numpy().tobytes(), msk[b].numpy().tobytes()]
-        for s in contexts:
-            for layer in s.layers:
-                plan = s._plans[layer]
-                for t in (plan.add, plan.touched, plan.everywhere):
-                    key.append(None if t is None else t[b].cpu().numpy().tobytes())
-        out.append(keys.setdefault(tuple(key), b))
-    return out
+    return [keys.setdefault(tuple(r[b].tobytes() for r in rows), b) for b in range(batch)]
 
 
 class Steering:

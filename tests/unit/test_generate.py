@@ -119,6 +119,20 @@ def test_distinct_rows_groups_equal_prompts_under_equal_steering(tiny_llama, ali
     assert distinct_rows(tiny_llama, tokens, mask) == [0, 0, 2, 0, 0]  # unsteered
 
 
+def test_distinct_rows_shares_nothing_when_a_plan_holds_what_it_does_not_know(tiny_llama):
+    """A kind of steering whose plan is not per-row tensors (a future field) turns the
+    sharing off rather than risk steering a copy wrongly."""
+    from actadd.forward import left_pad
+    from actadd.steer import distinct_rows, steering
+
+    lists, placements = _rows_and_placements(tiny_llama, "front")
+    tokens, mask = left_pad(tiny_llama, lists)
+    with steering(tiny_llama, placements) as ctx:
+        ctx._ensure_plans(mask, mask)
+        ctx._plans[1].later = [("row", "where")]
+        assert distinct_rows(tiny_llama, tokens, mask) == [0, 1, 2, 3, 4]
+
+
 @pytest.mark.parametrize("align", ["front", "back", "all"])
 def test_shared_prompt_pass_equals_each_row_alone(tiny_llama, align):
     """The fast decoding loop runs the prompt once per distinct row and copies the cache;
