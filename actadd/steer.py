@@ -135,15 +135,17 @@ def distinct_rows(model: HookedTransformer, tokens: Tensor, mask: Tensor) -> lis
     context, with ``mask`` as the prompt — equal its own. Such rows compute the same
     forward pass over the prompt, so a decoding loop runs it once per distinct row.
 
-    Conservative: a plan holding anything but per-row tensors (or ``None``) makes every
-    row distinct, so a kind of steering this function does not know is never shared."""
+    Conservative: a plan holding anything but per-row tensors (``None`` and empty lists
+    aside) makes every row distinct, so a kind of steering this function does not know is
+    never shared."""
     contexts = active_steering(model)
     for s in contexts:
         s._ensure_plans(mask, mask)
     plans = [s._plans[layer] for s in contexts for layer in s.layers]
-    parts = [t for plan in plans for t in vars(plan).values()]
+    # None and empty lists hold nothing; anything else must be a per-row tensor
+    parts = [t for plan in plans for t in vars(plan).values() if t is not None and len(t)]
     batch = len(tokens)
-    if not all(t is None or (isinstance(t, Tensor) and len(t) == batch) for t in parts):
+    if not all(isinstance(t, Tensor) and len(t) == batch for t in parts):
         return list(range(batch))
     rows = [t.cpu().numpy() for t in (tokens, mask, *parts) if t is not None]
     keys: dict[tuple, int] = {}

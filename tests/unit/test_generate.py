@@ -129,6 +129,8 @@ def test_distinct_rows_shares_nothing_when_a_plan_holds_what_it_does_not_know(ti
     tokens, mask = left_pad(tiny_llama, lists)
     with steering(tiny_llama, placements) as ctx:
         ctx._ensure_plans(mask, mask)
+        ctx._plans[1].later = []  # nothing there: still shared
+        assert distinct_rows(tiny_llama, tokens, mask) == [0, 0, 2, 0, 4]
         ctx._plans[1].later = [("row", "where")]
         assert distinct_rows(tiny_llama, tokens, mask) == [0, 1, 2, 3, 4]
 
