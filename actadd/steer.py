@@ -73,8 +73,10 @@ __all__ = [
     "Steering",
     "active_steering",
     "as_placement",
+    "distinct_rows",
     "prompt_is",
     "prompt_positions",
+    "rows_are",
     "steering",
 ]
 
@@ -137,6 +139,41 @@ def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def rows_are(model: HookedTransformer, index: Tensor) -> Iterator[None]:
+    """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the prompt pinned by
+    :func:`prompt_is`, for every active steering context on ``model``: a decoding loop runs
+    the prompt pass once per distinct row (:func:`distinct_rows`) and each of those rows is
+    steered as the prompt row it stands for."""
+    with ExitStack() as stack:
+        for s in active_steering(model):
+            stack.enter_context(s.rows_are(index))
+        yield
+
+
+def distinct_rows(model: HookedTransformer, tokens: Tensor, mask: Tensor) -> list[int]:
+    """For each row of a prompt batch (``tokens`` and ``mask`` [batch, prompt_len]), the
+    first row whose tokens, mask and steering additions — under every active steering
+    context, with ``mask`` as the prompt — equal its own. Such rows compute the same
+    forward pass over the prompt, so a decoding loop runs it once per distinct row.
+
+    Conservative: a plan holding anything but per-row tensors (``None`` and empty lists
+    aside) makes every row distinct, so a kind of steering this function does not know is
+    never shared."""
+    contexts = active_steering(model)
+    for s in contexts:
+        s._ensure_plans(mask, mask)
+    plans = [s._plans[layer] for s in contexts for layer in s.layers]
+    # None and empty lists hold nothing; anything else must be a per-row tensor
+    parts = [t for plan in plans for t in vars(plan).values() if t is not None and len(t)]
+    batch = len(tokens)
+    if not all(isinstance(t, Tensor) and len(t) == batch for t in parts):
+        return list(range(batch))
+    rows = [t.cpu().numpy() for t in (tokens, mask, *parts) if t is not None]
+    keys: dict[tuple, int] = {}
+    return [keys.setdefault(tuple(r[b].tobytes() for r in rows), b) for b in range(batch)]
+
+
 class Steering:
     """Context manager that adds steering vectors to a model's residual stream.
 
@@ -196,6 +233,7 @@ class Steering:
         self._handles: list = []
         self._active = False
         self._pinned: Tensor | None = None
+        self._row_index: Tensor | None = None
         self._previous_forward = None
         self._wrapper = None
 
@@ -326,7 +364,14 @@ class Steering:
         pinned = self._pinned
         if pinned is not None:
             self._ensure_plans(pinned, pinned)
+            index = self._row_index
+            if index is not None and len(index) != batch:
+                raise SteeringError(
+                    f"rows_are maps {len(index)} rows but the forward call has {batch}."
+                )
             return
+        if self._row_index is not None:
+            raise SteeringError("rows_are needs a pinned prompt (prompt_is).")
         if cached > 0:
             if self._prompt_mask is None or self._prompt_mask.shape[0] != batch:
                 # a cache filled outside this context: its positions are the prompt
@@ -406,6 +451,17 @@ class Steering:
         finally:
             self._pinned = previous
 
+    @contextmanager
+    def rows_are(self, index: Tensor) -> Iterator[None]:
+        """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the pinned
+        prompt (see :func:`rows_are`); needs :meth:`prompt`."""
+        previous = self._row_index
+        self._row_index = torch.as_tensor(index, dtype=torch.long)
+        try:
+            yield
+        finally:
+            self._row_index = previous
+
     # ------------------------------------------------------------------ the hooks
 
     def _hook_for(self, layer: int):
@@ -423,6 +479,9 @@ class Steering:
             if plan is None:
                 return resid
             batch = resid.shape[0]
+            # batch row j is prompt row index[j] (a decoding loop sharing the prompt pass of
+            # identical rows; never with ablations or marker alignments: distinct_rows)
+            index = self._row_index
             for u, where in plan.ablate:  # ablations first, in the order given
                 covered = self._positions(where, call, batch)
                 if bool(covered.any()):
@@ -431,12 +490,19 @@ class Steering:
             if plan.add is not None:
                 lo, hi = call.cached, min(call.cached + call.new, plan.add.shape[1])
                 if hi > lo:
-                    b, p = torch.nonzero(plan.touched[:, lo:hi], as_tuple=True)
+                    touched = plan.touched[:, lo:hi]
+                    if index is not None:
+                        touched = touched[index.to(touched.device)]
+                    b, p = torch.nonzero(touched, as_tuple=True)
                     if len(b):
                         q = p + lo  # absolute position
-                        resid = resid.index_put((b, p), resid[b, p] + plan.add[b, q])
+                        src = b if index is None else index.to(b.device)[b]
+                        resid = resid.index_put((b, p), resid[b, p] + plan.add[src, q])
             if plan.everywhere is not None:
-                resid = resid + plan.everywhere
+                everywhere = plan.everywhere
+                if index is not None:
+                    everywhere = everywhere[index.to(everywhere.device)]
+                resid = resid + everywhere
             if plan.later:
                 delta = torch.zeros_like(resid)
                 hit = torch.zeros(resid.shape[:2], dtype=torch.bool, device=resid.device)
