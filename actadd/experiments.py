@@ -51,13 +51,17 @@ def kind_of(config: dict[str, Any]) -> Kind:
 
 
 def run_experiment(
-    config: dict[str, Any], out: str | Path, *, resume: bool = False, model=None
+    config: dict[str, Any], out: str | Path, *, resume: bool = False, model=None, backend=None
 ) -> Path:
     """Run ``config`` (a mapping with a ``kind``) into the run directory ``out``.
 
     Order: parse the config (no model) → check ``out`` (refuse an existing run without
     ``resume``, or with another config) → load the model (unless given) → model-dependent
     checks → write ``config.json`` and ``env.json`` → compute the tables → draw the figures.
+
+    ``backend`` (e.g. :class:`actadd.sweeps.distributed.RayBackend`) computes the units of
+    kinds whose work is sweep units (``kind.distributed``); other kinds run here. Either
+    way this process holds the run directory's lock and writes every file.
     """
     from actadd.runs import RunDir
 
@@ -70,16 +74,19 @@ def run_experiment(
         model = load_model(config.get("model"))
     kind.check(spec, model)
     with run.start(model):  # the lock is held until the figures are drawn
-        kind.run(spec, model, run)
+        if backend is not None and kind.distributed:
+            kind.run(spec, model, run, backend=backend)
+        else:
+            kind.run(spec, model, run)
         run.redraw(kind.figures)
     return Path(out)
 
 
 def run_config(
-    path: str | Path, out: str | Path, *, quick: bool = False, resume: bool = False
+    path: str | Path, out: str | Path, *, quick: bool = False, resume: bool = False, backend=None
 ) -> Path:
     """:func:`run_experiment` on a TOML config file."""
-    return run_experiment(read_config(path, quick), out, resume=resume)
+    return run_experiment(read_config(path, quick), out, resume=resume, backend=backend)
 
 
 def figures_for(out: str | Path) -> list[Path]:

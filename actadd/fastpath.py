@@ -9,9 +9,11 @@ is what separated TransformerLens from Hugging Face. What changes:
 
 - Q, K and V come from one matmul when their weights share a buffer (as
   :func:`actadd.models.layout.fast_layout` lays them out);
-- attention calls ``torch.nn.functional.scaled_dot_product_attention`` with grouped K/V
-  heads (``enable_gqa``) instead of materialising scores, repeating the K/V heads, building
-  a causal mask, masking, softmax, NaN-cleaning and a second matmul;
+- a decoding step (one query per row) calls ``torch.nn.functional.scaled_dot_product_attention``
+  with grouped K/V heads (``enable_gqa``) instead of materialising scores, repeating the
+  K/V heads, building a causal mask, masking, softmax, NaN-cleaning and a second matmul;
+  a pass of several queries (a prompt, a next-token forward, a perplexity pass) keeps
+  TransformerLens's attention arithmetic, in fewer operations (see Numerics);
 - the positions and the attention mask depend only on the forward call, so they are
   computed once per call and shared by every layer; each key is rotated once (a
   :class:`StaticKVCache` keeps the rotated keys), not at every step;
@@ -21,24 +23,28 @@ is what separated TransformerLens from Hugging Face. What changes:
 - a hook point is called only when something is attached to it (an empty ``HookPoint`` is
   the identity); which ones are hooked is re-read whenever torch registers a hook.
 
-**Hooks.** Every hook point on the path fires exactly where TransformerLens fires it, in the
-same order, with the same tensor: ``hook_resid_pre`` (steering adds there),
+**Hooks.** Every hook point on the path fires exactly where TransformerLens fires it, in
+the same order, with the same tensor: ``hook_resid_pre`` (steering adds there),
 ``attn.hook_q/k/v``, ``hook_rot_q/k``, ``hook_z``, ``hook_attn_out``, ``hook_resid_mid``,
-``ln2.hook_*``, ``mlp.hook_*``, ``hook_mlp_out``, ``hook_resid_post``. SDPA never
-materialises the attention scores or pattern, so a block whose ``attn.hook_attn_scores`` /
-``attn.hook_pattern`` is hooked — or whose ``ln1`` is hooked (it fires three times per block
-in TransformerLens), or whose submodules carry plain PyTorch hooks or their own patched
-``forward`` — runs TransformerLens's own ``forward`` for that call, as does every block while
-a global module hook is registered. ``run_with_cache`` therefore sees what it sees without
-the fast path.
+``ln2.hook_*``, ``mlp.hook_*``, ``hook_mlp_out``, ``hook_resid_post``. The fast path does
+not hook the attention scores or pattern (SDPA never materialises them), so a block whose
+``attn.hook_attn_scores`` / ``attn.hook_pattern`` is hooked — or whose ``ln1`` is hooked
+(it fires three times per block in TransformerLens), or whose submodules carry plain
+PyTorch hooks or their own patched ``forward`` — runs TransformerLens's own ``forward`` for
+that call, as does every block while a global module hook is registered. ``run_with_cache``
+therefore sees what it sees without the fast path.
 
 **Scope.** Configurations the fast path does not cover (see :func:`unsupported_reason`:
 alibi, local or bidirectional attention, soft caps, attention sinks, QK norm, split QKV
 inputs, post-norm or parallel blocks, several devices, ...) are left entirely to
 TransformerLens.
 
-**Numerics.** Logits agree with TransformerLens's to float rounding: SDPA scales and
-accumulates in another order (max |diff| 4.2e-5 on SmolLM2's logits, which reach ~40).
+**Numerics.** A forward of several queries per row computes what TransformerLens computes
+in the same order, and its logits equal TransformerLens's bit for bit on the development
+machine (tested against TransformerLens on tiny models and SmolLM2 to 1e-4, observed 0).
+Decoding steps agree to float rounding: SDPA scales and accumulates in another order
+(max |diff| 2.9e-5 on SmolLM2's logits, which reach ~40; SDPA on a whole prompt would reach
+1.3e-4 through the massive activations of SmolLM2's first token).
 Exact additions, cache = no cache and batch = alone hold within the fast path as they hold
 within TransformerLens's (``tests/unit/test_fastpath.py``, ``tests/unit/test_steer.py``).
 
@@ -63,7 +69,14 @@ from transformer_lens.components import Attention, GroupedQueryAttention, RMSNor
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-__all__ = ["StaticKVCache", "StaticKVCacheEntry", "fast_path", "unsupported_reason"]
+__all__ = [
+    "StaticKVCache",
+    "StaticKVCacheEntry",
+    "fast_allowed",
+    "fast_path",
+    "transformerlens_forward",
+    "unsupported_reason",
+]
 
 # cfg attribute -> the value the fast path assumes (anything else: TransformerLens's forward)
 _REQUIRED_CFG = {
@@ -228,6 +241,7 @@ class _Shared:
         self.mask_ref: Tensor | None = None
         self.geometry: _CallGeometry | None = None
         self.scalars: dict[tuple, Tensor] = {}
+        self.causal_masks: dict[tuple, Tensor] = {}
 
     def scalar(self, value: float, like: Tensor) -> Tensor:
         """``value`` as a 0-d tensor of ``like``'s dtype and device, made once."""
@@ -236,6 +250,17 @@ class _Shared:
         if t is None:
             t = self.scalars[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
         return t
+
+    def causal(self, q_len: int, kv_len: int, offset: int, device) -> Tensor:
+        """bool [q_len, kv_len]: query ``i`` (at position ``offset + i``) sees keys up to
+        its own position; made once per shape."""
+        key = (q_len, kv_len, offset, device)
+        mask = self.causal_masks.get(key)
+        if mask is None:
+            q_pos = torch.arange(offset, offset + q_len, device=device)
+            mask = torch.arange(kv_len, device=device)[None, :] <= q_pos[:, None]
+            self.causal_masks[key] = mask
+        return mask
 
     def enter(self, block_index: int) -> None:
         """Block ``block_index`` starts; a new forward call if the index did not increase."""
@@ -558,21 +583,47 @@ class _FastAttention:
                 keys = k
             if h.rot_k is not None:  # the hook gets a tensor of its own, as in TL
                 keys = h.rot_k(keys.clone() if static else keys)
-        z = F.scaled_dot_product_attention(
-            q.transpose(1, 2),
-            keys.transpose(1, 2),
-            values.transpose(1, 2),
-            attn_mask=geo.mask,
-            is_causal=geo.is_causal,
-            scale=1.0 / attn.attn_scale,
-            enable_gqa=self.grouped,
-        ).transpose(1, 2)  # [batch, q_len, n_heads, d_head]
+        if q_len > 1:
+            z = self.exact_attention(q, keys, values, geo, offset)
+        else:
+            z = F.scaled_dot_product_attention(
+                q.transpose(1, 2),
+                keys.transpose(1, 2),
+                values.transpose(1, 2),
+                attn_mask=geo.mask,
+                is_causal=geo.is_causal,
+                scale=1.0 / attn.attn_scale,
+                enable_gqa=self.grouped,
+            ).transpose(1, 2)  # [batch, q_len, n_heads, d_head]
         if geo.dead is not None:
             z = z.masked_fill(geo.dead, 0.0)
         if h.z is not None:
             z = h.z(z)
         z = z.reshape(batch, q_len, n_q * d_head)
         return F.linear(z, self.out_weight(), attn._parameters["b_O"])
+
+    def exact_attention(
+        self, q: Tensor, keys: Tensor, values: Tensor, geo: _CallGeometry, offset: int
+    ) -> Tensor:
+        """Attention of several queries with TransformerLens's own arithmetic (grouped K/V
+        heads repeated, ``q @ k / attn_scale``, the mask as ``-inf``, softmax, ``pattern @
+        v``), so a prompt pass or a next-token forward gives TransformerLens's logits bit
+        for bit (tested). Those passes are matmul-bound (the score matrix is [q_len,
+        kv_len] per head), so SDPA would save little there, and its other rounding reaches
+        ~1.3e-4 in SmolLM2's logits through the massive activations of its first token.
+        Decoding steps (one query) take SDPA. Returns z [batch, q_len, n_heads, d_head]."""
+        n_rep = q.shape[2] // keys.shape[2]
+        if n_rep > 1:
+            keys = keys.repeat_interleave(n_rep, dim=2)
+            values = values.repeat_interleave(n_rep, dim=2)
+        scores = q.permute(0, 2, 1, 3) @ keys.permute(0, 2, 3, 1) / self.attn.attn_scale
+        mask = geo.mask
+        if mask is None:  # unpadded: causal only
+            q_len, kv_len = q.shape[1], keys.shape[1]
+            mask = self.shared.causal(q_len, kv_len, offset, scores.device)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        pattern = torch.softmax(scores, dim=-1)
+        return (pattern @ values.permute(0, 2, 1, 3)).permute(0, 2, 1, 3)
 
     def rotate_keys(
         self, entry, geo: _CallGeometry, lo: int, hi: int, keys: Tensor | None = None
@@ -651,13 +702,42 @@ def _cached(entry: TransformerLensKeyValueCacheEntry) -> int:
     return entry.cached if isinstance(entry, StaticKVCacheEntry) else entry.past_keys.size(1)
 
 
+_OFF = "_actadd_transformerlens_forward"  # instance attribute: depth of the contexts below
+
+
+@contextmanager
+def transformerlens_forward(model: HookedTransformer) -> Iterator[None]:
+    """Inside, every actadd forward on ``model`` runs TransformerLens's own forward, as
+    ``fast=False`` does: :func:`fast_path` leaves the model alone, and
+    :func:`actadd.generation.generate_tokens` decodes with TransformerLens's cache. For
+    checking a result against TransformerLens, and for ``benchmarks/bench_suite.py``'s
+    before/after timings of whole experiments. Nests; kept on the model instance."""
+    vars(model)[_OFF] = vars(model).get(_OFF, 0) + 1
+    try:
+        yield
+    finally:
+        vars(model)[_OFF] -= 1
+        if not vars(model)[_OFF]:
+            del vars(model)[_OFF]
+
+
+def fast_allowed(model: HookedTransformer, fast: bool = True) -> bool:
+    """Whether an actadd forward asked to run ``fast`` may (not inside
+    :func:`transformerlens_forward`)."""
+    return fast and not vars(model).get(_OFF, 0)
+
+
 @contextmanager
 def fast_path(model: HookedTransformer) -> Iterator[bool]:
     """Run ``model``'s blocks through the fast path inside the ``with`` block (see the module
     docstring). Yields ``True`` if it applies, ``False`` if the model is left to
     TransformerLens (:func:`unsupported_reason`, or a block with a ``forward`` patched by
-    someone else). Nested uses on one model are fine: the outermost owns the patch.
+    someone else, or inside :func:`transformerlens_forward`). Nested uses on one model are
+    fine: the outermost owns the patch.
     """
+    if not fast_allowed(model):
+        yield False
+        return
     blocks = list(model.blocks)
     if any(isinstance(vars(b).get("forward"), _FastBlock) for b in blocks):
         yield True
@@ -775,6 +855,15 @@ class StaticKVCacheEntry(TransformerLensKeyValueCacheEntry):
         self.n_rotated = hi
         return self._rotated.narrow(1, 0, hi)
 
+    def select_rows(self, index: Tensor) -> StaticKVCacheEntry:
+        """A new entry whose row ``j`` is this entry's row ``index[j]`` (everything cached,
+        rotated keys included; the capacity stays)."""
+        out = StaticKVCacheEntry(self._kv.index_select(0, index), self.cached, self.frozen)
+        if self._rotated is not None:
+            out._rotated = self._rotated.index_select(0, index)
+            out.n_rotated = self.n_rotated
+        return out
+
     def _grow(self, capacity: int) -> None:
         old = self._kv
         new = old.new_empty((old.shape[0], capacity, *old.shape[2:]))
@@ -803,4 +892,14 @@ class StaticKVCache(TransformerLensKeyValueCache):
                 for _ in range(cfg.n_layers)
             ],
             previous_attention_mask=torch.empty((batch_size, 0), device=device, dtype=torch.int),
+        )
+
+    def select_rows(self, index: Tensor) -> StaticKVCache:
+        """A new cache whose row ``j`` is this cache's row ``index[j]``: a decoding loop
+        computes the prompt once per distinct row and then gives each copy its own rows."""
+        index = index.to(self.previous_attention_mask.device)
+        return StaticKVCache(
+            entries=[e.select_rows(index.to(e._kv.device)) for e in self.entries],
+            previous_attention_mask=self.previous_attention_mask.index_select(0, index),
+            frozen=self.frozen,
         )

@@ -27,10 +27,20 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
+from actadd.ablation import Ablation
 from actadd.errors import SteeringError, Validated
-from actadd.fastpath import StaticKVCache, fast_path
+from actadd.fastpath import StaticKVCache, fast_allowed, fast_path
 from actadd.forward import last_logits, left_pad
-from actadd.steer import Align, OnShort, Placement, as_placement, prompt_is, steering
+from actadd.steer import (
+    Align,
+    OnShort,
+    Placement,
+    as_placement,
+    distinct_rows,
+    prompt_is,
+    rows_are,
+    steering,
+)
 from actadd.vectors import SteeringVector
 
 
@@ -83,11 +93,16 @@ def next_tokens(
     :func:`_prefiltered`); rows it cannot settle go through the full sort.
     """
     logits = logits.float()
-    if sampling.freq_penalty:
+    # x * 1.0 and x / 1.0 are x exactly: the paper's settings skip those passes over the vocab
+    if sampling.freq_penalty == 1.0:
+        logits = logits - counts
+    elif sampling.freq_penalty:
         logits = logits - sampling.freq_penalty * counts
     if sampling.greedy:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    if sampling.temperature != 1.0:
+        logits = logits / sampling.temperature
+    probs = torch.softmax(logits, dim=-1)
     picks = torch.empty(len(probs), dtype=torch.long, device=probs.device)
     rows = list(range(len(probs)))
     if sampling.top_p < 1:
@@ -209,8 +224,10 @@ def generate_tokens(
     hook points called only when hooked) with a preallocated KV cache, under
     ``torch.inference_mode``; ``fast=False`` is TransformerLens's own forward and cache
     under ``torch.no_grad``, for comparison. Both give the same tokens (the logits agree
-    to float rounding, < 1e-4 on SmolLM2).
+    to float rounding, < 1e-4 on SmolLM2). Inside
+    :func:`actadd.fastpath.transformerlens_forward`, ``fast`` is ``False``.
     """
+    fast = fast_allowed(model, fast)
     with (
         torch.inference_mode() if fast else nullcontext(),
         fast_path(model) if fast else nullcontext(),
@@ -252,7 +269,10 @@ def _decode(
     else:
         cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch)
     with prompt_is(model, mask):
-        logits = last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache)
+        if isinstance(cache, StaticKVCache):
+            logits, cache = _prompt_pass(model, tokens, mask, cache)
+        else:
+            logits = last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache)
         for step in range(max_new_tokens):
             new = next_tokens(logits, counts, sampling, generators)
             out.append(torch.where(done, -1, new))
@@ -278,6 +298,27 @@ def _decode(
     return [[t for t in row if t >= 0] for row in gen]
 
 
+def _prompt_pass(
+    model: HookedTransformer, tokens: Tensor, mask: Tensor, cache: StaticKVCache
+) -> tuple[Tensor, StaticKVCache]:
+    """The prompt's forward pass, once per distinct row: rows with the same tokens and the
+    same steering (several samples of one prompt and setting) share it, and each copy gets
+    its own rows of the filled cache. Returns the last position's logits [batch, vocab]
+    and the cache."""
+    rep = distinct_rows(model, tokens, mask)
+    unique = sorted(set(rep))
+    if len(unique) == len(rep):
+        return last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache), cache
+    where = {b: i for i, b in enumerate(unique)}
+    inverse = torch.tensor([where[r] for r in rep], device=tokens.device)
+    index = torch.tensor(unique, device=tokens.device)
+    capacity = cache.entries[0].capacity
+    small = StaticKVCache.allocate(model.cfg, tokens.device, len(unique), capacity)
+    with rows_are(model, index):
+        logits = last_logits(model, tokens[index], attention_mask=mask[index], past_kv_cache=small)
+    return logits.index_select(0, inverse), small.select_rows(inverse)
+
+
 def _as_list(prompts: Validated[str | Sequence[str]]) -> list[str]:
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -292,13 +333,15 @@ def _as_list(prompts: Validated[str | Sequence[str]]) -> list[str]:
 def _vector_columns(vectors, align) -> dict:
     if vectors is None:
         return dict(steered=False, vector="", layer=pd.NA, coeff=pd.NA, align="")
-    items = [vectors] if isinstance(vectors, (SteeringVector, Placement)) else vectors
-    vecs = [as_placement(v).vector for v in items]
+    single = (SteeringVector, Placement, Ablation)
+    items = [vectors] if isinstance(vectors, single) else vectors
+    ablated = [v for v in items if isinstance(v, Ablation)]
+    vecs = [as_placement(v).vector for v in items if not isinstance(v, Ablation)]
     coeffs = {v.provenance.get("coeff") for v in vecs}
     layers = {v.layer for v in vecs}
     return dict(
         steered=True,
-        vector=" + ".join(v.describe() for v in vecs),
+        vector=" + ".join([a.describe() for a in ablated] + [v.describe() for v in vecs]),
         layer=layers.pop() if len(layers) == 1 else pd.NA,
         coeff=coeffs.pop() if len(coeffs) == 1 and None not in coeffs else pd.NA,
         align=str(Align.parse(align)),
@@ -308,7 +351,7 @@ def _vector_columns(vectors, align) -> dict:
 def generate(
     model: HookedTransformer,
     prompts: str | Sequence[str],
-    vectors: SteeringVector | Sequence | None = None,
+    vectors: SteeringVector | Ablation | Sequence | None = None,
     align: Align | str | int | Sequence[int] = "front",
     *,
     max_new_tokens: Validated[int] = 40,

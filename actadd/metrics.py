@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -27,6 +28,7 @@ from transformer_lens import HookedTransformer
 
 from actadd.config import WEDDING_WORDS
 from actadd.errors import ConfigError
+from actadd.fastpath import fast_path
 
 # ---------------------------------------------------------------------- next-token metrics
 
@@ -101,13 +103,19 @@ def target_token_ids(
 
 @torch.no_grad()
 def token_logprobs(
-    model: HookedTransformer, token_lists: Sequence[Sequence[int]], *, batch_size: int = 8
+    model: HookedTransformer,
+    token_lists: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 8,
+    fast: bool = True,
 ) -> list[np.ndarray]:
     """``lp[t - 1] = log p(token_t | tokens_<t)`` for ``t = 1 .. T-1`` of each token list.
 
     Any active :func:`actadd.steering` context applies. Rows are right-padded and the
     attention mask keeps the padding out, so each list's numbers are those of its own
     forward (front steering sits on the first positions, which padding never moves).
+    ``fast`` runs the blocks through :func:`actadd.fastpath.fast_path` (the same logits as
+    TransformerLens's forward, which ``fast=False`` runs).
     """
     out: list[np.ndarray] = []
     for start in range(0, len(token_lists), batch_size):
@@ -119,22 +127,25 @@ def token_logprobs(
         for r, i in enumerate(chunk):
             tokens[r, : len(i)] = torch.tensor(i)
             mask[r, : len(i)] = 1
-        lp = log_probs(model(tokens, attention_mask=mask, padding_side="right"))
-        tok_lp = lp[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+        with fast_path(model) if fast else nullcontext():
+            logits = model(tokens, attention_mask=mask, padding_side="right")
+        tok_lp = log_probs(logits)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
         out += [tok_lp[r, : len(i) - 1].double().cpu().numpy() for r, i in enumerate(chunk)]
     return out
 
 
 def perplexity(
-    model: HookedTransformer, texts: Sequence[str], *, batch_size: int = 8
+    model: HookedTransformer, texts: Sequence[str], *, batch_size: int = 8, fast: bool = True
 ) -> np.ndarray:
     """Per-text perplexity (each text BOS-prefixed; the BOS itself is not scored).
 
     Any active :func:`actadd.steering` context applies (prompts are right-padded; the
-    attention mask keeps padding out).
+    attention mask keeps padding out). ``fast`` runs the blocks through
+    :func:`actadd.fastpath.fast_path` (the same logits as TransformerLens's forward, which
+    ``fast=False`` runs).
     """
     ids = [model.to_tokens(t, prepend_bos=True)[0].tolist() for t in texts]
-    lps = token_logprobs(model, ids, batch_size=batch_size)
+    lps = token_logprobs(model, ids, batch_size=batch_size, fast=fast)
     return np.asarray([float(np.exp(-lp.mean())) for lp in lps])
 
 

@@ -16,8 +16,20 @@ from torch import Tensor
 from actadd.errors import SteeringError, Validated
 from actadd.vectors import SteeringVector
 
-AlignKind = Literal["front", "offset", "back", "all", "positions"]
-ALIGN_KINDS: tuple[str, ...] = ("front", "offset", "back", "all", "positions")
+AlignKind = Literal["front", "offset", "back", "all", "positions", "generated", "from"]
+ALIGN_KINDS: tuple[str, ...] = (
+    "front",
+    "offset",
+    "back",
+    "all",
+    "positions",
+    "generated",
+    "from",
+)
+# alignments that place one row at positions known only as the sequence grows (generation
+# phase): every generated position ("generated"), the first k ("generated:k"), or every
+# position from a marker token on ("from:<token>")
+PHASE_KINDS: tuple[str, ...] = ("all", "generated", "from")
 OnShort = Literal["error", "clip"]
 
 
@@ -28,12 +40,30 @@ class Align:
     kind: str = "front"  # one of ALIGN_KINDS, checked in __post_init__
     offset: int = 0
     positions: tuple[int, ...] = ()
+    count: int | None = None  # "generated": only the first `count` generated positions
+    marker: str | int | None = None  # "from": the marker token (a one-token string or an id)
 
     def __post_init__(self) -> None:
         if self.kind not in ALIGN_KINDS:
             raise SteeringError(
                 f"Unknown alignment {self.kind!r}; allowed: front, back, all, offset:<s> "
-                "(or an int s), positions:<p0,p1,...> (or a list of ints)."
+                "(or an int s), positions:<p0,p1,...> (or a list of ints), generated, "
+                "generated:<k>, from:<marker token>."
+            )
+        if self.kind == "generated" and self.count is not None:
+            if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+                raise SteeringError(
+                    f"generated:<k> needs k >= 1 (the first k generated positions), "
+                    f"got {self.count!r}."
+                )
+        if self.kind == "from" and (
+            isinstance(self.marker, bool)
+            or not isinstance(self.marker, (str, int))
+            or self.marker == ""
+        ):
+            raise SteeringError(
+                f"from:<marker> needs a marker token (a one-token string or a token id), "
+                f"got {self.marker!r}."
             )
         if self.kind == "offset" and (not isinstance(self.offset, int) or self.offset < 0):
             raise SteeringError(f"offset must be a non-negative int, got {self.offset!r}.")
@@ -57,13 +87,24 @@ class Align:
         return cls("front") if s == 0 else cls("offset", offset=s)
 
     @classmethod
+    def generated(cls, first: int | None = None) -> Align:
+        """Every generated position, or only the first ``first`` of them."""
+        return cls("generated", count=first)
+
+    @classmethod
+    def from_marker(cls, marker: str | int) -> Align:
+        """Every position from the first occurrence of ``marker`` on (marker included)."""
+        return cls("from", marker=marker)
+
+    @classmethod
     def at(cls, positions: Sequence[int]) -> Align:
         return cls("positions", positions=tuple(int(p) for p in positions))
 
     @classmethod
     def parse(cls, spec: Validated[Align | str | int | Sequence[int]]) -> Align:
         """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
-        ``"positions:0,2,-1"`` or ``[0, 2, -1]``."""
+        ``"positions:0,2,-1"``, ``[0, 2, -1]``, ``"generated"``, ``"generated:8"`` or
+        ``"from:<token>"``."""
         if isinstance(spec, Align):
             return spec
         if isinstance(spec, bool):
@@ -73,6 +114,12 @@ class Align:
         if isinstance(spec, str):
             name, _, arg = spec.partition(":")
             name = name.strip().lower()
+            if name == "from":
+                return cls.from_marker(arg)
+            if name == "generated" and arg:
+                if not arg.strip().isdigit():
+                    raise SteeringError(f"generated:<k> needs an int k >= 1, got {spec!r}.")
+                return cls.generated(int(arg))
             try:
                 if name == "offset":
                     return cls.at_offset(int(arg))
@@ -92,6 +139,10 @@ class Align:
             return f"offset:{self.offset}"
         if self.kind == "positions":
             return "positions:" + ",".join(map(str, self.positions))
+        if self.kind == "generated" and self.count is not None:
+            return f"generated:{self.count}"
+        if self.kind == "from":
+            return f"from:{self.marker}"
         return self.kind
 
 

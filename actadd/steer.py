@@ -33,7 +33,7 @@ left bit-for-bit untouched.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
@@ -44,23 +44,26 @@ from transformer_lens import HookedTransformer
 from transformer_lens.utilities.defaults_utils import USE_DEFAULT_VALUE
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
+from actadd.ablation import Ablation
 from actadd.errors import SteeringError, Validated
 from actadd.hooks import resid_pre
 from actadd.placement import (
     ALIGN_KINDS,
+    PHASE_KINDS,
     Align,
     AlignKind,
     AlignLike,
     OnShort,
     Placement,
-    Steerable,
     as_placement,
     prompt_positions,
 )
+from actadd.tokens import single_token_id
 from actadd.vectors import SteeringVector, check_compatible
 
 __all__ = [
     "ALIGN_KINDS",
+    "Ablation",
     "Align",
     "AlignKind",
     "AlignLike",
@@ -70,19 +73,40 @@ __all__ = [
     "Steering",
     "active_steering",
     "as_placement",
+    "distinct_rows",
     "prompt_is",
     "prompt_positions",
+    "rows_are",
     "steering",
 ]
 
 
+# what a steering context takes: vectors, placements (or their tuple shorthand), ablations
+Steerable = (
+    SteeringVector | Placement | Ablation | Sequence[SteeringVector | Placement | Ablation | tuple]
+)
+
+
+@dataclass
+class _Where:
+    """Positions decided call by call: ``align`` (``"all"``, a prompt alignment given as
+    ``touched``, ``"generated[:k]"`` or ``"from:<token>"``) on the batch rows ``rows``."""
+
+    align: Align
+    rows: Tensor  # [batch] bool
+    touched: Tensor | None = None  # [batch, prompt_len] bool, for prompt alignments
+
+
 @dataclass
 class _Plan:
-    """Additions for one sequence at one layer: dense prompt additions + an all-position row."""
+    """Additions for one sequence at one layer: dense prompt additions + an all-position row,
+    plus generation-phase additions and ablations, whose positions each call works out."""
 
     add: Tensor | None  # [batch, prompt_len, d_model] summed rows at prompt positions
     touched: Tensor | None  # [batch, prompt_len] bool: positions that receive an addition
     everywhere: Tensor | None  # [batch, 1, d_model]: added at every position ("all")
+    later: list[tuple[Tensor, _Where]]  # (row [d_model], where): "generated" / "from" rows
+    ablate: list[tuple[Tensor, _Where]]  # (unit direction [d_model], where), run first
 
 
 @dataclass
@@ -115,6 +139,41 @@ def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def rows_are(model: HookedTransformer, index: Tensor) -> Iterator[None]:
+    """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the prompt pinned by
+    :func:`prompt_is`, for every active steering context on ``model``: a decoding loop runs
+    the prompt pass once per distinct row (:func:`distinct_rows`) and each of those rows is
+    steered as the prompt row it stands for."""
+    with ExitStack() as stack:
+        for s in active_steering(model):
+            stack.enter_context(s.rows_are(index))
+        yield
+
+
+def distinct_rows(model: HookedTransformer, tokens: Tensor, mask: Tensor) -> list[int]:
+    """For each row of a prompt batch (``tokens`` and ``mask`` [batch, prompt_len]), the
+    first row whose tokens, mask and steering additions — under every active steering
+    context, with ``mask`` as the prompt — equal its own. Such rows compute the same
+    forward pass over the prompt, so a decoding loop runs it once per distinct row.
+
+    Conservative: a plan holding anything but per-row tensors (``None`` and empty lists
+    aside) makes every row distinct, so a kind of steering this function does not know is
+    never shared."""
+    contexts = active_steering(model)
+    for s in contexts:
+        s._ensure_plans(mask, mask)
+    plans = [s._plans[layer] for s in contexts for layer in s.layers]
+    # None and empty lists hold nothing; anything else must be a per-row tensor
+    parts = [t for plan in plans for t in vars(plan).values() if t is not None and len(t)]
+    batch = len(tokens)
+    if not all(isinstance(t, Tensor) and len(t) == batch for t in parts):
+        return list(range(batch))
+    rows = [t.cpu().numpy() for t in (tokens, mask, *parts) if t is not None]
+    keys: dict[tuple, int] = {}
+    return [keys.setdefault(tuple(r[b].tobytes() for r in rows), b) for b in range(batch)]
+
+
 class Steering:
     """Context manager that adds steering vectors to a model's residual stream.
 
@@ -134,23 +193,39 @@ class Steering:
         if on_short not in ("error", "clip"):
             raise SteeringError(f"on_short must be 'error' or 'clip', got {on_short!r}.")
         default = Align.parse(align)
-        items = [vectors] if isinstance(vectors, (SteeringVector, Placement)) else list(vectors)
-        # every placement with its alignment resolved
+        single = (SteeringVector, Placement, Ablation)
+        items = [vectors] if isinstance(vectors, single) else list(vectors)
+        # every placement with its alignment resolved; ablations apart (they run first)
         self.entries: list[Placement] = []
+        self.ablations: list[Ablation] = []
         for item in items:
+            if isinstance(item, Ablation):
+                check_compatible(item.direction, model, allow_other_model=allow_other_model)
+                self.ablations.append(item)
+                continue
             p = as_placement(item)
             vec, al, rows = p.vector, p.align or default, p.rows
             check_compatible(vec, model, allow_other_model=allow_other_model)
-            if al.kind == "all" and vec.k != 1:
+            if al.kind in PHASE_KINDS and vec.k != 1:
                 raise SteeringError(
-                    f"align='all' adds one d_model vector at every position, but "
+                    f"align={al} adds one d_model vector at each of its positions, but "
                     f"{vec.describe()} has {vec.k} rows. Use v.mean() (or v.mean(skip_first=True)"
                     ") or v.rows([i])."
                 )
             self.entries.append(Placement(vec, al, rows))
+        aligns = [p.align for p in self.entries] + [a.align for a in self.ablations]
+        # marker token -> id, resolved now so a bad marker fails before any compute
+        self._marker_ids = {
+            a.marker: single_token_id(model, a.marker, "marker token")
+            for a in aligns
+            if a.kind == "from"
+        }
+        self._marker_start: dict[int, Tensor] = {}  # id -> [batch] first absolute position
         self.model = model
         self.on_short = on_short
-        self.layers = sorted({p.vector.layer for p in self.entries})
+        self.layers = sorted(
+            {p.vector.layer for p in self.entries} | {a.layer for a in self.ablations}
+        )
         self._plans: dict[int, _Plan] = {}
         self._plan_key: object = None
         self._prompt_mask: Tensor | None = None
@@ -158,6 +233,7 @@ class Steering:
         self._handles: list = []
         self._active = False
         self._pinned: Tensor | None = None
+        self._row_index: Tensor | None = None
         self._previous_forward = None
         self._wrapper = None
 
@@ -171,16 +247,20 @@ class Steering:
         plans: dict[int, _Plan] = {}
         for layer in self.layers:
             add = touched = everywhere = None
+            later, ablate = [], []
+            for ab in self.ablations:
+                if ab.layer == layer:
+                    u = ab.direction.tensor[0].to(cfg.device, cfg.dtype)
+                    where = self._where(ab.align, ab.rows, ab.positions, real, plen, ab.describe())
+                    ablate.append((u / u.norm(), where))
             for vec, al, only in ((p.vector, p.align, p.rows) for p in self.entries):
                 if vec.layer != layer:
                     continue
-                if only is not None and max(only) >= batch:
-                    raise SteeringError(
-                        f"{vec.describe()} is assigned to batch rows {list(only)} but the input "
-                        f"has {batch} rows."
-                    )
-                targets = range(batch) if only is None else only
+                targets = self._targets(only, batch, vec.describe())
                 t = vec.tensor.to(cfg.device, cfg.dtype)
+                if al.kind in ("generated", "from"):
+                    later.append((t[0], self._where(al, only, 1, real, plen, vec.describe())))
+                    continue
                 if al.kind == "all":
                     if everywhere is None:
                         everywhere = torch.zeros(
@@ -196,9 +276,58 @@ class Steering:
                     absolute = real[b][pos].to(cfg.device)
                     add[b, absolute] += t[rows.to(cfg.device)]
                     touched[b, absolute] = True
-            plans[layer] = _Plan(add, touched, everywhere)
+            plans[layer] = _Plan(add, touched, everywhere, later, ablate)
         self._plans = plans
         self._prompt_mask = mask
+
+    @staticmethod
+    def _targets(only, batch: int, what: str) -> range | tuple[int, ...]:
+        if only is not None and max(only) >= batch:
+            raise SteeringError(
+                f"{what} is assigned to batch rows {list(only)} but the input has {batch} rows."
+            )
+        return range(batch) if only is None else only
+
+    def _where(self, al: Align, only, k: int, real: list[Tensor], plen: int, what: str) -> _Where:
+        """Where an ablation or a generation-phase row goes, for this prompt."""
+        device = self.model.cfg.device
+        batch = len(real)
+        rows = torch.zeros(batch, dtype=torch.bool)
+        rows[list(self._targets(only, batch, what))] = True
+        if al.kind in PHASE_KINDS:
+            return _Where(al, rows.to(device))
+        touched = torch.zeros(batch, plen, dtype=torch.bool)
+        for b in torch.nonzero(rows, as_tuple=True)[0].tolist():
+            _, pos = prompt_positions(al, k, len(real[b]), self.on_short)
+            touched[b, real[b][pos]] = True
+        return _Where(al, rows.to(device), touched.to(device))
+
+    def _positions(self, where: _Where, call: _Call, batch: int) -> Tensor:
+        """[batch, call.new] bool: which of this call's positions ``where`` covers."""
+        device = where.rows.device
+        if where.align.kind == "all":
+            return where.rows[:, None].expand(batch, call.new)
+        q = torch.arange(call.cached, call.cached + call.new, device=device)  # absolute
+        plen = self._prompt_mask.shape[1]
+        if where.touched is not None:
+            inside = q < plen
+            out = torch.zeros(batch, call.new, dtype=torch.bool, device=device)
+            out[:, inside] = where.touched[:, q[inside]]
+            return out
+        if where.align.kind == "generated":
+            count = where.align.count
+            stop = plen + count if count is not None else q[-1] + 1
+            covered = (q >= plen) & (q < stop)
+        else:  # "from": from the marker's first position on, in this row
+            start = self._marker_start[self._marker_ids[where.align.marker]].to(device)
+            covered = q[None, :] >= start[:, None]
+            # the prompt's padding is never covered
+            prompt = self._prompt_mask.to(device=device, dtype=torch.bool)
+            pad = torch.zeros_like(covered)
+            inside = q < plen
+            pad[:, inside] = ~prompt[:, q[inside]]
+            return covered & ~pad & where.rows[:, None]
+        return covered[None, :] & where.rows[:, None]
 
     def _ensure_plans(self, mask: Tensor, key: object) -> None:
         if key is not self._plan_key or self._prompt_mask is None:
@@ -229,11 +358,20 @@ class Steering:
             raise SteeringError(f"Unsupported model input of type {type(inp).__name__}.")
         batch, new = tokens.shape if tokens is not None else inp.shape[:2]
         self._call = _Call(cached, new)
+        if self._marker_ids:
+            self._scan_markers(tokens, args.get("attention_mask"), cached)
 
         pinned = self._pinned
         if pinned is not None:
             self._ensure_plans(pinned, pinned)
+            index = self._row_index
+            if index is not None and len(index) != batch:
+                raise SteeringError(
+                    f"rows_are maps {len(index)} rows but the forward call has {batch}."
+                )
             return
+        if self._row_index is not None:
+            raise SteeringError("rows_are needs a pinned prompt (prompt_is).")
         if cached > 0:
             if self._prompt_mask is None or self._prompt_mask.shape[0] != batch:
                 # a cache filled outside this context: its positions are the prompt
@@ -251,6 +389,31 @@ class Steering:
             mask = _ones(batch, new)
         self._build_plans(mask.to(torch.long))
         self._plan_key = None
+
+    def _scan_markers(self, tokens: Tensor | None, mask: Tensor | None, cached: int) -> None:
+        """Record, per batch row, the first absolute position of each marker token."""
+        if tokens is None:
+            raise SteeringError(
+                "align='from:<marker>' needs token input to find the marker; this forward "
+                "call got a residual stream (start_at_layer). Use token input, or another "
+                "alignment."
+            )
+        batch, new = tokens.shape
+        real = torch.ones(batch, new, dtype=torch.bool, device=tokens.device)
+        if mask is not None:
+            real = mask[:, -new:].to(tokens.device).bool()
+        elif cached == 0 and batch > 1 and self.model.tokenizer is not None:
+            real = _padding_mask(self.model, tokens, {}).to(tokens.device).bool()
+        never = torch.iinfo(torch.long).max
+        for token_id in self._marker_ids.values():
+            start = self._marker_start.get(token_id)
+            if cached == 0 or start is None or len(start) != batch:
+                start = torch.full((batch,), never, dtype=torch.long)
+            hits = (tokens == token_id) & real
+            first = torch.where(hits.any(-1), hits.int().argmax(-1), never).cpu()
+            found = first != never
+            start = torch.where(found & (start == never), first + cached, start)
+            self._marker_start[token_id] = start
 
     def _wrap_forward(self):
         model = self.model
@@ -288,26 +451,68 @@ class Steering:
         finally:
             self._pinned = previous
 
+    @contextmanager
+    def rows_are(self, index: Tensor) -> Iterator[None]:
+        """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the pinned
+        prompt (see :func:`rows_are`); needs :meth:`prompt`."""
+        previous = self._row_index
+        self._row_index = torch.as_tensor(index, dtype=torch.long)
+        try:
+            yield
+        finally:
+            self._row_index = previous
+
     # ------------------------------------------------------------------ the hooks
 
     def _hook_for(self, layer: int):
         def hook(resid: Tensor, hook) -> Tensor:
             call = self._call
             if call is None:  # a block run directly, outside model.forward
+                if self._marker_ids:
+                    raise SteeringError(
+                        "align='from:<marker>' needs the model's forward (to see the tokens); "
+                        "a block was run directly."
+                    )
                 call = _Call(0, resid.shape[1])
                 self._build_plans(_ones(resid.shape[0], resid.shape[1]))
             plan = self._plans.get(layer)
             if plan is None:
                 return resid
+            batch = resid.shape[0]
+            # batch row j is prompt row index[j] (a decoding loop sharing the prompt pass of
+            # identical rows; never with ablations or marker alignments: distinct_rows)
+            index = self._row_index
+            for u, where in plan.ablate:  # ablations first, in the order given
+                covered = self._positions(where, call, batch)
+                if bool(covered.any()):
+                    ablated = resid - (resid @ u)[..., None] * u
+                    resid = torch.where(covered[..., None], ablated, resid)
             if plan.add is not None:
                 lo, hi = call.cached, min(call.cached + call.new, plan.add.shape[1])
                 if hi > lo:
-                    b, p = torch.nonzero(plan.touched[:, lo:hi], as_tuple=True)
+                    touched = plan.touched[:, lo:hi]
+                    if index is not None:
+                        touched = touched[index.to(touched.device)]
+                    b, p = torch.nonzero(touched, as_tuple=True)
                     if len(b):
                         q = p + lo  # absolute position
-                        resid = resid.index_put((b, p), resid[b, p] + plan.add[b, q])
+                        src = b if index is None else index.to(b.device)[b]
+                        resid = resid.index_put((b, p), resid[b, p] + plan.add[src, q])
             if plan.everywhere is not None:
-                resid = resid + plan.everywhere
+                everywhere = plan.everywhere
+                if index is not None:
+                    everywhere = everywhere[index.to(everywhere.device)]
+                resid = resid + everywhere
+            if plan.later:
+                delta = torch.zeros_like(resid)
+                hit = torch.zeros(resid.shape[:2], dtype=torch.bool, device=resid.device)
+                for row, where in plan.later:
+                    covered = self._positions(where, call, batch)
+                    delta[covered] += row
+                    hit |= covered
+                b, p = torch.nonzero(hit, as_tuple=True)
+                if len(b):
+                    resid = resid.index_put((b, p), resid[b, p] + delta[b, p])
             return resid
 
         return hook
@@ -375,6 +580,12 @@ class Steering:
                             kind="prompt",
                         )
                     )
+            for what, items in (("ablate ", plan.ablate), ("", plan.later)):
+                for vec, where in items:
+                    for b in torch.nonzero(where.rows, as_tuple=True)[0].tolist():
+                        norm = 1.0 if what else float(vec.norm())
+                        kind = f"{what}{where.align}"
+                        records.append(dict(row=b, position=-1, layer=layer, norm=norm, kind=kind))
             if plan.everywhere is not None:
                 for b, row in enumerate(plan.everywhere[:, 0]):
                     if bool(row.any()):

@@ -44,20 +44,20 @@ def _prompt_ids(model: HookedTransformer, prompt: str) -> list[int]:
     return model.to_tokens(prompt, prepend_bos=True, truncate=False)[0].tolist()
 
 
-def single_token_id(model: HookedTransformer, token: str | int) -> int:
+def single_token_id(model: HookedTransformer, token: str | int, what: str = "pad_token") -> int:
     """The id of a string that must be exactly one token (or a token id, checked against
     the vocabulary)."""
     if isinstance(token, int) and not isinstance(token, bool):
         if not 0 <= token < model.cfg.d_vocab:
             raise SteeringError(
-                f"pad token id {token} outside the vocabulary 0..{model.cfg.d_vocab - 1}."
+                f"{what} id {token} outside the vocabulary 0..{model.cfg.d_vocab - 1}."
             )
         return token
     ids = model.to_tokens(token, prepend_bos=False)[0].tolist()
     if len(ids) != 1:
         pieces = model.to_str_tokens(token, prepend_bos=False)
         raise SteeringError(
-            f"pad_token {token!r} is {len(ids)} tokens ({pieces}); it must be exactly one "
+            f"{what} {token!r} is {len(ids)} tokens ({pieces}); it must be exactly one "
             "token (or pass a token id)."
         )
     return ids[0]

@@ -39,6 +39,9 @@ class Kind(Protocol):
 
     name: str
     description: str
+    # True when ``run`` takes ``backend=`` (its work is resumable sweep units that can run on
+    # Ray actors); other kinds always run in the calling process
+    distributed: bool
 
     def parse(self, config: dict[str, Any]) -> Any:
         """Validate everything that needs no model; return the kind's spec."""
@@ -65,6 +68,7 @@ class BaseKind:
 
     name: str = ""
     description: str = ""
+    distributed: bool = False
 
     def saved_config(self, spec: Any) -> dict[str, Any]:
         return {**spec, "kind": self.name}

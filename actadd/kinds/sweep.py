@@ -98,10 +98,12 @@ class SweepKind(BaseKind):
     def check(self, spec, model) -> None:
         spec.validate(model)
 
-    def run(self, spec, model, run) -> None:
+    distributed = True  # its units can run on Ray actors (actadd.sweeps.distributed)
+
+    def run(self, spec, model, run, backend=None) -> None:
         from actadd.sweeps import execute
 
-        df = execute(spec, model, run)
+        df = execute(spec, model, run, backend=backend)
         table = self.summary(df)
         if table is not None:
             run.write_table("summary", table)
@@ -160,21 +162,24 @@ def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: 
     from actadd.claims import Paired, arm, binary_claim, cell_label, mean_claim
 
     base = arm(df, metric, layer=-1)
-    steered = arm(df, metric, pair=cell["pair"], layer=cell["layer"], coeff=float(cell["coeff"]),
-                  align=cell["align"])  # fmt: skip
+    steered = arm(df, metric, **cell)
     if steered.empty or base.empty:
         return None
     pairs = Paired.join(steered, base)
     where = cell_label(cell["layer"], cell["coeff"])
     if cell["align"] != "front":
         where += f", align {cell['align']}"
+    method = cell.get("method", "actadd")
+    if method != "actadd":
+        where += f", method {method}"
     effect = EFFECTS[metric].format(topic=_topic(run.config))
     make = binary_claim if metric == "topic_any" else mean_claim
     return make(
         pairs,
         confirmatory=confirmatory,
         experiment=_experiment(run),
-        id=f"{metric}:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}:{cell['align']}",
+        id=f"{metric}:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}:{cell['align']}"
+        + ("" if method == "actadd" else f":{method}"),
         statement=f"{cell['pair']} at {where} {effect}",
         family=family,
     )
@@ -187,9 +192,12 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
     names = [p.name for p in parse_pairs(run.config.get("pairs", []))]
     claims = []
     chosen = set()
+    keys = ["pair", "layer", "coeff", "align"] + (["method"] if "method" in df.columns else [])
     for c in run.config.get("confirmatory") or ():
         cell = dict(pair=c.get("pair", names[0]), layer=c["layer"], coeff=float(c["coeff"]),
                     align=c.get("align", "front"))  # fmt: skip
+        if "method" in keys:
+            cell["method"] = "actadd"
         metric = c.get("metric", "topic_any")
         chosen.add((metric, *cell.values()))
         claim = cell_claim(run, df, cell, metric, confirmatory=True, family="confirmatory")
@@ -198,7 +206,7 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
     steered = df[df.layer >= 0]
     for metric in scans:
         sel = steered[steered.metric == metric]
-        cells = sel[["pair", "layer", "coeff", "align"]].drop_duplicates()
+        cells = sel[keys].drop_duplicates()
         for cell in cells.to_dict("records"):
             cell["layer"], cell["coeff"] = int(cell["layer"]), float(cell["coeff"])
             if (metric, *cell.values()) in chosen:

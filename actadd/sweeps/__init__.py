@@ -19,18 +19,20 @@ from actadd.runs import RunDir
 from actadd.stats import summarize
 from actadd.sweeps.engine import (
     UNSTEERED,
-    Texts,
-    generation_unit,
+    Backend,
+    LocalBackend,
+    UnitRunner,
     naive_next_token,
-    next_token_unit,
     sort_results,
     units,
 )
 from actadd.sweeps.spec import GenerationSpec, SweepSpec
-from actadd.vectors import SteeringVector
 
 __all__ = [
+    "Backend",
     "GenerationSpec",
+    "LocalBackend",
+    "UnitRunner",
     "Pair",
     "execute",
     "SweepSpec",
@@ -51,21 +53,23 @@ def run_sweep(
     resume: bool = False,
     progress: bool | None = None,
     kind: str = "sweep",
+    backend: Backend | None = None,
 ) -> pd.DataFrame:
     """Evaluate every cell of ``spec``; return the tidy metrics table.
 
     With ``out``, results go to a resumable run directory (:class:`actadd.runs.RunDir`):
     ``resume=True`` skips finished units. Completions, when the spec samples, are in
     ``df.attrs["completions"]`` and ``<out>/completions.parquet``.
-    All validation happens before any compute.
+    All validation happens before any compute. ``backend`` computes the units elsewhere
+    (e.g. :class:`actadd.sweeps.distributed.RayBackend`); the results are the same.
     """
     run = RunDir(out, {"kind": kind, **spec.to_dict()}, resume=resume) if out else None
     model = model if model is not None else load_model(spec.model)
     spec.validate(model)
     if run is None:
-        return execute(spec, model, None, progress=progress)
+        return execute(spec, model, None, progress=progress, backend=backend)
     with run.start(model):
-        return execute(spec, model, run, progress=progress)
+        return execute(spec, model, run, progress=progress, backend=backend)
 
 
 def execute(
@@ -74,45 +78,32 @@ def execute(
     run: RunDir | None = None,
     *,
     progress: bool | None = None,
+    backend: Backend | None = None,
 ) -> pd.DataFrame:
     """The sweep loop over resumable units (``spec`` already validated against ``model``).
 
     With ``run``, each finished unit is written as a part and skipped when resumed, and the
-    run's ``results``/``completions`` tables are rebuilt from the parts.
+    run's ``results``/``completions`` tables are rebuilt from the parts. ``backend`` says
+    where the units are computed: here, on ``model`` (the default), or on Ray actors
+    (:class:`actadd.sweeps.distributed.RayBackend`); either way the parts are written here,
+    by this process, through ``run``, so a run directory can be resumed by either.
     """
     todo = units(spec, model.cfg.n_layers)
     results: dict[str, dict[str, pd.DataFrame]] = {}
-    texts: Texts | None = None
-    vectors: dict[tuple[int, str], dict[int, SteeringVector]] = {}
     disable = None if progress is None else not progress
-    layers = spec.layer_list(model.cfg.n_layers)
     with tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="unit", disable=disable) as bar:
+        pending = []
         for unit in todo:
             if run is not None and run.done(unit.key):
                 bar.update(1)
-                continue
-            vecs = None
-            if unit.pair >= 0:
-                key = (unit.pair, unit.pad)
-                if key not in vectors:
-                    pair = spec.pairs[unit.pair]
-                    vectors[key] = SteeringVector.from_pair_layers(
-                        model,
-                        pair.positive,
-                        pair.negative,
-                        layers,
-                        equalize=unit.pad,
-                        pad_token=pair.pad_token,
-                    )
-                vecs = vectors[key]
-            if unit.kind == "next_token":
-                if texts is None:
-                    texts = Texts(model, spec)
-                    texts.prefetch(layers)
-                tables = {"results": next_token_unit(model, spec, texts, unit, vecs)}
             else:
-                metrics, comps = generation_unit(model, spec, unit, vecs)
-                tables = {"results": metrics, "completions": comps}
+                pending.append(unit)
+        computed = (
+            LocalBackend().map(spec, model, pending)
+            if backend is None
+            else backend.map(spec, model, pending)
+        )
+        for unit, tables in computed:
             if run is not None:
                 run.write_part(unit.key, tables)
             else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import pandas as pd
 import torch
@@ -30,11 +31,13 @@ from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
 from actadd.prefix import PrefixBatch
 from actadd.steer import Align, Placement, steering
-from actadd.sweeps.spec import SweepSpec
+from actadd.sweeps.method_vectors import MethodVectors
+from actadd.sweeps.spec import PAIR_METHODS, SweepSpec
 from actadd.vectors import SteeringVector
 
 UNSTEERED = "(unsteered)"
 METRIC_COLUMNS = [
+    "method",
     "pair",
     "pad",
     "layer",
@@ -53,15 +56,32 @@ class Unit:
     """One resumable unit of work: a (pair, pad, layer) for one kind of metric."""
 
     kind: str  # "next_token" | "generation"
-    pair: int  # index into spec.pairs; -1 for the unsteered baseline
+    pair: int  # index into spec.pairs; -1 for the unsteered baseline; DATASET for the dataset
     pad: str
     layer: int
+    method: str = "actadd"  # see actadd.sweeps.spec.METHODS (random draws: "random:i")
 
     @property
     def key(self) -> str:
-        if self.pair < 0:
+        if self.pair == -1:
             return f"{self.kind}-baseline"
-        return f"{self.kind}-pair{self.pair}-{self.pad}-L{self.layer:03d}"
+        # ActAdd units keep the keys they had before methods existed (resumable runs)
+        method = "" if self.method == "actadd" else f"-{self.method.replace(':', '')}"
+        pair = "dataset" if self.pair == DATASET else f"pair{self.pair}-{self.pad}"
+        return f"{self.kind}-{pair}{method}-L{self.layer:03d}"
+
+    def columns(self, spec: SweepSpec) -> dict:
+        """The unit's identifying columns in the results tables."""
+        if self.pair == -1:
+            return dict(method="none", pair=UNSTEERED, pad="", layer=-1)
+        if self.pair == DATASET:
+            return dict(method=self.method, pair=spec.dataset_label, pad="", layer=self.layer)
+        return dict(
+            method=self.method, pair=spec.pairs[self.pair].name, pad=self.pad, layer=self.layer
+        )
+
+
+DATASET = -2  # Unit.pair of the methods that use the dataset, not a sweep pair
 
 
 def units(spec: SweepSpec, n_layers: int) -> list[Unit]:
@@ -69,11 +89,16 @@ def units(spec: SweepSpec, n_layers: int) -> list[Unit]:
     kinds = (["next_token"] if spec.next_token else []) + (
         ["generation"] if spec.generation else []
     )
+    layers = spec.layer_list(n_layers)
     for kind in kinds:
         out.append(Unit(kind, -1, "", -1))
-        for p in range(len(spec.pairs)):
-            for pad in spec.pads:
-                out += [Unit(kind, p, pad, layer) for layer in spec.layer_list(n_layers)]
+        for method in spec.method_list():
+            if method in PAIR_METHODS:
+                for p in range(len(spec.pairs)):
+                    for pad in spec.pads:
+                        out += [Unit(kind, p, pad, layer, method) for layer in layers]
+            else:
+                out += [Unit(kind, DATASET, "", layer, method) for layer in layers]
     return out
 
 
@@ -182,15 +207,13 @@ def next_token_unit(
 ) -> pd.DataFrame:
     """Next-token metrics of every (coeff, align) cell of one (pair, pad, layer)."""
     records: list[dict] = []
-    if unit.pair < 0:
+    cols = unit.columns(spec)
+    if unit.pair == -1:
         for g in texts.groups:
-            records += g.records(
-                dict(pair=UNSTEERED, pad="", layer=-1), g.baseline(), coeff=0.0, align="none"
-            )
+            records += g.records(cols, g.baseline(), coeff=0.0, align="none")
         return pd.DataFrame(records, columns=METRIC_COLUMNS)
-    cols = dict(pair=spec.pairs[unit.pair].name, pad=unit.pad, layer=unit.layer)
     v = vectors[unit.layer]
-    cells = [(c, a) for c in spec.coeffs for a in spec.align_list()]
+    cells = [(c, a) for c in spec.coeffs for a in spec.aligns_for(unit.method)]
     conditions = [Placement(cell_vector(v, c, a), a) for c, a in cells]
     for g in texts.groups:
         for (c, a), logits in zip(cells, g.batch.logits(conditions)):
@@ -215,12 +238,11 @@ def generation_unit(
     sampling = Sampling(temperature=g.temperature, top_p=g.top_p, freq_penalty=g.freq_penalty)
     jobs = [(p, s) for p in range(len(spec.prompts)) for s in range(g.n_samples)]
     ids = [model.to_tokens(t)[0].tolist() for t in spec.prompts]
-    if unit.pair < 0:
+    cols = unit.columns(spec)
+    if unit.pair == -1:
         cells: list[tuple[float, Align | None]] = [(0.0, None)]
-        cols = dict(pair=UNSTEERED, pad="", layer=-1)
     else:
-        cells = [(c, a) for c in spec.coeffs for a in spec.align_list()]
-        cols = dict(pair=spec.pairs[unit.pair].name, pad=unit.pad, layer=unit.layer)
+        cells = [(c, a) for c in spec.coeffs for a in spec.aligns_for(unit.method)]
     rows: list[dict] = []
     comps: list[dict] = []
     for chunk in _chunks(cells, spec.batch_rows // len(jobs)):
@@ -251,6 +273,62 @@ def generation_unit(
             if senti is not None:
                 rows.append(dict(**base, metric="sentiment", value=float(senti[j])))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS), pd.DataFrame(comps)
+
+
+class UnitRunner:
+    """Computes units of one sweep on one model: ``runner(unit) -> {table: DataFrame}``.
+
+    The steering vectors of a (method, pair, pad) are taken for every layer at once
+    (:class:`~actadd.sweeps.method_vectors.MethodVectors`) and the
+    next-token texts' clean residuals once, on first use, and reused by later units. Every
+    backend computes a unit through this class (here, or on a Ray actor), so a unit's
+    numbers do not depend on where it ran.
+    """
+
+    def __init__(self, spec: SweepSpec, model: HookedTransformer) -> None:
+        self.spec, self.model = spec, model
+        self.layers = spec.layer_list(model.cfg.n_layers)
+        self._texts: Texts | None = None
+        self._vectors = MethodVectors(model, spec)
+
+    def vectors(self, unit: Unit) -> dict[int, SteeringVector] | None:
+        if unit.pair == -1:  # the unsteered baseline (dataset methods have pair DATASET)
+            return None
+        return self._vectors.vectors(unit.method, unit.pair, unit.pad)
+
+    def texts(self) -> Texts:
+        if self._texts is None:
+            self._texts = Texts(self.model, self.spec)
+            self._texts.prefetch(self.layers)
+        return self._texts
+
+    def __call__(self, unit: Unit) -> dict[str, pd.DataFrame]:
+        vecs = self.vectors(unit)
+        if unit.kind == "next_token":
+            return {"results": next_token_unit(self.model, self.spec, self.texts(), unit, vecs)}
+        metrics, comps = generation_unit(self.model, self.spec, unit, vecs)
+        return {"results": metrics, "completions": comps}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where a sweep's units are computed. ``map`` yields ``(unit, tables)`` for every unit
+    of ``todo`` exactly once, in any order; the caller writes them (the run store)."""
+
+    def map(
+        self, spec: SweepSpec, model: HookedTransformer, todo: list[Unit]
+    ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]: ...
+
+
+class LocalBackend:
+    """Every unit in this process, in order, on the caller's model."""
+
+    def map(
+        self, spec: SweepSpec, model: HookedTransformer, todo: list[Unit]
+    ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]:
+        runner = UnitRunner(spec, model)
+        for unit in todo:
+            yield unit, runner(unit)
 
 
 @torch.no_grad()
@@ -297,6 +375,7 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
                                 metrics = [(r, "kl_neutral", float(kl))]
                             records += [
                                 dict(
+                                    method="actadd",
                                     pair=pair.name,
                                     pad=pad,
                                     layer=layer,
@@ -314,5 +393,6 @@ def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
 
 
 def sort_results(df: pd.DataFrame) -> pd.DataFrame:
-    keys = ["pair", "pad", "layer", "coeff", "align", "text_kind", "text_index", "sample", "metric"]
+    # every identifying column (tables written before the method column lack it)
+    keys = [c for c in METRIC_COLUMNS if c != "value" and c in df.columns]
     return df.sort_values(keys, kind="stable").reset_index(drop=True)

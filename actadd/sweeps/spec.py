@@ -22,6 +22,25 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     max_new_tokens = 40
     topic_words = "weddings"
 
+**Methods** (optional; default ``["actadd"]``): the grid gains a ``method`` dimension::
+
+    methods = ["actadd", "actadd_mean", "caa", "pca_diff", "pca_center", "random"]
+    dataset = "builtin:sentiment"  # pairs of the dataset methods (default: the sweep's pairs)
+    position = "last"              # the dataset methods' position: last or mean
+    norm = "match"                 # "match": every method's vector gets the CAA norm
+    random_draws = 8               # random directions (the null), each its own method "random:i"
+
+- ``actadd``: the paper's per-position vector of each pair (as without ``methods``);
+- ``actadd_mean``: its mean over the rows after the leading token (one row);
+- ``caa``, ``pca_diff``, ``pca_center``: one row from ``dataset`` (:mod:`actadd.methods`);
+- ``random``: a Gaussian direction per draw and layer, seeded from ``random_seed``.
+
+One-row methods run only with the aligns that take one row (``all``, ``generated[:k]``,
+``from:<token>``, ``positions:...``). With ``norm = "match"`` each vector is rescaled so its
+mean row norm (rows after the leading token) equals the norm of the CAA vector over
+``dataset`` at that layer, so a coefficient means the same size for every method;
+``norm = "raw"`` keeps each method's own scale (PCA directions are unit vectors).
+
 Every problem is reported by :meth:`SweepSpec.validate` before any compute starts.
 """
 
@@ -41,10 +60,26 @@ from actadd.config import (
     read_toml,
     words,
 )
+from actadd.datasets import load_pairs
 from actadd.errors import ActAddError, ConfigError
 from actadd.metrics import target_token_ids
+from actadd.placement import PHASE_KINDS
 from actadd.steer import Align
 from actadd.tokens import EQUALIZE_RULES
+
+METHODS: tuple[str, ...] = ("actadd", "actadd_mean", "caa", "pca_diff", "pca_center", "random")
+ONE_ROW_METHODS: tuple[str, ...] = METHODS[1:]
+PAIR_METHODS: tuple[str, ...] = ("actadd", "actadd_mean")  # one vector per sweep pair
+# the method fields and their defaults: left out of to_dict() at their defaults, so configs
+# written before methods existed keep their run directories resumable
+METHOD_DEFAULTS: dict[str, Any] = dict(
+    methods=("actadd",),
+    dataset=None,
+    position="last",
+    norm="raw",
+    random_draws=8,
+    random_seed=0,
+)
 
 DEFAULT_NEUTRAL_TEXTS = (
     "The museum opens at nine in the morning and closes at five in the afternoon.",
@@ -92,6 +127,12 @@ class SweepSpec:
     # cells chosen before the run for claims (actadd.claims): tables of layer, coeff and
     # optionally pair (name or label), align and metric; each must be a cell of the grid
     confirmatory: tuple[dict[str, Any], ...] = ()
+    methods: tuple[str, ...] = ("actadd",)
+    dataset: str | None = None
+    position: str = "last"
+    norm: str = "raw"
+    random_draws: int = 8
+    random_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -133,6 +174,7 @@ class SweepSpec:
         # syntax (and repeats) now; the range needs the model (validate)
         self.layer_list(10**6)
         self._check_confirmatory()
+        self._check_methods()
 
     def _check_confirmatory(self) -> None:
         names = [p.name for p in self.pairs]
@@ -155,6 +197,65 @@ class SweepSpec:
                 raise ConfigError(f"{where}: align {cell['align']!r} is not in aligns.")
             if cell.get("metric", "topic_any") not in ("topic_any", "sentiment"):
                 raise ConfigError(f"{where}: metric must be 'topic_any' or 'sentiment'.")
+
+    def _check_methods(self) -> None:
+        if not isinstance(self.methods, tuple) or not self.methods:
+            raise ConfigError(f"methods must be a non-empty list of {list(METHODS)}.")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or len(set(self.methods)) != len(self.methods):
+            raise ConfigError(
+                f"methods {list(self.methods)}: unknown or repeated {unknown or 'entries'}; "
+                f"allowed (each once): {', '.join(METHODS)}."
+            )
+        if self.position not in ("last", "mean"):
+            raise ConfigError(f"position {self.position!r} unknown; allowed: last, mean.")
+        if self.norm not in ("raw", "match"):
+            raise ConfigError(
+                f"norm {self.norm!r} unknown; allowed: raw (each method's own scale), match "
+                "(every vector rescaled to the CAA norm)."
+            )
+        for name in ("random_draws", "random_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an int >= 0, got {value!r}.")
+        if "random" in self.methods and self.random_draws < 1:
+            raise ConfigError("method random needs random_draws >= 1.")
+        if self.dataset is not None and not isinstance(self.dataset, str):
+            raise ConfigError(f"dataset must be 'builtin:<name>' or a path, got {self.dataset!r}.")
+        pairs = self.dataset_pairs()  # a dataset given is read (and checked) even if unused
+        if "pca_diff" in self.methods and len(pairs) < 2:
+            raise ConfigError(
+                "method pca_diff needs a dataset of at least 2 pairs (set dataset, or list "
+                "more pairs)."
+            )
+        one_row = [m for m in self.methods if m in ONE_ROW_METHODS]
+        if one_row and not self.aligns_for(one_row[0]):
+            raise ConfigError(
+                f"methods {one_row} add one row: aligns {list(self.aligns)} has none that takes "
+                "one row; add 'all' (or generated, from:<token>, positions:...)."
+            )
+
+    def dataset_pairs(self) -> tuple[Pair, ...]:
+        """The dataset methods' pairs: ``dataset``, or the sweep's own pairs."""
+        return load_pairs(self.dataset) if self.dataset is not None else self.pairs
+
+    @property
+    def dataset_label(self) -> str:
+        return self.dataset or "sweep pairs"
+
+    def method_list(self) -> list[str]:
+        """Methods with the random null expanded into its draws (``random:0``, ...)."""
+        out = []
+        for m in self.methods:
+            out += [f"random:{i}" for i in range(self.random_draws)] if m == "random" else [m]
+        return out
+
+    def aligns_for(self, method: str) -> list[Align]:
+        """The cells' aligns for ``method``: all of them for ActAdd, one-row ones otherwise."""
+        aligns = self.align_list()
+        if method == "actadd":
+            return aligns
+        return [a for a in aligns if a.kind in PHASE_KINDS or a.kind == "positions"]
 
     # ------------------------------------------------------------------ derived grid
 
@@ -208,7 +309,11 @@ class SweepSpec:
         return ids
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for key, default in METHOD_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]
+        return d
 
     # ------------------------------------------------------------------ reading
 

@@ -1,8 +1,9 @@
-"""The fast decoding path on SmolLM2: the same logits and text as TransformerLens's own
-path, and the same greedy text as Hugging Face transformers steered by a forward hook.
+"""The fast path on SmolLM2: the same logits and text as TransformerLens's own path, and
+the same greedy text as Hugging Face transformers steered by a forward hook.
 
-Measured on the development machine (CPU, float32): logits within 4.2e-5 of
-TransformerLens's (prompt pass, left-padded batch) and 2.9e-5 (cached decoding steps).
+Measured on the development machine (CPU, float32): passes of several queries (prompts,
+the batched next-token forward, perplexity) equal TransformerLens's logits bit for bit;
+cached decoding steps, on SDPA, are within 2.9e-5 (the whole decode test: 2.7e-5).
 """
 
 from __future__ import annotations
@@ -118,3 +119,68 @@ def test_greedy_text_equals_huggingface_with_a_steering_hook(smollm2, love2):
     assert ours.completion[0] == theirs
     unsteered = actadd.generate(smollm2, PROMPTS[0], sampling=GREEDY, max_new_tokens=32)
     assert unsteered.completion[0] != theirs  # the hook did steer
+
+
+# ------------------------------------------------------------ the batched next-token forward
+
+
+def _cloze_ids(model, n=24):
+    from actadd.kinds.capability import load_cloze
+
+    items = load_cloze()["items"][:n]
+    return [model.to_tokens(it["prompt"])[0].tolist() for it in items]
+
+
+@pytest.mark.parametrize("padding", ["left", "by_length"])
+def test_batched_next_token_forward_within_1e_4_of_transformerlens(smollm2, padding):
+    """The capability / sweep / token-injection forward: clean prefix, then several steered
+    conditions per pass from their layer. Several queries per row keep TransformerLens's
+    attention arithmetic, so the logits agree far inside 1e-4 (observed: bit for bit)."""
+    from actadd.prefix import PrefixBatch
+    from actadd.steer import Placement
+
+    ids = _cloze_ids(smollm2)
+    wed = {
+        layer: SteeringVector.from_pair(smollm2, " weddings", "", layer=layer) for layer in (1, 4)
+    }
+    conds = [None, wed[1], wed[4] * 4, [Placement(wed[4], "back"), wed[1] * 2]]
+    kw = dict(padding=padding, max_rows=64)
+    fast = PrefixBatch(smollm2, ids, **kw).logits(conds)
+    ref = PrefixBatch(smollm2, ids, fast=False, **kw).logits(conds)
+    worst = max((a - b).abs().max().item() for a, b in zip(fast, ref))
+    print(f"batched next-token forward ({padding}): max|logit diff| = {worst:.3g}")
+    assert worst < LOGIT_TOL
+
+
+def test_perplexity_within_1e_4_of_transformerlens(smollm2, love2):
+    from actadd.metrics import perplexity
+
+    texts = [
+        "The bride and groom danced until midnight at their wedding.",
+        "Container ships carry most of the world's goods across the oceans.",
+        "Hi",
+    ]
+    with steering(smollm2, love2, on_short="clip"):
+        fast = perplexity(smollm2, texts, batch_size=3)
+        ref = perplexity(smollm2, texts, batch_size=3, fast=False)
+    # perplexity = exp(mean NLL): a logit error e moves it by at most a factor exp(2e)
+    assert abs(fast / ref - 1).max() < 2 * LOGIT_TOL
+
+
+def test_sampled_copies_share_the_prompt_pass_and_match_transformerlens(smollm2, love2):
+    """Eight samples of one steered prompt: the fast loop runs the prompt once and copies
+    the cache; every sample is what TransformerLens's path draws."""
+    from actadd import Sampling
+
+    ids = [smollm2.to_tokens(PROMPTS[0])[0].tolist()] * 8
+    runs = []
+    for fast in (True, False):
+        gens = [torch.Generator().manual_seed(i) for i in range(len(ids))]
+        with steering(smollm2, love2):
+            runs.append(
+                generate_tokens(
+                    smollm2, ids, gens, max_new_tokens=12, sampling=Sampling(), fast=fast
+                )
+            )
+    assert runs[0] == runs[1]
+    assert len({tuple(r) for r in runs[0]}) > 1  # the copies sample on their own

@@ -217,8 +217,11 @@ def test_a_reference_suite_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
         raise AssertionError("a dirty tree must be refused before any experiment runs")
 
     monkeypatch.setattr(actadd.experiments, "run_config", no_run)
-    code = cli.main(["suite", "--results", str(tmp_path / "r")])
-    assert code == 2
+    monkeypatch.chdir(tmp_path)  # the reference results are ./results
+    suite = str(ROOT / "experiments/suite.toml")
+    assert cli.main(["suite", "--suite", suite]) == 2
     err = capsys.readouterr().err
     assert "abc123+dirty" in err and "--allow-dirty" in err and err.count("\n") == 1
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "results").exists()
+    # a scratch results root or --quick is not a reference run: the check does not apply
+    assert not cli.build_parser().parse_args(["suite", "--quick"]).allow_dirty

@@ -88,3 +88,109 @@ def test_stop_at_eos_ends_rows_early(tiny_llama):
     finally:
         tiny_llama.unembed.b_U.copy_(original)
     assert df.n_tokens[0] == 1 and df.completion[0] == ""
+
+
+# ------------------------------------------------------------ the prompt pass per distinct row
+
+
+def _rows_and_placements(model, align):
+    """Rows 0, 1, 3: one prompt under one setting; row 2 another prompt; row 4 the first
+    prompt under another setting (so it must not share rows 0's prompt pass)."""
+    from actadd.steer import Placement
+
+    v = SteeringVector.from_pair(model, "Love", "Hate", layer=1, coeff=3)
+    if align == "all":
+        v = v.mean(skip_first=True)
+    a, b = (model.to_tokens(t)[0].tolist() for t in ("I hate you because", "The weather"))
+    lists = [a, a, b, a, a]
+    placements = [Placement(v, align, (0, 1, 2, 3)), Placement(v * -2, align, (4,))]
+    return lists, placements
+
+
+@pytest.mark.parametrize("align", ["front", "back", "all"])
+def test_distinct_rows_groups_equal_prompts_under_equal_steering(tiny_llama, align):
+    from actadd.forward import left_pad
+    from actadd.steer import distinct_rows, steering
+
+    lists, placements = _rows_and_placements(tiny_llama, align)
+    tokens, mask = left_pad(tiny_llama, lists)
+    with steering(tiny_llama, placements):
+        assert distinct_rows(tiny_llama, tokens, mask) == [0, 0, 2, 0, 4]
+    assert distinct_rows(tiny_llama, tokens, mask) == [0, 0, 2, 0, 0]  # unsteered
+
+
+def test_distinct_rows_shares_nothing_when_a_plan_holds_what_it_does_not_know(tiny_llama):
+    """A kind of steering whose plan is not per-row tensors (a future field) turns the
+    sharing off rather than risk steering a copy wrongly."""
+    from actadd.forward import left_pad
+    from actadd.steer import distinct_rows, steering
+
+    lists, placements = _rows_and_placements(tiny_llama, "front")
+    tokens, mask = left_pad(tiny_llama, lists)
+    with steering(tiny_llama, placements) as ctx:
+        ctx._ensure_plans(mask, mask)
+        ctx._plans[1].later = []  # nothing there: still shared
+        assert distinct_rows(tiny_llama, tokens, mask) == [0, 0, 2, 0, 4]
+        ctx._plans[1].later = [("row", "where")]
+        assert distinct_rows(tiny_llama, tokens, mask) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("align", ["front", "back", "all"])
+def test_shared_prompt_pass_equals_each_row_alone(tiny_llama, align):
+    """The fast decoding loop runs the prompt once per distinct row and copies the cache;
+    every row still samples exactly what it samples alone, steering included."""
+    from actadd.generation import generate_tokens
+    from actadd.steer import Placement, steering
+
+    lists, placements = _rows_and_placements(tiny_llama, align)
+    sampling = Sampling(top_p=0.9)
+    widths = []
+    handle = tiny_llama.hook_embed.register_forward_hook(
+        lambda m, i, out: widths.append(out.shape[0])
+    )
+    try:
+        with steering(tiny_llama, placements):
+            gens = [torch.Generator().manual_seed(i) for i in range(len(lists))]
+            together = generate_tokens(tiny_llama, lists, gens, max_new_tokens=8, sampling=sampling)
+    finally:
+        handle.remove()
+    assert widths[0] == 3  # the prompt pass: rows 0, 2 and 4 only
+    assert set(widths[1:]) == {5}  # decoding: every row
+    for i, ids in enumerate(lists):
+        mine = [Placement(p.vector, p.align) for p in placements if i in p.rows]
+        with steering(tiny_llama, mine):
+            alone = generate_tokens(
+                tiny_llama,
+                [ids],
+                [torch.Generator().manual_seed(i)],
+                max_new_tokens=8,
+                sampling=sampling,
+            )
+        assert together[i] == alone[0]
+    assert together[0] != together[1]  # own generators: copies sample on their own
+
+
+def test_shared_prompt_pass_gives_the_logits_of_the_full_batch(tiny_llama):
+    """The first step's logits and the cache after the prompt equal those of the prompt
+    pass over every row."""
+    from actadd.fastpath import StaticKVCache, fast_path
+    from actadd.forward import last_logits, left_pad
+    from actadd.generation import _prompt_pass
+    from actadd.steer import prompt_is, steering
+
+    lists, placements = _rows_and_placements(tiny_llama, "front")
+    tokens, mask = left_pad(tiny_llama, lists)
+    n = tokens.shape[1]
+    with torch.inference_mode(), fast_path(tiny_llama), steering(tiny_llama, placements):
+        with prompt_is(tiny_llama, mask):
+            full_cache = StaticKVCache.allocate(tiny_llama.cfg, "cpu", 5, n + 4)
+            full = last_logits(tiny_llama, tokens, attention_mask=mask, past_kv_cache=full_cache)
+        with prompt_is(tiny_llama, mask):
+            cache = StaticKVCache.allocate(tiny_llama.cfg, "cpu", 5, n + 4)
+            shared, cache = _prompt_pass(tiny_llama, tokens, mask, cache)
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=0)
+    for a, b in zip(cache.entries, full_cache.entries):
+        assert a.cached == b.cached == n
+        torch.testing.assert_close(a.past_keys, b.past_keys, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.past_values, b.past_values, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cache.previous_attention_mask, full_cache.previous_attention_mask)

@@ -70,12 +70,12 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 def test_the_lock_is_released_after_a_run_and_after_a_failure(tmp_path, tiny_llama, monkeypatch):
     run_sweep(small(), tiny_llama, out=tmp_path / "ok", progress=False)
     assert not (tmp_path / "ok" / LOCK).exists()
-    import actadd.sweeps as sweeps
+    import actadd.sweeps.engine as engine
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sweeps, "next_token_unit", boom)
+    monkeypatch.setattr(engine, "next_token_unit", boom)  # UnitRunner calls it
     with pytest.raises(RuntimeError):
         run_sweep(small(), tiny_llama, out=tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad" / LOCK).exists()
