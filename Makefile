@@ -9,7 +9,7 @@ RAY_STAMP := $(VENV)/.actadd-ray-installed
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: setup setup-interop setup-ray run quick test test-unit test-interop lint format figures bench bench-ray clean
+.PHONY: setup setup-interop setup-ray run analysis quick test test-unit test-interop lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ $(INTEROP_STAMP): $(STAMP)
 # --fresh: recompute every experiment (an interrupted `actadd suite` without it resumes)
 run: setup          ## the main job: the default experiment suite on the embedded model
 	$(VENV)/bin/actadd suite --fresh
+
+# the issue-11 analyses (token injection v2, the pad confound): their own suite, results/
+analysis: setup
+	$(VENV)/bin/actadd suite --suite experiments/analysis.toml --fresh
 
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick

@@ -135,8 +135,11 @@ def cmd_suite(args) -> int:
         if backend is not None:
             backend.close()
     total = round(time.perf_counter() - start, 1)
+    # the default suite's record is suite.json; another suite file's is <its name>.json
+    suite_path = Path(args.suite)
+    record = "suite" if suite_path.resolve() == DEFAULT_SUITE.resolve() else suite_path.stem
     write_json(
-        results / "suite.json",
+        results / f"{record}.json",
         {
             "quick": args.quick,
             "revision": revision,

@@ -196,7 +196,11 @@ def test_packaged_sentences_record_their_provenance():
 
 
 def test_suite_experiments_never_share_sampling_seeds():
-    suite = tomllib.loads((ROOT / "experiments/suite.toml").read_text())["experiments"]
+    suite = [
+        name
+        for file in ("suite.toml", "analysis.toml")
+        for name in tomllib.loads((ROOT / "experiments" / file).read_text())["experiments"]
+    ]
     seeds = {}
     for name in suite:
         config = tomllib.loads((ROOT / f"experiments/{name}.toml").read_text())
