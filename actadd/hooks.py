@@ -34,3 +34,12 @@ def resid_pre(model: HookedTransformer, layer: int) -> str:
     if layer == model.cfg.n_layers:
         return f"blocks.{layer - 1}.hook_resid_post"
     return f"blocks.{layer}.hook_resid_pre"
+
+
+def attn_scores(model: HookedTransformer, block: int) -> str:
+    """Name of the pre-softmax attention scores of ``block`` ([batch, head, query, key],
+    causal mask already applied)."""
+    n = model.cfg.n_layers
+    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < n:
+        raise SteeringError(f"block must be an int in 0..{n - 1}, got {block!r}.")
+    return f"blocks.{block}.attn.hook_attn_scores"
