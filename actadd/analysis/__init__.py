@@ -15,22 +15,31 @@ The experiment that runs them is the ``token_injection`` kind
 from actadd.analysis.comparison import (
     COLUMNS,
     METRICS,
+    NULL_COLUMNS,
     PromptBatch,
     compare_conditions,
+    contextual_patch,
     effect_metrics,
     next_token_logprobs,
 )
 from actadd.analysis.conditions import (
     INJECTION_MODES,
     INJECTIONS,
+    LAYER_INJECTIONS,
     NEUTRAL_TEXT,
     PairSetting,
     Settings,
+    aligned_arms,
     dim_slice,
+    embedding_random_like,
     embedding_vector,
+    hidden_below,
     inject_tokens,
+    match_row_norms,
     pairs_from_config,
+    place_ids,
     random_like,
+    residual_random_like,
     transplant_vector,
 )
 from actadd.analysis.diagnostics import (
@@ -46,6 +55,15 @@ from actadd.tokens import pair_token_ids
 
 __all__ = [
     "COLUMNS",
+    "LAYER_INJECTIONS",
+    "NULL_COLUMNS",
+    "aligned_arms",
+    "contextual_patch",
+    "embedding_random_like",
+    "hidden_below",
+    "match_row_norms",
+    "place_ids",
+    "residual_random_like",
     "INJECTIONS",
     "INJECTION_MODES",
     "METRICS",

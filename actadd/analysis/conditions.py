@@ -321,16 +321,17 @@ def embedding_random_like(
     generator: Validated[torch.Generator],
 ) -> SteeringVector:
     """A null vector whose rows are differences of two random token embeddings
-    ``W_E[a] − W_E[b]`` (``a``, ``b`` drawn from ``token_pool``), norm-matched per row to
+    ``W_E[a] − W_E[b]`` (two different tokens drawn from ``token_pool``), norm-matched per row to
     ``reference``; added at ``reference``'s layer."""
     if not isinstance(generator, torch.Generator):
         raise SteeringError("embedding_random_like needs a torch.Generator.")
     if len(token_pool) < 2:
         raise SteeringError("embedding_random_like needs a pool of at least 2 tokens.")
     pool = torch.as_tensor(list(token_pool))
-    ab = pool[torch.randint(len(pool), (2, reference.k), generator=generator)]
+    ia = torch.randint(len(pool), (reference.k,), generator=generator)
+    ib = (ia + 1 + torch.randint(len(pool) - 1, (reference.k,), generator=generator)) % len(pool)
     W_E = model.W_E.detach()
-    diff = W_E[ab[0].to(W_E.device)] - W_E[ab[1].to(W_E.device)]
+    diff = W_E[pool[ia].to(W_E.device)] - W_E[pool[ib].to(W_E.device)]  # a != b
     vec = SteeringVector.from_tensor(
         diff.to(reference.tensor.dtype), reference.layer, model.cfg.model_name,
         description="embedding_random",
