@@ -422,7 +422,10 @@ def _visible(ctx: _Ctx, layer: int) -> list[Tensor]:
     for name in ("visible_replace", "visible_insert"):
         if name in ctx.settings.injections:
             plus, _ = aligned_arms(
-                ctx.model, ctx.pair.positive, ctx.pair.negative, ctx.pair.equalize,
+                ctx.model,
+                ctx.pair.positive,
+                ctx.pair.negative,
+                ctx.pair.equalize,
                 ctx.pair.pad_token,
             )
             lists = [place_ids(t, plus, name.split("_")[1]) for t in ctx.batch.token_lists]

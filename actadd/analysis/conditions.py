@@ -242,9 +242,7 @@ def place_ids(prompt_ids: Sequence[int], extra: Sequence[int], mode: str) -> lis
 
 
 @contextmanager
-def hidden_below(
-    model: HookedTransformer, positions: Sequence[int], layer: int
-) -> Iterator[None]:
+def hidden_below(model: HookedTransformer, positions: Sequence[int], layer: int) -> Iterator[None]:
     """Inside the block, ``positions`` are invisible to every *other* position's attention in
     blocks ``0..layer-1`` (their scores are set to the dtype's minimum before the softmax);
     the hidden positions still attend to each other and to what precedes them. From block
@@ -333,7 +331,9 @@ def embedding_random_like(
     W_E = model.W_E.detach()
     diff = W_E[pool[ia].to(W_E.device)] - W_E[pool[ib].to(W_E.device)]  # a != b
     vec = SteeringVector.from_tensor(
-        diff.to(reference.tensor.dtype), reference.layer, model.cfg.model_name,
+        diff.to(reference.tensor.dtype),
+        reference.layer,
+        model.cfg.model_name,
         description="embedding_random",
     )
     return match_row_norms(vec, reference).with_label("random embedding difference")
@@ -572,8 +572,10 @@ class Settings:
             )
         ctrl = _tuple(self.control_words, "control_words")
         set_("control_words", words(list(ctrl), "control_words") if ctrl else ())
-        if isinstance(self.null_draws, bool) or not isinstance(self.null_draws, int) or (
-            self.null_draws < 0
+        if (
+            isinstance(self.null_draws, bool)
+            or not isinstance(self.null_draws, int)
+            or (self.null_draws < 0)
         ):
             raise ConfigError(f"null_draws must be an int >= 0, got {self.null_draws!r}.")
         if self.on_short not in ("error", "clip"):
@@ -613,8 +615,11 @@ def word_token_pool(model: HookedTransformer, min_chars: int = 3) -> list[int]:
     if tok is not None:
         for piece, i in tok.get_vocab().items():
             word = tok.convert_tokens_to_string([piece])
-            if word.startswith(" ") and len(word) > min_chars and word[1:].isascii() and (
-                word[1:].isalpha()
+            if (
+                word.startswith(" ")
+                and len(word) > min_chars
+                and word[1:].isascii()
+                and (word[1:].isalpha())
             ):
                 pool.append(int(i))
     return sorted(pool) if len(pool) >= 2 else list(range(model.cfg.d_vocab))

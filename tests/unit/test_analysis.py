@@ -21,38 +21,38 @@ import torch
 from actadd import ConfigError, SteeringError, SteeringVector, steering
 from actadd.analysis import (
     PairSetting,
-    aligned_arms,
-    contextual_patch,
-    embedding_random_like,
-    hidden_below,
-    match_row_norms,
-    place_ids,
-    residual_random_like,
     PromptBatch,
     Settings,
+    aligned_arms,
     compare_conditions,
+    contextual_patch,
     dim_slice,
     dose_response_summary,
     effect_metrics,
     embedding_cosines,
+    embedding_random_like,
     embedding_vector,
+    hidden_below,
     inject_tokens,
     layer_summary,
     logit_lens,
+    match_row_norms,
     next_token_logprobs,
     norm_ratios,
     pairs_from_config,
+    place_ids,
     random_like,
+    residual_random_like,
     transplant_vector,
     typical_norm,
     vector_diagnostics,
 )
 from actadd.analysis.comparison import _conditions
 from actadd.config import Pair
-from actadd.prefix import PrefixBatch
-from actadd.steer import Placement
 from actadd.hooks import resid_pre
 from actadd.metrics import kl_div, log_probs
+from actadd.prefix import PrefixBatch
+from actadd.steer import Placement
 
 PROMPTS = ["hello world there", "the quick brown fox"]
 
@@ -504,9 +504,7 @@ def test_visible_only_from_layer_l_equals_a_direct_construction(tiny_llama):
     with hidden_below(model, hidden, model.cfg.n_layers):
         _, cache = model.run_with_cache(torch.tensor([ids]))
     _, short = model.run_with_cache(torch.tensor([ids[:1]]))
-    torch.testing.assert_close(
-        cache[resid_pre(model, 2)][0, 0], short[resid_pre(model, 2)][0, 0]
-    )
+    torch.testing.assert_close(cache[resid_pre(model, 2)][0, 0], short[resid_pre(model, 2)][0, 0])
 
 
 def test_per_row_norm_matching_is_exact_and_keeps_zero_rows_zero(tiny_llama):
@@ -532,17 +530,20 @@ def test_per_row_norm_matching_is_exact_and_keeps_zero_rows_zero(tiny_llama):
 
 def test_transplants_are_norm_matched_per_row(tiny_llama):
     settings = Settings(
-        prompts=PROMPTS, layers=[3], transplant_sources=[0, 1], injections=["prepend"],
-        embedding=False, random_control=False, slice_frac=None,
+        prompts=PROMPTS,
+        layers=[3],
+        transplant_sources=[0, 1],
+        injections=["prepend"],
+        embedding=False,
+        random_control=False,
+        slice_frac=None,
     )
     pair = PAIRS[0]
     units = {pair.name: SteeringVector.from_pair_layers(tiny_llama, "abc", "xy", [0, 1, 3])}
     conds = _conditions(pair, 0, 3, settings, units, {}, {})
     ref = conds[0].vectors[0]
     for c in conds[1:]:
-        torch.testing.assert_close(
-            c.vectors[0].norms()[1:], ref.norms()[1:], atol=1e-4, rtol=1e-5
-        )
+        torch.testing.assert_close(c.vectors[0].norms()[1:], ref.norms()[1:], atol=1e-4, rtol=1e-5)
 
 
 def test_nulls_come_from_the_residual_distribution_with_the_reference_row_norms(tiny_llama):
@@ -573,8 +574,13 @@ def test_per_text_placements_in_a_batch_equal_each_text_alone(tiny_llama):
 
 def test_null_draws_table_and_mean_rows(tiny_llama):
     settings = Settings(
-        prompts=PROMPTS, layers=[2], injections=["prepend", "replace"], embedding=False,
-        transplant_sources=[], null_draws=3, control_words=["z"],
+        prompts=PROMPTS,
+        layers=[2],
+        injections=["prepend", "replace"],
+        embedding=False,
+        transplant_sources=[],
+        null_draws=3,
+        control_words=["z"],
     )
     df, nulls = compare_conditions(
         tiny_llama, PAIRS[1:], settings, progress=False, return_nulls=True
