@@ -41,14 +41,14 @@ def _grid(n_rows: int, n_cols: int, height: float):
     )
 
 
-def _legend_below(fig, axes_row) -> None:
+def _legend_below(fig, axes_row, ncol: int = 3) -> None:
     """One legend for a row of panels, under the figure (collected from every panel)."""
     seen: dict[str, Any] = {}
     for ax in axes_row:
         for h, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, h)
     if seen:
-        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=3, frameon=False)
+        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=ncol, frameon=False)
 
 
 def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
@@ -363,7 +363,7 @@ def plot_similarity_by_layer(
             ax.set_xlabel("layer L")
         for ax in axes[:, 0]:
             ax.set_ylabel("similarity to p+ tokens\nat the same positions")
-        _legend_below(fig, axes.ravel())
+        _legend_below(fig, axes.ravel(), ncol=2)
     return fig
 
 
