@@ -1,6 +1,8 @@
 """Claims of token injection v2 (issue 11), as functions of the saved tables.
 
-Every test is over prompts (one value per prompt, or a per-prompt mean over null draws):
+Every test is over prompts (one value per prompt, or a per-prompt mean over null draws —
+with ``null_draws_per_prompt`` each prompt's own independent draws, so the spread over
+prompts includes the draw-to-draw spread):
 the interval is a cluster bootstrap over prompts (:func:`actadd.stats.cluster_bootstrap`),
 the p-value a paired t over prompts, and Benjamini–Hochberg runs within each family (all
 pairs × layers of one question). Families:
@@ -108,6 +110,7 @@ def v2_claims(run) -> list[Claim]:
                 )
     if (user.condition == "null_residual").any():
         m = arm("actadd", "replace_corr").merge(arm("null_residual", "replace_corr"), on=keys)
+        info = user[user.condition == "null_residual"].groupby(["pair", "layer"]).first()
         for (pair, layer), d in m.groupby(["pair", "layer"], sort=False):
             out.append(
                 _claim(
@@ -115,7 +118,7 @@ def v2_claims(run) -> list[Claim]:
                     f"like_tokens_beyond_null:{pair}:L{layer}",
                     f"{pair} at L{layer}: ActAdd's effect resembles p+'s tokens at the same "
                     "positions more than residual-distribution random vectors (norm-matched "
-                    "per row) do",
+                    f"per row{_draws_text(info.loc[(pair, layer)])}) do",
                     d.actadd,
                     d.null_residual,
                     d.prompt_index,
@@ -126,6 +129,17 @@ def v2_claims(run) -> list[Claim]:
     out += _specificity_claims(run, exp)
     out += _generation_claims(run, exp)
     return out
+
+
+def _draws_text(row) -> str:
+    """``", 60 draws, 1 per prompt"`` from a null row's ``draws`` / ``draws_per_prompt``."""
+    draws = row.get("draws")
+    if draws is None or pd.isna(draws):
+        return ""
+    per = row.get("draws_per_prompt")
+    if per is None or pd.isna(per) or int(per) == int(draws):
+        return f", {int(draws)} draws on every prompt"
+    return f", {int(draws)} draws, {int(per)} per prompt"
 
 
 def _specificity_claims(run, exp: str) -> list[Claim]:
@@ -152,7 +166,7 @@ def _specificity_claims(run, exp: str) -> list[Claim]:
             if ref.empty:
                 continue
             m = d.merge(ref, on="prompt_index", suffixes=("", "_null"))
-            draws = f", {int(ref.draws.iloc[0])} draws" if "draws" in ref else ""
+            draws = _draws_text(ref.iloc[0]) if "draws" in ref else ""
             out.append(
                 _claim(
                     exp,

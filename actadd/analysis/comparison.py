@@ -11,7 +11,15 @@ Metrics per condition and prompt (:func:`effect_metrics`): ``kl`` = KL(condition
 ActAdd's shift, ``topk_overlap`` = overlap of the ``k`` most-promoted tokens (largest shift) with
 ActAdd's, ``inject_corr`` = correlation of the shift with that of prepending p+. Any
 perturbation of the front positions shares a generic component of the shift, so the
-correlations have a floor well above 0: read them against the ``random`` control's.
+correlations have a floor well above 0: read them against the nulls'.
+
+Nulls (``null_residual``, ``null_embedding``): with ``null_draws_per_prompt = k`` (the
+default of the v2 config) every text gets ``k`` draws of its own
+(:func:`~actadd.analysis.conditions.per_prompt_draws`), evaluated as ``k`` conditions in
+which each text carries its own vector — ``k × n_prompts`` draws per (pair, layer) for the
+cost of ``k`` conditions; a text's null row is the mean over its own draws, so the spread
+over prompts includes the draw-to-draw spread. With ``null_draws = N`` (the older design)
+each of ``N`` draws runs on every text (``N`` conditions).
 
 :func:`compare_conditions` runs everything for a list of :class:`PairSetting` under
 :class:`Settings` and returns one tidy DataFrame (:data:`COLUMNS`).
@@ -43,6 +51,7 @@ from actadd.analysis.conditions import (
     hidden_below,
     inject_tokens,
     match_row_norms,
+    per_prompt_draws,
     place_ids,
     random_like,
     residual_random_like,
@@ -186,17 +195,20 @@ COLUMNS: list[str] = (
     "model pair layer condition family add_layer source_layer coeff scale other_pair "
     "prompt_index prompt prompt_kind kl target_logprob_delta effect_corr topk_overlap "
     "inject_corr replace_corr control_logprob_delta target_vs_control vec_norm draws "
-    "other_target_logprob_delta additive_corr"
+    "draws_per_prompt other_target_logprob_delta additive_corr"
 ).split()
 METRICS: list[str] = (
     "kl target_logprob_delta effect_corr topk_overlap inject_corr replace_corr "
     "control_logprob_delta target_vs_control other_target_logprob_delta additive_corr"
 ).split()
-# one row per (pair, layer, null kind, draw): the draw's means over the user prompts
+# one row per (pair, layer, null kind, draw): the draw's mean over the user prompts
+# (``null_draws``, prompt_index -1), or, per prompt (``null_draws_per_prompt``), the draw's
+# value on the one user prompt it was drawn for (draw = prompt_index · k + j)
 NULL_COLUMNS: list[str] = (
-    "model pair layer null draw kl target_logprob_delta effect_corr inject_corr replace_corr "
-    "target_vs_control"
+    "model pair layer null draw prompt_index kl target_logprob_delta effect_corr inject_corr "
+    "replace_corr target_vs_control"
 ).split()
+_NULL_METRICS = NULL_COLUMNS[6:]
 NULLS: tuple[str, ...] = ("residual", "embedding")
 
 
@@ -230,9 +242,11 @@ def compare_conditions(
     ``effect_corr`` compares with; ``add_layer`` is where the condition itself adds (NaN for
     injections); ``scale`` is the factor on the pair's reference vector (transplants: the
     norm ratio from ``source_layer``, for ``transplant_norm="row"`` the overall one;
-    ``coeff`` rows: the multiple of the pair's ``c``). With ``settings.null_draws``, the rows
-    ``null_residual`` / ``null_embedding`` hold each text's mean over the draws (``draws``);
-    ``return_nulls=True`` also returns the per-draw table (:data:`NULL_COLUMNS`).
+    ``coeff`` rows: the multiple of the pair's ``c``). With null draws (per prompt, or
+    shared), the rows ``null_residual`` / ``null_embedding`` hold each text's mean over its
+    draws (``draws``: draws behind the cell over the user prompts; ``draws_per_prompt``: how
+    many a text's value averages); ``return_nulls=True`` also returns the per-draw table
+    (:data:`NULL_COLUMNS`).
     """
     pairs = list(pairs)
     if not pairs or not all(isinstance(p, PairSetting) for p in pairs):
@@ -269,7 +283,8 @@ def compare_conditions(
     with bar:
         batch = PromptBatch(model, texts)
         norms = {layer: batch.typical_norm(layer) for layer in range(model.cfg.n_layers + 1)}
-        pool = word_token_pool(model) if settings.null_draws else []
+        nulls_on = settings.null_draws or settings.null_draws_per_prompt
+        pool = word_token_pool(model) if nulls_on else []
         units = {
             p.name: SteeringVector.from_pair_layers(
                 model,
@@ -404,7 +419,18 @@ def _layer_conditions(
     if patched is not None:
         placements = contextual_patch(model, ctx.batch, patched, layer, actadd_vec.k)
         out.append(_Cond("patch", "patch", placements, dict(add_layer=layer)))
-    if settings.null_draws:
+    if settings.null_draws_per_prompt:
+        rows = torch.cat([r[1:] for r in _text_resid(ctx.batch, layer)])
+        draw_fns = (
+            ("residual", lambda g: residual_random_like(actadd_vec, rows, g)),
+            ("embedding", lambda g: embedding_random_like(model, actadd_vec, pool, g)),
+        )
+        for kind_index, (kind, fn) in enumerate(draw_fns):
+            seed = (settings.seed + 1, pair_index, layer, kind_index)
+            conds = per_prompt_draws(fn, ctx.batch.n, settings.null_draws_per_prompt, seed)
+            for j, placements in enumerate(conds):
+                out.append(_Cond(f"_null_{kind}_{j}", "null", placements, dict(draw=j)))
+    elif settings.null_draws:
         gen = torch.Generator().manual_seed(_seed_for(settings.seed + 1, pair_index, layer))
         rows = torch.cat([r[1:] for r in _text_resid(ctx.batch, layer)])
         for d in range(settings.null_draws):
@@ -421,6 +447,10 @@ def _visible(ctx: _Ctx, layer: int) -> list[Tensor]:
     out = []
     for name in ("visible_replace", "visible_insert"):
         if name in ctx.settings.injections:
+            mode = name.split("_")[1]
+            if layer == 0 and mode in ctx.injections:
+                out.append(ctx.injections[mode][1])  # hiding below L0 changes nothing
+                continue
             plus, _ = aligned_arms(
                 ctx.model,
                 ctx.pair.positive,
@@ -428,7 +458,7 @@ def _visible(ctx: _Ctx, layer: int) -> list[Tensor]:
                 ctx.pair.equalize,
                 ctx.pair.pad_token,
             )
-            lists = [place_ids(t, plus, name.split("_")[1]) for t in ctx.batch.token_lists]
+            lists = [place_ids(t, plus, mode) for t in ctx.batch.token_lists]
             with hidden_below(ctx.model, range(1, 1 + len(plus)), layer):
                 out.append(next_token_logprobs(ctx.model, lists))
     return out
@@ -488,15 +518,31 @@ def _layer_rows(
     if ctx.emb is not None:
         emit("embedding_l0", "embedding", metrics(ctx.emb), add_layer=0, coeff=pair.coeff)
     null_rows = []
+    per_prompt = settings.null_draws_per_prompt
     for kind, ms in draws.items():
         if not ms:
             continue
         mean = {k: np.nanmean(np.stack([m[k] for m in ms]), axis=0) for k in ms[0]}
-        emit(f"null_{kind}", "null", mean, add_layer=layer, draws=len(ms))
-        for d, m in enumerate(ms):
-            row = dict(pair=pair.name, layer=layer, null=kind, draw=d)
-            row.update({k: float(np.nanmean(m[k][:n_user])) for k in NULL_COLUMNS[5:]})
-            null_rows.append(row)
+        n_draws = len(ms) * n_user if per_prompt else len(ms)
+        emit(
+            f"null_{kind}",
+            "null",
+            mean,
+            add_layer=layer,
+            draws=n_draws,
+            draws_per_prompt=len(ms),
+        )
+        for j, m in enumerate(ms):
+            base_row = dict(pair=pair.name, layer=layer, null=kind)
+            if not per_prompt:
+                row = dict(base_row, draw=j, prompt_index=-1)
+                row.update({k: float(np.nanmean(m[k][:n_user])) for k in _NULL_METRICS})
+                null_rows.append(row)
+                continue
+            for t in range(n_user):
+                row = dict(base_row, draw=t * len(ms) + j, prompt_index=t)
+                row.update({k: float(m[k][t]) for k in _NULL_METRICS})
+                null_rows.append(row)
     return records, null_rows
 
 

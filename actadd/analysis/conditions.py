@@ -38,6 +38,16 @@ arm exactly as ActAdd's vector sees it, padding included), so that ``inject_repl
 at positions ``[1, k)`` the tokens whose layer-``L`` residual minus the p− arm's is the
 vector. Transplants and the null vectors are norm-matched per row (:func:`match_row_norms`).
 
+**Null sampling.** The null vectors (residual-distribution draws, embedding differences,
+ActAdd of unrelated words) are sampled *per prompt* by default
+(``null_draws_per_prompt = k``): every prompt gets its own ``k`` independent draws
+(:func:`per_prompt_draws`; prompt ``t``'s generator is seeded by ``(seed, …, t)`` only), and
+the ``k`` draws are ``k`` conditions of the batched forward, each giving every prompt its
+own vector. A cell then holds ``k × n_prompts`` draws at the cost of ``k`` conditions, and a
+prompt's null value (the mean over its ``k`` draws) carries the draw-to-draw variability, so
+a bootstrap or t over prompts covers it. The older design — ``null_draws = N`` draws, each
+evaluated on every prompt (``N`` conditions) — is kept (``null_draws``); the two are exclusive.
+
 Conditions that add vectors build them only as :class:`~actadd.vectors.SteeringVector`;
 token injections are token id lists (:func:`inject_tokens`). :class:`PairSetting` is a pair
 with its coefficient and target words, :class:`Settings` what a run compares.
@@ -46,11 +56,12 @@ with its coefficient and target words, :class:`Settings` what a run compares.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -67,6 +78,7 @@ from actadd.config import (
 )
 from actadd.errors import ConfigError, SteeringError, Validated
 from actadd.hooks import attn_scores, check_layer
+from actadd.placement import Placement
 from actadd.tokens import EQUALIZE_RULES, Equalize, pair_token_ids
 from actadd.vectors import SteeringVector
 
@@ -339,6 +351,32 @@ def embedding_random_like(
     return match_row_norms(vec, reference).with_label("random embedding difference")
 
 
+def seed_of(*keys: int) -> int:
+    """A generator seed from a tuple of non-negative ints (``numpy.random.SeedSequence``)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+def per_prompt_draws(
+    draw: Callable[[torch.Generator], SteeringVector],
+    n_texts: int,
+    per_prompt: int,
+    seed: Sequence[int],
+) -> list[list[Placement]]:
+    """Independent null draws for every text: ``per_prompt`` conditions; condition ``j`` is
+    one placement per text ``t`` (front alignment, ``rows=(t,)``) holding text ``t``'s
+    ``j``-th draw. Text ``t``'s draws come, in order, from a generator seeded by
+    ``(*seed, t)`` alone (:func:`seed_of`): reproducible, different across texts, and the
+    same whatever the other texts are. ``draw(generator)`` makes one null vector."""
+    if isinstance(per_prompt, bool) or not isinstance(per_prompt, int) or per_prompt < 1:
+        raise SteeringError(f"per_prompt must be an int >= 1, got {per_prompt!r}.")
+    conds: list[list[Placement]] = [[] for _ in range(per_prompt)]
+    for t in range(n_texts):
+        gen = torch.Generator().manual_seed(seed_of(*seed, t))
+        for j in range(per_prompt):
+            conds[j].append(Placement(draw(gen), "front", (t,)))
+    return conds
+
+
 def embedding_vector(
     model: HookedTransformer,
     positive: str,
@@ -508,9 +546,13 @@ class Settings:
             global ratio of typical residual norms (the paper's rescaling; version 1).
         control_words: a control word set; ``target_vs_control`` is the target's log-prob
             change minus theirs (empty: not measured).
-        null_draws: per (pair, layer), this many draws of each null vector norm-matched per
-            row to ActAdd — ``residual`` (:func:`residual_random_like`) and ``embedding``
-            (:func:`embedding_random_like`); 0 turns them off.
+        null_draws_per_prompt: per (pair, layer), each text gets this many draws of its own
+            (:func:`per_prompt_draws`) of each null vector norm-matched per row to ActAdd —
+            ``residual`` (:func:`residual_random_like`) and ``embedding``
+            (:func:`embedding_random_like`): ``k × n_prompts`` draws per cell for the cost
+            of ``k`` conditions; 0 turns them off.
+        null_draws: the older design — this many draws, each evaluated on every text (one
+            condition per draw). Exclusive with ``null_draws_per_prompt``; 0: off.
     """
 
     prompts: Sequence[str]
@@ -531,6 +573,7 @@ class Settings:
     transplant_norm: str = "row"
     control_words: Sequence[str] = ()
     null_draws: int = 0
+    null_draws_per_prompt: int = 0
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -572,12 +615,7 @@ class Settings:
             )
         ctrl = _tuple(self.control_words, "control_words")
         set_("control_words", words(list(ctrl), "control_words") if ctrl else ())
-        if (
-            isinstance(self.null_draws, bool)
-            or not isinstance(self.null_draws, int)
-            or (self.null_draws < 0)
-        ):
-            raise ConfigError(f"null_draws must be an int >= 0, got {self.null_draws!r}.")
+        check_null_draws(self.null_draws, self.null_draws_per_prompt, "settings")
         if self.on_short not in ("error", "clip"):
             raise ConfigError(f"on_short must be 'error' or 'clip', got {self.on_short!r}.")
 
@@ -605,6 +643,18 @@ class Settings:
                     )
         for layer in self.dose_layers:
             check_layer(model, layer)
+
+
+def check_null_draws(shared: Any, per_prompt: Any, where: str) -> None:
+    """``null_draws`` and ``null_draws_per_prompt`` are ints >= 0, not both non-zero."""
+    for name, v in (("null_draws", shared), ("null_draws_per_prompt", per_prompt)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{where}: {name} must be an int >= 0, got {v!r}.")
+    if shared and per_prompt:
+        raise ConfigError(
+            f"{where}: give null_draws_per_prompt (each prompt its own draws) or null_draws "
+            f"(every draw on every prompt), not both; got {per_prompt} and {shared}."
+        )
 
 
 def word_token_pool(model: HookedTransformer, min_chars: int = 3) -> list[int]:

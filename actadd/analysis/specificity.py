@@ -8,7 +8,15 @@ replacing the prompt's first tokens (the positions ActAdd's vector covers), per 
 - ``target_vs_control``: under ActAdd(pairᵢ), the log-prob change of pairⱼ's target words
   minus that of the control word set.
 
-Nulls, each with ``null_draws`` draws per cell (compared with every injection ``j``):
+Nulls (compared with every injection ``j``). By default (``null_draws_per_prompt = k``)
+every prompt gets its own ``k`` draws, evaluated as ``k`` conditions in which each prompt
+carries its own vector (:func:`~actadd.analysis.conditions.per_prompt_draws`): ``k × n``
+draws per cell (``n`` prompts) for the cost of ``k`` conditions, and a prompt's null value
+(the mean over its ``k`` draws) carries the draw-to-draw spread, which the bootstrap over
+prompts then covers. For the ``words`` null the draws are the null words, dealt to the
+prompts in a seeded random order (cycling when ``k × n`` exceeds the list). The older
+design, ``null_draws = N`` (each draw on every prompt, ``N`` conditions per cell and every
+null word on every prompt), is kept. The nulls:
 
 - ``words``: ActAdd of unrelated one-token words (``" u" − ""``, the concepts' pad and
   coefficient) — not norm-matched, a real ActAdd of another concept;
@@ -24,7 +32,7 @@ chunk's log-probs are held at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,21 +46,29 @@ from actadd.analysis.comparison import PromptBatch, _seed_for, _text_resid, next
 from actadd.analysis.conditions import (
     PairSetting,
     aligned_arms,
+    check_null_draws,
     embedding_random_like,
+    per_prompt_draws,
     place_ids,
     residual_random_like,
+    seed_of,
     word_token_pool,
 )
 from actadd.config import Pair
 from actadd.errors import ConfigError
 from actadd.metrics import logprob_mass, target_token_ids
+from actadd.placement import Placement
 from actadd.stats import pearson
 from actadd.vectors import SteeringVector
 
 SPEC_NULLS: tuple[str, ...] = ("words", "residual", "embedding")
 MATRIX_COLUMNS = "layer actadd inject prompt_index effect_corr target_vs_control".split()
-NULL_COLUMNS = ("layer null actadd inject prompt_index draws effect_corr target_vs_control").split()
-DRAW_COLUMNS = "layer null actadd inject draw effect_corr target_vs_control".split()
+NULL_COLUMNS = (
+    "layer null actadd inject prompt_index draws draws_per_prompt effect_corr target_vs_control"
+).split()
+# per draw: its mean over the prompts (null_draws; prompt_index -1), or its value on the one
+# prompt it was drawn for (null_draws_per_prompt; draw = prompt_index · k + j)
+DRAW_COLUMNS = "layer null actadd inject draw prompt_index effect_corr target_vs_control".split()
 
 
 def concept_pairs(
@@ -67,8 +83,8 @@ def concept_pairs(
 
 @dataclass(frozen=True)
 class SpecificityResult:
-    """``matrix`` (:data:`MATRIX_COLUMNS`), ``nulls`` (per prompt, mean over draws;
-    :data:`NULL_COLUMNS`) and ``draws`` (per draw, mean over prompts; :data:`DRAW_COLUMNS`)."""
+    """``matrix`` (:data:`MATRIX_COLUMNS`), ``nulls`` (per prompt, mean over its draws;
+    :data:`NULL_COLUMNS`) and ``draws`` (per draw; :data:`DRAW_COLUMNS`)."""
 
     matrix: pd.DataFrame
     nulls: pd.DataFrame
@@ -84,15 +100,21 @@ def specificity_matrix(
     null_words: Sequence[str],
     null_coeff: float,
     null_pad: str | int,
-    null_draws: int,
+    null_draws: int = 0,
+    null_draws_per_prompt: int = 0,
     control_words: Sequence[str],
     seed: int = 0,
     chunk: int = 16,
     progress: bool | None = None,
 ) -> SpecificityResult:
     """ActAdd(pairᵢ) against the same-position injection of pairⱼ, for every ``i``, ``j``
-    and layer, with the three nulls (see the module docstring). ``null_words`` must not
-    repeat a concept's target word."""
+    and layer, with the three nulls (see the module docstring): ``null_draws_per_prompt``
+    draws for each prompt (default design) or ``null_draws`` draws on every prompt; both 0:
+    the words null alone, every null word on every prompt. ``null_words`` must not repeat a
+    concept's target word."""
+    check_null_draws(null_draws, null_draws_per_prompt, "specificity")
+    if not null_words:
+        raise ConfigError("The specificity matrix needs null_words (the words null).")
     pairs = list(pairs)
     if len(pairs) < 2:
         raise ConfigError("The specificity matrix needs at least 2 pairs.")
@@ -122,19 +144,38 @@ def specificity_matrix(
         return corr, (tgt - (logprob_mass(lp, control) - base_c)[None]).numpy()
 
     null_pairs = concept_pairs(null_words, null_coeff, null_pad, prefix="null:")
-    pool = word_token_pool(model) if null_draws else []
+    k = null_draws_per_prompt
+    pool = word_token_pool(model) if (null_draws or k) else []
+    # per-prompt design: prompt t's j-th null word is dealt[t·k + j]
+    order = torch.randperm(
+        len(null_pairs), generator=torch.Generator().manual_seed(seed_of(seed + 3))
+    ).tolist()
+    dealt = [order[i % len(order)] for i in range(n * k)]
     names = [p.name for p in pairs]
     matrix, nulls, draws = [], [], []
     bar = tqdm(total=len(layers), desc="specificity", unit="layer", disable=_off(progress))
     with bar:
         for layer in layers:
+            used = null_pairs if not k else [null_pairs[i] for i in sorted(set(dealt))]
             vecs = {
-                p.name: p.vector(model, layer) for p in pairs + null_pairs
-            }  # ActAdd of every concept and every null word
-            jobs: list[tuple[str, str, int, SteeringVector]] = [
-                ("actadd", p.name, 0, vecs[p.name]) for p in pairs
-            ]
-            jobs += [("words", "", d, vecs[q.name]) for d, q in enumerate(null_pairs)]
+                p.name: p.vector(model, layer) for p in pairs + used
+            }  # ActAdd of every concept and every null word used
+            Job = tuple[str, str, int, SteeringVector | list[Placement]]
+            jobs: list[Job] = [("actadd", p.name, 0, vecs[p.name]) for p in pairs]
+            if k:
+                for j in range(k):
+                    words_j = [
+                        Placement(vecs[null_pairs[dealt[t * k + j]].name], "front", (t,))
+                        for t in range(n)
+                    ]
+                    jobs.append(("words", "", j, words_j))
+                rows = torch.cat([r[1:] for r in _text_resid(batch, layer)])
+                for pi, p in enumerate(pairs):
+                    for ki, (kind, fn) in enumerate(_draw_fns(model, vecs[p.name], rows, pool)):
+                        conds = per_prompt_draws(fn, n, k, (seed + 2, pi, layer, ki))
+                        jobs += [(kind, p.name, j, c) for j, c in enumerate(conds)]
+            else:
+                jobs += [("words", "", d, vecs[q.name]) for d, q in enumerate(null_pairs)]
             if null_draws:
                 rows = torch.cat([r[1:] for r in _text_resid(batch, layer)])
                 for pi, p in enumerate(pairs):
@@ -148,7 +189,7 @@ def specificity_matrix(
             acc: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
             for c0 in range(0, len(jobs), chunk):
                 part = jobs[c0 : c0 + chunk]
-                lps = batch.logprobs_many([[v] for *_, v in part])
+                lps = batch.logprobs_many([v if isinstance(v, list) else [v] for *_, v in part])
                 for (kind, ref_name, d, _), lp in zip(part, lps):
                     corr, tvc = measure(lp)
                     if kind == "actadd":
@@ -158,20 +199,38 @@ def specificity_matrix(
                         continue
                     acc.setdefault((kind, ref_name), []).append((corr, tvc))
                     for j, inj in enumerate(names):
-                        draws.append((layer, kind, ref_name, inj, d, corr[j].mean(), tvc[j].mean()))
+                        if not k:
+                            row = (layer, kind, ref_name, inj, d, -1)
+                            draws.append((*row, corr[j].mean(), tvc[j].mean()))
+                            continue
+                        for t in range(n):
+                            row = (layer, kind, ref_name, inj, t * k + d, t)
+                            draws.append((*row, corr[j, t], tvc[j, t]))
             for (kind, ref_name), ms in acc.items():
                 corr = np.mean([m[0] for m in ms], axis=0)
                 tvc = np.mean([m[1] for m in ms], axis=0)
+                total = len(ms) * n if k else len(ms)
+                if k and kind == "words":
+                    total = len(set(dealt))  # distinct words behind the cell
                 for j, inj in enumerate(names):
                     for t in range(n):
-                        nulls.append(
-                            (layer, kind, ref_name, inj, t, len(ms), corr[j, t], tvc[j, t])
-                        )
+                        row = (layer, kind, ref_name, inj, t, total, len(ms))
+                        nulls.append((*row, corr[j, t], tvc[j, t]))
             bar.update(1)
     return SpecificityResult(
         pd.DataFrame(matrix, columns=MATRIX_COLUMNS),
         pd.DataFrame(nulls, columns=NULL_COLUMNS),
         pd.DataFrame(draws, columns=DRAW_COLUMNS),
+    )
+
+
+def _draw_fns(
+    model: HookedTransformer, ref: SteeringVector, rows: Tensor, pool: list[int]
+) -> tuple[tuple[str, Callable[[torch.Generator], SteeringVector]], ...]:
+    """The residual and embedding null draws norm-matched per row to ``ref``."""
+    return (
+        ("residual", lambda g: residual_random_like(ref, rows, g)),
+        ("embedding", lambda g: embedding_random_like(model, ref, pool, g)),
     )
 
 

@@ -41,7 +41,14 @@ KEYS = (
     "generation",
 )
 CONCEPT_KEYS = ("words", "coeff", "pad_token")
-SPECIFICITY_KEYS = ("layers", "null_words", "null_draws", "null_coeff", "chunk")
+SPECIFICITY_KEYS = (
+    "layers",
+    "null_words",
+    "null_draws",
+    "null_draws_per_prompt",
+    "null_coeff",
+    "chunk",
+)
 GENERATION_KEYS = ("pairs", "layer", "prompts", "samples", "max_new_tokens", "seed")
 DATA_PREFIX = "data:"
 
@@ -128,6 +135,8 @@ class TokenInjectionKind(BaseKind):
 
     @staticmethod
     def _specificity(config, pairs, settings) -> dict[str, Any] | None:
+        from actadd.analysis.conditions import check_null_draws
+
         if "specificity" not in config:
             return None
         t = dict(config["specificity"])
@@ -147,10 +156,14 @@ class TokenInjectionKind(BaseKind):
             raise ConfigError(f"{where} needs at least 2 pairs or concepts.")
         concepts = config.get("concepts", {})
         (coeff,) = number_list([t.get("null_coeff", concepts.get("coeff", 1.0))], where)
+        shared = _int(t, "null_draws", 0, where)
+        per_prompt = _int(t, "null_draws_per_prompt", 0, where)
+        check_null_draws(shared, per_prompt, where)
         return dict(
             layers=layers,
             null_words=words,
-            null_draws=_int(t, "null_draws", 0, where),
+            null_draws=shared,
+            null_draws_per_prompt=per_prompt,
             null_coeff=coeff,
             null_pad=concepts.get("pad_token", " "),
             chunk=_int(t, "chunk", 16, where, low=1),
@@ -228,7 +241,7 @@ class TokenInjectionKind(BaseKind):
             "diagnostics": pd.concat(diag, ignore_index=True),
             "logit_lens": pd.concat(lens, ignore_index=True),
         }
-        if settings.null_draws:
+        if settings.null_draws or settings.null_draws_per_prompt:
             tables["null_draws"] = nulls
         tables.update(self._v2_tables(spec, model))
         for name, table in tables.items():
@@ -257,6 +270,7 @@ class TokenInjectionKind(BaseKind):
                     null_coeff=t["null_coeff"],
                     null_pad=t["null_pad"],
                     null_draws=t["null_draws"],
+                    null_draws_per_prompt=t["null_draws_per_prompt"],
                     control_words=spec.settings.control_words,
                     seed=spec.settings.seed,
                     chunk=t["chunk"],

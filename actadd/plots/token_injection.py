@@ -304,6 +304,17 @@ SAME_POSITION = (
 )
 
 
+def _null_band(d: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, the 95% band (``lo``, ``hi``) of a null's mean ``replace_corr`` over the
+    prompts (see :func:`plot_similarity_by_layer`)."""
+    if "prompt_index" not in d or (d.prompt_index < 0).all():
+        q = d.groupby("layer").replace_corr.quantile([0.025, 0.975]).unstack()
+        return q.rename(columns={0.025: "lo", 0.975: "hi"})
+    per = d.groupby(["layer", "prompt_index"]).replace_corr.mean().groupby("layer")
+    mean, se = per.mean(), per.std(ddof=1) / np.sqrt(per.count())
+    return pd.DataFrame({"lo": mean - 1.96 * se.fillna(0), "hi": mean + 1.96 * se.fillna(0)})
+
+
 def plot_similarity_by_layer(
     summary: pd.DataFrame,
     null_draws: pd.DataFrame | None,
@@ -313,7 +324,10 @@ def plot_similarity_by_layer(
 ):
     """Per pair: similarity of each same-position condition's effect to p+'s tokens at the
     vector's positions (``replace_corr``) against the layer, with the nulls' 95% bands
-    (2.5–97.5% over draws of the mean over prompts; vectors norm-matched per row to ActAdd)."""
+    (vectors norm-matched per row to ActAdd): with draws on every prompt, 2.5–97.5% over
+    draws of the mean over prompts; with each prompt's own draws (``prompt_index`` ≥ 0), the
+    mean over prompts ± 1.96 standard errors (a null's value for a set of prompts this size).
+    """
     pairs = list(dict.fromkeys(summary["pair"]))
     labels = labels or {}
     nrows = int(np.ceil(len(pairs) / ncols))
@@ -331,15 +345,15 @@ def plot_similarity_by_layer(
                     d = null_draws[(null_draws.pair == pair) & (null_draws.null == kind)]
                     if d.empty:
                         continue
-                    q = d.groupby("layer").replace_corr.quantile([0.025, 0.975]).unstack()
+                    q = _null_band(d)
                     ax.fill_between(
                         q.index,
-                        q[0.025],
-                        q[0.975],
+                        q["lo"],
+                        q["hi"],
                         color=color,
                         alpha=0.35,
                         lw=0,
-                        label=text + " (95% of draws)",
+                        label=text + " (95% band)",
                     )
             for cond, color, marker, text in SAME_POSITION:
                 a = _by(summary, pair, cond)

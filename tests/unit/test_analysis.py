@@ -40,6 +40,7 @@ from actadd.analysis import (
     next_token_logprobs,
     norm_ratios,
     pairs_from_config,
+    per_prompt_draws,
     place_ids,
     random_like,
     residual_random_like,
@@ -47,11 +48,14 @@ from actadd.analysis import (
     typical_norm,
     vector_diagnostics,
 )
-from actadd.analysis.comparison import _conditions
+from actadd.analysis.comparison import _conditions, _text_resid
+from actadd.analysis.conditions import seed_of
+from actadd.analysis.specificity import concept_pairs, specificity_matrix
 from actadd.config import Pair
 from actadd.hooks import resid_pre
-from actadd.metrics import kl_div, log_probs
+from actadd.metrics import kl_div, log_probs, target_token_ids
 from actadd.prefix import PrefixBatch
+from actadd.stats import pearson
 from actadd.steer import Placement
 
 PROMPTS = ["hello world there", "the quick brown fox"]
@@ -602,9 +606,130 @@ def test_null_draws_table_and_mean_rows(tiny_llama):
     [
         (dict(transplant_norm="global"), "transplant_norm"),
         (dict(null_draws=-1), "null_draws"),
+        (dict(null_draws_per_prompt=-1), "null_draws_per_prompt"),
+        (dict(null_draws=2, null_draws_per_prompt=1), "not both"),
         (dict(injections=["swap"]), "Unknown injections"),
     ],
 )
 def test_bad_v2_settings_are_one_clear_config_error(kw, match):
     with pytest.raises(ConfigError, match=match):
         Settings(prompts=PROMPTS, layers=[1], **kw)
+
+
+# ---------------------------------------------------------------------- per-prompt null draws
+
+
+def test_per_prompt_draws_differ_across_prompts_are_seeded_and_norm_matched_per_row(tiny_llama):
+    ref = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2, 3.0)
+    rows = torch.randn(40, ref.d_model, generator=torch.Generator().manual_seed(0))
+    fn = lambda g: residual_random_like(ref, rows, g)  # noqa: E731
+    conds = per_prompt_draws(fn, 4, 2, (7, 1))
+    assert len(conds) == 2 and all(len(c) == 4 for c in conds)
+    assert [p.rows for p in conds[0]] == [(0,), (1,), (2,), (3,)]
+    tensors = [p.vector.tensor for c in conds for p in c]
+    for i in range(len(tensors)):
+        for j in range(i):
+            assert not torch.allclose(tensors[i], tensors[j])  # 8 different draws
+    for c in conds:
+        for p in c:  # every row, the leading (zero) row included
+            torch.testing.assert_close(p.vector.norms(), ref.norms(), atol=1e-4, rtol=1e-6)
+    again = per_prompt_draws(fn, 4, 2, (7, 1))
+    fewer = per_prompt_draws(fn, 2, 2, (7, 1))  # a prompt's draws ignore the other prompts
+    other = per_prompt_draws(fn, 4, 2, (8, 1))
+    for j in range(2):
+        for t in range(4):
+            assert torch.equal(conds[j][t].vector.tensor, again[j][t].vector.tensor)
+            assert not torch.allclose(conds[j][t].vector.tensor, other[j][t].vector.tensor)
+        for t in range(2):
+            assert torch.equal(conds[j][t].vector.tensor, fewer[j][t].vector.tensor)
+    # text t's draws are the generator seeded by (*seed, t), used in order
+    gen = torch.Generator().manual_seed(seed_of(7, 1, 3))
+    assert torch.equal(fn(gen).tensor, conds[0][3].vector.tensor)
+    assert torch.equal(fn(gen).tensor, conds[1][3].vector.tensor)
+    with pytest.raises(SteeringError, match="per_prompt"):
+        per_prompt_draws(fn, 4, 0, (7,))
+
+
+PER_PROMPT = ["hello world there", "the quick brown fox", "abcd efg hij", "one two three four"]
+
+
+def test_a_prompts_null_equals_a_single_prompt_forward_with_its_own_draw(tiny_llama):
+    layer, pair = 2, PAIRS[1]
+    settings = Settings(
+        prompts=PER_PROMPT,
+        neutral=[],
+        layers=[layer],
+        injections=["prepend", "replace"],
+        embedding=False,
+        transplant_sources=[],
+        random_control=False,
+        slice_frac=None,
+        null_draws_per_prompt=2,
+        control_words=["z"],
+    )
+    df, nulls = compare_conditions(tiny_llama, [pair], settings, progress=False, return_nulls=True)
+    n = len(PER_PROMPT)
+    assert len(nulls) == 2 * n * 2 and sorted(set(nulls.draw)) == list(range(2 * n))
+    user = df[df.prompt_kind == "user"].set_index(["condition", "prompt_index"])
+    res = user.loc["null_residual"]
+    assert (res.draws == 2 * n).all() and (res.draws_per_prompt == 2).all()
+    assert res.replace_corr.std() > 0
+    # the direct computation: prompt t alone, steered by its own draws
+    batch = PromptBatch(tiny_llama, PER_PROMPT)
+    actadd = pair.vector(tiny_llama, layer)
+    rows = torch.cat([r[1:] for r in _text_resid(batch, layer)])
+    plus, _ = aligned_arms(tiny_llama, pair.positive, pair.negative, pair.equalize, pair.pad_token)
+    ids = target_token_ids(tiny_llama, pair.target_words, strict=False)
+    for t, toks in enumerate(batch.token_lists):
+        gen = torch.Generator().manual_seed(seed_of(settings.seed + 1, 0, layer, 0, t))
+        base = next_token_logprobs(tiny_llama, [toks])
+        rep = next_token_logprobs(tiny_llama, [place_ids(toks, plus, "replace")])
+        corr, tgt = [], []
+        for j in range(2):
+            lp = next_token_logprobs(tiny_llama, [toks], residual_random_like(actadd, rows, gen))
+            m = effect_metrics(base, lp, ids, replace=(base, rep))
+            corr.append(m["replace_corr"][0])
+            tgt.append(m["target_logprob_delta"][0])
+            d = nulls[(nulls.null == "residual") & (nulls.draw == 2 * t + j)]
+            assert d.prompt_index.tolist() == [t]
+            assert math.isclose(d.replace_corr.iloc[0], corr[-1], rel_tol=1e-4, abs_tol=1e-5)
+        assert math.isclose(res.loc[t].replace_corr, np.mean(corr), rel_tol=1e-4, abs_tol=1e-5)
+        assert math.isclose(
+            res.loc[t].target_logprob_delta, np.mean(tgt), rel_tol=1e-4, abs_tol=1e-5
+        )
+
+
+def test_specificity_per_prompt_nulls_deal_each_prompt_its_own_draws(tiny_llama):
+    pairs = concept_pairs(["a", "b", "c"], 2.0, "z")
+    kw = dict(null_words=["x", "y", "k"], null_coeff=2.0, null_pad="z", control_words=["q"])
+    res = specificity_matrix(
+        tiny_llama, PER_PROMPT, pairs, [1], null_draws_per_prompt=1, progress=False, **kw
+    )
+    n, J = len(PER_PROMPT), len(pairs)
+    nulls, draws = res.nulls, res.draws
+    assert set(nulls.null) == {"words", "residual", "embedding"}
+    assert (nulls.draws_per_prompt == 1).all()
+    assert (nulls[nulls.null != "words"].draws == n).all()
+    assert (nulls[nulls.null == "words"].draws == 3).all()  # 4 prompts deal all 3 words
+    # one draw per prompt: the draw table's value on its prompt is that prompt's null
+    d = draws[draws.null == "residual"].sort_values(["actadd", "inject", "prompt_index"])
+    m = nulls[nulls.null == "residual"].sort_values(["actadd", "inject", "prompt_index"])
+    assert len(d) == len(m) == J * J * n
+    np.testing.assert_allclose(d.effect_corr.to_numpy(), m.effect_corr.to_numpy(), rtol=1e-6)
+    # prompt t's residual null for concept 0 = a single-prompt forward with its own draw
+    batch = PromptBatch(tiny_llama, PER_PROMPT)
+    ref = pairs[0].vector(tiny_llama, 1)
+    rows = torch.cat([r[1:] for r in _text_resid(batch, 1)])
+    plus, _ = aligned_arms(tiny_llama, " a", "", "right", "z")
+    for t, toks in enumerate(batch.token_lists):
+        gen = torch.Generator().manual_seed(seed_of(2, 0, 1, 0, t))
+        base = next_token_logprobs(tiny_llama, [toks])
+        lp = next_token_logprobs(tiny_llama, [toks], residual_random_like(ref, rows, gen))
+        inj = next_token_logprobs(tiny_llama, [place_ids(toks, plus, "replace")])
+        want = float(pearson(lp - base, inj - base)[0])
+        got = m[(m.actadd == "a") & (m.inject == "a") & (m.prompt_index == t)].effect_corr
+        assert math.isclose(got.iloc[0], want, rel_tol=1e-4, abs_tol=1e-5)
+    with pytest.raises(ConfigError, match="not both"):
+        specificity_matrix(
+            tiny_llama, PER_PROMPT, pairs, [1], null_draws=2, null_draws_per_prompt=1, **kw
+        )

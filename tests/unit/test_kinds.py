@@ -93,7 +93,7 @@ def configs(tmp_path: Path) -> dict[str, dict]:
                 layers=[0, 2],
                 injections=list(INJECTIONS),
                 transplant_sources=[0],
-                null_draws=2,
+                null_draws_per_prompt=1,
                 control_words=["k"],
             ),
             specificity=dict(layers=[1], null_words=["x", "y"], null_draws=2),
