@@ -284,7 +284,7 @@ def compare_conditions(
         batch = PromptBatch(model, texts)
         norms = {layer: batch.typical_norm(layer) for layer in range(model.cfg.n_layers + 1)}
         nulls_on = settings.null_draws or settings.null_draws_per_prompt
-        pool = word_token_pool(model) if nulls_on else []
+        pool = word_token_pool(model) if nulls_on and "embedding" in settings.null_kinds else []
         units = {
             p.name: SteeringVector.from_pair_layers(
                 model,
@@ -426,6 +426,8 @@ def _layer_conditions(
             ("embedding", lambda g: embedding_random_like(model, actadd_vec, pool, g)),
         )
         for kind_index, (kind, fn) in enumerate(draw_fns):
+            if kind not in settings.null_kinds:
+                continue
             seed = (settings.seed + 1, pair_index, layer, kind_index)
             conds = per_prompt_draws(fn, ctx.batch.n, settings.null_draws_per_prompt, seed)
             for j, placements in enumerate(conds):
@@ -435,9 +437,11 @@ def _layer_conditions(
         rows = torch.cat([r[1:] for r in _text_resid(ctx.batch, layer)])
         for d in range(settings.null_draws):
             res = residual_random_like(actadd_vec, rows, gen)
-            emb = embedding_random_like(model, actadd_vec, pool, gen)
-            out.append(_Cond(f"_null_residual_{d}", "null", [res], dict(draw=d)))
-            out.append(_Cond(f"_null_embedding_{d}", "null", [emb], dict(draw=d)))
+            if "residual" in settings.null_kinds:
+                out.append(_Cond(f"_null_residual_{d}", "null", [res], dict(draw=d)))
+            if "embedding" in settings.null_kinds:
+                emb = embedding_random_like(model, actadd_vec, pool, gen)
+                out.append(_Cond(f"_null_embedding_{d}", "null", [emb], dict(draw=d)))
     return out
 
 

@@ -97,6 +97,7 @@ INJECTIONS: tuple[str, ...] = (
 # injections that depend on the reference layer (computed per layer, not once per pair)
 LAYER_INJECTIONS: tuple[str, ...] = ("patch", "visible_replace", "visible_insert")
 TRANSPLANT_NORMS: tuple[str, ...] = ("row", "typical")
+NULL_KINDS: tuple[str, ...] = ("residual", "embedding")
 NEUTRAL_TEXT = "The village sits at the edge of a wide river, where fishermen"
 # multiples of a pair's reference coefficient: negative, fractional and large
 DEFAULT_DOSE: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -538,7 +539,8 @@ class Settings:
             conditions run.
         random_control: run the equal-norm random vector; its generator is seeded from
             ``(seed, pair index, layer)``.
-        slice_frac: fraction of dimensions kept by the ``slice`` control (``None``: off).
+        slice_frac: fraction of dimensions kept by the ``slice`` control (``None`` or
+            ``False``: off).
         topk: ``k`` of ``topk_overlap``.
         on_short: passed to :func:`actadd.steering` (``"error"`` or ``"clip"``).
         transplant_norm: ``"row"`` — each transplanted row is rescaled to the norm of the same
@@ -553,6 +555,8 @@ class Settings:
             of ``k`` conditions; 0 turns them off.
         null_draws: the older design — this many draws, each evaluated on every text (one
             condition per draw). Exclusive with ``null_draws_per_prompt``; 0: off.
+        null_kinds: which nulls the draws make: ``residual``, ``embedding`` (each costs its
+            own conditions).
     """
 
     prompts: Sequence[str]
@@ -574,6 +578,7 @@ class Settings:
     control_words: Sequence[str] = ()
     null_draws: int = 0
     null_draws_per_prompt: int = 0
+    null_kinds: Sequence[str] = NULL_KINDS
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -601,6 +606,8 @@ class Settings:
         ):
             raise ConfigError(f"dose_scales must be finite non-zero numbers, got {coeffs!r}.")
         set_("dose_scales", tuple(sorted(float(c) for c in coeffs)))
+        if self.slice_frac is False:  # TOML has no None
+            set_("slice_frac", None)
         if self.slice_frac is not None and not (
             isinstance(self.slice_frac, (int, float)) and 0 < self.slice_frac <= 1
         ):
@@ -616,6 +623,12 @@ class Settings:
         ctrl = _tuple(self.control_words, "control_words")
         set_("control_words", words(list(ctrl), "control_words") if ctrl else ())
         check_null_draws(self.null_draws, self.null_draws_per_prompt, "settings")
+        kinds = _tuple(self.null_kinds, "null_kinds")
+        if not kinds or any(k not in NULL_KINDS for k in kinds):
+            raise ConfigError(
+                f"null_kinds must be a non-empty subset of {NULL_KINDS}, got {kinds}."
+            )
+        set_("null_kinds", tuple(k for k in NULL_KINDS if k in kinds))
         if self.on_short not in ("error", "clip"):
             raise ConfigError(f"on_short must be 'error' or 'clip', got {self.on_short!r}.")
 

@@ -67,17 +67,26 @@ class Spec:
 
 
 def _prompts(raw: Any) -> Any:
-    """``"data:<name>"`` names a prompt file shipped in ``actadd/data`` (its ``prompts``)."""
+    """``"data:<name>"`` names a prompt file shipped in ``actadd/data`` (its ``prompts``);
+    ``"data:<name>:N"`` its first ``N`` prompts."""
     if not (isinstance(raw, str) and raw.startswith(DATA_PREFIX)):
         return raw
     import json
     from importlib import resources
 
-    name = raw[len(DATA_PREFIX) :]
+    name, _, count = raw[len(DATA_PREFIX) :].partition(":")
     path = resources.files("actadd.data") / f"{name}.json"
     if not path.is_file():
         raise ConfigError(f"prompts = {raw!r}: no file actadd/data/{name}.json.")
-    return json.loads(path.read_text(encoding="utf-8"))["prompts"]
+    prompts = json.loads(path.read_text(encoding="utf-8"))["prompts"]
+    if not count:
+        return prompts
+    if not count.isdigit() or not 1 <= int(count) <= len(prompts):
+        raise ConfigError(
+            f"prompts = {raw!r}: after the name, ':N' takes the first N prompts, "
+            f"1 <= N <= {len(prompts)}."
+        )
+    return prompts[: int(count)]
 
 
 def _int(table: dict, key: str, default: int, where: str, low: int = 0) -> int:

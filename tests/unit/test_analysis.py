@@ -608,6 +608,7 @@ def test_null_draws_table_and_mean_rows(tiny_llama):
         (dict(null_draws=-1), "null_draws"),
         (dict(null_draws_per_prompt=-1), "null_draws_per_prompt"),
         (dict(null_draws=2, null_draws_per_prompt=1), "not both"),
+        (dict(null_kinds=["isotropic"]), "null_kinds"),
         (dict(injections=["swap"]), "Unknown injections"),
     ],
 )
@@ -733,3 +734,25 @@ def test_specificity_per_prompt_nulls_deal_each_prompt_its_own_draws(tiny_llama)
         specificity_matrix(
             tiny_llama, PER_PROMPT, pairs, [1], null_draws=2, null_draws_per_prompt=1, **kw
         )
+
+
+def test_null_kinds_pick_the_nulls_and_slice_frac_false_is_off(tiny_llama):
+    settings = Settings(
+        prompts=PER_PROMPT,
+        neutral=[],
+        layers=[1],
+        injections=["prepend", "replace"],
+        embedding=False,
+        transplant_sources=[],
+        random_control=False,
+        slice_frac=False,
+        null_draws_per_prompt=1,
+        null_kinds=["residual"],
+        control_words=["z"],
+    )
+    assert settings.slice_frac is None
+    df, nulls = compare_conditions(
+        tiny_llama, PAIRS[1:], settings, progress=False, return_nulls=True
+    )
+    assert set(nulls.null) == {"residual"} and len(nulls) == len(PER_PROMPT)
+    assert "null_embedding" not in set(df.condition) and "slice" not in set(df.condition)
