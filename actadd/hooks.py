@@ -43,3 +43,12 @@ def attn_pattern(model: HookedTransformer, layer: int) -> str:
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n:
         raise SteeringError(f"attention layer {layer!r} out of range: blocks 0..{n - 1}.")
     return f"blocks.{layer}.attn.hook_pattern"
+
+
+def attn_scores(model: HookedTransformer, block: int) -> str:
+    """Name of the pre-softmax attention scores of ``block`` ([batch, head, query, key],
+    causal mask already applied)."""
+    n = model.cfg.n_layers
+    if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < n:
+        raise SteeringError(f"block must be an int in 0..{n - 1}, got {block!r}.")
+    return f"blocks.{block}.attn.hook_attn_scores"

@@ -173,6 +173,8 @@ class PrefixBatch:
     ) -> list[Tensor]:
         """The logits of every text under each condition (a vector, a placement, a list of
         them, or ``None`` for unsteered): one tensor per condition, rows in text order.
+        A placement with ``rows`` steers only those texts (indices into ``token_lists``):
+        a condition may give each text its own vector.
 
         The forward restarts at the lowest layer any condition steers, from the clean
         residual there; conditions are batched ``max_rows // group size`` at a time.
@@ -194,9 +196,10 @@ class PrefixBatch:
             for c0 in range(0, len(conds), per):
                 chunk = conds[c0 : c0 + per]
                 placements = [
-                    p.on_rows(range(j * rows, (j + 1) * rows))
+                    p.on_rows(local)
                     for j, c in enumerate(chunk)
                     for p in c
+                    if (local := self._block_rows(p, g, j))
                 ]
                 x = base.repeat(len(chunk), *[1] * (base.ndim - 1))
                 mask = None if g.mask is None else g.mask.repeat(len(chunk), 1)
@@ -206,6 +209,19 @@ class PrefixBatch:
         if start is None:
             return [out[0]] * len(conds)
         return out
+
+    def _block_rows(self, p: Placement, g: _Group, j: int) -> list[int]:
+        """The batch rows of block ``j`` of group ``g`` that placement ``p`` steers: all of
+        them, or, when ``p.rows`` names texts, those texts' rows in this group."""
+        rows = len(g.index)
+        if p.rows is None:
+            return list(range(j * rows, (j + 1) * rows))
+        if max(p.rows) >= self.n:
+            raise SteeringError(
+                f"A placement names text rows {list(p.rows)}, but there are {self.n} texts."
+            )
+        where = {t: r for r, t in enumerate(g.index)}
+        return [j * rows + where[t] for t in p.rows if t in where]
 
     def _scatter(self, out: list, which: Sequence[int], logits: Tensor, g: _Group) -> None:
         """Put each condition's slice of a group's ``logits`` into its rows of ``out``."""

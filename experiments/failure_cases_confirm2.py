@@ -1,7 +1,7 @@
 """Run experiments/failure_cases_confirm2.toml.
 
-Usage: ``python experiments/failure_cases_confirm2.py [--quick] [--out DIR]``. All logic lives in the
-actadd package; this only points the CLI at the config.
+Usage: ``python experiments/failure_cases_confirm2.py [--quick] [--out DIR]``.
+All logic lives in the actadd package; this only points the CLI at the config.
 """
 
 import sys

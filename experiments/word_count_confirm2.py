@@ -1,7 +1,7 @@
 """Run experiments/word_count_confirm2.toml.
 
-Usage: ``python experiments/word_count_confirm2.py [--quick] [--out DIR]``. All logic lives in the
-actadd package; this only points the CLI at the config.
+Usage: ``python experiments/word_count_confirm2.py [--quick] [--out DIR]``.
+All logic lives in the actadd package; this only points the CLI at the config.
 """
 
 import sys

@@ -18,10 +18,35 @@ condition                   what it is
 ``transplant``              ``c · (h_S(p+) − h_S(p−)) · ‖h_L‖/‖h_S‖`` added at ``L``
                             (typical residual norms, leading token excluded)
 ``random``                  a random vector with ActAdd's per-position norms, added at ``L``
+``inject_insert``           the aligned p+ tokens inserted right after the leading token (the
+                            positions the vector covers; the prompt moves right)
+``inject_replace_contrast`` the aligned p+ tokens over the prompt's first tokens, against the
+                            aligned p− tokens there (an empty p− is the pad): the token
+                            analogue of ActAdd's difference at the same positions
+``patch``                   *contextual patch*: the layer-``L`` residual of the replace-injected
+                            run at positions ``[0, k)`` written into the clean run there
+``visible_replace``         the replace-injected run with the p+ positions hidden from every
+``visible_insert``          other position's attention below ``L``: the tokens are visible
+                            only from layer ``L`` on (:func:`hidden_below`)
 ``slice``                   ActAdd's vector with only the first ``slice_frac`` of the dimensions
 ``coeff``                   ActAdd at other coefficients (negative, fractional, large)
 ``sum``                     ActAdd of this pair plus another pair's vector at the same positions
 ==========================  ===================================================================
+
+The same-position conditions use the pair's *aligned* token ids (``pair_token_ids``: each
+arm exactly as ActAdd's vector sees it, padding included), so that ``inject_replace`` puts
+at positions ``[1, k)`` the tokens whose layer-``L`` residual minus the p− arm's is the
+vector. Transplants and the null vectors are norm-matched per row (:func:`match_row_norms`).
+
+**Null sampling.** The null vectors (residual-distribution draws, embedding differences,
+ActAdd of unrelated words) are sampled *per prompt* by default
+(``null_draws_per_prompt = k``): every prompt gets its own ``k`` independent draws
+(:func:`per_prompt_draws`; prompt ``t``'s generator is seeded by ``(seed, …, t)`` only), and
+the ``k`` draws are ``k`` conditions of the batched forward, each giving every prompt its
+own vector. A cell then holds ``k × n_prompts`` draws at the cost of ``k`` conditions, and a
+prompt's null value (the mean over its ``k`` draws) carries the draw-to-draw variability, so
+a bootstrap or t over prompts covers it. The older design — ``null_draws = N`` draws, each
+evaluated on every prompt (``N`` conditions) — is kept (``null_draws``); the two are exclusive.
 
 Conditions that add vectors build them only as :class:`~actadd.vectors.SteeringVector`;
 token injections are token id lists (:func:`inject_tokens`). :class:`PairSetting` is a pair
@@ -31,11 +56,15 @@ with its coefficient and target words, :class:`Settings` what a run compares.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from actadd.analysis.diagnostics import typical_norm
@@ -48,12 +77,27 @@ from actadd.config import (
     words,
 )
 from actadd.errors import ConfigError, SteeringError, Validated
-from actadd.hooks import check_layer
+from actadd.hooks import attn_scores, check_layer
+from actadd.placement import Placement
 from actadd.tokens import EQUALIZE_RULES, Equalize, pair_token_ids
 from actadd.vectors import SteeringVector
 
 INJECTION_MODES: tuple[str, ...] = ("prepend", "append", "replace", "insert")
-INJECTIONS: tuple[str, ...] = ("prepend", "append", "replace", "prepend_contrast")
+INJECTIONS: tuple[str, ...] = (
+    "prepend",
+    "append",
+    "replace",
+    "insert",
+    "prepend_contrast",
+    "replace_contrast",
+    "patch",
+    "visible_replace",
+    "visible_insert",
+)
+# injections that depend on the reference layer (computed per layer, not once per pair)
+LAYER_INJECTIONS: tuple[str, ...] = ("patch", "visible_replace", "visible_insert")
+TRANSPLANT_NORMS: tuple[str, ...] = ("row", "typical")
+NULL_KINDS: tuple[str, ...] = ("residual", "embedding")
 NEUTRAL_TEXT = "The village sits at the edge of a wide river, where fishermen"
 # multiples of a pair's reference coefficient: negative, fractional and large
 DEFAULT_DOSE: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -177,6 +221,161 @@ def inject_tokens(
             "prompt token must remain."
         )
     return ids[:1] + extra + ids[1 + len(extra) :]
+
+
+def aligned_arms(
+    model: HookedTransformer,
+    positive: str,
+    negative: str,
+    equalize: Equalize = "right",
+    pad_token: str | int = " ",
+) -> tuple[list[int], list[int]]:
+    """The two arms of a pair as ActAdd's vector sees them, without the leading token:
+    ``(p+ ids, p− ids)``, equal length ``k − 1``. An empty side is all pad."""
+    pos_ids, neg_ids = pair_token_ids(model, positive, negative, equalize, pad_token)
+    return pos_ids[1:], neg_ids[1:]
+
+
+def place_ids(prompt_ids: Sequence[int], extra: Sequence[int], mode: str) -> list[int]:
+    """``extra`` placed in ``prompt_ids`` (leading token first) at the front positions
+    ``[1, 1 + len(extra))``: ``"replace"`` overwrites the prompt's tokens there, ``"insert"``
+    moves the prompt right."""
+    ids, extra = list(prompt_ids), list(extra)
+    if mode == "insert":
+        return ids[:1] + extra + ids[1:]
+    if mode != "replace":
+        raise SteeringError(f"place_ids mode must be 'replace' or 'insert', got {mode!r}.")
+    if len(ids) - 1 <= len(extra):
+        raise SteeringError(
+            f"mode='replace' needs a prompt longer than the injected tokens: the prompt has "
+            f"{len(ids) - 1} tokens after the leading one, the injection {len(extra)}; at "
+            "least one prompt token must remain."
+        )
+    return ids[:1] + extra + ids[1 + len(extra) :]
+
+
+@contextmanager
+def hidden_below(model: HookedTransformer, positions: Sequence[int], layer: int) -> Iterator[None]:
+    """Inside the block, ``positions`` are invisible to every *other* position's attention in
+    blocks ``0..layer-1`` (their scores are set to the dtype's minimum before the softmax);
+    the hidden positions still attend to each other and to what precedes them. From block
+    ``layer`` on, attention is untouched: tokens placed there are *visible only from layer
+    ``layer`` on*. ``layer == 0`` changes nothing. Every hook is removed on exit."""
+    check_layer(model, layer)
+    hidden = sorted({int(p) for p in positions})
+    if not hidden or hidden[0] < 0:
+        raise SteeringError(f"hidden_below needs non-negative positions, got {positions!r}.")
+    idx = torch.tensor(hidden)
+
+    def hook(scores: Tensor, hook) -> Tensor:
+        n = scores.shape[-1]
+        keys = torch.zeros(n, dtype=torch.bool, device=scores.device)
+        keys[idx[idx < n].to(scores.device)] = True
+        block = (~keys)[:, None] & keys[None, :]  # [query, key]
+        return scores.masked_fill(block, torch.finfo(scores.dtype).min)
+
+    names = [attn_scores(model, b) for b in range(min(layer, model.cfg.n_layers))]
+    with model.hooks(fwd_hooks=[(name, hook) for name in names]):
+        yield
+
+
+def match_row_norms(
+    vector: SteeringVector, reference: SteeringVector, *, eps: float = 1e-12
+) -> SteeringVector:
+    """``vector`` with each row rescaled to the norm of the same row of ``reference``
+    (norm-matched per row, not by one global ratio). A row whose own norm is below ``eps``
+    stays 0 whatever the reference asks: it has no direction to scale."""
+    if vector.tensor.shape != reference.tensor.shape:
+        raise SteeringError(
+            f"match_row_norms needs equal shapes, got {tuple(vector.tensor.shape)} and "
+            f"{tuple(reference.tensor.shape)}."
+        )
+    t = vector.tensor.double()
+    own = t.norm(dim=-1, keepdim=True)
+    want = reference.tensor.double().norm(dim=-1, keepdim=True).to(t.device)
+    scale = torch.where(own > eps, want / own.clamp_min(eps), torch.zeros_like(own))
+    out = (t * scale).to(vector.tensor.dtype)
+    vec = SteeringVector.from_tensor(out, vector.layer, vector.model_name, description="matched")
+    return vec.with_label(f"{vector.describe()}, row norms of {reference.describe()}")
+
+
+def residual_random_like(
+    reference: SteeringVector,
+    residual_rows: Float[Tensor, "n d_model"],
+    generator: Validated[torch.Generator],
+) -> SteeringVector:
+    """A null vector drawn from the residual distribution, norm-matched per row to
+    ``reference``: each row is ``z @ X_c / sqrt(n − 1)`` with ``z ~ N(0, I_n)`` and ``X_c``
+    the centred ``residual_rows`` — exactly ``N(0, Σ̂)``, the empirical covariance of the
+    residual stream (the distribution of a difference of two residuals, up to scale), not
+    an isotropic direction."""
+    if not isinstance(generator, torch.Generator):
+        raise SteeringError("residual_random_like needs a torch.Generator (seeded by the caller).")
+    x = residual_rows.detach().double().cpu()
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] != reference.d_model:
+        raise SteeringError(
+            f"residual_rows must be [n >= 2, {reference.d_model}], got {tuple(x.shape)}."
+        )
+    xc = (x - x.mean(0)) / math.sqrt(x.shape[0] - 1)
+    z = torch.randn((reference.k, x.shape[0]), generator=generator, dtype=torch.float64)
+    draw = (z @ xc).to(reference.tensor.dtype).to(reference.tensor.device)
+    vec = SteeringVector.from_tensor(
+        draw, reference.layer, reference.model_name, description="residual_random"
+    )
+    return match_row_norms(vec, reference).with_label("residual-distribution random")
+
+
+def embedding_random_like(
+    model: HookedTransformer,
+    reference: SteeringVector,
+    token_pool: Sequence[int],
+    generator: Validated[torch.Generator],
+) -> SteeringVector:
+    """A null vector whose rows are differences of two random token embeddings
+    ``W_E[a] − W_E[b]`` (two different tokens drawn from ``token_pool``), norm-matched per row to
+    ``reference``; added at ``reference``'s layer."""
+    if not isinstance(generator, torch.Generator):
+        raise SteeringError("embedding_random_like needs a torch.Generator.")
+    if len(token_pool) < 2:
+        raise SteeringError("embedding_random_like needs a pool of at least 2 tokens.")
+    pool = torch.as_tensor(list(token_pool))
+    ia = torch.randint(len(pool), (reference.k,), generator=generator)
+    ib = (ia + 1 + torch.randint(len(pool) - 1, (reference.k,), generator=generator)) % len(pool)
+    W_E = model.W_E.detach()
+    diff = W_E[pool[ia].to(W_E.device)] - W_E[pool[ib].to(W_E.device)]  # a != b
+    vec = SteeringVector.from_tensor(
+        diff.to(reference.tensor.dtype),
+        reference.layer,
+        model.cfg.model_name,
+        description="embedding_random",
+    )
+    return match_row_norms(vec, reference).with_label("random embedding difference")
+
+
+def seed_of(*keys: int) -> int:
+    """A generator seed from a tuple of non-negative ints (``numpy.random.SeedSequence``)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+def per_prompt_draws(
+    draw: Callable[[torch.Generator], SteeringVector],
+    n_texts: int,
+    per_prompt: int,
+    seed: Sequence[int],
+) -> list[list[Placement]]:
+    """Independent null draws for every text: ``per_prompt`` conditions; condition ``j`` is
+    one placement per text ``t`` (front alignment, ``rows=(t,)``) holding text ``t``'s
+    ``j``-th draw. Text ``t``'s draws come, in order, from a generator seeded by
+    ``(*seed, t)`` alone (:func:`seed_of`): reproducible, different across texts, and the
+    same whatever the other texts are. ``draw(generator)`` makes one null vector."""
+    if isinstance(per_prompt, bool) or not isinstance(per_prompt, int) or per_prompt < 1:
+        raise SteeringError(f"per_prompt must be an int >= 1, got {per_prompt!r}.")
+    conds: list[list[Placement]] = [[] for _ in range(per_prompt)]
+    for t in range(n_texts):
+        gen = torch.Generator().manual_seed(seed_of(*seed, t))
+        for j in range(per_prompt):
+            conds[j].append(Placement(draw(gen), "front", (t,)))
+    return conds
 
 
 def embedding_vector(
@@ -340,9 +539,24 @@ class Settings:
             conditions run.
         random_control: run the equal-norm random vector; its generator is seeded from
             ``(seed, pair index, layer)``.
-        slice_frac: fraction of dimensions kept by the ``slice`` control (``None``: off).
+        slice_frac: fraction of dimensions kept by the ``slice`` control (``None`` or
+            ``False``: off).
         topk: ``k`` of ``topk_overlap``.
         on_short: passed to :func:`actadd.steering` (``"error"`` or ``"clip"``).
+        transplant_norm: ``"row"`` — each transplanted row is rescaled to the norm of the same
+            row of ActAdd's vector at ``L`` (:func:`match_row_norms`); ``"typical"`` — one
+            global ratio of typical residual norms (the paper's rescaling; version 1).
+        control_words: a control word set; ``target_vs_control`` is the target's log-prob
+            change minus theirs (empty: not measured).
+        null_draws_per_prompt: per (pair, layer), each text gets this many draws of its own
+            (:func:`per_prompt_draws`) of each null vector norm-matched per row to ActAdd —
+            ``residual`` (:func:`residual_random_like`) and ``embedding``
+            (:func:`embedding_random_like`): ``k × n_prompts`` draws per cell for the cost
+            of ``k`` conditions; 0 turns them off.
+        null_draws: the older design — this many draws, each evaluated on every text (one
+            condition per draw). Exclusive with ``null_draws_per_prompt``; 0: off.
+        null_kinds: which nulls the draws make: ``residual``, ``embedding`` (each costs its
+            own conditions).
     """
 
     prompts: Sequence[str]
@@ -360,6 +574,11 @@ class Settings:
     seed: int = 0
     topk: int = 20
     on_short: str = "error"
+    transplant_norm: str = "row"
+    control_words: Sequence[str] = ()
+    null_draws: int = 0
+    null_draws_per_prompt: int = 0
+    null_kinds: Sequence[str] = NULL_KINDS
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -387,6 +606,8 @@ class Settings:
         ):
             raise ConfigError(f"dose_scales must be finite non-zero numbers, got {coeffs!r}.")
         set_("dose_scales", tuple(sorted(float(c) for c in coeffs)))
+        if self.slice_frac is False:  # TOML has no None
+            set_("slice_frac", None)
         if self.slice_frac is not None and not (
             isinstance(self.slice_frac, (int, float)) and 0 < self.slice_frac <= 1
         ):
@@ -395,6 +616,19 @@ class Settings:
             raise ConfigError(f"topk must be a positive int, got {self.topk!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative int, got {self.seed!r}.")
+        if self.transplant_norm not in TRANSPLANT_NORMS:
+            raise ConfigError(
+                f"transplant_norm must be one of {TRANSPLANT_NORMS}, got {self.transplant_norm!r}."
+            )
+        ctrl = _tuple(self.control_words, "control_words")
+        set_("control_words", words(list(ctrl), "control_words") if ctrl else ())
+        check_null_draws(self.null_draws, self.null_draws_per_prompt, "settings")
+        kinds = _tuple(self.null_kinds, "null_kinds")
+        if not kinds or any(k not in NULL_KINDS for k in kinds):
+            raise ConfigError(
+                f"null_kinds must be a non-empty subset of {NULL_KINDS}, got {kinds}."
+            )
+        set_("null_kinds", tuple(k for k in NULL_KINDS if k in kinds))
         if self.on_short not in ("error", "clip"):
             raise ConfigError(f"on_short must be 'error' or 'clip', got {self.on_short!r}.")
 
@@ -422,6 +656,36 @@ class Settings:
                     )
         for layer in self.dose_layers:
             check_layer(model, layer)
+
+
+def check_null_draws(shared: Any, per_prompt: Any, where: str) -> None:
+    """``null_draws`` and ``null_draws_per_prompt`` are ints >= 0, not both non-zero."""
+    for name, v in (("null_draws", shared), ("null_draws_per_prompt", per_prompt)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{where}: {name} must be an int >= 0, got {v!r}.")
+    if shared and per_prompt:
+        raise ConfigError(
+            f"{where}: give null_draws_per_prompt (each prompt its own draws) or null_draws "
+            f"(every draw on every prompt), not both; got {per_prompt} and {shared}."
+        )
+
+
+def word_token_pool(model: HookedTransformer, min_chars: int = 3) -> list[int]:
+    """Ids of word-like tokens: a leading space then at least ``min_chars`` ASCII letters
+    (the pool the embedding-difference null draws from); every id if fewer than 2 qualify."""
+    tok = model.tokenizer
+    pool = []
+    if tok is not None:
+        for piece, i in tok.get_vocab().items():
+            word = tok.convert_tokens_to_string([piece])
+            if (
+                word.startswith(" ")
+                and len(word) > min_chars
+                and word[1:].isascii()
+                and (word[1:].isalpha())
+            ):
+                pool.append(int(i))
+    return sorted(pool) if len(pool) >= 2 else list(range(model.cfg.d_vocab))
 
 
 def pairs_from_config(items: Sequence[dict[str, Any]]) -> list[PairSetting]:

@@ -28,7 +28,29 @@ from actadd.config import check_keys, check_layers, number_list
 from actadd.errors import ConfigError
 from actadd.kinds import BaseKind
 
-KEYS = ("name", "description", "model", "pairs", "only_pairs", "settings", "diagnostics")
+KEYS = (
+    "name",
+    "description",
+    "model",
+    "pairs",
+    "only_pairs",
+    "settings",
+    "diagnostics",
+    "concepts",
+    "specificity",
+    "generation",
+)
+CONCEPT_KEYS = ("words", "coeff", "pad_token")
+SPECIFICITY_KEYS = (
+    "layers",
+    "null_words",
+    "null_draws",
+    "null_draws_per_prompt",
+    "null_coeff",
+    "chunk",
+)
+GENERATION_KEYS = ("pairs", "layer", "prompts", "samples", "max_new_tokens", "seed")
+DATA_PREFIX = "data:"
 
 
 @dataclass(frozen=True)
@@ -40,6 +62,38 @@ class Spec:
     settings: Any  # actadd.analysis.conditions.Settings
     diag_layers: list[int]
     top_k: int
+    specificity: dict[str, Any] | None = None
+    generation: dict[str, Any] | None = None
+
+
+def _prompts(raw: Any) -> Any:
+    """``"data:<name>"`` names a prompt file shipped in ``actadd/data`` (its ``prompts``);
+    ``"data:<name>:N"`` its first ``N`` prompts."""
+    if not (isinstance(raw, str) and raw.startswith(DATA_PREFIX)):
+        return raw
+    import json
+    from importlib import resources
+
+    name, _, count = raw[len(DATA_PREFIX) :].partition(":")
+    path = resources.files("actadd.data") / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"prompts = {raw!r}: no file actadd/data/{name}.json.")
+    prompts = json.loads(path.read_text(encoding="utf-8"))["prompts"]
+    if not count:
+        return prompts
+    if not count.isdigit() or not 1 <= int(count) <= len(prompts):
+        raise ConfigError(
+            f"prompts = {raw!r}: after the name, ':N' takes the first N prompts, "
+            f"1 <= N <= {len(prompts)}."
+        )
+    return prompts[: int(count)]
+
+
+def _int(table: dict, key: str, default: int, where: str, low: int = 0) -> int:
+    (v,) = number_list([table.get(key, default)], f"{where} {key}", integer=True)
+    if v < low:
+        raise ConfigError(f"{where} {key} must be >= {low}, got {v}.")
+    return int(v)
 
 
 class TokenInjectionKind(BaseKind):
@@ -48,12 +102,23 @@ class TokenInjectionKind(BaseKind):
 
     def parse(self, config: dict[str, Any]) -> Spec:
         from actadd.analysis.conditions import Settings, pairs_from_config
+        from actadd.analysis.specificity import concept_pairs
 
-        check_keys(config, KEYS, "token_injection config", required=("pairs", "settings"))
-        pairs = pairs_from_config(config["pairs"])
+        check_keys(config, KEYS, "token_injection config", required=("settings",))
+        if "pairs" not in config and "concepts" not in config:
+            raise ConfigError("token_injection config needs [[pairs]] or [concepts].")
+        pairs = pairs_from_config(config["pairs"]) if config.get("pairs") else []
+        if "concepts" in config:
+            c = dict(config["concepts"])
+            check_keys(c, CONCEPT_KEYS, "[concepts]", required=("words", "coeff"))
+            (coeff,) = number_list([c["coeff"]], "[concepts] coeff")
+            pairs += concept_pairs(list(c["words"]), coeff, c.get("pad_token", " "))
+        names = [p.name for p in pairs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"Pair and concept names must be unique, got {names}.")
         only = config.get("only_pairs")
         if only:
-            missing = sorted(set(only) - {p.name for p in pairs})
+            missing = sorted(set(only) - set(names))
             if missing:
                 raise ConfigError(f"only_pairs names unknown pairs {missing}.")
             pairs = [p for p in pairs if p.name in only]
@@ -61,7 +126,10 @@ class TokenInjectionKind(BaseKind):
                 p if p.sum_with in (None, *only) else dataclasses.replace(p, sum_with=None)
                 for p in pairs
             ]
-        settings = Settings.from_dict(dict(config["settings"]))
+        raw = dict(config["settings"])
+        if "prompts" in raw:
+            raw["prompts"] = _prompts(raw["prompts"])
+        settings = Settings.from_dict(raw)
         diag = dict(config.get("diagnostics", {}))
         check_keys(diag, ("layers", "top_k"), "[diagnostics]")
         if "layers" in diag:
@@ -70,7 +138,70 @@ class TokenInjectionKind(BaseKind):
         if top_k < 1:
             raise ConfigError(f"[diagnostics] top_k must be >= 1, got {top_k}.")
         layers = diag.get("layers") or list(settings.reference_layers())
-        return Spec(config, pairs, settings, layers, top_k)
+        spec_t = self._specificity(config, pairs, settings)
+        gen = self._generation(config, pairs, settings)
+        return Spec(config, pairs, settings, layers, top_k, spec_t, gen)
+
+    @staticmethod
+    def _specificity(config, pairs, settings) -> dict[str, Any] | None:
+        from actadd.analysis.conditions import check_null_draws
+
+        if "specificity" not in config:
+            return None
+        t = dict(config["specificity"])
+        where = "[specificity]"
+        check_keys(t, SPECIFICITY_KEYS, where, required=("layers", "null_words"))
+        layers = number_list(t["layers"], f"{where} layers", integer=True)
+        words = [w for w in t["null_words"] if isinstance(w, str) and w.strip()]
+        if len(words) != len(t["null_words"]) or not words:
+            raise ConfigError(f"{where} null_words must be a non-empty list of words.")
+        if not settings.control_words:
+            raise ConfigError(f"{where} needs [settings] control_words (the control set).")
+        targets = {w.strip().lower() for p in pairs for w in p.target_words}
+        overlap = sorted({w.strip().lower() for w in words} & targets)
+        if overlap:
+            raise ConfigError(f"{where} null_words repeat concept target words: {overlap}.")
+        if len(pairs) < 2:
+            raise ConfigError(f"{where} needs at least 2 pairs or concepts.")
+        concepts = config.get("concepts", {})
+        (coeff,) = number_list([t.get("null_coeff", concepts.get("coeff", 1.0))], where)
+        shared = _int(t, "null_draws", 0, where)
+        per_prompt = _int(t, "null_draws_per_prompt", 0, where)
+        check_null_draws(shared, per_prompt, where)
+        return dict(
+            layers=layers,
+            null_words=words,
+            null_draws=shared,
+            null_draws_per_prompt=per_prompt,
+            null_coeff=coeff,
+            null_pad=concepts.get("pad_token", " "),
+            chunk=_int(t, "chunk", 16, where, low=1),
+        )
+
+    @staticmethod
+    def _generation(config, pairs, settings) -> dict[str, Any] | None:
+        if "generation" not in config:
+            return None
+        t = dict(config["generation"])
+        where = "[generation]"
+        check_keys(t, GENERATION_KEYS, where, required=("pairs", "layer"))
+        names = {p.name for p in pairs}
+        unknown = sorted(set(t["pairs"]) - names)
+        if unknown:
+            raise ConfigError(f"{where} pairs names unknown pairs {unknown}.")
+        n_prompts = _int(t, "prompts", len(settings.prompts), where, low=1)
+        if n_prompts > len(settings.prompts):
+            raise ConfigError(
+                f"{where} prompts = {n_prompts}, but [settings] has {len(settings.prompts)}."
+            )
+        return dict(
+            pairs=[p for p in pairs if p.name in t["pairs"]],
+            layer=_int(t, "layer", 0, where),
+            prompts=list(settings.prompts[:n_prompts]),
+            n_samples=_int(t, "samples", 4, where, low=1),
+            max_new_tokens=_int(t, "max_new_tokens", 30, where, low=1),
+            seed=_int(t, "seed", 0, where),
+        )
 
     def saved_config(self, spec: Spec) -> dict[str, Any]:
         return {**spec.config, "kind": self.name}
@@ -78,6 +209,10 @@ class TokenInjectionKind(BaseKind):
     def check(self, spec: Spec, model) -> None:
         spec.settings.check_model(model)
         check_layers(spec.diag_layers, model.cfg.n_layers, "[diagnostics] layers")
+        if spec.specificity:
+            check_layers(spec.specificity["layers"], model.cfg.n_layers, "[specificity] layers")
+        if spec.generation:
+            check_layers([spec.generation["layer"]], model.cfg.n_layers, "[generation] layer")
 
     def run(self, spec: Spec, model, run) -> None:
         import torch
@@ -88,7 +223,7 @@ class TokenInjectionKind(BaseKind):
 
         pairs, settings, diag_layers = spec.pairs, spec.settings, spec.diag_layers
         with torch.no_grad():
-            df = compare_conditions(model, pairs, settings)
+            df, nulls = compare_conditions(model, pairs, settings, return_nulls=True)
             diag, lens = [], []
             for p in pairs:
                 kw = dict(equalize=p.equalize, pad_token=p.pad_token)
@@ -115,13 +250,54 @@ class TokenInjectionKind(BaseKind):
             "diagnostics": pd.concat(diag, ignore_index=True),
             "logit_lens": pd.concat(lens, ignore_index=True),
         }
+        if settings.null_draws or settings.null_draws_per_prompt:
+            tables["null_draws"] = nulls
+        tables.update(self._v2_tables(spec, model))
         for name, table in tables.items():
             if "model" not in table:
                 table.insert(0, "model", model.cfg.model_name)
             run.write_table(name, table)
 
+    @staticmethod
+    def _v2_tables(spec: Spec, model) -> dict[str, pd.DataFrame]:
+        """The specificity matrix with its nulls, and the generation-level comparison."""
+        import torch
+
+        from actadd.analysis.specificity import specificity_matrix
+        from actadd.analysis.topic_rate import topic_rates
+
+        out: dict[str, pd.DataFrame] = {}
+        with torch.no_grad():
+            if spec.specificity:
+                t = spec.specificity
+                res = specificity_matrix(
+                    model,
+                    spec.settings.prompts,
+                    spec.pairs,
+                    t["layers"],
+                    null_words=t["null_words"],
+                    null_coeff=t["null_coeff"],
+                    null_pad=t["null_pad"],
+                    null_draws=t["null_draws"],
+                    null_draws_per_prompt=t["null_draws_per_prompt"],
+                    control_words=spec.settings.control_words,
+                    seed=spec.settings.seed,
+                    chunk=t["chunk"],
+                )
+                out.update(
+                    specificity=res.matrix,
+                    specificity_nulls=res.nulls,
+                    specificity_draws=res.draws,
+                )
+        if spec.generation:
+            g = dict(spec.generation)
+            out["topic_rate"] = topic_rates(model, g.pop("pairs"), g.pop("layer"), **g)
+        return out
+
     def claims(self, run) -> list:
-        return claims(run)
+        from actadd.analysis.claims_v2 import v2_claims
+
+        return claims(run) + v2_claims(run)
 
     def figures(self, run) -> list[Path]:
         from actadd.plots.token_injection import experiment_figures
@@ -129,7 +305,14 @@ class TokenInjectionKind(BaseKind):
         diag = None
         if run.has_table("diagnostics"):
             diag = run.read_table("diagnostics", keep_default_na=False, na_values=[""])
-        return experiment_figures(run.read_table("summary"), diag, run.config, run.figures)
+        extra = {
+            name: run.read_table(name)
+            for name in ("null_draws", "specificity", "specificity_nulls")
+            if run.has_table(name)
+        }
+        return experiment_figures(
+            run.read_table("summary"), diag, run.config, run.figures, extra=extra
+        )
 
 
 def claims(run) -> list:

@@ -41,14 +41,14 @@ def _grid(n_rows: int, n_cols: int, height: float):
     )
 
 
-def _legend_below(fig, axes_row) -> None:
+def _legend_below(fig, axes_row, ncol: int = 3) -> None:
     """One legend for a row of panels, under the figure (collected from every panel)."""
     seen: dict[str, Any] = {}
     for ax in axes_row:
         for h, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, h)
     if seen:
-        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=3, frameon=False)
+        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=ncol, frameon=False)
 
 
 def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
@@ -64,8 +64,9 @@ def _band(ax, x, mean, sem, **kw) -> None:
 
 
 def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | None = None):
-    """Top: how similar ActAdd's effect at each layer is to literal token injection (and the
-    random control's); bottom: the target-token log-prob change, with the injection level."""
+    """Top: how similar each condition's effect is to prepending p+ as tokens; bottom: the
+    target-token log-prob change. One legend entry per condition: a condition has the same
+    colour, marker and label in both rows, and no two conditions share a style."""
     pairs = list(dict.fromkeys(summary["pair"]))
     labels = labels or {}
     with plt.rc_context(PAPER_RC):
@@ -84,29 +85,29 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
                 marker="o",
                 ms=3,
                 color="C0",
-                label="ActAdd vs prepend p+",
+                label="ActAdd",
             )
             if len(rep):
                 _band(
                     top,
                     rep.layer,
-                    rep.effect_corr,
-                    rep.effect_corr_sem,
+                    rep.inject_corr,
+                    rep.inject_corr_sem,
                     marker="s",
                     ms=3,
                     color="C1",
-                    label="replace-with-p+ vs ActAdd",
+                    label="p+ tokens replacing the first tokens",
                 )
             if len(emb):
                 _band(
                     top,
                     emb.layer,
-                    emb.effect_corr,
-                    emb.effect_corr_sem,
+                    emb.inject_corr,
+                    emb.inject_corr_sem,
                     marker="^",
                     ms=3,
                     color="C2",
-                    label="embedding-only (L0) vs ActAdd",
+                    label="embedding difference at L0",
                 )
             if len(rnd):
                 _band(
@@ -116,7 +117,7 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
                     rnd.inject_corr_sem,
                     ls="--",
                     color="0.5",
-                    label="random (same norms) vs prepend p+",
+                    label="random (same row norms)",
                 )
             top.axhline(0, color="k", lw=0.6)
             top.set_ylim(-0.3, 1.05)
@@ -150,19 +151,19 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
                     None,
                     ls="--",
                     color="0.5",
-                    label="random (same norms)",
+                    label="random (same row norms)",
                 )
             inj = _by(summary, pair, "inject_prepend")
             if len(inj):
                 bottom.axhline(
                     inj.target_logprob_delta.iloc[0],
-                    color="C1",
+                    color="C4",
                     ls=":",
-                    label="prepend p+ as tokens",
+                    label="p+ prepended as tokens",
                 )
             bottom.axhline(0, color="k", lw=0.6)
             bottom.set_xlabel("layer L (resid_pre)")
-        axes[0, 0].set_ylabel("effect similarity\n(corr. of Δ log p over vocab)")
+        axes[0, 0].set_ylabel("similarity to prepending p+\n(corr. of Δ log p over vocab)")
         axes[1, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
         _legend_below(fig, axes.ravel())
     return fig
@@ -292,17 +293,137 @@ def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = 
     return fig
 
 
+NULL_STYLE = {
+    "residual": ("0.55", "residual-distribution null"),
+    "embedding": ("tan", "embedding-difference null"),
+}
+SAME_POSITION = (
+    ("actadd", "C0", "o", "ActAdd"),
+    ("patch", "C1", "s", "contextual patch (token's own residual at L)"),
+    ("visible_replace", "C2", "^", "tokens visible only from L on"),
+)
+
+
+def _null_band(d: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, the 95% band (``lo``, ``hi``) of a null's mean ``replace_corr`` over the
+    prompts (see :func:`plot_similarity_by_layer`)."""
+    if "prompt_index" not in d or (d.prompt_index < 0).all():
+        q = d.groupby("layer").replace_corr.quantile([0.025, 0.975]).unstack()
+        return q.rename(columns={0.025: "lo", 0.975: "hi"})
+    per = d.groupby(["layer", "prompt_index"]).replace_corr.mean().groupby("layer")
+    mean, se = per.mean(), per.std(ddof=1) / np.sqrt(per.count())
+    return pd.DataFrame({"lo": mean - 1.96 * se.fillna(0), "hi": mean + 1.96 * se.fillna(0)})
+
+
+def plot_similarity_by_layer(
+    summary: pd.DataFrame,
+    null_draws: pd.DataFrame | None,
+    labels: dict[str, str] | None = None,
+    *,
+    ncols: int = 6,
+):
+    """Per pair: similarity of each same-position condition's effect to p+'s tokens at the
+    vector's positions (``replace_corr``) against the layer, with the nulls' 95% bands
+    (vectors norm-matched per row to ActAdd): with draws on every prompt, 2.5–97.5% over
+    draws of the mean over prompts; with each prompt's own draws (``prompt_index`` ≥ 0), the
+    mean over prompts ± 1.96 standard errors (a null's value for a set of prompts this size).
+    """
+    pairs = list(dict.fromkeys(summary["pair"]))
+    labels = labels or {}
+    nrows = int(np.ceil(len(pairs) / ncols))
+    with plt.rc_context(PAPER_RC):
+        fig, axes = panels(
+            nrows,
+            min(ncols, len(pairs)),
+            (FIGURE_WIDTH, 1.5 * nrows + 1.0),
+            sharex=True,
+            sharey=True,
+        )
+        for ax, pair in zip(axes.ravel(), pairs):
+            if null_draws is not None and len(null_draws):
+                for kind, (color, text) in NULL_STYLE.items():
+                    d = null_draws[(null_draws.pair == pair) & (null_draws.null == kind)]
+                    if d.empty:
+                        continue
+                    q = _null_band(d)
+                    ax.fill_between(
+                        q.index,
+                        q["lo"],
+                        q["hi"],
+                        color=color,
+                        alpha=0.35,
+                        lw=0,
+                        label=text + " (95% band)",
+                    )
+            for cond, color, marker, text in SAME_POSITION:
+                a = _by(summary, pair, cond)
+                if len(a):
+                    _band(
+                        ax,
+                        a.layer,
+                        a.replace_corr,
+                        a.get("replace_corr_sem"),
+                        color=color,
+                        marker=marker,
+                        ms=2.5,
+                        lw=1,
+                        label=text,
+                    )
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_title(labels.get(pair, pair), fontsize=7)
+        for ax in axes.ravel()[len(pairs) :]:
+            ax.set_visible(False)
+        for ax in axes[-1]:
+            ax.set_xlabel("layer L")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("similarity to p+ tokens\nat the same positions")
+        _legend_below(fig, axes.ravel(), ncol=2)
+    return fig
+
+
+def plot_specificity(matrix: pd.DataFrame, layer: int):
+    """Heatmap of the mean over prompts of the similarity of ActAdd(row concept) to injecting
+    the column concept at the same positions, at ``layer``."""
+    m = matrix[matrix.layer == layer].groupby(["actadd", "inject"]).effect_corr.mean().unstack()
+    order = list(dict.fromkeys(matrix.actadd))
+    m = m.reindex(index=order, columns=order)
+    with plt.rc_context(PAPER_RC):
+        fig, ax = plt.subplots(
+            figsize=(FIGURE_WIDTH * 0.75, FIGURE_WIDTH * 0.7), layout="constrained"
+        )
+        lim = float(np.nanmax(np.abs(m.to_numpy()))) or 1.0
+        im = ax.imshow(m.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(order)), order, fontsize=6)
+        ax.set_xlabel("tokens injected at the same positions")
+        ax.set_ylabel("ActAdd vector")
+        ax.set_title(f"Effect similarity at L{layer} (mean over prompts)", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="corr. of Δ log p over vocab")
+    return fig
+
+
 def experiment_figures(
     summary: pd.DataFrame,
     diag: pd.DataFrame | None,
     config: dict[str, Any],
     fig_dir: str | Path,
+    *,
+    extra: dict[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
-    """The token-injection figures from its ``summary`` and ``diagnostics`` tables, into
-    ``fig_dir`` (pair labels from the run's ``config``)."""
+    """The token-injection figures from its ``summary`` and ``diagnostics`` tables (and, in
+    ``extra``, ``null_draws`` and ``specificity``), into ``fig_dir`` (pair labels from the
+    run's ``config``)."""
     labels = _pair_labels(config)
+    extra = extra or {}
     fig_dir = Path(fig_dir)
     paths = save_figure(plot_similarity_vs_layer(summary, labels), fig_dir / "similarity_vs_layer")
+    if (summary["condition"] == "patch").any():
+        fig = plot_similarity_by_layer(summary, extra.get("null_draws"), labels)
+        paths += save_figure(fig, fig_dir / "similarity_by_layer_nulls")
+    if "specificity" in extra:
+        for layer in sorted(set(extra["specificity"].layer)):
+            fig = plot_specificity(extra["specificity"], int(layer))
+            paths += save_figure(fig, fig_dir / f"specificity_L{int(layer)}")
     if (summary["condition"] == "transplant").any():
         paths += save_figure(plot_transplants(summary, labels), fig_dir / "transplant_vs_source")
     if (summary["condition"] == "coeff").any():

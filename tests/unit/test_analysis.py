@@ -23,26 +23,40 @@ from actadd.analysis import (
     PairSetting,
     PromptBatch,
     Settings,
+    aligned_arms,
     compare_conditions,
+    contextual_patch,
     dim_slice,
     dose_response_summary,
     effect_metrics,
     embedding_cosines,
+    embedding_random_like,
     embedding_vector,
+    hidden_below,
     inject_tokens,
     layer_summary,
     logit_lens,
+    match_row_norms,
     next_token_logprobs,
     norm_ratios,
     pairs_from_config,
+    per_prompt_draws,
+    place_ids,
     random_like,
+    residual_random_like,
     transplant_vector,
     typical_norm,
     vector_diagnostics,
 )
+from actadd.analysis.comparison import _conditions, _text_resid
+from actadd.analysis.conditions import seed_of
+from actadd.analysis.specificity import concept_pairs, specificity_matrix
 from actadd.config import Pair
 from actadd.hooks import resid_pre
-from actadd.metrics import kl_div, log_probs
+from actadd.metrics import kl_div, log_probs, target_token_ids
+from actadd.prefix import PrefixBatch
+from actadd.stats import pearson
+from actadd.steer import Placement
 
 PROMPTS = ["hello world there", "the quick brown fox"]
 
@@ -258,7 +272,11 @@ def test_runner_table_is_tidy_with_one_row_per_text_plus_a_mean(table):
     assert set(table.prompt_kind) == {"user", "neutral", "mean"}
     assert set(table.layer) == {0, 2, 3}
     expected = {"actadd", "random", "slice", "transplant", "coeff", "sum", "embedding_l0"}
-    expected |= {f"inject_{m}" for m in ("prepend", "append", "replace", "prepend_contrast")}
+    expected |= {"patch", "visible_replace", "visible_insert"}
+    expected |= {
+        f"inject_{m}"
+        for m in ("prepend", "append", "replace", "insert", "prepend_contrast", "replace_contrast")
+    }
     assert set(table.condition) == expected
     assert not table.condition.str.startswith("_").any()
     for col in ("kl", "target_logprob_delta", "effect_corr", "topk_overlap", "inject_corr"):
@@ -286,12 +304,21 @@ def test_runner_rows_satisfy_the_identities_they_claim(table):
     one = d[d.scale == 1]
     ref = user[(user.condition == "actadd") & (user.pair == "ab") & (user.layer == 2)]
     assert np.allclose(one.kl.values, ref.kl.values, atol=1e-5)
-    # the prepend-contrast for an empty negative side is the plain prepend
+    # an empty negative side is the pad in the contrast arm, not nothing
     q = user[user.pair == "q"]
-    assert np.allclose(
+    assert not np.allclose(
         q[q.condition == "inject_prepend_contrast"].kl.values,
         q[q.condition == "inject_prepend"].kl.values,
     )
+    # at layer 0 the contextual patch and the tokens visible from layer 0 are the tokens
+    at0 = user[user.layer == 0]
+    for name in ("patch", "visible_replace"):
+        assert np.allclose(
+            at0[at0.condition == name].kl.values,
+            at0[at0.condition == "inject_replace"].kl.values,
+            atol=1e-5,
+        )
+    assert np.allclose(user[user.condition == "inject_replace"].replace_corr, 1)
     s = user[user.condition == "sum"]
     assert len(s) and s.additive_corr.notna().all() and (s.other_pair == "q").all()
 
@@ -414,3 +441,318 @@ def test_bad_input_is_a_clear_error(tiny_llama):
         Settings.from_dict(dict(prompts=PROMPTS, layers=[1], layer=[2]))
     with pytest.raises(ConfigError, match="missing keys"):
         pairs_from_config([dict(name="x", positive="a")])
+
+
+# ---------------------------------------------------------------------- v2: same positions
+
+
+def test_pad_is_the_empty_contrast_arm_of_the_aligned_pair(tiny_llama):
+    plus, minus = aligned_arms(tiny_llama, "ab", "", pad_token="z")
+    z = tiny_llama.to_tokens("z", prepend_bos=False)[0].tolist()
+    assert plus == tiny_llama.to_tokens("ab", prepend_bos=False)[0].tolist()
+    assert minus == z * len(plus)
+    ids = tiny_llama.to_tokens("hello world")[0].tolist()
+    assert place_ids(ids, plus, "replace") == ids[:1] + plus + ids[1 + len(plus) :]
+    assert place_ids(ids, plus, "insert") == ids[:1] + plus + ids[1:]
+
+
+def test_contextual_patch_equals_a_hand_built_hooked_forward(tiny_llama):
+    model, layer = tiny_llama, 2
+    prompts = ["hello world there", "the quick brown fox", "tiny"]
+    batch = PromptBatch(model, prompts)
+    plus, _ = aligned_arms(model, "ab", "", pad_token="z")
+    k = 1 + len(plus)
+    injected_lists = [place_ids(t, plus, "replace") for t in batch.token_lists]
+    injected = PrefixBatch(model, injected_lists, padding="by_length")
+    got = batch.logprobs(contextual_patch(model, batch, injected, layer, k))
+    for i, (clean, inj) in enumerate(zip(batch.token_lists, injected_lists)):
+        _, cache = model.run_with_cache(torch.tensor([inj]), names_filter=[resid_pre(model, 2)])
+        source = cache[resid_pre(model, layer)][0, :k]
+
+        def patch(resid, hook, source=source):
+            resid = resid.clone()
+            resid[0, :k] = source
+            return resid
+
+        logits = model.run_with_hooks(
+            torch.tensor([clean]), fwd_hooks=[(resid_pre(model, layer), patch)]
+        )
+        torch.testing.assert_close(got[i], log_probs(logits[0, -1]), atol=1e-4, rtol=0)
+
+
+def test_visible_only_from_layer_l_equals_a_direct_construction(tiny_llama):
+    """Tokens at positions 1..2 hidden from the rest below L: a hand-written attention-score
+    hook gives the same logits; from L = 0 it is the plain injection; and it differs from the
+    plain injection at L > 0 (the hook does something)."""
+    model, layer = tiny_llama, 3
+    ids = model.to_tokens("hello world there")[0].tolist()
+    hidden = [1, 2]
+
+    def scores_hook(scores, hook):
+        scores = scores.clone()
+        for q in range(scores.shape[-2]):
+            if q not in hidden:
+                scores[:, :, q, hidden] = torch.finfo(scores.dtype).min
+        return scores
+
+    hooks = [(f"blocks.{b}.attn.hook_attn_scores", scores_hook) for b in range(layer)]
+    direct = log_probs(model.run_with_hooks(torch.tensor([ids]), fwd_hooks=hooks)[0, -1])
+    with hidden_below(model, hidden, layer):
+        got = next_token_logprobs(model, [ids])[0]
+    torch.testing.assert_close(got, direct, atol=1e-5, rtol=0)
+    plain = next_token_logprobs(model, [ids])[0]
+    with hidden_below(model, hidden, 0):
+        torch.testing.assert_close(next_token_logprobs(model, [ids])[0], plain)
+    assert (got - plain).abs().max() > 1e-3
+    # below L the later positions see exactly the prompt without the hidden tokens
+    with hidden_below(model, hidden, model.cfg.n_layers):
+        _, cache = model.run_with_cache(torch.tensor([ids]))
+    _, short = model.run_with_cache(torch.tensor([ids[:1]]))
+    torch.testing.assert_close(cache[resid_pre(model, 2)][0, 0], short[resid_pre(model, 2)][0, 0])
+
+
+def test_per_row_norm_matching_is_exact_and_keeps_zero_rows_zero(tiny_llama):
+    ref = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2, 3.0)
+    gen = torch.Generator().manual_seed(0)
+    src = random_like(ref, gen) * 7.0
+    zero = src.tensor.clone()
+    zero[1] = 0
+    src0 = SteeringVector.from_tensor(zero, 2, src.model_name)
+    for vec, skip in ((src, None), (src0, 1)):
+        out = match_row_norms(vec, ref)
+        want = ref.norms().double()
+        got = out.norms().double()
+        rows = [r for r in range(ref.k) if r != skip]
+        torch.testing.assert_close(got[rows], want[rows], atol=1e-5, rtol=1e-6)
+        # directions are the source's (where the reference row is not 0, e.g. the BOS row)
+        rows = [r for r in rows if want[r] > 1e-6]
+        cos = torch.nn.functional.cosine_similarity(out.tensor[rows], vec.tensor[rows], dim=-1)
+        torch.testing.assert_close(cos, torch.ones_like(cos), atol=1e-5, rtol=0)
+        if skip is not None:
+            assert float(out.tensor[skip].abs().max()) == 0.0
+
+
+def test_transplants_are_norm_matched_per_row(tiny_llama):
+    settings = Settings(
+        prompts=PROMPTS,
+        layers=[3],
+        transplant_sources=[0, 1],
+        injections=["prepend"],
+        embedding=False,
+        random_control=False,
+        slice_frac=None,
+    )
+    pair = PAIRS[0]
+    units = {pair.name: SteeringVector.from_pair_layers(tiny_llama, "abc", "xy", [0, 1, 3])}
+    conds = _conditions(pair, 0, 3, settings, units, {}, {})
+    ref = conds[0].vectors[0]
+    for c in conds[1:]:
+        torch.testing.assert_close(c.vectors[0].norms()[1:], ref.norms()[1:], atol=1e-4, rtol=1e-5)
+
+
+def test_nulls_come_from_the_residual_distribution_with_the_reference_row_norms(tiny_llama):
+    ref = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2, 3.0)
+    # residual rows confined to a 2-dimensional subspace: every draw must lie in it
+    basis = torch.randn(2, ref.d_model, generator=torch.Generator().manual_seed(1))
+    rows = torch.randn(50, 2, generator=torch.Generator().manual_seed(2)) @ basis + 5 * basis[0]
+    draw = residual_random_like(ref, rows, torch.Generator().manual_seed(3))
+    q, _ = torch.linalg.qr(basis.T.double())
+    t = draw.tensor.double()
+    torch.testing.assert_close(t - (t @ q) @ q.T, torch.zeros_like(t), atol=1e-4, rtol=0)
+    torch.testing.assert_close(draw.norms()[1:], ref.norms()[1:], atol=1e-4, rtol=1e-5)
+    again = residual_random_like(ref, rows, torch.Generator().manual_seed(3))
+    assert torch.equal(draw.tensor, again.tensor)
+    emb = embedding_random_like(tiny_llama, ref, [3, 5, 7], torch.Generator().manual_seed(4))
+    torch.testing.assert_close(emb.norms()[1:], ref.norms()[1:], atol=1e-4, rtol=1e-5)
+
+
+def test_per_text_placements_in_a_batch_equal_each_text_alone(tiny_llama):
+    prompts = ["hello world there", "the quick brown fox", "tiny", "abcd efg"]
+    batch = PromptBatch(tiny_llama, prompts)
+    vecs = [SteeringVector.from_pair(tiny_llama, "ab", "x", 2, 1.0 + i) for i in range(4)]
+    got = batch.logprobs([Placement(v, "front", (i,)) for i, v in enumerate(vecs)])
+    for i, v in enumerate(vecs):
+        alone = next_token_logprobs(tiny_llama, [batch.token_lists[i]], v)[0]
+        torch.testing.assert_close(got[i], alone, atol=1e-5, rtol=0)
+
+
+def test_null_draws_table_and_mean_rows(tiny_llama):
+    settings = Settings(
+        prompts=PROMPTS,
+        layers=[2],
+        injections=["prepend", "replace"],
+        embedding=False,
+        transplant_sources=[],
+        null_draws=3,
+        control_words=["z"],
+    )
+    df, nulls = compare_conditions(
+        tiny_llama, PAIRS[1:], settings, progress=False, return_nulls=True
+    )
+    assert len(nulls) == 2 * 3 and set(nulls.null) == {"residual", "embedding"}
+    user = df[df.prompt_kind == "user"]
+    res = user[user.condition == "null_residual"]
+    assert (res.draws == 3).all() and res.replace_corr.notna().all()
+    mean_over_draws = nulls[nulls.null == "residual"].replace_corr.mean()
+    assert math.isclose(res.replace_corr.mean(), mean_over_draws, rel_tol=1e-6)
+    a = user[user.condition == "actadd"]
+    np.testing.assert_allclose(
+        a.target_vs_control, a.target_logprob_delta - a.control_logprob_delta
+    )
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(transplant_norm="global"), "transplant_norm"),
+        (dict(null_draws=-1), "null_draws"),
+        (dict(null_draws_per_prompt=-1), "null_draws_per_prompt"),
+        (dict(null_draws=2, null_draws_per_prompt=1), "not both"),
+        (dict(null_kinds=["isotropic"]), "null_kinds"),
+        (dict(injections=["swap"]), "Unknown injections"),
+    ],
+)
+def test_bad_v2_settings_are_one_clear_config_error(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        Settings(prompts=PROMPTS, layers=[1], **kw)
+
+
+# ---------------------------------------------------------------------- per-prompt null draws
+
+
+def test_per_prompt_draws_differ_across_prompts_are_seeded_and_norm_matched_per_row(tiny_llama):
+    ref = SteeringVector.from_pair(tiny_llama, "abcd", "x", 2, 3.0)
+    rows = torch.randn(40, ref.d_model, generator=torch.Generator().manual_seed(0))
+    fn = lambda g: residual_random_like(ref, rows, g)  # noqa: E731
+    conds = per_prompt_draws(fn, 4, 2, (7, 1))
+    assert len(conds) == 2 and all(len(c) == 4 for c in conds)
+    assert [p.rows for p in conds[0]] == [(0,), (1,), (2,), (3,)]
+    tensors = [p.vector.tensor for c in conds for p in c]
+    for i in range(len(tensors)):
+        for j in range(i):
+            assert not torch.allclose(tensors[i], tensors[j])  # 8 different draws
+    for c in conds:
+        for p in c:  # every row, the leading (zero) row included
+            torch.testing.assert_close(p.vector.norms(), ref.norms(), atol=1e-4, rtol=1e-6)
+    again = per_prompt_draws(fn, 4, 2, (7, 1))
+    fewer = per_prompt_draws(fn, 2, 2, (7, 1))  # a prompt's draws ignore the other prompts
+    other = per_prompt_draws(fn, 4, 2, (8, 1))
+    for j in range(2):
+        for t in range(4):
+            assert torch.equal(conds[j][t].vector.tensor, again[j][t].vector.tensor)
+            assert not torch.allclose(conds[j][t].vector.tensor, other[j][t].vector.tensor)
+        for t in range(2):
+            assert torch.equal(conds[j][t].vector.tensor, fewer[j][t].vector.tensor)
+    # text t's draws are the generator seeded by (*seed, t), used in order
+    gen = torch.Generator().manual_seed(seed_of(7, 1, 3))
+    assert torch.equal(fn(gen).tensor, conds[0][3].vector.tensor)
+    assert torch.equal(fn(gen).tensor, conds[1][3].vector.tensor)
+    with pytest.raises(SteeringError, match="per_prompt"):
+        per_prompt_draws(fn, 4, 0, (7,))
+
+
+PER_PROMPT = ["hello world there", "the quick brown fox", "abcd efg hij", "one two three four"]
+
+
+def test_a_prompts_null_equals_a_single_prompt_forward_with_its_own_draw(tiny_llama):
+    layer, pair = 2, PAIRS[1]
+    settings = Settings(
+        prompts=PER_PROMPT,
+        neutral=[],
+        layers=[layer],
+        injections=["prepend", "replace"],
+        embedding=False,
+        transplant_sources=[],
+        random_control=False,
+        slice_frac=None,
+        null_draws_per_prompt=2,
+        control_words=["z"],
+    )
+    df, nulls = compare_conditions(tiny_llama, [pair], settings, progress=False, return_nulls=True)
+    n = len(PER_PROMPT)
+    assert len(nulls) == 2 * n * 2 and sorted(set(nulls.draw)) == list(range(2 * n))
+    user = df[df.prompt_kind == "user"].set_index(["condition", "prompt_index"])
+    res = user.loc["null_residual"]
+    assert (res.draws == 2 * n).all() and (res.draws_per_prompt == 2).all()
+    assert res.replace_corr.std() > 0
+    # the direct computation: prompt t alone, steered by its own draws
+    batch = PromptBatch(tiny_llama, PER_PROMPT)
+    actadd = pair.vector(tiny_llama, layer)
+    rows = torch.cat([r[1:] for r in _text_resid(batch, layer)])
+    plus, _ = aligned_arms(tiny_llama, pair.positive, pair.negative, pair.equalize, pair.pad_token)
+    ids = target_token_ids(tiny_llama, pair.target_words, strict=False)
+    for t, toks in enumerate(batch.token_lists):
+        gen = torch.Generator().manual_seed(seed_of(settings.seed + 1, 0, layer, 0, t))
+        base = next_token_logprobs(tiny_llama, [toks])
+        rep = next_token_logprobs(tiny_llama, [place_ids(toks, plus, "replace")])
+        corr, tgt = [], []
+        for j in range(2):
+            lp = next_token_logprobs(tiny_llama, [toks], residual_random_like(actadd, rows, gen))
+            m = effect_metrics(base, lp, ids, replace=(base, rep))
+            corr.append(m["replace_corr"][0])
+            tgt.append(m["target_logprob_delta"][0])
+            d = nulls[(nulls.null == "residual") & (nulls.draw == 2 * t + j)]
+            assert d.prompt_index.tolist() == [t]
+            assert math.isclose(d.replace_corr.iloc[0], corr[-1], rel_tol=1e-4, abs_tol=1e-5)
+        assert math.isclose(res.loc[t].replace_corr, np.mean(corr), rel_tol=1e-4, abs_tol=1e-5)
+        assert math.isclose(
+            res.loc[t].target_logprob_delta, np.mean(tgt), rel_tol=1e-4, abs_tol=1e-5
+        )
+
+
+def test_specificity_per_prompt_nulls_deal_each_prompt_its_own_draws(tiny_llama):
+    pairs = concept_pairs(["a", "b", "c"], 2.0, "z")
+    kw = dict(null_words=["x", "y", "k"], null_coeff=2.0, null_pad="z", control_words=["q"])
+    res = specificity_matrix(
+        tiny_llama, PER_PROMPT, pairs, [1], null_draws_per_prompt=1, progress=False, **kw
+    )
+    n, J = len(PER_PROMPT), len(pairs)
+    nulls, draws = res.nulls, res.draws
+    assert set(nulls.null) == {"words", "residual", "embedding"}
+    assert (nulls.draws_per_prompt == 1).all()
+    assert (nulls[nulls.null != "words"].draws == n).all()
+    assert (nulls[nulls.null == "words"].draws == 3).all()  # 4 prompts deal all 3 words
+    # one draw per prompt: the draw table's value on its prompt is that prompt's null
+    d = draws[draws.null == "residual"].sort_values(["actadd", "inject", "prompt_index"])
+    m = nulls[nulls.null == "residual"].sort_values(["actadd", "inject", "prompt_index"])
+    assert len(d) == len(m) == J * J * n
+    np.testing.assert_allclose(d.effect_corr.to_numpy(), m.effect_corr.to_numpy(), rtol=1e-6)
+    # prompt t's residual null for concept 0 = a single-prompt forward with its own draw
+    batch = PromptBatch(tiny_llama, PER_PROMPT)
+    ref = pairs[0].vector(tiny_llama, 1)
+    rows = torch.cat([r[1:] for r in _text_resid(batch, 1)])
+    plus, _ = aligned_arms(tiny_llama, " a", "", "right", "z")
+    for t, toks in enumerate(batch.token_lists):
+        gen = torch.Generator().manual_seed(seed_of(2, 0, 1, 0, t))
+        base = next_token_logprobs(tiny_llama, [toks])
+        lp = next_token_logprobs(tiny_llama, [toks], residual_random_like(ref, rows, gen))
+        inj = next_token_logprobs(tiny_llama, [place_ids(toks, plus, "replace")])
+        want = float(pearson(lp - base, inj - base)[0])
+        got = m[(m.actadd == "a") & (m.inject == "a") & (m.prompt_index == t)].effect_corr
+        assert math.isclose(got.iloc[0], want, rel_tol=1e-4, abs_tol=1e-5)
+    with pytest.raises(ConfigError, match="not both"):
+        specificity_matrix(
+            tiny_llama, PER_PROMPT, pairs, [1], null_draws=2, null_draws_per_prompt=1, **kw
+        )
+
+
+def test_null_kinds_pick_the_nulls_and_slice_frac_false_is_off(tiny_llama):
+    settings = Settings(
+        prompts=PER_PROMPT,
+        neutral=[],
+        layers=[1],
+        injections=["prepend", "replace"],
+        embedding=False,
+        transplant_sources=[],
+        random_control=False,
+        slice_frac=False,
+        null_draws_per_prompt=1,
+        null_kinds=["residual"],
+        control_words=["z"],
+    )
+    assert settings.slice_frac is None
+    df, nulls = compare_conditions(
+        tiny_llama, PAIRS[1:], settings, progress=False, return_nulls=True
+    )
+    assert set(nulls.null) == {"residual"} and len(nulls) == len(PER_PROMPT)
+    assert "null_embedding" not in set(df.condition) and "slice" not in set(df.condition)

@@ -17,6 +17,7 @@ import torch
 
 import actadd
 from actadd import ConfigError
+from actadd.analysis.conditions import INJECTIONS
 from actadd.experiments import figures_for, kind_of, read_config, run_experiment
 from actadd.stats import newcombe_interval, proportion_summary
 
@@ -79,6 +80,25 @@ def configs(tmp_path: Path) -> dict[str, dict]:
             topic_words=["wed", "weddings"],
             corpus=CORPUS,
         ),
+        "token_injection": dict(
+            kind="token_injection",
+            model="tiny-llama",
+            concepts=dict(words=["a", "b", "c"], coeff=2.0, pad_token="z"),
+            pairs=[
+                {"name": "abx", "positive": "ab", "negative": "x", "coeff": 2.0, "target": ["a"]}
+            ],
+            settings=dict(
+                prompts=["hello world there", "the quick brown fox"],
+                neutral=[],
+                layers=[0, 2],
+                injections=list(INJECTIONS),
+                transplant_sources=[0],
+                null_draws_per_prompt=1,
+                control_words=["k"],
+            ),
+            specificity=dict(layers=[1], null_words=["x", "y"], null_draws=2),
+            generation=dict(pairs=["a"], layer=1, prompts=1, samples=2, max_new_tokens=3),
+        ),
         "capability": dict(
             kind="capability",
             model="tiny-llama",
@@ -130,6 +150,13 @@ TABLES = {
         "recommendation.json",
         "word_count.parquet",
         "completions.parquet",
+    ],
+    "token_injection": [
+        "results.csv",
+        "null_draws.csv",
+        "specificity.csv",
+        "specificity_nulls.csv",
+        "topic_rate.csv",
     ],
 }
 
@@ -227,6 +254,11 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("pad_confound", {"attention": {"pair": "nope"}}, r"\[attention\] pair 'nope'"),
         ("pad_confound", {"generation": {"pads": ["a"]}}, "must include the reference_pad"),
         ("pad_confound", {"generation": {"n_samples": 0}}, "must be >= 1"),
+        ("token_injection", {"specificity": {"null_words": ["a"]}}, "repeat concept target"),
+        ("token_injection", {"generation": {"pairs": ["nope"]}}, "unknown pairs"),
+        ("token_injection", {"settings": {"transplant_norm": "x"}}, "transplant_norm"),
+        ("token_injection", {"settings": {"prompts": "data:nope"}}, "no file"),
+        ("token_injection", {"settings": {"prompts": "data:token_injection_prompts:0"}}, ":N"),
     ],
 )
 def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, monkeypatch):
@@ -251,6 +283,9 @@ def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, 
     monkeypatch.setattr(perplexity, "write_corpus", no_compute)
     monkeypatch.setattr(engine, "generate_tokens", no_compute)
     monkeypatch.setattr(pads, "effect_rows", no_compute)
+    from actadd.analysis import comparison
+
+    monkeypatch.setattr(comparison, "PromptBatch", no_compute)
     with pytest.raises(ConfigError, match=message):
         run_experiment(config, tmp_path / "out")
 
@@ -353,3 +388,25 @@ def test_proportion_summary_counts_cells_and_compares_with_unsteered():
     assert (s.loc[1, "diff_lo"], s.loc[1, "diff_hi"]) == pytest.approx(
         newcombe_interval(3, 4, 1, 4)
     )
+
+
+def test_token_injection_v2_claims_are_computed_from_its_tables(tmp_path):
+    from actadd.claims import adjust
+    from actadd.kinds import get_kind
+    from actadd.runs import RunDir
+
+    out = tmp_path / "ti"
+    run_experiment(configs(tmp_path)["token_injection"], out)
+    claims = adjust(get_kind("token_injection").claims(RunDir.existing(out)))
+    ids = {c.id.split(":")[0] for c in claims}
+    assert {
+        "target_vs_control",
+        "representation_gap",
+        "early-layer_visibility_gap",
+        "like_tokens_beyond_null",
+        "specific",
+        "topic_rate",
+    } <= ids
+    assert all(c.verdict for c in claims)
+    spec = [c for c in claims if c.id.startswith("specific:words:a:L1")]
+    assert len(spec) == 1 and "2 draws" in spec[0].statement
