@@ -51,11 +51,21 @@ def collect(results: Path) -> tuple[list[Claim], list[dict]]:
 
 
 def _suite_order(results: Path) -> dict[str, int]:
-    suite = results / "suite.json"
-    if suite.exists():
-        names = list(json.loads(suite.read_text()).get("seconds", {}))
-        return {n: i for i, n in enumerate(names)}
-    return {}
+    """Run order: the main suite's experiments (``suite.json``), then those of any other
+    suite record (``<suite>.json`` with an ``experiments`` list)."""
+    names: list[str] = []
+    records = [results / "suite.json"] + sorted(
+        p for p in results.glob("*.json") if p.name not in ("suite.json",)
+    )
+    for record in records:
+        if record.exists():
+            try:
+                doc = json.loads(record.read_text())
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("experiments"), list):
+                names += [n for n in doc["experiments"] if n not in names]
+    return {n: i for i, n in enumerate(names)}
 
 
 def fnum(x: float, digits: int = 2) -> str:
@@ -82,6 +92,7 @@ HEAD = (
     "| claim | estimate [95% CI] | numbers | test | p | p (BH) | n | verdict |\n"
     "|---|---|---|---|---|---|---|---|"
 )
+CONF_HEAD = "| experiment " + HEAD.replace("\n", "\n|---")
 
 
 def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
@@ -108,7 +119,15 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
     ]
     conf = [c for c in claims if c.confirmatory]
     if conf:
-        lines += ["", "## Confirmatory claims", "", HEAD] + [_row(c) for c in conf]
+        lines += [
+            "",
+            "## Confirmatory claims",
+            "",
+            "Benjamini–Hochberg within each experiment's confirmatory cells.",
+            "",
+            CONF_HEAD,
+        ]
+        lines += [f"| {c.experiment} {_row(c)}" for c in conf]
     by_exp: dict[str, list[Claim]] = {}
     for c in claims:
         if not c.confirmatory:
