@@ -9,7 +9,10 @@ its p-value, the cells it was scanned with (its *family*) and, after
 Verdicts:
 
 - ``direction`` claims ("the vector raises X"): SUPPORTED when the adjusted p-value is below
-  ``ALPHA`` and the estimate has the stated sign;
+  ``ALPHA``, the estimate has the stated sign, and the 95% interval (where there is one)
+  excludes 0 on that side. The interval is clustered by prompt where the test is not (the
+  scans' McNemar and paired t are conditional on the prompts), so a cell whose effect
+  rests on one or two prompts fails here even when its test passes;
 - ``equivalence`` claims ("X is unchanged within ±margin"): SUPPORTED when the whole 95%
   interval lies inside ``[-margin, margin]`` (two one-sided tests at 2.5% each, read from
   the interval). Their p-value is the test of no difference, reported for completeness.
@@ -64,6 +67,9 @@ class Claim:
             ok = math.isfinite(self.lo) and -self.margin <= self.lo and self.hi <= self.margin
         else:
             ok = math.isfinite(p) and p < ALPHA and self.estimate * self.sign > 0
+            bound = self.lo if self.sign > 0 else self.hi
+            if math.isfinite(bound):
+                ok = ok and bound * self.sign > 0
         return replace(self, verdict=SUPPORTED if ok else NOT_SUPPORTED)
 
     def as_row(self) -> dict:

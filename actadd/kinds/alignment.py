@@ -27,7 +27,7 @@ def claims(run) -> list:
 
     df = run.read_table("results")
     out = []
-    front = df[(df.metric == "topic_any") & (df.align == "front") & (df.layer >= 0)]
+    front = df[(df.metric == "topic_any") & (df["align"] == "front") & (df.layer >= 0)]
     for cell in front[["pair", "layer", "coeff"]].drop_duplicates().to_dict("records"):
         a = arm(df, "topic_any", align="front", **cell)
         b = arm(df, "topic_any", align="back", **cell)

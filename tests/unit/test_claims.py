@@ -229,3 +229,35 @@ def test_a_reference_suite_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "results").exists()
     # a scratch results root or --quick is not a reference run: the check does not apply
     assert not cli.build_parser().parse_args(["suite", "--quick"]).allow_dirty
+
+
+def test_a_direction_claim_needs_its_interval_clear_of_zero_too():
+    # the test passes but the prompt-clustered interval reaches 0: not supported
+    (c,) = adjust([claim(0.001, est=0.2, lo=-0.01, hi=0.4)])
+    assert c.verdict == NOT_SUPPORTED
+    (c,) = adjust([claim(0.001, est=0.2, lo=0.01, hi=0.4)])
+    assert c.verdict == SUPPORTED
+    (c,) = adjust([claim(0.001, est=-0.2, lo=-0.4, hi=0.02, sign=-1)])
+    assert c.verdict == NOT_SUPPORTED
+    # no interval (one prompt): the test decides
+    (c,) = adjust([claim(0.001, est=0.2, lo=math.nan, hi=math.nan)])
+    assert c.verdict == SUPPORTED
+
+
+def test_alignment_claims_compare_front_with_back_on_the_same_seeds(tmp_path):
+    config = dict(
+        kind="alignment",
+        name="align",
+        **{**SWEEP, "aligns": ["front", "back"], "layers": [1], "generation": {
+            **SWEEP["generation"], "n_samples": 4}},
+    )  # fmt: skip
+    run_experiment(config, tmp_path / "a")
+    claims = get_kind("alignment").claims(RunDir.existing(tmp_path / "a"))
+    fb = [c for c in claims if c.family == "front vs back"]
+    assert len(fb) == 2  # one per coefficient
+    df = pd.read_parquet(tmp_path / "a" / "results.parquet")
+    t = df[(df.metric == "topic_any") & (df.coeff == 1.0)]
+    front = t[t["align"] == "front"].set_index(["text_index", "sample"]).value
+    back = t[t["align"] == "back"].set_index(["text_index", "sample"]).value
+    c1 = next(c for c in fb if ":c1:" in c.id + ":")
+    assert c1.estimate == pytest.approx(front.mean() - back.mean())
