@@ -264,6 +264,7 @@ def claims(run) -> list:
                 id=f"top1_preserved:{pair}:L{layer}:c{coeff:g}",
                 statement=f"{where} preserves top-1 cloze accuracy within ±{PRESERVED_MARGIN:.0%}",
                 margin=PRESERVED_MARGIN,
+                family=f"preserved within ±{PRESERVED_MARGIN:.0%} (equivalence)",
                 **common,
             )
         )

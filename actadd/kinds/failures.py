@@ -56,6 +56,7 @@ def claims(run) -> list:
                     f"(difference within ±{EQUIVALENCE_MARGIN})"
                 ),
                 margin=EQUIVALENCE_MARGIN,
+                family="one-sided vs two-sided (equivalence)",
             )
         )
     return out
