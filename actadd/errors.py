@@ -27,6 +27,10 @@ class ConfigError(ActAddError, ValueError):
     """An experiment or sweep configuration is invalid."""
 
 
+class ChatTemplateError(ActAddError, ValueError):
+    """A model has no chat template, or chat messages are malformed."""
+
+
 class ModelCacheWarning(UserWarning):
     """A damaged converted-model cache entry was found and is being rebuilt."""
 

@@ -1,0 +1,170 @@
+"""Render chat messages, prompts and contrast pairs through a model's chat template.
+
+The template is the tokenizer's ``chat_template`` when one is set (give a tiny model one by
+hand: ``model.tokenizer.chat_template = "..."``), otherwise the ``tokenizer.chat_template``
+string in the metadata of the GGUF file the model was loaded from (SmolLM2-Instruct has one).
+It is rendered with jinja2 in a sandbox, as ``transformers`` does, with the variables
+``messages``, ``add_generation_prompt``, ``bos_token``, ``eos_token`` and
+``raise_exception``.
+
+**One BOS policy.** actadd's tokenizers always prepend their leading token (``<|endoftext|>``
+for SmolLM2, see :mod:`actadd.models.tokenizer`). A rendered string therefore never starts
+with that token: templates get ``bos_token`` = the leading token, and one copy at the start of
+the rendered text is removed, so ``model.to_tokens(render(...))`` has exactly one leading
+token. SmolLM2's GGUF names ``<|im_start|>`` as its BOS; that is not the leading token and
+stays where the template puts it.
+
+``render`` returns text, so everything that takes prompts (``SteeringVector.from_pair``,
+``steering``, ``generate``, sweeps) takes rendered prompts unchanged. To steer only the
+assistant turn of a prompt rendered with the generation prompt, use ``"generated"`` (the
+assistant turn is what gets generated); ``"from:<|im_start|>"`` starts at the *first*
+``<|im_start|>``, which in SmolLM2's template is the system turn (see the README).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from transformer_lens import HookedTransformer
+
+from actadd.config import Pair
+from actadd.errors import ChatTemplateError, Validated
+
+ROLES = ("system", "user", "assistant")
+
+
+def chat_template(model: HookedTransformer) -> str:
+    """The model's chat template (see the module docstring); one error line if it has none."""
+    tok = model.tokenizer
+    template = getattr(tok, "chat_template", None)
+    if isinstance(template, str) and template:
+        return template
+    source = getattr(model, "actadd_source", None) or {}
+    path = source.get("file")
+    if path and str(path).endswith(".gguf"):
+        template = _gguf_template(str(path), str(source.get("sha256")))
+        if template:
+            return template
+    name = model.cfg.model_name
+    raise ChatTemplateError(
+        f"Model {name!r} has no chat template: neither its tokenizer's chat_template nor a GGUF "
+        "'tokenizer.chat_template' is set. Set model.tokenizer.chat_template to a jinja2 "
+        "template, or load a GGUF that carries one (e.g. SmolLM2-Instruct)."
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_template(path: str, sha256: str) -> str | None:
+    """Keyed by the file's hash too, so a replaced file is read again."""
+    from actadd.models import gguf_llama
+
+    value = gguf_llama._field(gguf_llama.open_reader(Path(path)), "tokenizer.chat_template")
+    return str(value) if value else None
+
+
+def _check_messages(messages: object) -> list[dict[str, str]]:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise ChatTemplateError(
+            f"messages must be a non-empty list of {{'role': ..., 'content': ...}} dicts, got "
+            f"{messages!r}."
+        )
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or set(m) != {"role", "content"}:
+            raise ChatTemplateError(
+                f"messages[{i}] must be a dict with exactly the keys 'role' and 'content', "
+                f"got {m!r}."
+            )
+        role, content = m["role"], m["content"]
+        if role not in ROLES:
+            raise ChatTemplateError(
+                f"messages[{i}] has role {role!r}; allowed roles: {', '.join(ROLES)}."
+            )
+        if not isinstance(content, str):
+            raise ChatTemplateError(
+                f"messages[{i}]'s content must be a string, got {type(content).__name__}."
+            )
+        out.append({"role": role, "content": content})
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(template: str):
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    try:
+        return env.from_string(template)
+    except TemplateError as exc:
+        raise ChatTemplateError(f"The chat template does not parse: {exc}.") from None
+
+
+def _raise(message: str) -> None:
+    raise ChatTemplateError(f"The chat template refused the messages: {message}")
+
+
+def render(
+    model: HookedTransformer,
+    messages: Validated[Sequence[Mapping[str, str]]],
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render ``messages`` (``[{"role": "user", "content": "..."}, ...]``) as prompt text.
+
+    The result carries no leading token: actadd's tokenizer prepends it (one BOS policy, see
+    the module docstring). With ``add_generation_prompt`` the text ends with the opening of
+    the assistant turn (SmolLM2: ``<|im_start|>assistant\\n``).
+    """
+    from jinja2 import TemplateError
+
+    checked = _check_messages(messages)
+    template = _compile(chat_template(model))
+    bos = model.tokenizer.bos_token or ""
+    try:
+        text = template.render(
+            messages=checked,
+            add_generation_prompt=bool(add_generation_prompt),
+            bos_token=bos,
+            eos_token=model.tokenizer.eos_token or "",
+            raise_exception=_raise,
+        )
+    except TemplateError as exc:
+        raise ChatTemplateError(f"The chat template failed to render: {exc}.") from None
+    if bos and text.startswith(bos):
+        text = text[len(bos) :]
+    return text
+
+
+def render_prompt(model: HookedTransformer, prompt: str, system: str | None = None) -> str:
+    """One user turn (after an optional system turn), ending with the assistant's opening."""
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    return render(model, [*messages, {"role": "user", "content": prompt}])
+
+
+def render_pair(
+    model: HookedTransformer,
+    pair: Validated[Pair],
+    system: str | None = None,
+    add_generation_prompt: bool = True,
+) -> Pair:
+    """``pair`` with each side rendered as a user turn, as :func:`render_prompt` renders a
+    prompt (same system turn, same generation prompt), keeping its label and pad token.
+
+    Both sides share the template's prefix, so a front-aligned ActAdd vector is zero there
+    and differs from the first token where the two user messages differ.
+    """
+    if not isinstance(pair, Pair):
+        raise ChatTemplateError(f"render_pair takes an actadd Pair, got {type(pair).__name__}.")
+    head = [{"role": "system", "content": system}] if system is not None else []
+
+    def side(text: str) -> str:
+        return render(model, [*head, {"role": "user", "content": text}], add_generation_prompt)
+
+    return Pair(
+        side(pair.positive),
+        side(pair.negative),
+        label=pair.label or pair.name,
+        pad_token=pair.pad_token,
+    )
