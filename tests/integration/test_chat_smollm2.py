@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from actadd.chat import render, render_prompt
 
-SYSTEM = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+SYSTEM = (
+    "<|im_start|>system\n"
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+)
 
 
 def test_smollm2_user_message_renders_in_its_chatml_format(smollm2):
