@@ -189,6 +189,24 @@ def mean_claim(pairs: Paired, *, confirmatory: bool, digits: int = 2, **kw) -> C
     )
 
 
+def paired_t_claim(
+    x, y, *, unit: str = "prompts", test: str = "paired t over prompts", n_note: str = "", **kw
+) -> Claim:
+    """A claim that ``x`` exceeds ``y`` (or falls below it, with ``sign=-1``) on paired
+    values: estimate, interval and p from :func:`actadd.stats.paired_t`; ``n`` counts the
+    pairs in ``unit``. A one-sample t against 0 is ``y = zeros``."""
+    t = paired_t(x, y)
+    return Claim(
+        estimate=t["mean"],
+        lo=t["lo"],
+        hi=t["hi"],
+        p=t["p"],
+        test=test,
+        n=f"{t['n']} {unit}{n_note}",
+        **kw,
+    )
+
+
 def arm(df: pd.DataFrame, metric: str, **cell) -> pd.DataFrame:
     """The rows of one arm (cell) of a tidy sweep table for ``metric``. ``layer=-1`` is the
     unsteered arm."""

@@ -419,22 +419,10 @@ def _word_count(spec: Spec, model, P):
 
 def _t_claim(exp: str, cid: str, statement: str, x, y, numbers: str, family: str):
     """A claim that ``x`` exceeds ``y`` (paired over prompts, Student t)."""
-    from actadd.claims import Claim
-    from actadd.stats import paired_t
+    from actadd.claims import paired_t_claim
 
-    t = paired_t(x, y)
-    return Claim(
-        experiment=exp,
-        id=cid,
-        statement=statement,
-        estimate=t["mean"],
-        lo=t["lo"],
-        hi=t["hi"],
-        p=t["p"],
-        test="paired t over prompts",
-        n=f"{t['n']} prompts",
-        numbers=numbers,
-        family=family,
+    return paired_t_claim(
+        x, y, experiment=exp, id=cid, statement=statement, numbers=numbers, family=family
     )
 
 

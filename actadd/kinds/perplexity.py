@@ -32,6 +32,7 @@ Config::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -309,8 +310,8 @@ def claims(run) -> list:
     perplexity of wedding texts (paired t of per-text mean NLL, steered vs unsteered)? Does
     it raise perplexity less on wedding texts than on unrelated ones (Welch t of the log
     ratios)? Benjamini–Hochberg within each family over the settings."""
-    from actadd.claims import Claim
-    from actadd.stats import paired_t, welch_t
+    from actadd.claims import Claim, paired_t_claim
+    from actadd.stats import welch_t
 
     t = run.read_table("perplexity")
     if "arm" not in t.columns:
@@ -322,24 +323,19 @@ def claims(run) -> list:
         what = f"L{layer}, c = {coeff:g}" if arm == "actadd" else "prepending the positive text"
         wed, unrel = d[d.group == "wedding"], d[d.group == "unrelated"]
         if len(wed) > 1:
-            r = paired_t(wed.nll, wed.nll_unsteered)
-            out.append(
-                Claim(
-                    experiment=exp,
-                    id=f"ppl_wedding:{arm}:L{layer}:c{coeff:g}",
-                    statement=f"{what} lowers the perplexity of wedding texts",
-                    estimate=r["mean"],
-                    lo=r["lo"],
-                    hi=r["hi"],
-                    p=r["p"],
-                    test="paired t (per-text mean NLL)",
-                    n=f"{len(wed)} texts",
-                    numbers=f"perplexity ratio {np.exp(r['mean']):.3f} "
-                    f"[{np.exp(r['lo']):.3f}, {np.exp(r['hi']):.3f}]",
-                    sign=-1,
-                    family="wedding texts",
-                )
+            c = paired_t_claim(
+                wed.nll,
+                wed.nll_unsteered,
+                unit="texts",
+                test="paired t (per-text mean NLL)",
+                experiment=exp,
+                id=f"ppl_wedding:{arm}:L{layer}:c{coeff:g}",
+                statement=f"{what} lowers the perplexity of wedding texts",
+                sign=-1,
+                family="wedding texts",
             )
+            ratio = f"{np.exp(c.estimate):.3f} [{np.exp(c.lo):.3f}, {np.exp(c.hi):.3f}]"
+            out.append(replace(c, numbers=f"perplexity ratio {ratio}"))
         if len(wed) > 1 and len(unrel) > 1:
             r = welch_t(wed.log_ratio, unrel.log_ratio)
             out.append(

@@ -329,8 +329,7 @@ def claims(run) -> list:
       effect similarity of ActAdd to prepending p+ exceeds that of the random vector with
       ActAdd's per-position norms (same prompts).
     """
-    from actadd.claims import Claim
-    from actadd.stats import paired_t
+    from actadd.claims import paired_t_claim
 
     df = run.read_table("results")
     df = df[df.prompt_kind == "user"] if "prompt_kind" in df else df
@@ -339,19 +338,15 @@ def claims(run) -> list:
     act_rows = df[df.condition == "actadd"]
     for (pair, layer), d in act_rows.groupby(["pair", "layer"], sort=False):
         v = d.target_logprob_delta.to_numpy(float)
-        t = paired_t(v, np.zeros_like(v))
         out.append(
-            Claim(
+            paired_t_claim(
+                v,
+                np.zeros_like(v),
+                test="t over prompts",
                 experiment=exp,
                 id=f"target_up:{pair}:L{layer}",
                 statement=f"{pair} at L{layer}: ActAdd raises the target log-probability",
-                estimate=t["mean"],
-                lo=t["lo"],
-                hi=t["hi"],
-                p=t["p"],
-                test="t over prompts",
-                n=f"{t['n']} prompts",
-                numbers=f"Δ log p(target) {t['mean']:+.2f} nats",
+                numbers=f"Δ log p(target) {v.mean():+.2f} nats",
                 family="ActAdd raises its target",
             )
         )
@@ -359,20 +354,16 @@ def claims(run) -> list:
     dose = df[(df.condition == "coeff") & np.isclose(df.scale, -1.0)]
     for (pair, layer), d in dose.groupby(["pair", "layer"], sort=False):
         v = d.target_logprob_delta.to_numpy(float)
-        t = paired_t(v, np.zeros_like(v))
         out.append(
-            Claim(
+            paired_t_claim(
+                v,
+                np.zeros_like(v),
+                test="t over prompts",
                 experiment=exp,
                 id=f"negative_multiple:{pair}:L{layer}",
                 statement=f"{pair} at L{layer}, −1 × c lowers the target log-probability "
                 "(the reverse of +1 × c)",
-                estimate=t["mean"],
-                lo=t["lo"],
-                hi=t["hi"],
-                p=t["p"],
-                test="t over prompts",
-                n=f"{t['n']} prompts",
-                numbers=f"Δ log p(target) {t['mean']:+.2f} nats",
+                numbers=f"Δ log p(target) {v.mean():+.2f} nats",
                 sign=-1,
                 family="negative multiples",
             )
@@ -382,19 +373,15 @@ def claims(run) -> list:
     rnd = df[df.condition == "random"][cols + ["inject_corr"]]
     both = act.merge(rnd, on=cols, suffixes=("_actadd", "_random"))
     for (pair, layer), d in both.groupby(["pair", "layer"], sort=False):
-        t = paired_t(d.inject_corr_actadd, d.inject_corr_random)
         out.append(
-            Claim(
+            paired_t_claim(
+                d.inject_corr_actadd,
+                d.inject_corr_random,
+                n_note=", one random draw",
                 experiment=exp,
                 id=f"like_prepend:{pair}:L{layer}",
                 statement=f"{pair} at L{layer}: ActAdd's effect resembles prepending p+ more "
                 "than a norm-matched random vector's does",
-                estimate=t["mean"],
-                lo=t["lo"],
-                hi=t["hi"],
-                p=t["p"],
-                test="paired t over prompts",
-                n=f"{t['n']} prompts, one random draw",
                 numbers=f"similarity {d.inject_corr_actadd.mean():.2f} vs "
                 f"{d.inject_corr_random.mean():.2f}",
                 family="ActAdd ~ prepend beyond random",
@@ -405,8 +392,7 @@ def claims(run) -> list:
 
 def _pad_claims(run, act_rows: pd.DataFrame, exp: str) -> list:
     """Pairs that differ only in their pad token: the other pad against ``" "``."""
-    from actadd.claims import Claim
-    from actadd.stats import paired_t
+    from actadd.claims import paired_t_claim
 
     pairs = run.config.get("pairs", [])
     out = []
@@ -428,19 +414,14 @@ def _pad_claims(run, act_rows: pd.DataFrame, exp: str) -> list:
         b = act_rows[act_rows.pair == twin["name"]]
         m = a.merge(b, on=["layer", "prompt_index"], suffixes=("_a", "_b"))
         for layer, d in m.groupby("layer"):
-            t = paired_t(d.target_logprob_delta_a, d.target_logprob_delta_b)
             out.append(
-                Claim(
+                paired_t_claim(
+                    d.target_logprob_delta_a,
+                    d.target_logprob_delta_b,
                     experiment=exp,
                     id=f"pad:{p['name']}:L{layer}",
                     statement=f"{p['name']} at L{layer}: padding with {p['pad_token']!r} raises "
                     f"the target more than padding with ' '",
-                    estimate=t["mean"],
-                    lo=t["lo"],
-                    hi=t["hi"],
-                    p=t["p"],
-                    test="paired t over prompts",
-                    n=f"{t['n']} prompts",
                     numbers=f"Δ log p(target) {d.target_logprob_delta_a.mean():+.2f} vs "
                     f"{d.target_logprob_delta_b.mean():+.2f} nats",
                     family=f"pad {p['pad_token']!r} vs ' '",
