@@ -1,7 +1,7 @@
 """Condensing the token-injection table: per-layer means, dose response, headline numbers.
 
 All functions read the tidy table of :func:`actadd.analysis.comparison.compare_conditions`
-(or its saved ``results.csv``) and need no model.
+(or its saved ``results`` table) and need no model.
 """
 
 from __future__ import annotations

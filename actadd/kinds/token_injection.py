@@ -9,7 +9,7 @@ Config (``experiments/token_injection.toml``): ``[[pairs]]`` tables
 (:class:`actadd.analysis.conditions.Settings`), optional ``[diagnostics]`` (``layers``,
 ``top_k``) and ``only_pairs`` (run a subset, e.g. for ``--quick``).
 
-Tables: ``results.csv`` (one row per pair × layer × condition × text), ``summary.csv``
+Tables: ``results.parquet`` (one row per pair × layer × condition × text), ``summary.csv``
 (:func:`~actadd.analysis.summaries.layer_summary`), ``dose_summary.csv``,
 ``diagnostics.csv``, ``logit_lens.csv``; figures in ``figures/``.
 """
@@ -256,7 +256,7 @@ class TokenInjectionKind(BaseKind):
         for name, table in tables.items():
             if "model" not in table:
                 table.insert(0, "model", model.cfg.model_name)
-            run.write_table(name, table)
+            run.write_table(name, table, ("parquet",) if name in LARGE_TABLES else ("csv",))
 
     @staticmethod
     def _v2_tables(spec: Spec, model) -> dict[str, pd.DataFrame]:
@@ -313,6 +313,12 @@ class TokenInjectionKind(BaseKind):
         return experiment_figures(
             run.read_table("summary"), diag, run.config, run.figures, extra=extra
         )
+
+
+# Per-row tables of a full v2 run run to tens of MB as CSV (results 14 MB, the specificity
+# draws and nulls 9 MB each at 23 pairs × 50 prompts): written as Parquet only, so a
+# reference run can be committed; the summaries stay CSV for reading in a browser.
+LARGE_TABLES = frozenset({"results", "null_draws", "specificity_draws", "specificity_nulls"})
 
 
 def claims(run) -> list:
