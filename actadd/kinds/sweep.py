@@ -193,9 +193,11 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
     claims = []
     chosen = set()
     keys = ["pair", "layer", "coeff", "align"] + (["method"] if "method" in df.columns else [])
+    turn = run.config.get("turn")
+    default_align = f"turn:{turn}" if turn else "front"  # a turn sweep has one align
     for c in run.config.get("confirmatory") or ():
         cell = dict(pair=c.get("pair", names[0]), layer=c["layer"], coeff=float(c["coeff"]),
-                    align=c.get("align", "front"))  # fmt: skip
+                    align=c.get("align", default_align))  # fmt: skip
         if "method" in keys:
             cell["method"] = "actadd"
         metric = c.get("metric", "topic_any")
