@@ -220,12 +220,14 @@ class SweepSpec:
 
     def _check_confirmatory(self) -> None:
         names = [p.name for p in self.pairs]
-        allowed = {"pair", "layer", "coeff", "align", "metric"}
+        allowed = {"pair", "layer", "coeff", "align", "metric", "method", "against"}
         for i, cell in enumerate(self.confirmatory):
             where = f"confirmatory[{i}]"
             if not isinstance(cell, dict):
                 raise ConfigError(f"{where} must be a table {{layer, coeff, ...}}, got {cell!r}.")
             check_keys(cell, allowed, where, required=("layer", "coeff"))
+            if self._check_null_cell(cell, where):
+                continue
             if cell.get("pair", names[0]) not in names:
                 raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
             if len(names) > 1 and "pair" not in cell:
@@ -242,6 +244,48 @@ class SweepSpec:
                 )
             if cell.get("metric", "topic_any") not in ("topic_any", "sentiment"):
                 raise ConfigError(f"{where}: metric must be 'topic_any' or 'sentiment'.")
+
+    def _check_null_cell(self, cell: dict, where: str) -> bool:
+        """A confirmatory cell against the random null (``against = "random"``): a
+        non-random method, one of its cells, and a metric the null claims test. Returns
+        whether the cell is one (the cells against unsteered are checked by the caller)."""
+        against = cell.get("against", "unsteered")
+        if against not in ("unsteered", "random"):
+            raise ConfigError(
+                f"{where}: against {against!r} unknown; allowed: unsteered, random (the "
+                "norm-matched random null)."
+            )
+        method = cell.get("method", "actadd")
+        if method not in self.methods or method == "random":
+            raise ConfigError(
+                f"{where}: method {method!r} is not one of the sweep's non-random methods "
+                f"{[m for m in self.methods if m != 'random']}."
+            )
+        if against == "unsteered":
+            if method != "actadd" and "pair" in cell:
+                raise ConfigError(f"{where}: method {method!r} uses the dataset; drop pair.")
+            return False
+        if "random" not in self.methods:
+            raise ConfigError(f"{where}: against = 'random' needs 'random' in methods.")
+        if cell.get("pair", self.pairs[0].name) not in [p.name for p in self.pairs]:
+            raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of the sweep's pairs.")
+        if cell["coeff"] not in self.coeffs or cell["layer"] not in self.layer_list(10**6):
+            raise ConfigError(f"{where}: layer and coeff must be in layers and coeffs.")
+        if self.turn is None:
+            null_aligns = [str(a) for a in self.aligns_for("random")]
+        else:
+            null_aligns = self.align_labels()
+        align = cell.get("align", "all" if self.turn is None else null_aligns[0])
+        if align not in null_aligns:
+            raise ConfigError(
+                f"{where}: align {align!r} has no random null; the null runs at {null_aligns}."
+            )
+        metrics = ("target_logprob_delta", "topic_any", "sentiment")
+        if cell.get("metric", "topic_any") not in metrics:
+            raise ConfigError(f"{where}: against the null, metric must be one of {list(metrics)}.")
+        if cell.get("metric", "topic_any") == "target_logprob_delta" and not self.next_token:
+            raise ConfigError(f"{where}: metric target_logprob_delta needs next_token = true.")
+        return True
 
     def _check_methods(self) -> None:
         if not isinstance(self.methods, tuple) or not self.methods:
