@@ -137,3 +137,18 @@ def test_bad_null_cells_fail_before_any_compute(cell, message):
     with pytest.raises(ConfigError, match=message) as err:
         SweepSpec.from_dict(config | dict(confirmatory=[dict(layer=3, coeff=1.0) | cell]))
     assert "\n" not in str(err.value)
+
+
+def test_the_methods_experiment_is_sized_for_method_vs_null_claims():
+    """experiments/methods.toml keeps what shared/SCIENCE.md asks of it: >= 50 random draws
+    at matched norms, >= 64 prompts, and confirmatory cells against the null for every
+    non-random method; its quick version stays small."""
+    from actadd.experiments import read_config
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "methods.toml"
+    spec = SweepSpec.from_dict(read_config(path))
+    assert spec.random_draws >= 50 and spec.norm == "match" and len(spec.prompts) >= 64
+    chosen = {c["method"] for c in spec.confirmatory if c.get("against") == "random"}
+    assert chosen == set(spec.methods) - {"random"}
+    quick = SweepSpec.from_dict(read_config(path, quick=True))
+    assert quick.random_draws * len(quick.prompts) * len(quick.coeffs) <= 8
