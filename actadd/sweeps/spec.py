@@ -41,6 +41,17 @@ mean row norm (rows after the leading token) equals the norm of the CAA vector o
 ``dataset`` at that layer, so a coefficient means the same size for every method;
 ``norm = "raw"`` keeps each method's own scale (PCA directions are unit vectors).
 
+With ``random`` among the methods, ``actadd report`` tests every other method against the
+mean of the draws, cell by cell (:func:`actadd.kinds.sweep.null_claims`). A confirmatory
+cell of that comparison names the method and ``against = "random"``::
+
+    [[confirmatory]]
+    method = "caa"
+    layer = 3
+    coeff = 24.0
+    metric = "target_logprob_delta"   # or topic_any, sentiment
+    against = "random"                # default "unsteered": the cell against unsteered
+
 **Chat turns** (optional): ``turn = "user"`` or ``turn = "assistant"`` renders the prompts
 and neutral texts through the model's chat template as user turns
 (:func:`actadd.chat.render_prompt`, ending with the assistant's opening) and places each
