@@ -230,31 +230,50 @@ class SweepSpec:
             )
 
     def _check_confirmatory(self) -> None:
-        names = [p.name for p in self.pairs]
         allowed = {"pair", "layer", "coeff", "align", "metric", "method", "against"}
         for i, cell in enumerate(self.confirmatory):
             where = f"confirmatory[{i}]"
             if not isinstance(cell, dict):
                 raise ConfigError(f"{where} must be a table {{layer, coeff, ...}}, got {cell!r}.")
             check_keys(cell, allowed, where, required=("layer", "coeff"))
+            self._check_cell_pair(cell, where)
             if self._check_null_cell(cell, where):
                 continue
-            if cell.get("pair", names[0]) not in names:
-                raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
-            if len(names) > 1 and "pair" not in cell:
-                raise ConfigError(f"{where}: name the pair (one of {names}).")
             if cell["coeff"] not in self.coeffs:
                 raise ConfigError(f"{where}: coeff {cell['coeff']!r} is not in coeffs.")
             layers = self.layer_list(10**6)
             if cell["layer"] not in layers:
                 raise ConfigError(f"{where}: layer {cell['layer']!r} is not in layers.")
-            if "align" in cell and cell["align"] not in self.align_labels():
+            labels = self.method_align_labels(cell.get("method", "actadd"))
+            if "align" in cell and cell["align"] not in labels:
                 raise ConfigError(
-                    f"{where}: align {cell['align']!r} is not one of the grid's aligns "
-                    f"{self.align_labels()}."
+                    f"{where}: align {cell['align']!r} is not one of the method's aligns {labels}."
                 )
             if cell.get("metric", "topic_any") not in ("topic_any", "sentiment"):
                 raise ConfigError(f"{where}: metric must be 'topic_any' or 'sentiment'.")
+
+    def _check_cell_pair(self, cell: dict, where: str) -> None:
+        """A cell of an ActAdd method names one of the sweep's pairs (when there are
+        several); a cell of a dataset method names none (its pair is the dataset)."""
+        names = [p.name for p in self.pairs]
+        method = cell.get("method", "actadd")
+        if method not in PAIR_METHODS:
+            if "pair" in cell:
+                raise ConfigError(
+                    f"{where}: method {method!r} uses the dataset ({self.dataset_label}), not "
+                    "a sweep pair; drop pair."
+                )
+            return
+        if cell.get("pair", names[0]) not in names:
+            raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
+        if len(names) > 1 and "pair" not in cell:
+            raise ConfigError(f"{where}: name the pair (one of {names}).")
+
+    def method_align_labels(self, method: str) -> list[str]:
+        """The ``align`` values of ``method``'s cells."""
+        if self.turn is not None:
+            return self.align_labels()
+        return [str(a) for a in self.aligns_for(method)]
 
     def _check_null_cell(self, cell: dict, where: str) -> bool:
         """A confirmatory cell against the random null (``against = "random"``): a
@@ -273,19 +292,12 @@ class SweepSpec:
                 f"{[m for m in self.methods if m != 'random']}."
             )
         if against == "unsteered":
-            if method != "actadd" and "pair" in cell:
-                raise ConfigError(f"{where}: method {method!r} uses the dataset; drop pair.")
             return False
         if "random" not in self.methods:
             raise ConfigError(f"{where}: against = 'random' needs 'random' in methods.")
-        if cell.get("pair", self.pairs[0].name) not in [p.name for p in self.pairs]:
-            raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of the sweep's pairs.")
         if cell["coeff"] not in self.coeffs or cell["layer"] not in self.layer_list(10**6):
             raise ConfigError(f"{where}: layer and coeff must be in layers and coeffs.")
-        if self.turn is None:
-            null_aligns = [str(a) for a in self.aligns_for("random")]
-        else:
-            null_aligns = self.align_labels()
+        null_aligns = self.method_align_labels("random")
         align = cell.get("align", "all" if self.turn is None else null_aligns[0])
         if align not in null_aligns:
             raise ConfigError(

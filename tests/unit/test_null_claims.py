@@ -129,6 +129,8 @@ def test_no_random_draws_no_null_claims():
         (dict(method="random", against="random"), "not one of the sweep's non-random methods"),
         (dict(method="caa", against="random", align="front"), "has no random null"),
         (dict(method="caa", against="random", metric="kl_next_token"), "metric must be one of"),
+        (dict(method="caa", against="random", pair="'Love'-'Hate'"), "drop pair"),
+        (dict(method="caa", align="front"), "not one of the method's aligns"),
     ],
 )
 def test_bad_null_cells_fail_before_any_compute(cell, message):
@@ -152,3 +154,31 @@ def test_the_methods_experiment_is_sized_for_method_vs_null_claims():
     assert chosen == set(spec.methods) - {"random"}
     quick = SweepSpec.from_dict(read_config(path, quick=True))
     assert quick.random_draws * len(quick.prompts) * len(quick.coeffs) <= 8
+
+
+def test_a_tiny_methods_run_gets_its_null_claims_from_the_saved_table(tiny_llama, tmp_path):
+    from actadd.kinds import get_kind
+    from actadd.runs import RunDir
+    from actadd.sweeps import run_sweep
+
+    config = {k: v for k, v in CONFIG.items() if k != "kind"} | dict(
+        model="tiny-llama",
+        prompts=["I went up to my friend and said", "Hello there", "The cat sat"],
+        target_words=["w", "e"],
+        dataset=None,
+        pairs=[{"positive": "Love", "negative": "Hate"}, {"positive": "Kind", "negative": "Mean"}],
+        random_draws=3,
+        confirmatory=[
+            dict(method="caa", layer=3, coeff=1.0, metric="target_logprob_delta", against="random")
+        ],
+    )
+    run_sweep(SweepSpec.from_dict(config), tiny_llama, out=tmp_path / "run", progress=False)
+    run = RunDir.existing(tmp_path / "run")
+    claims = [c for c in get_kind("sweep").claims(run) if c.id.startswith("null:")]
+    assert sorted(c.id.split(":")[2] for c in claims) == ["caa", "pca_diff"]
+    (caa,) = [c for c in claims if ":caa:" in c.id]
+    assert caa.confirmatory and caa.n.startswith("3 prompts") and "of 3 draws" in caa.numbers
+    df = run.read_table("results")
+    rows = df[(df.metric == "target_logprob_delta") & (df.layer == 3)].set_index("text_index")
+    null = rows[rows.method.str.startswith("random:")].groupby(level=0).value.mean()
+    assert caa.estimate == pytest.approx((rows[rows.method == "caa"].value - null).mean())
