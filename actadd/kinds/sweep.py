@@ -253,6 +253,10 @@ def null_claims(run) -> list:
     samples that share a prompt count once. Benjamini–Hochberg runs within each metric's
     family ("method vs null <metric>"); config cells with ``against = "random"`` are
     confirmatory. ``numbers`` also gives how many draws' means the method's mean exceeds.
+
+    The claim is against the draws' *mean*. Random directions can lower a metric on average
+    (disruption) while single draws raise it, so read the percentile too: a method that
+    beats the mean but sits among the draws does not beat random directions one by one.
     """
     from actadd.claims import Paired, cell_label, paired_t_claim
 
