@@ -75,8 +75,10 @@ def table(samples: int = 1) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame(recs, columns=METRIC_COLUMNS), np.mean(draws, axis=0)
 
 
-def by_method(claims):
-    return {c.id.split(":")[2]: c for c in adjust(claims)}
+def by_method(claims, kind="null"):
+    """The claims of one kind ("null": against the draws' mean; "rank": against single
+    draws), by method."""
+    return {c.id.split(":")[2]: c for c in adjust(claims) if c.id.startswith(kind + ":")}
 
 
 def test_a_method_that_beats_the_null_is_supported_and_one_that_does_not_is_not():
@@ -90,7 +92,7 @@ def test_a_method_that_beats_the_null_is_supported_and_one_that_does_not_is_not(
     assert (caa.estimate, caa.lo, caa.hi, caa.p) == pytest.approx(
         (t["mean"], t["lo"], t["hi"], t["p"])
     )
-    assert caa.family == "method vs null target_logprob_delta" and caa.family_size == 2
+    assert caa.family == "method vs null mean target_logprob_delta" and caa.family_size == 2
     assert f"above {N_DRAWS} of {N_DRAWS} draws' means (percentile 100)" in caa.numbers
     assert "12 prompts" in caa.n and not caa.confirmatory
 
@@ -112,9 +114,11 @@ def test_cells_named_against_random_are_confirmatory():
             dict(method="caa", layer=3, coeff=1.0, metric="target_logprob_delta", against="random")
         ]  # fmt: skip
     )
-    claims = by_method(null_claims(Run(df, config)))
+    claims = by_method(null_claims(Run(df, config)), "rank")
     assert claims["caa"].confirmatory and claims["caa"].family == "confirmatory"
     assert not claims["pca_diff"].confirmatory
+    # the confirmatory test is the strict one; the comparison with the draws' mean is a scan
+    assert not by_method(null_claims(Run(df, config)))["caa"].confirmatory
 
 
 def test_no_random_draws_no_null_claims():
@@ -177,8 +181,45 @@ def test_a_tiny_methods_run_gets_its_null_claims_from_the_saved_table(tiny_llama
     claims = [c for c in get_kind("sweep").claims(run) if c.id.startswith("null:")]
     assert sorted(c.id.split(":")[2] for c in claims) == ["caa", "pca_diff"]
     (caa,) = [c for c in claims if ":caa:" in c.id]
-    assert caa.confirmatory and caa.n.startswith("3 prompts") and "of 3 draws" in caa.numbers
+    assert caa.n.startswith("3 prompts") and "of 3 draws" in caa.numbers
+    claims = get_kind("sweep").claims(run)
+    (rank,) = [c for c in claims if c.id.startswith("rank:") and ":caa:" in c.id]
+    assert rank.confirmatory and rank.n == "3 prompts, 3 draws"
     df = run.read_table("results")
     rows = df[(df.metric == "target_logprob_delta") & (df.layer == 3)].set_index("text_index")
     null = rows[rows.method.str.startswith("random:")].groupby(level=0).value.mean()
     assert caa.estimate == pytest.approx((rows[rows.method == "caa"].value - null).mean())
+
+
+def test_beating_the_draws_mean_is_not_beating_single_draws():
+    """Random directions that lower the metric on average but vary widely: a method above
+    their mean yet in the middle of them passes the mean test and fails the rank test; a
+    method above every draw passes both. The rank p is the exact (1 + #draws ≥ it) / (N + 1)."""
+    rng = np.random.default_rng(1)
+    prompt = rng.normal(size=N_PROMPTS)
+    n_draws = 60  # the smallest rank p is 1/61: it survives BH over the family of two
+    offsets = np.linspace(-3.0, 2.0, n_draws)  # draw means: median -0.5, mean -0.5
+    recs = [
+        r
+        for d, o in enumerate(offsets)
+        for r in rows(f"random:{d}", prompt + o + rng.normal(scale=0.05, size=N_PROMPTS))
+    ]
+    recs += rows("caa", prompt + 0.5 + rng.normal(scale=0.05, size=N_PROMPTS))  # mid-pack
+    recs += rows("pca_diff", prompt + 3.0 + rng.normal(scale=0.05, size=N_PROMPTS))  # above all
+    df = pd.DataFrame(recs, columns=METRIC_COLUMNS)
+    mean, rank = (
+        by_method(null_claims(Run(df, CONFIG))),
+        by_method(null_claims(Run(df, CONFIG)), "rank"),
+    )
+    assert mean["caa"].verdict == SUPPORTED and rank["caa"].verdict == NOT_SUPPORTED
+    assert mean["pca_diff"].verdict == SUPPORTED and rank["pca_diff"].verdict == SUPPORTED
+    draw_means = offsets + prompt.mean()
+    caa_mean = df[df.method == "caa"].value.mean()
+    above = int((draw_means < caa_mean).sum())
+    assert rank["caa"].p == pytest.approx((1 + n_draws - above) / (n_draws + 1), abs=1e-12)
+    assert rank["pca_diff"].p == pytest.approx(1 / (n_draws + 1))
+    assert rank["pca_diff"].lo > 0 and rank["caa"].estimate == pytest.approx(
+        caa_mean - np.median(df[df.method.str.startswith("random")].groupby("method").value.mean()),
+        abs=1e-9,
+    )
+    assert rank["caa"].family == "method vs random draws target_logprob_delta"
