@@ -18,7 +18,7 @@ from actadd.generation import GREEDY, Sampling
 from actadd.methods import DATASET_METHODS, POSITIONS
 from actadd.metrics import target_token_ids
 from actadd.placement import PHASE_KINDS, Align
-from actadd.tokens import EQUALIZE_RULES
+from actadd.tokens import EQUALIZE_RULES, single_token_id
 
 # where the vector comes from: ActAdd's pair, or a dataset method of actadd.methods
 SOURCES: tuple[str, ...] = ("pair", *DATASET_METHODS)
@@ -151,6 +151,10 @@ class Settings:
     def check(self, model: HookedTransformer) -> None:
         """What a run needs of the model, before any forward pass."""
         self._check_layers(model, "layer", [self.layer])
+        if self.source == "pair":
+            single_token_id(model, self.pad_token, "pad token")
+        if self.parsed_align.kind == "from":
+            single_token_id(model, self.parsed_align.marker, "marker token")
         n_prompt = model.to_tokens(self.prompt, truncate=False).shape[1]
         if n_prompt + self.max_new_tokens > model.cfg.n_ctx:
             raise SteeringError(
