@@ -217,7 +217,9 @@ class Playground:
                 max(abs(value), 10**self.magnitude.min), 10**self.magnitude.max
             )
         else:
-            self.coeff.value = max(-COEFF_RANGE, min(COEFF_RANGE, value))
+            if abs(value) > self.coeff.max:  # a map cell past the slider's range widens it
+                self.coeff.max, self.coeff.min = abs(value), -abs(value)
+            self.coeff.value = value
 
     def settings(self) -> Settings:
         """The current inputs as :class:`Settings` (raises a one-line ActAddError)."""

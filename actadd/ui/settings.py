@@ -98,7 +98,6 @@ class Settings:
             isinstance(c, (int, float)) and not isinstance(c, bool) for c in self.map_coeffs
         ):
             raise SteeringError(f"map coefficients must be numbers, got {self.map_coeffs!r}.")
-        self.words  # noqa: B018
 
     # ------------------------------------------------------------------ derived
 
@@ -165,9 +164,10 @@ class Settings:
     def check_map(self, model: HookedTransformer) -> None:
         """What the quick map needs of the model: its layers and single-token targets."""
         self._check_layers(model, "map layers", self.layers_for_map(model.cfg.n_layers))
+        words = self.words  # a preset or a non-empty list, before the model is asked
         try:
             strict = self.target_words.strip() not in TOPIC_PRESETS  # as SweepSpec.target_ids
-            ids = target_token_ids(model, self.words, strict=strict)
+            ids = target_token_ids(model, words, strict=strict)
         except ActAddError as exc:
             raise ConfigError(f"target words: {exc}") from None
         if not ids:

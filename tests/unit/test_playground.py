@@ -69,6 +69,9 @@ def test_model_checks_come_before_compute(tiny_llama):
         Settings(**{**BASE, "max_new_tokens": 300}).check(tiny_llama)
     with pytest.raises(ActAddError, match="not a single token"):
         Settings(**{**BASE, "target_words": "hello"}).check_map(tiny_llama)
+    with pytest.raises(ActAddError, match="comma-separated words"):
+        Settings(**{**BASE, "target_words": " , "}).check_map(tiny_llama)
+    Settings(**{**BASE, "target_words": ""}).check(tiny_llama)  # a run needs no targets
 
 
 # ---------------------------------------------------------------------- compute
@@ -296,6 +299,9 @@ def test_map_click_sets_the_sliders(panel):
     panel.log.value = True
     panel.map_cell(3, 2.0).click()
     assert panel.layer.value == 3 and panel.coeff_value == pytest.approx(2.0)
+    panel.log.value = False
+    panel._pick(1, -35.0)  # past the linear slider's range: it widens, never clips
+    assert panel.coeff_value == -35.0
 
 
 def test_newest_click_wins_in_the_panel(panel, tiny_llama):
