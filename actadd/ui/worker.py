@@ -9,16 +9,20 @@ and ``"map"``); within a channel:
 - a result is delivered only if its request is still the channel's newest when it ends, so
   a stale result never overwrites a newer one, even from a job that ignores ``checkpoint``.
 
-Callbacks run on the worker thread; the panel's callbacks only set widget values.
+Callbacks run on the worker thread; the panel's callbacks only set widget values. An
+exception in ``on_result`` goes to ``on_error``; one in ``on_error`` or ``on_busy`` is logged:
+a failing callback never stops the thread or leaves :meth:`LatestWorker.wait` blocked.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+_log = logging.getLogger(__name__)
 Job = Callable[[Callable[[], None]], Any]  # job(checkpoint) -> result
 
 
@@ -96,14 +100,16 @@ class LatestWorker:
                     self._cv.notify_all()
                     return
                 request = self._running = self._pending.pop(0)
-            self._run(request)
-            with self._cv:
-                idle = not any(r.channel == request.channel for r in self._pending)
-            if idle:  # before wait() can return, so a caller that waited sees it
-                self._on_busy(request.channel, False)
-            with self._cv:
-                self._running = None
-                self._cv.notify_all()
+            try:
+                self._run(request)
+                with self._cv:
+                    idle = not any(r.channel == request.channel for r in self._pending)
+                if idle:  # before wait() can return, so a caller that waited sees it
+                    _safely(self._on_busy, request.channel, False)
+            finally:  # whatever happened, wait() must not block on this request
+                with self._cv:
+                    self._running = None
+                    self._cv.notify_all()
 
     def _run(self, request: _Request) -> None:
         channel, ticket = request.channel, request.ticket
@@ -112,14 +118,26 @@ class LatestWorker:
             if not self.is_current(channel, ticket):
                 raise Superseded(f"{channel} request {ticket} was superseded")
 
-        self._on_busy(channel, True)
+        _safely(self._on_busy, channel, True)
         try:
             result = request.job(checkpoint)
         except Superseded:
             return
         except Exception as exc:  # shown to the user as one line; the thread goes on
             if self.is_current(channel, ticket):
-                self._on_error(channel, ticket, exc)
+                _safely(self._on_error, channel, ticket, exc)
             return
         if self.is_current(channel, ticket):
-            self._on_result(channel, ticket, result)
+            try:
+                self._on_result(channel, ticket, result)
+            except Exception as exc:  # showing the result failed: say so, as for a job
+                _safely(self._on_error, channel, ticket, exc)
+
+
+def _safely(callback: Callable[..., None], *args: Any) -> None:
+    """Call a callback; an exception in it is logged, never raised into the worker thread
+    (a dead thread would leave the panel busy and :meth:`LatestWorker.wait` blocked)."""
+    try:
+        callback(*args)
+    except Exception:
+        _log.exception("actadd.ui worker callback %s failed", getattr(callback, "__name__", ""))

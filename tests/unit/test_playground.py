@@ -218,6 +218,25 @@ def test_channels_do_not_supersede_each_other_and_errors_reach_the_newest():
     assert shown == [("map", "map1")] and errors == [("run", "bad")]
 
 
+def test_a_failing_callback_is_an_error_and_never_stops_the_worker():
+    errors, busy = [], []
+
+    def on_result(ch, t, r):
+        if r == "bad":
+            raise ValueError("cannot show bad")
+        busy.append(("shown", r))
+
+    worker = LatestWorker(
+        on_result, lambda ch, t, e: errors.append(str(e)), lambda c, b: busy.append(b)
+    )
+    worker.submit(lambda checkpoint: "bad")
+    assert worker.wait(30)  # not blocked by the dead thread of a failed callback
+    assert errors == ["cannot show bad"] and busy[-1] is False
+    worker.submit(lambda checkpoint: "good")
+    assert worker.wait(30)
+    assert busy[-2:] == [("shown", "good"), False]
+
+
 def test_superseded_run_stops_at_its_next_stage(tiny_llama):
     stages = []
     calls = iter([None, Superseded("newer")])
