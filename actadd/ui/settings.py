@@ -8,6 +8,7 @@ whose one-line message says what is allowed; the panel shows that line and compu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from transformer_lens import HookedTransformer
@@ -32,6 +33,10 @@ ALIGN_CHOICES: tuple[str, ...] = (
     "generated:8",
     "from:<|im_start|>",
 )
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -91,13 +96,14 @@ class Settings:
                 raise SteeringError(f"{name} must be an int >= {least}, got {value!r}.")
         if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
             raise SteeringError(f"layer must be an int >= 0, got {self.layer!r}.")
-        if not isinstance(self.coeff, (int, float)) or isinstance(self.coeff, bool):
-            raise SteeringError(f"coeff must be a number, got {self.coeff!r}.")
+        for name in ("coeff", "temperature", "top_p", "freq_penalty"):
+            if not _finite(getattr(self, name)):
+                raise SteeringError(f"{name} must be a finite number, got {getattr(self, name)!r}.")
         self.sampling  # noqa: B018 - Sampling validates temperature and top_p
-        if not self.map_coeffs or not all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) for c in self.map_coeffs
-        ):
-            raise SteeringError(f"map coefficients must be numbers, got {self.map_coeffs!r}.")
+        if not self.map_coeffs or not all(_finite(c) for c in self.map_coeffs):
+            raise SteeringError(
+                f"map coefficients must be finite numbers, got {self.map_coeffs!r}."
+            )
 
     # ------------------------------------------------------------------ derived
 

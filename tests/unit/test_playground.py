@@ -54,6 +54,9 @@ def panel(tiny_llama):
         (dict(prompt=""), "prompt is empty"),
         (dict(equalize="middle"), "Pair-length rule"),
         (dict(positive="", negative=""), "two empty prompts"),
+        (dict(coeff=float("nan")), "coeff must be a finite number"),
+        (dict(freq_penalty=float("inf")), "freq_penalty must be a finite number"),
+        (dict(map_coeffs=(1.0, float("nan"))), "map coefficients must be finite"),
     ],
 )
 def test_bad_settings_are_one_line_errors(change, message):
