@@ -327,9 +327,24 @@ def test_map_click_sets_the_sliders(panel):
 
 
 def test_newest_click_wins_in_the_panel(panel, tiny_llama):
+    # the first run is held inside its completions stage until the second click, so it is
+    # superseded mid-run (no timing); a queue that ran both would show layer 0, then 2
+    entered, release, shown = threading.Event(), threading.Event(), []
+    progress = panel._progress
+
+    def held(stage, i):
+        if stage == "completions" and not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        progress(stage, i)
+
+    panel._progress = held
+    panel.completions.observe(lambda _: shown.append(panel.result.settings.layer), "value")
     panel.layer.value = 0
     panel.run_button.click()
+    assert entered.wait(30)
     panel.layer.value = 2
     panel.run_button.click()
+    release.set()
     assert panel.wait(60)
-    assert panel.result.settings.layer == 2
+    assert shown == [2] and panel.result.settings.layer == 2
