@@ -11,6 +11,7 @@ import actadd
 from actadd import SteeringVector
 from actadd.analysis.diagnostics import logit_lens
 from actadd.errors import ActAddError
+from actadd.methods import dataset_vectors
 from actadd.metrics import logprob_mass, target_token_ids
 from actadd.sweeps import execute
 from actadd.ui import compute
@@ -148,14 +149,19 @@ def test_quick_map_is_the_sweep_engine_next_token_delta(tiny_llama):
     assert grid.loc[2, 2.0] == pytest.approx(float(steered - clean), abs=1e-4)
 
 
-def test_dataset_method_vectors_are_cached_and_scaled(tiny_llama):
+def test_dataset_method_vectors_are_cached_and_scaled(tiny_llama, monkeypatch):
     s = Settings(**{**BASE, "source": "caa", "dataset": "builtin:sentiment", "align": "all"})
     cache = compute.VectorCache()
+    built = []
+    monkeypatch.setattr(
+        compute, "dataset_vectors", lambda *a, **k: built.append(a) or dataset_vectors(*a, **k)
+    )
     v = compute.steering_vector(tiny_llama, s, cache)
     want = actadd.methods.dataset_vectors(tiny_llama, "builtin:sentiment", [1], "caa", coeff=3.0)
     assert v.tensor.allclose(want[1].tensor, atol=1e-6)
     again = compute.steering_vector(tiny_llama, s.with_(coeff=-1.0), cache)
     assert again.tensor.allclose(-v.tensor / 3, atol=1e-6)
+    assert len(built) == 1  # the second coefficient reused the first build
 
 
 # ---------------------------------------------------------------------- worker
@@ -308,7 +314,8 @@ def test_bad_input_shows_one_line_and_computes_nothing(panel):
     assert "marker token" in panel.error.value and panel.result is None
     panel.align.value = "front"
     panel.map_coeffs.value = "1, two"
-    panel.map_button.click()
+    assert panel.quick_map() is None  # nothing submitted
+    assert panel.wait(60)
     assert "comma-separated numbers" in panel.error.value and panel.map_grid is None
 
 
