@@ -213,7 +213,15 @@ def map_spec(s: Settings, n_layers: int) -> SweepSpec:
     if s.parsed_align.kind == "generated":
         raise SteeringError(
             "The quick map measures the next token, which generated/generated:k never moves "
-            "(it is drawn from the prompt's logits): pick a prompt alignment, all or from:<token>."
+            "(it is drawn from the prompt's logits): pick a prompt alignment or all."
+        )
+    if s.parsed_align.kind == "from":
+        # the engine's next-token path starts mid-stack from a shared clean residual, where
+        # the steering context cannot see tokens to find the marker (a SteeringError deep in
+        # the engine otherwise)
+        raise SteeringError(
+            "The quick map cannot place from:<token> (the sweep engine's next-token path "
+            "starts mid-stack and never sees the marker): pick a prompt alignment or all."
         )
     if s.source == "pair":
         methods = ("actadd_mean",) if s.one_row_align else ("actadd",)

@@ -115,9 +115,12 @@ def test_generation_phase_align_reduces_the_pair_and_lists_the_addition(tiny_lla
 
 
 def test_from_marker_strip_starts_at_the_marker(tiny_llama):
-    r = compute.run(tiny_llama, Settings(**{**BASE, "align": "from:t"}))
+    s = Settings(**{**BASE, "align": "from:t"})
+    r = compute.run(tiny_llama, s)
     first = r.strip.token.tolist().index("t")
     assert (r.strip.norm[:first] == 0).all() and (r.strip.norm[first:] > 0).all()
+    with pytest.raises(ActAddError, match="cannot place from:<token>"):
+        compute.map_spec(s, tiny_llama.cfg.n_layers)  # before compute, not deep in the engine
 
 
 def test_next_token_shift_is_the_steered_minus_clean_log_prob(tiny_llama):
