@@ -42,6 +42,11 @@ class Playground:
     Drive it from Python as a user would: set ``layer.value``, :meth:`set_coeff`, press
     ``run_button.click()``, then :meth:`wait`; the last run's :class:`compute.Result` is
     ``result``, the last map ``map_grid``, the last error line ``error.value``.
+
+    The work runs on a background thread and steers ``model`` itself (a steering context
+    patches its ``forward`` and adds hooks, for every thread): a forward of the same model
+    elsewhere while the panel is busy is steered too, and can break the panel's run. Call
+    :meth:`wait` before using the model in another cell.
     """
 
     def __init__(self, model: HookedTransformer, settings: Settings | None = None) -> None:
