@@ -184,7 +184,7 @@ class Settings:
         n = model.cfg.n_layers
         bad = [layer for layer in layers if not 0 <= layer < n]
         if bad or not layers:
+            shown = ", ".join(map(str, bad[:5])) + (f", … ({len(bad)} in all)" if bad[5:] else "")
             raise SteeringError(
-                f"{what} {bad or layers} out of range for {model.cfg.model_name}: "
-                f"allowed 0..{n - 1}."
+                f"{what} [{shown}] out of range for {model.cfg.model_name}: allowed 0..{n - 1}."
             )
