@@ -5,11 +5,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.actadd-installed
 INTEROP_STAMP := $(VENV)/.actadd-interop-installed
 RAY_STAMP := $(VENV)/.actadd-ray-installed
+PLAYGROUND_STAMP := $(VENV)/.actadd-playground-installed
+PLAYGROUND_PORT ?= 8866
 # llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: setup setup-interop setup-ray run analysis quick test test-unit test-interop lint format figures bench bench-ray clean
+.PHONY: setup setup-interop setup-ray setup-playground setup-browser playground test-playground run analysis quick test test-unit test-interop lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -37,6 +39,31 @@ $(RAY_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $@
 
+# The playground (ipywidgets, Voila) and its browser test's driver (selenium); ~15 s from PyPI.
+setup-playground: $(PLAYGROUND_STAMP)
+
+$(PLAYGROUND_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,playground,browser-tests]'
+	touch $@
+
+# Debian's chromium and chromium-driver for the playground's real-browser test (~35 s, ~300 MB;
+# root and apt-get, as in CI). Elsewhere it says why and the test skips (outside CI) or fails.
+setup-browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver for tests/browser"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && \
+		     apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; \
+	else echo "chromium/chromedriver not found; installing them needs root and apt-get: tests/browser will skip (fail with CI set)"; fi
+
+# the steering playground as a page on localhost (Voila serves notebooks/06_playground.ipynb);
+# ACTADD_PLAYGROUND_MODEL=tiny-llama make playground for a small random model
+playground: setup-playground
+	$(VENV)/bin/voila notebooks/06_playground.ipynb --no-browser --port=$(PLAYGROUND_PORT) \
+		--Voila.ip=127.0.0.1
+
 $(INTEROP_STAMP): $(STAMP)
 	@echo "installing llama-cpp-python (compiles llama.cpp the first time: ~6-10 min on 2 cores)"
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
@@ -55,8 +82,11 @@ analysis: setup
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick
 
-test: setup-interop setup-ray ## the whole test suite (unit, integration, notebooks, llama.cpp, Ray)
+test: setup-interop setup-ray setup-playground setup-browser ## every test (unit, integration, notebooks, llama.cpp, Ray, browser)
 	$(PY) -m pytest
+
+test-playground: setup-playground setup-browser  ## the playground: widget logic, notebook 06, the real browser
+	$(PY) -m pytest tests/unit/test_playground.py tests/browser tests/notebooks -k "playground"
 
 test-interop: setup-interop  ## control vectors: GGUF format, real llama.cpp, repeng, notebook 04
 	$(PY) -m pytest tests/unit/test_gguf_vectors.py tests/unit/test_cli_vector.py \

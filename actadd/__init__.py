@@ -31,6 +31,7 @@ _LAZY = {
     "load_model": "actadd.models",
     "Align": "actadd.placement",
     "Placement": "actadd.placement",
+    "playground": "actadd.ui.panel",
     "Steering": "actadd.steer",
     "steering": "actadd.steer",
     "SteeringVector": "actadd.vectors",
@@ -69,4 +70,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     from actadd.models import load_model  # noqa: F401
     from actadd.placement import Align, Placement  # noqa: F401
     from actadd.steer import Steering, steering  # noqa: F401
+    from actadd.ui.panel import playground  # noqa: F401
     from actadd.vectors import SteeringVector  # noqa: F401

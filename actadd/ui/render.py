@@ -1,0 +1,105 @@
+"""The playground's outputs as HTML strings (no widgets: the panel sets them, tests read them).
+
+Every text from the model goes through :func:`visible`: HTML-escaped, with control
+characters shown as their Unicode control pictures (``\\n`` as ``␊``), so what a
+completion holds is what the page shows.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import pandas as pd
+
+# CSS classes the page's elements carry (the browser test finds them by these)
+STEERED_CLASS = "actadd-steered"
+UNSTEERED_CLASS = "actadd-unsteered"
+
+
+def visible(text: str) -> str:
+    """``text`` HTML-escaped, control characters (C0 and DEL) as control pictures."""
+    shown = "".join(
+        chr(0x2400 + ord(c)) if ord(c) < 0x20 else "\u2421" if ord(c) == 0x7F else c for c in text
+    )
+    return html.escape(shown)
+
+
+def _table(head: list[str], rows: list[list[str]], style: str = "") -> str:
+    th = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td style='padding:2px 8px;{style}'>{c}</td>" for c in r) + "</tr>"
+        for r in rows
+    )
+    return f"<table style='border-collapse:collapse'><tr>{th}</tr>{body}</table>"
+
+
+def completions_html(df: pd.DataFrame, prompt: str) -> str:
+    """Unsteered and steered completions side by side, one row per sample (same seed)."""
+    cell = "vertical-align:top;white-space:pre-wrap;max-width:420px;border-top:1px solid #ddd"
+    rows = "".join(
+        f"<tr><td style='{cell}'>{int(r.sample)}</td>"
+        f"<td class='{UNSTEERED_CLASS}' style='{cell}'>{visible(r.unsteered)}</td>"
+        f"<td class='{STEERED_CLASS}' style='{cell}'>{visible(r.steered)}</td></tr>"
+        for r in df.itertuples()
+    )
+    head = "<tr><th>sample</th><th>unsteered</th><th>steered</th></tr>"
+    return (
+        f"<div><b>prompt</b>: <code>{visible(prompt)}</code></div>"
+        f"<table style='border-collapse:collapse'>{head}{rows}</table>"
+    )
+
+
+def strip_html(strip: pd.DataFrame, phase: pd.DataFrame, layer: int) -> str:
+    """The prompt's tokens, shaded by the norm added at each (hover for the number), and the
+    additions placed during generation."""
+    top = max([float(n) for n in strip.norm] + [1e-12])
+    spans = []
+    for r in strip.itertuples():
+        alpha = 0.85 * float(r.norm) / top
+        spans.append(
+            f"<span title='position {int(r.position)}: norm {float(r.norm):.3g}' "
+            f"style='background:rgba(214,39,40,{alpha:.3f});border:1px solid #ccc;"
+            f"padding:1px 3px;margin:1px;white-space:pre;display:inline-block'>"
+            f"{visible(r.token)}<sub style='color:#555'>{float(r.norm):.2g}</sub></span>"
+        )
+    later = "".join(
+        f"<div>+ {visible(str(r.kind))}: norm {float(r.norm):.3g} at every such position "
+        "during generation</div>"
+        for r in phase.itertuples()
+        if str(r.kind) != "all"
+    )
+    return f"<div>resid_pre {layer}: " + "".join(spans) + f"</div>{later}"
+
+
+def shift_html(shift: pd.DataFrame, kl: float) -> str:
+    rows = [
+        [
+            f"<code>{visible(r.token)}</code>",
+            f"{r.p_unsteered:.4f}",
+            f"{r.p_steered:.4f}",
+            f"{r.delta_logp:+.3f}",
+        ]
+        for r in shift.itertuples()
+    ]
+    return f"<div>KL(steered ‖ unsteered) = {kl:.4f}</div>" + _table(
+        ["token", "p unsteered", "p steered", "Δ log p"], rows
+    )
+
+
+def lens_html(lens: pd.DataFrame) -> str:
+    rows = [
+        [str(r.row), str(int(r.rank)), f"<code>{visible(r.token)}</code>", f"{r.logit:.3f}"]
+        for r in lens.itertuples()
+    ]
+    return _table(["row", "rank", "token", "logit"], rows)
+
+
+def diverging(value: float, scale: float) -> str:
+    """A colour for ``value`` on a blue (negative) – white – red (positive) scale."""
+    if not math.isfinite(value) or scale <= 0:
+        return "#dddddd"
+    t = max(-1.0, min(1.0, value / scale))
+    if t >= 0:
+        return f"#ff{int(255 * (1 - t)):02x}{int(255 * (1 - t)):02x}"
+    return f"#{int(255 * (1 + t)):02x}{int(255 * (1 + t)):02x}ff"
