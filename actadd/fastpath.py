@@ -69,6 +69,8 @@ from transformer_lens.components import Attention, GroupedQueryAttention, RMSNor
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
+from actadd.backends import backend_of
+
 __all__ = [
     "StaticKVCache",
     "StaticKVCacheEntry",
@@ -724,7 +726,7 @@ def transformerlens_forward(model: HookedTransformer) -> Iterator[None]:
 def fast_allowed(model: HookedTransformer, fast: bool = True) -> bool:
     """Whether an actadd forward asked to run ``fast`` may (not inside
     :func:`transformerlens_forward`)."""
-    return fast and not vars(model).get(_OFF, 0)
+    return fast and backend_of(model).fast and not vars(model).get(_OFF, 0)
 
 
 @contextmanager

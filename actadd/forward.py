@@ -21,6 +21,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.components import Unembed
 
+from actadd.backends import backend_of
 from actadd.errors import SteeringError
 from actadd.hooks import check_layer, resid_pre
 
@@ -115,7 +116,9 @@ def last_logits(model: HookedTransformer, x: Tensor, **kwargs) -> Float[Tensor, 
     the last position, instead of all of them as ``model(...)[:, -1]`` would. ``x`` is a
     token batch, or a residual stream with ``start_at_layer`` in ``kwargs``.
     """
-    return unembed_last(model, model(x, stop_at_layer=model.cfg.n_layers, **kwargs))
+    backend = backend_of(model)
+    out = backend.final(model, x, **kwargs)
+    return out[:, -1] if backend.final_is_logits else unembed_last(model, out)
 
 
 def real_positions(mask: Int[Tensor, "batch pos"], *, skip_leading: bool) -> Tensor:

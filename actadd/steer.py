@@ -45,6 +45,7 @@ from transformer_lens.utilities.defaults_utils import USE_DEFAULT_VALUE
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
 from actadd.ablation import Ablation
+from actadd.backends import backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.hooks import resid_pre
 from actadd.placement import (
@@ -340,15 +341,14 @@ class Steering:
         """Work out which absolute positions this forward call covers, and the prompt."""
         args = bound.arguments
         model = self.model
-        cache = args.get("past_kv_cache")
-        cached = int(cache[0].past_keys.shape[1]) if cache is not None else 0
+        backend = backend_of(model)
+        cached = backend.cached_length(args)
         inp = args.get("input")
         tokens = None
         if isinstance(inp, (str, list)):
+            # only what the call passed: each backend's to_tokens has its own defaults
             tokens = model.to_tokens(
-                inp,
-                prepend_bos=args.get("prepend_bos", USE_DEFAULT_VALUE),
-                padding_side=args.get("padding_side", USE_DEFAULT_VALUE),
+                inp, **{k: args[k] for k in ("prepend_bos", "padding_side") if k in args}
             )
         elif isinstance(inp, Tensor):
             if args.get("start_at_layer") is None:
@@ -375,8 +375,7 @@ class Steering:
         if cached > 0:
             if self._prompt_mask is None or self._prompt_mask.shape[0] != batch:
                 # a cache filled outside this context: its positions are the prompt
-                prev = getattr(cache, "previous_attention_mask", None)
-                mask = prev if prev is not None and prev.shape[-1] == cached else None
+                mask = backend.cached_mask(args, cached)
                 self._build_plans(mask if mask is not None else _ones(batch, cached))
                 self._plan_key = None
             return

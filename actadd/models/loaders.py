@@ -71,20 +71,35 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     n_ctx: int | None = None,
     seed: int = 0,
+    backend: str = "hooked",
+    tokenizer=None,
     **from_pretrained_kwargs,
 ) -> HookedTransformer:
-    """Load a ``HookedTransformer`` by name or path (see the module docstring).
+    """Load a model by name or path (see the module docstring).
 
     Args:
         name: ``None`` for the embedded SmolLM2, a ``.gguf`` path, ``"tiny-gpt2"``,
-            ``"tiny-llama"``, or a TransformerLens model name.
+            ``"tiny-llama"``, or a TransformerLens model name; with ``backend="bridge"``
+            also a local Hugging Face directory or an in-memory ``transformers`` model.
+        backend: ``"hooked"`` (default): a ``HookedTransformer``; ``"bridge"``: a
+            TransformerLens ``TransformerBridge`` around a Hugging Face model (see
+            :mod:`actadd.models.bridge`). Steering, generation and sweeps run on both.
+        tokenizer: the tokenizer of an in-memory Hugging Face model (``backend="bridge"``).
         device: torch device to put the model on.
         dtype: parameter dtype (GGUF and tiny models).
         n_ctx: context length for GGUF models (default ``min(file's, 2048)``).
         seed: weight seed for the tiny random models.
         from_pretrained_kwargs: passed to ``HookedTransformer.from_pretrained``.
     """
-    if name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
+    from actadd.backends import check_backend
+
+    if check_backend(backend) == "bridge":
+        model = load_bridge(name, n_ctx=n_ctx, seed=seed, tokenizer=tokenizer)
+    elif tokenizer is not None or not isinstance(name, (str, os.PathLike, type(None))):
+        raise ModelLoadError(
+            "An in-memory Hugging Face model (and tokenizer=) loads with backend='bridge'."
+        )
+    elif name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
         model = load_gguf(smollm2_path(), n_ctx=n_ctx, model_name=SMOLLM2_NAME)
     elif str(name) in TINY_MODELS:
         model = tiny_model(str(name), seed=seed)
@@ -97,6 +112,48 @@ def load_model(
     if torch.device(device) != torch.device("cpu"):
         model = model.to(device)
     return model
+
+
+def load_bridge(name, *, n_ctx: int | None = None, seed: int = 0, tokenizer=None):
+    """``load_model(name, backend="bridge")``: see :mod:`actadd.models.bridge`."""
+    from actadd.models import bridge
+
+    if name is not None and not isinstance(name, (str, os.PathLike)):
+        return bridge.load_hf_model(name, tokenizer=tokenizer)
+    if name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
+        return bridge.load_gguf_bridge(smollm2_path(), model_name=SMOLLM2_NAME, n_ctx=n_ctx)
+    if str(name) in TINY_MODELS:
+        directory = cache_dir() / "tiny-hf" / f"{name}-seed{seed}"
+        if not (directory / "config.json").exists():
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(directory.parent)))
+            bridge.tiny_hf_dir(str(name), tmp, seed=seed)
+            try:
+                tmp.rename(directory)
+            except OSError:  # another process made it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        model = bridge.load_hf_dir(directory)
+        model.cfg.model_name = str(name)
+        return model
+    path = Path(name)
+    if str(name).endswith(".gguf"):
+        return bridge.load_gguf_bridge(path, n_ctx=n_ctx)
+    if path.is_dir():
+        return bridge.load_hf_dir(path)
+    if path.exists():
+        raise ModelLoadError(f"{path} is neither a .gguf file nor a Hugging Face model directory.")
+    if not _hub_cached(str(name)) and not _hub_reachable():
+        raise ModelLoadError(
+            f"{name!r} is not a local directory or .gguf file, and the Hugging Face hub is not "
+            "reachable here (or HF_HUB_OFFLINE is set). Offline, the bridge loads a local HF "
+            "directory (save_pretrained), an in-memory HF model, a .gguf, or 'tiny-llama'."
+        )
+    return bridge.load_hf_dir(_hub_snapshot(str(name)))
+
+
+def _hub_snapshot(name: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(name)
 
 
 # --------------------------------------------------------------------------- GGUF
