@@ -18,8 +18,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from torch import Tensor
+from transformer_lens import HookedTransformer
+from transformer_lens.model_bridge import TransformerBridge
 
 from actadd.errors import SteeringError
+
+#: what actadd's functions take as ``model``: either backend
+Model = HookedTransformer | TransformerBridge
 
 BackendName = Literal["hooked", "bridge"]
 BACKENDS: tuple[str, ...] = ("hooked", "bridge")
@@ -137,10 +142,6 @@ HOOKED, BRIDGE = HookedBackend(), BridgeBackend()
 
 def is_bridge(model) -> bool:
     """Whether ``model`` is a TransformerLens ``TransformerBridge``."""
-    try:
-        from transformer_lens.model_bridge import TransformerBridge
-    except ImportError:  # a TransformerLens without the bridge
-        return False
     return isinstance(model, TransformerBridge)
 
 

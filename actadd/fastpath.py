@@ -69,7 +69,7 @@ from transformer_lens.components import Attention, GroupedQueryAttention, RMSNor
 from transformer_lens.components.mlps.gated_mlp import GatedMLP
 from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-from actadd.backends import backend_of
+from actadd.backends import Model, backend_of
 
 __all__ = [
     "StaticKVCache",
@@ -708,7 +708,7 @@ _OFF = "_actadd_transformerlens_forward"  # instance attribute: depth of the con
 
 
 @contextmanager
-def transformerlens_forward(model: HookedTransformer) -> Iterator[None]:
+def transformerlens_forward(model: Model) -> Iterator[None]:
     """Inside, every actadd forward on ``model`` runs TransformerLens's own forward, as
     ``fast=False`` does: :func:`fast_path` leaves the model alone, and
     :func:`actadd.generation.generate_tokens` decodes with TransformerLens's cache. For
@@ -723,14 +723,14 @@ def transformerlens_forward(model: HookedTransformer) -> Iterator[None]:
             del vars(model)[_OFF]
 
 
-def fast_allowed(model: HookedTransformer, fast: bool = True) -> bool:
+def fast_allowed(model: Model, fast: bool = True) -> bool:
     """Whether an actadd forward asked to run ``fast`` may (not inside
     :func:`transformerlens_forward`)."""
     return fast and backend_of(model).fast and not vars(model).get(_OFF, 0)
 
 
 @contextmanager
-def fast_path(model: HookedTransformer) -> Iterator[bool]:
+def fast_path(model: Model) -> Iterator[bool]:
     """Run ``model``'s blocks through the fast path inside the ``with`` block (see the module
     docstring). Yields ``True`` if it applies, ``False`` if the model is left to
     TransformerLens (:func:`unsupported_reason`, or a block with a ``forward`` patched by

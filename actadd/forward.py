@@ -18,16 +18,15 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.components import Unembed
 
-from actadd.backends import backend_of
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError
 from actadd.hooks import check_layer, resid_pre
 
 
 def left_pad(
-    model: HookedTransformer, token_lists: Sequence[Sequence[int]]
+    model: Model, token_lists: Sequence[Sequence[int]]
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     """Left-pad token lists into ``(tokens, attention_mask)``, both [batch, max_len]."""
     if not len(token_lists):
@@ -45,7 +44,7 @@ def left_pad(
 
 @torch.no_grad()
 def residuals(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     layers: Sequence[int],
     attention_mask: Int[Tensor, "batch pos"] | None = None,
@@ -68,7 +67,7 @@ def residuals(
 
 
 def unembed_last(
-    model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]
+    model: Model, resid: Float[Tensor, "batch pos d_model"]
 ) -> Float[Tensor, "batch d_vocab"]:
     """Logits of the final position of a final residual stream (final norm, unembedding and
     the model's logit soft cap, if any)."""
@@ -85,7 +84,7 @@ _CHUNKED_ROWS = range(4, 33)
 
 
 def unembed(
-    model: HookedTransformer, x: Float[Tensor, "batch pos d_model"]
+    model: Model, x: Float[Tensor, "batch pos d_model"]
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """``model.unembed(x)``, bit for bit; for 4 to 32 rows, in vocabulary chunks of
     ``UNEMBED_CHUNK`` (faster, see above). Hooked or unusual unembeddings go through the
@@ -109,7 +108,7 @@ def unembed(
     )
 
 
-def last_logits(model: HookedTransformer, x: Tensor, **kwargs) -> Float[Tensor, "batch d_vocab"]:
+def last_logits(model: Model, x: Tensor, **kwargs) -> Float[Tensor, "batch d_vocab"]:
     """Logits at the final position only: [batch, d_vocab].
 
     Runs the blocks through ``model(...)`` (so hooks and steering apply) and unembeds just

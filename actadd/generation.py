@@ -24,10 +24,9 @@ import pandas as pd
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformer_lens import HookedTransformer
 
 from actadd.ablation import Ablation
-from actadd.backends import backend_of
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.fastpath import StaticKVCache, fast_allowed, fast_path
 from actadd.forward import last_logits, left_pad
@@ -204,7 +203,7 @@ def _prefix_draws_match(vocab: int, k: int) -> bool:
 
 @torch.no_grad()
 def generate_tokens(
-    model: HookedTransformer,
+    model: Model,
     token_lists: Sequence[Sequence[int]],
     generators: Sequence[torch.Generator],
     *,
@@ -245,7 +244,7 @@ def generate_tokens(
 
 
 def _decode(
-    model: HookedTransformer,
+    model: Model,
     token_lists: Sequence[Sequence[int]],
     generators: Sequence[torch.Generator],
     *,
@@ -302,7 +301,7 @@ def _decode(
 
 
 def _prompt_pass(
-    model: HookedTransformer, tokens: Tensor, mask: Tensor, cache: StaticKVCache
+    model: Model, tokens: Tensor, mask: Tensor, cache: StaticKVCache
 ) -> tuple[Tensor, StaticKVCache]:
     """The prompt's forward pass, once per distinct row: rows with the same tokens and the
     same steering (several samples of one prompt and setting) share it, and each copy gets
@@ -352,7 +351,7 @@ def _vector_columns(vectors, align) -> dict:
 
 
 def generate(
-    model: HookedTransformer,
+    model: Model,
     prompts: str | Sequence[str],
     vectors: SteeringVector | Ablation | Sequence | None = None,
     align: Align | str | int | Sequence[int] = "front",
@@ -435,7 +434,7 @@ def generate(
 
 
 def compare(
-    model: HookedTransformer,
+    model: Model,
     prompts: str | Sequence[str],
     vectors: SteeringVector | Sequence,
     align: Align | str | int | Sequence[int] = "front",

@@ -29,9 +29,8 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
-from actadd.backends import backend_of
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError
 from actadd.fastpath import fast_path
 from actadd.forward import last_logits, left_pad, residuals, typical_norm
@@ -84,7 +83,7 @@ class PrefixBatch:
 
     def __init__(
         self,
-        model: HookedTransformer,
+        model: Model,
         token_lists: Sequence[Sequence[int]],
         *,
         padding: Padding = "left",

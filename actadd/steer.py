@@ -40,12 +40,11 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.utilities.defaults_utils import USE_DEFAULT_VALUE
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
 from actadd.ablation import Ablation
-from actadd.backends import backend_of
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.hooks import resid_pre
 from actadd.placement import (
@@ -116,7 +115,7 @@ class _Call:
     new: int  # positions this call processes
 
 
-def active_steering(model: HookedTransformer) -> list[Steering]:
+def active_steering(model: Model) -> list[Steering]:
     """The steering contexts active on ``model``, innermost first.
 
     Each active context wraps ``model.forward``; the chain of wrappers is read off the
@@ -131,7 +130,7 @@ def active_steering(model: HookedTransformer) -> list[Steering]:
 
 
 @contextmanager
-def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
+def prompt_is(model: Model, mask: Tensor) -> Iterator[None]:
     """Tell every active steering context on ``model`` that the prompt is ``mask``
     ([batch, prompt_len], see :meth:`Steering.prompt`). For decoding loops."""
     with ExitStack() as stack:
@@ -141,7 +140,7 @@ def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
 
 
 @contextmanager
-def rows_are(model: HookedTransformer, index: Tensor) -> Iterator[None]:
+def rows_are(model: Model, index: Tensor) -> Iterator[None]:
     """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the prompt pinned by
     :func:`prompt_is`, for every active steering context on ``model``: a decoding loop runs
     the prompt pass once per distinct row (:func:`distinct_rows`) and each of those rows is
@@ -152,7 +151,7 @@ def rows_are(model: HookedTransformer, index: Tensor) -> Iterator[None]:
         yield
 
 
-def distinct_rows(model: HookedTransformer, tokens: Tensor, mask: Tensor) -> list[int]:
+def distinct_rows(model: Model, tokens: Tensor, mask: Tensor) -> list[int]:
     """For each row of a prompt batch (``tokens`` and ``mask`` [batch, prompt_len]), the
     first row whose tokens, mask and steering additions — under every active steering
     context, with ``mask`` as the prompt — equal its own. Such rows compute the same
@@ -184,7 +183,7 @@ class Steering:
 
     def __init__(
         self,
-        model: HookedTransformer,
+        model: Model,
         vectors: Steerable,
         align: Validated[AlignLike] = "front",
         *,
@@ -599,7 +598,7 @@ class Steering:
 
 
 def steering(
-    model: HookedTransformer,
+    model: Model,
     vectors: Steerable,
     align: Validated[AlignLike] = "front",
     *,
@@ -627,7 +626,7 @@ def _ones(batch: int, n: int) -> Tensor:
     return torch.ones(batch, n, dtype=torch.long)
 
 
-def _padding_mask(model: HookedTransformer, tokens: Tensor, args: dict) -> Tensor:
+def _padding_mask(model: Model, tokens: Tensor, args: dict) -> Tensor:
     """The attention mask TransformerLens would derive for a padded token batch."""
     tok = model.tokenizer
     side = args.get("padding_side")

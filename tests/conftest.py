@@ -35,6 +35,27 @@ def tiny_model(request):
     return actadd.load_model(request.param)
 
 
+def _load(spec: str):
+    """``"tiny-llama"`` (a HookedTransformer) or ``"bridge:tiny-llama"`` (a TransformerBridge
+    around the HF model saved with save_pretrained, see actadd.models.bridge)."""
+    backend, _, name = spec.rpartition(":")
+    return actadd.load_model(name, backend=backend or "hooked")
+
+
+@pytest.fixture(
+    scope="session",
+    params=["tiny-llama", "tiny-gpt2", "bridge:tiny-llama", "bridge:tiny-gpt2"],
+)
+def any_model(request):
+    """Each tiny model on each backend: the steering proofs run on all four."""
+    return _load(request.param)
+
+
+@pytest.fixture(scope="session", params=["bridge:tiny-llama", "bridge:tiny-gpt2"])
+def tiny_bridge(request):
+    return _load(request.param)
+
+
 @pytest.fixture(scope="session")
 def smollm2():
     return actadd.load_model()
@@ -44,7 +65,7 @@ def smollm2():
 def _models_left_clean(request):
     """Every test must leave shared models without hooks or patched methods."""
     yield
-    for name in ("tiny_llama", "tiny_gpt2", "tiny_model", "smollm2"):
+    for name in ("tiny_llama", "tiny_gpt2", "tiny_model", "any_model", "tiny_bridge", "smollm2"):
         if name in request.fixturenames:
             model = request.getfixturevalue(name)
             leftover = [n for n, hp in model.hook_dict.items() if hp._forward_hooks]

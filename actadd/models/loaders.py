@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from actadd.errors import ModelLoadError
+from actadd.backends import Model
+from actadd.errors import ModelLoadError, Validated
 from actadd.models import gguf_cache, gguf_llama
 from actadd.models.layout import fast_layout
 from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer, tokenizer_from_gguf
@@ -65,16 +66,16 @@ def smollm2_path() -> Path:
 
 
 def load_model(
-    name: str | os.PathLike | None = None,
+    name: str | os.PathLike | torch.nn.Module | None = None,
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     n_ctx: int | None = None,
     seed: int = 0,
-    backend: str = "hooked",
+    backend: Validated[str] = "hooked",
     tokenizer=None,
     **from_pretrained_kwargs,
-) -> HookedTransformer:
+) -> Model:
     """Load a model by name or path (see the module docstring).
 
     Args:
@@ -255,7 +256,7 @@ def _model_from_cache(
     return fast_layout(model)
 
 
-def _load_all_parameters(model: HookedTransformer, sd: dict[str, torch.Tensor]) -> None:
+def _load_all_parameters(model: Model, sd: dict[str, torch.Tensor]) -> None:
     """Load ``sd`` and insist that every parameter was set (init_weights=False leaves garbage)."""
     missing, unexpected = model.load_state_dict(sd, strict=False)
     params = {n for n, _ in model.named_parameters()}
