@@ -47,9 +47,10 @@ def add_at_front_pre_hook(layer_module, rows):
 
 def test_backend_of_tells_the_two_apart(tiny_llama, tiny_bridge):
     assert backend_of(tiny_llama) is HOOKED and backend_of(tiny_bridge) is BRIDGE
-    assert tiny_bridge.hook_dict["blocks.2.hook_resid_pre"] is tiny_bridge.hook_dict[
-        "blocks.2.hook_in"
-    ]
+    assert (
+        tiny_bridge.hook_dict["blocks.2.hook_resid_pre"]
+        is tiny_bridge.hook_dict["blocks.2.hook_in"]
+    )
 
 
 def test_bridge_steering_equals_a_hugging_face_pre_hook(tiny_bridge):

@@ -38,9 +38,7 @@ def all_hooked_layers_equal(a, b, layers):
         ([0, 2, 4, 6, -1], [0, 2, 4, 6, 18]),
     ],
 )
-def test_addition_is_exact_at_steered_positions_and_untouched_elsewhere(
-    any_model, align, expected
-):
+def test_addition_is_exact_at_steered_positions_and_untouched_elsewhere(any_model, align, expected):
     model = any_model
     v = SteeringVector.from_pair(model, "Love", "Hate", layer=2, coeff=3.0)
     assert v.k == 5
