@@ -61,11 +61,25 @@ def smollm2():
     return actadd.load_model()
 
 
+@pytest.fixture(scope="session")
+def smollm2_bridge():
+    """SmolLM2 on the TransformerBridge: the GGUF's tensors in an HF LlamaForCausalLM."""
+    return actadd.load_model(backend="bridge")
+
+
 @pytest.fixture(autouse=True)
 def _models_left_clean(request):
     """Every test must leave shared models without hooks or patched methods."""
     yield
-    for name in ("tiny_llama", "tiny_gpt2", "tiny_model", "any_model", "tiny_bridge", "smollm2"):
+    for name in (
+        "tiny_llama",
+        "tiny_gpt2",
+        "tiny_model",
+        "any_model",
+        "tiny_bridge",
+        "smollm2",
+        "smollm2_bridge",
+    ):
         if name in request.fixturenames:
             model = request.getfixturevalue(name)
             leftover = [n for n, hp in model.hook_dict.items() if hp._forward_hooks]

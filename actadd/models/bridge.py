@@ -104,12 +104,10 @@ def load_gguf_bridge(path: Path, *, model_name: str | None = None, n_ctx: int | 
     hf = hf_llama(path, attn_implementation="eager")
     hf.config.architectures = ["LlamaForCausalLM"]
     tokenizer = load_fast_tokenizer(converted / "tokenizer")
-    bridge = load_hf_model(
-        hf,
-        tokenizer=tokenizer,
-        name=model_name or hp.name,
-        n_ctx=n_ctx or min(hp.n_ctx, loaders.DEFAULT_N_CTX),
-    )
+    bridge = load_hf_model(hf, tokenizer=tokenizer, name=model_name or hp.name)
+    # the same context length as the HookedTransformer path (the rotary tables do not
+    # depend on it; only actadd's length checks read it)
+    bridge.cfg.n_ctx = n_ctx or min(hp.n_ctx, loaders.DEFAULT_N_CTX)
     setattr(bridge, loaders.SOURCE_ATTR, entry.source_info(path))
     return bridge
 
