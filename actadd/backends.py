@@ -18,8 +18,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.model_bridge import TransformerBridge
+
+try:
+    from transformer_lens import HookedTransformer
+
+    HAS_HOOKED = True
+except ImportError:  # TransformerLens 4.x removed it: only the bridge backend exists there
+    HAS_HOOKED = False
+
+    class HookedTransformer:  # type: ignore[no-redef]
+        """Stand-in on TransformerLens 4.x, so annotations resolve; nothing is one."""
+
 
 from actadd.errors import SteeringError
 
@@ -157,4 +167,8 @@ def check_backend(backend: object) -> BackendName:
 
     if backend not in BACKENDS:
         raise ModelLoadError(f"backend must be one of {list(BACKENDS)}, got {backend!r}.")
+    if backend == "hooked" and not HAS_HOOKED:
+        raise ModelLoadError(
+            "This TransformerLens (4.x) has no HookedTransformer; load with backend='bridge'."
+        )
     return backend  # type: ignore[return-value]

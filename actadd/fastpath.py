@@ -62,14 +62,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
-from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-from transformer_lens.components import Attention, GroupedQueryAttention, RMSNorm, TransformerBlock
-from transformer_lens.components.mlps.gated_mlp import GatedMLP
-from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
 
-from actadd.backends import Model, backend_of
+from actadd.backends import HAS_HOOKED, HookedTransformer, Model, backend_of
+
+if HAS_HOOKED:
+    from transformer_lens.components import (
+        Attention,
+        GroupedQueryAttention,
+        RMSNorm,
+        TransformerBlock,
+    )
+    from transformer_lens.components.mlps.gated_mlp import GatedMLP
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+else:  # TransformerLens 4.x: no HookedTransformer, so nothing for the fast path to run
+    Attention = GroupedQueryAttention = RMSNorm = TransformerBlock = GatedMLP = nn.Module
+    POST_NORM_ARCHITECTURES = ()
 
 __all__ = [
     "StaticKVCache",

@@ -18,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens.components import Unembed
+
+from actadd.backends import HAS_HOOKED
+
+if HAS_HOOKED:
+    from transformer_lens.components import Unembed
+else:  # TransformerLens 4.x: only the bridge, whose logits never come through unembed()
+    Unembed = None
 
 from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError

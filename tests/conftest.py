@@ -12,6 +12,10 @@ import pytest
 import torch
 
 import actadd
+from actadd.backends import HAS_HOOKED
+
+BRIDGE = pytest.mark.bridge
+BRIDGE_MODELS = [pytest.param(f"bridge:{n}", marks=BRIDGE) for n in ("tiny-llama", "tiny-gpt2")]
 
 
 @pytest.fixture(autouse=True)
@@ -22,42 +26,43 @@ def _no_grad():
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    return actadd.load_model("tiny-llama")
+    return _load("tiny-llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2():
-    return actadd.load_model("tiny-gpt2")
+    return _load("tiny-gpt2")
 
 
 @pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2"])
 def tiny_model(request):
-    return actadd.load_model(request.param)
+    return _load(request.param)
 
 
 def _load(spec: str):
     """``"tiny-llama"`` (a HookedTransformer) or ``"bridge:tiny-llama"`` (a TransformerBridge
     around the HF model saved with save_pretrained, see actadd.models.bridge)."""
     backend, _, name = spec.rpartition(":")
+    if not backend and not HAS_HOOKED:
+        pytest.skip("this TransformerLens (4.x) has no HookedTransformer")
     return actadd.load_model(name, backend=backend or "hooked")
 
 
-@pytest.fixture(
-    scope="session",
-    params=["tiny-llama", "tiny-gpt2", "bridge:tiny-llama", "bridge:tiny-gpt2"],
-)
+@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2", *BRIDGE_MODELS])
 def any_model(request):
     """Each tiny model on each backend: the steering proofs run on all four."""
     return _load(request.param)
 
 
-@pytest.fixture(scope="session", params=["bridge:tiny-llama", "bridge:tiny-gpt2"])
+@pytest.fixture(scope="session", params=BRIDGE_MODELS)
 def tiny_bridge(request):
     return _load(request.param)
 
 
 @pytest.fixture(scope="session")
 def smollm2():
+    if not HAS_HOOKED:
+        pytest.skip("this TransformerLens (4.x) has no HookedTransformer")
     return actadd.load_model()
 
 

@@ -27,7 +27,11 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from actadd.backends import HAS_HOOKED, HookedTransformer
+
+if HAS_HOOKED:  # TransformerLens 4.x has neither (load_model refuses backend="hooked" there)
+    from transformer_lens import HookedTransformerConfig
 
 from actadd.backends import Model
 from actadd.errors import ModelLoadError, Validated

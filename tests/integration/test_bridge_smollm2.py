@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from actadd import SteeringVector, steering
 from actadd.backends import BRIDGE, backend_of
 from actadd.sweeps import SweepSpec, run_sweep, sort_results
+
+pytestmark = pytest.mark.bridge
 
 PROMPTS = ["I went up to my friend and said", "I hate you because"]
 
@@ -58,3 +61,27 @@ def test_sweep_numbers_agree_between_backends(smollm2, smollm2_bridge):
     pd.testing.assert_frame_equal(hooked[keys], bridge[keys])
     assert hooked.value.abs().max() > 0.1  # the sweep measured something
     np.testing.assert_allclose(bridge.value, hooked.value, rtol=0, atol=1e-4)
+
+
+def test_bridge_smollm2_steering_equals_an_hf_pre_hook(smollm2_bridge):
+    """Runs on TransformerLens 3.9 and 4.x alike (no HookedTransformer involved)."""
+    model = smollm2_bridge
+    v = SteeringVector.from_pair(model, "Love", "Hate", layer=3, coeff=4)
+    tokens = model.to_tokens(PROMPTS[0])
+    with steering(model, v):
+        ours = model(tokens)
+    rows = v.tensor
+
+    def pre(module, args, kwargs):
+        x = args[0] if args else kwargs["hidden_states"]
+        x = x.clone()
+        x[:, : len(rows)] += rows
+        return ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": x})
+
+    handle = model.original_model.model.layers[3].register_forward_pre_hook(pre, with_kwargs=True)
+    try:
+        theirs = model.original_model(tokens).logits
+    finally:
+        handle.remove()
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert float((ours - model(tokens)).abs().max()) > 1

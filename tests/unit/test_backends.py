@@ -22,6 +22,8 @@ from actadd.models.tokenizer import load_fast_tokenizer
 from actadd.placement import Placement
 from actadd.prefix import PrefixBatch
 
+pytestmark = pytest.mark.bridge
+
 PROMPT = "I hate you because"
 
 
