@@ -48,6 +48,9 @@ def add_at_front_pre_hook(layer_module, rows):
 
 
 def test_backend_of_tells_the_two_apart(tiny_llama, tiny_bridge):
+    from actadd.runinfo import env_info
+
+    assert env_info(tiny_llama)["model"]["backend"] == "hooked"
     assert backend_of(tiny_llama) is HOOKED and backend_of(tiny_bridge) is BRIDGE
     assert (
         tiny_bridge.hook_dict["blocks.2.hook_resid_pre"]
@@ -172,3 +175,9 @@ def test_in_memory_model_needs_the_bridge_and_a_tokenizer():
         actadd.load_model(hf)
     with pytest.raises(ModelLoadError, match="tokenizer="):
         actadd.load_model(hf, backend="bridge")
+
+
+def test_every_run_records_its_backend(tiny_bridge):
+    from actadd.runinfo import env_info
+
+    assert env_info(tiny_bridge)["model"]["backend"] == "bridge"
