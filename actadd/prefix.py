@@ -10,6 +10,11 @@ token-injection analysis and the diagnostics all run through :class:`PrefixBatch
 
 Results equal a full hooked forward per condition up to float rounding (tested).
 
+A backend that cannot start a forward at a layer (:attr:`actadd.backends.Backend.restarts`
+is ``False``: the TransformerBridge, whose ``start_at_layer`` is missing in TransformerLens
+3.9 and still runs the lower blocks in 4.x) runs each steered forward from the tokens
+instead; the conditions are batched all the same.
+
 Both forwards (the clean residuals and the steered passes) run the model's blocks through
 :func:`actadd.fastpath.fast_path` unless ``fast=False``: SDPA attention, hook points called
 only when hooked. Every hook point still fires where TransformerLens fires it, so steering

