@@ -18,7 +18,9 @@ stays where the template puts it.
 ``steering``, ``generate``, sweeps) takes rendered prompts unchanged. To steer only the
 assistant turn of a prompt rendered with the generation prompt, use ``"generated"`` (the
 assistant turn is what gets generated); ``"from:<|im_start|>"`` starts at the *first*
-``<|im_start|>``, which in SmolLM2's template is the system turn (see the README).
+``<|im_start|>``, which in SmolLM2's template is the system turn (see the README). To steer
+only the user's message, align ``Align.span(*user_turn_span(model, prompts))``; a sweep does
+either with ``turn = "user" | "assistant"`` (:mod:`actadd.sweeps.spec`).
 """
 
 from __future__ import annotations
@@ -167,3 +169,43 @@ def render_pair(
         label=pair.label or pair.name,
         pad_token=pair.pad_token,
     )
+
+
+def user_turn_span(
+    model: Model, prompts: Sequence[str], system: str | None = None
+) -> tuple[int, int]:
+    """Where the user's message lies in each prompt rendered by :func:`render_prompt`:
+    ``(start, end)`` such that its tokens are ``[start, n - end)`` of every rendered prompt
+    (``n`` counts the leading token), as :meth:`actadd.Align.span` takes them.
+
+    One error line if the template does not keep a message verbatim, if a message's first or
+    last token merges with the template's text, or if the span is not the same for every
+    prompt (one alignment covers them all).
+    """
+    spans = {}
+    for prompt in prompts:
+        text = render_prompt(model, prompt, system)
+        i = text.rfind(prompt) if prompt else -1
+        if i < 0:
+            raise ChatTemplateError(
+                f"The chat template does not keep the user message {prompt[:40]!r} verbatim, "
+                "so its tokens cannot be located."
+            )
+        full, head, upto = (
+            model.to_tokens(t, truncate=False)[0].tolist()
+            for t in (text, text[:i], text[: i + len(prompt)])
+        )
+        if full[: len(upto)] != upto or upto[: len(head)] != head or len(upto) == len(head):
+            raise ChatTemplateError(
+                f"In the rendered prompt the user message {prompt[:40]!r} does not tokenize "
+                "apart from the template's text (a token spans the boundary), so its "
+                "positions are not well defined."
+            )
+        spans[(len(head), len(full) - len(upto))] = prompt
+    if len(spans) > 1:
+        raise ChatTemplateError(
+            f"The chat template puts the user message at different token offsets (start, "
+            f"tokens after it) in different prompts: {sorted(spans)}; one alignment cannot "
+            "cover them all."
+        )
+    return next(iter(spans))

@@ -30,7 +30,14 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from actadd.stats import bh_adjust, cluster_bootstrap, mcnemar_exact, paired_t, sign_flip_test
+from actadd.stats import (
+    bh_adjust,
+    cluster_bootstrap,
+    mcnemar_exact,
+    paired_t,
+    rank_against_draws,
+    sign_flip_test,
+)
 
 ALPHA = 0.05
 SUPPORTED, NOT_SUPPORTED = "SUPPORTED", "NOT SUPPORTED"
@@ -203,6 +210,22 @@ def paired_t_claim(
         p=t["p"],
         test=test,
         n=f"{t['n']} {unit}{n_note}",
+        **kw,
+    )
+
+
+def rank_claim(per_prompt, *, unit: str = "prompts", **kw) -> Claim:
+    """A claim that an arm beats single random draws (column 0 of the prompts × (1 + N)
+    array against columns 1..N; :func:`actadd.stats.rank_against_draws`): estimate = the
+    arm's mean minus the draws' median, prompt-bootstrap interval, exact rank p-value."""
+    r = rank_against_draws(per_prompt)
+    return Claim(
+        estimate=r["estimate"],
+        lo=r["lo"],
+        hi=r["hi"],
+        p=r["p"],
+        test=f"rank among {r['draws']} random draws (one-sided, exact)",
+        n=f"{len(per_prompt)} {unit}, {r['draws']} draws",
         **kw,
     )
 

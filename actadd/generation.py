@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from actadd.ablation import Ablation
 from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.fastpath import StaticKVCache, fast_allowed, fast_path
 from actadd.forward import last_logits, left_pad
+from actadd.progress import bar as progress_bar
 from actadd.steer import (
     Align,
     OnShort,
@@ -395,10 +395,9 @@ def generate(
     steer_ctx = (
         steering(model, vectors, align, on_short=on_short) if vectors is not None else nullcontext()
     )
-    disable = None if progress is None else not progress
     with (
         steer_ctx,
-        tqdm(total=len(jobs), desc="generate", unit="seq", disable=disable, leave=False) as bar,
+        progress_bar(len(jobs), "generate", "seq", progress, leave=False) as bar,
     ):
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]

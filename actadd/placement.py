@@ -16,13 +16,14 @@ from torch import Tensor
 from actadd.errors import SteeringError, Validated
 from actadd.vectors import SteeringVector
 
-AlignKind = Literal["front", "offset", "back", "all", "positions", "generated", "from"]
+AlignKind = Literal["front", "offset", "back", "all", "positions", "span", "generated", "from"]
 ALIGN_KINDS: tuple[str, ...] = (
     "front",
     "offset",
     "back",
     "all",
     "positions",
+    "span",
     "generated",
     "from",
 )
@@ -30,6 +31,9 @@ ALIGN_KINDS: tuple[str, ...] = (
 # phase): every generated position ("generated"), the first k ("generated:k"), or every
 # position from a marker token on ("from:<token>")
 PHASE_KINDS: tuple[str, ...] = ("all", "generated", "from")
+# alignments that add one d_model row at each of their positions: the phase kinds and a
+# prompt span ("span:a:b", e.g. the user turn of a chat prompt)
+ONE_ROW_KINDS: tuple[str, ...] = (*PHASE_KINDS, "span")
 OnShort = Literal["error", "clip"]
 
 
@@ -42,13 +46,14 @@ class Align:
     positions: tuple[int, ...] = ()
     count: int | None = None  # "generated": only the first `count` generated positions
     marker: str | int | None = None  # "from": the marker token (a one-token string or an id)
+    end: int = 0  # "span": prompt positions [offset, n_prompt - end)
 
     def __post_init__(self) -> None:
         if self.kind not in ALIGN_KINDS:
             raise SteeringError(
                 f"Unknown alignment {self.kind!r}; allowed: front, back, all, offset:<s> "
-                "(or an int s), positions:<p0,p1,...> (or a list of ints), generated, "
-                "generated:<k>, from:<marker token>."
+                "(or an int s), positions:<p0,p1,...> (or a list of ints), span:<a>:<b>, "
+                "generated, generated:<k>, from:<marker token>."
             )
         if self.kind == "generated" and self.count is not None:
             if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
@@ -67,6 +72,14 @@ class Align:
             )
         if self.kind == "offset" and (not isinstance(self.offset, int) or self.offset < 0):
             raise SteeringError(f"offset must be a non-negative int, got {self.offset!r}.")
+        if self.kind == "span" and not all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= 0
+            for x in (self.offset, self.end)
+        ):
+            raise SteeringError(
+                f"span:<a>:<b> needs ints a, b >= 0 (prompt positions a to b before the end), "
+                f"got {self.offset!r}, {self.end!r}."
+            )
         if self.kind == "positions" and not self.positions:
             raise SteeringError("Align.at(...) needs at least one position.")
 
@@ -97,14 +110,21 @@ class Align:
         return cls("from", marker=marker)
 
     @classmethod
+    def span(cls, start: int, end: int = 0) -> Align:
+        """One row at every prompt position from ``start`` (counted from the leading token)
+        up to ``end`` positions before the prompt's end: ``[start, n_prompt - end)``. The
+        user turn of a chat prompt is such a span (:func:`actadd.chat.user_turn_span`)."""
+        return cls("span", offset=start, end=end)
+
+    @classmethod
     def at(cls, positions: Sequence[int]) -> Align:
         return cls("positions", positions=tuple(int(p) for p in positions))
 
     @classmethod
     def parse(cls, spec: Validated[Align | str | int | Sequence[int]]) -> Align:
         """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
-        ``"positions:0,2,-1"``, ``[0, 2, -1]``, ``"generated"``, ``"generated:8"`` or
-        ``"from:<token>"``."""
+        ``"positions:0,2,-1"``, ``[0, 2, -1]``, ``"span:a:b"``, ``"generated"``,
+        ``"generated:8"`` or ``"from:<token>"``."""
         if isinstance(spec, Align):
             return spec
         if isinstance(spec, bool):
@@ -125,6 +145,9 @@ class Align:
                     return cls.at_offset(int(arg))
                 if name == "positions":
                     return cls.at([int(p) for p in arg.split(",") if p.strip()])
+                if name == "span":
+                    a, _, b = arg.partition(":")
+                    return cls.span(int(a), int(b or 0))
             except ValueError:
                 raise SteeringError(f"Cannot parse alignment {spec!r}.") from None
             if arg:
@@ -139,6 +162,8 @@ class Align:
             return f"offset:{self.offset}"
         if self.kind == "positions":
             return "positions:" + ",".join(map(str, self.positions))
+        if self.kind == "span":
+            return f"span:{self.offset}:{self.end}"
         if self.kind == "generated" and self.count is not None:
             return f"generated:{self.count}"
         if self.kind == "from":
@@ -156,6 +181,19 @@ def prompt_positions(
     prompt instead of raising.
     """
     rows = torch.arange(k)
+    if align.kind == "span":
+        if k != 1:
+            raise SteeringError(
+                f"align={align} adds one d_model vector at each of its positions, but the "
+                f"vector has {k} rows. Use v.mean() (or v.mean(skip_first=True)) or v.rows([i])."
+            )
+        pos = torch.arange(align.offset, n_prompt - align.end)
+        if len(pos) == 0:
+            raise SteeringError(
+                f"align={align} covers no position of a {n_prompt}-token prompt (leading token "
+                "included): the span is empty."
+            )
+        return torch.zeros(len(pos), dtype=torch.long), pos
     if align.kind == "positions":
         pos = torch.tensor(align.positions)
         if k == 1:

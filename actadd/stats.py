@@ -470,3 +470,42 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(["mean", "count", "std"]).reset_index()
     out["sem"] = out["std"] / np.sqrt(out["count"].clip(lower=1))
     return out
+
+
+def rank_against_draws(
+    per_prompt: np.ndarray, *, n_boot: int = 10_000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
+    """Does one arm beat *single* random draws, not only their mean?
+
+    ``per_prompt`` is a (prompts × (1 + N)) array: column 0 the arm's per-prompt values,
+    columns 1..N those of N random draws on the same prompts. Under the null that the arm
+    is one more draw (exchangeable with them), the rank of its mean over prompts among the
+    N + 1 means is uniform, so ``p = (1 + #{draws whose mean ≥ the arm's}) / (N + 1)`` is an
+    exact one-sided Monte Carlo p-value (at least ``1 / (N + 1)``). ``estimate`` is the
+    arm's mean minus the median of the draws' means, with a percentile interval from
+    resampling prompts (every column resampled together). ``above`` counts the draws the
+    arm's mean exceeds.
+    """
+    m = np.asarray(per_prompt, float)
+    if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 1:
+        raise ValueError("per_prompt must be prompts × (1 + draws), with at least one draw")
+    means = m.mean(0)
+    arm, draws = means[0], means[1:]
+    n = len(draws)
+    estimate = float(arm - np.median(draws))
+    lo = hi = float("nan")
+    if m.shape[0] >= 2:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, m.shape[0], size=(n_boot, m.shape[0]))
+        boot = m[idx].mean(1)  # n_boot × (1 + N)
+        stat = boot[:, 0] - np.median(boot[:, 1:], axis=1)
+        alpha = 1 - level
+        lo, hi = (float(q) for q in np.quantile(stat, [alpha / 2, 1 - alpha / 2]))
+    return {
+        "estimate": estimate,
+        "lo": lo,
+        "hi": hi,
+        "p": float((1 + np.sum(draws >= arm)) / (n + 1)),
+        "above": int(np.sum(draws < arm)),
+        "draws": n,
+    }

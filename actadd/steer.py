@@ -14,6 +14,8 @@ that row's prompt positions according to its :class:`Align`:
 - ``"back"``: the last ``k`` prompt positions;
 - ``Align.at([p0, p1, ...])`` / ``"positions:p0,p1"``: row ``j`` at position ``p_j``
   (negative counts from the prompt's end; a 1-row vector goes to every listed position);
+- ``Align.span(a, b)`` / ``"span:a:b"``: a 1-row vector at every prompt position from ``a``
+  to ``b`` before the prompt's end (``[a, n - b)``), e.g. the user turn of a chat prompt;
 - ``"all"``: a single-row vector (see ``SteeringVector.mean``) added at every position,
   generated tokens included — the llama.cpp / repeng / steering-vectors convention.
 
@@ -49,6 +51,7 @@ from actadd.errors import SteeringError, Validated
 from actadd.hooks import resid_pre
 from actadd.placement import (
     ALIGN_KINDS,
+    ONE_ROW_KINDS,
     PHASE_KINDS,
     Align,
     AlignKind,
@@ -206,7 +209,7 @@ class Steering:
             p = as_placement(item)
             vec, al, rows = p.vector, p.align or default, p.rows
             check_compatible(vec, model, allow_other_model=allow_other_model)
-            if al.kind in PHASE_KINDS and vec.k != 1:
+            if al.kind in ONE_ROW_KINDS and vec.k != 1:
                 raise SteeringError(
                     f"align={al} adds one d_model vector at each of its positions, but "
                     f"{vec.describe()} has {vec.k} rows. Use v.mean() (or v.mean(skip_first=True)"

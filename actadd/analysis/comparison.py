@@ -37,7 +37,6 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from actadd.analysis.conditions import (
     LAYER_INJECTIONS,
@@ -62,6 +61,7 @@ from actadd.errors import ConfigError, SteeringError
 from actadd.metrics import kl_div, log_probs, logprob_mass, target_token_ids
 from actadd.metrics import topk_overlap as _topk_overlap
 from actadd.prefix import Condition, PrefixBatch
+from actadd.progress import bar as progress_bar
 from actadd.stats import pearson
 from actadd.steer import AlignLike, OnShort, Placement, as_placement
 from actadd.vectors import SteeringVector
@@ -277,7 +277,7 @@ def compare_conditions(
     sweep = set(settings.sweep_sources) or set(range(max(settings.sweep_targets, default=-1) + 1))
     needed = sorted(set(ref_layers) | set(settings.transplant_sources) | sweep)
     steps = len(pairs) * (len(ref_layers) + 1)
-    bar = tqdm(total=steps, desc="token injection", unit="step", disable=_disable(progress))
+    bar = progress_bar(steps, "token injection", "step", progress)
     records: list[dict] = []
     null_records: list[dict] = []
     with bar:
@@ -634,10 +634,6 @@ def _rows(model, texts, kinds, family, m: dict[str, np.ndarray], meta: dict) -> 
         vals = [r[k] for r in user if not math.isnan(r[k])]
         mean[k] = float(np.mean(vals)) if vals else float("nan")
     return rows + [mean]
-
-
-def _disable(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
 
 
 def _injections(

@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from actadd.analysis.comparison import PromptBatch, _seed_for, _text_resid, next_token_logprobs
 from actadd.analysis.conditions import (
@@ -58,6 +57,7 @@ from actadd.config import Pair
 from actadd.errors import ConfigError
 from actadd.metrics import logprob_mass, target_token_ids
 from actadd.placement import Placement
+from actadd.progress import bar as progress_bar
 from actadd.stats import pearson
 from actadd.vectors import SteeringVector
 
@@ -153,7 +153,7 @@ def specificity_matrix(
     dealt = [order[i % len(order)] for i in range(n * k)]
     names = [p.name for p in pairs]
     matrix, nulls, draws = [], [], []
-    bar = tqdm(total=len(layers), desc="specificity", unit="layer", disable=_off(progress))
+    bar = progress_bar(len(layers), "specificity", "layer", progress)
     with bar:
         for layer in layers:
             used = null_pairs if not k else [null_pairs[i] for i in sorted(set(dealt))]
@@ -236,7 +236,3 @@ def _draw_fns(
 
 def _targets(pairs: Sequence[PairSetting]) -> set[str]:
     return {w.strip().lower() for p in pairs for w in p.target_words}
-
-
-def _off(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress

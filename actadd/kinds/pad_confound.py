@@ -240,6 +240,7 @@ def run_pad_confound(spec: Spec, model, run) -> None:
     from actadd.analysis import pads as P
     from actadd.metrics import target_token_ids
     from actadd.prefix import PrefixBatch
+    from actadd.progress import bar as progress_bar
     from actadd.tokens import single_token_id
     from actadd.vectors import SteeringVector
 
@@ -251,7 +252,8 @@ def run_pad_confound(spec: Spec, model, run) -> None:
     stats = {layer: P.ordinary_stats(batch, layer) for layer in layers}
     controls = target_token_ids(model, spec.control_words, strict=True)
     effects, norms, surgery = [], [], []
-    with torch.no_grad():
+    steps = len(spec.pairs) * len(layers)
+    with torch.no_grad(), progress_bar(steps, "pad effects", "layer") as bar:
         for pp in spec.pairs:
             pair = pp.pair
             targets = target_token_ids(model, word_list(pp.target_words), strict=False)
@@ -288,6 +290,7 @@ def run_pad_confound(spec: Spec, model, run) -> None:
                     effects.append(
                         dict(pair=pair.name, pad=pad_label(pad), variant=variant, layer=layer, **r)
                     )
+                bar.update(1)
     norms_df = pd.DataFrame(norms)
     norms_df["typical_norm"] = norms_df.layer.map({k: v.norm for k, v in stats.items()})
     norms_df["log2_norm_ratio"] = np.log2(norms_df.pad_norm / norms_df.typical_norm)

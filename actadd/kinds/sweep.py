@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from actadd.errors import ConfigError
@@ -122,8 +123,9 @@ class SweepKind(BaseKind):
 
     def claims(self, run) -> list:
         """The run's claims: every confirmatory cell of the config, every cell of the
-        scanned metrics (Benjamini–Hochberg within each scan), and the kind's own."""
-        claims = sweep_claims(run, self.scans)
+        scanned metrics (Benjamini–Hochberg within each scan), every method against the
+        random null where the sweep drew one (:func:`null_claims`), and the kind's own."""
+        claims = sweep_claims(run, self.scans) + null_claims(run)
         return claims + (self._claims(run) if self._claims is not None else [])
 
     @staticmethod
@@ -186,18 +188,20 @@ def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: 
 
 
 def sweep_claims(run, scans: Sequence[str]) -> list:
-    from actadd.config import parse_pairs
 
     df = run.read_table("results")
-    names = [p.name for p in parse_pairs(run.config.get("pairs", []))]
     claims = []
     chosen = set()
     keys = ["pair", "layer", "coeff", "align"] + (["method"] if "method" in df.columns else [])
+    turn = run.config.get("turn")
+    default_align = f"turn:{turn}" if turn else "front"  # a turn sweep has one align
     for c in run.config.get("confirmatory") or ():
-        cell = dict(pair=c.get("pair", names[0]), layer=c["layer"], coeff=float(c["coeff"]),
-                    align=c.get("align", "front"))  # fmt: skip
+        if c.get("against", "unsteered") != "unsteered":
+            continue  # against the random null: null_claims
+        cell = dict(pair=_cell_pair(run.config, c), layer=c["layer"], coeff=float(c["coeff"]),
+                    align=c.get("align", default_align))  # fmt: skip
         if "method" in keys:
-            cell["method"] = "actadd"
+            cell["method"] = c.get("method", "actadd")
         metric = c.get("metric", "topic_any")
         chosen.add((metric, *cell.values()))
         claim = cell_claim(run, df, cell, metric, confirmatory=True, family="confirmatory")
@@ -214,4 +218,139 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
             claim = cell_claim(run, df, cell, metric, confirmatory=False, family=f"scan {metric}")
             if claim is not None:
                 claims.append(claim)
+    return claims
+
+
+def _cell_pair(config: dict, cell: dict) -> str:
+    """The ``pair`` column of a confirmatory cell: the named (or first) sweep pair for the
+    ActAdd methods, the dataset's label for the dataset methods and the null."""
+    from actadd.config import parse_pairs
+    from actadd.sweeps.spec import PAIR_METHODS
+
+    if cell.get("method", "actadd") not in PAIR_METHODS:
+        return config.get("dataset") or "sweep pairs"
+    names = [p.name for p in parse_pairs(config.get("pairs", []))]
+    return cell.get("pair", names[0])
+
+
+# metrics a method should raise more than the null does: the next-token log-prob of the
+# target words and the sampled ones (KL is not directional: random directions move it too)
+NULL_METRICS = ("target_logprob_delta", "topic_any", "sentiment")
+NULL_EFFECTS = {
+    "target_logprob_delta": "raises the next-token log-prob of the target words",
+    "topic_any": "raises the fraction of completions with a word from the {topic} list",
+    "sentiment": "raises the VADER sentiment of the completions",
+}
+
+
+def null_claims(run) -> list:
+    """Every method against the norm-matched random null, cell by cell.
+
+    For each non-random method and cell (pair, layer, coeff, align) where the sweep drew
+    random directions ``random:i`` at the same (layer, coeff, align): the method's value
+    minus the mean over the draws, on the same (prompt, sample) rows. The unit of evidence
+    is the prompt: per-prompt means of that difference give the estimate, its 95% t
+    interval and the paired t-test over prompts (:func:`actadd.claims.paired_t_claim`), so
+    samples that share a prompt count once. Benjamini–Hochberg runs within each metric's
+    family ("method vs null <metric>"); config cells with ``against = "random"`` are
+    confirmatory. ``numbers`` also gives how many draws' means the method's mean exceeds.
+
+    The claim is against the draws' *mean*. Random directions can lower a metric on average
+    (disruption) while single draws raise it, so read the percentile too: a method that
+    beats the mean but sits among the draws does not beat random directions one by one.
+    """
+    from actadd.claims import Paired, cell_label, paired_t_claim, rank_claim
+
+    df = run.read_table("results")
+    if "method" not in df.columns:
+        return []
+    df = df[(df.layer >= 0) & (df.text_kind == "prompt") & df.metric.isin(NULL_METRICS)]
+    is_random = df.method.str.startswith("random:")
+    draws, methods = df[is_random], df[~is_random]
+    if draws.empty or methods.empty:
+        return []
+    turn = run.config.get("turn")
+    default_align = f"turn:{turn}" if turn else "all"
+    chosen = set()
+    for c in run.config.get("confirmatory") or ():
+        if c.get("against") == "random":
+            metric, method = c.get("metric", "topic_any"), c.get("method", "actadd")
+            pair, align = _cell_pair(run.config, c), c.get("align", default_align)
+            chosen.add((metric, method, pair, int(c["layer"]), float(c["coeff"]), align))
+    cell_keys = ["layer", "coeff", "align"]
+    row_keys = ["text_index", "sample"]
+    claims = []
+    for metric, m_draws in draws.groupby("metric"):
+        null = m_draws.groupby(cell_keys + row_keys).value.mean()
+        per_draw = m_draws.groupby(cell_keys + ["method"]).value.mean()
+        n_draws = m_draws.method.nunique()
+        arms = methods[methods.metric == metric]
+        for (method, pair, layer, coeff, align), a in arms.groupby(
+            ["method", "pair"] + cell_keys, sort=False
+        ):
+            cell = (layer, coeff, align)
+            if cell not in per_draw.index.droplevel("method"):
+                continue
+            b = null.loc[cell].rename("value").reset_index()
+            pairs = Paired.join(a, b, on=row_keys)
+            x = pd.Series(pairs.a).groupby(pairs.cluster).mean()
+            y = pd.Series(pairs.b).groupby(pairs.cluster).mean()
+            if len(x) < 2:
+                continue  # one prompt: no prompt-level test
+            above = int((per_draw.loc[cell].to_numpy() < pairs.a.mean()).sum())
+            key = (metric, method, pair, int(layer), float(coeff), align)
+            confirmatory = key in chosen
+            where = f"{cell_label(int(layer), float(coeff))}, align {align}"
+            effect = NULL_EFFECTS[metric].format(topic=_topic(run.config))
+            cell_id = f"{metric}:{method}:{pair}:L{int(layer)}:c{float(coeff):g}:{align}"
+            # the strict test: the method against single draws (its rank among them)
+            one_by_one = (
+                m_draws[
+                    (m_draws.layer == layer)
+                    & (m_draws.coeff == coeff)
+                    & (m_draws["align"] == align)
+                ]
+                .groupby(["text_index", "method"])
+                .value.mean()
+                .unstack("method")
+                .reindex(x.index)
+            )
+            claims.append(
+                rank_claim(
+                    np.column_stack([x.to_numpy(), one_by_one.to_numpy()]),
+                    experiment=_experiment(run),
+                    id=f"rank:{cell_id}",
+                    statement=(
+                        f"{method} ({pair}) at {where} {effect} more than single "
+                        f"norm-matched random directions do"
+                    ),
+                    family="confirmatory" if confirmatory else f"method vs random draws {metric}",
+                    confirmatory=confirmatory,
+                    numbers=(
+                        f"mean {pairs.a.mean():.3f}; draws' means median "
+                        f"{np.median(per_draw.loc[cell].to_numpy()):.3f}, max "
+                        f"{per_draw.loc[cell].max():.3f}; above {above} of {n_draws}"
+                    ),
+                )
+            )
+            claims.append(
+                paired_t_claim(
+                    x.to_numpy(),
+                    y.to_numpy(),
+                    n_note=f" ({pairs.n} rows; null: mean of {n_draws} draws)",
+                    experiment=_experiment(run),
+                    id=f"null:{cell_id}",
+                    statement=(
+                        f"{method} ({pair}) at {where} {effect} more than the mean of "
+                        f"{n_draws} norm-matched random directions"
+                    ),
+                    family=f"method vs null mean {metric}",
+                    confirmatory=False,
+                    numbers=(
+                        f"mean {pairs.a.mean():.3f} vs null {pairs.b.mean():.3f}; above "
+                        f"{above} of {n_draws} draws' means (percentile "
+                        f"{100 * above / n_draws:.0f}); {(x > y).sum()} of {len(x)} prompts up"
+                    ),
+                )
+            )
     return claims

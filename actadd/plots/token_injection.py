@@ -63,6 +63,30 @@ def _band(ax, x, mean, sem, **kw) -> None:
         ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.15, lw=0)
 
 
+# One style per condition, shared by both rows of plot_similarity_vs_layer (one legend entry
+# per meaning); the rows list (condition, with its ± SEM band or not).
+CONDITION_STYLE = {
+    "actadd": dict(marker="o", ms=3, color="C0", label="ActAdd"),
+    "inject_replace": dict(
+        marker="s", ms=3, color="C1", label="p+ tokens replacing the first tokens"
+    ),
+    "embedding_l0": dict(marker="^", ms=3, color="C2", label="embedding difference at L0"),
+    "random": dict(ls="--", color="0.5", label="random (same row norms)"),
+    "slice": dict(marker=".", color="C3", label="ActAdd, first 70% of dims"),
+}
+TOP_ROW = (("actadd", True), ("inject_replace", True), ("embedding_l0", True), ("random", True))
+BOTTOM_ROW = (("actadd", True), ("slice", False), ("random", False))
+
+
+def _curves(ax, summary: pd.DataFrame, pair: str, rows, column: str) -> None:
+    """``column`` by layer for each (condition, band) of ``rows`` that the summary has."""
+    for condition, band in rows:
+        sel = _by(summary, pair, condition)
+        if len(sel):
+            sem = sel[f"{column}_sem"] if band else None
+            _band(ax, sel.layer, sel[column], sem, **CONDITION_STYLE[condition])
+
+
 def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | None = None):
     """Top: how similar each condition's effect is to prepending p+ as tokens; bottom: the
     target-token log-prob change. One legend entry per condition: a condition has the same
@@ -73,86 +97,11 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
         fig, axes = _grid(2, len(pairs), 5.0)
         for j, pair in enumerate(pairs):
             top, bottom = axes[0, j], axes[1, j]
-            a = _by(summary, pair, "actadd")
-            rnd = _by(summary, pair, "random")
-            rep = _by(summary, pair, "inject_replace")
-            emb = _by(summary, pair, "embedding_l0")
-            _band(
-                top,
-                a.layer,
-                a.inject_corr,
-                a.inject_corr_sem,
-                marker="o",
-                ms=3,
-                color="C0",
-                label="ActAdd",
-            )
-            if len(rep):
-                _band(
-                    top,
-                    rep.layer,
-                    rep.inject_corr,
-                    rep.inject_corr_sem,
-                    marker="s",
-                    ms=3,
-                    color="C1",
-                    label="p+ tokens replacing the first tokens",
-                )
-            if len(emb):
-                _band(
-                    top,
-                    emb.layer,
-                    emb.inject_corr,
-                    emb.inject_corr_sem,
-                    marker="^",
-                    ms=3,
-                    color="C2",
-                    label="embedding difference at L0",
-                )
-            if len(rnd):
-                _band(
-                    top,
-                    rnd.layer,
-                    rnd.inject_corr,
-                    rnd.inject_corr_sem,
-                    ls="--",
-                    color="0.5",
-                    label="random (same row norms)",
-                )
+            _curves(top, summary, pair, TOP_ROW, "inject_corr")
             top.axhline(0, color="k", lw=0.6)
             top.set_ylim(-0.3, 1.05)
             top.set_title(labels.get(pair, pair), fontsize=7.5)
-            _band(
-                bottom,
-                a.layer,
-                a.target_logprob_delta,
-                a.target_logprob_delta_sem,
-                marker="o",
-                ms=3,
-                color="C0",
-                label="ActAdd",
-            )
-            sl = _by(summary, pair, "slice")
-            if len(sl):
-                _band(
-                    bottom,
-                    sl.layer,
-                    sl.target_logprob_delta,
-                    None,
-                    marker=".",
-                    color="C3",
-                    label="ActAdd, first 70% of dims",
-                )
-            if len(rnd):
-                _band(
-                    bottom,
-                    rnd.layer,
-                    rnd.target_logprob_delta,
-                    None,
-                    ls="--",
-                    color="0.5",
-                    label="random (same row norms)",
-                )
+            _curves(bottom, summary, pair, BOTTOM_ROW, "target_logprob_delta")
             inj = _by(summary, pair, "inject_prepend")
             if len(inj):
                 bottom.axhline(

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from actadd.backends import Model
 from actadd.config import Pair
 from actadd.models import load_model
+from actadd.progress import bar as progress_bar
 from actadd.runs import RunDir
 from actadd.stats import summarize
 from actadd.sweeps.engine import (
@@ -90,8 +90,7 @@ def execute(
     """
     todo = units(spec, model.cfg.n_layers)
     results: dict[str, dict[str, pd.DataFrame]] = {}
-    disable = None if progress is None else not progress
-    with tqdm(total=len(todo), desc=f"sweep {spec.name}", unit="unit", disable=disable) as bar:
+    with progress_bar(len(todo), f"sweep {spec.name}", "unit", progress) as bar:
         pending = []
         for unit in todo:
             if run is not None and run.done(unit.key):

@@ -29,6 +29,7 @@ from actadd.backends import Model
 from actadd.forward import real_positions
 from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
+from actadd.placement import ONE_ROW_KINDS
 from actadd.prefix import PrefixBatch
 from actadd.steer import Align, Placement, steering
 from actadd.sweeps.method_vectors import MethodVectors
@@ -104,8 +105,10 @@ def units(spec: SweepSpec, n_layers: int) -> list[Unit]:
 
 def cell_vector(v: SteeringVector, coeff: float, align: Align) -> SteeringVector:
     """The vector a cell adds: ``coeff · v``; for ``align="all"`` its mean over the rows after
-    the leading token (one d_model vector for every position)."""
-    base = v.mean(skip_first=True) if align.kind == "all" else v
+    the leading token (one d_model vector for every position), and the same for a
+    per-position vector under the other one-row alignments (a turn's span, generated)."""
+    one_row = align.kind == "all" or (align.kind in ONE_ROW_KINDS and v.k > 1)
+    base = v.mean(skip_first=True) if one_row else v
     return base * coeff
 
 
@@ -179,9 +182,10 @@ class Texts:
 
     def __init__(self, model: Model, spec: SweepSpec) -> None:
         targets = spec.target_ids(model)
+        prompts, neutral = spec.texts(model)  # rendered through the chat template for turn
         self.groups = [
             TextGroup(model, kind, texts, targets, spec.batch_rows)
-            for kind, texts in (("prompt", spec.prompts), ("neutral", spec.neutral_texts))
+            for kind, texts in (("prompt", prompts), ("neutral", neutral))
             if texts
         ]
 
@@ -213,11 +217,11 @@ def next_token_unit(
             records += g.records(cols, g.baseline(), coeff=0.0, align="none")
         return pd.DataFrame(records, columns=METRIC_COLUMNS)
     v = vectors[unit.layer]
-    cells = [(c, a) for c in spec.coeffs for a in spec.aligns_for(unit.method)]
-    conditions = [Placement(cell_vector(v, c, a), a) for c, a in cells]
+    cells = [(c, *la) for c in spec.coeffs for la in spec.cell_aligns(unit.method, model)]
+    conditions = [Placement(cell_vector(v, c, a), a) for c, _, a in cells]
     for g in texts.groups:
-        for (c, a), logits in zip(cells, g.batch.logits(conditions)):
-            records += g.records(cols, g.metrics(logits), coeff=float(c), align=str(a))
+        for (c, label, _), logits in zip(cells, g.batch.logits(conditions)):
+            records += g.records(cols, g.metrics(logits), coeff=float(c), align=label)
     return pd.DataFrame(records, columns=METRIC_COLUMNS)
 
 
@@ -237,18 +241,18 @@ def generation_unit(
     g = spec.generation
     sampling = Sampling(temperature=g.temperature, top_p=g.top_p, freq_penalty=g.freq_penalty)
     jobs = [(p, s) for p in range(len(spec.prompts)) for s in range(g.n_samples)]
-    ids = [model.to_tokens(t)[0].tolist() for t in spec.prompts]
+    ids = [model.to_tokens(t)[0].tolist() for t in spec.texts(model)[0]]
     cols = unit.columns(spec)
     if unit.pair == -1:
-        cells: list[tuple[float, Align | None]] = [(0.0, None)]
+        cells: list[tuple[float, str, Align | None]] = [(0.0, "none", None)]
     else:
-        cells = [(c, a) for c in spec.coeffs for a in spec.aligns_for(unit.method)]
+        cells = [(c, *la) for c in spec.coeffs for la in spec.cell_aligns(unit.method, model)]
     rows: list[dict] = []
     comps: list[dict] = []
     for chunk in _chunks(cells, spec.batch_rows // len(jobs)):
         entries = [
             (cell_vector(vectors[unit.layer], c, a), a, range(i * len(jobs), (i + 1) * len(jobs)))
-            for i, (c, a) in enumerate(chunk)
+            for i, (c, _, a) in enumerate(chunk)
             if a is not None
         ]
         gens = [
@@ -263,9 +267,9 @@ def generation_unit(
         counts = topic_counts(texts, g.words)
         senti = sentiment(texts) if g.sentiment else None
         for j, text in enumerate(texts):
-            c, a = chunk[j // len(jobs)]
+            c, label, _ = chunk[j // len(jobs)]
             p, s = jobs[j % len(jobs)]
-            cell = dict(**cols, coeff=float(c), align=str(a) if a else "none")
+            cell = dict(**cols, coeff=float(c), align=label)
             comps.append(dict(**cell, text_index=p, sample=s, completion=text))
             base = dict(**cell, text_kind="prompt", text_index=p, sample=s)
             rows.append(dict(**base, metric="topic_any", value=float(counts[j] > 0)))

@@ -41,11 +41,40 @@ mean row norm (rows after the leading token) equals the norm of the CAA vector o
 ``dataset`` at that layer, so a coefficient means the same size for every method;
 ``norm = "raw"`` keeps each method's own scale (PCA directions are unit vectors).
 
+With ``random`` among the methods, ``actadd report`` tests every other method against the
+mean of the draws, cell by cell (:func:`actadd.kinds.sweep.null_claims`). A confirmatory
+cell of that comparison names the method and ``against = "random"``::
+
+    [[confirmatory]]
+    method = "caa"
+    layer = 3
+    coeff = 24.0
+    metric = "target_logprob_delta"   # or topic_any, sentiment
+    against = "random"                # default "unsteered": the cell against unsteered
+
+**Chat turns** (optional): ``turn = "user"`` or ``turn = "assistant"`` renders the prompts
+and neutral texts through the model's chat template as user turns
+(:func:`actadd.chat.render_prompt`, ending with the assistant's opening) and places each
+cell's vector (one row; ActAdd's per-position vector is reduced to its mean after the
+leading token, as for ``all``) on one turn only:
+
+- ``"user"``: every token of the user's message and nothing else (not the system turn, the
+  template's role markers or the generated tokens; :func:`actadd.chat.user_turn_span`);
+- ``"assistant"``: the generated tokens only (``generated``). The first generated token is
+  drawn from the prompt's logits, so next-token metrics are the unsteered ones by
+  construction, and the option needs a ``[generation]`` table.
+
+The cells' ``align`` column reads ``turn:user`` / ``turn:assistant``; ``aligns`` is left
+out. The vectors are built from the pairs as written (not rendered). A model without a chat
+template is refused before any compute.
+
 Every problem is reported by :meth:`SweepSpec.validate` before any compute starts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -61,17 +90,17 @@ from actadd.config import (
     words,
 )
 from actadd.datasets import load_pairs
-from actadd.errors import ActAddError, ConfigError
+from actadd.errors import ActAddError, ChatTemplateError, ConfigError
 from actadd.metrics import target_token_ids
-from actadd.placement import PHASE_KINDS
+from actadd.placement import ONE_ROW_KINDS
 from actadd.steer import Align
 from actadd.tokens import EQUALIZE_RULES
 
 METHODS: tuple[str, ...] = ("actadd", "actadd_mean", "caa", "pca_diff", "pca_center", "random")
 ONE_ROW_METHODS: tuple[str, ...] = METHODS[1:]
 PAIR_METHODS: tuple[str, ...] = ("actadd", "actadd_mean")  # one vector per sweep pair
-# the method fields and their defaults: left out of to_dict() at their defaults, so configs
-# written before methods existed keep their run directories resumable
+# the method fields (and turn) and their defaults: left out of to_dict() at their defaults,
+# so configs written before they existed keep their run directories resumable
 METHOD_DEFAULTS: dict[str, Any] = dict(
     methods=("actadd",),
     dataset=None,
@@ -79,7 +108,12 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     norm="raw",
     random_draws=8,
     random_seed=0,
+    turn=None,
 )
+TURNS: dict[str, str] = {
+    "user": "every token of the user's message",
+    "assistant": "the generated tokens",
+}
 
 DEFAULT_NEUTRAL_TEXTS = (
     "The museum opens at nine in the morning and closes at five in the afternoon.",
@@ -133,6 +167,7 @@ class SweepSpec:
     norm: str = "raw"
     random_draws: int = 8
     random_seed: int = 0
+    turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -173,30 +208,107 @@ class SweepSpec:
         words(self.target_words, "target_words")
         # syntax (and repeats) now; the range needs the model (validate)
         self.layer_list(10**6)
+        self._check_turn()
         self._check_confirmatory()
         self._check_methods()
 
+    def _check_turn(self) -> None:
+        if self.turn is None:
+            return
+        if self.turn not in TURNS:
+            allowed = "; ".join(f"{k} ({v})" for k, v in TURNS.items())
+            raise ConfigError(f"turn {self.turn!r} unknown; allowed: {allowed}.")
+        if tuple(self.aligns) != ("front",):
+            raise ConfigError(
+                f"turn = {self.turn!r} places the vector itself ({TURNS[self.turn]}); leave "
+                f"aligns out (got {list(self.aligns)})."
+            )
+        if self.turn == "assistant" and self.generation is None:
+            raise ConfigError(
+                "turn = 'assistant' steers only generated tokens, which next-token metrics "
+                "never see; add a [generation] table (sampled completions)."
+            )
+
     def _check_confirmatory(self) -> None:
-        names = [p.name for p in self.pairs]
-        allowed = {"pair", "layer", "coeff", "align", "metric"}
+        allowed = {"pair", "layer", "coeff", "align", "metric", "method", "against"}
         for i, cell in enumerate(self.confirmatory):
             where = f"confirmatory[{i}]"
             if not isinstance(cell, dict):
                 raise ConfigError(f"{where} must be a table {{layer, coeff, ...}}, got {cell!r}.")
             check_keys(cell, allowed, where, required=("layer", "coeff"))
-            if cell.get("pair", names[0]) not in names:
-                raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
-            if len(names) > 1 and "pair" not in cell:
-                raise ConfigError(f"{where}: name the pair (one of {names}).")
+            self._check_cell_pair(cell, where)
+            if self._check_null_cell(cell, where):
+                continue
             if cell["coeff"] not in self.coeffs:
                 raise ConfigError(f"{where}: coeff {cell['coeff']!r} is not in coeffs.")
             layers = self.layer_list(10**6)
             if cell["layer"] not in layers:
                 raise ConfigError(f"{where}: layer {cell['layer']!r} is not in layers.")
-            if "align" in cell and cell["align"] not in [str(a) for a in self.align_list()]:
-                raise ConfigError(f"{where}: align {cell['align']!r} is not in aligns.")
+            labels = self.method_align_labels(cell.get("method", "actadd"))
+            if "align" in cell and cell["align"] not in labels:
+                raise ConfigError(
+                    f"{where}: align {cell['align']!r} is not one of the method's aligns {labels}."
+                )
             if cell.get("metric", "topic_any") not in ("topic_any", "sentiment"):
                 raise ConfigError(f"{where}: metric must be 'topic_any' or 'sentiment'.")
+
+    def _check_cell_pair(self, cell: dict, where: str) -> None:
+        """A cell of an ActAdd method names one of the sweep's pairs (when there are
+        several); a cell of a dataset method names none (its pair is the dataset)."""
+        names = [p.name for p in self.pairs]
+        method = cell.get("method", "actadd")
+        if method not in PAIR_METHODS:
+            if "pair" in cell:
+                raise ConfigError(
+                    f"{where}: method {method!r} uses the dataset ({self.dataset_label}), not "
+                    "a sweep pair; drop pair."
+                )
+            return
+        if cell.get("pair", names[0]) not in names:
+            raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
+        if len(names) > 1 and "pair" not in cell:
+            raise ConfigError(f"{where}: name the pair (one of {names}).")
+
+    def method_align_labels(self, method: str) -> list[str]:
+        """The ``align`` values of ``method``'s cells."""
+        if self.turn is not None:
+            return self.align_labels()
+        return [str(a) for a in self.aligns_for(method)]
+
+    def _check_null_cell(self, cell: dict, where: str) -> bool:
+        """A confirmatory cell against the random null (``against = "random"``): a
+        non-random method, one of its cells, and a metric the null claims test. Returns
+        whether the cell is one (the cells against unsteered are checked by the caller)."""
+        against = cell.get("against", "unsteered")
+        if against not in ("unsteered", "random"):
+            raise ConfigError(
+                f"{where}: against {against!r} unknown; allowed: unsteered, random (the "
+                "norm-matched random null)."
+            )
+        method = cell.get("method", "actadd")
+        if method not in self.methods or method == "random":
+            raise ConfigError(
+                f"{where}: method {method!r} is not one of the sweep's non-random methods "
+                f"{[m for m in self.methods if m != 'random']}."
+            )
+        if against == "unsteered":
+            return False
+        if "random" not in self.methods:
+            raise ConfigError(f"{where}: against = 'random' needs 'random' in methods.")
+        if cell["coeff"] not in self.coeffs or cell["layer"] not in self.layer_list(10**6):
+            raise ConfigError(f"{where}: layer and coeff must be in layers and coeffs.")
+        null_aligns = self.method_align_labels("random")
+        align = cell.get("align", "all" if self.turn is None else null_aligns[0])
+        if align not in null_aligns:
+            raise ConfigError(
+                f"{where}: align {align!r} has no random null; the null runs at {null_aligns}."
+            )
+        metrics = ("target_logprob_delta", "topic_any", "sentiment")
+        if cell.get("metric", "topic_any") not in metrics:
+            raise ConfigError(f"{where}: against the null, metric must be one of {list(metrics)}.")
+        if cell.get("metric", "topic_any") == "target_logprob_delta" and not self.next_token:
+            raise ConfigError(f"{where}: metric target_logprob_delta needs next_token = true.")
+        return True
 
     def _check_methods(self) -> None:
         if not isinstance(self.methods, tuple) or not self.methods:
@@ -229,7 +341,7 @@ class SweepSpec:
                 "more pairs)."
             )
         one_row = [m for m in self.methods if m in ONE_ROW_METHODS]
-        if one_row and not self.aligns_for(one_row[0]):
+        if one_row and self.turn is None and not self.aligns_for(one_row[0]):
             raise ConfigError(
                 f"methods {one_row} add one row: aligns {list(self.aligns)} has none that takes "
                 "one row; add 'all' (or generated, from:<token>, positions:...)."
@@ -255,7 +367,43 @@ class SweepSpec:
         aligns = self.align_list()
         if method == "actadd":
             return aligns
-        return [a for a in aligns if a.kind in PHASE_KINDS or a.kind == "positions"]
+        return [a for a in aligns if a.kind in ONE_ROW_KINDS or a.kind == "positions"]
+
+    def align_labels(self) -> list[str]:
+        """The ``align`` column's values of the grid's cells."""
+        if self.turn is not None:
+            return [f"turn:{self.turn}"]
+        return [str(a) for a in self.align_list()]
+
+    def cell_aligns(self, method: str, model) -> list[tuple[str, Align]]:
+        """``(label, align)`` of ``method``'s cells on ``model``: the spec's aligns, or the
+        one turn of ``turn`` (the user span is read from the model's chat template)."""
+        if self.turn is None:
+            return [(str(a), a) for a in self.aligns_for(method)]
+        if self.turn == "assistant":
+            return [("turn:assistant", Align.generated())]
+        return [("turn:user", Align.span(*self.user_span(model)))]
+
+    def texts(self, model) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The prompts and neutral texts as the model reads them: rendered as user turns
+        through its chat template when ``turn`` is set."""
+        if self.turn is None:
+            return self.prompts, self.neutral_texts
+        from actadd.chat import render_prompt
+
+        with _as_config_error(f"turn = {self.turn!r}"):
+            return tuple(
+                tuple(render_prompt(model, t) for t in group)
+                for group in (self.prompts, self.neutral_texts)
+            )
+
+    def user_span(self, model) -> tuple[int, int]:
+        """``(start, end)``: the user's message is tokens ``[start, n - end)`` of every
+        rendered prompt and neutral text."""
+        from actadd.chat import user_turn_span
+
+        with _as_config_error(f"turn = {self.turn!r}"):
+            return user_turn_span(model, self.prompts + self.neutral_texts)
 
     # ------------------------------------------------------------------ derived grid
 
@@ -278,10 +426,13 @@ class SweepSpec:
         n = model.cfg.n_layers
         check_layers(self.layer_list(n), n, "layers")
         self.target_ids(model)
+        prompts, neutral = self.texts(model)
+        if self.turn == "user":
+            self.user_span(model)
         new = self.generation.max_new_tokens if self.generation is not None else 0
         for what, texts, extra in (
-            ("prompt", self.prompts, new),
-            ("neutral text", self.neutral_texts, 0),
+            ("prompt", prompts, new),
+            ("neutral text", neutral, 0),
             ("pair prompt", [t for p in self.pairs for t in (p.positive, p.negative)], 0),
         ):
             for text in texts:
@@ -313,6 +464,8 @@ class SweepSpec:
         for key, default in METHOD_DEFAULTS.items():
             if d[key] == default:
                 del d[key]
+        if self.turn is not None:
+            del d["aligns"]  # the turn places the vector; aligns must be left out
         return d
 
     # ------------------------------------------------------------------ reading
@@ -322,6 +475,11 @@ class SweepSpec:
         raw = dict(raw)
         raw.pop("kind", None)
         check_keys(raw, _field_names(cls), "sweep config", required=("name", "pairs"))
+        if raw.get("turn") is not None and "aligns" in raw:
+            raise ConfigError(
+                f"turn = {raw['turn']!r} places the vector itself; leave aligns out (got "
+                f"{raw['aligns']!r})."
+            )
         try:
             pairs = parse_pairs(raw.pop("pairs"), "pairs")
             generation = raw.pop("generation", None)
@@ -339,6 +497,15 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
         return cls.from_dict(read_toml(path))
+
+
+@contextmanager
+def _as_config_error(where: str) -> Iterator[None]:
+    """A chat-template problem as one ConfigError line naming the config key."""
+    try:
+        yield
+    except ChatTemplateError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _field_names(cls) -> list[str]:

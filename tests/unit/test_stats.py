@@ -389,3 +389,19 @@ def test_welch_t_by_hand():
     # t = -3.674 on 5.714 dof: two-sided p = 0.01134 (R: t.test(x, y)$p.value)
     assert r["p"] == pytest.approx(0.011343, abs=2e-6)
     assert r["lo"] < -3.0 < r["hi"] < 0
+
+
+def test_rank_against_draws_is_the_exact_rank_p_value():
+    from actadd.stats import rank_against_draws
+
+    # 3 prompts; the arm's mean 2.0; draw means 0, 1, 3, 4 -> 2 draws >= it: p = 3/5
+    m = np.array([[2.0, 0.0, 1.0, 3.0, 4.0]] * 3)
+    r = rank_against_draws(m)
+    assert r["p"] == pytest.approx(3 / 5) and r["above"] == 2 and r["draws"] == 4
+    assert r["estimate"] == pytest.approx(2.0 - 2.0)  # median of 0, 1, 3, 4 is 2
+    # identical prompts: every bootstrap resample gives the same statistic
+    assert r["lo"] == pytest.approx(0.0) and r["hi"] == pytest.approx(0.0)
+    top = rank_against_draws(np.array([[9.0, 0.0, 1.0, 3.0, 4.0], [7.0, 1.0, 0.0, 2.0, 3.0]]))
+    assert top["p"] == pytest.approx(1 / 5) and top["lo"] > 0
+    with pytest.raises(ValueError, match="draws"):
+        rank_against_draws(np.array([[1.0], [2.0]]))
