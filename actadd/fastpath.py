@@ -62,12 +62,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
-from transformer_lens import HookedTransformer
 from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-from transformer_lens.components import Attention, GroupedQueryAttention, RMSNorm, TransformerBlock
-from transformer_lens.components.mlps.gated_mlp import GatedMLP
-from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+
+from actadd.backends import HAS_HOOKED, HookedTransformer, Model, backend_of
+
+if HAS_HOOKED:
+    from transformer_lens.components import (
+        Attention,
+        GroupedQueryAttention,
+        RMSNorm,
+        TransformerBlock,
+    )
+    from transformer_lens.components.mlps.gated_mlp import GatedMLP
+    from transformer_lens.utilities.architectures import POST_NORM_ARCHITECTURES
+else:  # TransformerLens 4.x: no HookedTransformer, so nothing for the fast path to run
+    Attention = GroupedQueryAttention = RMSNorm = TransformerBlock = GatedMLP = nn.Module
+    POST_NORM_ARCHITECTURES = ()
 
 __all__ = [
     "StaticKVCache",
@@ -706,7 +717,7 @@ _OFF = "_actadd_transformerlens_forward"  # instance attribute: depth of the con
 
 
 @contextmanager
-def transformerlens_forward(model: HookedTransformer) -> Iterator[None]:
+def transformerlens_forward(model: Model) -> Iterator[None]:
     """Inside, every actadd forward on ``model`` runs TransformerLens's own forward, as
     ``fast=False`` does: :func:`fast_path` leaves the model alone, and
     :func:`actadd.generation.generate_tokens` decodes with TransformerLens's cache. For
@@ -721,14 +732,14 @@ def transformerlens_forward(model: HookedTransformer) -> Iterator[None]:
             del vars(model)[_OFF]
 
 
-def fast_allowed(model: HookedTransformer, fast: bool = True) -> bool:
+def fast_allowed(model: Model, fast: bool = True) -> bool:
     """Whether an actadd forward asked to run ``fast`` may (not inside
     :func:`transformerlens_forward`)."""
-    return fast and not vars(model).get(_OFF, 0)
+    return fast and backend_of(model).fast and not vars(model).get(_OFF, 0)
 
 
 @contextmanager
-def fast_path(model: HookedTransformer) -> Iterator[bool]:
+def fast_path(model: Model) -> Iterator[bool]:
     """Run ``model``'s blocks through the fast path inside the ``with`` block (see the module
     docstring). Yields ``True`` if it applies, ``False`` if the model is left to
     TransformerLens (:func:`unsupported_reason`, or a block with a ``forward`` patched by

@@ -18,15 +18,21 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.components import Unembed
 
+from actadd.backends import HAS_HOOKED
+
+if HAS_HOOKED:
+    from transformer_lens.components import Unembed
+else:  # TransformerLens 4.x: only the bridge, whose logits never come through unembed()
+    Unembed = None
+
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError
 from actadd.hooks import check_layer, resid_pre
 
 
 def left_pad(
-    model: HookedTransformer, token_lists: Sequence[Sequence[int]]
+    model: Model, token_lists: Sequence[Sequence[int]]
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     """Left-pad token lists into ``(tokens, attention_mask)``, both [batch, max_len]."""
     if not len(token_lists):
@@ -44,7 +50,7 @@ def left_pad(
 
 @torch.no_grad()
 def residuals(
-    model: HookedTransformer,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     layers: Sequence[int],
     attention_mask: Int[Tensor, "batch pos"] | None = None,
@@ -67,7 +73,7 @@ def residuals(
 
 
 def unembed_last(
-    model: HookedTransformer, resid: Float[Tensor, "batch pos d_model"]
+    model: Model, resid: Float[Tensor, "batch pos d_model"]
 ) -> Float[Tensor, "batch d_vocab"]:
     """Logits of the final position of a final residual stream (final norm, unembedding and
     the model's logit soft cap, if any)."""
@@ -84,7 +90,7 @@ _CHUNKED_ROWS = range(4, 33)
 
 
 def unembed(
-    model: HookedTransformer, x: Float[Tensor, "batch pos d_model"]
+    model: Model, x: Float[Tensor, "batch pos d_model"]
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """``model.unembed(x)``, bit for bit; for 4 to 32 rows, in vocabulary chunks of
     ``UNEMBED_CHUNK`` (faster, see above). Hooked or unusual unembeddings go through the
@@ -108,14 +114,16 @@ def unembed(
     )
 
 
-def last_logits(model: HookedTransformer, x: Tensor, **kwargs) -> Float[Tensor, "batch d_vocab"]:
+def last_logits(model: Model, x: Tensor, **kwargs) -> Float[Tensor, "batch d_vocab"]:
     """Logits at the final position only: [batch, d_vocab].
 
     Runs the blocks through ``model(...)`` (so hooks and steering apply) and unembeds just
     the last position, instead of all of them as ``model(...)[:, -1]`` would. ``x`` is a
     token batch, or a residual stream with ``start_at_layer`` in ``kwargs``.
     """
-    return unembed_last(model, model(x, stop_at_layer=model.cfg.n_layers, **kwargs))
+    backend = backend_of(model)
+    out = backend.final(model, x, **kwargs)
+    return out[:, -1] if backend.final_is_logits else unembed_last(model, out)
 
 
 def real_positions(mask: Int[Tensor, "batch pos"], *, skip_leading: bool) -> Tensor:

@@ -23,10 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
-from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 from actadd.ablation import Ablation
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.fastpath import StaticKVCache, fast_allowed, fast_path
 from actadd.forward import last_logits, left_pad
@@ -204,7 +203,7 @@ def _prefix_draws_match(vocab: int, k: int) -> bool:
 
 @torch.no_grad()
 def generate_tokens(
-    model: HookedTransformer,
+    model: Model,
     token_lists: Sequence[Sequence[int]],
     generators: Sequence[torch.Generator],
     *,
@@ -227,7 +226,7 @@ def generate_tokens(
     to float rounding, < 1e-4 on SmolLM2). Inside
     :func:`actadd.fastpath.transformerlens_forward`, ``fast`` is ``False``.
     """
-    fast = fast_allowed(model, fast)
+    fast = fast_allowed(model, fast) and backend_of(model).fast
     with (
         torch.inference_mode() if fast else nullcontext(),
         fast_path(model) if fast else nullcontext(),
@@ -245,7 +244,7 @@ def generate_tokens(
 
 
 def _decode(
-    model: HookedTransformer,
+    model: Model,
     token_lists: Sequence[Sequence[int]],
     generators: Sequence[torch.Generator],
     *,
@@ -255,6 +254,7 @@ def _decode(
     stop_ids: Sequence[int],
     fast: bool,
 ) -> list[list[int]]:
+    backend = backend_of(model)
     tokens, mask = left_pad(model, token_lists)
     batch, device = tokens.shape[0], tokens.device
     counts = torch.zeros(batch, model.cfg.d_vocab_out, device=device)
@@ -267,12 +267,14 @@ def _decode(
         capacity = tokens.shape[1] + max_new_tokens
         cache = StaticKVCache.allocate(model.cfg, device, batch, capacity)
     else:
-        cache = TransformerLensKeyValueCache.init_cache(model.cfg, device, batch)
+        cache = backend.new_cache(model, batch)
     with prompt_is(model, mask):
         if isinstance(cache, StaticKVCache):
             logits, cache = _prompt_pass(model, tokens, mask, cache)
+        elif cache is not None:
+            logits = last_logits(model, tokens, attention_mask=mask, **backend.cache_kwargs(cache))
         else:
-            logits = last_logits(model, tokens, attention_mask=mask, past_kv_cache=cache)
+            logits = last_logits(model, tokens, attention_mask=mask)
         for step in range(max_new_tokens):
             new = next_tokens(logits, counts, sampling, generators)
             out.append(torch.where(done, -1, new))
@@ -281,16 +283,16 @@ def _decode(
                 done |= torch.isin(new, stop)
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
+            mask = torch.cat([mask, torch.ones_like(new[:, None])], dim=1)
             if use_cache:
                 logits = last_logits(
                     model,
                     new[:, None],
-                    past_kv_cache=cache,
-                    attention_mask=torch.ones_like(new[:, None]),
+                    attention_mask=backend.step_mask(mask, 1),
+                    **backend.cache_kwargs(cache),
                 )
             else:
                 tokens = torch.cat([tokens, new[:, None]], dim=1)
-                mask = torch.cat([mask, torch.ones_like(new[:, None])], dim=1)
                 logits = last_logits(model, tokens, attention_mask=mask)
     if not out:
         return [[] for _ in range(batch)]
@@ -299,7 +301,7 @@ def _decode(
 
 
 def _prompt_pass(
-    model: HookedTransformer, tokens: Tensor, mask: Tensor, cache: StaticKVCache
+    model: Model, tokens: Tensor, mask: Tensor, cache: StaticKVCache
 ) -> tuple[Tensor, StaticKVCache]:
     """The prompt's forward pass, once per distinct row: rows with the same tokens and the
     same steering (several samples of one prompt and setting) share it, and each copy gets
@@ -349,7 +351,7 @@ def _vector_columns(vectors, align) -> dict:
 
 
 def generate(
-    model: HookedTransformer,
+    model: Model,
     prompts: str | Sequence[str],
     vectors: SteeringVector | Ablation | Sequence | None = None,
     align: Align | str | int | Sequence[int] = "front",
@@ -431,7 +433,7 @@ def generate(
 
 
 def compare(
-    model: HookedTransformer,
+    model: Model,
     prompts: str | Sequence[str],
     vectors: SteeringVector | Sequence,
     align: Align | str | int | Sequence[int] = "front",

@@ -6,12 +6,11 @@ Every other module asks here for the name of a residual-stream site instead of f
 
 from __future__ import annotations
 
-from transformer_lens import HookedTransformer
-
+from actadd.backends import Model
 from actadd.errors import SteeringError
 
 
-def check_layer(model: HookedTransformer, layer: int) -> int:
+def check_layer(model: Model, layer: int) -> int:
     """Validate a ``resid_pre`` layer index: 0 <= layer <= n_layers.
 
     ``layer == n_layers`` names the residual stream after the last block
@@ -28,7 +27,7 @@ def check_layer(model: HookedTransformer, layer: int) -> int:
     return layer
 
 
-def resid_pre(model: HookedTransformer, layer: int) -> str:
+def resid_pre(model: Model, layer: int) -> str:
     """Name of the residual stream entering block ``layer`` (``layer == n_layers``: the end)."""
     check_layer(model, layer)
     if layer == model.cfg.n_layers:
@@ -36,7 +35,7 @@ def resid_pre(model: HookedTransformer, layer: int) -> str:
     return f"blocks.{layer}.hook_resid_pre"
 
 
-def attn_pattern(model: HookedTransformer, layer: int) -> str:
+def attn_pattern(model: Model, layer: int) -> str:
     """Name of block ``layer``'s attention pattern ``[batch, head, query, key]`` (after the
     softmax): ``blocks.{layer}.attn.hook_pattern``; ``layer`` is a block, ``0..n_layers-1``."""
     n = model.cfg.n_layers
@@ -45,7 +44,7 @@ def attn_pattern(model: HookedTransformer, layer: int) -> str:
     return f"blocks.{layer}.attn.hook_pattern"
 
 
-def attn_scores(model: HookedTransformer, block: int) -> str:
+def attn_scores(model: Model, block: int) -> str:
     """Name of the pre-softmax attention scores of ``block`` ([batch, head, query, key],
     causal mask already applied)."""
     n = model.cfg.n_layers

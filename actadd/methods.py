@@ -36,8 +36,8 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.config import Pair, parse_layers, parse_pairs
 from actadd.datasets import load_pairs
 from actadd.errors import ConfigError, SteeringError, Validated
@@ -59,7 +59,7 @@ def dataset_pairs(pairs: Validated[PairsLike]) -> tuple[Pair, ...]:
     return parse_pairs(pairs, "pairs")
 
 
-def _layers(model: HookedTransformer, layers: Validated[int | str | Sequence[int]]) -> list[int]:
+def _layers(model: Model, layers: Validated[int | str | Sequence[int]]) -> list[int]:
     if isinstance(layers, int) and not isinstance(layers, bool):
         return [check_layer(model, layers)]
     try:
@@ -73,7 +73,7 @@ def _layers(model: HookedTransformer, layers: Validated[int | str | Sequence[int
 
 @torch.no_grad()
 def pair_activations(
-    model: HookedTransformer,
+    model: Model,
     pairs: Validated[PairsLike],
     layers: Validated[int | str | Sequence[int]],
     *,
@@ -150,7 +150,7 @@ def pca_direction(
 
 
 def dataset_vectors(
-    model: HookedTransformer,
+    model: Model,
     pairs: Validated[PairsLike],
     layers: Validated[int | str | Sequence[int]],
     method: Validated[str] = "caa",
@@ -187,13 +187,13 @@ def dataset_vectors(
     return out
 
 
-def caa(model: HookedTransformer, pairs: PairsLike, layers, **kwargs) -> dict[int, SteeringVector]:
+def caa(model: Model, pairs: PairsLike, layers, **kwargs) -> dict[int, SteeringVector]:
     """Mean difference over pairs (CAA): :func:`dataset_vectors` with ``method="caa"``."""
     return dataset_vectors(model, pairs, layers, "caa", **kwargs)
 
 
 def pca(
-    model: HookedTransformer, pairs: PairsLike, layers, method: str = "pca_diff", **kwargs
+    model: Model, pairs: PairsLike, layers, method: str = "pca_diff", **kwargs
 ) -> dict[int, SteeringVector]:
     """repeng's PCA directions (``"pca_diff"`` or ``"pca_center"``), unit norm × ``coeff``."""
     if method not in ("pca_diff", "pca_center"):

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.config import WEDDING_WORDS
 from actadd.errors import ConfigError
 from actadd.fastpath import fast_path
@@ -69,7 +69,7 @@ def topk_overlap(
 
 
 def target_token_ids(
-    model: HookedTransformer,
+    model: Model,
     words: Iterable[str],
     *,
     with_space: bool = True,
@@ -103,7 +103,7 @@ def target_token_ids(
 
 @torch.no_grad()
 def token_logprobs(
-    model: HookedTransformer,
+    model: Model,
     token_lists: Sequence[Sequence[int]],
     *,
     batch_size: int = 8,
@@ -135,7 +135,7 @@ def token_logprobs(
 
 
 def perplexity(
-    model: HookedTransformer, texts: Sequence[str], *, batch_size: int = 8, fast: bool = True
+    model: Model, texts: Sequence[str], *, batch_size: int = 8, fast: bool = True
 ) -> np.ndarray:
     """Per-text perplexity (each text BOS-prefixed; the BOS itself is not scored).
 

@@ -10,6 +10,11 @@ token-injection analysis and the diagnostics all run through :class:`PrefixBatch
 
 Results equal a full hooked forward per condition up to float rounding (tested).
 
+A backend that cannot start a forward at a layer (:attr:`actadd.backends.Backend.restarts`
+is ``False``: the TransformerBridge, whose ``start_at_layer`` is missing in TransformerLens
+3.9 and still runs the lower blocks in 4.x) runs each steered forward from the tokens
+instead; the conditions are batched all the same.
+
 Both forwards (the clean residuals and the steered passes) run the model's blocks through
 :func:`actadd.fastpath.fast_path` unless ``fast=False``: SDPA attention, hook points called
 only when hooked. Every hook point still fires where TransformerLens fires it, so steering
@@ -29,11 +34,11 @@ from typing import Literal
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError
 from actadd.fastpath import fast_path
-from actadd.forward import left_pad, residuals, typical_norm, unembed_last
+from actadd.forward import last_logits, left_pad, residuals, typical_norm
 from actadd.hooks import check_layer
 from actadd.steer import OnShort, Placement, as_placement, steering
 from actadd.vectors import SteeringVector
@@ -83,7 +88,7 @@ class PrefixBatch:
 
     def __init__(
         self,
-        model: HookedTransformer,
+        model: Model,
         token_lists: Sequence[Sequence[int]],
         *,
         padding: Padding = "left",
@@ -102,6 +107,9 @@ class PrefixBatch:
             raise SteeringError("positions='all' needs padding='left' (one shape for all rows).")
         self.model, self.positions, self.max_rows = model, positions, max(1, int(max_rows))
         self.fast = fast
+        # whether steered forwards restart at a layer from the clean residual there
+        # (HookedTransformer), or run from the tokens (TransformerBridge on TransformerLens 3.9)
+        self.restarts = backend_of(model).restarts
         self.n = len(token_lists)
         device = model.cfg.device
         if padding == "left":
@@ -165,7 +173,7 @@ class PrefixBatch:
             kw["start_at_layer"] = start
         if self.positions == "all":
             return self.model(x, **kw)
-        return unembed_last(self.model, self.model(x, stop_at_layer=self.model.cfg.n_layers, **kw))
+        return last_logits(self.model, x, **kw)
 
     @torch.no_grad()
     def logits(
@@ -192,7 +200,10 @@ class PrefixBatch:
                     logits = self._forward(g.tokens, None, g.mask)
                 self._scatter(out, [0], logits, g)
                 continue
-            base = self.resid(start)[self.groups.index(g)]
+            if self.restarts:
+                base, begin = self.resid(start)[self.groups.index(g)], start
+            else:  # the backend cannot start at a layer: run from the tokens
+                base, begin = g.tokens, None
             for c0 in range(0, len(conds), per):
                 chunk = conds[c0 : c0 + per]
                 placements = [
@@ -204,7 +215,7 @@ class PrefixBatch:
                 x = base.repeat(len(chunk), *[1] * (base.ndim - 1))
                 mask = None if g.mask is None else g.mask.repeat(len(chunk), 1)
                 with steering(model, placements, on_short=on_short), self._blocks():
-                    logits = self._forward(x, start, mask)
+                    logits = self._forward(x, begin, mask)
                 self._scatter(out, range(c0, c0 + len(chunk)), logits, g)
         if start is None:
             return [out[0]] * len(conds)

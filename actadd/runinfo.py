@@ -76,7 +76,10 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
 
 
 def env_info(model=None) -> dict[str, Any]:
-    """Model (name, shape, source file, its sha256 and quantization), versions, git, time."""
+    """Model (name, shape, backend, source file, its sha256 and quantization), versions, git,
+    time."""
+    from actadd.backends import backend_of  # imports TransformerLens: only when asked
+
     info: dict[str, Any] = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -94,6 +97,8 @@ def env_info(model=None) -> dict[str, Any]:
             "device": str(cfg.device),
             "dtype": str(cfg.dtype),
             "leading_token": getattr(model.tokenizer, "bos_token", None),
+            # "hooked" (HookedTransformer) or "bridge" (TransformerBridge around an HF model)
+            "backend": backend_of(model).name,
         }
         # set by actadd.models for GGUF-loaded models; None for tiny and hub models
         source = getattr(model, "actadd_source", None) or {}

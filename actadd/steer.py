@@ -42,11 +42,11 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 from transformer_lens.utilities.defaults_utils import USE_DEFAULT_VALUE
 from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
 from actadd.ablation import Ablation
+from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.hooks import resid_pre
 from actadd.placement import (
@@ -118,7 +118,7 @@ class _Call:
     new: int  # positions this call processes
 
 
-def active_steering(model: HookedTransformer) -> list[Steering]:
+def active_steering(model: Model) -> list[Steering]:
     """The steering contexts active on ``model``, innermost first.
 
     Each active context wraps ``model.forward``; the chain of wrappers is read off the
@@ -133,7 +133,7 @@ def active_steering(model: HookedTransformer) -> list[Steering]:
 
 
 @contextmanager
-def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
+def prompt_is(model: Model, mask: Tensor) -> Iterator[None]:
     """Tell every active steering context on ``model`` that the prompt is ``mask``
     ([batch, prompt_len], see :meth:`Steering.prompt`). For decoding loops."""
     with ExitStack() as stack:
@@ -143,7 +143,7 @@ def prompt_is(model: HookedTransformer, mask: Tensor) -> Iterator[None]:
 
 
 @contextmanager
-def rows_are(model: HookedTransformer, index: Tensor) -> Iterator[None]:
+def rows_are(model: Model, index: Tensor) -> Iterator[None]:
     """Inside, batch row ``j`` of a forward call is row ``index[j]`` of the prompt pinned by
     :func:`prompt_is`, for every active steering context on ``model``: a decoding loop runs
     the prompt pass once per distinct row (:func:`distinct_rows`) and each of those rows is
@@ -154,7 +154,7 @@ def rows_are(model: HookedTransformer, index: Tensor) -> Iterator[None]:
         yield
 
 
-def distinct_rows(model: HookedTransformer, tokens: Tensor, mask: Tensor) -> list[int]:
+def distinct_rows(model: Model, tokens: Tensor, mask: Tensor) -> list[int]:
     """For each row of a prompt batch (``tokens`` and ``mask`` [batch, prompt_len]), the
     first row whose tokens, mask and steering additions — under every active steering
     context, with ``mask`` as the prompt — equal its own. Such rows compute the same
@@ -186,7 +186,7 @@ class Steering:
 
     def __init__(
         self,
-        model: HookedTransformer,
+        model: Model,
         vectors: Steerable,
         align: Validated[AlignLike] = "front",
         *,
@@ -343,15 +343,14 @@ class Steering:
         """Work out which absolute positions this forward call covers, and the prompt."""
         args = bound.arguments
         model = self.model
-        cache = args.get("past_kv_cache")
-        cached = int(cache[0].past_keys.shape[1]) if cache is not None else 0
+        backend = backend_of(model)
+        cached = backend.cached_length(args)
         inp = args.get("input")
         tokens = None
         if isinstance(inp, (str, list)):
+            # only what the call passed: each backend's to_tokens has its own defaults
             tokens = model.to_tokens(
-                inp,
-                prepend_bos=args.get("prepend_bos", USE_DEFAULT_VALUE),
-                padding_side=args.get("padding_side", USE_DEFAULT_VALUE),
+                inp, **{k: args[k] for k in ("prepend_bos", "padding_side") if k in args}
             )
         elif isinstance(inp, Tensor):
             if args.get("start_at_layer") is None:
@@ -378,8 +377,7 @@ class Steering:
         if cached > 0:
             if self._prompt_mask is None or self._prompt_mask.shape[0] != batch:
                 # a cache filled outside this context: its positions are the prompt
-                prev = getattr(cache, "previous_attention_mask", None)
-                mask = prev if prev is not None and prev.shape[-1] == cached else None
+                mask = backend.cached_mask(args, cached)
                 self._build_plans(mask if mask is not None else _ones(batch, cached))
                 self._plan_key = None
             return
@@ -603,7 +601,7 @@ class Steering:
 
 
 def steering(
-    model: HookedTransformer,
+    model: Model,
     vectors: Steerable,
     align: Validated[AlignLike] = "front",
     *,
@@ -631,7 +629,7 @@ def _ones(batch: int, n: int) -> Tensor:
     return torch.ones(batch, n, dtype=torch.long)
 
 
-def _padding_mask(model: HookedTransformer, tokens: Tensor, args: dict) -> Tensor:
+def _padding_mask(model: Model, tokens: Tensor, args: dict) -> Tensor:
     """The attention mask TransformerLens would derive for a padded token batch."""
     tok = model.tokenizer
     side = args.get("padding_side")

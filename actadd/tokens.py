@@ -10,8 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
-from transformer_lens import HookedTransformer
-
+from actadd.backends import Model
 from actadd.errors import SteeringError
 
 # How the two prompts of a pair are made the same length (``equalize=``).
@@ -37,14 +36,14 @@ def equalize_rule(equalize: str, pad: str | None) -> Equalize:
     return equalize
 
 
-def _prompt_ids(model: HookedTransformer, prompt: str) -> list[int]:
+def _prompt_ids(model: Model, prompt: str) -> list[int]:
     """Token ids of ``prompt`` with the model's leading token (BOS) first."""
     if not isinstance(prompt, str):
         raise SteeringError(f"prompts must be strings, got {type(prompt).__name__}.")
     return model.to_tokens(prompt, prepend_bos=True, truncate=False)[0].tolist()
 
 
-def single_token_id(model: HookedTransformer, token: str | int, what: str = "pad_token") -> int:
+def single_token_id(model: Model, token: str | int, what: str = "pad_token") -> int:
     """The id of a string that must be exactly one token (or a token id, checked against
     the vocabulary)."""
     if isinstance(token, int) and not isinstance(token, bool):
@@ -80,7 +79,7 @@ def align_pair(
 
 
 def pair_token_ids(
-    model: HookedTransformer,
+    model: Model,
     positive: str,
     negative: str,
     equalize: str = "right",

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.errors import SteeringError, Validated, VectorFileError
 from actadd.forward import residuals
 from actadd.hooks import check_layer
@@ -83,7 +83,7 @@ class SteeringVector:
     @classmethod
     def from_pair(
         cls,
-        model: HookedTransformer,
+        model: Model,
         positive: str,
         negative: str,
         layer: int,
@@ -121,7 +121,7 @@ class SteeringVector:
     @classmethod
     def from_pair_layers(
         cls,
-        model: HookedTransformer,
+        model: Model,
         positive: str,
         negative: str,
         layers: Sequence[int],
@@ -162,7 +162,7 @@ class SteeringVector:
 
     @classmethod
     def from_prompt(
-        cls, model: HookedTransformer, prompt: str, layer: int, coeff: float = 1.0, **kwargs
+        cls, model: Model, prompt: str, layer: int, coeff: float = 1.0, **kwargs
     ) -> SteeringVector:
         """``coeff · (h_L(prompt) − h_L(""))``: a one-sided vector such as ``" weddings" − ""``.
 
@@ -356,7 +356,7 @@ class SteeringVector:
     def load(
         cls,
         path: str | Path,
-        model: HookedTransformer | None = None,
+        model: Model | None = None,
         *,
         allow_other_model: bool = False,
     ) -> SteeringVector:
@@ -419,7 +419,7 @@ class SteeringVector:
     def from_gguf(
         cls,
         path: str | Path,
-        model: HookedTransformer | None = None,
+        model: Model | None = None,
         *,
         layer: int | None = None,
         allow_other_model: bool = False,
@@ -472,9 +472,7 @@ def _tensor_sha256(tensor: Tensor) -> str:
     return hashlib.sha256(tensor.detach().to("cpu").contiguous().numpy().tobytes()).hexdigest()
 
 
-def check_compatible(
-    vec: SteeringVector, model: HookedTransformer, *, allow_other_model: bool = False
-) -> None:
+def check_compatible(vec: SteeringVector, model: Model, *, allow_other_model: bool = False) -> None:
     """Raise unless ``vec`` can be added to ``model``'s residual stream."""
     if vec.d_model != model.cfg.d_model:
         raise SteeringError(

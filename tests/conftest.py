@@ -12,6 +12,10 @@ import pytest
 import torch
 
 import actadd
+from actadd.backends import HAS_HOOKED
+
+BRIDGE = pytest.mark.bridge
+BRIDGE_MODELS = [pytest.param(f"bridge:{n}", marks=BRIDGE) for n in ("tiny-llama", "tiny-gpt2")]
 
 
 @pytest.fixture(autouse=True)
@@ -22,29 +26,65 @@ def _no_grad():
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    return actadd.load_model("tiny-llama")
+    return _load("tiny-llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2():
-    return actadd.load_model("tiny-gpt2")
+    return _load("tiny-gpt2")
 
 
 @pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2"])
 def tiny_model(request):
-    return actadd.load_model(request.param)
+    return _load(request.param)
+
+
+def _load(spec: str):
+    """``"tiny-llama"`` (a HookedTransformer) or ``"bridge:tiny-llama"`` (a TransformerBridge
+    around the HF model saved with save_pretrained, see actadd.models.bridge)."""
+    backend, _, name = spec.rpartition(":")
+    if not backend and not HAS_HOOKED:
+        pytest.skip("this TransformerLens (4.x) has no HookedTransformer")
+    return actadd.load_model(name, backend=backend or "hooked")
+
+
+@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2", *BRIDGE_MODELS])
+def any_model(request):
+    """Each tiny model on each backend: the steering proofs run on all four."""
+    return _load(request.param)
+
+
+@pytest.fixture(scope="session", params=BRIDGE_MODELS)
+def tiny_bridge(request):
+    return _load(request.param)
 
 
 @pytest.fixture(scope="session")
 def smollm2():
+    if not HAS_HOOKED:
+        pytest.skip("this TransformerLens (4.x) has no HookedTransformer")
     return actadd.load_model()
+
+
+@pytest.fixture(scope="session")
+def smollm2_bridge():
+    """SmolLM2 on the TransformerBridge: the GGUF's tensors in an HF LlamaForCausalLM."""
+    return actadd.load_model(backend="bridge")
 
 
 @pytest.fixture(autouse=True)
 def _models_left_clean(request):
     """Every test must leave shared models without hooks or patched methods."""
     yield
-    for name in ("tiny_llama", "tiny_gpt2", "tiny_model", "smollm2"):
+    for name in (
+        "tiny_llama",
+        "tiny_gpt2",
+        "tiny_model",
+        "any_model",
+        "tiny_bridge",
+        "smollm2",
+        "smollm2_bridge",
+    ):
         if name in request.fixturenames:
             model = request.getfixturevalue(name)
             leftover = [n for n, hp in model.hook_dict.items() if hp._forward_hooks]

@@ -37,7 +37,6 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from actadd.analysis.conditions import (
     LAYER_INJECTIONS,
@@ -56,6 +55,7 @@ from actadd.analysis.conditions import (
     residual_random_like,
     word_token_pool,
 )
+from actadd.backends import Model
 from actadd.config import text_list
 from actadd.errors import ConfigError, SteeringError
 from actadd.metrics import kl_div, log_probs, logprob_mass, target_token_ids
@@ -80,7 +80,7 @@ def _placed(vectors: Condition, align: AlignLike) -> list[Placement]:
 
 @torch.no_grad()
 def next_token_logprobs(
-    model: HookedTransformer,
+    model: Model,
     token_lists: Sequence[Sequence[int]],
     vectors: Condition = None,
     *,
@@ -106,7 +106,7 @@ class PromptBatch(PrefixBatch):
         base: unsteered next-token log-probs, ``[n_texts, d_vocab]``.
     """
 
-    def __init__(self, model: HookedTransformer, texts: Sequence[str]) -> None:
+    def __init__(self, model: Model, texts: Sequence[str]) -> None:
         self.texts = text_list(texts, "prompts")
         self.token_lists = [model.to_tokens(t)[0].tolist() for t in self.texts]
         super().__init__(model, self.token_lists, padding="by_length", max_rows=128)
@@ -227,7 +227,7 @@ def _seed_for(seed: int, pair_index: int, layer: int) -> int:
 
 
 def compare_conditions(
-    model: HookedTransformer,
+    model: Model,
     pairs: Sequence[PairSetting],
     settings: Settings,
     *,
@@ -346,7 +346,7 @@ def compare_conditions(
 class _Ctx:
     """What every reference layer of one pair shares."""
 
-    model: HookedTransformer
+    model: Model
     batch: PromptBatch
     pair: PairSetting
     ids: list[int]
@@ -366,7 +366,7 @@ def _text_resid(pb: PrefixBatch, layer: int) -> list[Tensor]:
 
 
 def _patch_source(
-    model: HookedTransformer,
+    model: Model,
     batch: PromptBatch,
     pair: PairSetting,
     settings: Settings,
@@ -384,7 +384,7 @@ def _patch_source(
 
 
 def contextual_patch(
-    model: HookedTransformer,
+    model: Model,
     clean: PrefixBatch,
     injected: PrefixBatch,
     layer: int,
@@ -601,7 +601,7 @@ def _conditions(
 
 
 def _sum_extras(
-    model: HookedTransformer,
+    model: Model,
     base: Tensor,
     sum_lp: Tensor,
     ref_lp: Tensor,
@@ -637,7 +637,7 @@ def _rows(model, texts, kinds, family, m: dict[str, np.ndarray], meta: dict) -> 
 
 
 def _injections(
-    model: HookedTransformer, batch: PromptBatch, pair: PairSetting, settings: Settings
+    model: Model, batch: PromptBatch, pair: PairSetting, settings: Settings
 ) -> dict[str, tuple[Tensor, Tensor]]:
     """``{injection: (baseline log-probs, log-probs)}`` of the layer-independent injections;
     ``"prepend"`` and ``"replace"`` are always there (the references of ``inject_corr`` and
@@ -664,7 +664,7 @@ def _injections(
     return out
 
 
-def _inject_all(model: HookedTransformer, batch: PromptBatch, text: str, mode: str) -> Tensor:
+def _inject_all(model: Model, batch: PromptBatch, text: str, mode: str) -> Tensor:
     if not text:
         return batch.base
     return next_token_logprobs(model, [inject_tokens(model, t, text, mode) for t in batch.texts])

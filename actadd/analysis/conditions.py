@@ -65,9 +65,9 @@ import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from actadd.analysis.diagnostics import typical_norm
+from actadd.backends import Model
 from actadd.config import (
     PAIR_KEYS,
     Pair,
@@ -152,9 +152,7 @@ class PairSetting:
     def pad_token(self) -> str | int:
         return self.pair.pad_token
 
-    def vector(
-        self, model: HookedTransformer, layer: int, coeff: float | None = None
-    ) -> SteeringVector:
+    def vector(self, model: Model, layer: int, coeff: float | None = None) -> SteeringVector:
         """ActAdd's vector of this pair at ``layer`` (``coeff`` defaults to the pair's)."""
         c = self.coeff if coeff is None else coeff
         return SteeringVector.from_pair(
@@ -172,7 +170,7 @@ class PairSetting:
 
 
 def inject_tokens(
-    model: HookedTransformer,
+    model: Model,
     prompt: str,
     text: str,
     mode: str = "prepend",
@@ -224,7 +222,7 @@ def inject_tokens(
 
 
 def aligned_arms(
-    model: HookedTransformer,
+    model: Model,
     positive: str,
     negative: str,
     equalize: Equalize = "right",
@@ -255,7 +253,7 @@ def place_ids(prompt_ids: Sequence[int], extra: Sequence[int], mode: str) -> lis
 
 
 @contextmanager
-def hidden_below(model: HookedTransformer, positions: Sequence[int], layer: int) -> Iterator[None]:
+def hidden_below(model: Model, positions: Sequence[int], layer: int) -> Iterator[None]:
     """Inside the block, ``positions`` are invisible to every *other* position's attention in
     blocks ``0..layer-1`` (their scores are set to the dtype's minimum before the softmax);
     the hidden positions still attend to each other and to what precedes them. From block
@@ -326,7 +324,7 @@ def residual_random_like(
 
 
 def embedding_random_like(
-    model: HookedTransformer,
+    model: Model,
     reference: SteeringVector,
     token_pool: Sequence[int],
     generator: Validated[torch.Generator],
@@ -379,7 +377,7 @@ def per_prompt_draws(
 
 
 def embedding_vector(
-    model: HookedTransformer,
+    model: Model,
     positive: str,
     negative: str,
     coeff: float = 1.0,
@@ -402,7 +400,7 @@ def embedding_vector(
 
 
 def transplant_vector(
-    model: HookedTransformer,
+    model: Model,
     positive: str,
     negative: str,
     source: int,
@@ -644,7 +642,7 @@ class Settings:
     def reference_layers(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.layers) | set(self.sweep_targets) | set(self.dose_layers)))
 
-    def check_model(self, model: HookedTransformer) -> None:
+    def check_model(self, model: Model) -> None:
         """Raise :class:`SteeringError` if a layer is out of range for ``model``."""
         n = model.cfg.n_layers
         for name in ("layers", "transplant_sources", "sweep_targets", "sweep_sources"):
@@ -670,7 +668,7 @@ def check_null_draws(shared: Any, per_prompt: Any, where: str) -> None:
         )
 
 
-def word_token_pool(model: HookedTransformer, min_chars: int = 3) -> list[int]:
+def word_token_pool(model: Model, min_chars: int = 3) -> list[int]:
     """Ids of word-like tokens: a leading space then at least ``min_chars`` ASCII letters
     (the pool the embedding-difference null draws from); every id if fewer than 2 qualify."""
     tok = model.tokenizer

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.config import text_list
 from actadd.errors import ConfigError, SteeringError
 from actadd.hooks import check_layer
@@ -36,7 +36,7 @@ from actadd.vectors import SteeringVector
 
 
 def residuals(
-    model: HookedTransformer, texts: Sequence[str], layers: Sequence[int]
+    model: Model, texts: Sequence[str], layers: Sequence[int]
 ) -> tuple[PrefixBatch, list[int]]:
     """The texts as a left-padded :class:`~actadd.prefix.PrefixBatch` with their clean
     residual streams at ``layers`` computed (one forward pass), and the checked layers."""
@@ -49,7 +49,7 @@ def residuals(
     return batch, layers
 
 
-def typical_norm(model: HookedTransformer, texts: Sequence[str], layer: int) -> float:
+def typical_norm(model: Model, texts: Sequence[str], layer: int) -> float:
     """Typical residual norm at ``resid_pre`` of ``layer`` over ``texts`` (see
     :func:`actadd.forward.typical_norm`)."""
     batch, _ = residuals(model, texts, [layer])
@@ -57,9 +57,7 @@ def typical_norm(model: HookedTransformer, texts: Sequence[str], layer: int) -> 
 
 
 @torch.no_grad()
-def norm_ratios(
-    model: HookedTransformer, vector: SteeringVector, prompts: Sequence[str]
-) -> pd.DataFrame:
+def norm_ratios(model: Model, vector: SteeringVector, prompts: Sequence[str]) -> pd.DataFrame:
     """Per-row norm of ``vector`` against the prompts' residual norms where the row lands.
 
     Row ``j`` is added at prompt position ``j`` (front alignment), so its norm is compared
@@ -106,7 +104,7 @@ def _cos(a: Tensor, b: Tensor) -> Tensor:
 
 @torch.no_grad()
 def embedding_cosines(
-    model: HookedTransformer,
+    model: Model,
     vector: SteeringVector,
     positive: str,
     negative: str,
@@ -151,7 +149,7 @@ def embedding_cosines(
 
 @torch.no_grad()
 def logit_lens(
-    model: HookedTransformer, vector: SteeringVector, k: int = 10, *, rows: str = "sum"
+    model: Model, vector: SteeringVector, k: int = 10, *, rows: str = "sum"
 ) -> pd.DataFrame:
     """Top-``k`` tokens of the vector read through the final norm and the unembedding.
 
@@ -184,7 +182,7 @@ def logit_lens(
 
 
 def vector_diagnostics(
-    model: HookedTransformer,
+    model: Model,
     positive: str,
     negative: str,
     layers: Sequence[int],
@@ -218,7 +216,7 @@ def vector_diagnostics(
 
 
 def logit_lens_across_layers(
-    model: HookedTransformer,
+    model: Model,
     positive: str,
     negative: str,
     layers: Sequence[int],

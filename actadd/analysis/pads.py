@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 from jaxtyping import Float
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.config import Pair
 from actadd.errors import SteeringError
 from actadd.forward import real_positions, residuals
@@ -62,7 +62,7 @@ class PairTokens:
 
 
 def pair_tokens(
-    model: HookedTransformer, pair: Pair, pad_token: str | int, equalize: str = "right"
+    model: Model, pair: Pair, pad_token: str | int, equalize: str = "right"
 ) -> PairTokens:
     """The tokens :meth:`SteeringVector.from_pair` takes the difference of, and which rows
     are padding (``equalize`` ``"right"`` or ``"left"``)."""
@@ -83,7 +83,7 @@ def pair_tokens(
 
 @torch.no_grad()
 def pair_residuals(
-    model: HookedTransformer, tokens: PairTokens, layers: Sequence[int]
+    model: Model, tokens: PairTokens, layers: Sequence[int]
 ) -> dict[int, Float[Tensor, "2 pos d_model"]]:
     """``{layer: resid_pre [2, k, d_model]}`` of the positive (row 0) and negative (row 1)
     sides of a pair, from one forward pass."""
@@ -153,7 +153,7 @@ def operate_rows(
 
 
 def surgery_vectors(
-    model: HookedTransformer,
+    model: Model,
     pair: Pair,
     layers: Sequence[int],
     coeff: float,
@@ -206,7 +206,7 @@ def surgery_vectors(
 
 
 def pad_row_norms(
-    model: HookedTransformer, pair: Pair, pad_token: str | int, layers: Sequence[int]
+    model: Model, pair: Pair, pad_token: str | int, layers: Sequence[int]
 ) -> dict[int, float]:
     """``{layer: mean residual norm of the pair's pad rows on the padded side}``."""
     tokens = pair_tokens(model, pair, pad_token)
@@ -255,7 +255,7 @@ def effect_rows(
 
 @torch.no_grad()
 def attention_to(
-    model: HookedTransformer,
+    model: Model,
     tokens: Sequence[Sequence[int]],
     key: int,
     placements: Sequence[Placement] = (),

@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
 from actadd.analysis.comparison import PromptBatch, _seed_for, _text_resid, next_token_logprobs
 from actadd.analysis.conditions import (
@@ -53,6 +52,7 @@ from actadd.analysis.conditions import (
     seed_of,
     word_token_pool,
 )
+from actadd.backends import Model
 from actadd.config import Pair
 from actadd.errors import ConfigError
 from actadd.metrics import logprob_mass, target_token_ids
@@ -92,7 +92,7 @@ class SpecificityResult:
 
 
 def specificity_matrix(
-    model: HookedTransformer,
+    model: Model,
     prompts: Sequence[str],
     pairs: Sequence[PairSetting],
     layers: Sequence[int],
@@ -225,7 +225,7 @@ def specificity_matrix(
 
 
 def _draw_fns(
-    model: HookedTransformer, ref: SteeringVector, rows: Tensor, pool: list[int]
+    model: Model, ref: SteeringVector, rows: Tensor, pool: list[int]
 ) -> tuple[tuple[str, Callable[[torch.Generator], SteeringVector]], ...]:
     """The residual and embedding null draws norm-matched per row to ``ref``."""
     return (

@@ -21,9 +21,9 @@ from contextlib import nullcontext
 
 import pandas as pd
 import torch
-from transformer_lens import HookedTransformer
 
 from actadd.analysis.conditions import PairSetting, aligned_arms, place_ids
+from actadd.backends import Model
 from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import topic_counts
 from actadd.steer import steering
@@ -34,7 +34,7 @@ COLUMNS = "pair layer arm text_index sample topic_any completion".split()
 
 @torch.no_grad()
 def topic_rates(
-    model: HookedTransformer,
+    model: Model,
     pairs: Sequence[PairSetting],
     layer: int,
     prompts: Sequence[str],

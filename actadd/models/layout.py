@@ -19,7 +19,8 @@ the fast path then projects Q, K and V separately.)
 from __future__ import annotations
 
 import torch
-from transformer_lens import HookedTransformer
+
+from actadd.backends import HookedTransformer
 
 # parameter leaf name -> storage order (a permutation of the parameter's dims)
 _STORAGE_ORDER = {

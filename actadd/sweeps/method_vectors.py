@@ -8,8 +8,8 @@ every method to it); the random null is always drawn at that norm.
 from __future__ import annotations
 
 import torch
-from transformer_lens import HookedTransformer
 
+from actadd.backends import Model
 from actadd.generation import sample_seed
 from actadd.methods import dataset_vectors, with_norm
 from actadd.sweeps.spec import SweepSpec
@@ -19,7 +19,7 @@ from actadd.vectors import SteeringVector
 class MethodVectors:
     """``vectors(method, pair, pad)`` → ``{layer: SteeringVector}`` for one sweep."""
 
-    def __init__(self, model: HookedTransformer, spec: SweepSpec) -> None:
+    def __init__(self, model: Model, spec: SweepSpec) -> None:
         self.model, self.spec = model, spec
         self.layers = spec.layer_list(model.cfg.n_layers)
         self._cache: dict[tuple, dict[int, SteeringVector]] = {}

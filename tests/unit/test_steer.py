@@ -15,7 +15,9 @@ PROMPT = "I hate you because"  # 18 bytes + BOS with the byte tokenizer
 
 def resid(model, tokens, layer, **kwargs):
     name = resid_pre(model, layer)
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.startswith("blocks"), **kwargs)
+    # resid_pre names only: the bridge warns about its gated-off hook names under a wider filter
+    wanted = lambda n: n.endswith("hook_resid_pre")
+    _, cache = model.run_with_cache(tokens, names_filter=wanted, **kwargs)
     return cache, cache[name]
 
 
@@ -36,10 +38,8 @@ def all_hooked_layers_equal(a, b, layers):
         ([0, 2, 4, 6, -1], [0, 2, 4, 6, 18]),
     ],
 )
-def test_addition_is_exact_at_steered_positions_and_untouched_elsewhere(
-    tiny_model, align, expected
-):
-    model = tiny_model
+def test_addition_is_exact_at_steered_positions_and_untouched_elsewhere(any_model, align, expected):
+    model = any_model
     v = SteeringVector.from_pair(model, "Love", "Hate", layer=2, coeff=3.0)
     assert v.k == 5
     tokens = model.to_tokens(PROMPT)
@@ -84,15 +84,15 @@ def test_one_row_vector_goes_to_every_listed_position(tiny_llama):
     assert torch.equal(steered[0, 10:], clean[0, 10:])
 
 
-def test_steering_with_a_list_equals_steering_with_the_sum(tiny_model):
-    v1 = SteeringVector.from_pair(tiny_model, "Love", "Hate", layer=2, coeff=2)
-    v2 = SteeringVector.from_pair(tiny_model, "Happy", "Sad", layer=2, coeff=-1.5)
+def test_steering_with_a_list_equals_steering_with_the_sum(any_model):
+    v1 = SteeringVector.from_pair(any_model, "Love", "Hate", layer=2, coeff=2)
+    v2 = SteeringVector.from_pair(any_model, "Happy", "Sad", layer=2, coeff=-1.5)
     assert v1.k != v2.k  # exercises zero-padding of the shorter one
-    tokens = tiny_model.to_tokens(PROMPT)
-    with steering(tiny_model, [v1, v2]):
-        both = tiny_model(tokens)
-    with steering(tiny_model, v1 + v2):
-        summed = tiny_model(tokens)
+    tokens = any_model.to_tokens(PROMPT)
+    with steering(any_model, [v1, v2]):
+        both = any_model(tokens)
+    with steering(any_model, v1 + v2):
+        summed = any_model(tokens)
     assert torch.equal(both, summed)
 
 
@@ -109,8 +109,8 @@ def test_vectors_at_different_layers_and_nested_contexts_compose(tiny_llama):
 
 
 @pytest.mark.parametrize("align", ["front", "offset:2", "back", "all", [1, 3, -2]])
-def test_kv_cache_and_no_cache_give_the_same_greedy_completion(tiny_model, align):
-    v = SteeringVector.from_pair(tiny_model, "Love", "Hate", layer=2, coeff=4)
+def test_kv_cache_and_no_cache_give_the_same_greedy_completion(any_model, align):
+    v = SteeringVector.from_pair(any_model, "Love", "Hate", layer=2, coeff=4)
     if align == "all":
         v = v.mean(skip_first=True)
     elif isinstance(align, list):
@@ -118,12 +118,12 @@ def test_kv_cache_and_no_cache_give_the_same_greedy_completion(tiny_model, align
     prompts = [PROMPT, "Yesterday I went to the", "Hi there"]
     runs = [
         actadd.generate(
-            tiny_model, prompts, v, align, sampling=GREEDY, max_new_tokens=24, use_cache=cache
+            any_model, prompts, v, align, sampling=GREEDY, max_new_tokens=24, use_cache=cache
         )
         for cache in (True, False)
     ]
     assert runs[0].completion.tolist() == runs[1].completion.tolist()
-    unsteered = actadd.generate(tiny_model, prompts, sampling=GREEDY, max_new_tokens=24)
+    unsteered = actadd.generate(any_model, prompts, sampling=GREEDY, max_new_tokens=24)
     assert runs[0].completion.tolist() != unsteered.completion.tolist()
 
 
@@ -136,29 +136,29 @@ def test_transformerlens_generate_inside_steering_matches_ours(tiny_llama):
 
 
 @pytest.mark.parametrize("align", ["front", "back", "offset:1"])
-def test_left_padded_batch_equals_each_prompt_alone(tiny_model, align):
-    v = SteeringVector.from_pair(tiny_model, "Love", "Hate", layer=1, coeff=3)
+def test_left_padded_batch_equals_each_prompt_alone(any_model, align):
+    v = SteeringVector.from_pair(any_model, "Love", "Hate", layer=1, coeff=3)
     prompts = [PROMPT, "Short one", "A much longer prompt than the others here"]
-    batch = actadd.generate(tiny_model, prompts, v, align, sampling=GREEDY, max_new_tokens=20)
+    batch = actadd.generate(any_model, prompts, v, align, sampling=GREEDY, max_new_tokens=20)
     alone = [
-        actadd.generate(tiny_model, p, v, align, sampling=GREEDY, max_new_tokens=20).completion[0]
+        actadd.generate(any_model, p, v, align, sampling=GREEDY, max_new_tokens=20).completion[0]
         for p in prompts
     ]
     assert batch.completion.tolist() == alone
 
 
-def test_left_padded_forward_logits_match_single_prompts(tiny_model):
+def test_left_padded_forward_logits_match_single_prompts(any_model):
     """Each row of a padded batch is steered at its own positions (logit level)."""
-    v = SteeringVector.from_pair(tiny_model, "Love", "Hate", layer=1, coeff=3)
+    v = SteeringVector.from_pair(any_model, "Love", "Hate", layer=1, coeff=3)
     prompts = [PROMPT, "Short one"]
     from actadd.forward import left_pad
 
-    ids = [tiny_model.to_tokens(p)[0].tolist() for p in prompts]
-    tokens, mask = left_pad(tiny_model, ids)
-    with steering(tiny_model, v, "back") as s:
-        batch_logits = tiny_model(tokens, attention_mask=mask)
+    ids = [any_model.to_tokens(p)[0].tolist() for p in prompts]
+    tokens, mask = left_pad(any_model, ids)
+    with steering(any_model, v, "back") as s:
+        batch_logits = any_model(tokens, attention_mask=mask)
         placed = s.applied()
-        single = [tiny_model(tiny_model.to_tokens(p))[0, -1] for p in prompts]
+        single = [any_model(any_model.to_tokens(p))[0, -1] for p in prompts]
     for row in range(2):
         torch.testing.assert_close(batch_logits[row, -1], single[row], atol=1e-4, rtol=1e-4)
     # "back" lands on each row's last 5 real tokens, which end at the same place
@@ -203,20 +203,20 @@ def test_prompt_shorter_than_vector_is_a_clear_error_or_clipped(tiny_llama):
     assert torch.equal(clipped[0], clean[0] + v.tensor[:3])
 
 
-def test_context_removes_every_hook_on_exit_and_on_exception(tiny_llama):
-    v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=2, coeff=10)
-    tokens = tiny_llama.to_tokens(PROMPT)
-    before = tiny_llama(tokens)
-    with steering(tiny_llama, v):
-        assert tiny_llama.hook_dict["blocks.2.hook_resid_pre"].fwd_hooks
-        assert not torch.equal(tiny_llama(tokens), before)
-    assert torch.equal(tiny_llama(tokens), before)
+def test_context_removes_every_hook_on_exit_and_on_exception(any_model):
+    v = SteeringVector.from_pair(any_model, "Love", "Hate", layer=2, coeff=10)
+    tokens = any_model.to_tokens(PROMPT)
+    before = any_model(tokens)
+    with steering(any_model, v):
+        assert any_model.hook_dict["blocks.2.hook_resid_pre"].fwd_hooks
+        assert not torch.equal(any_model(tokens), before)
+    assert torch.equal(any_model(tokens), before)
     with pytest.raises(RuntimeError, match="boom"):
-        with steering(tiny_llama, v):
+        with steering(any_model, v):
             raise RuntimeError("boom")
-    assert not any(hp.fwd_hooks for hp in tiny_llama.hook_dict.values())
-    assert "forward" not in vars(tiny_llama)
-    assert torch.equal(tiny_llama(tokens), before)
+    assert not any(hp.fwd_hooks for hp in any_model.hook_dict.values())
+    assert "forward" not in vars(any_model)
+    assert torch.equal(any_model(tokens), before)
 
 
 def test_user_hooks_outside_the_context_survive_it(tiny_llama):
