@@ -94,12 +94,12 @@ class Playground:
             value=s.align, options=ALIGN_CHOICES, description="align", ensure_option=False
         )
         self.greedy = W.Checkbox(s.greedy, description="greedy", indent=False, layout=lay)
-        self.temperature = W.BoundedFloatText(
-            s.temperature, min=0.01, max=10, step=0.1, description="temperature"
-        )
-        self.top_p = W.BoundedFloatText(s.top_p, min=0.01, max=1, step=0.05, description="top p")
+        # free text boxes, not bounded ones: a bounded box clamps a bad value silently
+        # (temperature 0 became 0.01); Settings refuses it with one line in the panel instead
+        self.temperature = W.FloatText(s.temperature, step=0.1, description="temperature")
+        self.top_p = W.FloatText(s.top_p, step=0.05, description="top p")
         self.freq_penalty = W.FloatText(s.freq_penalty, description="freq penalty")
-        self.seed = W.BoundedIntText(s.seed, min=0, max=2**31 - 1, description="seed")
+        self.seed = W.IntText(s.seed, description="seed")
         self.n_samples = W.IntSlider(s.n_samples, min=1, max=16, description="samples")
         self.max_new_tokens = W.IntSlider(
             s.max_new_tokens, min=1, max=100, description="new tokens"

@@ -320,6 +320,12 @@ def test_bad_input_shows_one_line_and_computes_nothing(panel):
     assert panel.quick_map() is None  # nothing submitted
     assert panel.wait(60)
     assert "comma-separated numbers" in panel.error.value and panel.map_grid is None
+    panel.map_coeffs.value = "1, 2"
+    panel.temperature.value = 0.0  # refused with one line, not clamped to a small temperature
+    panel.run_button.click()
+    assert panel.wait(60)
+    assert "temperature" in panel.error.value and panel.result is None
+    assert "\n" not in panel.error.value
 
 
 def test_map_click_sets_the_sliders(panel):
