@@ -29,11 +29,15 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     position = "last"              # the dataset methods' position: last or mean
     norm = "match"                 # "match": every method's vector gets the CAA norm
     random_draws = 8               # random directions (the null), each its own method "random:i"
+    random_null = "residual"       # draws from the residual distribution; or "isotropic"
 
 - ``actadd``: the paper's per-position vector of each pair (as without ``methods``);
 - ``actadd_mean``: its mean over the rows after the leading token (one row);
 - ``caa``, ``pca_diff``, ``pca_center``: one row from ``dataset`` (:mod:`actadd.methods`);
-- ``random``: a Gaussian direction per draw and layer, seeded from ``random_seed``.
+- ``random``: a direction per draw and layer, seeded from ``random_seed``: drawn from the
+  residual distribution at the layer, ``N(0, Σ̂)`` over the sweep's prompts (``random_null =
+  "residual"``, the default, as shared/SCIENCE.md asks), or isotropic Gaussian
+  (``"isotropic"``); always at the CAA norm.
 
 One-row methods run only with the aligns that take one row (``all``, ``generated[:k]``,
 ``from:<token>``, ``positions:...``). With ``norm = "match"`` each vector is rescaled so its
@@ -108,6 +112,7 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     norm="raw",
     random_draws=8,
     random_seed=0,
+    random_null="residual",
     turn=None,
 )
 TURNS: dict[str, str] = {
@@ -167,6 +172,7 @@ class SweepSpec:
     norm: str = "raw"
     random_draws: int = 8
     random_seed: int = 0
+    random_null: str = "residual"
     turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
 
     def __post_init__(self) -> None:
@@ -325,6 +331,11 @@ class SweepSpec:
             raise ConfigError(
                 f"norm {self.norm!r} unknown; allowed: raw (each method's own scale), match "
                 "(every vector rescaled to the CAA norm)."
+            )
+        if self.random_null not in ("residual", "isotropic"):
+            raise ConfigError(
+                f"random_null {self.random_null!r} unknown; allowed: residual (N(0, Σ̂) of the "
+                "residual stream at the layer), isotropic (a Gaussian direction)."
             )
         for name in ("random_draws", "random_seed"):
             value = getattr(self, name)

@@ -68,6 +68,35 @@ def test_random_draws_differ_and_are_reproducible(tiny_llama):
     assert torch.equal(r0.tensor, b.vectors("random:0", -2, "")[1].tensor)
 
 
+def test_the_default_null_is_drawn_from_the_residual_distribution(tiny_llama):
+    """random_null = "residual": every draw lies in the span of the centred residual rows of
+    the sweep's prompts at its layer (positions after the leading token), at the CAA norm;
+    "isotropic" draws are not confined to that span."""
+    from actadd.forward import left_pad, real_positions, residuals
+
+    spec = SweepSpec.from_dict(BASE | dict(prompts=["ab", "cd"]))  # a few rows: a low-rank span
+    mv = MethodVectors(tiny_llama, spec)
+    ids = [tiny_llama.to_tokens(t)[0].tolist() for t in spec.prompts]
+    tokens, mask = left_pad(tiny_llama, ids)
+    x = residuals(tiny_llama, tokens, [1], attention_mask=mask)[1][
+        real_positions(mask, skip_leading=True)
+    ]
+    xc = (x - x.mean(0)).double()
+    basis = torch.linalg.svd(xc, full_matrices=False).Vh[: int(torch.linalg.matrix_rank(xc))]
+
+    def off_span(v):
+        d = v.tensor[0].double()
+        return float((d - (d @ basis.T) @ basis).norm() / d.norm())
+
+    draw = mv.vectors("random:0", -2, "")[1]
+    assert off_span(draw) < 1e-5
+    assert float(draw.norms()[0]) == pytest.approx(mv.reference_norm(1), rel=1e-5)
+    iso = MethodVectors(
+        tiny_llama, SweepSpec.from_dict(BASE | dict(prompts=["ab", "cd"], random_null="isotropic"))
+    )
+    assert off_span(iso.vectors("random:0", -2, "")[1]) > 0.5
+
+
 def test_configs_without_methods_keep_their_dict(tiny_llama):
     plain = {k: v for k, v in BASE.items() if k not in ("methods", "norm", "random_draws")}
     d = SweepSpec.from_dict(plain).to_dict()
@@ -84,6 +113,7 @@ def test_configs_without_methods_keep_their_dict(tiny_llama):
         (dict(pairs=[["a", "b"]], methods=["pca_diff"]), r"pca_diff needs a dataset of at least 2"),
         (dict(dataset="builtin:x"), r"Unknown built-in pair dataset 'x'"),
         (dict(random_draws=0), r"method random needs random_draws >= 1"),
+        (dict(random_null="gaussian"), r"random_null 'gaussian' unknown; allowed: residual"),
     ],
 )
 def test_bad_method_configs_fail_before_any_compute(over, message):
