@@ -318,9 +318,15 @@ def claims(run) -> list:
         t = t.assign(arm="actadd", nll=np.log(t.ppl), nll_unsteered=np.log(t.ppl_unsteered))
     t = t.assign(log_ratio=t.nll - t.nll_unsteered)
     exp = run.config.get("name") or run.out.name
+    pad = Pair.parse(run.config["pair"]).pad_token if "pair" in run.config else " "
+    padded = "" if pad == " " else f" (pad {pad!r})"
     out = []
     for (arm, layer, coeff), d in t.groupby(["arm", "layer", "coeff"], sort=False):
-        what = f"L{layer}, c = {coeff:g}" if arm == "actadd" else "prepending the positive text"
+        what = (
+            f"L{layer}, c = {coeff:g}{padded}"
+            if arm == "actadd"
+            else "prepending the positive text"
+        )
         wed, unrel = d[d.group == "wedding"], d[d.group == "unrelated"]
         if len(wed) > 1:
             c = paired_t_claim(
