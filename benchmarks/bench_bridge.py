@@ -31,7 +31,7 @@ import torch
 
 import actadd
 from actadd import GREEDY, SteeringVector
-from actadd.models.hf_reference import hf_llama
+from actadd.models.hf_reference import add_at_front, hf_llama
 from actadd.sweeps import SweepSpec, run_sweep, sort_results
 from actadd.sweeps.engine import UNSTEERED, naive_next_token
 
@@ -40,20 +40,9 @@ LAYER, COEFF = 2, 5.0
 
 
 def add_front_hook(hf, vector: torch.Tensor):
-    """The HF user's steering hook (as in ``bench_vs_hf.py``): add ``vector`` at positions
-    [0, k) of the input to decoder layer ``LAYER`` on the prompt pass."""
-
-    def pre_hook(module, args, kwargs):
-        hidden = args[0] if args else kwargs["hidden_states"]
-        if hidden.shape[1] == 1:
-            return None
-        hidden = hidden.clone()
-        hidden[:, : len(vector)] += vector
-        if args:
-            return (hidden, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": hidden}
-
-    return hf.model.layers[LAYER].register_forward_pre_hook(pre_hook, with_kwargs=True)
+    """The HF user's steering hook: ``vector`` added at positions [0, k) of decoder layer
+    ``LAYER``'s input on the prompt pass (:func:`actadd.models.hf_reference.add_at_front`)."""
+    return add_at_front(hf.model.layers[LAYER], vector)
 
 
 def timed(fns: dict, repeats: int) -> tuple[dict, dict]:

@@ -30,7 +30,7 @@ import torch
 
 import actadd
 from actadd import GREEDY, Sampling, SteeringVector
-from actadd.models.hf_reference import hf_llama
+from actadd.models.hf_reference import add_at_front, hf_llama
 
 PROMPT = "I hate you because"
 LAYER, COEFF = 2, 5.0
@@ -52,20 +52,9 @@ class FrequencyPenalty:
 
 
 def add_front_hook(hf, vector: torch.Tensor):
-    """Register the HF user's steering hook: add ``vector`` [k, d_model] at positions
-    [0, k) of the input to decoder layer ``LAYER``, on the prompt pass only."""
-
-    def pre_hook(module, args, kwargs):
-        hidden = args[0] if args else kwargs["hidden_states"]
-        if hidden.shape[1] == 1:  # a decoding step: the prompt is in the KV cache
-            return None
-        hidden = hidden.clone()
-        hidden[:, : len(vector)] += vector
-        if args:
-            return (hidden, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": hidden}
-
-    return hf.model.layers[LAYER].register_forward_pre_hook(pre_hook, with_kwargs=True)
+    """The HF user's steering hook: ``vector`` added at positions [0, k) of decoder layer
+    ``LAYER``'s input on the prompt pass (:func:`actadd.models.hf_reference.add_at_front`)."""
+    return add_at_front(hf.model.layers[LAYER], vector)
 
 
 def main() -> None:

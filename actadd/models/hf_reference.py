@@ -51,3 +51,22 @@ def hf_llama(
     if hp.tied_embeddings:
         model.tie_weights()
     return model.eval()
+
+
+def add_at_front(layer_module, rows):
+    """The steering an HF user writes, as an independent reference for actadd's: a forward
+    pre-hook on ``layer_module`` (an HF decoder layer) adding ``rows`` [k, d_model] at
+    positions [0, k) of its input on the prompt pass (cached decoding steps, seq_len 1, feel
+    it through the keys and values). Returns the hook handle; call ``.remove()``."""
+
+    def pre_hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if hidden.shape[1] == 1:  # a decoding step: the prompt is in the KV cache
+            return None
+        hidden = hidden.clone()
+        hidden[:, : len(rows)] += rows
+        if args:
+            return (hidden, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hidden}
+
+    return layer_module.register_forward_pre_hook(pre_hook, with_kwargs=True)

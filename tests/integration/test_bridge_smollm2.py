@@ -10,6 +10,7 @@ import torch
 
 from actadd import SteeringVector, steering
 from actadd.backends import BRIDGE, backend_of
+from actadd.models.hf_reference import add_at_front
 from actadd.sweeps import SweepSpec, run_sweep, sort_results
 
 pytestmark = pytest.mark.bridge
@@ -72,13 +73,7 @@ def test_bridge_smollm2_steering_equals_an_hf_pre_hook(smollm2_bridge):
         ours = model(tokens)
     rows = v.tensor
 
-    def pre(module, args, kwargs):
-        x = args[0] if args else kwargs["hidden_states"]
-        x = x.clone()
-        x[:, : len(rows)] += rows
-        return ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": x})
-
-    handle = model.original_model.model.layers[3].register_forward_pre_hook(pre, with_kwargs=True)
+    handle = add_at_front(model.original_model.model.layers[3], rows)
     try:
         theirs = model.original_model(tokens).logits
     finally:

@@ -83,22 +83,12 @@ def test_greedy_text_equals_transformerlens_path(smollm2, love2):
 def test_greedy_text_equals_huggingface_with_a_steering_hook(smollm2, love2):
     """What an HF user writes: a forward pre-hook on decoder layer 2 adding the vector at
     the front positions on the prompt pass."""
-    from actadd.models.hf_reference import hf_llama
+    from actadd.models.hf_reference import add_at_front, hf_llama
 
     hf = hf_llama()
     vector = love2.tensor
 
-    def pre_hook(module, args, kwargs):
-        hidden = args[0] if args else kwargs["hidden_states"]
-        if hidden.shape[1] == 1:
-            return None
-        hidden = hidden.clone()
-        hidden[:, : len(vector)] += vector
-        if args:
-            return (hidden, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": hidden}
-
-    handle = hf.model.layers[2].register_forward_pre_hook(pre_hook, with_kwargs=True)
+    handle = add_at_front(hf.model.layers[2], vector)
     try:
         ids = smollm2.to_tokens(PROMPTS[0])
         out = hf.generate(

@@ -18,6 +18,7 @@ from actadd.backends import BRIDGE, HOOKED, backend_of
 from actadd.forward import last_logits
 from actadd.generation import generate_tokens
 from actadd.models.bridge import tiny_hf_dir, tiny_hf_model
+from actadd.models.hf_reference import add_at_front
 from actadd.models.tokenizer import load_fast_tokenizer
 from actadd.placement import Placement
 from actadd.prefix import PrefixBatch
@@ -29,22 +30,6 @@ PROMPT = "I hate you because"
 
 def hf_layers(hf):
     return hf.model.layers if hasattr(hf, "model") else hf.transformer.h
-
-
-def add_at_front_pre_hook(layer_module, rows):
-    """An HF forward pre-hook adding ``rows`` [k, d] at positions [0, k) of the prompt pass
-    (the baseline an HF user writes)."""
-
-    def pre(module, args, kwargs):
-        x = args[0] if args else kwargs["hidden_states"]
-        if x.shape[1] > 1:  # the prompt pass only; cached steps feel it through K/V
-            x = x.clone()
-            x[:, : len(rows)] += rows
-        if args:
-            return (x, *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": x}
-
-    return layer_module.register_forward_pre_hook(pre, with_kwargs=True)
 
 
 def test_backend_of_tells_the_two_apart(tiny_llama, tiny_bridge):
@@ -65,7 +50,7 @@ def test_bridge_steering_equals_a_hugging_face_pre_hook(tiny_bridge):
     with steering(model, v):
         ours = model(tokens)
     hf = model.original_model
-    handle = add_at_front_pre_hook(hf_layers(hf)[2], v.tensor)
+    handle = add_at_front(hf_layers(hf)[2], v.tensor)
     try:
         theirs = hf(tokens).logits
     finally:
@@ -83,7 +68,7 @@ def test_bridge_greedy_generation_equals_hf_generate_with_a_pre_hook(tiny_bridge
             model, [ids[0].tolist()], [torch.Generator()], max_new_tokens=12, sampling=GREEDY
         )[0]
     hf = model.original_model
-    handle = add_at_front_pre_hook(hf_layers(hf)[1], v.tensor)
+    handle = add_at_front(hf_layers(hf)[1], v.tensor)
     try:
         out = hf.generate(
             ids,
