@@ -283,6 +283,8 @@ def null_claims(run) -> list:
     for metric, m_draws in draws.groupby("metric"):
         null = m_draws.groupby(cell_keys + row_keys).value.mean()
         per_draw = m_draws.groupby(cell_keys + ["method"]).value.mean()
+        # each draw's per-prompt means, for the rank test against single draws
+        per_prompt = m_draws.groupby(cell_keys + ["text_index", "method"]).value.mean()
         n_draws = m_draws.method.nunique()
         arms = methods[methods.metric == metric]
         for (method, pair, layer, coeff, align), a in arms.groupby(
@@ -304,17 +306,7 @@ def null_claims(run) -> list:
             effect = NULL_EFFECTS[metric].format(topic=_topic(run.config))
             cell_id = f"{metric}:{method}:{pair}:L{int(layer)}:c{float(coeff):g}:{align}"
             # the strict test: the method against single draws (its rank among them)
-            one_by_one = (
-                m_draws[
-                    (m_draws.layer == layer)
-                    & (m_draws.coeff == coeff)
-                    & (m_draws["align"] == align)
-                ]
-                .groupby(["text_index", "method"])
-                .value.mean()
-                .unstack("method")
-                .reindex(x.index)
-            )
+            one_by_one = per_prompt.loc[cell].unstack("method").reindex(x.index)
             claims.append(
                 rank_claim(
                     np.column_stack([x.to_numpy(), one_by_one.to_numpy()]),
