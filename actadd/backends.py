@@ -15,6 +15,8 @@ Hook points are found the same way on both (:mod:`actadd.hooks`): the bridge reg
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Literal
 
 from torch import Tensor
@@ -63,7 +65,7 @@ class Backend:
         """An empty KV cache for a decoding loop of ``batch`` rows."""
         raise NotImplementedError
 
-    def cache_kwargs(self, cache: Any) -> dict[str, Any]:
+    def cache_kwargs(self, model, cache: Any) -> dict[str, Any]:
         """Keyword arguments that make ``model(...)`` read and extend ``cache``."""
         raise NotImplementedError
 
@@ -98,7 +100,7 @@ class HookedBackend(Backend):
 
         return TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, batch)
 
-    def cache_kwargs(self, cache):
+    def cache_kwargs(self, model, cache):
         return {"past_kv_cache": cache}
 
     def step_mask(self, full_mask, new):
@@ -121,9 +123,10 @@ class BridgeBackend(Backend):
         if extra.get("past_kv_cache") is not None:
             # the bridge would swallow it silently in **kwargs and run without a cache
             raise SteeringError(
-                "A TransformerBridge takes Hugging Face's past_key_values=, not past_kv_cache=."
+                "A TransformerBridge takes Hugging Face's cache "
+                "(past_key_values=, or cache= on transformers >= 5.25), not past_kv_cache=."
             )
-        cache = extra.get("past_key_values")
+        cache = next((extra[k] for k in HF_CACHE_KWARGS if extra.get(k) is not None), None)
         return int(cache.get_seq_length()) if cache is not None else 0
 
     def cached_mask(self, args, cached):
@@ -133,10 +136,11 @@ class BridgeBackend(Backend):
     def new_cache(self, model, batch):
         from transformers import DynamicCache
 
+        route_hf_cache(model)  # a bridge booted outside load_model
         return DynamicCache()
 
-    def cache_kwargs(self, cache):
-        return {"past_key_values": cache, "use_cache": True}
+    def cache_kwargs(self, model, cache):
+        return {hf_cache_kwarg(model): cache, "use_cache": True}
 
     def step_mask(self, full_mask, new):
         # Hugging Face wants the mask of the whole sequence; the bridge derives the
@@ -148,6 +152,59 @@ class BridgeBackend(Backend):
 
 
 HOOKED, BRIDGE = HookedBackend(), BridgeBackend()
+
+#: the names Hugging Face gives the KV-cache argument of ``forward``: ``past_key_values``
+#: until transformers 5.24, ``cache`` from 5.25 (the old name then warns, FutureWarning)
+HF_CACHE_KWARGS = ("cache", "past_key_values")
+
+
+def hf_cache_kwarg(model) -> str:
+    """The KV-cache keyword that the Hugging Face model inside a bridge takes: ``cache``
+    where its ``forward`` has that parameter (transformers >= 5.25), else
+    ``past_key_values``. Asked of the model's own signature, not of a version number."""
+    forward = type(model.original_model).forward
+    return _cache_kwarg_of(forward)
+
+
+@functools.cache
+def _cache_kwarg_of(forward) -> str:
+    params = inspect.signature(forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+_ROUTED = "_actadd_cache_routed"
+
+
+def route_hf_cache(bridge) -> None:
+    """Make a bridge's KV cache work on transformers >= 5.25 (idempotent).
+
+    transformers 5.25 hands each attention layer its KV cache as ``cache=``; the attention of
+    TransformerLens's bridge (3.9 and 4.3, ``AttentionBridge._update_kv_cache``) reads only
+    ``past_key_values=`` (or ``layer_past=``) and, finding neither, runs without the cache:
+    cached generation then silently ignores every earlier token. One forward pre-hook on each
+    attention module passes the cache under the old name as well. Where ``forward`` still
+    takes ``past_key_values`` (transformers <= 5.24) it installs nothing.
+    ``load_model(..., backend="bridge")`` calls it; so does the first cached call on a bridge
+    booted elsewhere.
+    """
+    if getattr(bridge, _ROUTED, False):
+        return
+    if hf_cache_kwarg(bridge) == "cache":
+        from transformer_lens.model_bridge.generalized_components.attention import (
+            AttentionBridge,
+        )
+
+        for module in bridge.modules():
+            if isinstance(module, AttentionBridge):
+                module.register_forward_pre_hook(_cache_as_past_key_values, with_kwargs=True)
+    setattr(bridge, _ROUTED, True)
+
+
+def _cache_as_past_key_values(module, args, kwargs):
+    if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+        kwargs["past_key_values"] = kwargs["cache"]
+        return args, kwargs
+    return None
 
 
 def is_bridge(model) -> bool:

@@ -272,7 +272,7 @@ def _decode(
         if isinstance(cache, StaticKVCache):
             logits, cache = _prompt_pass(model, tokens, mask, cache)
         elif cache is not None:
-            logits = last_logits(model, tokens, attention_mask=mask, **backend.cache_kwargs(cache))
+            logits = last_logits(model, tokens, attention_mask=mask, **backend.cache_kwargs(model, cache))
         else:
             logits = last_logits(model, tokens, attention_mask=mask)
         for step in range(max_new_tokens):
@@ -289,7 +289,7 @@ def _decode(
                     model,
                     new[:, None],
                     attention_mask=backend.step_mask(mask, 1),
-                    **backend.cache_kwargs(cache),
+                    **backend.cache_kwargs(model, cache),
                 )
             else:
                 tokens = torch.cat([tokens, new[:, None]], dim=1)

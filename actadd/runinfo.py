@@ -6,6 +6,7 @@ and renames it over the target, so an interrupted run never leaves a half-writte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -42,6 +43,42 @@ def package_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+#: the environment locks (``make lock``), beside the package in a checkout
+LOCK_DIR = Path(__file__).resolve().parent.parent / "requirements"
+
+
+def lock_info() -> dict[str, Any] | None:
+    """The lock this environment was built from: its file, sha256, and ``drift``, the locked
+    packages whose installed version differs from the lock (empty when the environment follows
+    it). ``requirements/tl4.txt`` where TransformerLens 4 is installed, else
+    ``requirements/full.txt``; None outside a checkout."""
+    try:
+        tl4 = metadata.version("transformer-lens").startswith("4.")
+    except metadata.PackageNotFoundError:
+        tl4 = False
+    path = LOCK_DIR / ("tl4.txt" if tl4 else "full.txt")
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    drift: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        name, sep, version = line.partition("==")
+        if not sep or line.startswith((" ", "#", "-")):
+            continue
+        version = version.split()[0].rstrip("\\").strip()
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue  # an extra this environment does not install
+        if installed != version:
+            drift[name] = {"locked": version, "installed": installed}
+    return {
+        "file": f"requirements/{path.name}",
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "drift": drift,
+    }
 
 
 def git_revision(cwd: str | Path | None = None) -> str | None:
@@ -85,6 +122,7 @@ def env_info(model=None) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
+        "lock": lock_info(),
         "git_revision": git_revision(),
     }
     if model is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from actadd.backends import route_hf_cache
 from actadd.errors import ModelLoadError
 
 # the files a Hugging Face checkpoint directory may hold its weights in
@@ -76,7 +77,9 @@ def load_hf_dir(directory: str | os.PathLike, *, device="cpu", dtype=torch.float
         )
     archs = json.loads(config.read_text()).get("architectures") or [None]
     check_architecture(archs[0], str(d))
-    return _bridge_class().boot_transformers(str(d), device=device, dtype=dtype, **kw)
+    bridge = _bridge_class().boot_transformers(str(d), device=device, dtype=dtype, **kw)
+    route_hf_cache(bridge)
+    return bridge
 
 
 def load_hf_model(hf_model, *, tokenizer, name: str | None = None, **kw):
@@ -87,6 +90,7 @@ def load_hf_model(hf_model, *, tokenizer, name: str | None = None, **kw):
     check_architecture(archs[0], type(hf_model).__name__)
     name = name or getattr(hf_model.config, "name_or_path", "") or type(hf_model).__name__
     bridge = _bridge_class().boot_transformers(name, hf_model=hf_model, tokenizer=tokenizer, **kw)
+    route_hf_cache(bridge)
     return bridge
 
 
