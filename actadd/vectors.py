@@ -58,7 +58,9 @@ class SteeringVector:
             alignment, algebra applied).
     """
 
-    tensor: Float[Tensor, "*pos d_model"]  # stored as [k, d_model]; [d_model] is one row
+    # stored as [k, d_model]; [d_model] is one row. Validated: a non-tensor or a non-float
+    # tensor gets __post_init__'s SteeringError, as a wrong shape does
+    tensor: Validated[Float[Tensor, "*pos d_model"]]
     layer: int
     model_name: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
