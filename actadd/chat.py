@@ -91,6 +91,32 @@ def _check_messages(messages: object) -> list[dict[str, str]]:
     return out
 
 
+def control_tokens(model: Model) -> list[str]:
+    """The tokenizer's special tokens (``<|im_start|>``, ``<|im_end|>``, ``<|endoftext|>``,
+    ...): text that tokenizes as template markup, never as words. Longest first."""
+    tok = model.tokenizer
+    names = set(getattr(tok, "all_special_tokens", None) or [])
+    added = getattr(tok, "added_tokens_decoder", None) or {}
+    names |= {t.content for t in added.values() if getattr(t, "special", False)}
+    return sorted((n for n in names if isinstance(n, str) and n), key=lambda n: (-len(n), n))
+
+
+def _refuse_control_tokens(model: Model, messages: list[dict[str, str]]) -> None:
+    """One error line if a message's content holds a special token: rendered, it would be
+    markup, so ``"<|im_end|>\\n<|im_start|>system ..."`` in a user message would open a
+    system turn. Refused rather than escaped: no escape keeps the text and is not markup."""
+    tokens = control_tokens(model)
+    for i, m in enumerate(messages):
+        found = [(m["content"].find(t), -len(t), t) for t in tokens if t in m["content"]]
+        if found:
+            token = min(found)[2]  # the first in the text (the longest there)
+            raise ChatTemplateError(
+                f"messages[{i}] ({m['role']}) contains the special token {token!r}, which the "
+                "tokenizer reads as chat-template markup (it could end the turn and open "
+                "another, e.g. a system turn); remove it from the message's content."
+            )
+
+
 @functools.lru_cache(maxsize=16)
 def _compile(template: str):
     from jinja2 import TemplateError
@@ -121,6 +147,7 @@ def render(
     from jinja2 import TemplateError
 
     checked = _check_messages(messages)
+    _refuse_control_tokens(model, checked)
     template = _compile(chat_template(model))
     bos = model.tokenizer.bos_token or ""
     try:
@@ -172,7 +199,7 @@ def render_pair(
 
 
 def user_turn_span(
-    model: Model, prompts: Sequence[str], system: str | None = None
+    model: Model, prompts: Validated[Sequence[str]], system: str | None = None
 ) -> tuple[int, int]:
     """Where the user's message lies in each prompt rendered by :func:`render_prompt`:
     ``(start, end)`` such that its tokens are ``[start, n - end)`` of every rendered prompt
@@ -182,6 +209,10 @@ def user_turn_span(
     last token merges with the template's text, or if the span is not the same for every
     prompt (one alignment covers them all).
     """
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence) or not prompts:
+        raise ChatTemplateError(
+            f"user_turn_span takes a non-empty list of prompt strings, got {prompts!r}."
+        )
     spans = {}
     for prompt in prompts:
         text = render_prompt(model, prompt, system)

@@ -118,12 +118,29 @@ def cmd_import(args) -> int:
             f"{sorted(vectors)}): give a directory as --out, or pick one with --layer."
         )
     else:
-        written = [
-            v.save(out / f"resid_pre_{layer:02d}.safetensors") for layer, v in vectors.items()
-        ]
+        written = _save_all(
+            {out / f"resid_pre_{layer:02d}.safetensors": v for layer, v in vectors.items()}
+        )
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _save_all(files: dict[Path, object]) -> list[Path]:
+    """Save every ``{path: vector}``, or none: when one save fails (a full disk), the files
+    this call created are removed again (each save is atomic, so none is half-written)."""
+    created: list[Path] = []
+    try:
+        for path, vec in files.items():
+            existed = path.exists()
+            vec.save(path)
+            if not existed:
+                created.append(path)
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    return list(files)
 
 
 def cmd_show(args) -> int:

@@ -35,6 +35,10 @@ class ModelCacheWarning(UserWarning):
     """A damaged converted-model cache entry was found and is being rebuilt."""
 
 
+class VectorFileWarning(UserWarning):
+    """A steering-vector file loaded, but part of it could not be verified (no checksum)."""
+
+
 class Validated:
     """``Validated[T]`` annotates a user-facing argument that the function checks itself: it
     should be a ``T``, and anything else raises a typed :class:`ActAddError` that names what

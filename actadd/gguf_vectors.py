@@ -58,7 +58,7 @@ import torch
 
 from actadd.errors import SteeringError, VectorFileError
 from actadd.runinfo import _atomic
-from actadd.vectors import SteeringVector, check_compatible
+from actadd.vectors import SteeringVector, check_compatible, write_error
 
 ARCH = "controlvector"
 KEY_ARCH = "general.architecture"
@@ -185,6 +185,12 @@ def write_control_vector(
     """
     import gguf
 
+    path = Path(path)
+    if path.is_dir():
+        raise VectorFileError(
+            f"{path} is a directory; write the control vector to a file path inside it, "
+            f"e.g. {path / 'vector.gguf'}."
+        )
     layer_map = _as_layer_map(vectors)
     rows = {direction_for_layer(L): _one_row(v) for L, v in layer_map.items()}
     if model is not None:
@@ -229,7 +235,10 @@ def write_control_vector(
         finally:
             writer.close()
 
-    return _atomic(Path(path), write)
+    try:
+        return _atomic(path, write)
+    except OSError as exc:  # a full disk: gguf's writer says "N requested and M written"
+        raise write_error("a control vector", path, exc) from None
 
 
 def _default_hint(layer_map: dict[int, SteeringVector], model) -> str:
@@ -307,8 +316,9 @@ def _label(p: dict[str, Any]) -> str:
     """A short label for a vector's provenance, e.g. ``mean('Love'−'Hate' ×5)``."""
     if p.get("label"):
         return str(p["label"])
-    if p.get("kind") == "pair":
-        return f"{p.get('positive')!r}−{p.get('negative')!r} ×{p.get('coeff', 1.0):g}"
+    coeff = p.get("coeff", 1.0)
+    if p.get("kind") == "pair" and isinstance(coeff, (int, float)):
+        return f"{p.get('positive')!r}−{p.get('negative')!r} ×{coeff:g}"
     if p.get("kind") == "derived" and isinstance(p.get("of"), dict):
         return f"{p.get('op', 'derived')}({_label(p['of'])})"
     return str(p.get("kind", "vector"))
@@ -364,7 +374,46 @@ def read_control_vector(path: str | Path) -> ControlVectorFile:
             raise VectorFileError(f"{path}: {KEY_PROVENANCE} is not valid JSON ({exc}).") from exc
         if not isinstance(provenance, dict) or provenance.get("format") != PROVENANCE_FORMAT:
             raise VectorFileError(f"{path}: {KEY_PROVENANCE} is not an actadd record.")
+        _check_provenance(path, provenance, directions)
     return ControlVectorFile(path, hint, count, directions, provenance)
+
+
+def _check_provenance(path: Path, record: dict[str, Any], directions: dict[int, Any]) -> None:
+    """One error line unless ``actadd.provenance`` has the shape :func:`write_control_vector`
+    writes: ``{"vectors": {"N": {"layer": N+1, "model_name": str|null, "provenance": {}}}}``."""
+    bad = f"{path}: {KEY_PROVENANCE} is malformed:"
+    name = record.get("model_name")
+    if name is not None and not isinstance(name, str):
+        raise VectorFileError(f"{bad} 'model_name' is {name!r}, not a string or null.")
+    vectors = record.get("vectors", {})
+    if not isinstance(vectors, dict):
+        raise VectorFileError(
+            f"{bad} 'vectors' is a JSON {type(vectors).__name__}, not an object "
+            '{"N": record} keyed by direction index.'
+        )
+    for key, entry in vectors.items():
+        where = f"{bad} 'vectors'[{key!r}]"
+        if not key.isdigit() or int(key) not in directions:
+            raise VectorFileError(
+                f"{where} names no direction of the file (it has direction."
+                f"{', direction.'.join(map(str, directions))})."
+            )
+        if not isinstance(entry, dict):
+            raise VectorFileError(f"{where} is a JSON {type(entry).__name__}, not an object.")
+        layer = entry.get("layer", layer_for_direction(int(key)))
+        if layer != layer_for_direction(int(key)) or isinstance(layer, bool):
+            raise VectorFileError(
+                f"{where} says resid_pre layer {layer!r}, but direction.{key} is added at "
+                f"resid_pre {layer_for_direction(int(key))}."
+            )
+        name = entry.get("model_name")
+        if name is not None and not isinstance(name, str):
+            raise VectorFileError(f"{where}: 'model_name' is {name!r}, not a string or null.")
+        prov = entry.get("provenance", {})
+        if not isinstance(prov, dict):
+            raise VectorFileError(
+                f"{where}: 'provenance' is a JSON {type(prov).__name__}, not an object."
+            )
 
 
 def _read_directions(reader, path: Path) -> dict[int, np.ndarray]:

@@ -17,6 +17,12 @@ With ``h⁺_i``, ``h⁻_i`` the vectors of pair ``i`` and ``d_i = h⁺_i − h�
 - ``pca_center`` (repeng): the first principal component of the ``2n`` vectors
   ``h±_i − (h⁺_i + h⁻_i)/2`` (each pair centred on its midpoint), unit norm times ``coeff``.
 
+**Degenerate pairs.** A principal component needs spread: when the vectors it is taken of
+(the centred ``d_i`` for ``pca_diff``, the ``±d_i/2`` for ``pca_center``) spread by less than
+``PCA_RTOL`` (1e-4) times the activations' RMS norm, any direction is "first" (pairs whose
+sides are identical, or for ``pca_diff`` pairs that all differ by the same vector), so the
+PCA methods refuse them with one line where CAA would give its (zero or common) difference.
+
 **Sign of a PCA direction** (a principal component has none of its own): as repeng, the
 direction points so that ``h⁺_i`` projects higher than ``h⁻_i`` in more pairs than the other
 way round; a tie is broken by the mean difference (``mean_i d_i · u > 0``). So a positive
@@ -48,6 +54,8 @@ from actadd.vectors import SteeringVector, _check_coeff
 Position = Literal["last", "mean"]
 POSITIONS: tuple[str, ...] = ("last", "mean")
 DATASET_METHODS: tuple[str, ...] = ("caa", "pca_diff", "pca_center")
+# a PCA direction needs a first component this large, relative to the activations' RMS norm
+PCA_RTOL = 1e-4
 PairsLike = str | Sequence[Pair | Sequence[str] | dict]
 
 
@@ -141,7 +149,21 @@ def pca_direction(
         mid = (pos + neg) / 2
         train = torch.cat([pos - mid, neg - mid])
     train = train - train.mean(0)
-    u = torch.linalg.svd(train, full_matrices=False).Vh[0]
+    svd = torch.linalg.svd(train, full_matrices=False)
+    spread = float(svd.S[0]) / len(train) ** 0.5  # RMS of the data along the component
+    scale = float(torch.cat([pos, neg]).norm(dim=-1).square().mean().sqrt())
+    if not spread > PCA_RTOL * scale:
+        what, why = (
+            ("differences barely vary", "are identical or all differ by the same vector")
+            if method == "pca_diff"
+            else ("two sides barely differ", "are identical")
+        )
+        raise SteeringError(
+            f"{method} has no first principal direction: the pairs' {what} (spread "
+            f"{spread:.3g}, not above {PCA_RTOL:g} × the activations' RMS norm {scale:.3g}), "
+            f"so any direction would do; their sides {why}. Use caa, or pairs that differ."
+        )
+    u = svd.Vh[0]
     proj = diff @ u  # h⁺·u − h⁻·u per pair
     votes = int((proj > 0).sum()) - int((proj < 0).sum())
     if votes < 0 or (votes == 0 and float(diff.mean(0) @ u) < 0):
@@ -181,7 +203,10 @@ def dataset_vectors(
         if method == "caa":
             row = (h_pos - h_neg).mean(0)
         else:
-            row = pca_direction(h_pos, h_neg, method)
+            try:
+                row = pca_direction(h_pos, h_neg, method)
+            except SteeringError as exc:
+                raise SteeringError(f"At resid_pre {layer}: {exc}") from None
         vec = SteeringVector(coeff * row, layer, model.cfg.model_name, dict(provenance))
         out[layer] = vec.with_label(f"{method}({provenance['dataset']}, {position}) ×{coeff:g}")
     return out

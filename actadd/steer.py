@@ -187,7 +187,7 @@ class Steering:
     def __init__(
         self,
         model: Model,
-        vectors: Steerable,
+        vectors: Validated[Steerable],
         align: Validated[AlignLike] = "front",
         *,
         on_short: OnShort = "error",
@@ -197,6 +197,13 @@ class Steering:
             raise SteeringError(f"on_short must be 'error' or 'clip', got {on_short!r}.")
         default = Align.parse(align)
         single = (SteeringVector, Placement, Ablation)
+        if not isinstance(vectors, (*single, Sequence)) or isinstance(vectors, (str, bytes)):
+            hint = " (for a {layer: vector} dict, pass list(d.values()))"
+            hint = hint if isinstance(vectors, dict) else ""
+            raise SteeringError(
+                "steering takes a SteeringVector, a Placement, an Ablation, or a list of them "
+                f"(items may be (vector, align) tuples); got {type(vectors).__name__}{hint}."
+            )
         items = [vectors] if isinstance(vectors, single) else list(vectors)
         # every placement with its alignment resolved; ablations apart (they run first)
         self.entries: list[Placement] = []
@@ -602,7 +609,7 @@ class Steering:
 
 def steering(
     model: Model,
-    vectors: Steerable,
+    vectors: Validated[Steerable],
     align: Validated[AlignLike] = "front",
     *,
     on_short: OnShort = "error",

@@ -19,7 +19,9 @@ import json
 import math
 import numbers
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +32,17 @@ from jaxtyping import Float
 from torch import Tensor
 
 from actadd.backends import Model
-from actadd.errors import SteeringError, Validated, VectorFileError
+from actadd.errors import SteeringError, Validated, VectorFileError, VectorFileWarning
 from actadd.forward import residuals
 from actadd.hooks import check_layer
 from actadd.tokens import equalize_rule, pair_token_ids
 
-# 2: the metadata carries "sha256" of the tensor data, checked on load (1: no checksum)
-FORMAT_VERSION = 2
+# 3: the metadata also carries "metadata_sha256", the sha256 of the rest of the metadata
+#    (layer, k, coeff, provenance, ... and the tensor's "sha256"), checked on load
+# 2: the metadata carries "sha256" of the tensor data, checked on load
+# 1: no checksum (the data is float32, as since)
+FORMAT_VERSION = 3
+FORMAT = "actadd.steering_vector"
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +58,9 @@ class SteeringVector:
             alignment, algebra applied).
     """
 
-    tensor: Float[Tensor, "*pos d_model"]  # stored as [k, d_model]; [d_model] is one row
+    # stored as [k, d_model]; [d_model] is one row. Validated: a non-tensor or a non-float
+    # tensor gets __post_init__'s SteeringError, as a wrong shape does
+    tensor: Validated[Float[Tensor, "*pos d_model"]]
     layer: int
     model_name: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +73,11 @@ class SteeringVector:
         t = self.tensor
         if not isinstance(t, Tensor):
             raise SteeringError(f"tensor must be a torch.Tensor, got {type(t).__name__}.")
+        if not t.is_floating_point():
+            raise SteeringError(
+                f"tensor must be floating point (float32, float64, float16 or bfloat16), got "
+                f"{t.dtype}; convert it first, e.g. tensor.float()."
+            )
         if t.ndim == 1:
             object.__setattr__(self, "tensor", t[None])
         elif t.ndim != 2:
@@ -289,10 +302,11 @@ class SteeringVector:
     def describe(self) -> str:
         """Short human-readable label, e.g. ``'Love'−'Hate' ×5 @L6``."""
         p = self.provenance
-        if p.get("kind") == "pair":
-            body = f"{p['positive']!r}−{p['negative']!r} ×{p['coeff']:g}"
+        coeff = p.get("coeff", 1.0)
+        if p.get("kind") == "pair" and isinstance(coeff, numbers.Real):
+            body = f"{p.get('positive')!r}−{p.get('negative')!r} ×{coeff:g}"
         else:
-            body = p.get("label") or p.get("kind", "vector")
+            body = str(p.get("label") or p.get("kind", "vector"))
         return f"{body} @L{self.layer}"
 
     def with_label(self, label: str) -> SteeringVector:
@@ -311,10 +325,13 @@ class SteeringVector:
     def save(self, path: str | Path) -> Path:
         """Write a ``.safetensors`` file with the tensor and JSON metadata.
 
-        The metadata records the sha256 of the tensor data, which :meth:`load` checks. The
-        file is written beside ``path`` under a temporary name and renamed over it: ``path``
-        is never half-written, and a save that fails removes its temporary file.
+        The metadata records the sha256 of the tensor data and the sha256 of the metadata
+        itself (layer, k, provenance, ...: what gives the tensor its meaning), which
+        :meth:`load` checks. The file is written beside ``path`` under a temporary name and
+        renamed over it: ``path`` is never half-written, and a save that fails (a full disk)
+        removes its temporary file and raises one :class:`VectorFileError` line.
         """
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -325,7 +342,7 @@ class SteeringVector:
             )
         data = self.tensor.detach().to("cpu", torch.float32).contiguous()
         meta = {
-            "format": "actadd.steering_vector",
+            "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "layer": self.layer,
             "model_name": self.model_name,
@@ -336,17 +353,26 @@ class SteeringVector:
             "provenance": self.provenance,
         }
         try:
+            # as load() will see it (e.g. int dict keys become strings), then hashed
+            meta = json.loads(json.dumps(meta))
+        except (TypeError, ValueError) as exc:
+            raise VectorFileError(
+                f"Cannot save {self.describe()}: its provenance is not JSON-able ({exc})."
+            ) from None
+        meta["metadata_sha256"] = _metadata_sha256(meta)
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         except OSError as exc:
-            raise VectorFileError(
-                f"Cannot write a steering vector to {path}: {exc.strerror or exc}."
-            ) from None
+            raise write_error("a steering vector", path, exc) from None
         os.close(fd)
         try:
             save_file({"vector": data}, tmp, metadata={"actadd": json.dumps(meta)})
             os.chmod(tmp, 0o644)  # mkstemp creates 0600; vectors are for sharing
             os.replace(tmp, path)
+        except (OSError, SafetensorError) as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise write_error("a steering vector", path, exc) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -361,6 +387,10 @@ class SteeringVector:
         allow_other_model: bool = False,
     ) -> SteeringVector:
         """Read a vector saved by :meth:`save`.
+
+        The file's checksums are verified: the tensor data (format 2 on) and the metadata
+        (format 3 on). A format-1 file carries no checksum: it loads with a
+        :class:`~actadd.errors.VectorFileWarning` (save it again to add one).
 
         With ``model``, the vector is checked against it (d_model always; the model name
         unless ``allow_other_model=True``) and moved to its device.
@@ -379,28 +409,8 @@ class SteeringVector:
                 f"{path} is not a readable actadd steering-vector file "
                 f"({type(exc).__name__}: {exc}). Files are written by SteeringVector.save()."
             ) from exc
-        if meta.get("format") != "actadd.steering_vector":
-            raise VectorFileError(f"{path}: metadata is not an actadd steering vector.")
-        if tuple(tensor.shape) != (meta["k"], meta["d_model"]):
-            raise VectorFileError(
-                f"{path}: tensor shape {tuple(tensor.shape)} disagrees with its metadata "
-                f"({meta['k']}, {meta['d_model']})."
-            )
-        version = meta.get("format_version", 1)
-        if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-            raise VectorFileError(
-                f"{path}: format version {version!r} is not one this actadd reads "
-                f"(1..{FORMAT_VERSION}); it may come from a newer actadd."
-            )
-        if version >= 2:
-            expected = meta.get("sha256")
-            actual = _tensor_sha256(tensor)
-            if tensor.dtype != torch.float32 or actual != expected:
-                raise VectorFileError(
-                    f"{path}: the tensor data does not match the sha256 recorded in the file "
-                    "(the file is corrupt); save the vector again."
-                )
-        vec = cls(tensor, int(meta["layer"]), meta.get("model_name"), meta.get("provenance", {}))
+        layer, model_name, provenance = _check_metadata(path, meta, tensor)
+        vec = cls(tensor, layer, model_name, provenance)
         if model is not None:
             check_compatible(vec, model, allow_other_model=allow_other_model)
             vec = vec.to(model.cfg.device)
@@ -465,6 +475,92 @@ def _check_coeff(coeff: Validated[float]) -> float:
             f"included; not a bool), got {coeff!r}."
         )
     return value
+
+
+def _metadata_sha256(meta: dict[str, Any]) -> str:
+    """sha256 of a vector file's metadata, its own ``metadata_sha256`` left out: canonical
+    JSON (sorted keys, no spaces), so it does not depend on how the header was written."""
+    rest = {key: value for key, value in meta.items() if key != "metadata_sha256"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_metadata(
+    path: Path, meta: Any, tensor: Tensor
+) -> tuple[int, str | None, dict[str, Any]]:
+    """``(layer, model_name, provenance)`` of a vector file whose metadata and checksums are
+    sound; one :class:`VectorFileError` line naming the file otherwise."""
+    if not isinstance(meta, dict):
+        raise VectorFileError(
+            f"{path}: metadata is a JSON {type(meta).__name__}, not an actadd steering "
+            "vector's record (a JSON object)."
+        )
+    if meta.get("format") != FORMAT:
+        raise VectorFileError(f"{path}: metadata is not an actadd steering vector.")
+    version = meta.get("format_version", 1)
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
+        raise VectorFileError(
+            f"{path}: format version {version!r} is not one this actadd reads "
+            f"(1..{FORMAT_VERSION}); it may come from a newer actadd."
+        )
+    corrupt = "(the file is corrupt or was edited); save the vector again"
+    if version >= 3 and meta.get("metadata_sha256") != _metadata_sha256(meta):
+        raise VectorFileError(
+            f"{path}: the metadata (layer, k, provenance, ...) does not match the sha256 "
+            f"recorded in the file {corrupt}."
+        )
+    for key, least in (("layer", 0), ("k", 1), ("d_model", 1)):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            what = "is missing" if key not in meta else f"is {value!r}"
+            raise VectorFileError(f"{path}: metadata {key!r} {what}; it must be an int >= {least}.")
+    model_name = meta.get("model_name")
+    if model_name is not None and not isinstance(model_name, str):
+        raise VectorFileError(
+            f"{path}: metadata 'model_name' is {model_name!r}; it must be a string or null."
+        )
+    provenance = meta.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise VectorFileError(
+            f"{path}: metadata 'provenance' is a {type(provenance).__name__}; it must be a "
+            "JSON object."
+        )
+    if tuple(tensor.shape) != (meta["k"], meta["d_model"]):
+        raise VectorFileError(
+            f"{path}: tensor shape {tuple(tensor.shape)} disagrees with its metadata "
+            f"({meta['k']}, {meta['d_model']})."
+        )
+    if tensor.dtype != torch.float32:
+        raise VectorFileError(
+            f"{path}: the tensor is {tensor.dtype}, but vector files hold float32 {corrupt}."
+        )
+    expected = meta.get("sha256")
+    if (version >= 2 or expected is not None) and _tensor_sha256(tensor) != expected:
+        raise VectorFileError(
+            f"{path}: the tensor data does not match the sha256 recorded in the file {corrupt}."
+        )
+    if expected is None:
+        warnings.warn(
+            f"{path} is a format-{version} vector file with no checksum, so its data cannot "
+            "be verified; load and save it again to add one.",
+            VectorFileWarning,
+            stacklevel=3,
+        )
+    return meta["layer"], model_name, provenance
+
+
+def write_error(what: str, path: Path, exc: BaseException) -> VectorFileError:
+    """One line for a write that failed (a full disk, no permission), with the free space."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free:,} bytes free there"
+    except OSError:
+        free = ""
+    return VectorFileError(f"Cannot write {what} to {path}: {reason}{free}. Nothing was written.")
 
 
 def _tensor_sha256(tensor: Tensor) -> str:

@@ -21,10 +21,16 @@ missing or damaged tokenizer file, a missing manifest — is rebuilt with one
 **Atomic.** An entry is converted in a temporary directory beside its final place and
 renamed into it, so a killed conversion never leaves a partial entry under the final name;
 temporary directories of dead processes are removed by the next build.
+
+**A disk too small** is one :class:`~actadd.errors.ModelLoadError` line naming the cache
+directory, the space the conversion needs and ``ACTADD_CACHE_DIR``: before dequantizing when
+the free space is below the dequantized weights' size (4 bytes per parameter), else when a
+write fails for lack of space; the temporary directory is removed either way.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -217,6 +223,62 @@ def not_writable_error(parent: Path, exc: OSError) -> ModelLoadError:
     )
 
 
+def conversion_bytes(source: Any) -> int | None:
+    """A lower bound on what converting a GGUF writes: every tensor dequantized to float32
+    (SmolLM2-135M: 538 MB of weights, then a 3.5 MB tokenizer). ``source`` is an open
+    ``gguf.GGUFReader`` or a path (parsing one takes seconds for a large vocabulary).
+    ``None`` if its tensors cannot be read (the conversion then says what is wrong)."""
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(str(source)) if isinstance(source, (str, Path)) else source
+        return 4 * sum(int(t.n_elements) for t in reader.tensors)
+    except Exception:
+        return None
+
+
+def ensure_room(out: Path, needed: int | None, gguf_path: Path) -> None:
+    """Before a conversion writes into ``out`` (a temporary directory in the cache): one
+    :class:`ModelLoadError` line if its disk has less than ``needed`` bytes free."""
+    if needed is not None and shutil.disk_usage(out).free < needed:
+        raise disk_full_error(Path(out).parent, gguf_path, needed)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """A write failed because the disk (or the user's quota) is full."""
+    from safetensors import SafetensorError
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)  # SafetensorError: "Error while serializing: I/O error: No space left ..."
+    return isinstance(exc, SafetensorError) and (
+        "No space left on device" in text or "Disk quota exceeded" in text
+    )
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for people: ``"118.4 KiB"``, ``"513.1 MiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} B" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def disk_full_error(parent: Path, gguf_path: Path, needed: int | None) -> ModelLoadError:
+    """The disk-full line: the cache directory, the space needed and free, the way out."""
+    need = f"at least {_size(needed)}" if needed else "more space than is free"
+    try:
+        free = f" and {_size(shutil.disk_usage(parent).free)} is free there"
+    except OSError:
+        free = ""
+    return ModelLoadError(
+        f"The converted-model cache in {parent} has no room for {gguf_path.name}: converting "
+        f"it needs {need}{free}. Free some space, or set ACTADD_CACHE_DIR to a directory on a "
+        "larger disk; nothing was left in the cache."
+    )
+
+
 def build_entry(
     gguf_path: Path,
     source_sha: str,
@@ -226,13 +288,16 @@ def build_entry(
     """Convert ``gguf_path`` into ``target`` atomically.
 
     ``convert(gguf_path, out_dir)`` writes the entry's files and returns what the manifest
-    should record about the source (e.g. its quantization).
+    should record about the source (e.g. its quantization); it calls :func:`ensure_room`
+    first. A write that fails for lack of space is one :func:`disk_full_error` line.
     """
     parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as exc:
+        if _out_of_space(exc):
+            raise disk_full_error(parent, gguf_path, conversion_bytes(gguf_path)) from None
         raise not_writable_error(parent, exc) from None
     try:
         _remove_debris(parent)
@@ -245,8 +310,11 @@ def build_entry(
         _install(tmp, target, source_sha)
         if signature is not None:
             _VERIFIED[target] = signature  # hashed a moment ago: no need to read it again
-    except OSError as exc:
-        if exc.errno in (13, 30):  # EACCES, EROFS
+    except Exception as exc:
+        if _out_of_space(exc):  # an OSError, or safetensors' SafetensorError
+            shutil.rmtree(tmp, ignore_errors=True)  # first, so the free space is reported right
+            raise disk_full_error(parent, gguf_path, conversion_bytes(gguf_path)) from None
+        if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS):
             raise not_writable_error(parent, exc) from None
         raise
     finally:

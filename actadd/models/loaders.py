@@ -204,6 +204,7 @@ def _convert_gguf(path: Path, out: Path) -> dict:
 
     reader = gguf_llama.open_reader(path)
     hp = gguf_llama.read_hparams(reader, path)
+    gguf_cache.ensure_room(out, gguf_cache.conversion_bytes(reader), path)  # before dequantizing
     vocab = gguf_llama.read_vocab(reader)
     tokenizer_from_gguf(vocab, out / "tokenizer")
     sd = gguf_llama.hf_to_tl_state_dict(gguf_llama.hf_state_dict(reader, hp), hp)

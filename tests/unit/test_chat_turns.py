@@ -126,6 +126,13 @@ def test_user_turn_span_refuses_a_template_that_rewrites_the_message(tiny_llama,
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("prompts", [[], (), "Hi there", None])
+def test_user_turn_span_of_no_prompts_is_one_line(templated, prompts):
+    with pytest.raises(ChatTemplateError, match="takes a non-empty list of prompt") as err:
+        user_turn_span(templated, prompts)
+    assert "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------------- the sweep option
 
 SWEEP = dict(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import gguf
 import numpy as np
 import pytest
@@ -100,3 +103,88 @@ def test_show_describes_both_file_kinds(saved, tmp_path, capsys):
     assert "SteeringVector('Love'−'Hate' ×2 @L3, k=5" in stdout
     code, _, err = run(capsys, "vector", "show", tmp_path / "missing.gguf")
     assert code == 2 and "No control-vector file" in err
+
+
+def one_line(err: str) -> str:
+    """The CLI's error: exactly one ``actadd: error:`` line, no traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("actadd: error: "), err
+    return lines[0]
+
+
+def test_export_onto_an_existing_directory_is_one_line(saved, tmp_path, capsys):
+    target = tmp_path / "out"
+    target.mkdir()
+    argv = ["vector", "export", saved[2][1], "-o", target, "--reduce", "mean"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "is a directory" in one_line(err)
+    assert os.listdir(target) == []
+
+
+def test_export_onto_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, small_disk, capsys):
+    big = SteeringVector.from_tensor(torch.randn(1, 40000), 2, "tiny-llama").save(
+        tmp_path / "big.safetensors"
+    )
+    code, _, err = run(capsys, "vector", "export", big, "-o", small_disk / "v.gguf")
+    assert code == 2 and "Cannot write a control vector" in one_line(err)
+    assert os.listdir(small_disk) == []
+
+
+def test_import_onto_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, small_disk, capsys):
+    rows = {f"direction.{n}": np.ones(10000, np.float32) for n in (1, 2)}  # 40 kB each
+    writer = gguf.GGUFWriter(str(tmp_path / "two.gguf"), "controlvector")
+    writer.add_string("controlvector.model_hint", "llama")
+    for name, row in rows.items():
+        writer.add_tensor(name, row)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    # the first file fits on the 64 kB disk, the second does not: neither is kept
+    code, _, err = run(capsys, "vector", "import", tmp_path / "two.gguf", "-o", small_disk)
+    assert code == 2 and "No space left on device" in one_line(err)
+    assert os.listdir(small_disk) == []
+
+
+def test_an_import_that_fails_half_way_keeps_no_file_it_created(tmp_path, monkeypatch, capsys):
+    import safetensors.torch
+
+    gg = tmp_path / "set.gguf"
+    vecs = [SteeringVector.from_tensor(torch.ones(1, 8) * i, i, "m") for i in (2, 3, 4)]
+    from actadd.gguf_vectors import write_control_vector
+
+    write_control_vector(vecs, gg, model_hint="llama")
+    out = tmp_path / "back"
+    out.mkdir()
+    (out / "resid_pre_02.safetensors").write_bytes(b"kept")  # not this import's to remove
+    real, calls = safetensors.torch.save_file, []
+
+    def full_on_the_third(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_on_the_third)
+    code, _, err = run(capsys, "vector", "import", gg, "-o", out)
+    assert code == 2 and "resid_pre_04.safetensors: No space left" in one_line(err)
+    # resid_pre_02 was overwritten (a whole file), resid_pre_03 was created and is removed
+    assert sorted(os.listdir(out)) == ["resid_pre_02.safetensors"]
+    assert SteeringVector.load(out / "resid_pre_02.safetensors").layer == 2
+
+
+def test_show_on_a_provenance_of_the_wrong_shape_is_one_line(tmp_path, capsys):
+    path = tmp_path / "odd.gguf"
+    writer = gguf.GGUFWriter(str(path), "controlvector")
+    writer.add_string("controlvector.model_hint", "llama")
+    record = {"format": "actadd.controlvector", "vectors": [1, 2]}
+    writer.add_string("actadd.provenance", json.dumps(record))
+    writer.add_tensor("direction.1", np.ones(8, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    for argv in (["show", path], ["import", path, "-o", tmp_path / "v.safetensors"]):
+        code, _, err = run(capsys, "vector", *argv)
+        assert code == 2 and "'vectors' is a JSON list" in one_line(err)
+    assert not (tmp_path / "v.safetensors").exists()

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from actadd import SteeringError, SteeringVector, VectorFileError, steering
+from actadd.gguf_vectors import KEY_PROVENANCE as KEY
 from actadd.gguf_vectors import (
     describe_file,
     direction_for_layer,
@@ -162,18 +163,41 @@ def test_model_hint_comes_from_the_architecture(tiny_llama, tiny_gpt2, tmp_path)
     )
 
 
-def test_a_failed_write_leaves_the_old_file_whole(tiny_llama, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "error", [OSError(28, "No space left on device"), OSError("16 requested and 3 written")]
+)
+def test_a_failed_write_leaves_the_old_file_whole(tiny_llama, tmp_path, monkeypatch, error):
+    # the second is how gguf-py's writer reports a full disk (numpy's tofile)
     path = one_row(tiny_llama, 2).to_gguf(tmp_path / "v.gguf")
     before = path.read_bytes()
 
     def boom(self, *a, **k):
-        raise OSError("disk full")
+        raise error
 
     monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(VectorFileError, match="Cannot write a control vector to") as info:
         one_row(tiny_llama, 3).to_gguf(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert (error.strerror or str(error)) in str(info.value)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.gguf"]
+
+
+def test_writing_onto_a_full_disk_is_one_line_and_leaves_no_file(small_disk):
+    big = SteeringVector.from_tensor(torch.randn(1, 40000), 2, "tiny-llama")  # 160 kB > 64 kB
+    with pytest.raises(VectorFileError, match="Cannot write a control vector.*bytes free") as info:
+        big.to_gguf(small_disk / "v.gguf")
+    assert "\n" not in str(info.value)
+    assert os.listdir(small_disk) == []
+
+
+def test_writing_onto_an_existing_directory_is_refused_and_leaves_nothing(tiny_llama, tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    with pytest.raises(VectorFileError, match="is a directory.*out/vector.gguf") as info:
+        one_row(tiny_llama, 2).to_gguf(target)
+    assert "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(target) == []
 
 
 # ---------------------------------------------------------------------- export errors
@@ -302,6 +326,57 @@ def test_missing_and_non_gguf_files(tmp_path):
     )
     with pytest.raises(VectorFileError, match="not valid JSON"):
         read_control_vector(bad_json)
+
+
+def _with_record(**changes):
+    """An ``actadd.provenance`` record for one direction.1, with ``changes``."""
+    return json.dumps({"format": "actadd.controlvector", "format_version": 1, **changes})
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        (_with_record(vectors=[1, 2]), r"'vectors' is a JSON list, not an object"),
+        (_with_record(vectors={"1": 5}), r"'vectors'\['1'\] is a JSON int, not an object"),
+        (_with_record(vectors={"7": {}}), r"'vectors'\['7'\] names no direction of the file"),
+        (_with_record(vectors={"x": {}}), r"'vectors'\['x'\] names no direction"),
+        (
+            _with_record(vectors={"1": {"provenance": [1]}}),
+            r"'vectors'\['1'\]: 'provenance' is a JSON list, not an object",
+        ),
+        (
+            _with_record(vectors={"1": {"model_name": 3}}),
+            r"'vectors'\['1'\]: 'model_name' is 3",
+        ),
+        (_with_record(vectors={"1": {"layer": 5}}), r"says resid_pre layer 5, but direction.1"),
+        (_with_record(model_name=["m"]), r"'model_name' is \['m'\], not a string or null"),
+        (json.dumps([1, 2]), r"actadd.provenance is not an actadd record"),
+    ],
+    ids=[
+        "vectors-list",
+        "record-int",
+        "no-such-direction",
+        "bad-key",
+        "provenance-list",
+        "name-int",
+        "layer-mismatch",
+        "top-name-list",
+        "record-list",
+    ],
+)
+def test_a_provenance_of_the_wrong_shape_is_one_clear_line(tmp_path, record, message):
+    path = raw_file(tmp_path / "p.gguf", {"direction.1": rows64()}, extra={KEY: record})
+    for read in (read_control_vector, load_control_vector, describe_file):  # show reads it too
+        with pytest.raises(VectorFileError, match=message) as info:
+            read(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_sound_provenance_record_with_optional_fields_left_out_loads(tmp_path):
+    record = _with_record(vectors={"1": {"provenance": {"kind": "pair", "coeff": "?"}}})
+    path = raw_file(tmp_path / "p.gguf", {"direction.1": rows64()}, extra={KEY: record})
+    assert load_control_vector(path)[2].provenance["kind"] == "pair"
+    assert describe_file(path).splitlines()[-1].split()[-1] == "pair"  # no coefficient shown
 
 
 def test_import_checks_the_model(tiny_llama, tiny_gpt2, tmp_path):

@@ -12,6 +12,7 @@ from actadd.datasets import load_pairs
 from actadd.gguf_vectors import load_control_vector, write_control_vector
 from actadd.hooks import resid_pre
 from actadd.methods import (
+    PCA_RTOL,
     caa,
     dataset_vectors,
     pair_activations,
@@ -106,6 +107,38 @@ def test_pca_sign_tie_is_broken_by_the_mean_difference():
     u = pca_direction(pos, neg, "pca_center")
     assert float((pos - neg).mean(0) @ u) > 0
     assert float(pca_direction(neg, pos, "pca_center") @ u) < 0
+
+
+@pytest.mark.parametrize("method", ["pca_diff", "pca_center"])
+def test_pca_refuses_pairs_whose_sides_are_identical_where_caa_gives_zero(tiny_llama, method):
+    same = [Pair("I love this town", "I love this town"), Pair("Good", "Good")]
+    (zero,) = caa(tiny_llama, same, 2).values()
+    assert float(zero.norms()[0]) == 0.0
+    with pytest.raises(SteeringError, match=f"At resid_pre 2: {method} has no first") as info:
+        pca(tiny_llama, same, 2, method, coeff=3.0)
+    assert "Use caa" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("method", ["pca_diff", "pca_center"])
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e4])
+def test_pca_refuses_differences_below_the_tolerance_at_any_activation_scale(method, scale):
+    gen = torch.Generator().manual_seed(0)
+    h = scale * torch.randn(6, 32, generator=gen, dtype=torch.float64)
+    noise = scale * torch.randn(6, 32, generator=gen, dtype=torch.float64)
+    with pytest.raises(SteeringError, match="barely"):
+        pca_direction(h, h + 1e-7 * noise, method)  # float32 round-off, not a direction
+    u = pca_direction(h, h + 10 * PCA_RTOL * noise, method)  # small but real spread
+    assert float(u.norm()) == pytest.approx(1.0)
+
+
+def test_pca_diff_refuses_pairs_that_all_differ_by_the_same_vector_pca_center_does_not():
+    gen = torch.Generator().manual_seed(1)
+    h = torch.randn(5, 16, generator=gen, dtype=torch.float64)
+    d = torch.randn(16, generator=gen, dtype=torch.float64)
+    with pytest.raises(SteeringError, match="all differ by the same vector"):
+        pca_direction(h + d, h, "pca_diff")  # centred differences are all zero
+    u = pca_direction(h + d, h, "pca_center")  # the sides do differ: along d
+    torch.testing.assert_close(u, d / d.norm())
 
 
 def test_pca_vectors_are_unit_times_coeff_and_match_numpy_on_a_model(tiny_llama):

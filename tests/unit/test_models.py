@@ -576,3 +576,88 @@ def test_env_info_records_the_model_file_its_sha256_and_quantization(tiny_gguf, 
     assert info["quantization"] == "F32"
     tiny = env_info(actadd.load_model("tiny-llama"))["model"]
     assert (tiny["model_file"], tiny["model_sha256"], tiny["quantization"]) == (None,) * 3
+
+
+# --------------------------------------------------------------------------- a disk too small
+
+
+def _assert_disk_full_line(message: str, cache: Path, gguf: Path) -> None:
+    assert "\n" not in message
+    assert f"cache in {cache / 'gguf'} has no room for {gguf.name}" in message
+    assert "needs at least" in message and "is free there" in message
+    assert "set ACTADD_CACHE_DIR to a directory on a larger disk" in message
+
+
+def test_a_cache_on_a_disk_smaller_than_the_weights_is_refused_before_dequantizing(
+    tmp_path, tiny_gguf, small_disk, monkeypatch
+):
+    from actadd.models import gguf_llama
+
+    dequantized = []
+    monkeypatch.setattr(gguf_llama, "hf_state_dict", lambda *a: dequantized.append(a))
+    monkeypatch.setenv("ACTADD_CACHE_DIR", str(small_disk))
+    needed = gguf_cache.conversion_bytes(tiny_gguf)
+    assert needed > 64 * 1024  # the tmpfs is 64 KiB
+    with pytest.raises(ModelLoadError) as info:
+        actadd.load_model(tiny_gguf)
+    _assert_disk_full_line(str(info.value), small_disk, tiny_gguf)
+    assert f"at least {needed / 1024:,.1f} KiB" in str(info.value)
+    assert dequantized == [] and os.listdir(small_disk / "gguf") == []
+
+
+def test_a_disk_that_fills_during_the_conversion_is_one_line_and_leaves_nothing(
+    tmp_path, tiny_gguf, small_disk, monkeypatch, conversions
+):
+    # the room check passes (as when another process fills the disk meanwhile): the real
+    # tokenizer / safetensors writes then fail on the full tmpfs
+    monkeypatch.setenv("ACTADD_CACHE_DIR", str(small_disk))
+    monkeypatch.setattr(gguf_cache, "ensure_room", lambda *args: None)
+    with pytest.raises(ModelLoadError) as info:
+        actadd.load_model(tiny_gguf)
+    _assert_disk_full_line(str(info.value), small_disk, tiny_gguf)
+    assert len(conversions) == 1 and os.listdir(small_disk / "gguf") == []
+
+
+@pytest.mark.parametrize("where", ["weights", "tokenizer", "manifest"])
+def test_running_out_of_space_leaves_no_entry_and_the_next_load_rebuilds_cleanly(
+    tiny_gguf, cache, monkeypatch, where
+):
+    import errno
+
+    import safetensors.torch
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    if where == "weights":  # safetensors reports it as a SafetensorError, not an OSError
+
+        def save_file(*args, **kwargs):
+            raise safetensors.SafetensorError(
+                "Error while serializing: I/O error: No space left on device (os error 28)"
+            )
+
+        monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    elif where == "tokenizer":
+
+        def tokenizer(*args, **kwargs):
+            raise full
+
+        monkeypatch.setattr(loaders, "tokenizer_from_gguf", tokenizer)
+    else:
+        real = Path.write_text
+
+        def write_text(self, *args, **kwargs):
+            if self.name == gguf_cache.MANIFEST:
+                raise full
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(ModelLoadError) as info:
+        actadd.load_model(tiny_gguf)
+    _assert_disk_full_line(str(info.value), cache, tiny_gguf)
+    assert list((cache / "gguf").iterdir()) == []  # no entry, no temporary directory
+    monkeypatch.undo()
+    monkeypatch.setenv("ACTADD_CACHE_DIR", str(cache))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelCacheWarning)  # a cold build, not a repair
+        model = actadd.load_model(tiny_gguf)
+    assert _logits(model).isfinite().all()
+    assert len(_cache_entries(cache)) == 1

@@ -240,6 +240,18 @@ def test_unknown_alignment_is_rejected(tiny_llama, bad):
         steering(tiny_llama, v, bad)
 
 
+@pytest.mark.parametrize(
+    "bad, name",
+    [(None, "NoneType"), (3, "int"), ("v", "str"), ({2: "v"}, "dict"), (torch.ones(4), "Tensor")],
+)
+def test_steering_something_that_is_not_vectors_is_one_line(tiny_llama, bad, name):
+    with pytest.raises(SteeringError, match=f"steering takes a SteeringVector.*got {name}") as info:
+        steering(tiny_llama, bad)
+    assert "\n" not in str(info.value)
+    if name == "dict":
+        assert "list(d.values())" in str(info.value)
+
+
 def test_align_parse_round_trips():
     for spec in ["front", "back", "all", "offset:3", "positions:0,2,-1"]:
         assert str(Align.parse(spec)) == spec

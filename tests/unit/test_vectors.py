@@ -173,6 +173,32 @@ def test_nonfinite_or_empty_tensor_is_rejected():
         SteeringVector.from_tensor(torch.zeros(2, 3, 4), layer=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool, torch.complex64])
+def test_non_float_tensors_are_refused_naming_the_dtype(dtype):
+    with pytest.raises(SteeringError, match=f"must be floating point.*got {dtype}") as info:
+        SteeringVector(torch.ones(2, 4, dtype=dtype), 1)
+    assert "tensor.float()" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_tensor_that_is_not_a_tensor_is_refused():
+    with pytest.raises(SteeringError, match="must be a torch.Tensor, got list"):
+        SteeringVector([[1.0, 2.0]], 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_every_float_dtype_is_kept(dtype):
+    assert SteeringVector(torch.ones(2, 4, dtype=dtype), 1).tensor.dtype == dtype
+
+
+@pytest.mark.parametrize(
+    "provenance", [{"kind": "pair"}, {"kind": "pair", "coeff": "x"}, {"label": 5}, {"kind": 3}]
+)
+def test_describe_never_fails_on_an_odd_provenance(provenance):
+    # provenance comes from files: repr (as ``actadd vector show`` prints) must not crash
+    v = SteeringVector(torch.ones(1, 4), 1, None, provenance)
+    assert "@L1" in v.describe() and "SteeringVector(" in repr(v)
+
+
 def test_save_load_round_trip_is_exact(tiny_llama, tmp_path):
     v = 0.5 * SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=3, coeff=7)
     path = v.save(tmp_path / "love.safetensors")
