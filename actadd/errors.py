@@ -35,6 +35,10 @@ class ModelCacheWarning(UserWarning):
     """A damaged converted-model cache entry was found and is being rebuilt."""
 
 
+class FigureSubsetWarning(UserWarning):
+    """A run's figures were drawn from a subset of its grid (the tables hold all of it)."""
+
+
 class Validated:
     """``Validated[T]`` annotates a user-facing argument that the function checks itself: it
     should be a ``T``, and anything else raises a typed :class:`ActAddError` that names what
