@@ -98,7 +98,7 @@ from actadd.config import (
     words,
 )
 from actadd.datasets import load_pairs
-from actadd.errors import ActAddError, ChatTemplateError, ConfigError
+from actadd.errors import ActAddError, ChatTemplateError, ConfigError, Validated
 from actadd.metrics import target_token_ids
 from actadd.placement import ONE_ROW_KINDS
 from actadd.steer import Align
@@ -139,14 +139,15 @@ DEFAULT_NEUTRAL_TEXTS = (
 
 @dataclass(frozen=True)
 class GenerationSpec:
-    n_samples: int = 8
-    max_new_tokens: int = 40
-    seed: int = 0
-    temperature: float = 1.0
-    top_p: float = 0.3
-    freq_penalty: float = 1.0
+    # Validated: checked (and named in one line) by __post_init__, whatever the type
+    n_samples: Validated[int] = 8
+    max_new_tokens: Validated[int] = 40
+    seed: Validated[int] = 0
+    temperature: Validated[float] = 1.0
+    top_p: Validated[float] = 0.3
+    freq_penalty: Validated[float] = 1.0
     topic_words: tuple[str, ...] | str = "weddings"
-    sentiment: bool = True
+    sentiment: Validated[bool] = True
 
     def __post_init__(self) -> None:
         """Every value checked (and normalised: ints, floats) before any compute."""
@@ -199,10 +200,10 @@ class SweepSpec:
     aligns: tuple[str, ...] = ("front",)
     pads: tuple[str, ...] = ("right",)
     target_words: tuple[str, ...] | str = "weddings"
-    neutral_texts: tuple[str, ...] = DEFAULT_NEUTRAL_TEXTS
+    neutral_texts: Validated[tuple[str, ...]] = DEFAULT_NEUTRAL_TEXTS
     generation: GenerationSpec | None = None
-    next_token: bool = True
-    batch_rows: int = 64
+    next_token: Validated[bool] = True
+    batch_rows: Validated[int] = 64
     # cells chosen before the run for claims (actadd.claims): tables of layer, coeff and
     # optionally pair (name or label), align and metric; each must be a cell of the grid
     confirmatory: tuple[dict[str, Any], ...] = ()
@@ -210,8 +211,8 @@ class SweepSpec:
     dataset: str | None = None
     position: str = "last"
     norm: str = "raw"
-    random_draws: int = 8
-    random_seed: int = 0
+    random_draws: Validated[int] = 8
+    random_seed: Validated[int] = 0
     random_null: str = "residual"
     turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
 
