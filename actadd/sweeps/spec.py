@@ -72,7 +72,13 @@ The cells' ``align`` column reads ``turn:user`` / ``turn:assistant``; ``aligns``
 out. The vectors are built from the pairs as written (not rendered). A model without a chat
 template is refused before any compute.
 
-Every problem is reported by :meth:`SweepSpec.validate` before any compute starts.
+Every problem is reported before any compute starts, as one line naming the key, the value
+and what is allowed: from the config alone when the spec is built (types, ranges, and the
+bounds ``generation.n_samples <= 1000``, ``random_draws <= 1000``, ``|coeff| <= 1e6``),
+and by :meth:`SweepSpec.validate` for what needs the model (layer ranges, single-token
+words, texts within the context, and every cell's vector fitting every text it is added to).
+Figures draw at most 12 coefficients (:data:`actadd.kinds.sweep.FIGURE_COEFFS`, evenly
+spread, with a one-line note); the tables hold every one.
 """
 
 from __future__ import annotations
