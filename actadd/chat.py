@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from actadd.backends import Model
-from actadd.config import Pair
+from actadd.config import Pair, describe
 from actadd.errors import ChatTemplateError, Validated
 
 ROLES = ("system", "user", "assistant")
@@ -129,6 +129,14 @@ def _compile(template: str):
         raise ChatTemplateError(f"The chat template does not parse: {exc}.") from None
 
 
+def _check_flag(add_generation_prompt: object) -> None:
+    """A real boolean: the string ``"no"`` would count as true and open the assistant turn."""
+    if not isinstance(add_generation_prompt, bool):
+        raise ChatTemplateError(
+            f"add_generation_prompt must be True or False, got {describe(add_generation_prompt)}."
+        )
+
+
 def _raise(message: str) -> None:
     raise ChatTemplateError(f"The chat template refused the messages: {message}")
 
@@ -136,7 +144,7 @@ def _raise(message: str) -> None:
 def render(
     model: Model,
     messages: Validated[Sequence[Mapping[str, str]]],
-    add_generation_prompt: bool = True,
+    add_generation_prompt: Validated[bool] = True,
 ) -> str:
     """Render ``messages`` (``[{"role": "user", "content": "..."}, ...]``) as prompt text.
 
@@ -148,12 +156,13 @@ def render(
 
     checked = _check_messages(messages)
     _refuse_control_tokens(model, checked)
+    _check_flag(add_generation_prompt)
     template = _compile(chat_template(model))
     bos = model.tokenizer.bos_token or ""
     try:
         text = template.render(
             messages=checked,
-            add_generation_prompt=bool(add_generation_prompt),
+            add_generation_prompt=add_generation_prompt,
             bos_token=bos,
             eos_token=model.tokenizer.eos_token or "",
             raise_exception=_raise,
@@ -175,7 +184,7 @@ def render_pair(
     model: Model,
     pair: Validated[Pair],
     system: str | None = None,
-    add_generation_prompt: bool = True,
+    add_generation_prompt: Validated[bool] = True,
 ) -> Pair:
     """``pair`` with each side rendered as a user turn, as :func:`render_prompt` renders a
     prompt (same system turn, same generation prompt), keeping its label and pad token.
@@ -185,6 +194,7 @@ def render_pair(
     """
     if not isinstance(pair, Pair):
         raise ChatTemplateError(f"render_pair takes an actadd Pair, got {type(pair).__name__}.")
+    _check_flag(add_generation_prompt)
     head = [{"role": "system", "content": system}] if system is not None else []
 
     def side(text: str) -> str:

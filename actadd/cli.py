@@ -15,7 +15,7 @@ import argparse
 import shutil
 import sys
 import time
-import tomllib
+import warnings
 from pathlib import Path
 
 from actadd.errors import ActAddError, ConfigError
@@ -83,12 +83,22 @@ def cmd_sweep(args) -> int:
 
 
 def read_suite(path: Path) -> list[Path]:
+    """The config files a suite file lists (``experiments = ["name", ...]``, each
+    ``<name>.toml`` beside it), read like every config (:func:`actadd.config.read_toml`)."""
+    from actadd.config import read_toml
+
     if not path.is_file():
         raise ConfigError(f"No suite file at {path} (run from the repository root).")
-    raw = tomllib.loads(path.read_text())
-    names = raw.get("experiments")
-    if not names:
-        raise ConfigError(f"{path}: 'experiments' must list config names.")
+    names = read_toml(path, "suite file").get("experiments")
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n.strip() for n in names)
+    ):
+        raise ConfigError(
+            f"{path}: 'experiments' must be a non-empty list of config names (strings), e.g. "
+            f'experiments = ["wedding_sweep"]; got {names!r}.'
+        )
     configs = [path.parent / f"{name}.toml" for name in names]
     missing = [str(c) for c in configs if not c.is_file()]
     if missing:
@@ -281,15 +291,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        import torch
+    with warnings.catch_warnings():  # restores the warning display when main returns
+        shown = warnings.showwarning
 
-        torch.set_num_threads(args.threads)
-    try:
-        return args.func(args)
-    except ActAddError as exc:
-        print(f"actadd: error: {exc}", file=sys.stderr)
-        return 2
+        def note(message, category, *rest, **kw) -> None:
+            """actadd's own warnings (actadd.errors) as one line each."""
+            if category.__module__ == "actadd.errors":
+                print(f"actadd: note: {message}", file=sys.stderr)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = note
+        try:
+            if args.threads is not None:
+                if args.threads < 1:
+                    raise ConfigError(
+                        f"--threads must be an integer >= 1 (torch CPU threads), got "
+                        f"{args.threads}."
+                    )
+                import torch
+
+                torch.set_num_threads(args.threads)
+            return args.func(args)
+        except ActAddError as exc:
+            print(f"actadd: error: {exc}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ A **pair** is written in a TOML config as ``[positive, negative]`` or as a table
 :class:`Pair`. **Layers** follow one rule everywhere: ``resid_pre`` layers ``0..n_layers``
 (``n_layers`` is the final residual stream; see :func:`actadd.hooks.check_layer`), written as
 a list or as ``"all"`` / ``"a:b[:step]"`` / ``"3"``. **Target words** are a preset name
-(:data:`TOPIC_PRESETS`) or a list of words.
+(:data:`TOPIC_PRESETS`) or a list of words. **Scalars** go through :func:`integer`,
+:func:`number` and :func:`boolean`, which refuse a wrong type by name (``"64"`` is "the
+string '64'", not a Python comparison error) and state the allowed range; coefficients are
+bounded by :data:`MAX_COEFF`.
 
 This module imports no model code, so configs are checked in well under a second.
 """
@@ -15,6 +18,7 @@ This module imports no model code, so configs are checked in well under a second
 from __future__ import annotations
 
 import math
+import numbers
 import tomllib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -52,6 +56,9 @@ TOPIC_PRESETS: dict[str, tuple[str, ...]] = {
     "love": LOVE_WORDS,
 }
 PAIR_KEYS: tuple[str, ...] = ("positive", "negative", "label", "pad_token")
+# the largest |coefficient|: far past any meaningful steering (residual norms are O(1..100)),
+# and huge ones (1e300) overflow the activations to inf/NaN after compute has started
+MAX_COEFF: float = 1e6
 
 
 # ---------------------------------------------------------------------- the pair
@@ -128,14 +135,23 @@ def parse_pairs(raw: Any, where: str = "pairs") -> tuple[Pair, ...]:
 # ---------------------------------------------------------------------- files, keys, lists, words
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file, without the byte-order mark some editors write first (every TOML,
+    CSV and JSONL reader of the project reads through here)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a {what} is UTF-8.") from None
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """A TOML file as a dict, or a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"No config file at {path}.")
+        raise ConfigError(f"No {what} at {path}.")
     try:
-        return tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return tomllib.loads(read_text(path, what))
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
@@ -162,11 +178,11 @@ def number_list(raw: Any, where: str, *, integer: bool = False, allow_empty: boo
     if not isinstance(raw, (list, tuple)) or (not raw and not allow_empty):
         kind = "ints" if integer else "numbers"
         raise ConfigError(f"{where} must be a non-empty list of {kind}, got {raw!r}.")
-    kind = int if integer else (int, float)
+    kind = numbers.Integral if integer else numbers.Real
     for x in raw:
         if isinstance(x, bool) or not isinstance(x, kind):
             raise ConfigError(
-                f"{where}: {x!r} is not {'an int' if integer else 'a number'} "
+                f"{where}: {describe(x)} is not {'an int' if integer else 'a number'} "
                 f"(need {'ints' if integer else 'finite numbers'})."
             )
         if not math.isfinite(x):
@@ -184,10 +200,97 @@ def text_list(raw: Any, what: str = "texts") -> list[str]:
         raw = [raw]
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ConfigError(f"No {what} given: at least one non-empty string is needed.")
-    bad = [t for t in raw if not isinstance(t, str) or not t]
+    bad = [t for t in raw if not isinstance(t, str) or not t.strip()]
     if bad:
-        raise ConfigError(f"{what} must be non-empty strings; got {bad[:3]!r}.")
+        raise ConfigError(
+            f"{what} must be non-empty strings (not only whitespace); got {bad[:3]!r}."
+        )
     return list(raw)
+
+
+# ---------------------------------------------------------------------- scalars
+
+
+def describe(value: Any) -> str:
+    """A config value as an error names it: ``the string '64'``, ``the boolean true``,
+    ``2.5``; so a wrong type reads as what the file holds, not as a Python error."""
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (list, tuple)):
+        return f"the list {list(value)!r}"
+    if isinstance(value, dict):
+        return f"the table {value!r}"
+    return repr(value)
+
+
+def _bounds(low: float | None, high: float | None, low_open: bool = False) -> str:
+    if low is not None and high is not None and not low_open:
+        return f" in {low:g}..{high:g}"
+    parts = [f"{'>' if low_open else '>='} {low:g}"] if low is not None else []
+    parts += [f"<= {high:g}"] if high is not None else []
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def integer(
+    raw: Any, where: str, *, low: int | None = None, high: int | None = None, why: str = ""
+) -> int:
+    """``raw`` as an int in ``low..high`` (either end optional), or a ConfigError naming
+    ``where``, the value and the allowed range (``why``: the reason for the bound)."""
+    allowed = f"an integer{_bounds(low, high)}"
+    if isinstance(raw, bool) or not isinstance(raw, numbers.Integral):
+        raise ConfigError(f"{where} must be {allowed}, got {describe(raw)}.")
+    value = int(raw)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{where} must be {allowed}, got {value}{why and f' ({why})'}.")
+    return value
+
+
+def number(
+    raw: Any,
+    where: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    why: str = "",
+) -> float:
+    """``raw`` as a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``;
+    either end optional), or a ConfigError naming ``where``, the value and what is allowed."""
+    allowed = f"a finite number{_bounds(low, high, low_open)}"
+    if isinstance(raw, bool) or not isinstance(raw, numbers.Real):
+        raise ConfigError(f"{where} must be {allowed}, got {describe(raw)}.")
+    try:
+        value = float(raw)
+    except OverflowError:  # an int past float range
+        value = math.inf
+    below = low is not None and (value <= low if low_open else value < low)
+    if not math.isfinite(value) or below or (high is not None and value > high):
+        raise ConfigError(f"{where} must be {allowed}, got {raw!r}{why and f' ({why})'}.")
+    return value
+
+
+def boolean(raw: Any, where: str) -> bool:
+    """``raw`` if it is a TOML boolean; the string ``"false"`` is not one (it would count as
+    true), so it is refused by name."""
+    if not isinstance(raw, bool):
+        raise ConfigError(
+            f"{where} must be true or false (a TOML boolean, unquoted), got {describe(raw)}."
+        )
+    return raw
+
+
+def coefficients(raw: Any, where: str = "coeffs", *, allow_empty: bool = False) -> list[float]:
+    """A list of steering coefficients: finite numbers, each once, ``|c| <= MAX_COEFF``."""
+    values = number_list(raw, where, allow_empty=allow_empty)
+    big = [c for c in values if abs(c) > MAX_COEFF]
+    if big:
+        raise ConfigError(
+            f"{where}: {big[0]:g} is too large; allowed |coeff| <= {MAX_COEFF:g} (far past any "
+            "meaningful steering; huge ones overflow the activations to inf/NaN)."
+        )
+    return values
 
 
 def words(raw: Any, where: str = "target_words") -> tuple[str, ...]:

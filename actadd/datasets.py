@@ -20,7 +20,7 @@ import csv
 import json
 from pathlib import Path
 
-from actadd.config import Pair
+from actadd.config import Pair, read_text
 from actadd.errors import ActAddError, ConfigError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -49,10 +49,7 @@ def load_pairs(source: str | Path) -> tuple[Pair, ...]:
         raise ConfigError(f"{path}: pair datasets are .jsonl or .csv files (got {path.suffix!r}).")
     if not path.is_file():
         raise ConfigError(f"No pair dataset at {path}.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; pair datasets are UTF-8.") from None
+    text = read_text(path, "pair dataset")  # UTF-8, a leading byte-order mark dropped
     rows = _jsonl_rows(path, text) if path.suffix.lower() == ".jsonl" else _csv_rows(path, text)
     pairs = tuple(_pair(path, line, row) for line, row in rows)
     if not pairs:

@@ -39,6 +39,10 @@ class VectorFileWarning(UserWarning):
     """A steering-vector file loaded, but part of it could not be verified (no checksum)."""
 
 
+class FigureSubsetWarning(UserWarning):
+    """A run's figures were drawn from a subset of its grid (the tables hold all of it)."""
+
+
 class Validated:
     """``Validated[T]`` annotates a user-facing argument that the function checks itself: it
     should be a ``T``, and anything else raises a typed :class:`ActAddError` that names what

@@ -35,7 +35,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from actadd.config import check_keys, check_layers, number_list, parse_pairs
+from actadd.config import (
+    check_keys,
+    check_layers,
+    coefficients,
+    number_list,
+    parse_pairs,
+    read_text,
+)
 from actadd.errors import ConfigError
 from actadd.kinds import BaseKind
 from actadd.metrics import kl_div, log_probs
@@ -52,7 +59,7 @@ def load_cloze(dataset: str = "cloze_facts") -> dict[str, Any]:
     """A cloze set: the packaged ``actadd/data/<name>.json`` or a JSON file path."""
     path = Path(dataset)
     if path.suffix == ".json" and path.is_file():
-        text = path.read_text()
+        text = read_text(path, "cloze set")  # a leading byte-order mark dropped
     else:
         res = resources.files("actadd.data") / f"{dataset}.json"
         if not res.is_file():
@@ -83,7 +90,7 @@ def parse(config: dict[str, Any]) -> dict[str, Any]:
     }
     c["pairs"] = parse_pairs(c["pairs"], "pairs")
     c["layers"] = number_list(c.get("layers"), "layers", integer=True)
-    c["coeffs"] = number_list(c.get("coeffs"), "coeffs")
+    c["coeffs"] = coefficients(c.get("coeffs"), "coeffs")
     c["topk"] = number_list(c["topk"], "topk", integer=True)
     if min(c["topk"]) < 1:
         raise ConfigError("topk values must be >= 1.")

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from actadd.config import Pair, check_keys, check_layers, number_list, text_list
+from actadd.config import Pair, check_keys, check_layers, coefficients, integer, text_list
 from actadd.errors import ActAddError, ConfigError
 from actadd.kinds import BaseKind
+from actadd.sweeps.spec import MAX_SAMPLES
 
 KEYS = ("name", "model", "pair", "layer", "coeff", "align")
 KEYS += ("prompts", "n_samples", "max_new_tokens", "seed")
@@ -35,13 +36,13 @@ class DemoKind(BaseKind):
         check_keys(config, KEYS, "demo config", required=("pair", "layer", "coeff", "prompts"))
         c = {"align": "front", "n_samples": 3, "max_new_tokens": 40, "seed": 0, **config}
         pair = Pair.parse(c["pair"], "pair")
-        (c["layer"],) = number_list([c["layer"]], "layer", integer=True)
-        (c["coeff"],) = number_list([c["coeff"]], "coeff")
+        c["layer"] = integer(c["layer"], "layer", low=0)
+        (c["coeff"],) = coefficients([c["coeff"]], "coeff")
         c["prompts"] = text_list(c["prompts"], "prompts")
-        for key in ("n_samples", "max_new_tokens", "seed"):
-            (value,) = number_list([c[key]], key, integer=True)
-            if value < (0 if key == "seed" else 1):
-                raise ConfigError(f"{key} must be >= {0 if key == 'seed' else 1}, got {value}.")
+        why = "completions per prompt"
+        c["n_samples"] = integer(c["n_samples"], "n_samples", low=1, high=MAX_SAMPLES, why=why)
+        c["max_new_tokens"] = integer(c["max_new_tokens"], "max_new_tokens", low=1)
+        c["seed"] = integer(c["seed"], "seed", low=0)
         from actadd.steer import Align
 
         try:
@@ -52,7 +53,37 @@ class DemoKind(BaseKind):
         return c
 
     def check(self, spec: dict[str, Any], model) -> None:
+        """The layer's range, and the pair's vector fitting every prompt at ``align`` (from
+        token counts: a front-aligned 5-row vector needs a prompt of 5 tokens)."""
+        from actadd.placement import PHASE_KINDS, prompt_positions
+        from actadd.steer import Align
+        from actadd.tokens import pair_token_ids
+
         check_layers([spec["layer"]], model.cfg.n_layers, "layer")
+        pair, align = Pair(**spec["pair"]), Align.parse(spec["align"])
+        try:
+            k = len(pair_token_ids(model, pair.positive, pair.negative, "right", pair.pad_token)[0])
+        except ActAddError as exc:
+            raise ConfigError(f"pair {pair.name}: {exc}") from None
+        if align.kind in PHASE_KINDS:
+            if k > 1:
+                raise ConfigError(
+                    f"align {align} adds one row at each position, but pair {pair.name} gives a "
+                    f"{k}-row vector; use front, back or offset:<s>."
+                )
+            return
+        for prompt in spec["prompts"]:
+            n = model.to_tokens(prompt, truncate=False).shape[1]
+            try:
+                prompt_positions(align, k, n)
+            except ActAddError as exc:
+                if align.kind == "positions":  # a count that does not match the rows
+                    raise ConfigError(f"align {align}, pair {pair.name}: {exc}") from None
+                raise ConfigError(
+                    f"prompt {prompt[:40]!r} is {n} tokens (leading token included), too short "
+                    f"for the {k}-row vector of pair {pair.name} at align {align}; use a longer "
+                    "prompt, a shorter pair or another align."
+                ) from None
 
     def run(self, spec: dict[str, Any], model, run) -> None:
         import actadd

@@ -7,6 +7,7 @@ and the figures drawn from the results.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from actadd.errors import ConfigError
+from actadd.errors import ConfigError, FigureSubsetWarning
 from actadd.kinds import BaseKind
 from actadd.plots import sweep_figures
+
+# figures draw at most this many coefficients: one line per coefficient stays readable (and
+# 3,000 took over 5 minutes to draw); the tables keep every coefficient
+FIGURE_COEFFS = 12
 
 Summary = Callable[[pd.DataFrame], pd.DataFrame]
 ClaimsFn = Callable[[Any], list]
@@ -114,7 +119,7 @@ class SweepKind(BaseKind):
         return None if self._summary is None else self._summary(df)
 
     def figures(self, run) -> list[Path]:
-        df = run.read_table("results")
+        df = figure_rows(run, run.read_table("results"))
         if self._draw is None:
             return sweep_figures(df, run.figures)
         pairs = self.pair_order(run, df[df.layer >= 0].pair)
@@ -140,6 +145,36 @@ class SweepKind(BaseKind):
 
 
 KIND = SweepKind(scans=("topic_any",))
+
+
+def figure_coeffs(coeffs: Sequence[float], keep: Sequence[float] = ()) -> list[float]:
+    """The coefficients the figures draw: all of them up to :data:`FIGURE_COEFFS`, else
+    that many evenly spaced through the sorted list (the smallest and largest included),
+    plus those in ``keep`` (the confirmatory cells')."""
+    coeffs = sorted(set(coeffs))
+    if len(coeffs) <= FIGURE_COEFFS:
+        return coeffs
+    picks = np.linspace(0, len(coeffs) - 1, FIGURE_COEFFS).round().astype(int)
+    return sorted({coeffs[i] for i in picks} | {c for c in keep if c in coeffs})
+
+
+def figure_rows(run, df: pd.DataFrame) -> pd.DataFrame:
+    """The rows the figures draw: the unsteered ones and those of :func:`figure_coeffs`,
+    with a :class:`~actadd.errors.FigureSubsetWarning` (one line) when that leaves some out."""
+    steered = df.layer >= 0
+    coeffs = [float(c) for c in df.loc[steered, "coeff"].unique()]
+    keep = [float(c["coeff"]) for c in run.config.get("confirmatory") or () if "coeff" in c]
+    shown = figure_coeffs(coeffs, keep)
+    if len(shown) == len(coeffs):
+        return df
+    warnings.warn(
+        FigureSubsetWarning(
+            f"{run.out}: the figures draw {len(shown)} of {len(coeffs)} coefficients "
+            f"({', '.join(f'{c:g}' for c in shown)}); the tables hold every one."
+        ),
+        stacklevel=2,
+    )
+    return df[~steered | df.coeff.isin(shown)]
 
 
 # ---------------------------------------------------------------------- claims

@@ -217,6 +217,7 @@ class RayBackend:
             self._check_reachable(address)
         if not ray.is_initialized():
             if address is None:
+                self._check_local_gpus()  # before a cluster starts that could not hold one
                 ray.init(
                     num_cpus=self.options.local_cpus or os.cpu_count() or 1,
                     include_dashboard=False,
@@ -232,7 +233,41 @@ class RayBackend:
                         f"Could not join the Ray cluster at {address!r} ({first}). {ADDRESS_HELP}."
                     ) from None
         self._ray = ray
+        try:
+            self._check_resources()
+        except ConfigError:
+            self.close()
+            raise
         return self
+
+    def _check_local_gpus(self) -> None:
+        """``num_gpus > 0`` on a local cluster needs a CUDA device here."""
+        need = self.options.num_gpus
+        if need <= 0:
+            return
+        import torch
+
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have < need:
+            raise ConfigError(
+                f"--ray-gpus {need:g} asks for GPUs per actor, but torch sees {have} CUDA "
+                "device(s) here for the local Ray cluster; use --ray-gpus 0 (CPU actors) or "
+                "join a cluster with GPUs (--ray ADDRESS)."
+            )
+
+    def _check_resources(self) -> None:
+        """One actor's resources must fit the cluster, or no actor would ever start."""
+        total = self._ray.cluster_resources()
+        for flag, need, key in (
+            ("--ray-gpus", self.options.num_gpus, "GPU"),
+            ("--ray-cpus", self.options.num_cpus, "CPU"),
+        ):
+            have = float(total.get(key, 0))
+            if need > have:
+                raise ConfigError(
+                    f"{flag} {need:g} asks for more than the Ray cluster has ({have:g} {key}s "
+                    f"in all): no actor could start; lower {flag}."
+                )
 
     @staticmethod
     def _check_reachable(address: str, timeout: float = 3.0) -> None:

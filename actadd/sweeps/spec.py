@@ -72,7 +72,13 @@ The cells' ``align`` column reads ``turn:user`` / ``turn:assistant``; ``aligns``
 out. The vectors are built from the pairs as written (not rendered). A model without a chat
 template is refused before any compute.
 
-Every problem is reported by :meth:`SweepSpec.validate` before any compute starts.
+Every problem is reported before any compute starts, as one line naming the key, the value
+and what is allowed: from the config alone when the spec is built (types, ranges, and the
+bounds ``generation.n_samples <= 1000``, ``random_draws <= 1000``, ``|coeff| <= 1e6``),
+and by :meth:`SweepSpec.validate` for what needs the model (layer ranges, single-token
+words, texts within the context, and every cell's vector fitting every text it is added to).
+Figures draw at most 12 coefficients (:data:`actadd.kinds.sweep.FIGURE_COEFFS`, evenly
+spread, with a one-line note); the tables hold every one.
 """
 
 from __future__ import annotations
@@ -85,16 +91,20 @@ from typing import Any
 
 from actadd.config import (
     Pair,
+    boolean,
     check_keys,
     check_layers,
-    number_list,
+    coefficients,
+    integer,
+    number,
     parse_layers,
     parse_pairs,
     read_toml,
+    text_list,
     words,
 )
 from actadd.datasets import load_pairs
-from actadd.errors import ActAddError, ChatTemplateError, ConfigError
+from actadd.errors import ActAddError, ChatTemplateError, ConfigError, Validated
 from actadd.metrics import target_token_ids
 from actadd.placement import ONE_ROW_KINDS
 from actadd.steer import Align
@@ -120,6 +130,13 @@ TURNS: dict[str, str] = {
     "assistant": "the generated tokens",
 }
 
+# upper bounds of the sizes that multiply the work, each far past what a study needs: a
+# value past them is a typo that would otherwise run for hours or exhaust memory
+MAX_SAMPLES = 1000  # generation.n_samples: completions per prompt and cell
+MAX_RANDOM_DRAWS = 1000  # random_draws: each draw is a method of its own (units × layers)
+MAX_FREQ_PENALTY = 100.0  # |generation.freq_penalty|: 100 already bans a repeated token
+MIN_TEMPERATURE = 1e-6  # below it logits / temperature overflows float32 (NaN probabilities)
+
 DEFAULT_NEUTRAL_TEXTS = (
     "The museum opens at nine in the morning and closes at five in the afternoon.",
     "To change a bicycle tire, first release the brake and remove the wheel from the frame.",
@@ -128,18 +145,48 @@ DEFAULT_NEUTRAL_TEXTS = (
 
 @dataclass(frozen=True)
 class GenerationSpec:
-    n_samples: int = 8
-    max_new_tokens: int = 40
-    seed: int = 0
-    temperature: float = 1.0
-    top_p: float = 0.3
-    freq_penalty: float = 1.0
+    # Validated: checked (and named in one line) by __post_init__, whatever the type
+    n_samples: Validated[int] = 8
+    max_new_tokens: Validated[int] = 40
+    seed: Validated[int] = 0
+    temperature: Validated[float] = 1.0
+    top_p: Validated[float] = 0.3
+    freq_penalty: Validated[float] = 1.0
     topic_words: tuple[str, ...] | str = "weddings"
-    sentiment: bool = True
+    sentiment: Validated[bool] = True
 
     def __post_init__(self) -> None:
-        if self.n_samples < 1 or self.max_new_tokens < 1:
-            raise ConfigError("generation.n_samples and max_new_tokens must be >= 1.")
+        """Every value checked (and normalised: ints, floats) before any compute."""
+        g = "generation."
+        checked = dict(
+            n_samples=integer(
+                self.n_samples,
+                g + "n_samples",
+                low=1,
+                high=MAX_SAMPLES,
+                why="completions per prompt and cell",
+            ),
+            max_new_tokens=integer(self.max_new_tokens, g + "max_new_tokens", low=1),
+            seed=integer(self.seed, g + "seed", low=0),
+            temperature=number(
+                self.temperature,
+                g + "temperature",
+                low=MIN_TEMPERATURE,
+                why="use a small positive value for near-greedy sampling",
+            ),
+            top_p=number(self.top_p, g + "top_p", low=0.0, high=1.0, low_open=True),
+            freq_penalty=number(
+                self.freq_penalty,
+                g + "freq_penalty",
+                low=-MAX_FREQ_PENALTY,
+                high=MAX_FREQ_PENALTY,
+                why=f"{MAX_FREQ_PENALTY:g} already bans a repeated token",
+            ),
+            sentiment=boolean(self.sentiment, g + "sentiment"),
+        )
+        for key, value in checked.items():
+            object.__setattr__(self, key, value)
+        words(self.topic_words, g + "topic_words")
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -159,10 +206,10 @@ class SweepSpec:
     aligns: tuple[str, ...] = ("front",)
     pads: tuple[str, ...] = ("right",)
     target_words: tuple[str, ...] | str = "weddings"
-    neutral_texts: tuple[str, ...] = DEFAULT_NEUTRAL_TEXTS
+    neutral_texts: Validated[tuple[str, ...]] = DEFAULT_NEUTRAL_TEXTS
     generation: GenerationSpec | None = None
-    next_token: bool = True
-    batch_rows: int = 64
+    next_token: Validated[bool] = True
+    batch_rows: Validated[int] = 64
     # cells chosen before the run for claims (actadd.claims): tables of layer, coeff and
     # optionally pair (name or label), align and metric; each must be a cell of the grid
     confirmatory: tuple[dict[str, Any], ...] = ()
@@ -170,8 +217,8 @@ class SweepSpec:
     dataset: str | None = None
     position: str = "last"
     norm: str = "raw"
-    random_draws: int = 8
-    random_seed: int = 0
+    random_draws: Validated[int] = 8
+    random_seed: Validated[int] = 0
     random_null: str = "residual"
     turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
 
@@ -192,7 +239,7 @@ class SweepSpec:
             repeated = sorted({str(v) for v in values if list(values).count(v) > 1})
             if repeated:
                 raise ConfigError(f"{label}: {repeated} given more than once; list each once.")
-        number_list(list(self.coeffs), "coeffs")
+        object.__setattr__(self, "coeffs", tuple(coefficients(list(self.coeffs), "coeffs")))
         names = [p.name for p in self.pairs]
         if len(set(names)) != len(names):
             raise ConfigError(f"pairs: two pairs share a name ({names}); give them labels.")
@@ -207,10 +254,16 @@ class SweepSpec:
                 expand_align(a)
             except ActAddError as exc:
                 raise ConfigError(f"align {a!r}: {exc}") from None
-        if not all(isinstance(t, str) and t for t in self.prompts):
-            raise ConfigError("prompts must be non-empty strings.")
-        if self.batch_rows < 1:
-            raise ConfigError("batch_rows must be >= 1.")
+        text_list(list(self.prompts), "prompts")
+        if not isinstance(self.neutral_texts, (list, tuple)):
+            raise ConfigError(
+                f"neutral_texts must be a list of texts (or [] for none), got "
+                f"{self.neutral_texts!r}."
+            )
+        if self.neutral_texts:
+            text_list(list(self.neutral_texts), "neutral_texts")
+        object.__setattr__(self, "batch_rows", integer(self.batch_rows, "batch_rows", low=1))
+        boolean(self.next_token, "next_token")
         words(self.target_words, "target_words")
         # syntax (and repeats) now; the range needs the model (validate)
         self.layer_list(10**6)
@@ -337,10 +390,15 @@ class SweepSpec:
                 f"random_null {self.random_null!r} unknown; allowed: residual (N(0, Σ̂) of the "
                 "residual stream at the layer), isotropic (a Gaussian direction)."
             )
-        for name in ("random_draws", "random_seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an int >= 0, got {value!r}.")
+        draws = integer(
+            self.random_draws,
+            "random_draws",
+            low=0,
+            high=MAX_RANDOM_DRAWS,
+            why="each draw is a method of its own, with a unit per layer",
+        )
+        object.__setattr__(self, "random_draws", draws)
+        object.__setattr__(self, "random_seed", integer(self.random_seed, "random_seed", low=0))
         if "random" in self.methods and self.random_draws < 1:
             raise ConfigError("method random needs random_draws >= 1.")
         if self.dataset is not None and not isinstance(self.dataset, str):
@@ -457,6 +515,45 @@ class SweepSpec:
                     )
         if self.generation is not None:
             self.generation.words  # noqa: B018 - validates the preset name
+        self._check_fits(model, prompts, neutral if self.next_token else ())
+
+    def _check_fits(self, model, prompts: tuple[str, ...], neutral: tuple[str, ...]) -> None:
+        """Every cell's vector fits every text it is added to (a front-aligned 5-row vector
+        needs 5 tokens; ``offset:s`` needs ``s + rows``), from token counts alone, so a
+        misfit is one ConfigError before any compute rather than a failure mid-run."""
+        if self.turn is not None:
+            return  # one row on the turn's own tokens (user_span checked the user turn)
+        from actadd.placement import PHASE_KINDS, prompt_positions
+        from actadd.tokens import pair_token_ids
+
+        texts = [("prompt", t) for t in prompts] + [("neutral text", t) for t in neutral]
+        lengths = [(kind, t, model.to_tokens(t, truncate=False).shape[1]) for kind, t in texts]
+        vectors = []
+        if "actadd" in self.methods:
+            for p in self.pairs:
+                for pad in self.pads:
+                    try:
+                        ids, _ = pair_token_ids(model, p.positive, p.negative, pad, p.pad_token)
+                    except ActAddError as exc:
+                        raise ConfigError(f"pair {p.name}: {exc}") from None
+                    vectors.append((f"pair {p.name} (pad {pad})", len(ids)))
+        for method in self.methods:
+            for align in self.aligns_for(method):
+                if align.kind in PHASE_KINDS:
+                    continue  # one row at positions known only as the text grows
+                per_row = method == "actadd" and align.kind not in ONE_ROW_KINDS
+                for what, k in vectors if per_row else [(f"method {method}", 1)]:
+                    for kind, text, n in lengths:
+                        try:
+                            prompt_positions(align, k, n)
+                        except ActAddError as exc:
+                            if align.kind == "positions":
+                                raise ConfigError(f"align {align}, {what}: {exc}") from None
+                            raise ConfigError(
+                                f"align {align}: the {k}-row vector of {what} does not fit "
+                                f"{kind} {text[:40]!r} ({n} tokens, leading token included); "
+                                f"choose an align that fits, a longer {kind} or a shorter pair."
+                            ) from None
 
     def target_ids(self, model) -> list[int]:
         """Single-token ids of the target words. A word list given explicitly must be all
@@ -500,7 +597,7 @@ class SweepSpec:
                 check_keys(generation, _field_names(GenerationSpec), "[generation]")
                 generation = GenerationSpec(**_tuples(generation))
             if isinstance(raw.get("coeffs"), (list, tuple)):  # checked before the dataclass
-                raw["coeffs"] = number_list(raw["coeffs"], "coeffs", allow_empty=True)
+                raw["coeffs"] = coefficients(raw["coeffs"], "coeffs", allow_empty=True)
             return cls(pairs=pairs, generation=generation, **_tuples(raw))
         except TypeError as exc:
             raise ConfigError(f"sweep config: {exc}") from None

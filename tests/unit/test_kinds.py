@@ -256,7 +256,11 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("pad_confound", {"surgery": {"pads": ["q"]}}, r"must also be in pads"),
         ("pad_confound", {"attention": {"pair": "nope"}}, r"\[attention\] pair 'nope'"),
         ("pad_confound", {"generation": {"pads": ["a"]}}, "must include the reference_pad"),
-        ("pad_confound", {"generation": {"n_samples": 0}}, "must be >= 1"),
+        (
+            "pad_confound",
+            {"generation": {"n_samples": 0}},
+            r"n_samples must be an integer in 1\.\.1000",
+        ),
         ("token_injection", {"specificity": {"null_words": ["a"]}}, "repeat concept target"),
         ("token_injection", {"generation": {"pairs": ["nope"]}}, "unknown pairs"),
         ("token_injection", {"settings": {"transplant_norm": "x"}}, "transplant_norm"),
