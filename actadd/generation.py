@@ -272,7 +272,9 @@ def _decode(
         if isinstance(cache, StaticKVCache):
             logits, cache = _prompt_pass(model, tokens, mask, cache)
         elif cache is not None:
-            logits = last_logits(model, tokens, attention_mask=mask, **backend.cache_kwargs(model, cache))
+            logits = last_logits(
+                model, tokens, attention_mask=mask, **backend.cache_kwargs(model, cache)
+            )
         else:
             logits = last_logits(model, tokens, attention_mask=mask)
         for step in range(max_new_tokens):
