@@ -19,7 +19,7 @@ from actadd.generation import GREEDY, Sampling
 from actadd.methods import DATASET_METHODS, POSITIONS
 from actadd.metrics import target_token_ids
 from actadd.placement import PHASE_KINDS, Align
-from actadd.tokens import EQUALIZE_RULES, single_token_id
+from actadd.tokens import EQUALIZE_RULES, encode, single_token_id
 
 # where the vector comes from: ActAdd's pair, or a dataset method of actadd.methods
 SOURCES: tuple[str, ...] = ("pair", *DATASET_METHODS)
@@ -160,7 +160,9 @@ class Settings:
             single_token_id(model, self.pad_token, "pad token")
         if self.parsed_align.kind == "from":
             single_token_id(model, self.parsed_align.marker, "marker token")
-        n_prompt = model.to_tokens(self.prompt, truncate=False).shape[1]
+        # as actadd.generate tokenizes it (never model.to_tokens, which sets the model's
+        # default for the call: this runs on the panel's thread while the worker computes)
+        n_prompt = len(encode(model, self.prompt, prepend_bos=True, truncate=False))
         if n_prompt + self.max_new_tokens > model.cfg.n_ctx:
             raise SteeringError(
                 f"The prompt is {n_prompt} tokens; with {self.max_new_tokens} new tokens it "
