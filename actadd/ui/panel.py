@@ -126,14 +126,20 @@ class Playground:
         self.dataset = W.Text(s.dataset, description="dataset")
         self.position = W.Dropdown(options=("last", "mean"), value=s.position, description="at")
         n = model.cfg.n_layers
+        # ranges that hold the starting values: traitlets checks a widget's value against
+        # its range in no fixed order while it is made, so widening then is not reliable
         self.layer = _WideIntSlider(
-            s.layer, min=0, max=n - 1, description="layer", continuous_update=False
+            s.layer,
+            min=min(0, s.layer),
+            max=max(n - 1, s.layer),
+            description="layer",
+            continuous_update=False,
         )
         self.layer.add_class("actadd-layer")
         self.coeff = _WideFloatSlider(
             s.coeff,
-            min=-COEFF_RANGE,
-            max=COEFF_RANGE,
+            min=-max(COEFF_RANGE, abs(s.coeff)),
+            max=max(COEFF_RANGE, abs(s.coeff)),
             step=0.1,
             description="coefficient",
             continuous_update=False,
@@ -141,8 +147,14 @@ class Playground:
         self.log = W.Checkbox(False, description="log scale", indent=False, layout=lay)
         self.sign = W.ToggleButtons(options=("+", "−"), value="+", layout=lay)
         self.sign.style.button_width = "32px"
+        exponent = math.log10(abs(s.coeff) or 1.0)
         self.magnitude = _WideLogSlider(
-            abs(s.coeff) or 1.0, base=10, min=-2, max=2, step=0.05, description="|coefficient|"
+            abs(s.coeff) or 1.0,
+            base=10,
+            min=min(-2, math.floor(exponent)),
+            max=max(2, math.ceil(exponent)),
+            step=0.05,
+            description="|coefficient|",
         )
         # a coefficient of 0 asked for on the log scale, which cannot show it: refused at Run
         self._log_zero = False
