@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from actadd.errors import SteeringError
 
@@ -93,20 +91,26 @@ _LOCKS_GUARD = threading.Lock()
 
 def model_lock(model) -> ModelLock:
     """The lock of ``model`` (made on first use)."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(model)
-        if lock is None:
-            name = getattr(getattr(model, "cfg", None), "model_name", type(model).__name__)
-            lock = _LOCKS[model] = ModelLock(repr(name))
-        return lock
+    lock = _LOCKS.get(model)
+    if lock is None:
+        with _LOCKS_GUARD:  # two threads asking first must get the same lock
+            lock = _LOCKS.get(model)
+            if lock is None:
+                name = getattr(getattr(model, "cfg", None), "model_name", type(model).__name__)
+                lock = _LOCKS[model] = ModelLock(repr(name))
+    return lock
 
 
-@contextmanager
-def exclusive(model) -> Iterator[None]:
+class exclusive:  # noqa: N801 - used as a function: ``with exclusive(model):``
     """Hold ``model``'s lock inside the ``with`` block (waiting for another thread first)."""
-    lock = model_lock(model)
-    thread = lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release(thread)
+
+    __slots__ = ("_lock", "_thread")
+
+    def __init__(self, model) -> None:
+        self._lock = model_lock(model)
+
+    def __enter__(self) -> None:
+        self._thread = self._lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release(self._thread)
