@@ -32,6 +32,7 @@ from pathlib import Path
 from actadd.backends import Model
 from actadd.config import Pair, describe
 from actadd.errors import ChatTemplateError, Validated
+from actadd.tokens import encode
 
 ROLES = ("system", "user", "assistant")
 
@@ -233,8 +234,7 @@ def user_turn_span(
                 "so its tokens cannot be located."
             )
         full, head, upto = (
-            model.to_tokens(t, truncate=False)[0].tolist()
-            for t in (text, text[:i], text[: i + len(prompt)])
+            encode(model, t, truncate=False) for t in (text, text[:i], text[: i + len(prompt)])
         )
         if full[: len(upto)] != upto or upto[: len(head)] != head or len(upto) == len(head):
             raise ChatTemplateError(

@@ -54,6 +54,7 @@ into preallocated buffers instead of concatenating the whole cache at every step
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 
 from actadd.backends import HAS_HOOKED, HookedTransformer, Model, backend_of
+from actadd.modellock import exclusive
 
 if HAS_HOOKED:
     from transformer_lens.components import (
@@ -246,6 +248,7 @@ class _Shared:
     """
 
     def __init__(self, model: HookedTransformer) -> None:
+        self.thread = threading.current_thread()  # the one thread the fast path serves
         self.rotary = model.cfg.positional_embedding_type == "rotary"
         self.last_block = -1
         self.key: tuple | None = None
@@ -660,6 +663,8 @@ class _FastBlock:
     def usable(self, resid_pre: Tensor, shortformer_pos_embed, entry) -> bool:
         if shortformer_pos_embed is not None or self.block.training:
             return False
+        if threading.current_thread() is not self.shared.thread:
+            return False  # a direct call from another thread: its memo is not this call's
         self.points.refresh()
         if self.points.fallback:
             return False
@@ -745,7 +750,17 @@ def fast_path(model: Model) -> Iterator[bool]:
     TransformerLens (:func:`unsupported_reason`, or a block with a ``forward`` patched by
     someone else, or inside :func:`transformerlens_forward`). Nested uses on one model are
     fine: the outermost owns the patch.
+
+    The blocks are patched for the calling thread only: it holds the model's lock
+    (:mod:`actadd.modellock`) inside, and a block called from another thread meanwhile runs
+    TransformerLens's own ``forward``.
     """
+    with exclusive(model), _fast_path(model) as applied:
+        yield applied
+
+
+@contextmanager
+def _fast_path(model: Model) -> Iterator[bool]:
     if not fast_allowed(model):
         yield False
         return

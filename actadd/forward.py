@@ -29,6 +29,7 @@ else:  # TransformerLens 4.x: only the bridge, whose logits never come through u
 from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError
 from actadd.hooks import check_layer, resid_pre
+from actadd.modellock import exclusive
 
 
 def left_pad(
@@ -66,9 +67,10 @@ def residuals(
         raise SteeringError("No layers given.")
     names = {resid_pre(model, layer): layer for layer in layers}
     stop = min(max(layers) + 1, model.cfg.n_layers)
-    _, cache = model.run_with_cache(
-        tokens, attention_mask=attention_mask, names_filter=list(names), stop_at_layer=stop
-    )
+    with exclusive(model):  # run_with_cache hooks the model for the call
+        _, cache = model.run_with_cache(
+            tokens, attention_mask=attention_mask, names_filter=list(names), stop_at_layer=stop
+        )
     return {layer: cache[name] for name, layer in names.items()}
 
 
@@ -122,7 +124,8 @@ def last_logits(model: Model, x: Tensor, **kwargs) -> Float[Tensor, "batch d_voc
     token batch, or a residual stream with ``start_at_layer`` in ``kwargs``.
     """
     backend = backend_of(model)
-    out = backend.final(model, x, **kwargs)
+    with exclusive(model):
+        out = backend.final(model, x, **kwargs)
     return out[:, -1] if backend.final_is_logits else unembed_last(model, out)
 
 

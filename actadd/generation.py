@@ -29,6 +29,7 @@ from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.fastpath import StaticKVCache, fast_allowed, fast_path
 from actadd.forward import last_logits, left_pad
+from actadd.modellock import exclusive
 from actadd.progress import bar as progress_bar
 from actadd.steer import (
     Align,
@@ -40,6 +41,7 @@ from actadd.steer import (
     rows_are,
     steering,
 )
+from actadd.tokens import encode
 from actadd.vectors import SteeringVector
 
 
@@ -228,6 +230,7 @@ def generate_tokens(
     """
     fast = fast_allowed(model, fast) and backend_of(model).fast
     with (
+        exclusive(model),  # the decoding loop pins the prompt on the model's steering contexts
         torch.inference_mode() if fast else nullcontext(),
         fast_path(model) if fast else nullcontext(),
     ):
@@ -384,7 +387,7 @@ def generate(
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise SteeringError(f"{name} must be an int >= {least}, got {value!r}.")
     jobs = [(i, s) for i in range(len(prompts)) for s in range(n_samples)]
-    ids = [model.to_tokens(p, prepend_bos=True, truncate=False)[0].tolist() for p in prompts]
+    ids = [encode(model, p, prepend_bos=True, truncate=False) for p in prompts]
     longest = max(len(t) for t in ids)
     if longest + max_new_tokens > model.cfg.n_ctx:
         raise SteeringError(
@@ -398,6 +401,7 @@ def generate(
         steering(model, vectors, align, on_short=on_short) if vectors is not None else nullcontext()
     )
     with (
+        exclusive(model),  # another thread's call on this model waits (actadd.modellock)
         steer_ctx,
         progress_bar(len(jobs), "generate", "seq", progress, leave=False) as bar,
     ):

@@ -34,6 +34,7 @@ from actadd.errors import ActAddError, SteeringError, VectorFileError
 from actadd.generation import GREEDY, generate
 from actadd.gguf_vectors import load_control_vector, read_control_vector
 from actadd.steer import steering
+from actadd.tokens import encode
 from actadd.vectors import SteeringVector
 
 ControlFiles = str | Path | Sequence[str | Path | tuple[str | Path, float]]
@@ -265,7 +266,7 @@ def compare_shifts(
     vectors = [scale * v for v in _as_vectors(model, path)]
     rows = []
     for prompt in prompts:
-        ids = model.to_tokens(prompt, prepend_bos=True)[0].tolist()
+        ids = encode(model, prompt, prepend_bos=True)
         a0 = _actadd_logprobs(model, ids, None)
         a1 = _actadd_logprobs(model, ids, vectors)
         llm.clear_control_vector()
@@ -309,7 +310,7 @@ def compare_shifts(
 
 
 def _single_token(model, text: str) -> int:
-    ids = model.to_tokens(text, prepend_bos=False)[0].tolist()
+    ids = encode(model, text, prepend_bos=False)
     if len(ids) != 1:
         raise SteeringError(
             f"{text!r} is {len(ids)} tokens; compare_shifts(tokens=...) takes single tokens "
@@ -346,7 +347,7 @@ def compare_completions(
 
     rows = []
     for prompt in prompts:
-        ids = model.to_tokens(prompt, prepend_bos=True)[0].tolist()
+        ids = encode(model, prompt, prepend_bos=True)
         llm.clear_control_vector()
         base = llm.detokenize(llm.greedy(ids, max_new_tokens))
         llm.set_control_vector(path, scale)

@@ -49,6 +49,7 @@ from actadd.datasets import load_pairs
 from actadd.errors import ConfigError, SteeringError, Validated
 from actadd.forward import left_pad, real_positions, residuals
 from actadd.hooks import check_layer
+from actadd.tokens import encode
 from actadd.vectors import SteeringVector, _check_coeff
 
 Position = Literal["last", "mean"]
@@ -97,7 +98,7 @@ def pair_activations(
     pairs = dataset_pairs(pairs)
     layers = _layers(model, layers)
     texts = [t for p in pairs for t in (p.positive, p.negative)]  # pos, neg, pos, neg, ...
-    ids = [model.to_tokens(t, prepend_bos=True, truncate=False)[0].tolist() for t in texts]
+    ids = [encode(model, t, prepend_bos=True, truncate=False) for t in texts]
     longest = max(len(t) for t in ids)
     if longest > model.cfg.n_ctx:
         raise SteeringError(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from functools import lru_cache
 
 import numpy as np
@@ -29,6 +28,8 @@ from actadd.backends import Model
 from actadd.config import WEDDING_WORDS
 from actadd.errors import ConfigError
 from actadd.fastpath import fast_path
+from actadd.modellock import exclusive
+from actadd.tokens import encode, pieces
 
 # ---------------------------------------------------------------------- next-token metrics
 
@@ -88,13 +89,13 @@ def target_token_ids(
             variants |= {" " + v for v in list(variants)}
         found = []
         for v in sorted(variants):
-            toks = model.to_tokens(v, prepend_bos=False)[0]
+            toks = encode(model, v, prepend_bos=False)
             if len(toks) == 1:
-                found.append(int(toks[0]))
+                found.append(toks[0])
         if not found and strict:
             raise ConfigError(
                 f"Target word {word!r} is not a single token in {model.cfg.model_name} "
-                f"(e.g. {model.to_str_tokens(' ' + word, prepend_bos=False)}); next-token "
+                f"(e.g. {pieces(model, encode(model, ' ' + word, prepend_bos=False))}); next-token "
                 "metrics need single-token targets. Use another word or strict=False."
             )
         ids += [i for i in found if i not in ids]
@@ -127,8 +128,8 @@ def token_logprobs(
         for r, i in enumerate(chunk):
             tokens[r, : len(i)] = torch.tensor(i)
             mask[r, : len(i)] = 1
-        with fast_path(model) if fast else nullcontext():
-            logits = model(tokens, attention_mask=mask, padding_side="right")
+        with fast_path(model) if fast else exclusive(model):
+            logits = model(tokens, attention_mask=mask)
         tok_lp = log_probs(logits)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
         out += [tok_lp[r, : len(i) - 1].double().cpu().numpy() for r, i in enumerate(chunk)]
     return out
@@ -144,7 +145,7 @@ def perplexity(
     :func:`actadd.fastpath.fast_path` (the same logits as TransformerLens's forward, which
     ``fast=False`` runs).
     """
-    ids = [model.to_tokens(t, prepend_bos=True)[0].tolist() for t in texts]
+    ids = [encode(model, t, prepend_bos=True) for t in texts]
     lps = token_logprobs(model, ids, batch_size=batch_size, fast=fast)
     return np.asarray([float(np.exp(-lp.mean())) for lp in lps])
 

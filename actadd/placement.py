@@ -187,7 +187,7 @@ def prompt_positions(
                 f"align={align} adds one d_model vector at each of its positions, but the "
                 f"vector has {k} rows. Use v.mean() (or v.mean(skip_first=True)) or v.rows([i])."
             )
-        pos = torch.arange(align.offset, n_prompt - align.end)
+        pos = torch.arange(align.offset, max(align.offset, n_prompt - align.end))
         if len(pos) == 0:
             raise SteeringError(
                 f"align={align} covers no position of a {n_prompt}-token prompt (leading token "

@@ -27,7 +27,6 @@ throughout. Logits agree with ``fast=False`` to float rounding (< 1e-4 on SmolLM
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,6 +39,7 @@ from actadd.errors import SteeringError
 from actadd.fastpath import fast_path
 from actadd.forward import last_logits, left_pad, residuals, typical_norm
 from actadd.hooks import check_layer
+from actadd.modellock import exclusive
 from actadd.steer import OnShort, Placement, as_placement, steering
 from actadd.vectors import SteeringVector
 
@@ -165,7 +165,7 @@ class PrefixBatch:
 
     def _blocks(self):
         """The context the blocks run in: the fast path, or TransformerLens's forward."""
-        return fast_path(self.model) if self.fast else nullcontext()
+        return fast_path(self.model) if self.fast else exclusive(self.model)
 
     def _forward(self, x: Tensor, start: int | None, mask: Tensor | None) -> Tensor:
         kw = {} if mask is None else dict(attention_mask=mask)

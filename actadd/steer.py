@@ -30,11 +30,19 @@ the whole sequence, which this context would read as a new, longer prompt.
 Several vectors at one layer are summed before they are added, so steering with
 ``[v1, v2]`` is exactly steering with ``v1 + v2``. Positions a vector does not cover are
 left bit-for-bit untouched.
+
+**Threads.** The context patches the model itself, so it steers the thread that entered
+it and no other: it holds the model's lock (:mod:`actadd.modellock`) from entering to
+leaving, so actadd's calls on the same model from another thread (``generate``, sweeps, the
+playground, another ``steering``) wait until it is left, and a direct ``model(...)`` from
+another thread meanwhile raises :class:`~actadd.errors.SteeringError` rather than being
+steered by a context that is not its own.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -49,6 +57,7 @@ from actadd.ablation import Ablation
 from actadd.backends import Model, backend_of
 from actadd.errors import SteeringError, Validated
 from actadd.hooks import resid_pre
+from actadd.modellock import model_lock
 from actadd.placement import (
     ALIGN_KINDS,
     ONE_ROW_KINDS,
@@ -61,7 +70,7 @@ from actadd.placement import (
     as_placement,
     prompt_positions,
 )
-from actadd.tokens import single_token_id
+from actadd.tokens import encode_batch, single_token_id
 from actadd.vectors import SteeringVector, check_compatible
 
 __all__ = [
@@ -246,6 +255,7 @@ class Steering:
         self._row_index: Tensor | None = None
         self._previous_forward = None
         self._wrapper = None
+        self._thread: threading.Thread | None = None  # the thread that entered (and holds the lock)
 
     # ------------------------------------------------------------------ planning
 
@@ -355,10 +365,8 @@ class Steering:
         inp = args.get("input")
         tokens = None
         if isinstance(inp, (str, list)):
-            # only what the call passed: each backend's to_tokens has its own defaults
-            tokens = model.to_tokens(
-                inp, **{k: args[k] for k in ("prepend_bos", "padding_side") if k in args}
-            )
+            # what the forward will tokenize, without setting the model's defaults
+            tokens = encode_batch(model, inp, args.get("prepend_bos"), args.get("padding_side"))
         elif isinstance(inp, Tensor):
             if args.get("start_at_layer") is None:
                 tokens = inp if inp.ndim == 2 else inp[None]
@@ -428,6 +436,7 @@ class Steering:
         signature = inspect.signature(type(model).forward)
 
         def forward(*args, **kwargs):
+            self._check_thread()
             bound = signature.bind(model, *args, **kwargs)
             self._begin_call(bound)
             # the next forward in the chain is read at call time, not captured: contexts may
@@ -474,6 +483,7 @@ class Steering:
 
     def _hook_for(self, layer: int):
         def hook(resid: Tensor, hook) -> Tensor:
+            self._check_thread()
             call = self._call
             if call is None:  # a block run directly, outside model.forward
                 if self._marker_ids:
@@ -527,10 +537,24 @@ class Steering:
 
     # ------------------------------------------------------------------ enter / exit
 
+    def _check_thread(self) -> None:
+        """A forward call (or a block run directly) from a thread other than the one that
+        entered this context is refused, never steered (see the module docstring)."""
+        owner = self._thread
+        if owner is not None and threading.current_thread() is not owner:
+            raise SteeringError(
+                f"Model {self.model.cfg.model_name!r} is being steered by another thread "
+                f"({owner.name!r}); this call would be steered by that thread's context. "
+                "actadd's calls (generate, sweeps, steering) wait their turn; call the model "
+                "directly only after that context is left."
+            )
+
     def __enter__(self) -> Steering:
         if self._active:
             raise SteeringError("This steering context is already active.")
         model = self.model
+        # waits while another thread holds the model (steering it, or generating)
+        self._thread = model_lock(model).acquire()
         self._previous_forward = vars(model).get("forward")
         try:
             self._wrapper = self._wrap_forward()
@@ -546,6 +570,15 @@ class Steering:
         return self
 
     def _remove(self) -> None:
+        try:
+            self._unpatch()
+        finally:
+            self._active = False
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                model_lock(self.model).release(thread)
+
+    def _unpatch(self) -> None:
         for hook_point, handle in self._handles:
             handle.hook.remove()
             if handle in hook_point.fwd_hooks:
@@ -565,7 +598,6 @@ class Steering:
                 if s._previous_forward is wrapper:
                     s._previous_forward = self._previous_forward
                     break
-        self._active = False
 
     def __exit__(self, *exc) -> None:
         self._remove()
@@ -645,9 +677,5 @@ def _padding_mask(model: Model, tokens: Tensor, args: dict) -> Tensor:
     prepend = args.get("prepend_bos", USE_DEFAULT_VALUE)
     if prepend in (USE_DEFAULT_VALUE, None):
         prepend = model.cfg.default_prepend_bos
-    old = tok.padding_side
-    tok.padding_side = side
-    try:
-        return get_attention_mask(tok, tokens, prepend)
-    finally:
-        tok.padding_side = old
+    # the side is passed, never set on the tokenizer (another thread may be reading it)
+    return get_attention_mask(tok, tokens, prepend, padding_side=side)

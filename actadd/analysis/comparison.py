@@ -64,6 +64,7 @@ from actadd.prefix import Condition, PrefixBatch
 from actadd.progress import bar as progress_bar
 from actadd.stats import pearson
 from actadd.steer import AlignLike, OnShort, Placement, as_placement
+from actadd.tokens import encode
 from actadd.vectors import SteeringVector
 
 # ---------------------------------------------------------------------- forwards
@@ -108,7 +109,7 @@ class PromptBatch(PrefixBatch):
 
     def __init__(self, model: Model, texts: Sequence[str]) -> None:
         self.texts = text_list(texts, "prompts")
-        self.token_lists = [model.to_tokens(t)[0].tolist() for t in self.texts]
+        self.token_lists = [encode(model, t) for t in self.texts]
         super().__init__(model, self.token_lists, padding="by_length", max_rows=128)
         self.prefetch(range(model.cfg.n_layers + 1))
         self.base = log_probs(self.clean).cpu()

@@ -78,8 +78,9 @@ from actadd.config import (
 )
 from actadd.errors import ConfigError, SteeringError, Validated
 from actadd.hooks import attn_scores, check_layer
+from actadd.modellock import exclusive
 from actadd.placement import Placement
-from actadd.tokens import EQUALIZE_RULES, Equalize, pair_token_ids
+from actadd.tokens import EQUALIZE_RULES, Equalize, encode, pair_token_ids
 from actadd.vectors import SteeringVector
 
 INJECTION_MODES: tuple[str, ...] = ("prepend", "append", "replace", "insert")
@@ -195,8 +196,8 @@ def inject_tokens(
         raise SteeringError("inject_tokens needs a non-empty prompt string.")
     if not isinstance(text, str):
         raise SteeringError(f"text must be a string, got {type(text).__name__}.")
-    ids = model.to_tokens(prompt, prepend_bos=True)[0].tolist()
-    extra = model.to_tokens(text, prepend_bos=False)[0].tolist() if text else []
+    ids = encode(model, prompt, prepend_bos=True)
+    extra = encode(model, text, prepend_bos=False) if text else []
     if mode == "insert":
         if isinstance(position, bool) or not isinstance(position, int):
             raise SteeringError(f"mode='insert' needs an int position, got {position!r}.")
@@ -273,7 +274,7 @@ def hidden_below(model: Model, positions: Sequence[int], layer: int) -> Iterator
         return scores.masked_fill(block, torch.finfo(scores.dtype).min)
 
     names = [attn_scores(model, b) for b in range(min(layer, model.cfg.n_layers))]
-    with model.hooks(fwd_hooks=[(name, hook) for name in names]):
+    with exclusive(model), model.hooks(fwd_hooks=[(name, hook) for name in names]):
         yield
 
 

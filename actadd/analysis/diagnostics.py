@@ -29,7 +29,7 @@ from actadd.config import text_list
 from actadd.errors import ConfigError, SteeringError
 from actadd.hooks import check_layer
 from actadd.prefix import PrefixBatch
-from actadd.tokens import Equalize, pair_token_ids
+from actadd.tokens import Equalize, encode, pair_token_ids
 from actadd.vectors import SteeringVector
 
 # ---------------------------------------------------------------------- norms
@@ -44,7 +44,7 @@ def residuals(
     layers = sorted({check_layer(model, int(layer)) for layer in layers})
     if not layers:
         raise ConfigError("No layers given.")
-    batch = PrefixBatch(model, [model.to_tokens(t)[0].tolist() for t in texts])
+    batch = PrefixBatch(model, [encode(model, t) for t in texts])
     batch.prefetch(layers)
     return batch, layers
 

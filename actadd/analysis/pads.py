@@ -41,7 +41,7 @@ from actadd.hooks import attn_pattern, resid_pre
 from actadd.metrics import kl_div, logprob_mass
 from actadd.prefix import PrefixBatch
 from actadd.steer import Align, Placement, steering
-from actadd.tokens import pair_token_ids
+from actadd.tokens import encode, pair_token_ids
 from actadd.vectors import SteeringVector
 
 SURGERY_METHODS: tuple[str, ...] = ("zero_massive", "mean_row")
@@ -70,7 +70,7 @@ def pair_tokens(
         raise SteeringError(f"pad rows exist for equalize 'right' or 'left', not {equalize!r}.")
     pos, neg = pair_token_ids(model, pair.positive, pair.negative, equalize, pad_token)
     lens = [
-        model.to_tokens(t, prepend_bos=True, truncate=False).shape[1]
+        len(encode(model, t, prepend_bos=True, truncate=False))
         for t in (pair.positive, pair.negative)
     ]
     short = min(lens)

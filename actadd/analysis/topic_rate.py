@@ -27,6 +27,7 @@ from actadd.backends import Model
 from actadd.generation import Sampling, generate_tokens, sample_seed
 from actadd.metrics import topic_counts
 from actadd.steer import steering
+from actadd.tokens import encode
 
 ARMS: tuple[str, ...] = ("unsteered", "actadd", "inject_replace")
 COLUMNS = "pair layer arm text_index sample topic_any completion".split()
@@ -46,7 +47,7 @@ def topic_rates(
 ) -> pd.DataFrame:
     """One row per (pair, arm, prompt, sample): :data:`COLUMNS`."""
     sampling = sampling or Sampling.paper()
-    clean = [model.to_tokens(p)[0].tolist() for p in prompts]
+    clean = [encode(model, p) for p in prompts]
     jobs = [(p, s) for p in range(len(prompts)) for s in range(n_samples)]
 
     def sample(lists: list[list[int]], vec=None) -> list[str]:

@@ -48,6 +48,7 @@ from actadd.kinds import BaseKind
 from actadd.metrics import kl_div, log_probs
 from actadd.plots.capability import capability_figure
 from actadd.stats import mcnemar_exact, paired_newcombe_interval, wilson_interval
+from actadd.tokens import encode
 
 NAME = "capability"
 KEYS = ("name", "model", "dataset", "pairs", "layers", "coeffs", "align", "topk", "limit")
@@ -111,7 +112,7 @@ def items_table(model, doc: dict[str, Any], limit: int) -> pd.DataFrame:
     items = doc["items"][:limit] if limit else doc["items"]
     rows = []
     for i, it in enumerate(items):
-        ids = model.to_tokens(" " + it["answer"], prepend_bos=False)[0].tolist()
+        ids = encode(model, " " + it["answer"], prepend_bos=False)
         rows.append(
             dict(
                 item=i,
@@ -156,7 +157,7 @@ def evaluate(model, config: dict[str, Any], items: pd.DataFrame) -> pd.DataFrame
     # longest was ~45% of the forward's work; each row is then a plain forward of its prompt
     batch = PrefixBatch(
         model,
-        [model.to_tokens(p)[0].tolist() for p in items.prompt],
+        [encode(model, p) for p in items.prompt],
         padding="by_length",
         max_rows=config["batch_rows"],
     )

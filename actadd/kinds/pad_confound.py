@@ -241,12 +241,12 @@ def run_pad_confound(spec: Spec, model, run) -> None:
     from actadd.metrics import target_token_ids
     from actadd.prefix import PrefixBatch
     from actadd.progress import bar as progress_bar
-    from actadd.tokens import single_token_id
+    from actadd.tokens import encode, single_token_id
     from actadd.vectors import SteeringVector
 
     n = model.cfg.n_layers
     layers = parse_layers(spec.layers, n)
-    ids = [model.to_tokens(t)[0].tolist() for t in spec.prompts]
+    ids = [encode(model, t) for t in spec.prompts]
     batch = PrefixBatch(model, ids, max_rows=spec.batch_rows)
     batch.prefetch(layers)
     stats = {layer: P.ordinary_stats(batch, layer) for layer in layers}
@@ -606,7 +606,7 @@ class PadConfoundKind(BaseKind):
 
     def check(self, spec: Spec, model) -> None:
         from actadd.metrics import target_token_ids
-        from actadd.tokens import single_token_id
+        from actadd.tokens import encode, single_token_id
 
         n = model.cfg.n_layers
         check_layers(parse_layers(spec.layers, n), n, "layers")
@@ -629,9 +629,9 @@ class PadConfoundKind(BaseKind):
             len(pair_tokens(model, pp.pair, spec.reference).positive) for pp in spec.pairs
         )
         for text in spec.prompts:
-            if model.to_tokens(text).shape[1] < longest:
+            if len(encode(model, text)) < longest:
                 raise ConfigError(
-                    f"prompt {text!r} is {model.to_tokens(text).shape[1]} tokens (leading token "
+                    f"prompt {text!r} is {len(encode(model, text))} tokens (leading token "
                     f"included), shorter than the longest pair's {longest} rows: front "
                     "injection needs a prompt at least as long as the vector."
                 )

@@ -226,10 +226,11 @@ def measure(model, c: dict[str, Any], corpus: pd.DataFrame) -> pd.DataFrame:
     """
     from actadd.metrics import token_logprobs
     from actadd.steer import steering
+    from actadd.tokens import encode
     from actadd.vectors import SteeringVector
 
     kept = corpus[corpus.kept].reset_index(drop=True)
-    ids = [model.to_tokens(t, prepend_bos=True)[0].tolist() for t in kept.text]
+    ids = [encode(model, t, prepend_bos=True) for t in kept.text]
     bs = int(c["batch_size"])
     pair = c["pair"]
     vectors = SteeringVector.from_pair_layers(
@@ -270,7 +271,7 @@ def measure(model, c: dict[str, Any], corpus: pd.DataFrame) -> pd.DataFrame:
                     rows("actadd", layer, coeff, nll(token_logprobs(model, ids, batch_size=bs)))
                 )
     if c["prompting"]:
-        prefix = model.to_tokens(pair.positive, prepend_bos=False)[0].tolist()
+        prefix = encode(model, pair.positive, prepend_bos=False)
         prompted = [t[:1] + prefix + t[1:] for t in ids]
         lps = token_logprobs(model, prompted, batch_size=bs)
         frames.append(rows("prompt", -1, 1.0, nll(lps, shift=len(prefix))))

@@ -49,6 +49,7 @@ from actadd.backends import Model
 from actadd.errors import ActAddError, ConfigError
 from actadd.sweeps.engine import Unit, UnitRunner
 from actadd.sweeps.spec import SweepSpec
+from actadd.tokens import encode
 
 ADDRESS_HELP = (
     "--ray takes no address (start a local Ray cluster here), 'auto' (join the cluster "
@@ -141,7 +142,7 @@ def model_fingerprint(model: Model) -> str:
         for t in (model.W_E[:16], model.W_U[:, :16], model.blocks[-1].mlp.W_out[:16]):
             h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     if model.tokenizer is not None:
-        h.update(str(model.to_tokens("Fingerprint: 12 weddings!")[0].tolist()).encode())
+        h.update(str(encode(model, "Fingerprint: 12 weddings!")).encode())
     return h.hexdigest()[:16]
 
 

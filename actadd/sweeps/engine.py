@@ -34,6 +34,7 @@ from actadd.prefix import PrefixBatch
 from actadd.steer import Align, Placement, steering
 from actadd.sweeps.method_vectors import MethodVectors
 from actadd.sweeps.spec import PAIR_METHODS, SweepSpec
+from actadd.tokens import encode
 from actadd.vectors import SteeringVector
 
 UNSTEERED = "(unsteered)"
@@ -132,7 +133,7 @@ class TextGroup:
         self.index = list(range(len(texts)))
         self.batch = PrefixBatch(
             model,
-            [model.to_tokens(t)[0].tolist() for t in texts],
+            [encode(model, t) for t in texts],
             positions="last" if kind == "prompt" else "all",
             max_rows=max_rows,
         )
@@ -241,7 +242,7 @@ def generation_unit(
     g = spec.generation
     sampling = Sampling(temperature=g.temperature, top_p=g.top_p, freq_penalty=g.freq_penalty)
     jobs = [(p, s) for p in range(len(spec.prompts)) for s in range(g.n_samples)]
-    ids = [model.to_tokens(t)[0].tolist() for t in spec.texts(model)[0]]
+    ids = [encode(model, t) for t in spec.texts(model)[0]]
     cols = unit.columns(spec)
     if unit.pair == -1:
         cells: list[tuple[float, str, Align | None]] = [(0.0, "none", None)]
@@ -343,7 +344,7 @@ def naive_next_token(model: Model, spec: SweepSpec) -> pd.DataFrame:
     """
     targets = spec.target_ids(model)
     texts = [
-        (kind, i, model.to_tokens(t))
+        (kind, i, torch.tensor([encode(model, t)], device=model.cfg.device))
         for kind, group in (("prompt", spec.prompts), ("neutral", spec.neutral_texts))
         for i, t in enumerate(group)
     ]

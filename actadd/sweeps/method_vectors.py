@@ -18,6 +18,7 @@ from actadd.forward import left_pad, real_positions, residuals
 from actadd.generation import sample_seed
 from actadd.methods import dataset_vectors, with_norm
 from actadd.sweeps.spec import SweepSpec
+from actadd.tokens import encode
 from actadd.vectors import SteeringVector
 
 
@@ -87,7 +88,7 @@ class MethodVectors:
         ``z ~ N(0, I_n)`` is exactly ``N(0, Σ̂)``, the residual stream's empirical covariance."""
 
         def build() -> dict[int, torch.Tensor]:
-            ids = [self.model.to_tokens(t)[0].tolist() for t in self.spec.prompts]
+            ids = [encode(self.model, t) for t in self.spec.prompts]
             tokens, mask = left_pad(self.model, ids)
             with torch.no_grad():
                 acts = residuals(self.model, tokens, self.layers, attention_mask=mask)

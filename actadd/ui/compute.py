@@ -32,7 +32,7 @@ from actadd.generation import compare
 from actadd.methods import dataset_vectors
 from actadd.steer import steering
 from actadd.sweeps import SweepSpec, execute
-from actadd.tokens import single_token_id
+from actadd.tokens import encode, single_token_id
 from actadd.ui.settings import Settings
 from actadd.vectors import SteeringVector
 
@@ -134,7 +134,7 @@ def run(
         progress=False,
     )
     stage(2)
-    tokens = model.to_tokens(s.prompt)
+    tokens = torch.tensor([encode(model, s.prompt)], device=model.cfg.device)
     with torch.no_grad():
         clean = last_logits(model, tokens)[0]
         with steering(model, vector, s.align) as ctx:

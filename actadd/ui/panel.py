@@ -7,11 +7,13 @@ notebooks and Voila (``make playground``).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import Any
 
 import ipywidgets as W
+import traitlets
 from transformer_lens import HookedTransformer
 
 from actadd.errors import ActAddError, SteeringError
@@ -24,6 +26,53 @@ from actadd.ui.worker import LatestWorker
 # serves the page on a tiny model this way); otherwise the embedded SmolLM2
 MODEL_ENV = "ACTADD_PLAYGROUND_MODEL"
 COEFF_RANGE = 20.0
+
+
+class _WideIntSlider(W.IntSlider):
+    """An ``IntSlider`` that widens its range to a value set past it (``panel.layer.value
+    = 99``, ``playground(layer=99)``) instead of clamping the value silently: the panel then
+    refuses it with one line, before any compute."""
+
+    @traitlets.validate("value")
+    def _validate_value(self, proposal):
+        value = proposal["value"]
+        if value > self.max:
+            self.max = value
+        if value < self.min:
+            self.min = value
+        return value
+
+
+class _WideFloatSlider(W.FloatSlider):
+    """A ``FloatSlider`` that widens its range to a value set past it (see
+    :class:`_WideIntSlider`)."""
+
+    @traitlets.validate("value")
+    def _validate_value(self, proposal):
+        value = proposal["value"]
+        if value > self.max:
+            self.max = value
+        if value < self.min:
+            self.min = value
+        return value
+
+
+class _WideLogSlider(W.FloatLogSlider):
+    """A ``FloatLogSlider`` that widens its exponent range to a positive value set past it
+    (see :class:`_WideIntSlider`); 0 has no place on it (the panel refuses a log-scale
+    coefficient of 0 itself)."""
+
+    @traitlets.validate("value")
+    def _validate_value(self, proposal):
+        value = proposal["value"]
+        if not value > 0:
+            return self.base**self.min
+        exponent = math.log(value, self.base)
+        if exponent > self.max:
+            self.max = math.ceil(exponent)
+        if exponent < self.min:
+            self.min = math.floor(exponent)
+        return value
 
 
 def _numbers(text: str, what: str) -> tuple[float, ...]:
@@ -43,10 +92,15 @@ class Playground:
     ``run_button.click()``, then :meth:`wait`; the last run's :class:`compute.Result` is
     ``result``, the last map ``map_grid``, the last error line ``error.value``.
 
-    The work runs on a background thread and steers ``model`` itself (a steering context
-    patches its ``forward`` and adds hooks, for every thread): a forward of the same model
-    elsewhere while the panel is busy is steered too, and can break the panel's run. Call
-    :meth:`wait` before using the model in another cell.
+    The work runs on a background thread, which holds the model while it computes
+    (:mod:`actadd.modellock`): actadd's calls on the same model from another cell
+    (``generate``, a sweep, ``steering``) wait for the panel's current step, and a direct
+    ``model(...)`` while the panel is steering raises a SteeringError instead of being
+    steered. Call :meth:`wait` first to use the model without waiting.
+
+    Inputs are never clamped to a widget's range: a layer past the model's, or a
+    coefficient past the slider's, widens the slider and is refused (or used) as typed; a
+    coefficient of 0 on the log scale is refused with one line.
     """
 
     def __init__(self, model: HookedTransformer, settings: Settings | None = None) -> None:
@@ -72,14 +126,20 @@ class Playground:
         self.dataset = W.Text(s.dataset, description="dataset")
         self.position = W.Dropdown(options=("last", "mean"), value=s.position, description="at")
         n = model.cfg.n_layers
-        self.layer = W.IntSlider(
-            s.layer, min=0, max=n - 1, description="layer", continuous_update=False
+        # ranges that hold the starting values: traitlets checks a widget's value against
+        # its range in no fixed order while it is made, so widening then is not reliable
+        self.layer = _WideIntSlider(
+            s.layer,
+            min=min(0, s.layer),
+            max=max(n - 1, s.layer),
+            description="layer",
+            continuous_update=False,
         )
         self.layer.add_class("actadd-layer")
-        self.coeff = W.FloatSlider(
+        self.coeff = _WideFloatSlider(
             s.coeff,
-            min=-COEFF_RANGE,
-            max=COEFF_RANGE,
+            min=-max(COEFF_RANGE, abs(s.coeff)),
+            max=max(COEFF_RANGE, abs(s.coeff)),
             step=0.1,
             description="coefficient",
             continuous_update=False,
@@ -87,9 +147,17 @@ class Playground:
         self.log = W.Checkbox(False, description="log scale", indent=False, layout=lay)
         self.sign = W.ToggleButtons(options=("+", "−"), value="+", layout=lay)
         self.sign.style.button_width = "32px"
-        self.magnitude = W.FloatLogSlider(
-            abs(s.coeff) or 1.0, base=10, min=-2, max=2, step=0.05, description="|coefficient|"
+        exponent = math.log10(abs(s.coeff) or 1.0)
+        self.magnitude = _WideLogSlider(
+            abs(s.coeff) or 1.0,
+            base=10,
+            min=min(-2, math.floor(exponent)),
+            max=max(2, math.ceil(exponent)),
+            step=0.05,
+            description="|coefficient|",
         )
+        # a coefficient of 0 asked for on the log scale, which cannot show it: refused at Run
+        self._log_zero = False
         self.align = W.Combobox(
             value=s.align, options=ALIGN_CHOICES, description="align", ensure_option=False
         )
@@ -134,6 +202,9 @@ class Playground:
         self.run_button.on_click(lambda _: self.run())
         self.map_button.on_click(lambda _: self.quick_map())
         self.log.observe(self._toggle_log, names="value")
+        self.layer.observe(self._narrow_layer, names="value")
+        self.magnitude.observe(self._moved_magnitude, names="value")
+        self.sign.observe(self._moved_magnitude, names="value")
         self.source.observe(self._toggle_source, names="value")
         self.widget = self._layout()
         self._toggle_log()
@@ -200,6 +271,15 @@ class Playground:
         self._log_box.layout.display = "" if self._log_on else "none"
         self.set_coeff(c)
 
+    def _narrow_layer(self, *_) -> None:
+        """Back to the model's layers once the layer is one of them again."""
+        last = self.model.cfg.n_layers - 1
+        if 0 <= self.layer.value <= last:
+            self.layer.min, self.layer.max = 0, last
+
+    def _moved_magnitude(self, *_) -> None:
+        self._log_zero = False
+
     def _toggle_source(self, *_) -> None:
         pair = self.source.value == "pair"
         self._pair_box.layout.display = "" if pair else "none"
@@ -211,23 +291,31 @@ class Playground:
     def coeff_value(self) -> float:
         """The coefficient, from the linear slider or (log scale) sign × magnitude."""
         if getattr(self, "_log_on", False):
+            if self._log_zero:
+                return 0.0
             return (-1.0 if self.sign.value == "−" else 1.0) * float(self.magnitude.value)
         return float(self.coeff.value)
 
     def set_coeff(self, value: float) -> None:
         """Show ``value`` on whichever coefficient control is active."""
         if getattr(self, "_log_on", False):
-            self.sign.value = "−" if value < 0 else "+"
-            self.magnitude.value = min(
-                max(abs(value), 10**self.magnitude.min), 10**self.magnitude.max
-            )
+            if value != 0:  # past the slider's range, it widens (never clamps)
+                self.sign.value = "−" if value < 0 else "+"
+                self.magnitude.value = abs(value)
+            self._log_zero = value == 0
         else:
             if abs(value) > self.coeff.max:  # a map cell past the slider's range widens it
                 self.coeff.max, self.coeff.min = abs(value), -abs(value)
             self.coeff.value = value
+            self._log_zero = False
 
     def settings(self) -> Settings:
         """The current inputs as :class:`Settings` (raises a one-line ActAddError)."""
+        if getattr(self, "_log_on", False) and self._log_zero:
+            raise SteeringError(
+                "A coefficient of 0 is not on the log scale (|coefficient| > 0): turn log "
+                "scale off to steer with 0, or pick a magnitude."
+            )
         return Settings(
             prompt=self.prompt.value,
             source=self.source.value,

@@ -18,8 +18,8 @@ from actadd.errors import ActAddError, ConfigError, SteeringError
 from actadd.generation import GREEDY, Sampling
 from actadd.methods import DATASET_METHODS, POSITIONS
 from actadd.metrics import target_token_ids
-from actadd.placement import PHASE_KINDS, Align
-from actadd.tokens import EQUALIZE_RULES, single_token_id
+from actadd.placement import ONE_ROW_KINDS, PHASE_KINDS, Align, prompt_positions
+from actadd.tokens import EQUALIZE_RULES, encode, pair_token_ids, single_token_id
 
 # where the vector comes from: ActAdd's pair, or a dataset method of actadd.methods
 SOURCES: tuple[str, ...] = ("pair", *DATASET_METHODS)
@@ -33,6 +33,12 @@ ALIGN_CHOICES: tuple[str, ...] = (
     "generated:8",
     "from:<|im_start|>",
 )
+
+
+# The largest |coefficient| a run takes. A residual stream is ~1e2 in norm, so past this a
+# steered forward is the vector alone; and a pair's vector times ~1e38 overflows float32,
+# which the library only finds after computing the vector.
+COEFF_LIMIT = 1e6
 
 
 def _finite(x: object) -> bool:
@@ -99,10 +105,19 @@ class Settings:
         for name in ("coeff", "temperature", "top_p", "freq_penalty"):
             if not _finite(getattr(self, name)):
                 raise SteeringError(f"{name} must be a finite number, got {getattr(self, name)!r}.")
+        if abs(self.coeff) > COEFF_LIMIT:
+            raise SteeringError(
+                f"coeff {self.coeff:g} is too large: allowed -{COEFF_LIMIT:g}..{COEFF_LIMIT:g}."
+            )
         self.sampling  # noqa: B018 - Sampling validates temperature and top_p
         if not self.map_coeffs or not all(_finite(c) for c in self.map_coeffs):
             raise SteeringError(
                 f"map coefficients must be finite numbers, got {self.map_coeffs!r}."
+            )
+        if any(abs(c) > COEFF_LIMIT for c in self.map_coeffs):
+            raise SteeringError(
+                f"map coefficients {self.map_coeffs!r} too large: allowed "
+                f"-{COEFF_LIMIT:g}..{COEFF_LIMIT:g}."
             )
 
     # ------------------------------------------------------------------ derived
@@ -113,7 +128,7 @@ class Settings:
 
     @property
     def one_row_align(self) -> bool:
-        return self.parsed_align.kind in (*PHASE_KINDS, "positions")
+        return self.parsed_align.kind in (*ONE_ROW_KINDS, "positions")
 
     @property
     def sampling(self) -> Sampling:
@@ -160,12 +175,30 @@ class Settings:
             single_token_id(model, self.pad_token, "pad token")
         if self.parsed_align.kind == "from":
             single_token_id(model, self.parsed_align.marker, "marker token")
-        n_prompt = model.to_tokens(self.prompt, truncate=False).shape[1]
+        # as actadd.generate tokenizes it (never model.to_tokens, which sets the model's
+        # default for the call: this runs on the panel's thread while the worker computes)
+        n_prompt = len(encode(model, self.prompt, prepend_bos=True, truncate=False))
         if n_prompt + self.max_new_tokens > model.cfg.n_ctx:
             raise SteeringError(
                 f"The prompt is {n_prompt} tokens; with {self.max_new_tokens} new tokens it "
                 f"passes the model's context of {model.cfg.n_ctx}: shorten one of them."
             )
+        align = self.parsed_align
+        if align.kind not in PHASE_KINDS:  # the vector's rows must fit on the prompt
+            k = 1
+            if self.source == "pair" and not self.one_row_align:
+                pos, _ = pair_token_ids(
+                    model, self.positive, self.negative, self.equalize, self.pad_token
+                )
+                k = len(pos)
+            try:
+                prompt_positions(align, k, n_prompt)
+            except SteeringError:
+                raise SteeringError(
+                    f"align {self.align} does not fit the prompt: it has {n_prompt} tokens "
+                    f"(leading token included) for a {k}-row vector; pick another alignment "
+                    "or a longer prompt."
+                ) from None
 
     def check_map(self, model: HookedTransformer) -> None:
         """What the quick map needs of the model: its layers and single-token targets."""

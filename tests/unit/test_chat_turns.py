@@ -113,9 +113,10 @@ def test_span_parses_prints_and_refuses_bad_input(tiny_llama):
     with pytest.raises(SteeringError, match="adds one d_model vector"):
         steering(tiny_llama, SteeringVector.from_pair(tiny_llama, "Love", "Hate", 1), "span:1:1")
     tokens = tiny_llama.to_tokens("Hi")
-    with steering(tiny_llama, one_row(tiny_llama), "span:2:1"):
-        with pytest.raises(SteeringError, match="the span is empty"):
-            tiny_llama(tokens)
+    for span in ("span:2:1", "span:3:2"):  # empty, and start past the end (no bare error)
+        with steering(tiny_llama, one_row(tiny_llama), span):
+            with pytest.raises(SteeringError, match="the span is empty"):
+                tiny_llama(tokens)
 
 
 def test_user_turn_span_refuses_a_template_that_rewrites_the_message(tiny_llama, monkeypatch):

@@ -3,9 +3,11 @@ driven from Python on tiny-llama. The panel's outputs must be the library's own.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
+from model_state import changes, snapshot
 
 import actadd
 from actadd import SteeringVector
@@ -58,6 +60,8 @@ def panel(tiny_llama):
         (dict(coeff=float("nan")), "coeff must be a finite number"),
         (dict(freq_penalty=float("inf")), "freq_penalty must be a finite number"),
         (dict(map_coeffs=(1.0, float("nan"))), "map coefficients must be finite"),
+        (dict(coeff=1e39), r"coeff 1e\+39 is too large: allowed -1e\+06\.\.1e\+06"),
+        (dict(map_coeffs=(1.0, -2e6)), "map coefficients .* too large"),
     ],
 )
 def test_bad_settings_are_one_line_errors(change, message):
@@ -76,6 +80,13 @@ def test_model_checks_come_before_compute(tiny_llama):
     with pytest.raises(ActAddError, match="comma-separated words"):
         Settings(**{**BASE, "target_words": " , "}).check_map(tiny_llama)
     Settings(**{**BASE, "target_words": ""}).check(tiny_llama)  # a run needs no targets
+    with pytest.raises(ActAddError, match="align offset:9999 does not fit the prompt"):
+        Settings(**{**BASE, "align": "offset:9999"}).check(tiny_llama)
+    with pytest.raises(ActAddError, match="align back does not fit the prompt"):
+        Settings(**{**BASE, "prompt": "a", "align": "back"}).check(tiny_llama)
+    with pytest.raises(ActAddError, match="align span:5:8 does not fit the prompt"):
+        Settings(**{**BASE, "align": "span:5:8"}).check(tiny_llama)
+    Settings(**{**BASE, "align": "span:1:1"}).check(tiny_llama)  # a pair's mean: one row
 
 
 # ---------------------------------------------------------------------- compute
@@ -364,3 +375,95 @@ def test_newest_click_wins_in_the_panel(panel, tiny_llama):
     release.set()
     assert panel.wait(60)
     assert shown == [2] and panel.result.settings.layer == 2
+
+
+@pytest.mark.parametrize(
+    "set_input, kept, message",
+    [
+        (
+            lambda p: setattr(p.layer, "value", 99),
+            lambda p: p.layer.value == 99,
+            r"layer \[99\] out of range for tiny-llama: allowed 0\.\.3",
+        ),
+        (
+            lambda p: (setattr(p.log, "value", True), p.set_coeff(0.0)),
+            lambda p: p.coeff_value == 0.0,
+            "coefficient of 0 is not on the log scale",
+        ),
+        (
+            lambda p: setattr(p.align, "value", "offset:9999"),
+            lambda p: p.align.value == "offset:9999",
+            "align offset:9999 does not fit the prompt",
+        ),
+        (
+            lambda p: p.set_coeff(1e39),
+            lambda p: p.coeff_value == 1e39,
+            r"coeff 1e\+39 is too large",
+        ),
+        (
+            lambda p: setattr(p.coeff, "value", 1e39),  # the slider itself, past its range
+            lambda p: p.coeff_value == 1e39,
+            r"coeff 1e\+39 is too large",
+        ),
+        (
+            lambda p: (setattr(p.log, "value", True), p.set_coeff(1e39)),
+            lambda p: p.coeff_value == 1e39,
+            r"coeff 1e\+39 is too large",
+        ),
+    ],
+    ids=[
+        "layer-99",
+        "log-coefficient-0",
+        "offset-9999",
+        "coefficient-1e39",
+        "slider-1e39",
+        "log-1e39",
+    ],
+)
+def test_out_of_range_inputs_are_kept_and_refused_in_one_line_before_any_compute(
+    panel, set_input, kept, message
+):
+    set_input(panel)
+    assert kept(panel)  # never clamped to what the widget can show
+    assert panel.run() is None and not panel.worker.busy()  # nothing submitted
+    assert panel.result is None
+    assert re.search(message, panel.error.value) and "\n" not in panel.error.value
+
+
+def test_a_layer_past_the_model_given_at_start_is_refused_not_clamped(tiny_llama):
+    p = actadd.playground(tiny_llama, **{**BASE, "layer": 99})
+    assert p.layer.value == 99
+    assert p.run() is None and "layer [99] out of range" in p.error.value
+    p.layer.value = 2  # back in range: the slider narrows to the model's layers again
+    assert (p.layer.min, p.layer.max) == (0, 3)
+    assert p.run() is not None and p.wait(60) and p.error.value == ""
+
+
+def test_a_log_coefficient_of_0_is_refused_until_a_magnitude_is_picked(panel):
+    panel.log.value = True
+    panel.set_coeff(0.0)
+    assert panel.run() is None and "log scale" in panel.error.value
+    panel.magnitude.value = 0.5
+    assert panel.coeff_value == 0.5
+    panel.set_coeff(0.0)
+    panel.log.value = False  # 0 is fine on the linear slider
+    assert panel.coeff_value == 0.0 and panel.run() is not None
+    assert panel.wait(60) and panel.error.value == ""
+
+
+def test_pressing_run_three_times_quickly_never_changes_the_model(panel, tiny_llama):
+    """The issue's case: quick clicks used to leave ``default_prepend_bos`` False for good
+    (the click's settings check tokenized while the worker did); every later
+    ``model(text)`` then dropped the leading token."""
+    n_hello = len("hello") + 1
+    assert len(tiny_llama.to_tokens("hello")[0]) == n_hello
+    before = snapshot(tiny_llama)
+    for i in range(6):
+        panel.layer.value = i % 4
+        for _ in range(3):
+            panel.run_button.click()
+    assert panel.wait(120)
+    assert panel.error.value == "" and panel.result.settings.layer == 1
+    assert changes(before, snapshot(tiny_llama)) == []
+    assert len(tiny_llama.to_tokens("hello")[0]) == n_hello
+    assert tiny_llama("hello").shape[1] == n_hello
