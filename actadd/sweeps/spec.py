@@ -492,6 +492,8 @@ class SweepSpec:
 
     def validate(self, model) -> None:
         """Check everything that depends on the model. Raises ConfigError."""
+        from actadd.tokens import encode
+
         n = model.cfg.n_layers
         check_layers(self.layer_list(n), n, "layers")
         self.target_ids(model)
@@ -505,7 +507,7 @@ class SweepSpec:
             ("pair prompt", [t for p in self.pairs for t in (p.positive, p.negative)], 0),
         ):
             for text in texts:
-                length = model.to_tokens(text, truncate=False).shape[1] + extra
+                length = len(encode(model, text, truncate=False)) + extra
                 if length > model.cfg.n_ctx:
                     plus = f" + {extra} new tokens" if extra else ""
                     raise ConfigError(
@@ -524,10 +526,10 @@ class SweepSpec:
         if self.turn is not None:
             return  # one row on the turn's own tokens (user_span checked the user turn)
         from actadd.placement import PHASE_KINDS, prompt_positions
-        from actadd.tokens import pair_token_ids
+        from actadd.tokens import encode, pair_token_ids
 
         texts = [("prompt", t) for t in prompts] + [("neutral text", t) for t in neutral]
-        lengths = [(kind, t, model.to_tokens(t, truncate=False).shape[1]) for kind, t in texts]
+        lengths = [(kind, t, len(encode(model, t, truncate=False))) for kind, t in texts]
         vectors = []
         if "actadd" in self.methods:
             for p in self.pairs:
