@@ -31,8 +31,18 @@ class ChatTemplateError(ActAddError, ValueError):
     """A model has no chat template, or chat messages are malformed."""
 
 
+class DiskFullError(ActAddError, OSError):
+    """The device ran out of space while a result file was written; nothing half-written is
+    left (files are written to a temporary name and renamed into place)."""
+
+
 class ModelCacheWarning(UserWarning):
     """A damaged converted-model cache entry was found and is being rebuilt."""
+
+
+class UncheckedRunWarning(UserWarning):
+    """A run directory has no manifest (``tables.json``), so its tables cannot be checked
+    against the run that wrote them: its numbers are used as they are."""
 
 
 class Validated:
