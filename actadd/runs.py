@@ -459,6 +459,7 @@ class RunDir:
         )
 
     def set_phase(self, phase: str) -> None:
+        """Say in the lock what the writer does now (``"figures"``: others wait for it)."""
         if self._locked:
             owner = self._read_lock(self.out / LOCK) or {}
             write_json(self.out / LOCK, {**owner, "phase": phase})
