@@ -439,6 +439,11 @@ class RunDir:
                 raw = path.read_bytes()
             except FileNotFoundError:
                 return None
+            except OSError as exc:
+                raise ConfigError(
+                    f"{path} cannot be read as a lock ({exc.strerror}): if no actadd process is "
+                    f"writing {self.out}, delete it and try again."
+                ) from None
             try:
                 owner = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
@@ -462,7 +467,8 @@ class RunDir:
         """Say in the lock what the writer does now (``"figures"``: others wait for it)."""
         if self._locked:
             owner = self._read_lock(self.out / LOCK) or {}
-            write_json(self.out / LOCK, {**owner, "phase": phase})
+            with self._space(f"actadd figures {self.out}"):
+                write_json(self.out / LOCK, {**owner, "phase": phase})
 
     @contextmanager
     def hold(self, phase: str = "figures", wait: float = FIGURES_WAIT) -> Iterator[RunDir]:
