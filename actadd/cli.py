@@ -4,6 +4,7 @@ actadd suite [--quick] [--results DIR] [--fresh] [--allow-dirty] [--ray [ADDRESS
 actadd run CONFIG.toml [--out DIR] [--quick] [--resume] [--ray [ADDRESS]]
 actadd sweep CONFIG.toml [--out DIR] [--resume] [--ray [ADDRESS]]
 actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
+actadd verify RUN_DIR ... | --all [DIR]            check every file a run recorded
 actadd report [--results DIR]                      claims with intervals and tests -> REPORT.md
 actadd kinds                                       list experiment kinds
 actadd vector export|import|show ...               llama.cpp control vectors (GGUF)
@@ -18,7 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
-from actadd.errors import ActAddError, ConfigError
+from actadd.errors import ActAddError, ConfigError, UncheckedRunWarning
 
 DEFAULT_SUITE = Path("experiments/suite.toml")
 REFERENCE_RESULTS = Path("results")
@@ -167,16 +168,17 @@ def cmd_suite(args) -> int:
 
 def cmd_figures(args) -> int:
     from actadd.experiments import figures_for
+    from actadd.runs import run_dirs
 
-    runs = [Path(r) for r in args.runs] or sorted(
-        p.parent for p in Path(args.results).glob("*/config.json")
-    )
+    runs = [Path(r) for r in args.runs] or run_dirs(args.results)
     if not runs:
         raise ConfigError(f"No run directories (with config.json) under {args.results}.")
+    if args.wait is not None and args.wait < 0:
+        raise ConfigError(f"--wait must be >= 0 seconds, got {args.wait}.")
     failed = 0
     for run in runs:
         try:
-            paths = figures_for(run)
+            paths = figures_for(run, wait=args.wait)
         except ActAddError as exc:
             failed += 1
             print(f"actadd: error: {run}: {exc}", file=sys.stderr)
@@ -194,6 +196,36 @@ def cmd_figures(args) -> int:
             file=sys.stderr,
         )
         return 2
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Exit 0 when every run passes, 1 when one does not (each problem on a line)."""
+    from actadd.experiments import verify_run
+    from actadd.runs import RunDir, run_dirs
+
+    runs = [Path(r) for r in args.runs]
+    if args.all is not None:
+        found = run_dirs(args.all)
+        if not found:
+            raise ConfigError(f"No run directories under {args.all}.")
+        runs += found
+    if not runs:
+        raise ConfigError("Name the run directories to verify, or --all RESULTS_DIR.")
+    failed = 0
+    for run in runs:
+        problems = verify_run(run)
+        for problem in problems:
+            print(f"{run}: {problem}")
+        if problems:
+            failed += 1
+            continue
+        legacy = RunDir.existing(run).manifest_format() == 1
+        note = " (legacy run: tables checked; config.json and env.json carry no checksum)"
+        print(f"{run}: ok" + (note if legacy else ""))
+    if failed:
+        print(f"actadd: {failed} of {len(runs)} runs failed verification.", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -278,7 +310,29 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="redraw figures from saved tables")
     f.add_argument("runs", nargs="*")
     f.add_argument("--results", default="results")
+    f.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for another process drawing the same run's figures "
+        "(default 300); a run that another process is computing is refused at once",
+    )
     f.set_defaults(func=cmd_figures)
+
+    v = sub.add_parser(
+        "verify", help="check every file of runs against their manifests and checksums"
+    )
+    v.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    v.add_argument(
+        "--all",
+        nargs="?",
+        const="results",
+        default=None,
+        metavar="RESULTS_DIR",
+        help="every run directory under RESULTS_DIR (default results/)",
+    )
+    v.set_defaults(func=cmd_verify)
 
     k = sub.add_parser("kinds", help="list experiment kinds")
     k.set_defaults(func=cmd_kinds)
@@ -293,10 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():  # restores the warning display when main returns
         shown = warnings.showwarning
+        # a run whose tables cannot be checked is said loudly, whatever the warning filters
+        warnings.simplefilter("always", UncheckedRunWarning)
 
         def note(message, category, *rest, **kw) -> None:
-            """actadd's own warnings (actadd.errors) as one line each."""
-            if category.__module__ == "actadd.errors":
+            """actadd's own warnings (actadd.errors) as one line each: a run that cannot be
+            checked is a warning, the others are notes."""
+            if issubclass(category, UncheckedRunWarning):
+                print(f"actadd: warning: {message}", file=sys.stderr)
+            elif category.__module__ == "actadd.errors":
                 print(f"actadd: note: {message}", file=sys.stderr)
             else:
                 shown(message, category, *rest, **kw)
@@ -315,6 +374,15 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
         except ActAddError as exc:
             print(f"actadd: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            from actadd.runinfo import disk_full
+
+            if not disk_full(exc):
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            print(f"actadd: error: no space left on device{where}; free space and rerun.",
+                  file=sys.stderr)  # fmt: skip
             return 2
 
 

@@ -31,6 +31,11 @@ class ChatTemplateError(ActAddError, ValueError):
     """A model has no chat template, or chat messages are malformed."""
 
 
+class DiskFullError(ActAddError, OSError):
+    """The device ran out of space while a result file was written; nothing half-written is
+    left (files are written to a temporary name and renamed into place)."""
+
+
 class ModelCacheWarning(UserWarning):
     """A damaged converted-model cache entry was found and is being rebuilt."""
 
@@ -41,6 +46,11 @@ class VectorFileWarning(UserWarning):
 
 class FigureSubsetWarning(UserWarning):
     """A run's figures were drawn from a subset of its grid (the tables hold all of it)."""
+
+
+class UncheckedRunWarning(UserWarning):
+    """A run directory has no manifest (``tables.json``), so its tables cannot be checked
+    against the run that wrote them: its numbers are used as they are."""
 
 
 class Validated:

@@ -78,6 +78,8 @@ def run_experiment(
             kind.run(spec, model, run, backend=backend)
         else:
             kind.run(spec, model, run)
+        run.mark_complete()
+        run.set_phase("figures")  # `actadd figures` on this run now waits, not fails
         run.redraw(kind.figures)
     return Path(out)
 
@@ -89,9 +91,37 @@ def run_config(
     return run_experiment(read_config(path, quick), out, resume=resume, backend=backend)
 
 
-def figures_for(out: str | Path) -> list[Path]:
-    """Redraw a run directory's figures from its saved tables (no model)."""
-    from actadd.runs import RunDir
+def figures_for(out: str | Path, *, wait: float | None = None) -> list[Path]:
+    """Redraw a run directory's figures from its saved tables (no model), after checking
+    the run (:func:`check_run`). The run's lock is held while drawing; a writer that is
+    drawing the run's figures is waited for (up to ``wait`` seconds), any other refused."""
+    from actadd.runs import FIGURES_WAIT, RunDir
 
     run = RunDir.existing(out)
-    return run.redraw(kind_of(run.config).figures)
+    kind = kind_of(run.config)
+    with run.hold("figures", FIGURES_WAIT if wait is None else wait):
+        check_run(run)
+        return run.redraw(kind.figures)
+
+
+def _part_tables(run):
+    return getattr(kind_of(run.config), "part_tables", None)
+
+
+def check_run(run) -> None:
+    """Refuse a run (a :class:`actadd.runs.RunDir`) that ``actadd verify`` would not pass:
+    one ConfigError line naming the first damaged, missing or unrecorded file."""
+    run.check(_part_tables(run))
+
+
+def verify_run(out: str | Path) -> list[str]:
+    """Every problem of the run directory ``out`` (``actadd verify``), one line each naming
+    the file and the repair; [] for a sound run."""
+    from actadd.runs import RunDir
+
+    try:
+        run = RunDir.existing(out)
+        part_tables = _part_tables(run)
+    except ConfigError as exc:
+        return [str(exc)]
+    return run.problems(part_tables)

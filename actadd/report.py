@@ -20,11 +20,13 @@ from actadd.errors import ConfigError
 
 def collect(results: Path) -> tuple[list[Claim], list[dict]]:
     """The adjusted claims of every run directory under ``results`` (suite order first),
-    and one provenance row per run."""
-    from actadd.kinds import get_kind
-    from actadd.runs import RunDir
+    and one provenance row per run. Each run is checked first (``actadd verify``): a
+    damaged, incomplete or edited run is one ConfigError line naming it."""
+    from actadd.errors import ActAddError
+    from actadd.experiments import check_run, kind_of
+    from actadd.runs import RunDir, run_dirs
 
-    runs = sorted(p.parent for p in results.glob("*/config.json"))
+    runs = run_dirs(results)
     if not runs:
         raise ConfigError(f"No run directories (with config.json) under {results}.")
     order = _suite_order(results)
@@ -33,10 +35,23 @@ def collect(results: Path) -> tuple[list[Claim], list[dict]]:
     prov = []
     for out in runs:
         run = RunDir.existing(out)
-        kind = get_kind(run.config.get("kind"))
-        claims += kind.claims(run)
-        env = json.loads((out / "env.json").read_text()) if (out / "env.json").exists() else {}
-        model = env.get("model") or {}
+        try:
+            kind = kind_of(run.config)
+        except ConfigError as exc:
+            raise ConfigError(f"{out / 'config.json'}: {exc}") from None
+        check_run(run)
+        env = run.env()
+        try:
+            claims += kind.claims(run)
+        except ActAddError:
+            raise
+        except Exception as exc:  # tables that do not fit the config's kind
+            detail = (str(exc).splitlines() or [""])[0][:120]
+            raise ConfigError(
+                f"{out}: cannot compute its claims ({type(exc).__name__}: {detail}): its "
+                f"tables do not fit its config (kind {kind.name!r}; was config.json edited?)."
+            ) from None
+        model = env.get("model") if isinstance(env.get("model"), dict) else {}
         prov.append(
             dict(
                 run=out.name,
@@ -157,12 +172,16 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
 
 
 def write_report(results: str | Path = "results") -> tuple[Path, Path]:
+    from actadd.errors import DiskFullError
     from actadd.runinfo import write_table, write_text
 
     results = Path(results)
     claims, prov = collect(results)
-    csv = write_table(results / "claims.csv", table(claims))
-    md = write_text(results / "REPORT.md", render(claims, prov, results))
+    try:
+        csv = write_table(results / "claims.csv", table(claims))
+        md = write_text(results / "REPORT.md", render(claims, prov, results))
+    except DiskFullError as exc:
+        raise DiskFullError(f"{exc}; free space and rerun actadd report") from None
     return md, csv
 
 

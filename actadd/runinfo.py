@@ -6,6 +6,7 @@ and renames it over the target, so an interrupted run never leaves a half-writte
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from actadd.errors import DiskFullError
 
 PACKAGES = (
     "actadd",
@@ -146,17 +149,62 @@ def env_info(model=None) -> dict[str, Any]:
     return info
 
 
+def weights_fingerprint(model) -> str:
+    """sha256 of every parameter's name, shape and a strided sample of at most 4096 of its
+    values (as float32): cheap even for large models, and different for different weights."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+            flat = p.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 4096)][:4096]
+            h.update(f"{name}{tuple(p.shape)}".encode())
+            h.update(sample.to(device="cpu", dtype=torch.float32).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_identity(model) -> dict[str, Any]:
+    """What makes a run's numbers this model's: name, backend and shape, the source file's
+    sha256 (GGUF-loaded models; None otherwise) and :func:`weights_fingerprint`. A run's
+    finished units are bound to it, so a resume with another model is refused."""
+    from actadd.backends import backend_of
+
+    cfg = model.cfg
+    source = getattr(model, "actadd_source", None) or {}
+    return {
+        "name": cfg.model_name,
+        "backend": backend_of(model).name,
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "d_vocab": cfg.d_vocab,
+        "file_sha256": source.get("sha256"),
+        "weights_sha256": weights_fingerprint(model),
+    }
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` through a temporary file beside it and a rename. A full device is a
+    :class:`DiskFullError` naming ``path``; the temporary file is removed either way."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are for everyone to read
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if disk_full(exc):
+            raise DiskFullError(f"no space left on device writing {path}") from None
         raise
     return path
 

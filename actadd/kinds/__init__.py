@@ -62,6 +62,9 @@ class Kind(Protocol):
         """The run's findings as :class:`actadd.claims.Claim` s, from the saved tables alone
         (before Benjamini–Hochberg; :func:`actadd.claims.adjust` applies it)."""
 
+    # Optional, for kinds that write resumable parts: ``part_tables(key)``, the tables the
+    # unit ``key`` must have (``actadd verify`` checks each unit's checksums list them all).
+
 
 class BaseKind:
     """Defaults for a kind whose spec is its (validated) config dict."""

@@ -114,6 +114,13 @@ class SweepKind(BaseKind):
         if table is not None:
             run.write_table("summary", table)
 
+    @staticmethod
+    def part_tables(key: str) -> tuple[str, ...] | None:
+        """The tables the unit ``key`` must have in ``parts/`` (``actadd verify``)."""
+        from actadd.sweeps.engine import unit_tables
+
+        return unit_tables(key)
+
     def summary(self, df: pd.DataFrame) -> pd.DataFrame | None:
         """The kind's summary table (``summary.csv``), or None."""
         return None if self._summary is None else self._summary(df)

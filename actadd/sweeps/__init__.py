@@ -69,7 +69,9 @@ def run_sweep(
     if run is None:
         return execute(spec, model, None, progress=progress, backend=backend)
     with run.start(model):
-        return execute(spec, model, run, progress=progress, backend=backend)
+        df = execute(spec, model, run, progress=progress, backend=backend)
+        run.mark_complete()
+        return df
 
 
 def execute(
@@ -93,7 +95,7 @@ def execute(
     with progress_bar(len(todo), f"sweep {spec.name}", "unit", progress) as bar:
         pending = []
         for unit in todo:
-            if run is not None and run.done(unit.key):
+            if run is not None and run.done(unit.key, unit.tables):
                 bar.update(1)
             else:
                 pending.append(unit)
@@ -111,7 +113,8 @@ def execute(
             bar.update(1)
     keys = [u.key for u in todo]
     if run is not None:
-        final = run.finalize(keys, ("results", "completions"))
+        expected = {u.key: u.tables for u in todo}
+        final = run.finalize(keys, ("results", "completions"), expected)
     else:
         final = {
             t: pd.concat([results[k][t] for k in keys if t in results[k]], ignore_index=True)

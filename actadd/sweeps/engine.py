@@ -53,6 +53,19 @@ METRIC_COLUMNS = [
 ]
 
 
+# the tables each kind of unit writes: a unit is done only when its parts hold all of them
+UNIT_TABLES: dict[str, tuple[str, ...]] = {
+    "next_token": ("results",),
+    "generation": ("completions", "results"),
+}
+
+
+def unit_tables(key: str) -> tuple[str, ...] | None:
+    """The tables a unit must have, from its key (None for a key of no sweep unit)."""
+    kind = key.partition("-")[0]
+    return UNIT_TABLES.get(kind)
+
+
 @dataclass(frozen=True)
 class Unit:
     """One resumable unit of work: a (pair, pad, layer) for one kind of metric."""
@@ -71,6 +84,11 @@ class Unit:
         method = "" if self.method == "actadd" else f"-{self.method.replace(':', '')}"
         pair = "dataset" if self.pair == DATASET else f"pair{self.pair}-{self.pad}"
         return f"{self.kind}-{pair}{method}-L{self.layer:03d}"
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The tables this unit writes (its full expected set)."""
+        return UNIT_TABLES[self.kind]
 
     def columns(self, spec: SweepSpec) -> dict:
         """The unit's identifying columns in the results tables."""
