@@ -55,6 +55,8 @@ def _warm(model):
     what a test leaves."""
     if is_bridge(model):
         actadd.generate(model, ["a", "bc"], max_new_tokens=1, progress=False)
+        # the first run_with_cache registers hooks on the wrapped HF modules (3 a block, kept)
+        model.run_with_cache(model.to_tokens("a"), names_filter="blocks.0.hook_resid_pre")
     return model
 
 

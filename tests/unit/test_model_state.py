@@ -186,8 +186,12 @@ def _in_threads(*jobs) -> list:
     is re-raised here)."""
     out: list = [None] * len(jobs)
     start = threading.Barrier(len(jobs))
+    # OpenMP's thread count is per thread: a new thread starts at the machine's default, and
+    # another count sums in another order; run each job on the test's count, as alone
+    threads_each = torch.get_num_threads()
 
     def work(i, job):
+        torch.set_num_threads(threads_each)
         start.wait()
         try:
             out[i] = job()

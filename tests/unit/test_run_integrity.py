@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import actadd
 from actadd import ConfigError
@@ -59,7 +60,14 @@ def made(tmp_path_factory, tiny_llama) -> tuple[Path, Path]:
     """(config file, a finished sweep run with parts, made by the run store)."""
     root = tmp_path_factory.mktemp("made")
     config = write_config(root / "s.toml")
-    run_sweep(spec_of(config), tiny_llama, out=root / "run", progress=False)
+    # on one thread, as every test (tests/unit/conftest.py): a module fixture is made before
+    # the per-test one-thread fixture, and another thread count sums in another order
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_sweep(spec_of(config), tiny_llama, out=root / "run", progress=False)
+    finally:
+        torch.set_num_threads(previous)
     return config, root / "run"
 
 
