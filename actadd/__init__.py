@@ -8,6 +8,7 @@ model, a vector or the steering context is first touched.
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from actadd import _legacy
 from actadd._compat import silence_known_warnings
 from actadd.errors import (
     ActAddError,
@@ -18,23 +19,24 @@ from actadd.errors import (
 )
 
 silence_known_warnings()
+_legacy.install()
 
 __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _LAZY = {
-    "GREEDY": "actadd.generation",
-    "PAPER_SAMPLING": "actadd.generation",
-    "Sampling": "actadd.generation",
-    "compare": "actadd.generation",
-    "generate": "actadd.generation",
+    "GREEDY": "actadd.core.generation",
+    "PAPER_SAMPLING": "actadd.core.generation",
+    "Sampling": "actadd.core.generation",
+    "compare": "actadd.core.generation",
+    "generate": "actadd.core.generation",
     "load_model": "actadd.models",
-    "Align": "actadd.placement",
-    "Placement": "actadd.placement",
+    "Align": "actadd.core.placement",
+    "Placement": "actadd.core.placement",
     "playground": "actadd.ui.panel",
-    "Steering": "actadd.steer",
-    "steering": "actadd.steer",
-    "SteeringVector": "actadd.vectors",
+    "Steering": "actadd.core.steering",
+    "steering": "actadd.core.steering",
+    "SteeringVector": "actadd.core.vectors",
 }
 
 __all__ = [
@@ -60,15 +62,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
-    from actadd.generation import (  # noqa: F401
+    from actadd.core.generation import (  # noqa: F401
         GREEDY,
         PAPER_SAMPLING,
         Sampling,
         compare,
         generate,
     )
+    from actadd.core.placement import Align, Placement  # noqa: F401
+    from actadd.core.steering import Steering, steering  # noqa: F401
+    from actadd.core.vectors import SteeringVector  # noqa: F401
     from actadd.models import load_model  # noqa: F401
-    from actadd.placement import Align, Placement  # noqa: F401
-    from actadd.steer import Steering, steering  # noqa: F401
     from actadd.ui.panel import playground  # noqa: F401
-    from actadd.vectors import SteeringVector  # noqa: F401

@@ -5,7 +5,8 @@ says what was wrong and what is allowed.
 A **pair** is written in a TOML config as ``[positive, negative]`` or as a table
 ``{positive = "...", negative = "...", label = "...", pad_token = " a"}``; in Python it is a
 :class:`Pair`. **Layers** follow one rule everywhere: ``resid_pre`` layers ``0..n_layers``
-(``n_layers`` is the final residual stream; see :func:`actadd.hooks.check_layer`), written as
+(``n_layers`` is the final residual stream; see :func:`actadd.runtime.hooks.check_layer`), written
+as
 a list or as ``"all"`` / ``"a:b[:step]"`` / ``"3"``. **Target words** are a preset name
 (:data:`TOPIC_PRESETS`) or a list of words. **Scalars** go through :func:`integer`,
 :func:`number` and :func:`boolean`, which refuse a wrong type by name (``"64"`` is "the

@@ -4,7 +4,7 @@ fast path), measured in one process on the embedded SmolLM2.
 For each experiment of ``experiments/suite.toml`` at its full (not ``--quick``) size, one
 representative slice of each kind of work — a sweep unit's sampled completions, a sweep
 unit's next-token metrics, a perplexity batch, one capability layer, one token-injection
-pair — runs twice: inside :func:`actadd.fastpath.transformerlens_forward` (every forward on
+pair — runs twice: inside :func:`actadd.runtime.fastpath.transformerlens_forward` (every forward on
 TransformerLens, as before the fast path) and on the fast path. Each slice's seconds times
 how often that work recurs in the full experiment estimates the experiment's time; work the
 slices leave out (loading, tables, figures) is not counted. ``x4 sampling`` multiplies the
@@ -31,8 +31,8 @@ import torch
 
 import actadd
 from actadd.cli import read_suite
-from actadd.experiments import kind_of, read_config
-from actadd.fastpath import fast_allowed, transformerlens_forward
+from actadd.lab.runner import kind_of, read_config
+from actadd.runtime.fastpath import fast_allowed, transformerlens_forward
 
 SUITE = Path("experiments/suite.toml")
 
@@ -58,8 +58,8 @@ def _timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def sweep_slices(model, spec) -> list[Slice]:
+    from actadd.core.vectors import SteeringVector
     from actadd.sweeps.engine import Texts, generation_unit, next_token_unit, units
-    from actadd.vectors import SteeringVector
 
     layers = spec.layer_list(model.cfg.n_layers)
     todo = units(spec, model.cfg.n_layers)
@@ -99,10 +99,10 @@ def sweep_slices(model, spec) -> list[Slice]:
 
 
 def perplexity_slices(model, spec) -> list[Slice]:
-    from actadd.kinds.perplexity import write_corpus
-    from actadd.metrics import perplexity
-    from actadd.steer import steering
-    from actadd.vectors import SteeringVector
+    from actadd.core.metrics import perplexity
+    from actadd.core.steering import steering
+    from actadd.core.vectors import SteeringVector
+    from actadd.studies.perplexity.kind import write_corpus
 
     corpus = dict(spec["corpus"])
     tokens = corpus["max_new_tokens"]
@@ -141,7 +141,7 @@ def perplexity_slices(model, spec) -> list[Slice]:
 
 
 def capability_slices(model, spec) -> list[Slice]:
-    from actadd.kinds.capability import evaluate, items_table
+    from actadd.studies.capability.kind import evaluate, items_table
 
     items = items_table(model, spec["doc"], spec["limit"])
     one = {**spec, "pairs": spec["pairs"][:1], "layers": spec["layers"][:1]}
@@ -153,7 +153,7 @@ def capability_slices(model, spec) -> list[Slice]:
 def token_injection_slices(model, spec) -> list[Slice]:
     import dataclasses
 
-    from actadd.analysis.comparison import compare_conditions
+    from actadd.studies.token_injection.comparison import compare_conditions
 
     first = dataclasses.replace(spec.pairs[0], sum_with=None)
     label = f"every condition of one pair of {len(spec.pairs)}"

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 import actadd
-from actadd.hooks import resid_pre
-from actadd.metrics import kl_div, logprob_mass
+from actadd.core.metrics import kl_div, logprob_mass
+from actadd.runtime.hooks import resid_pre
 from actadd.sweeps import UNSTEERED, SweepSpec, run_sweep, sort_results
 
 PROMPTS = [

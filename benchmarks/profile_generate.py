@@ -8,7 +8,7 @@ and prints milliseconds per generated token, grouped as
 - ``steering hook``, ``steering forward wrapper``, ``sampling``,
 - ``python: TransformerLens forward, block glue, loop``: everything else.
 
-``--path fast`` (default) profiles what ``actadd.generate`` runs now (``actadd.fastpath``);
+``--path fast`` (default) profiles what ``actadd.generate`` runs now (``actadd.runtime.fastpath``);
 ``--path tl`` profiles TransformerLens's own forward (``generate_tokens(fast=False)``), the
 path before the fast path existed. Then prints torch.profiler's busiest operators.
 
@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from transformer_lens.components import GatedMLP, GroupedQueryAttention, RMSNorm
 
 import actadd
-import actadd.fastpath as fastpath
-import actadd.forward as forward_module
-import actadd.generation as generate_module  # noqa: E402
+import actadd.core.generation as generate_module  # noqa: E402
+import actadd.runtime.fastpath as fastpath
+import actadd.runtime.forward as forward_module
 from actadd import GREEDY, Sampling, SteeringVector
-from actadd.steer import Steering
+from actadd.core.steering import Steering
 
 PROMPT = "I hate you because"
 

@@ -1,7 +1,8 @@
 """Run experiments/token_injection.toml: is a steering vector "just injecting extra tokens"?
 
 Usage: ``python experiments/token_injection.py [--quick] [--out DIR] [--resume]``. All logic
-lives in the actadd package (``actadd.analysis``, ``actadd.kinds.token_injection``); this
+lives in the actadd package (``actadd.studies.token_injection``,
+``actadd.studies.token_injection.kind``); this
 only points the CLI at the config. Redraw the figures alone with
 ``actadd figures results/token_injection``.
 """

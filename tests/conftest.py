@@ -13,7 +13,7 @@ import torch
 from model_state import changes, snapshot
 
 import actadd
-from actadd.backends import HAS_HOOKED, is_bridge
+from actadd.runtime.backends import HAS_HOOKED, is_bridge
 
 BRIDGE = pytest.mark.bridge
 BRIDGE_MODELS = [pytest.param(f"bridge:{n}", marks=BRIDGE) for n in ("tiny-llama", "tiny-gpt2")]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from actadd.modellock import model_lock
+from actadd.runtime.modellock import model_lock
 
 _HOOK_DICTS = (
     "_forward_hooks",

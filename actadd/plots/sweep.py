@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from actadd.lab.stats import summarize
 from actadd.plots.style import PAPER_RC, figure_axes, interval_line, label, save_figure
-from actadd.stats import summarize
 
 ALIGN_ORDER = ("front", "offset", "back", "all", "positions")
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from actadd.backends import Model
 from actadd.config import Pair
+from actadd.lab.runs import RunDir
+from actadd.lab.stats import summarize
 from actadd.models import load_model
 from actadd.progress import bar as progress_bar
-from actadd.runs import RunDir
-from actadd.stats import summarize
+from actadd.runtime.backends import Model
 from actadd.sweeps.engine import (
     UNSTEERED,
     Backend,
@@ -57,7 +57,7 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Evaluate every cell of ``spec``; return the tidy metrics table.
 
-    With ``out``, results go to a resumable run directory (:class:`actadd.runs.RunDir`):
+    With ``out``, results go to a resumable run directory (:class:`actadd.lab.runs.RunDir`):
     ``resume=True`` skips finished units. Completions, when the spec samples, are in
     ``df.attrs["completions"]`` and ``<out>/completions.parquet``.
     All validation happens before any compute. ``backend`` computes the units elsewhere

@@ -45,11 +45,11 @@ from typing import Any
 
 import pandas as pd
 
-from actadd.backends import Model
 from actadd.errors import ActAddError, ConfigError
+from actadd.runtime.backends import Model
+from actadd.runtime.tokens import encode
 from actadd.sweeps.engine import Unit, UnitRunner
 from actadd.sweeps.spec import SweepSpec
-from actadd.tokens import encode
 
 ADDRESS_HELP = (
     "--ray takes no address (start a local Ray cluster here), 'auto' (join the cluster "

@@ -8,7 +8,7 @@ Two things make it fast without changing a number:
    clean residual stream is computed once for all layers; the steered pass starts at
    ``L`` (``start_at_layer``) instead of at the embedding.
 
-Both are :class:`actadd.prefix.PrefixBatch`; this module adds the grid and the metrics.
+Both are :class:`actadd.core.prefix.PrefixBatch`; this module adds the grid and the metrics.
 
 :func:`naive_next_token` is the reference it is checked against: one full, hooked forward
 per (cell, text), as the paper's code does it.
@@ -25,17 +25,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from actadd.backends import Model
-from actadd.forward import real_positions
-from actadd.generation import Sampling, generate_tokens, sample_seed
-from actadd.metrics import kl_div, logprob_mass, sentiment, topic_counts
-from actadd.placement import ONE_ROW_KINDS
-from actadd.prefix import PrefixBatch
-from actadd.steer import Align, Placement, steering
+from actadd.core.generation import Sampling, generate_tokens, sample_seed
+from actadd.core.metrics import kl_div, logprob_mass, sentiment, topic_counts
+from actadd.core.placement import ONE_ROW_KINDS
+from actadd.core.prefix import PrefixBatch
+from actadd.core.steering import Align, Placement, steering
+from actadd.core.vectors import SteeringVector
+from actadd.runtime.backends import Model
+from actadd.runtime.forward import real_positions
+from actadd.runtime.tokens import encode
 from actadd.sweeps.method_vectors import MethodVectors
 from actadd.sweeps.spec import PAIR_METHODS, SweepSpec
-from actadd.tokens import encode
-from actadd.vectors import SteeringVector
 
 UNSTEERED = "(unsteered)"
 METRIC_COLUMNS = [
@@ -132,7 +132,7 @@ def cell_vector(v: SteeringVector, coeff: float, align: Align) -> SteeringVector
 
 
 class TextGroup:
-    """Texts of one kind as a :class:`~actadd.prefix.PrefixBatch` (left-padded, clean
+    """Texts of one kind as a :class:`~actadd.core.prefix.PrefixBatch` (left-padded, clean
     residuals computed once).
 
     ``kind="prompt"``: metrics at the last position only (target log-prob, next-token KL),

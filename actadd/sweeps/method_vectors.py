@@ -5,7 +5,7 @@ layer is the norm of the CAA vector over the spec's dataset (``norm = "match"`` 
 every method to it); the random null is always drawn at that norm. ``random_null =
 "residual"`` (the default) draws each direction from the residual distribution at the layer,
 ``N(0, Σ̂)`` over the sweep's prompts (positions after the leading token), as
-:func:`actadd.analysis.conditions.residual_random_like` does; ``"isotropic"`` draws a
+:func:`actadd.studies.token_injection.conditions.residual_random_like` does; ``"isotropic"`` draws a
 Gaussian direction in R^d.
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from actadd.backends import Model
-from actadd.forward import left_pad, real_positions, residuals
-from actadd.generation import sample_seed
-from actadd.methods import dataset_vectors, with_norm
+from actadd.core.generation import sample_seed
+from actadd.core.methods import dataset_vectors, with_norm
+from actadd.core.vectors import SteeringVector
+from actadd.runtime.backends import Model
+from actadd.runtime.forward import left_pad, real_positions, residuals
+from actadd.runtime.tokens import encode
 from actadd.sweeps.spec import SweepSpec
-from actadd.tokens import encode
-from actadd.vectors import SteeringVector
 
 
 class MethodVectors:

@@ -33,7 +33,7 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
 
 - ``actadd``: the paper's per-position vector of each pair (as without ``methods``);
 - ``actadd_mean``: its mean over the rows after the leading token (one row);
-- ``caa``, ``pca_diff``, ``pca_center``: one row from ``dataset`` (:mod:`actadd.methods`);
+- ``caa``, ``pca_diff``, ``pca_center``: one row from ``dataset`` (:mod:`actadd.core.methods`);
 - ``random``: a direction per draw and layer, seeded from ``random_seed``: drawn from the
   residual distribution at the layer, ``N(0, Σ̂)`` over the sweep's prompts (``random_null =
   "residual"``, the default, as shared/SCIENCE.md asks), or isotropic Gaussian
@@ -46,7 +46,7 @@ mean row norm (rows after the leading token) equals the norm of the CAA vector o
 ``norm = "raw"`` keeps each method's own scale (PCA directions are unit vectors).
 
 With ``random`` among the methods, ``actadd report`` tests every other method against the
-mean of the draws, cell by cell (:func:`actadd.kinds.sweep.null_claims`). A confirmatory
+mean of the draws, cell by cell (:func:`actadd.studies.sweep.kind.null_claims`). A confirmatory
 cell of that comparison names the method and ``against = "random"``::
 
     [[confirmatory]]
@@ -58,12 +58,12 @@ cell of that comparison names the method and ``against = "random"``::
 
 **Chat turns** (optional): ``turn = "user"`` or ``turn = "assistant"`` renders the prompts
 and neutral texts through the model's chat template as user turns
-(:func:`actadd.chat.render_prompt`, ending with the assistant's opening) and places each
+(:func:`actadd.core.chat.render_prompt`, ending with the assistant's opening) and places each
 cell's vector (one row; ActAdd's per-position vector is reduced to its mean after the
 leading token, as for ``all``) on one turn only:
 
 - ``"user"``: every token of the user's message and nothing else (not the system turn, the
-  template's role markers or the generated tokens; :func:`actadd.chat.user_turn_span`);
+  template's role markers or the generated tokens; :func:`actadd.core.chat.user_turn_span`);
 - ``"assistant"``: the generated tokens only (``generated``). The first generated token is
   drawn from the prompt's logits, so next-token metrics are the unsteered ones by
   construction, and the option needs a ``[generation]`` table.
@@ -77,7 +77,7 @@ and what is allowed: from the config alone when the spec is built (types, ranges
 bounds ``generation.n_samples <= 1000``, ``random_draws <= 1000``, ``|coeff| <= 1e6``),
 and by :meth:`SweepSpec.validate` for what needs the model (layer ranges, single-token
 words, texts within the context, and every cell's vector fitting every text it is added to).
-Figures draw at most 12 coefficients (:data:`actadd.kinds.sweep.FIGURE_COEFFS`, evenly
+Figures draw at most 12 coefficients (:data:`actadd.studies.sweep.kind.FIGURE_COEFFS`, evenly
 spread, with a one-line note); the tables hold every one.
 """
 
@@ -103,12 +103,12 @@ from actadd.config import (
     text_list,
     words,
 )
-from actadd.datasets import load_pairs
+from actadd.core.datasets import load_pairs
+from actadd.core.metrics import target_token_ids
+from actadd.core.placement import ONE_ROW_KINDS
+from actadd.core.steering import Align
 from actadd.errors import ActAddError, ChatTemplateError, ConfigError, Validated
-from actadd.metrics import target_token_ids
-from actadd.placement import ONE_ROW_KINDS
-from actadd.steer import Align
-from actadd.tokens import EQUALIZE_RULES
+from actadd.runtime.tokens import EQUALIZE_RULES
 
 METHODS: tuple[str, ...] = ("actadd", "actadd_mean", "caa", "pca_diff", "pca_center", "random")
 ONE_ROW_METHODS: tuple[str, ...] = METHODS[1:]
@@ -210,7 +210,7 @@ class SweepSpec:
     generation: GenerationSpec | None = None
     next_token: Validated[bool] = True
     batch_rows: Validated[int] = 64
-    # cells chosen before the run for claims (actadd.claims): tables of layer, coeff and
+    # cells chosen before the run for claims (actadd.lab.claims): tables of layer, coeff and
     # optionally pair (name or label), align and metric; each must be a cell of the grid
     confirmatory: tuple[dict[str, Any], ...] = ()
     methods: tuple[str, ...] = ("actadd",)
@@ -458,7 +458,7 @@ class SweepSpec:
         through its chat template when ``turn`` is set."""
         if self.turn is None:
             return self.prompts, self.neutral_texts
-        from actadd.chat import render_prompt
+        from actadd.core.chat import render_prompt
 
         with _as_config_error(f"turn = {self.turn!r}"):
             return tuple(
@@ -469,7 +469,7 @@ class SweepSpec:
     def user_span(self, model) -> tuple[int, int]:
         """``(start, end)``: the user's message is tokens ``[start, n - end)`` of every
         rendered prompt and neutral text."""
-        from actadd.chat import user_turn_span
+        from actadd.core.chat import user_turn_span
 
         with _as_config_error(f"turn = {self.turn!r}"):
             return user_turn_span(model, self.prompts + self.neutral_texts)
@@ -492,7 +492,7 @@ class SweepSpec:
 
     def validate(self, model) -> None:
         """Check everything that depends on the model. Raises ConfigError."""
-        from actadd.tokens import encode
+        from actadd.runtime.tokens import encode
 
         n = model.cfg.n_layers
         check_layers(self.layer_list(n), n, "layers")
@@ -525,8 +525,8 @@ class SweepSpec:
         misfit is one ConfigError before any compute rather than a failure mid-run."""
         if self.turn is not None:
             return  # one row on the turn's own tokens (user_span checked the user turn)
-        from actadd.placement import PHASE_KINDS, prompt_positions
-        from actadd.tokens import encode, pair_token_ids
+        from actadd.core.placement import PHASE_KINDS, prompt_positions
+        from actadd.runtime.tokens import encode, pair_token_ids
 
         texts = [("prompt", t) for t in prompts] + [("neutral text", t) for t in neutral]
         lengths = [(kind, t, len(encode(model, t, truncate=False))) for kind, t in texts]

@@ -1,13 +1,13 @@
 """What a playground run computes, through the library's own calls and with no widgets.
 
 - :func:`steering_vector` — the vector of a :class:`~actadd.ui.settings.Settings`: ActAdd's
-  :meth:`~actadd.vectors.SteeringVector.from_pair` (its mean over the rows after the leading
+  :meth:`~actadd.core.vectors.SteeringVector.from_pair` (its mean over the rows after the leading
   token for one-row alignments, as the sweep engine's ``actadd_mean``), or a dataset method
-  of :mod:`actadd.methods`;
+  of :mod:`actadd.core.methods`;
 - :func:`run` — completions side by side (:func:`actadd.compare`, same seeds), the token
   strip (:meth:`actadd.Steering.applied` of a steered pass over the prompt), the top-k
   next-token shift and the vector's logit lens
-  (:func:`actadd.analysis.diagnostics.logit_lens`);
+  (:func:`actadd.core.diagnostics.logit_lens`);
 - :func:`quick_map` — Δ log p(target words) over layers × coefficients through the sweep
   engine's next-token path (:func:`actadd.sweeps.execute`).
 
@@ -24,17 +24,17 @@ import pandas as pd
 import torch
 from transformer_lens import HookedTransformer
 
-from actadd.analysis.diagnostics import logit_lens
 from actadd.config import TOPIC_PRESETS, Pair
+from actadd.core.diagnostics import logit_lens
+from actadd.core.generation import compare
+from actadd.core.methods import dataset_vectors
+from actadd.core.steering import steering
+from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError
-from actadd.forward import last_logits
-from actadd.generation import compare
-from actadd.methods import dataset_vectors
-from actadd.steer import steering
+from actadd.runtime.forward import last_logits
+from actadd.runtime.tokens import encode, single_token_id
 from actadd.sweeps import SweepSpec, execute
-from actadd.tokens import encode, single_token_id
 from actadd.ui.settings import Settings
-from actadd.vectors import SteeringVector
 
 # Stages of run(), in order: the progress indicator counts them.
 STAGES: tuple[str, ...] = ("vector", "completions", "token strip", "next-token shift", "lens")

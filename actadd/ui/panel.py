@@ -93,7 +93,7 @@ class Playground:
     ``result``, the last map ``map_grid``, the last error line ``error.value``.
 
     The work runs on a background thread, which holds the model while it computes
-    (:mod:`actadd.modellock`): actadd's calls on the same model from another cell
+    (:mod:`actadd.runtime.modellock`): actadd's calls on the same model from another cell
     (``generate``, a sweep, ``steering``) wait for the panel's current step, and a direct
     ``model(...)`` while the panel is steering raises a SteeringError instead of being
     steered. Call :meth:`wait` first to use the model without waiting.

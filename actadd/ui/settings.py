@@ -14,14 +14,14 @@ from dataclasses import dataclass, replace
 from transformer_lens import HookedTransformer
 
 from actadd.config import TOPIC_PRESETS, parse_layers, words
+from actadd.core.generation import GREEDY, Sampling
+from actadd.core.methods import DATASET_METHODS, POSITIONS
+from actadd.core.metrics import target_token_ids
+from actadd.core.placement import ONE_ROW_KINDS, PHASE_KINDS, Align, prompt_positions
 from actadd.errors import ActAddError, ConfigError, SteeringError
-from actadd.generation import GREEDY, Sampling
-from actadd.methods import DATASET_METHODS, POSITIONS
-from actadd.metrics import target_token_ids
-from actadd.placement import ONE_ROW_KINDS, PHASE_KINDS, Align, prompt_positions
-from actadd.tokens import EQUALIZE_RULES, encode, pair_token_ids, single_token_id
+from actadd.runtime.tokens import EQUALIZE_RULES, encode, pair_token_ids, single_token_id
 
-# where the vector comes from: ActAdd's pair, or a dataset method of actadd.methods
+# where the vector comes from: ActAdd's pair, or a dataset method of actadd.core.methods
 SOURCES: tuple[str, ...] = ("pair", *DATASET_METHODS)
 # the alignment dropdown's suggestions (any Align.parse string is accepted)
 ALIGN_CHOICES: tuple[str, ...] = (

@@ -11,7 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from actadd.analysis import (
+from actadd.config import Pair
+from actadd.core.vectors import SteeringVector
+from actadd.studies.token_injection import (
     PairSetting,
     PromptBatch,
     Settings,
@@ -20,8 +22,6 @@ from actadd.analysis import (
     next_token_logprobs,
     typical_norm,
 )
-from actadd.config import Pair
-from actadd.vectors import SteeringVector
 
 PROMPTS = ["I went up to my friend and said", "When I got home last night, I"]
 

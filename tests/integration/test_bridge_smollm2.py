@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from actadd import SteeringVector, steering
-from actadd.backends import BRIDGE, backend_of
 from actadd.models.hf_reference import add_at_front
+from actadd.runtime.backends import BRIDGE, backend_of
 from actadd.sweeps import SweepSpec, run_sweep, sort_results
 
 pytestmark = pytest.mark.bridge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actadd.chat import render, render_prompt
+from actadd.core.chat import render, render_prompt
 from actadd.errors import ChatTemplateError
 
 SYSTEM = (

@@ -17,9 +17,9 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 import actadd
 from actadd import GREEDY, SteeringVector, steering
-from actadd.fastpath import StaticKVCache, fast_path, unsupported_reason
-from actadd.forward import left_pad
-from actadd.generation import generate_tokens
+from actadd.core.generation import generate_tokens
+from actadd.runtime.fastpath import StaticKVCache, fast_path, unsupported_reason
+from actadd.runtime.forward import left_pad
 
 PROMPTS = ["I hate you because", "Hi", "My favourite thing to do on a rainy afternoon is"]
 LOGIT_TOL = 1e-4
@@ -115,7 +115,7 @@ def test_greedy_text_equals_huggingface_with_a_steering_hook(smollm2, love2):
 
 
 def _cloze_ids(model, n=24):
-    from actadd.kinds.capability import load_cloze
+    from actadd.studies.capability.kind import load_cloze
 
     items = load_cloze()["items"][:n]
     return [model.to_tokens(it["prompt"])[0].tolist() for it in items]
@@ -126,8 +126,8 @@ def test_batched_next_token_forward_within_1e_4_of_transformerlens(smollm2, padd
     """The capability / sweep / token-injection forward: clean prefix, then several steered
     conditions per pass from their layer. Several queries per row keep TransformerLens's
     attention arithmetic, so the logits agree far inside 1e-4 (observed: bit for bit)."""
-    from actadd.prefix import PrefixBatch
-    from actadd.steer import Placement
+    from actadd.core.prefix import PrefixBatch
+    from actadd.core.steering import Placement
 
     ids = _cloze_ids(smollm2)
     wed = {
@@ -143,7 +143,7 @@ def test_batched_next_token_forward_within_1e_4_of_transformerlens(smollm2, padd
 
 
 def test_perplexity_within_1e_4_of_transformerlens(smollm2, love2):
-    from actadd.metrics import perplexity
+    from actadd.core.metrics import perplexity
 
     texts = [
         "The bride and groom danced until midnight at their wedding.",

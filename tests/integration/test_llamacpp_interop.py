@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from actadd import SteeringError, SteeringVector
-from actadd.gguf_vectors import load_control_vector, write_control_vector
+from actadd.interop.gguf import load_control_vector, write_control_vector
 
 pytest.importorskip(
     "llama_cpp",
     reason="llama-cpp-python is not installed; `make setup-interop` (run by `make test`) builds it",
 )
 
-from actadd.llamacpp import (  # noqa: E402
+from actadd.interop.llamacpp import (  # noqa: E402
     LlamaCpp,
     _actadd_logprobs,
     compare_completions,
@@ -272,7 +272,7 @@ def cvector_generator_style(model, pairs, path):
 
 
 def test_a_cvector_generator_style_vector_imports_steers_and_can_be_studied(smollm2, llm, tmp_path):
-    from actadd.analysis import (
+    from actadd.studies.token_injection import (
         effect_metrics,
         inject_tokens,
         logit_lens,

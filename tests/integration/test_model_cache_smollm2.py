@@ -163,7 +163,7 @@ def test_a_cold_read_only_cache_is_one_line_naming_actadd_cache_dir(monkeypatch,
 
 
 def test_loaded_model_carries_its_file_sha256_and_quantization(smollm2):
-    from actadd.runinfo import env_info
+    from actadd.lab.runinfo import env_info
 
     info = env_info(smollm2)["model"]
     assert info["model_file"] == str(smollm2_path().resolve())

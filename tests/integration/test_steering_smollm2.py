@@ -10,8 +10,8 @@ import torch
 
 import actadd
 from actadd import GREEDY, SteeringVector, steering
-from actadd.hooks import resid_pre
-from actadd.metrics import WEDDING_WORDS, logprob_mass, target_token_ids
+from actadd.core.metrics import WEDDING_WORDS, logprob_mass, target_token_ids
+from actadd.runtime.hooks import resid_pre
 
 PROMPT = "I hate you because"
 

@@ -7,9 +7,9 @@ import torch
 
 import actadd
 from actadd import GREEDY, SteeringError, SteeringVector, steering
-from actadd.ablation import Ablation, ablate_then_add, ablations
-from actadd.hooks import resid_pre
-from actadd.methods import caa
+from actadd.core.ablation import Ablation, ablate_then_add, ablations
+from actadd.core.methods import caa
+from actadd.runtime.hooks import resid_pre
 
 PROMPT = "I hate you because"  # 19 tokens with the leading token (byte tokenizer)
 

@@ -19,7 +19,13 @@ import pytest
 import torch
 
 from actadd import ConfigError, SteeringError, SteeringVector, steering
-from actadd.analysis import (
+from actadd.config import Pair
+from actadd.core.metrics import kl_div, log_probs, target_token_ids
+from actadd.core.prefix import PrefixBatch
+from actadd.core.steering import Placement
+from actadd.lab.stats import pearson
+from actadd.runtime.hooks import resid_pre
+from actadd.studies.token_injection import (
     PairSetting,
     PromptBatch,
     Settings,
@@ -48,15 +54,9 @@ from actadd.analysis import (
     typical_norm,
     vector_diagnostics,
 )
-from actadd.analysis.comparison import _conditions, _text_resid
-from actadd.analysis.conditions import seed_of
-from actadd.analysis.specificity import concept_pairs, specificity_matrix
-from actadd.config import Pair
-from actadd.hooks import resid_pre
-from actadd.metrics import kl_div, log_probs, target_token_ids
-from actadd.prefix import PrefixBatch
-from actadd.stats import pearson
-from actadd.steer import Placement
+from actadd.studies.token_injection.comparison import _conditions, _text_resid
+from actadd.studies.token_injection.conditions import seed_of
+from actadd.studies.token_injection.specificity import concept_pairs, specificity_matrix
 
 PROMPTS = ["hello world there", "the quick brown fox"]
 

@@ -14,14 +14,14 @@ import torch
 
 import actadd
 from actadd import GREEDY, ModelLoadError, SteeringError, SteeringVector, steering
-from actadd.backends import BRIDGE, HOOKED, backend_of
-from actadd.forward import last_logits
-from actadd.generation import generate_tokens
+from actadd.core.generation import generate_tokens
+from actadd.core.placement import Placement
+from actadd.core.prefix import PrefixBatch
 from actadd.models.bridge import tiny_hf_dir, tiny_hf_model
 from actadd.models.hf_reference import add_at_front
 from actadd.models.tokenizer import load_fast_tokenizer
-from actadd.placement import Placement
-from actadd.prefix import PrefixBatch
+from actadd.runtime.backends import BRIDGE, HOOKED, backend_of
+from actadd.runtime.forward import last_logits
 
 pytestmark = pytest.mark.bridge
 
@@ -33,7 +33,7 @@ def hf_layers(hf):
 
 
 def test_backend_of_tells_the_two_apart(tiny_llama, tiny_bridge):
-    from actadd.runinfo import env_info
+    from actadd.lab.runinfo import env_info
 
     assert env_info(tiny_llama)["model"]["backend"] == "hooked"
     assert backend_of(tiny_llama) is HOOKED and backend_of(tiny_bridge) is BRIDGE
@@ -163,6 +163,6 @@ def test_in_memory_model_needs_the_bridge_and_a_tokenizer():
 
 
 def test_every_run_records_its_backend(tiny_bridge):
-    from actadd.runinfo import env_info
+    from actadd.lab.runinfo import env_info
 
     assert env_info(tiny_bridge)["model"]["backend"] == "bridge"

@@ -1,4 +1,4 @@
-"""Chat templates (actadd/chat.py) on the tiny models, given a template by hand."""
+"""Chat templates (actadd/core/chat.py) on the tiny models, given a template by hand."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from actadd import SteeringVector
-from actadd.chat import chat_template, render, render_pair, render_prompt
 from actadd.config import Pair
+from actadd.core.chat import chat_template, render, render_pair, render_prompt
 from actadd.errors import ActAddError, ChatTemplateError
 
 # starts with {{ bos_token }} as many templates do, to prove it is not doubled

@@ -11,11 +11,11 @@ import torch
 
 import actadd
 from actadd import GREEDY, Align, ConfigError, SteeringError, SteeringVector, steering
-from actadd.chat import render_prompt, user_turn_span
+from actadd.core.chat import render_prompt, user_turn_span
+from actadd.core.generation import generate_tokens
+from actadd.core.metrics import kl_div
 from actadd.errors import ChatTemplateError
-from actadd.generation import generate_tokens
-from actadd.hooks import resid_pre
-from actadd.metrics import kl_div
+from actadd.runtime.hooks import resid_pre
 from actadd.sweeps import SweepSpec, run_sweep
 from actadd.sweeps.method_vectors import MethodVectors
 
@@ -182,11 +182,11 @@ def test_assistant_turn_steers_only_the_generated_tokens(templated_llama):
     )
     comps = UnitRunner(spec, model)(unit)["completions"]
     v = 20.0 * SteeringVector.from_pair(model, "Love", "Hate", 2).mean(skip_first=True)
-    sampling = actadd.generation.Sampling(temperature=1.0, top_p=0.3, freq_penalty=1.0)
+    sampling = actadd.core.generation.Sampling(temperature=1.0, top_p=0.3, freq_penalty=1.0)
     for row in comps.itertuples():
         ids = model.to_tokens(render_prompt(model, PROMPTS[row.text_index]))[0].tolist()
         g = torch.Generator().manual_seed(
-            actadd.generation.sample_seed(3, row.text_index, row.sample)
+            actadd.core.generation.sample_seed(3, row.text_index, row.sample)
         )
         with steering(model, v, "generated"):
             toks = generate_tokens(model, [ids], [g], max_new_tokens=10, sampling=sampling)[0]

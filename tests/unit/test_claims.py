@@ -19,11 +19,19 @@ import torch
 
 import actadd
 from actadd import ConfigError
-from actadd.claims import NOT_SUPPORTED, SUPPORTED, Claim, Paired, adjust, binary_claim, mean_claim
-from actadd.experiments import run_experiment
-from actadd.kinds import get_kind
-from actadd.runs import RunDir
-from actadd.stats import bh_adjust, mcnemar_exact, sign_flip_test
+from actadd.lab.claims import (
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Claim,
+    Paired,
+    adjust,
+    binary_claim,
+    mean_claim,
+)
+from actadd.lab.kinds import get_kind
+from actadd.lab.runner import run_experiment
+from actadd.lab.runs import RunDir
+from actadd.lab.stats import bh_adjust, mcnemar_exact, sign_flip_test
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,7 +135,7 @@ def test_sweep_claims_recompute_from_the_results_table(word_count_run):
 
 
 def test_report_lists_every_claim_with_its_numbers(word_count_run, tmp_path):
-    from actadd.report import read_claims, write_report
+    from actadd.lab.report import read_claims, write_report
 
     results = tmp_path / "results"
     results.mkdir()
@@ -149,7 +157,7 @@ def test_report_lists_every_claim_with_its_numbers(word_count_run, tmp_path):
 
 
 def test_masked_perplexity_scores_only_positions_the_vector_leaves_alone(tiny_llama, tmp_path):
-    from actadd.kinds.perplexity import measure, parse, read_text_set
+    from actadd.studies.perplexity.kind import measure, parse, read_text_set
 
     spec = parse(dict(pair=[" wed", ""], layers=[1], coeffs=[2.0], texts="austen_sentences",
                       limit=2, prompting=True))  # fmt: skip
@@ -182,7 +190,7 @@ def test_masked_perplexity_scores_only_positions_the_vector_leaves_alone(tiny_ll
 
 
 def test_packaged_sentences_record_their_provenance():
-    from actadd.kinds.perplexity import text_set_source
+    from actadd.studies.perplexity.kind import text_set_source
 
     src = text_set_source("austen_sentences")
     assert src["source"]["package"] == "r-cran-janeaustenr"
@@ -212,15 +220,15 @@ def test_suite_experiments_never_share_sampling_seeds():
 
 
 def test_a_reference_suite_refuses_a_dirty_tree(tmp_path, monkeypatch, capsys):
-    import actadd.runinfo
-    from actadd import cli
+    import actadd.lab.runinfo
+    from actadd.cli import commands as cli
 
-    monkeypatch.setattr(actadd.runinfo, "git_revision", lambda *a, **k: "abc123+dirty")
+    monkeypatch.setattr(actadd.lab.runinfo, "git_revision", lambda *a, **k: "abc123+dirty")
 
     def no_run(*a, **k):
         raise AssertionError("a dirty tree must be refused before any experiment runs")
 
-    monkeypatch.setattr(actadd.experiments, "run_config", no_run)
+    monkeypatch.setattr(actadd.lab.runner, "run_config", no_run)
     monkeypatch.chdir(tmp_path)  # the reference results are ./results
     suite = str(ROOT / "experiments/suite.toml")
     assert cli.main(["suite", "--suite", suite]) == 2

@@ -151,7 +151,7 @@ def test_an_import_that_fails_half_way_keeps_no_file_it_created(tmp_path, monkey
 
     gg = tmp_path / "set.gguf"
     vecs = [SteeringVector.from_tensor(torch.ones(1, 8) * i, i, "m") for i in (2, 3, 4)]
-    from actadd.gguf_vectors import write_control_vector
+    from actadd.interop.gguf import write_control_vector
 
     write_control_vector(vecs, gg, model_hint="llama")
     out = tmp_path / "back"

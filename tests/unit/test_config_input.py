@@ -14,7 +14,6 @@ import warnings
 import numpy as np
 import pytest
 
-from actadd.chat import render, render_pair
 from actadd.cli import main
 from actadd.config import (
     MAX_COEFF,
@@ -26,10 +25,11 @@ from actadd.config import (
     number,
     read_toml,
 )
-from actadd.datasets import load_pairs
+from actadd.core.chat import render, render_pair
+from actadd.core.datasets import load_pairs
 from actadd.errors import ChatTemplateError, ConfigError, FigureSubsetWarning
-from actadd.experiments import read_config, run_experiment
-from actadd.kinds.sweep import FIGURE_COEFFS, figure_coeffs
+from actadd.lab.runner import read_config, run_experiment
+from actadd.studies.sweep.kind import FIGURE_COEFFS, figure_coeffs
 from actadd.sweeps import SweepSpec
 
 BOM = "\ufeff"
@@ -119,7 +119,7 @@ def test_bad_sweep_values_are_one_line_before_the_model_loads_and_no_run_directo
     config = tmp_path / "c.toml"
     config.write_text(sweep_toml(top, generation))
     monkeypatch.setattr("actadd.models.load_model", _no_model)
-    monkeypatch.setattr("actadd.runs.RunDir.start", _no_start)
+    monkeypatch.setattr("actadd.lab.runs.RunDir.start", _no_start)
     out = tmp_path / "out"
     assert main(["sweep", str(config), "--out", str(out)]) == 2
     assert_one_line(capsys, message)
@@ -147,7 +147,7 @@ def test_a_vector_that_does_not_fit_a_text_is_refused_before_any_compute(
 ):
     config = tmp_path / "c.toml"
     config.write_text(sweep_toml(top))
-    monkeypatch.setattr("actadd.runs.RunDir.start", _no_start)
+    monkeypatch.setattr("actadd.lab.runs.RunDir.start", _no_start)
     out = tmp_path / "out"
     assert main(["sweep", str(config), "--out", str(out)]) == 2
     assert_one_line(capsys, message)
@@ -202,7 +202,7 @@ DEMO = {
     ],
 )
 def test_a_bad_demo_is_refused_before_any_compute(tmp_path, monkeypatch, change, message):
-    monkeypatch.setattr("actadd.runs.RunDir.start", _no_start)
+    monkeypatch.setattr("actadd.lab.runs.RunDir.start", _no_start)
     with pytest.raises(ConfigError, match=message):
         run_experiment({**DEMO, **change}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -377,7 +377,7 @@ def test_a_run_with_many_coefficients_keeps_every_one_in_its_tables_and_says_so_
     assert list((out / "figures").glob("*.png"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        from actadd.experiments import figures_for
+        from actadd.lab.runner import figures_for
 
         figures_for(out)  # `actadd figures` redraws the same subset, with the same note
     assert [type(w.message) for w in caught] == [FigureSubsetWarning]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from actadd.config import Pair
-from actadd.datasets import BUILTIN, DATA_DIR, load_pairs
+from actadd.core.datasets import BUILTIN, DATA_DIR, load_pairs
 from actadd.errors import ConfigError
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import BRIDGE_MODELS
 
-from actadd import runinfo
-from actadd.backends import HF_CACHE_KWARGS, hf_cache_kwarg, route_hf_cache
+from actadd.lab import runinfo
+from actadd.runtime.backends import HF_CACHE_KWARGS, hf_cache_kwarg, route_hf_cache
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = sorted((ROOT / "requirements").glob("*.txt"))

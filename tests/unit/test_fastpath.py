@@ -16,7 +16,8 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
 import actadd
 from actadd import GREEDY, Sampling, SteeringVector, steering
-from actadd.fastpath import (
+from actadd.core.generation import generate_tokens
+from actadd.runtime.fastpath import (
     StaticKVCache,
     _FastAttention,
     _rms_norm,
@@ -25,12 +26,11 @@ from actadd.fastpath import (
     fast_path,
     unsupported_reason,
 )
-from actadd.forward import left_pad, unembed
-from actadd.generation import generate_tokens
+from actadd.runtime.forward import left_pad, unembed
 
 PROMPTS = ["I hate you because", "Hi", "The weather today is quite nice"]
 TOL = 1e-5  # tiny models: logits of order 1; SDPA rounds differently from TL's softmax
-generate_module = sys.modules["actadd.generation"]
+generate_module = sys.modules["actadd.core.generation"]
 
 
 def padded(model):

@@ -46,7 +46,7 @@ def test_every_number_in_the_findings_is_in_the_report(path):
 
 
 def test_the_committed_report_is_what_the_committed_tables_give():
-    from actadd.report import collect, render
+    from actadd.lab.report import collect, render
 
     claims, prov = collect(RESULTS)
     assert render(claims, prov, Path("results")) == (RESULTS / "REPORT.md").read_text()

@@ -7,7 +7,7 @@ import torch
 
 import actadd
 from actadd import GREEDY, Sampling, SteeringError, SteeringVector
-from actadd.generation import next_tokens
+from actadd.core.generation import next_tokens
 
 
 def test_same_seed_same_samples_regardless_of_batch_size(tiny_llama):
@@ -96,7 +96,7 @@ def test_stop_at_eos_ends_rows_early(tiny_llama):
 def _rows_and_placements(model, align):
     """Rows 0, 1, 3: one prompt under one setting; row 2 another prompt; row 4 the first
     prompt under another setting (so it must not share rows 0's prompt pass)."""
-    from actadd.steer import Placement
+    from actadd.core.steering import Placement
 
     v = SteeringVector.from_pair(model, "Love", "Hate", layer=1, coeff=3)
     if align == "all":
@@ -109,8 +109,8 @@ def _rows_and_placements(model, align):
 
 @pytest.mark.parametrize("align", ["front", "back", "all"])
 def test_distinct_rows_groups_equal_prompts_under_equal_steering(tiny_llama, align):
-    from actadd.forward import left_pad
-    from actadd.steer import distinct_rows, steering
+    from actadd.core.steering import distinct_rows, steering
+    from actadd.runtime.forward import left_pad
 
     lists, placements = _rows_and_placements(tiny_llama, align)
     tokens, mask = left_pad(tiny_llama, lists)
@@ -122,8 +122,8 @@ def test_distinct_rows_groups_equal_prompts_under_equal_steering(tiny_llama, ali
 def test_distinct_rows_shares_nothing_when_a_plan_holds_what_it_does_not_know(tiny_llama):
     """A kind of steering whose plan is not per-row tensors (a future field) turns the
     sharing off rather than risk steering a copy wrongly."""
-    from actadd.forward import left_pad
-    from actadd.steer import distinct_rows, steering
+    from actadd.core.steering import distinct_rows, steering
+    from actadd.runtime.forward import left_pad
 
     lists, placements = _rows_and_placements(tiny_llama, "front")
     tokens, mask = left_pad(tiny_llama, lists)
@@ -139,8 +139,8 @@ def test_distinct_rows_shares_nothing_when_a_plan_holds_what_it_does_not_know(ti
 def test_shared_prompt_pass_equals_each_row_alone(tiny_llama, align):
     """The fast decoding loop runs the prompt once per distinct row and copies the cache;
     every row still samples exactly what it samples alone, steering included."""
-    from actadd.generation import generate_tokens
-    from actadd.steer import Placement, steering
+    from actadd.core.generation import generate_tokens
+    from actadd.core.steering import Placement, steering
 
     lists, placements = _rows_and_placements(tiny_llama, align)
     sampling = Sampling(top_p=0.9)
@@ -173,10 +173,10 @@ def test_shared_prompt_pass_equals_each_row_alone(tiny_llama, align):
 def test_shared_prompt_pass_gives_the_logits_of_the_full_batch(tiny_llama):
     """The first step's logits and the cache after the prompt equal those of the prompt
     pass over every row."""
-    from actadd.fastpath import StaticKVCache, fast_path
-    from actadd.forward import last_logits, left_pad
-    from actadd.generation import _prompt_pass
-    from actadd.steer import prompt_is, steering
+    from actadd.core.generation import _prompt_pass
+    from actadd.core.steering import prompt_is, steering
+    from actadd.runtime.fastpath import StaticKVCache, fast_path
+    from actadd.runtime.forward import last_logits, left_pad
 
     lists, placements = _rows_and_placements(tiny_llama, "front")
     tokens, mask = left_pad(tiny_llama, lists)

@@ -11,10 +11,10 @@ import torch
 
 import actadd
 from actadd import GREEDY, Align, SteeringError, SteeringVector, steering
-from actadd.forward import left_pad
-from actadd.generation import generate_tokens
-from actadd.hooks import resid_pre
-from actadd.steer import prompt_is
+from actadd.core.generation import generate_tokens
+from actadd.core.steering import prompt_is
+from actadd.runtime.forward import left_pad
+from actadd.runtime.hooks import resid_pre
 
 PROMPT = "I hate you because"  # 19 tokens with the leading token (byte tokenizer)
 PROMPTS = [PROMPT, "Hi there", "A much longer prompt than the others here"]

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from actadd import SteeringError, SteeringVector, VectorFileError, steering
-from actadd.gguf_vectors import KEY_PROVENANCE as KEY
-from actadd.gguf_vectors import (
+from actadd.interop.gguf import KEY_PROVENANCE as KEY
+from actadd.interop.gguf import (
     describe_file,
     direction_for_layer,
     layer_for_direction,

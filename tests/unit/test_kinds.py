@@ -17,9 +17,9 @@ import torch
 
 import actadd
 from actadd import ConfigError
-from actadd.analysis.conditions import INJECTIONS
-from actadd.experiments import figures_for, kind_of, read_config, run_experiment
-from actadd.stats import newcombe_interval, proportion_summary
+from actadd.lab.runner import figures_for, kind_of, read_config, run_experiment
+from actadd.lab.stats import newcombe_interval, proportion_summary
+from actadd.studies.token_injection.conditions import INJECTIONS
 
 SWEEP_BASE = dict(
     model="tiny-llama",
@@ -282,15 +282,16 @@ def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, 
         raise AssertionError("validation must come before compute")
 
     # models may load (layer ranges need n_layers), but no metric is computed
-    from actadd.analysis import pads
-    from actadd.kinds import capability, perplexity
+    from actadd.studies.capability import kind as capability
+    from actadd.studies.pad_confound import analysis as pads
+    from actadd.studies.perplexity import kind as perplexity
     from actadd.sweeps import engine
 
     monkeypatch.setattr(capability, "evaluate", no_compute)
     monkeypatch.setattr(perplexity, "write_corpus", no_compute)
     monkeypatch.setattr(engine, "generate_tokens", no_compute)
     monkeypatch.setattr(pads, "effect_rows", no_compute)
-    from actadd.analysis import comparison
+    from actadd.studies.token_injection import comparison
 
     monkeypatch.setattr(comparison, "PromptBatch", no_compute)
     with pytest.raises(ConfigError, match=message):
@@ -323,7 +324,7 @@ def test_shipped_paper_configs_parse_with_and_without_quick():
 
 
 def test_capability_scores_equal_a_direct_unbatched_forward(tiny_llama):
-    from actadd.kinds.capability import evaluate, items_table, parse
+    from actadd.studies.capability.kind import evaluate, items_table, parse
 
     config = parse(
         dict(pairs=[["Love", "Hate"]], layers=[1, 3], coeffs=[2.0, -1.0], topk=[1], model=None)
@@ -357,7 +358,7 @@ def test_perplexity_ratio_is_one_at_zero_coefficient(tmp_path):
     assert set(corpus.group) == {"wedding", "unrelated"} and len(corpus) == 6
     # resuming reuses the saved corpus instead of writing a new one
     (out / "perplexity.parquet").unlink()
-    from actadd.kinds import perplexity
+    from actadd.studies.perplexity import kind as perplexity
 
     def no_corpus(*a, **k):
         raise AssertionError("the saved corpus must be reused")
@@ -398,9 +399,9 @@ def test_proportion_summary_counts_cells_and_compares_with_unsteered():
 
 
 def test_token_injection_v2_claims_are_computed_from_its_tables(tmp_path):
-    from actadd.claims import adjust
-    from actadd.kinds import get_kind
-    from actadd.runs import RunDir
+    from actadd.lab.claims import adjust
+    from actadd.lab.kinds import get_kind
+    from actadd.lab.runs import RunDir
 
     out = tmp_path / "ti"
     run_experiment(configs(tmp_path)["token_injection"], out)

@@ -8,10 +8,8 @@ import torch
 
 from actadd import SteeringError, SteeringVector, steering
 from actadd.config import Pair
-from actadd.datasets import load_pairs
-from actadd.gguf_vectors import load_control_vector, write_control_vector
-from actadd.hooks import resid_pre
-from actadd.methods import (
+from actadd.core.datasets import load_pairs
+from actadd.core.methods import (
     PCA_RTOL,
     caa,
     dataset_vectors,
@@ -20,6 +18,8 @@ from actadd.methods import (
     pca_direction,
     with_norm,
 )
+from actadd.interop.gguf import load_control_vector, write_control_vector
+from actadd.runtime.hooks import resid_pre
 
 PAIRS = [
     Pair("I love this town", "I hate this town"),

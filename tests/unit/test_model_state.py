@@ -18,13 +18,13 @@ from model_state import changes, snapshot
 
 import actadd
 from actadd import GREEDY, Align, SteeringError, SteeringVector, steering
-from actadd.chat import render_prompt, user_turn_span
-from actadd.forward import last_logits
-from actadd.generation import generate_tokens
-from actadd.metrics import target_token_ids
-from actadd.modellock import model_lock
-from actadd.prefix import PrefixBatch
-from actadd.tokens import encode, single_token_id
+from actadd.core.chat import render_prompt, user_turn_span
+from actadd.core.generation import generate_tokens
+from actadd.core.metrics import target_token_ids
+from actadd.core.prefix import PrefixBatch
+from actadd.runtime.forward import last_logits
+from actadd.runtime.modellock import model_lock
+from actadd.runtime.tokens import encode, single_token_id
 from actadd.ui import compute
 from actadd.ui.settings import Settings
 

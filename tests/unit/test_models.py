@@ -568,7 +568,7 @@ def test_a_sound_read_only_cache_still_loads(world_readable_dir, monkeypatch):
 def test_env_info_records_the_model_file_its_sha256_and_quantization(tiny_gguf, cache):
     import hashlib
 
-    from actadd.runinfo import env_info
+    from actadd.lab.runinfo import env_info
 
     info = env_info(actadd.load_model(tiny_gguf))["model"]
     assert info["model_file"] == str(tiny_gguf.resolve())

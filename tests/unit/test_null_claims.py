@@ -1,4 +1,4 @@
-"""Method-vs-null claims of sweeps with random draws (actadd.kinds.sweep.null_claims), on
+"""Method-vs-null claims of sweeps with random draws (actadd.studies.sweep.kind.null_claims), on
 synthetic results tables: every number is recomputed here by a direct route."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from actadd import ConfigError
-from actadd.claims import NOT_SUPPORTED, SUPPORTED, adjust
-from actadd.kinds.sweep import null_claims
-from actadd.stats import paired_t
+from actadd.lab.claims import NOT_SUPPORTED, SUPPORTED, adjust
+from actadd.lab.stats import paired_t
+from actadd.studies.sweep.kind import null_claims
 from actadd.sweeps import SweepSpec
 from actadd.sweeps.engine import METRIC_COLUMNS
 
@@ -149,7 +149,7 @@ def test_the_methods_experiment_is_sized_for_method_vs_null_claims():
     """experiments/methods.toml keeps what shared/SCIENCE.md asks of it: >= 50 random draws
     at matched norms, >= 64 prompts, and confirmatory cells against the null for every
     non-random method; its quick version stays small."""
-    from actadd.experiments import read_config
+    from actadd.lab.runner import read_config
 
     path = Path(__file__).resolve().parents[2] / "experiments" / "methods.toml"
     spec = SweepSpec.from_dict(read_config(path))
@@ -161,8 +161,8 @@ def test_the_methods_experiment_is_sized_for_method_vs_null_claims():
 
 
 def test_a_tiny_methods_run_gets_its_null_claims_from_the_saved_table(tiny_llama, tmp_path):
-    from actadd.kinds import get_kind
-    from actadd.runs import RunDir
+    from actadd.lab.kinds import get_kind
+    from actadd.lab.runs import RunDir
     from actadd.sweeps import run_sweep
 
     config = {k: v for k, v in CONFIG.items() if k != "kind"} | dict(

@@ -1,4 +1,5 @@
-"""The pad-confound instruments (actadd.analysis.pads) on the tiny random Llama: pad rows,
+"""The pad-confound instruments (actadd.studies.pad_confound.analysis) on the tiny random Llama:
+pad rows,
 surgery that does exactly what it says, attention mass read from the real pattern, and the
 regression statistics on data with a known answer."""
 
@@ -10,10 +11,10 @@ import pytest
 import torch
 
 import actadd
-from actadd.analysis import pads as P
 from actadd.config import Pair
-from actadd.prefix import PrefixBatch
-from actadd.steer import Placement
+from actadd.core.prefix import PrefixBatch
+from actadd.core.steering import Placement
+from actadd.studies.pad_confound import analysis as P
 
 PROMPTS = ["I went up to my friend and said", "The cat sat on the mat today"]
 PAIR = Pair(" wed", "")

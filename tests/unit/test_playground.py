@@ -11,10 +11,10 @@ from model_state import changes, snapshot
 
 import actadd
 from actadd import SteeringVector
-from actadd.analysis.diagnostics import logit_lens
+from actadd.core.diagnostics import logit_lens
+from actadd.core.methods import dataset_vectors
+from actadd.core.metrics import logprob_mass, target_token_ids
 from actadd.errors import ActAddError
-from actadd.methods import dataset_vectors
-from actadd.metrics import logprob_mass, target_token_ids
 from actadd.sweeps import execute
 from actadd.ui import compute
 from actadd.ui.render import STEERED_CLASS, completions_html, visible
@@ -171,7 +171,9 @@ def test_dataset_method_vectors_are_cached_and_scaled(tiny_llama, monkeypatch):
         compute, "dataset_vectors", lambda *a, **k: built.append(a) or dataset_vectors(*a, **k)
     )
     v = compute.steering_vector(tiny_llama, s, cache)
-    want = actadd.methods.dataset_vectors(tiny_llama, "builtin:sentiment", [1], "caa", coeff=3.0)
+    want = actadd.core.methods.dataset_vectors(
+        tiny_llama, "builtin:sentiment", [1], "caa", coeff=3.0
+    )
     assert v.tensor.allclose(want[1].tensor, atol=1e-6)
     again = compute.steering_vector(tiny_llama, s.with_(coeff=-1.0), cache)
     assert again.tensor.allclose(-v.tensor / 3, atol=1e-6)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from actadd import SteeringError, SteeringVector, steering
-from actadd.prefix import PrefixBatch
-from actadd.steer import Placement
+from actadd.core.prefix import PrefixBatch
+from actadd.core.steering import Placement
 
 TEXTS = ["I hate you because", "Hello", "The movie was great"]
 

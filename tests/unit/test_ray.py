@@ -20,7 +20,7 @@ import pytest
 
 from actadd import ConfigError
 from actadd.cli import main
-from actadd.runs import RunDir
+from actadd.lab.runs import RunDir
 from actadd.sweeps import SweepSpec, run_sweep
 from actadd.sweeps.engine import units
 
@@ -240,7 +240,7 @@ max_new_tokens = 4
 def test_the_suite_on_ray_runs_sweep_units_there_and_other_kinds_here(
     tmp_path, capsys, ray_cluster
 ):
-    from actadd.experiments import run_config
+    from actadd.lab.runner import run_config
 
     (tmp_path / "c.toml").write_text(CONFIG.replace("coeffs = [1.0]", "coeffs = [1.0, 3.0]"))
     (tmp_path / "demo.toml").write_text(DEMO)

@@ -17,7 +17,7 @@ import pytest
 
 import actadd
 from actadd import ConfigError, SteeringError
-from actadd.runs import LOCK, RunDir
+from actadd.lab.runs import LOCK, RunDir
 from actadd.sweeps import SweepSpec, load_results, run_sweep
 
 SMALL = dict(

@@ -24,8 +24,8 @@ import actadd
 from actadd import ConfigError
 from actadd.cli import main
 from actadd.errors import DiskFullError
-from actadd.experiments import figures_for, read_config, run_experiment
-from actadd.runs import LOCK, RunDir
+from actadd.lab.runner import figures_for, read_config, run_experiment
+from actadd.lab.runs import LOCK, RunDir
 from actadd.sweeps import SweepSpec, run_sweep
 
 TOML = """kind = "sweep"
@@ -313,7 +313,7 @@ def _thread(target, errors: list) -> threading.Thread:
 def test_figures_wait_for_a_writer_drawing_them_and_never_break_it(
     made, tmp_path, tiny_llama, monkeypatch
 ):
-    from actadd.kinds.sweep import SweepKind
+    from actadd.studies.sweep.kind import SweepKind
 
     drawing, release = threading.Event(), threading.Event()
     real = SweepKind.figures

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from actadd import ConfigError
-from actadd.kinds import KIND_MODULES, Kind, get_kind
-from actadd.runs import RunDir
+from actadd.lab.kinds import KIND_MODULES, Kind, get_kind
+from actadd.lab.runs import RunDir
 
 
 def test_a_new_run_writes_nothing_until_started(tmp_path):
@@ -73,10 +73,10 @@ def test_every_registered_kind_follows_the_protocol():
 
 def test_kinds_never_import_the_experiment_runner():
     """The dependency runs one way (experiments -> kinds): importing every kind leaves
-    actadd.experiments unimported."""
+    actadd.lab.runner unimported."""
     code = (
-        "import sys; from actadd.kinds import KIND_MODULES, get_kind; "
-        "[get_kind(k) for k in KIND_MODULES]; print('actadd.experiments' in sys.modules)"
+        "import sys; from actadd.lab.kinds import KIND_MODULES, get_kind; "
+        "[get_kind(k) for k in KIND_MODULES]; print('actadd.lab.runner' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -84,7 +84,7 @@ def test_kinds_never_import_the_experiment_runner():
 
 
 def test_the_revision_is_dirty_for_code_changes_but_not_for_results(tmp_path):
-    from actadd.runinfo import git_revision
+    from actadd.lab.runinfo import git_revision
 
     def git(*args):
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

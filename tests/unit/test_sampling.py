@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from actadd import Sampling
-from actadd.generation import TOP_P_PREFILTER, next_tokens
+from actadd.core.generation import TOP_P_PREFILTER, next_tokens
 
-generate_module = sys.modules["actadd.generation"]
+generate_module = sys.modules["actadd.core.generation"]
 
 VOCAB = 4096
 

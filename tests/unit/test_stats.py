@@ -1,4 +1,4 @@
-"""actadd.stats against published values and independent computations (numpy, pandas).
+"""actadd.lab.stats against published values and independent computations (numpy, pandas).
 
 Wilson and Newcombe values are from Newcombe (1998), Stat. Med. 17: "Two-sided confidence
 intervals for the single proportion" (Table I, method 3) and "Interval estimation for the
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from actadd import ConfigError
-from actadd.stats import (
+from actadd.lab.stats import (
     mean_ci,
     mean_diffs,
     newcombe_interval,
@@ -294,7 +294,7 @@ def test_spearman_is_nan_with_fewer_than_two_values_or_a_constant(x, y):
 
 
 def test_mcnemar_exact_textbook():
-    from actadd.stats import mcnemar_exact
+    from actadd.lab.stats import mcnemar_exact
 
     # 2 vs 8 discordant: 2·P[Bin(10, .5) ≤ 2] = 2·(1 + 10 + 45)/1024 = 112/1024
     assert mcnemar_exact(2, 8) == pytest.approx(112 / 1024)
@@ -310,7 +310,7 @@ def test_mcnemar_exact_textbook():
 def test_paired_t_student_sleep_data():
     """Student's (1908) sleep data, as in R's ``t.test(extra ~ group, sleep, paired=TRUE)``:
     mean difference 1.58, t = 4.0621, df 9, p = 0.002833, 95% CI [0.7001, 2.4599]."""
-    from actadd.stats import paired_t
+    from actadd.lab.stats import paired_t
 
     g1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
     g2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
@@ -323,7 +323,7 @@ def test_paired_t_student_sleep_data():
 
 
 def test_bh_adjust_textbook():
-    from actadd.stats import bh_adjust
+    from actadd.lab.stats import bh_adjust
 
     # R: p.adjust(c(0.01, 0.04, 0.03, 0.005), "BH") -> 0.02 0.04 0.04 0.02
     assert bh_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.02, 0.04, 0.04, 0.02])
@@ -336,7 +336,7 @@ def test_bh_adjust_textbook():
 
 
 def test_paired_newcombe_reduces_to_unpaired_when_uncorrelated():
-    from actadd.stats import newcombe_interval, paired_newcombe_interval
+    from actadd.lab.stats import newcombe_interval, paired_newcombe_interval
 
     # a·d = b·c: phi = 0, so the paired interval is the unpaired one on the same margins
     assert paired_newcombe_interval(4, 4, 2, 2) == pytest.approx(newcombe_interval(8, 12, 6, 12))
@@ -350,7 +350,7 @@ def test_paired_newcombe_reduces_to_unpaired_when_uncorrelated():
 
 
 def test_cluster_bootstrap_behaviour():
-    from actadd.stats import cluster_bootstrap
+    from actadd.lab.stats import cluster_bootstrap
 
     # a constant difference has a zero-width interval
     r = cluster_bootstrap([0.5] * 12, [i // 3 for i in range(12)])
@@ -368,7 +368,7 @@ def test_cluster_bootstrap_behaviour():
 
 
 def test_sign_flip_test_exact():
-    from actadd.stats import sign_flip_test
+    from actadd.lab.stats import sign_flip_test
 
     assert sign_flip_test([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)
     assert sign_flip_test([1, 2, 3, 4, 5]) == pytest.approx(2 / 32)
@@ -378,7 +378,7 @@ def test_sign_flip_test_exact():
 
 
 def test_welch_t_by_hand():
-    from actadd.stats import welch_t
+    from actadd.lab.stats import welch_t
 
     # x: mean 2, var 1 (n 3); y: mean 5, var 2 (n 6): se² = 1/3 + 2/6 = 2/3
     # dof = (2/3)² / ((1/3)²/2 + (1/3)²/5) = 40/7 = 5.714
@@ -392,7 +392,7 @@ def test_welch_t_by_hand():
 
 
 def test_rank_against_draws_is_the_exact_rank_p_value():
-    from actadd.stats import rank_against_draws
+    from actadd.lab.stats import rank_against_draws
 
     # 3 prompts; the arm's mean 2.0; draw means 0, 1, 3, 4 -> 2 draws >= it: p = 3/5
     m = np.array([[2.0, 0.0, 1.0, 3.0, 4.0]] * 3)

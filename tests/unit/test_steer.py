@@ -7,8 +7,8 @@ import torch
 
 import actadd
 from actadd import GREEDY, Align, SteeringError, SteeringVector, steering
-from actadd.generation import generate_tokens
-from actadd.hooks import resid_pre
+from actadd.core.generation import generate_tokens
+from actadd.runtime.hooks import resid_pre
 
 PROMPT = "I hate you because"  # 18 bytes + BOS with the byte tokenizer
 
@@ -151,7 +151,7 @@ def test_left_padded_forward_logits_match_single_prompts(any_model):
     """Each row of a padded batch is steered at its own positions (logit level)."""
     v = SteeringVector.from_pair(any_model, "Love", "Hate", layer=1, coeff=3)
     prompts = [PROMPT, "Short one"]
-    from actadd.forward import left_pad
+    from actadd.runtime.forward import left_pad
 
     ids = [any_model.to_tokens(p)[0].tolist() for p in prompts]
     tokens, mask = left_pad(any_model, ids)
@@ -311,7 +311,7 @@ def test_row_restricted_entries_steer_each_batch_row_independently(tiny_llama):
 
 
 def test_placements_equal_their_tuple_shorthand(tiny_llama):
-    from actadd.steer import Placement
+    from actadd.core.steering import Placement
 
     v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=2)
     tokens = tiny_llama.to_tokens([PROMPT, PROMPT])
@@ -328,7 +328,7 @@ def test_placements_equal_their_tuple_shorthand(tiny_llama):
 
 
 def test_active_contexts_are_read_off_the_model_and_gone_after_exit(tiny_llama):
-    from actadd.steer import active_steering
+    from actadd.core.steering import active_steering
 
     v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
     assert active_steering(tiny_llama) == []
@@ -358,7 +358,7 @@ def test_prompt_method_keeps_back_alignment_on_the_prompt_when_the_sequence_grow
 
 @pytest.mark.parametrize("order", ["inner_first", "outer_first"])
 def test_contexts_exited_in_any_order_restore_the_model_exactly(tiny_llama, order):
-    from actadd.steer import active_steering
+    from actadd.core.steering import active_steering
 
     v1 = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1)
     v2 = SteeringVector.from_pair(tiny_llama, "ab", "cd", layer=2)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from actadd import ConfigError, steering
-from actadd.metrics import kl_div
+from actadd.core.metrics import kl_div
 from actadd.sweeps import SweepSpec, run_sweep
 from actadd.sweeps.method_vectors import MethodVectors
 from actadd.sweeps.spec import METHODS
@@ -72,7 +72,7 @@ def test_the_default_null_is_drawn_from_the_residual_distribution(tiny_llama):
     """random_null = "residual": every draw lies in the span of the centred residual rows of
     the sweep's prompts at its layer (positions after the leading token), at the CAA norm;
     "isotropic" draws are not confined to that span."""
-    from actadd.forward import left_pad, real_positions, residuals
+    from actadd.runtime.forward import left_pad, real_positions, residuals
 
     spec = SweepSpec.from_dict(BASE | dict(prompts=["ab", "cd"]))  # a few rows: a low-rank span
     mv = MethodVectors(tiny_llama, spec)

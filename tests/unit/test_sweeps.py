@@ -151,7 +151,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path):
     assert not (out / "results.parquet").exists()
 
     with pytest.raises(ConfigError, match="--resume"):
-        from actadd.experiments import run_config
+        from actadd.lab.runner import run_config
 
         run_config(config, out)
     assert (

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from actadd import SteeringError, SteeringVector
-from actadd.forward import left_pad, typical_norm
+from actadd.runtime.forward import left_pad, typical_norm
 
 
 def test_annotations_are_checked_at_runtime(tiny_llama):
@@ -19,7 +19,7 @@ def test_annotations_are_checked_at_runtime(tiny_llama):
 
 
 def test_shapes_are_checked_too(tiny_llama):
-    from actadd.forward import unembed_last
+    from actadd.runtime.forward import unembed_last
 
     with pytest.raises(jaxtyping.TypeCheckError, match="d_model"):
         unembed_last(tiny_llama, torch.zeros(2, 3))  # [batch, pos, d_model] needed

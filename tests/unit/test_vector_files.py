@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from actadd import SteeringVector, VectorFileError
+from actadd.core.vectors import FORMAT_VERSION, _metadata_sha256, _tensor_sha256
 from actadd.errors import VectorFileWarning
-from actadd.vectors import FORMAT_VERSION, _metadata_sha256, _tensor_sha256
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from actadd import SteeringError, SteeringVector, VectorFileError
-from actadd.hooks import resid_pre
+from actadd.runtime.hooks import resid_pre
 
 
 def resid(model, text, layer):

@@ -1,0 +1,390 @@
+"""The ``actadd`` command.
+
+actadd suite [--quick] [--results DIR] [--fresh] [--allow-dirty] [--ray [ADDRESS]]
+actadd run CONFIG.toml [--out DIR] [--quick] [--resume] [--ray [ADDRESS]]
+actadd sweep CONFIG.toml [--out DIR] [--resume] [--ray [ADDRESS]]
+actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
+actadd verify RUN_DIR ... | --all [DIR]            check every file a run recorded
+actadd report [--results DIR]                      claims with intervals and tests -> REPORT.md
+actadd kinds                                       list experiment kinds
+actadd vector export|import|show ...               llama.cpp control vectors (GGUF)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from actadd.errors import ActAddError, ConfigError, UncheckedRunWarning
+
+DEFAULT_SUITE = Path("experiments/suite.toml")
+REFERENCE_RESULTS = Path("results")
+LOCAL_RAY = "local"  # what a bare --ray means: start a local Ray cluster
+
+
+def _out_for(config_path: Path, results: Path) -> Path:
+    return results / config_path.stem
+
+
+def ray_backend(args):
+    """The Ray backend the ``--ray*`` options ask for, connected (None without ``--ray``).
+    Every problem (Ray missing, a bad or unreachable address, bad sizes) is a ConfigError
+    raised here, before any model loads."""
+    given = [
+        flag
+        for flag, value in (
+            ("--ray-workers", args.ray_workers),
+            ("--ray-cpus", args.ray_cpus),
+            ("--ray-gpus", args.ray_gpus),
+        )
+        if value is not None
+    ]
+    if args.ray is None:
+        if given:
+            raise ConfigError(f"{', '.join(given)} only apply with --ray [ADDRESS].")
+        return None
+    from actadd.sweeps.distributed import RayBackend, RayOptions
+
+    options = RayOptions(
+        address=None if args.ray == LOCAL_RAY else args.ray,
+        workers=args.ray_workers,
+        num_cpus=1.0 if args.ray_cpus is None else args.ray_cpus,
+        num_gpus=0.0 if args.ray_gpus is None else args.ray_gpus,
+    )
+    return RayBackend(options).connect()
+
+
+def cmd_run(args) -> int:
+    from actadd.lab.runner import read_config, run_config
+
+    config = Path(args.config)
+    results = Path(args.results or ("results/_quick" if args.quick else "results"))
+    out = Path(args.out) if args.out else _out_for(config, results)
+    read_config(config, args.quick)  # a broken config fails before Ray starts
+    backend = ray_backend(args)
+    try:
+        run_config(config, out, quick=args.quick, resume=args.resume, backend=backend)
+    finally:
+        if backend is not None:
+            backend.close()
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from actadd.lab.runner import read_config
+
+    if read_config(args.config).get("kind") != "sweep":
+        raise ConfigError(f"{args.config} is not a sweep config (kind = 'sweep').")
+    return cmd_run(args)
+
+
+def read_suite(path: Path) -> list[Path]:
+    """The config files a suite file lists (``experiments = ["name", ...]``, each
+    ``<name>.toml`` beside it), read like every config (:func:`actadd.config.read_toml`)."""
+    from actadd.config import read_toml
+
+    if not path.is_file():
+        raise ConfigError(f"No suite file at {path} (run from the repository root).")
+    names = read_toml(path, "suite file").get("experiments")
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n.strip() for n in names)
+    ):
+        raise ConfigError(
+            f"{path}: 'experiments' must be a non-empty list of config names (strings), e.g. "
+            f'experiments = ["wedding_sweep"]; got {names!r}.'
+        )
+    configs = [path.parent / f"{name}.toml" for name in names]
+    missing = [str(c) for c in configs if not c.is_file()]
+    if missing:
+        raise ConfigError(f"{path}: config files not found: {missing}")
+    return configs
+
+
+def cmd_suite(args) -> int:
+    from actadd.lab.report import write_report
+    from actadd.lab.runinfo import git_revision, write_json
+    from actadd.lab.runner import kind_of, read_config, run_config
+
+    configs = read_suite(Path(args.suite))
+    results = Path(args.results or ("results/_quick" if args.quick else "results"))
+    revision = git_revision()
+    # reference results (a full suite into the repository's results/) need a committed tree
+    reference = not args.quick and results.resolve() == REFERENCE_RESULTS.resolve()
+    if reference and revision is not None and revision.endswith("+dirty"):
+        if not args.allow_dirty:
+            raise ConfigError(
+                f"the working tree has uncommitted changes outside results/ "
+                f"({revision}): reference results come only from a committed tree. Commit "
+                "(or stash) first, or pass --allow-dirty (recorded in suite.json)."
+            )
+        print(f"actadd: warning: running on a dirty tree ({revision}); recorded", file=sys.stderr)
+    kinds = {c: kind_of(read_config(c, args.quick)) for c in configs}
+    backend = ray_backend(args)
+    timings = {}
+    start = time.perf_counter()
+    try:
+        for i, config in enumerate(configs, 1):
+            out = _out_for(config, results)
+            if args.fresh and out.exists():
+                shutil.rmtree(out)  # nothing stale survives: tables, parts and figures go
+            where = ""
+            if backend is not None:
+                where = " (on Ray)" if kinds[config].distributed else " (here: not sweep units)"
+            print(f"[{i}/{len(configs)}] {config.stem} -> {out}{where}", flush=True)
+            t0 = time.perf_counter()
+            run_config(config, out, quick=args.quick, resume=True, backend=backend)
+            timings[config.stem] = round(time.perf_counter() - t0, 1)
+            print(f"    done in {timings[config.stem]:.0f} s", flush=True)
+    finally:
+        if backend is not None:
+            backend.close()
+    total = round(time.perf_counter() - start, 1)
+    # the default suite's record is suite.json; another suite file's is <its name>.json
+    suite_path = Path(args.suite)
+    record = "suite" if suite_path.resolve() == DEFAULT_SUITE.resolve() else suite_path.stem
+    write_json(
+        results / f"{record}.json",
+        {
+            "quick": args.quick,
+            "revision": revision,
+            "allow_dirty": bool(args.allow_dirty),
+            "reference": reference,
+            "experiments": [c.stem for c in configs],
+            "seconds": timings,
+            "total_seconds": total,
+        },
+    )
+    md, _ = write_report(results)
+    print(f"suite finished in {total:.0f} s; tables and figures under {results}/, claims in {md}")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from actadd.lab.runner import figures_for
+    from actadd.lab.runs import run_dirs
+
+    runs = [Path(r) for r in args.runs] or run_dirs(args.results)
+    if not runs:
+        raise ConfigError(f"No run directories (with config.json) under {args.results}.")
+    if args.wait is not None and args.wait < 0:
+        raise ConfigError(f"--wait must be >= 0 seconds, got {args.wait}.")
+    failed = 0
+    for run in runs:
+        try:
+            paths = figures_for(run, wait=args.wait)
+        except ActAddError as exc:
+            failed += 1
+            print(f"actadd: error: {run}: {exc}", file=sys.stderr)
+            continue
+        except Exception as exc:  # a table the figure code cannot read: say which run
+            failed += 1
+            print(
+                f"actadd: error: {run}: cannot draw ({type(exc).__name__}: {exc})", file=sys.stderr
+            )
+            continue
+        print(f"{run}: {len(paths)} figure files")
+    if failed:
+        print(
+            f"actadd: {failed} of {len(runs)} runs failed; the others were redrawn.",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Exit 0 when every run passes, 1 when one does not (each problem on a line)."""
+    from actadd.lab.runner import verify_run
+    from actadd.lab.runs import RunDir, run_dirs
+
+    runs = [Path(r) for r in args.runs]
+    if args.all is not None:
+        found = run_dirs(args.all)
+        if not found:
+            raise ConfigError(f"No run directories under {args.all}.")
+        runs += found
+    if not runs:
+        raise ConfigError("Name the run directories to verify, or --all RESULTS_DIR.")
+    failed = 0
+    for run in runs:
+        problems = verify_run(run)
+        for problem in problems:
+            print(f"{run}: {problem}")
+        if problems:
+            failed += 1
+            continue
+        legacy = RunDir.existing(run).manifest_format() == 1
+        note = " (legacy run: tables checked; config.json and env.json carry no checksum)"
+        print(f"{run}: ok" + (note if legacy else ""))
+    if failed:
+        print(f"actadd: {failed} of {len(runs)} runs failed verification.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from actadd.lab.report import write_report
+
+    md, csv = write_report(args.results)
+    print(f"wrote {md} and {csv}")
+    return 0
+
+
+def cmd_kinds(args) -> int:
+    from actadd.lab.kinds import KIND_MODULES, get_kind
+
+    for name in sorted(KIND_MODULES):
+        print(f"{name:18s} {get_kind(name).description}")
+    return 0
+
+
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray (optional extra: pip install 'actadd[ray]')")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        default=None,
+        metavar="ADDRESS",
+        help="compute sweep units on Ray actors: no ADDRESS starts a local cluster, 'auto' "
+        "joins the one started here with `ray start --head`, or HOST:PORT / ray://HOST:PORT",
+    )
+    g.add_argument("--ray-workers", type=int, help="actors (default: as many as the cluster holds)")
+    g.add_argument("--ray-cpus", type=float, help="CPUs per actor (default 1)")
+    g.add_argument(
+        "--ray-gpus", type=float, help="GPUs per actor (default 0; >0 puts the model on cuda)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="actadd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice; 1 is faster on a busy "
+        "machine, where OpenMP threads contend)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("suite", help="run the default experiment suite")
+    s.add_argument("--quick", action="store_true", help="small sizes (CI, minutes)")
+    s.add_argument("--results", help="output root (default results/, or results/_quick)")
+    s.add_argument("--suite", default=str(DEFAULT_SUITE))
+    s.add_argument("--fresh", action="store_true", help="delete each run directory and rerun")
+    s.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="write reference results (a full suite into results/) from a tree with "
+        "uncommitted changes (recorded in suite.json)",
+    )
+    add_ray_arguments(s)
+    s.set_defaults(func=cmd_suite)
+
+    for name, func, text in (
+        ("run", cmd_run, "run one experiment config"),
+        ("sweep", cmd_sweep, "run a sweep config (kind = 'sweep')"),
+    ):
+        r = sub.add_parser(name, help=text)
+        r.add_argument("config")
+        r.add_argument("--out", help="run directory (default <results>/<config name>)")
+        r.add_argument("--results", help="output root (default results/, or results/_quick)")
+        r.add_argument("--quick", action="store_true", help="the config's [quick] sizes")
+        r.add_argument("--resume", action="store_true", help="continue a run of the same config")
+        add_ray_arguments(r)
+        r.set_defaults(func=func)
+
+    r = sub.add_parser("report", help="claims from saved tables -> REPORT.md, claims.csv")
+    r.add_argument("--results", default="results", help="results root (default results/)")
+    r.set_defaults(func=cmd_report)
+
+    f = sub.add_parser("figures", help="redraw figures from saved tables")
+    f.add_argument("runs", nargs="*")
+    f.add_argument("--results", default="results")
+    f.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for another process drawing the same run's figures "
+        "(default 300); a run that another process is computing is refused at once",
+    )
+    f.set_defaults(func=cmd_figures)
+
+    v = sub.add_parser(
+        "verify", help="check every file of runs against their manifests and checksums"
+    )
+    v.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    v.add_argument(
+        "--all",
+        nargs="?",
+        const="results",
+        default=None,
+        metavar="RESULTS_DIR",
+        help="every run directory under RESULTS_DIR (default results/)",
+    )
+    v.set_defaults(func=cmd_verify)
+
+    k = sub.add_parser("kinds", help="list experiment kinds")
+    k.set_defaults(func=cmd_kinds)
+
+    from actadd.cli.vector import add_vector_parser
+
+    add_vector_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():  # restores the warning display when main returns
+        shown = warnings.showwarning
+        # a run whose tables cannot be checked is said loudly, whatever the warning filters
+        warnings.simplefilter("always", UncheckedRunWarning)
+
+        def note(message, category, *rest, **kw) -> None:
+            """actadd's own warnings (actadd.errors) as one line each: a run that cannot be
+            checked is a warning, the others are notes."""
+            if issubclass(category, UncheckedRunWarning):
+                print(f"actadd: warning: {message}", file=sys.stderr)
+            elif category.__module__ == "actadd.errors":
+                print(f"actadd: note: {message}", file=sys.stderr)
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = note
+        try:
+            if args.threads is not None:
+                if args.threads < 1:
+                    raise ConfigError(
+                        f"--threads must be an integer >= 1 (torch CPU threads), got "
+                        f"{args.threads}."
+                    )
+                import torch
+
+                torch.set_num_threads(args.threads)
+            return args.func(args)
+        except ActAddError as exc:
+            print(f"actadd: error: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            from actadd.lab.runinfo import disk_full
+
+            if not disk_full(exc):
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            print(f"actadd: error: no space left on device{where}; free space and rerun.",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""``actadd vector export | import | show``: steering vectors to and from llama.cpp GGUF.
+
+actadd vector export V.safetensors [V2.safetensors ...] -o OUT.gguf
+                     [--reduce mean|mean-skip-first] [--row I] [--scale S] [--model-hint H]
+actadd vector import IN.gguf -o OUT(.safetensors | DIR) [--model NAME] [--layer L]
+actadd vector show FILE [FILE ...]             (.gguf control vectors or .safetensors vectors)
+
+Layers: an actadd vector at ``resid_pre`` L is llama.cpp's ``direction.{L-1}`` (added to the
+output of block L-1); see :mod:`actadd.interop.gguf`. The coefficient is baked in.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from actadd.errors import SteeringError
+
+REDUCE = ("none", "mean", "mean-skip-first")
+
+
+def add_vector_parser(sub) -> None:
+    """Register ``vector`` and its subcommands on the ``actadd`` parser's subparsers."""
+    v = sub.add_parser(
+        "vector",
+        help="share steering vectors as llama.cpp control vectors (GGUF)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    vs = v.add_subparsers(dest="vector_command", required=True)
+
+    e = vs.add_parser("export", help="actadd .safetensors vector(s) -> one control-vector .gguf")
+    e.add_argument("inputs", nargs="+", help="vectors saved by SteeringVector.save, one per layer")
+    e.add_argument("-o", "--out", required=True, help="the .gguf file to write")
+    e.add_argument(
+        "--reduce",
+        choices=REDUCE,
+        default="none",
+        help="make a per-position [k, d_model] vector one row: its mean, or its mean "
+        "without the leading-token row (mean-skip-first)",
+    )
+    e.add_argument("--row", type=int, help="use this one row instead of reducing")
+    e.add_argument("--scale", type=float, default=1.0, help="multiply before writing (baked in)")
+    e.add_argument("--model-hint", help="controlvector.model_hint (default: from the model name)")
+    e.set_defaults(func=cmd_export)
+
+    i = vs.add_parser("import", help="a control-vector .gguf -> actadd .safetensors vector(s)")
+    i.add_argument("input", help="a llama.cpp / repeng / actadd control-vector .gguf")
+    i.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="a .safetensors file (one direction, or --layer), else a directory",
+    )
+    i.add_argument("--model", help="check against this model (e.g. smollm2) and tie to it")
+    i.add_argument("--layer", type=int, help="only the direction added at this resid_pre layer")
+    i.set_defaults(func=cmd_import)
+
+    s = vs.add_parser("show", help="describe .gguf control vectors or .safetensors vectors")
+    s.add_argument("paths", nargs="+")
+    s.set_defaults(func=cmd_show)
+
+
+def cmd_export(args) -> int:
+    from actadd.core.vectors import SteeringVector
+    from actadd.interop.gguf import write_control_vector
+
+    if args.row is not None and args.reduce != "none":
+        raise SteeringError("Give either --row or --reduce, not both.")
+    vectors = []
+    for path in args.inputs:
+        vec = SteeringVector.load(path)
+        if args.row is not None:
+            if not -vec.k <= args.row < vec.k:
+                raise SteeringError(f"{path}: --row {args.row} is outside 0..{vec.k - 1}.")
+            vec = vec.rows([args.row])
+        elif args.reduce == "mean":
+            vec = vec.mean()
+        elif args.reduce == "mean-skip-first":
+            vec = vec.mean(skip_first=True)
+        elif vec.k != 1:
+            raise SteeringError(
+                f"{path} has {vec.k} rows (one per position); a control vector is one row "
+                "added at every position. Pass --reduce mean-skip-first (the mean without the "
+                "leading-token row), --reduce mean, or --row I."
+            )
+        if args.scale != 1.0:
+            vec = args.scale * vec
+        vectors.append(vec)
+    out = write_control_vector(vectors, args.out, model_hint=args.model_hint)
+    layers = ", ".join(f"resid_pre {v.layer} -> direction.{v.layer - 1}" for v in vectors)
+    print(f"wrote {out} ({layers})")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from actadd.interop.gguf import load_control_vector
+
+    model = None
+    if args.model:
+        from actadd.models import load_model
+
+        model = load_model(args.model)
+    vectors = load_control_vector(args.input, model)
+    if args.layer is not None:
+        if args.layer not in vectors:
+            raise SteeringError(
+                f"{args.input} has no direction for resid_pre layer {args.layer}; it has "
+                f"resid_pre layers {sorted(vectors)}."
+            )
+        vectors = {args.layer: vectors[args.layer]}
+    out = Path(args.out)
+    if len(vectors) == 1 and out.suffix == ".safetensors":
+        written = [next(iter(vectors.values())).save(out)]
+    elif out.suffix == ".safetensors":
+        raise SteeringError(
+            f"{args.input} holds {len(vectors)} directions (resid_pre layers "
+            f"{sorted(vectors)}): give a directory as --out, or pick one with --layer."
+        )
+    else:
+        written = _save_all(
+            {out / f"resid_pre_{layer:02d}.safetensors": v for layer, v in vectors.items()}
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _save_all(files: dict[Path, object]) -> list[Path]:
+    """Save every ``{path: vector}``, or none: when one save fails (a full disk), the files
+    this call created are removed again (each save is atomic, so none is half-written)."""
+    created: list[Path] = []
+    try:
+        for path, vec in files.items():
+            existed = path.exists()
+            vec.save(path)
+            if not existed:
+                created.append(path)
+    except BaseException:
+        for path in created:
+            path.unlink(missing_ok=True)
+        raise
+    return list(files)
+
+
+def cmd_show(args) -> int:
+    from actadd.core.vectors import SteeringVector
+    from actadd.interop.gguf import describe_file
+
+    for path in args.paths:
+        if str(path).endswith(".safetensors"):
+            print(f"{path}\n  {SteeringVector.load(path)!r}")
+        else:
+            print(describe_file(path))
+    return 0

@@ -1,0 +1,599 @@
+"""The steering vector: a per-position residual-stream difference at one layer.
+
+ActAdd (Turner et al. 2023) builds ``v = c · (h_L(p+) − h_L(p−))`` from two prompts that
+share a leading token and are made the same length. ``v`` has shape ``[k, d_model]``: one
+row per token position, not one ``d_model`` vector. :class:`SteeringVector` holds that
+tensor, the ``resid_pre`` layer it belongs to, the model it was made for, and how it was
+made (its provenance), and supports the linear algebra researchers do on vectors.
+
+    >>> v = SteeringVector.from_pair(model, "Love", "Hate", layer=6, coeff=5)
+    >>> w = 0.5 * v + SteeringVector.from_pair(model, "Happy", "Sad", layer=6)
+    >>> with actadd.steering(model, w):
+    ...     model.generate("I hate you because")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from actadd.errors import SteeringError, Validated, VectorFileError, VectorFileWarning
+from actadd.runtime.backends import Model
+from actadd.runtime.forward import residuals
+from actadd.runtime.hooks import check_layer
+from actadd.runtime.tokens import equalize_rule, pair_token_ids
+
+# 3: the metadata also carries "metadata_sha256", the sha256 of the rest of the metadata
+#    (layer, k, coeff, provenance, ... and the tensor's "sha256"), checked on load
+# 2: the metadata carries "sha256" of the tensor data, checked on load
+# 1: no checksum (the data is float32, as since)
+FORMAT_VERSION = 3
+FORMAT = "actadd.steering_vector"
+
+
+@dataclass(frozen=True, eq=False)
+class SteeringVector:
+    """A steering vector of shape ``[k, d_model]`` for ``blocks.{layer}.hook_resid_pre``.
+
+    Attributes:
+        tensor: the addition, one row per position (row 0 lines up with the leading token
+            when injected with ``align="front"``).
+        layer: the ``resid_pre`` layer it is added at (0..n_layers).
+        model_name: the model it was made for (``None``: not tied to a model).
+        provenance: JSON-able record of how it was made (prompts, coefficient, pair
+            alignment, algebra applied).
+    """
+
+    # stored as [k, d_model]; [d_model] is one row. Validated: a non-tensor or a non-float
+    # tensor gets __post_init__'s SteeringError, as a wrong shape does
+    tensor: Validated[Float[Tensor, "*pos d_model"]]
+    layer: int
+    model_name: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    # numpy scalars on the left (``np.float32(0.5) * v``) defer to ``__rmul__`` instead of
+    # wrapping the vector in an object array, so both operand orders validate alike
+    __array_ufunc__ = None
+
+    def __post_init__(self) -> None:
+        t = self.tensor
+        if not isinstance(t, Tensor):
+            raise SteeringError(f"tensor must be a torch.Tensor, got {type(t).__name__}.")
+        if not t.is_floating_point():
+            raise SteeringError(
+                f"tensor must be floating point (float32, float64, float16 or bfloat16), got "
+                f"{t.dtype}; convert it first, e.g. tensor.float()."
+            )
+        if t.ndim == 1:
+            object.__setattr__(self, "tensor", t[None])
+        elif t.ndim != 2:
+            raise SteeringError(
+                f"tensor must have shape [k, d_model] (or [d_model]), got {tuple(t.shape)}."
+            )
+        if self.tensor.shape[0] == 0:
+            raise SteeringError("A steering vector needs at least one position (k >= 1).")
+        if not torch.isfinite(self.tensor).all():
+            raise SteeringError("Steering vector contains NaN or inf values.")
+        if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
+            raise SteeringError(f"layer must be a non-negative int, got {self.layer!r}.")
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_pair(
+        cls,
+        model: Model,
+        positive: str,
+        negative: str,
+        layer: int,
+        coeff: Validated[float] = 1.0,
+        *,
+        equalize: str = "right",
+        pad_token: str | int = " ",
+        pad: str | None = None,
+    ) -> SteeringVector:
+        """ActAdd's vector ``coeff · (h_L(positive) − h_L(negative))``, per position.
+
+        Both prompts are tokenized with the model's leading token and made the same length
+        by ``equalize``:
+
+        - ``"right"`` (the paper): pad the shorter prompt at the end with ``pad_token``
+          (default ``" "``, the space token);
+        - ``"left"``: pad right after the leading token, so the prompts' ends line up;
+        - ``"truncate"``: cut the longer prompt to the shorter one's length.
+
+        ``pad_token`` is a string that must be a single token, or a token id.
+        One side may be ``""`` (e.g. ``" weddings" − ""``): it is then all padding.
+        ``pad=`` is the deprecated former name of ``equalize=``.
+
+        Note: on SmolLM2 a lone ``" "`` token becomes a massive-activation ("attention
+        sink") position at layers 3–9 (residual norm ~900 vs ~100), so space-padded rows
+        carry that sink into the difference. A word-like pad such as ``pad_token=" a"``
+        avoids it (see experiments/README.md, "Token injection").
+        """
+        equalize = equalize_rule(equalize, pad)
+        vectors = cls.from_pair_layers(
+            model, positive, negative, [layer], coeff, equalize=equalize, pad_token=pad_token
+        )
+        return vectors[layer]
+
+    @classmethod
+    def from_pair_layers(
+        cls,
+        model: Model,
+        positive: str,
+        negative: str,
+        layers: Sequence[int],
+        coeff: Validated[float] = 1.0,
+        *,
+        equalize: str = "right",
+        pad_token: str | int = " ",
+        pad: str | None = None,
+    ) -> dict[int, SteeringVector]:
+        """:meth:`from_pair` at several layers from one forward pass: ``{layer: vector}``."""
+        equalize = equalize_rule(equalize, pad)
+        coeff = _check_coeff(coeff)
+        layers = [check_layer(model, layer) for layer in layers]
+        if not layers:
+            raise SteeringError("No layers given.")
+        pos_ids, neg_ids = pair_token_ids(model, positive, negative, equalize, pad_token)
+        tokens = torch.tensor([pos_ids, neg_ids], device=model.cfg.device)
+        acts = residuals(model, tokens, layers)
+        provenance = {
+            "kind": "pair",
+            "positive": positive,
+            "negative": negative,
+            "coeff": coeff,
+            "pad": equalize,
+            "pad_token": pad_token if isinstance(pad_token, str) else int(pad_token),
+            "tokens_positive": model.to_str_tokens(torch.tensor(pos_ids)),
+            "tokens_negative": model.to_str_tokens(torch.tensor(neg_ids)),
+        }
+        return {
+            layer: cls(
+                coeff * (acts[layer][0] - acts[layer][1]),
+                layer,
+                model.cfg.model_name,
+                dict(provenance),
+            )
+            for layer in layers
+        }
+
+    @classmethod
+    def from_prompt(
+        cls, model: Model, prompt: str, layer: int, coeff: float = 1.0, **kwargs
+    ) -> SteeringVector:
+        """``coeff · (h_L(prompt) − h_L(""))``: a one-sided vector such as ``" weddings" − ""``.
+
+        The empty side is the leading token followed by padding (see :meth:`from_pair`).
+        """
+        return cls.from_pair(model, prompt, "", layer, coeff, **kwargs)
+
+    @classmethod
+    def from_tensor(
+        cls,
+        tensor: Tensor,
+        layer: int,
+        model_name: str | None = None,
+        description: str = "tensor",
+    ) -> SteeringVector:
+        """Wrap a raw ``[k, d_model]`` (or ``[d_model]``) tensor, e.g. an embedding difference."""
+        return cls(tensor.detach().clone(), layer, model_name, {"kind": description})
+
+    # ------------------------------------------------------------------ shape and views
+
+    @property
+    def k(self) -> int:
+        """Number of positions (rows)."""
+        return self.tensor.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        return self.tensor.shape[1]
+
+    def __len__(self) -> int:
+        return self.k
+
+    def norms(self) -> Float[Tensor, " pos"]:
+        """L2 norm of each row."""
+        return self.tensor.norm(dim=-1)
+
+    def mean(self, skip_first: bool = False) -> SteeringVector:
+        """Mean over positions: a single-row vector for ``align="all"``.
+
+        ``skip_first=True`` leaves out row 0, which for a pair sharing a leading token is
+        (close to) zero and would only dilute the mean.
+        """
+        rows = self.tensor[1:] if skip_first and self.k > 1 else self.tensor
+        return self._derived(rows.mean(0, keepdim=True), {"op": "mean", "skip_first": skip_first})
+
+    def rows(self, index: int | slice | Sequence[int]) -> SteeringVector:
+        """A vector made of some rows, e.g. ``v.rows(slice(1, None))``."""
+        t = self.tensor[index] if not isinstance(index, Sequence) else self.tensor[list(index)]
+        return self._derived(t, {"op": "rows", "index": repr(index)})
+
+    def at_layer(self, layer: int) -> SteeringVector:
+        """The same tensor, to be added at another layer (a transplant)."""
+        return SteeringVector(
+            self.tensor, layer, self.model_name, {**self.provenance, "moved_to_layer": layer}
+        )
+
+    def to(self, *args, **kwargs) -> SteeringVector:
+        return SteeringVector(
+            self.tensor.to(*args, **kwargs), self.layer, self.model_name, self.provenance
+        )
+
+    # ------------------------------------------------------------------ algebra
+
+    def _derived(self, tensor: Tensor, op: dict[str, Any]) -> SteeringVector:
+        return SteeringVector(
+            tensor, self.layer, self.model_name, {"kind": "derived", **op, "of": self.provenance}
+        )
+
+    def _combine(self, other: SteeringVector, sign: float) -> SteeringVector:
+        if not isinstance(other, SteeringVector):
+            return NotImplemented
+        if other.layer != self.layer:
+            raise SteeringError(
+                f"Cannot add vectors at different layers ({self.layer} and {other.layer}); "
+                "pass both to actadd.steering(...) to apply them together."
+            )
+        if other.d_model != self.d_model:
+            raise SteeringError(f"d_model differs: {self.d_model} vs {other.d_model}.")
+        if self.model_name and other.model_name and self.model_name != other.model_name:
+            raise SteeringError(
+                f"Vectors come from different models: {self.model_name} vs {other.model_name}."
+            )
+        a, b = pad_rows(self.tensor, other.tensor)
+        b = b.to(a.device, a.dtype)
+        return SteeringVector(
+            a + b if sign > 0 else a - b,
+            self.layer,
+            self.model_name or other.model_name,
+            {
+                "kind": "sum" if sign > 0 else "difference",
+                "terms": [self.provenance, other.provenance],
+            },
+        )
+
+    def __add__(self, other: SteeringVector) -> SteeringVector:
+        """Sum, zero-padding the shorter vector at the end (as summed additions do)."""
+        return self._combine(other, +1.0)
+
+    def __sub__(self, other: SteeringVector) -> SteeringVector:
+        return self._combine(other, -1.0)
+
+    def __mul__(self, scale: Validated[float]) -> SteeringVector:
+        """Scale by a real number (Python, numpy or one-element tensor), as ``coeff`` is."""
+        if not _is_scalar(scale):
+            return NotImplemented
+        scale = _check_coeff(scale)
+        return self._derived(self.tensor * scale, {"op": "scale", "scale": scale})
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scale: Validated[float]) -> SteeringVector:
+        if not _is_scalar(scale):
+            return NotImplemented
+        scale = _check_coeff(scale)
+        if scale == 0:
+            raise SteeringError("Cannot divide a steering vector by zero.")
+        return self * (1.0 / scale)
+
+    def __neg__(self) -> SteeringVector:
+        return self * -1.0
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> str:
+        """Short human-readable label, e.g. ``'Love'−'Hate' ×5 @L6``."""
+        p = self.provenance
+        coeff = p.get("coeff", 1.0)
+        if p.get("kind") == "pair" and isinstance(coeff, numbers.Real):
+            body = f"{p.get('positive')!r}−{p.get('negative')!r} ×{coeff:g}"
+        else:
+            body = str(p.get("label") or p.get("kind", "vector"))
+        return f"{body} @L{self.layer}"
+
+    def with_label(self, label: str) -> SteeringVector:
+        return SteeringVector(
+            self.tensor, self.layer, self.model_name, {**self.provenance, "label": label}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"SteeringVector({self.describe()}, k={self.k}, d_model={self.d_model}, "
+            f"model={self.model_name!r}, norms={[round(x, 2) for x in self.norms().tolist()]})"
+        )
+
+    # ------------------------------------------------------------------ save / load
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.safetensors`` file with the tensor and JSON metadata.
+
+        The metadata records the sha256 of the tensor data and the sha256 of the metadata
+        itself (layer, k, provenance, ...: what gives the tensor its meaning), which
+        :meth:`load` checks. The file is written beside ``path`` under a temporary name and
+        renamed over it: ``path`` is never half-written, and a save that fails (a full disk)
+        removes its temporary file and raises one :class:`VectorFileError` line.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.is_dir():
+            raise VectorFileError(
+                f"{path} is a directory; save the vector to a file path inside it, "
+                f"e.g. {path / 'vector.safetensors'}."
+            )
+        data = self.tensor.detach().to("cpu", torch.float32).contiguous()
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "layer": self.layer,
+            "model_name": self.model_name,
+            "d_model": self.d_model,
+            "k": self.k,
+            "dtype": "float32",
+            "sha256": _tensor_sha256(data),
+            "provenance": self.provenance,
+        }
+        try:
+            # as load() will see it (e.g. int dict keys become strings), then hashed
+            meta = json.loads(json.dumps(meta))
+        except (TypeError, ValueError) as exc:
+            raise VectorFileError(
+                f"Cannot save {self.describe()}: its provenance is not JSON-able ({exc})."
+            ) from None
+        meta["metadata_sha256"] = _metadata_sha256(meta)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise write_error("a steering vector", path, exc) from None
+        os.close(fd)
+        try:
+            save_file({"vector": data}, tmp, metadata={"actadd": json.dumps(meta)})
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; vectors are for sharing
+            os.replace(tmp, path)
+        except (OSError, SafetensorError) as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise write_error("a steering vector", path, exc) from None
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        model: Model | None = None,
+        *,
+        allow_other_model: bool = False,
+    ) -> SteeringVector:
+        """Read a vector saved by :meth:`save`.
+
+        The file's checksums are verified: the tensor data (format 2 on) and the metadata
+        (format 3 on). A format-1 file carries no checksum: it loads with a
+        :class:`~actadd.errors.VectorFileWarning` (save it again to add one).
+
+        With ``model``, the vector is checked against it (d_model always; the model name
+        unless ``allow_other_model=True``) and moved to its device.
+        """
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise VectorFileError(f"No steering-vector file at {path}.")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["actadd"])
+                tensor = f.get_tensor("vector")
+        except Exception as exc:
+            raise VectorFileError(
+                f"{path} is not a readable actadd steering-vector file "
+                f"({type(exc).__name__}: {exc}). Files are written by SteeringVector.save()."
+            ) from exc
+        layer, model_name, provenance = _check_metadata(path, meta, tensor)
+        vec = cls(tensor, layer, model_name, provenance)
+        if model is not None:
+            check_compatible(vec, model, allow_other_model=allow_other_model)
+            vec = vec.to(model.cfg.device)
+        return vec
+
+    # ------------------------------------------------------------------ llama.cpp GGUF
+
+    def to_gguf(self, path: str | Path, *, model_hint: str | None = None, model=None) -> Path:
+        """Write this one-row vector as a llama.cpp control vector (``direction.{layer-1}``,
+        coefficient baked in). See :mod:`actadd.interop.gguf`."""
+        from actadd.interop.gguf import write_control_vector
+
+        return write_control_vector(self, path, model=model, model_hint=model_hint)
+
+    @classmethod
+    def from_gguf(
+        cls,
+        path: str | Path,
+        model: Model | None = None,
+        *,
+        layer: int | None = None,
+        allow_other_model: bool = False,
+    ) -> SteeringVector:
+        """Read a llama.cpp control vector: the file's only direction, or the one added at
+        ``resid_pre`` ``layer`` (``direction.{layer-1}``). See :mod:`actadd.interop.gguf`."""
+        from actadd.interop.gguf import load_one
+
+        return load_one(path, model, layer=layer, allow_other_model=allow_other_model)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _is_scalar(x: Any) -> bool:
+    """A single number: Python or numpy scalars (bools included) or a one-element tensor."""
+    if isinstance(x, Tensor):
+        return x.numel() == 1
+    if isinstance(x, numbers.Number):  # bool is an int: it gets here and is refused later
+        return True
+    return type(x).__module__ == "numpy" and getattr(x, "ndim", None) == 0
+
+
+def _check_coeff(coeff: Validated[float]) -> float:
+    """A coefficient or scale as a float: any finite real number, Python or numpy.
+
+    ``5``, ``0.5``, ``np.int64(3)``, ``np.float32(0.5)`` and one-element tensors are
+    accepted; bools, strings, complex and non-finite numbers are refused with one message.
+    """
+    value = coeff
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    elif type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars and 0-d arrays -> Python bool/int/float/complex
+    try:
+        real = not isinstance(value, bool) and isinstance(value, numbers.Real)
+        value = float(value) if real else math.nan
+    except OverflowError:  # an int beyond float range
+        value = math.nan
+    if not math.isfinite(value):
+        raise SteeringError(
+            f"coefficient must be a finite real number (int or float, numpy scalars "
+            f"included; not a bool), got {coeff!r}."
+        )
+    return value
+
+
+def _metadata_sha256(meta: dict[str, Any]) -> str:
+    """sha256 of a vector file's metadata, its own ``metadata_sha256`` left out: canonical
+    JSON (sorted keys, no spaces), so it does not depend on how the header was written."""
+    rest = {key: value for key, value in meta.items() if key != "metadata_sha256"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_metadata(
+    path: Path, meta: Any, tensor: Tensor
+) -> tuple[int, str | None, dict[str, Any]]:
+    """``(layer, model_name, provenance)`` of a vector file whose metadata and checksums are
+    sound; one :class:`VectorFileError` line naming the file otherwise."""
+    if not isinstance(meta, dict):
+        raise VectorFileError(
+            f"{path}: metadata is a JSON {type(meta).__name__}, not an actadd steering "
+            "vector's record (a JSON object)."
+        )
+    if meta.get("format") != FORMAT:
+        raise VectorFileError(f"{path}: metadata is not an actadd steering vector.")
+    version = meta.get("format_version", 1)
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= FORMAT_VERSION
+    ):
+        raise VectorFileError(
+            f"{path}: format version {version!r} is not one this actadd reads "
+            f"(1..{FORMAT_VERSION}); it may come from a newer actadd."
+        )
+    corrupt = "(the file is corrupt or was edited); save the vector again"
+    if version >= 3 and meta.get("metadata_sha256") != _metadata_sha256(meta):
+        raise VectorFileError(
+            f"{path}: the metadata (layer, k, provenance, ...) does not match the sha256 "
+            f"recorded in the file {corrupt}."
+        )
+    for key, least in (("layer", 0), ("k", 1), ("d_model", 1)):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            what = "is missing" if key not in meta else f"is {value!r}"
+            raise VectorFileError(f"{path}: metadata {key!r} {what}; it must be an int >= {least}.")
+    model_name = meta.get("model_name")
+    if model_name is not None and not isinstance(model_name, str):
+        raise VectorFileError(
+            f"{path}: metadata 'model_name' is {model_name!r}; it must be a string or null."
+        )
+    provenance = meta.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise VectorFileError(
+            f"{path}: metadata 'provenance' is a {type(provenance).__name__}; it must be a "
+            "JSON object."
+        )
+    if tuple(tensor.shape) != (meta["k"], meta["d_model"]):
+        raise VectorFileError(
+            f"{path}: tensor shape {tuple(tensor.shape)} disagrees with its metadata "
+            f"({meta['k']}, {meta['d_model']})."
+        )
+    if tensor.dtype != torch.float32:
+        raise VectorFileError(
+            f"{path}: the tensor is {tensor.dtype}, but vector files hold float32 {corrupt}."
+        )
+    expected = meta.get("sha256")
+    if (version >= 2 or expected is not None) and _tensor_sha256(tensor) != expected:
+        raise VectorFileError(
+            f"{path}: the tensor data does not match the sha256 recorded in the file {corrupt}."
+        )
+    if expected is None:
+        warnings.warn(
+            f"{path} is a format-{version} vector file with no checksum, so its data cannot "
+            "be verified; load and save it again to add one.",
+            VectorFileWarning,
+            stacklevel=3,
+        )
+    return meta["layer"], model_name, provenance
+
+
+def write_error(what: str, path: Path, exc: BaseException) -> VectorFileError:
+    """One line for a write that failed (a full disk, no permission), with the free space."""
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free:,} bytes free there"
+    except OSError:
+        free = ""
+    return VectorFileError(f"Cannot write {what} to {path}: {reason}{free}. Nothing was written.")
+
+
+def _tensor_sha256(tensor: Tensor) -> str:
+    """sha256 of a CPU tensor's raw bytes (C order)."""
+    return hashlib.sha256(tensor.detach().to("cpu").contiguous().numpy().tobytes()).hexdigest()
+
+
+def check_compatible(vec: SteeringVector, model: Model, *, allow_other_model: bool = False) -> None:
+    """Raise unless ``vec`` can be added to ``model``'s residual stream."""
+    if vec.d_model != model.cfg.d_model:
+        raise SteeringError(
+            f"Vector has d_model {vec.d_model} but {model.cfg.model_name} has "
+            f"d_model {model.cfg.d_model}."
+        )
+    check_layer(model, vec.layer)
+    if (
+        not allow_other_model
+        and vec.model_name is not None
+        and vec.model_name != model.cfg.model_name
+    ):
+        raise SteeringError(
+            f"Vector was made for {vec.model_name!r}, model is {model.cfg.model_name!r}. "
+            "Pass allow_other_model=True to use it anyway (same d_model)."
+        )
+
+
+def pad_rows(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Zero-pad the shorter of two ``[k, d]`` tensors at the end to the longer's length."""
+    k = max(a.shape[0], b.shape[0])
+
+    def grow(t: Tensor) -> Tensor:
+        if t.shape[0] == k:
+            return t
+        return torch.cat([t, t.new_zeros(k - t.shape[0], t.shape[1])])
+
+    return grow(a), grow(b)

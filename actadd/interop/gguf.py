@@ -1,0 +1,568 @@
+"""Steering vectors as llama.cpp control vectors: GGUF export, import and inspection.
+
+llama.cpp's ``--control-vector FILE`` / ``--control-vector-scaled FILE:S`` (and repeng,
+EasySteer, ...) share one small GGUF format. What this module writes and accepts, as read
+from llama.cpp (``common/common.cpp`` ``common_control_vector_load_one``,
+``src/llama-adapter.cpp``, ``src/models/llama.cpp``, ``tools/cvector-generator``) and repeng
+(``extract.py`` ``ControlVector.export_gguf`` / ``import_gguf``):
+
+- keys ``general.architecture = "controlvector"``, ``controlvector.model_hint`` (the model's
+  architecture name, e.g. ``"llama"``; repeng refuses a file without it) and
+  ``controlvector.layer_count`` (ignored by llama.cpp);
+- one tensor ``direction.N`` per layer, ``N >= 1``, F32, one-dimensional, ``n_embd`` floats.
+  llama.cpp rejects the whole file on any other tensor, on ``direction.0``, on a non-F32 or
+  non-1-D tensor, or on unequal lengths; ggml's GGUF reader rejects repeated tensor names.
+  Several files are summed, each times its strength.
+
+**Layers.** llama.cpp adds ``direction.N`` at every position to the *output* of block ``N``
+(``build_cvec(cur, il)`` after the block's residual add), which is the residual stream
+entering block ``N + 1``: TransformerLens ``blocks.{N+1}.hook_resid_pre``. So an actadd
+vector at ``resid_pre`` layer ``L`` is written as ``direction.{L-1}``. ``L = 1`` would be
+``direction.0`` (the output of block 0), which llama.cpp rejects, and ``L = 0`` (the
+embeddings) has no slot at all; ``L = n_layers`` (after the last block) is
+``direction.{n_layers-1}``.
+repeng uses the same convention (``direction.i`` is the output of HF ``model.layers[i]``).
+llama.cpp's own ``cvector-generator`` reads the output of block ``i`` but names it
+``direction.{i+1}``, so its vectors are *applied one layer above where they were
+measured*; importing one here follows the loader (``direction.N`` → ``resid_pre N+1``),
+which is where llama.cpp adds it.
+
+**The coefficient is baked in.** The tensor written is exactly what actadd adds
+(``coeff · (h_L(p+) − h_L(p−))``, averaged to one row), so ``--control-vector FILE`` steers
+like actadd at that coefficient, and ``--control-vector-scaled FILE:s`` scales it further.
+
+**Provenance** (the actadd vector's record, model name, d_model, layer map) is a JSON string
+under the extra key ``actadd.provenance``, which llama.cpp and repeng ignore; a file with it
+imports back to the same vectors (bit-exact) with their provenance.
+
+**The leading token.** actadd prepends ``<|endoftext|>`` (id 0) on SmolLM2; the GGUF sets
+``add_bos_token = false``, so llama.cpp does not. All-position steering then lands on a
+different first token. To reproduce actadd's numbers in llama.cpp, feed id 0 first (in
+``llama-completion``, start the prompt with ``<|endoftext|>``: prompts are tokenized with
+special tokens parsed). :mod:`actadd.interop.llamacpp` does this.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from actadd.core.vectors import SteeringVector, check_compatible, write_error
+from actadd.errors import SteeringError, VectorFileError
+from actadd.lab.runinfo import _atomic
+
+ARCH = "controlvector"
+KEY_ARCH = "general.architecture"
+KEY_HINT = f"{ARCH}.model_hint"
+KEY_LAYER_COUNT = f"{ARCH}.layer_count"
+KEY_PROVENANCE = "actadd.provenance"
+PROVENANCE_FORMAT = "actadd.controlvector"
+PROVENANCE_VERSION = 1
+LAYER_CONVENTION = "direction.N is added to the output of block N = actadd resid_pre N+1"
+_DIRECTION = re.compile(r"direction\.(\d+)")
+
+# model_hint for the models actadd itself names (llama.cpp's architecture names)
+KNOWN_HINTS = {"SmolLM2-135M-Instruct": "llama", "tiny-llama": "llama", "tiny-gpt2": "gpt2"}
+
+Vectors = SteeringVector | Sequence[SteeringVector] | Mapping[int, SteeringVector]
+
+
+# ---------------------------------------------------------------------- layer mapping
+
+
+def direction_for_layer(layer: int) -> int:
+    """The ``direction.N`` index for an actadd ``resid_pre`` layer ``L``: ``N = L - 1``."""
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise SteeringError(f"layer must be an int, got {layer!r}.")
+    if layer <= 1:
+        raise SteeringError(
+            f"resid_pre layer {layer} cannot be written as a llama.cpp control vector: "
+            "direction.N is added to the output of block N (resid_pre N+1) and N >= 1, so "
+            "only resid_pre layers >= 2 are expressible. Use v.at_layer(2) to move the vector "
+            "(a different intervention), or keep it in actadd."
+        )
+    return layer - 1
+
+
+def layer_for_direction(index: int) -> int:
+    """The actadd ``resid_pre`` layer that ``direction.N`` is added at: ``N + 1``."""
+    return index + 1
+
+
+def model_hint_for(model) -> str:
+    """llama.cpp's architecture name for a ``HookedTransformer`` (``LlamaForCausalLM`` →
+    ``"llama"``, ``GPT2LMHeadModel`` → ``"gpt2"``)."""
+    arch = getattr(model.cfg, "original_architecture", None) or ""
+    for suffix in ("ForCausalLM", "LMHeadModel", "Model"):
+        if arch.endswith(suffix) and len(arch) > len(suffix):
+            return arch[: -len(suffix)].lower()
+    if model.cfg.model_name in KNOWN_HINTS:
+        return KNOWN_HINTS[model.cfg.model_name]
+    raise SteeringError(
+        f"Cannot tell the architecture of {model.cfg.model_name!r} for controlvector.model_hint; "
+        "pass model_hint= (e.g. 'llama')."
+    )
+
+
+# ---------------------------------------------------------------------- export
+
+
+def _as_layer_map(vectors: Vectors) -> dict[int, SteeringVector]:
+    if isinstance(vectors, SteeringVector):
+        items = [vectors]
+    elif isinstance(vectors, Mapping):
+        for key, vec in vectors.items():
+            if not isinstance(vec, SteeringVector):
+                raise SteeringError(f"vectors[{key!r}] is a {type(vec).__name__}, not a vector.")
+            if key != vec.layer:
+                raise SteeringError(
+                    f"vectors[{key!r}] holds a vector at resid_pre layer {vec.layer}; the keys "
+                    "of a {layer: vector} set must be the vectors' layers."
+                )
+        items = list(vectors.values())
+    else:
+        items = list(vectors)
+        bad = [type(v).__name__ for v in items if not isinstance(v, SteeringVector)]
+        if bad:
+            raise SteeringError(f"Expected SteeringVectors, got {bad}.")
+    if not items:
+        raise SteeringError("No vectors to write: give a vector, a list, or {layer: vector}.")
+    out: dict[int, SteeringVector] = {}
+    for vec in items:
+        if vec.layer in out:
+            raise SteeringError(
+                f"Two vectors at resid_pre layer {vec.layer}; a control-vector file holds one "
+                "direction per layer (ggml rejects repeated tensor names). Add them first "
+                "(v1 + v2)."
+            )
+        out[vec.layer] = vec
+    d = {v.d_model for v in out.values()}
+    if len(d) > 1:
+        raise SteeringError(f"The vectors have different d_model {sorted(d)}; one file, one model.")
+    return dict(sorted(out.items()))
+
+
+def _one_row(vec: SteeringVector) -> np.ndarray:
+    if vec.k != 1:
+        raise SteeringError(
+            f"{vec.describe()} has {vec.k} rows, but a llama.cpp control vector is one "
+            "d_model vector added at every position. Reduce it first: v.mean(skip_first=True) "
+            "(mean without the leading-token row, which is ≈ 0 for a pair), v.mean(), or "
+            "v.rows([i]) for one position."
+        )
+    return vec.tensor[0].detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def write_control_vector(
+    vectors: Vectors,
+    path: str | Path,
+    *,
+    model=None,
+    model_hint: str | None = None,
+) -> Path:
+    """Write one or more single-row vectors as a llama.cpp control-vector GGUF file.
+
+    Args:
+        vectors: a :class:`SteeringVector`, a list of them at distinct layers, or
+            ``{layer: vector}``. Each must have one row (``[1, d_model]``) and a ``resid_pre``
+            layer ``>= 2``; it is written as ``direction.{layer - 1}``, coefficient included.
+        path: the ``.gguf`` file to write (atomically: temporary file, then rename).
+        model: optional ``HookedTransformer`` to check the vectors against (d_model, layer
+            range, model name) and to take ``model_hint`` from.
+        model_hint: ``controlvector.model_hint``; default: the model's architecture
+            (``"llama"`` for SmolLM2), as llama.cpp's cvector-generator and repeng write it.
+
+    Returns the path written.
+    """
+    import gguf
+
+    path = Path(path)
+    if path.is_dir():
+        raise VectorFileError(
+            f"{path} is a directory; write the control vector to a file path inside it, "
+            f"e.g. {path / 'vector.gguf'}."
+        )
+    layer_map = _as_layer_map(vectors)
+    rows = {direction_for_layer(L): _one_row(v) for L, v in layer_map.items()}
+    if model is not None:
+        for vec in layer_map.values():
+            check_compatible(vec, model)
+    hint = model_hint if model_hint is not None else _default_hint(layer_map, model)
+    if not isinstance(hint, str) or not hint:
+        raise SteeringError(f"model_hint must be a non-empty string, got {hint!r}.")
+    names = {v.model_name for v in layer_map.values()} - {None}
+    record = {
+        "format": PROVENANCE_FORMAT,
+        "format_version": PROVENANCE_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "actadd_version": _actadd_version(),
+        "model_name": names.pop() if len(names) == 1 else None,
+        "d_model": next(iter(layer_map.values())).d_model,
+        "layer_convention": LAYER_CONVENTION,
+        "coefficient_baked_in": True,
+        "leading_token": _leading_token(model),
+        "vectors": {
+            str(direction_for_layer(L)): {
+                "layer": L,
+                "model_name": v.model_name,
+                "norm": float(v.norms()[0]),
+                "provenance": v.provenance,
+            }
+            for L, v in layer_map.items()
+        },
+    }
+
+    def write(tmp: Path) -> None:
+        writer = gguf.GGUFWriter(str(tmp), ARCH)  # also sets general.architecture
+        try:
+            writer.add_string(KEY_HINT, hint)
+            writer.add_int32(KEY_LAYER_COUNT, len(rows))  # int32, as cvector-generator writes it
+            writer.add_string(KEY_PROVENANCE, json.dumps(record, default=str))
+            for index, row in rows.items():
+                writer.add_tensor(f"direction.{index}", row)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
+
+    try:
+        return _atomic(path, write)
+    except OSError as exc:  # a full disk: gguf's writer says "N requested and M written"
+        raise write_error("a control vector", path, exc) from None
+
+
+def _default_hint(layer_map: dict[int, SteeringVector], model) -> str:
+    if model is not None:
+        return model_hint_for(model)
+    names = {v.model_name for v in layer_map.values()}
+    if len(names) == 1 and (name := names.pop()) in KNOWN_HINTS:
+        return KNOWN_HINTS[name]
+    raise SteeringError(
+        f"Cannot choose controlvector.model_hint for vectors of {sorted(map(str, names))}: pass "
+        "model_hint= (the architecture as llama.cpp names it, e.g. 'llama') or model=."
+    )
+
+
+def _leading_token(model) -> str | None:
+    if model is None or model.tokenizer is None:
+        return None
+    return getattr(model.tokenizer, "bos_token", None)
+
+
+def _actadd_version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("actadd")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class ControlVectorFile:
+    """A control-vector GGUF file, validated as llama.cpp's loader would.
+
+    Attributes:
+        path: where it was read from.
+        model_hint: ``controlvector.model_hint``.
+        layer_count: ``controlvector.layer_count`` if present (llama.cpp ignores it).
+        directions: ``{N: float32 array [n_embd]}`` for each ``direction.N``, sorted by N.
+        provenance: actadd's record (``actadd.provenance``) if actadd wrote the file.
+    """
+
+    path: Path
+    model_hint: str
+    layer_count: int | None
+    directions: dict[int, np.ndarray]
+    provenance: dict[str, Any] | None = field(default=None)
+
+    @property
+    def n_embd(self) -> int:
+        return len(next(iter(self.directions.values())))
+
+    @property
+    def layers(self) -> dict[int, int]:
+        """``{resid_pre layer: N}``: where actadd adds each ``direction.N``."""
+        return {layer_for_direction(n): n for n in self.directions}
+
+    def table(self) -> list[dict[str, Any]]:
+        """One record per direction: ``direction, resid_pre, norm`` (and the actadd label)."""
+        saved = (self.provenance or {}).get("vectors", {})
+        out = []
+        for n, row in self.directions.items():
+            rec = {"direction": n, "resid_pre": layer_for_direction(n)}
+            rec["norm"] = float(np.linalg.norm(row.astype(np.float64)))
+            prov = saved.get(str(n), {}).get("provenance")
+            if prov:
+                rec["made_by_actadd"] = _label(prov)
+            out.append(rec)
+        return out
+
+
+def _label(p: dict[str, Any]) -> str:
+    """A short label for a vector's provenance, e.g. ``mean('Love'−'Hate' ×5)``."""
+    if p.get("label"):
+        return str(p["label"])
+    coeff = p.get("coeff", 1.0)
+    if p.get("kind") == "pair" and isinstance(coeff, (int, float)):
+        return f"{p.get('positive')!r}−{p.get('negative')!r} ×{coeff:g}"
+    if p.get("kind") == "derived" and isinstance(p.get("of"), dict):
+        return f"{p.get('op', 'derived')}({_label(p['of'])})"
+    return str(p.get("kind", "vector"))
+
+
+def _field_value(reader, key: str):
+    f = reader.fields.get(key)
+    if f is None:
+        return None
+    return f.contents()
+
+
+def read_control_vector(path: str | Path) -> ControlVectorFile:
+    """Read and validate a control-vector file; raise :class:`VectorFileError` on anything
+    llama.cpp would reject (or repeng: a missing ``model_hint``)."""
+    import gguf
+
+    path = Path(path)
+    if not path.is_file():
+        raise VectorFileError(f"No control-vector file at {path}.")
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:
+        raise VectorFileError(
+            f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})."
+        ) from exc
+    arch = _field_value(reader, KEY_ARCH)
+    if arch != ARCH:
+        what = "has no general.architecture" if arch is None else f"is a {arch!r} file"
+        raise VectorFileError(
+            f"{path} {what}, not a control vector (general.architecture = {ARCH!r})."
+            + (" Is it the model itself?" if arch not in (None, ARCH) else "")
+        )
+    hint = _field_value(reader, KEY_HINT)
+    if hint is None:
+        raise VectorFileError(
+            f"{path} has no {KEY_HINT}: control-vector files carry the model's architecture "
+            "there (llama.cpp's cvector-generator and repeng write it; repeng refuses files "
+            "without it). Rewrite it with model_hint=..."
+        )
+    if not isinstance(hint, str):
+        raise VectorFileError(f"{path}: {KEY_HINT} must be a string, got {hint!r}.")
+    count = _field_value(reader, KEY_LAYER_COUNT)
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        raise VectorFileError(f"{path}: {KEY_LAYER_COUNT} must be an integer, got {count!r}.")
+    directions = _read_directions(reader, path)
+    provenance = None
+    raw = _field_value(reader, KEY_PROVENANCE)
+    if raw is not None:
+        try:
+            provenance = json.loads(raw)
+        except (TypeError, ValueError) as exc:
+            raise VectorFileError(f"{path}: {KEY_PROVENANCE} is not valid JSON ({exc}).") from exc
+        if not isinstance(provenance, dict) or provenance.get("format") != PROVENANCE_FORMAT:
+            raise VectorFileError(f"{path}: {KEY_PROVENANCE} is not an actadd record.")
+        _check_provenance(path, provenance, directions)
+    return ControlVectorFile(path, hint, count, directions, provenance)
+
+
+def _check_provenance(path: Path, record: dict[str, Any], directions: dict[int, Any]) -> None:
+    """One error line unless ``actadd.provenance`` has the shape :func:`write_control_vector`
+    writes: ``{"vectors": {"N": {"layer": N+1, "model_name": str|null, "provenance": {}}}}``."""
+    bad = f"{path}: {KEY_PROVENANCE} is malformed:"
+    name = record.get("model_name")
+    if name is not None and not isinstance(name, str):
+        raise VectorFileError(f"{bad} 'model_name' is {name!r}, not a string or null.")
+    vectors = record.get("vectors", {})
+    if not isinstance(vectors, dict):
+        raise VectorFileError(
+            f"{bad} 'vectors' is a JSON {type(vectors).__name__}, not an object "
+            '{"N": record} keyed by direction index.'
+        )
+    for key, entry in vectors.items():
+        where = f"{bad} 'vectors'[{key!r}]"
+        if not key.isdigit() or int(key) not in directions:
+            raise VectorFileError(
+                f"{where} names no direction of the file (it has direction."
+                f"{', direction.'.join(map(str, directions))})."
+            )
+        if not isinstance(entry, dict):
+            raise VectorFileError(f"{where} is a JSON {type(entry).__name__}, not an object.")
+        layer = entry.get("layer", layer_for_direction(int(key)))
+        if layer != layer_for_direction(int(key)) or isinstance(layer, bool):
+            raise VectorFileError(
+                f"{where} says resid_pre layer {layer!r}, but direction.{key} is added at "
+                f"resid_pre {layer_for_direction(int(key))}."
+            )
+        name = entry.get("model_name")
+        if name is not None and not isinstance(name, str):
+            raise VectorFileError(f"{where}: 'model_name' is {name!r}, not a string or null.")
+        prov = entry.get("provenance", {})
+        if not isinstance(prov, dict):
+            raise VectorFileError(
+                f"{where}: 'provenance' is a JSON {type(prov).__name__}, not an object."
+            )
+
+
+def _read_directions(reader, path: Path) -> dict[int, np.ndarray]:
+    import gguf
+
+    if not reader.tensors:
+        raise VectorFileError(f"{path} has no direction tensors (direction.N, N >= 1).")
+    out: dict[int, np.ndarray] = {}
+    n_embd = None
+    for t in reader.tensors:
+        m = _DIRECTION.fullmatch(t.name)
+        if m is None:
+            raise VectorFileError(
+                f"{path}: tensor {t.name!r} is not named direction.N; llama.cpp rejects the "
+                "whole file (only direction.1, direction.2, ... are allowed)."
+            )
+        n = int(m.group(1))
+        if n == 0:
+            raise VectorFileError(
+                f"{path}: direction.0 is not allowed (llama.cpp rejects the file: direction.N "
+                "is added to the output of block N, and N starts at 1 = actadd resid_pre 2)."
+            )
+        if t.tensor_type != gguf.GGMLQuantizationType.F32:
+            raise VectorFileError(
+                f"{path}: {t.name} is {t.tensor_type.name}, but direction tensors must be F32 "
+                "(llama.cpp rejects other types)."
+            )
+        ne = [int(x) for x in t.shape]  # ggml order: ne[0] is the contiguous dimension
+        if any(x != 1 for x in ne[1:]):
+            raise VectorFileError(
+                f"{path}: {t.name} has shape {ne} (ggml order); direction tensors must be "
+                "one-dimensional, n_embd floats."
+            )
+        row = np.array(t.data, dtype=np.float32).reshape(-1)
+        if n_embd is None:
+            n_embd = row.size
+        elif row.size != n_embd:
+            raise VectorFileError(
+                f"{path}: {t.name} has {row.size} floats but earlier directions have {n_embd}; "
+                "all must have the model's n_embd."
+            )
+        if not np.isfinite(row).all():
+            raise VectorFileError(f"{path}: {t.name} contains NaN or inf.")
+        if n in out:
+            raise VectorFileError(f"{path}: {t.name} appears twice.")
+        out[n] = row
+    return dict(sorted(out.items()))
+
+
+# ---------------------------------------------------------------------- import
+
+
+def load_control_vector(
+    path: str | Path, model=None, *, allow_other_model: bool = False
+) -> dict[int, SteeringVector]:
+    """Every ``direction.N`` of a control-vector file as ``{resid_pre layer N+1: vector}``.
+
+    Each vector has one row (use ``align="all"``, llama.cpp's convention). With ``model``
+    they are checked against it (n_embd = d_model; every ``N + 1 <= n_layers``, since
+    llama.cpp silently ignores directions past the last block; the model name if actadd
+    wrote the file, unless ``allow_other_model``) and put on its device. Files actadd wrote
+    come back with their provenance; others get ``{"kind": "gguf", ...}``.
+    """
+    cv = read_control_vector(path)
+    if model is not None:
+        d_model, n_layers = model.cfg.d_model, model.cfg.n_layers
+        if cv.n_embd != d_model:
+            raise VectorFileError(
+                f"{cv.path}: directions have n_embd {cv.n_embd} but {model.cfg.model_name} has "
+                f"d_model {d_model} (model_hint {cv.model_hint!r})."
+            )
+        past = [n for n in cv.directions if layer_for_direction(n) > n_layers]
+        if past:
+            raise VectorFileError(
+                f"{cv.path}: direction.{past[0]} is past the last block of "
+                f"{model.cfg.model_name} ({n_layers} blocks: direction.1..{n_layers - 1} "
+                "allowed); llama.cpp would ignore it silently."
+            )
+    saved = (cv.provenance or {}).get("vectors", {})
+    out: dict[int, SteeringVector] = {}
+    for n, row in cv.directions.items():
+        layer = layer_for_direction(n)
+        record = saved.get(str(n))
+        if record is not None:
+            name = record.get("model_name")
+            prov = {**record.get("provenance", {}), "imported_from": str(cv.path)}
+        else:
+            name = model.cfg.model_name if model is not None else None
+            prov = {
+                "kind": "gguf",
+                "label": f"{cv.path.name}:direction.{n}",
+                "file": str(cv.path),
+                "direction": n,
+                "model_hint": cv.model_hint,
+                "norm": float(np.linalg.norm(row.astype(np.float64))),
+            }
+        vec = SteeringVector(torch.from_numpy(row.copy())[None], layer, name, prov)
+        if model is not None:
+            check_compatible(vec, model, allow_other_model=allow_other_model)
+            vec = vec.to(model.cfg.device)
+        out[layer] = vec
+    return out
+
+
+def load_one(
+    path: str | Path,
+    model=None,
+    *,
+    layer: int | None = None,
+    allow_other_model: bool = False,
+) -> SteeringVector:
+    """The file's only direction, or the one added at ``resid_pre`` ``layer``."""
+    vectors = load_control_vector(path, model, allow_other_model=allow_other_model)
+    if layer is None:
+        if len(vectors) == 1:
+            return next(iter(vectors.values()))
+        raise VectorFileError(
+            f"{path} holds {len(vectors)} directions (resid_pre layers {sorted(vectors)}); "
+            "pass layer= to pick one, or use actadd.interop.gguf.load_control_vector(path, "
+            "model) for all of them."
+        )
+    if layer not in vectors:
+        raise VectorFileError(
+            f"{path} has no direction for resid_pre layer {layer} (direction.{layer - 1}); "
+            f"it has resid_pre layers {sorted(vectors)}."
+        )
+    return vectors[layer]
+
+
+def describe_file(path: str | Path) -> str:
+    """A human-readable summary of a control-vector file (``actadd vector show``)."""
+    cv = read_control_vector(path)
+    prov = cv.provenance or {}
+    lines = [
+        f"{cv.path}",
+        f"  model_hint: {cv.model_hint}   n_embd: {cv.n_embd}   directions: {len(cv.directions)}"
+        + (f"   layer_count: {cv.layer_count}" if cv.layer_count is not None else ""),
+    ]
+    if prov:
+        lines.append(
+            f"  written by actadd {prov.get('actadd_version')} for {prov.get('model_name')} "
+            f"(coefficient baked in: {prov.get('coefficient_baked_in')})"
+        )
+    else:
+        lines.append("  not written by actadd (no actadd.provenance)")
+    lines.append("  direction  resid_pre      norm  made by actadd")
+    for rec in cv.table():
+        label = rec.get("made_by_actadd", "")
+        norm = rec["norm"]
+        shown = f"{norm:9.4g}" if math.isfinite(norm) else "      nan"
+        lines.append(f"  {rec['direction']:>9}  {rec['resid_pre']:>9}  {shown}  {label}")
+    return "\n".join(lines)

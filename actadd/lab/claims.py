@@ -1,0 +1,243 @@
+"""Findings as code: a claim is a function of a run's saved tables.
+
+Every experiment kind may declare ``claims(run) -> list[Claim]`` (see :mod:`actadd.lab.kinds`).
+A :class:`Claim` carries its statement, the numbers behind it, a 95% interval, the test and
+its p-value, the cells it was scanned with (its *family*) and, after
+:func:`adjust`, the Benjamini–Hochberg adjusted p-value and the verdict. ``actadd report``
+(:mod:`actadd.lab.report`) collects them into ``results/REPORT.md`` and ``results/claims.csv``.
+
+Verdicts:
+
+- ``direction`` claims ("the vector raises X"): SUPPORTED when the adjusted p-value is below
+  ``ALPHA``, the estimate has the stated sign, and the 95% interval (where there is one)
+  excludes 0 on that side. The interval is clustered by prompt where the test is not (the
+  scans' McNemar and paired t are conditional on the prompts), so a cell whose effect
+  rests on one or two prompts fails here even when its test passes;
+- ``equivalence`` claims ("X is unchanged within ±margin"): SUPPORTED when the whole 95%
+  interval lies inside ``[-margin, margin]`` (two one-sided tests at 2.5% each, read from
+  the interval). Their p-value is the test of no difference, reported for completeness.
+
+A claim that the data does not support is kept and reported as NOT SUPPORTED: a negative
+result is a result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from actadd.lab.stats import (
+    bh_adjust,
+    cluster_bootstrap,
+    mcnemar_exact,
+    paired_t,
+    rank_against_draws,
+    sign_flip_test,
+)
+
+ALPHA = 0.05
+SUPPORTED, NOT_SUPPORTED = "SUPPORTED", "NOT SUPPORTED"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One finding and its evidence. ``sign`` is +1 ("raises"), −1 ("lowers"); ``margin``
+    makes it an equivalence claim. ``family`` names the set of cells scanned together
+    (Benjamini–Hochberg is applied within it); ``confirmatory`` marks a cell chosen before
+    its data was collected."""
+
+    experiment: str
+    id: str
+    statement: str
+    estimate: float
+    lo: float
+    hi: float
+    p: float
+    test: str
+    n: str
+    family: str = ""
+    sign: int = 1
+    margin: float | None = None
+    confirmatory: bool = False
+    numbers: str = ""
+    p_adj: float = math.nan
+    family_size: int = 1
+    verdict: str = ""
+
+    def judged(self) -> Claim:
+        p = self.p_adj if math.isfinite(self.p_adj) else self.p
+        if self.margin is not None:
+            ok = math.isfinite(self.lo) and -self.margin <= self.lo and self.hi <= self.margin
+        else:
+            ok = math.isfinite(p) and p < ALPHA and self.estimate * self.sign > 0
+            bound = self.lo if self.sign > 0 else self.hi
+            if math.isfinite(bound):
+                ok = ok and bound * self.sign > 0
+        return replace(self, verdict=SUPPORTED if ok else NOT_SUPPORTED)
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def adjust(claims: Sequence[Claim]) -> list[Claim]:
+    """Benjamini–Hochberg within each (experiment, family) and the verdicts. Claims with an
+    empty family are their own family of one."""
+    out = list(claims)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, c in enumerate(out):
+        key = (c.experiment, c.family or f"#{i}")
+        groups.setdefault(key, []).append(i)
+    for idx in groups.values():
+        adj = bh_adjust([out[i].p for i in idx])
+        for i, a in zip(idx, adj):
+            out[i] = replace(out[i], p_adj=float(a), family_size=len(idx))
+    return [c.judged() for c in out]
+
+
+def table(claims: Sequence[Claim]) -> pd.DataFrame:
+    cols = list(Claim.__dataclass_fields__)
+    return pd.DataFrame([c.as_row() for c in claims], columns=cols)
+
+
+# ---------------------------------------------------------------------- evidence builders
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Steered against unsteered (or arm A against arm B) on the same (prompt, sample)
+    seeds: one row per pair with ``a``, ``b`` and the ``cluster`` (prompt)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    cluster: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def join(cls, arm_a: pd.DataFrame, arm_b: pd.DataFrame, on=("text_index", "sample")) -> Paired:
+        """Rows of two arms of a tidy table matched on ``on`` (inner join; the arms of a
+        sweep share seeds per (prompt, sample), so each match is one common-random-number
+        pair)."""
+        on = list(on)
+        m = arm_a[on + ["value"]].merge(arm_b[on + ["value"]], on=on, suffixes=("_a", "_b"))
+        if m.empty:
+            raise ValueError("the two arms share no (prompt, sample) rows")
+        return cls(m["value_a"].to_numpy(float), m["value_b"].to_numpy(float), m[on[0]].to_numpy())
+
+    @property
+    def n(self) -> int:
+        return len(self.a)
+
+    @property
+    def k(self) -> int:
+        return len(np.unique(self.cluster))
+
+    def cluster_means(self) -> np.ndarray:
+        d = pd.Series(self.a - self.b)
+        return d.groupby(self.cluster).mean().to_numpy()
+
+
+def binary_claim(pairs: Paired, *, confirmatory: bool, **kw) -> Claim:
+    """A difference of paired proportions. Confirmatory: the test is the exact sign-flip
+    test over prompts (clusters) and the interval a cluster bootstrap over prompts.
+    Exploratory scans: exact McNemar (conditional on the prompts) and the same bootstrap."""
+    a, b = pairs.a.round().astype(int), pairs.b.round().astype(int)
+    only_a, only_b = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
+    boot = cluster_bootstrap(a - b, pairs.cluster)
+    hits_by_prompt = pd.Series(a).groupby(pairs.cluster).sum()
+    prompts_with_hits = int((hits_by_prompt > 0).sum())
+    if confirmatory:
+        p, test = sign_flip_test(pairs.cluster_means()), "sign-flip over prompts (exact)"
+    else:
+        p, test = mcnemar_exact(only_a, only_b), "exact McNemar (given the prompts)"
+    numbers = (
+        f"{a.sum()}/{pairs.n} vs {b.sum()}/{pairs.n}; discordant {only_a}:{only_b}; "
+        f"hits in {prompts_with_hits} of {pairs.k} prompts"
+    )
+    return Claim(
+        estimate=float(a.mean() - b.mean()),
+        lo=boot["lo"],
+        hi=boot["hi"],
+        p=p,
+        test=test,
+        n=f"{pairs.n} pairs over {pairs.k} prompts",
+        numbers=numbers,
+        confirmatory=confirmatory,
+        **kw,
+    )
+
+
+def mean_claim(pairs: Paired, *, confirmatory: bool, digits: int = 2, **kw) -> Claim:
+    """A mean paired difference of a continuous metric (sentiment). Confirmatory: exact
+    sign-flip test over prompts; scans: paired t (given the prompts). The interval is a
+    cluster bootstrap over prompts."""
+    boot = cluster_bootstrap(pairs.a - pairs.b, pairs.cluster)
+    if confirmatory:
+        p, test = sign_flip_test(pairs.cluster_means()), "sign-flip over prompts (exact)"
+    else:
+        p, test = paired_t(pairs.a, pairs.b)["p"], "paired t (given the prompts)"
+    numbers = (
+        f"mean {pairs.a.mean():.{digits}f} vs {pairs.b.mean():.{digits}f}; "
+        f"{(pairs.cluster_means() > 0).sum()} of {pairs.k} prompts up"
+    )
+    return Claim(
+        estimate=float(boot["mean"]),
+        lo=boot["lo"],
+        hi=boot["hi"],
+        p=p,
+        test=test,
+        n=f"{pairs.n} pairs over {pairs.k} prompts",
+        numbers=numbers,
+        confirmatory=confirmatory,
+        **kw,
+    )
+
+
+def paired_t_claim(
+    x, y, *, unit: str = "prompts", test: str = "paired t over prompts", n_note: str = "", **kw
+) -> Claim:
+    """A claim that ``x`` exceeds ``y`` (or falls below it, with ``sign=-1``) on paired
+    values: estimate, interval and p from :func:`actadd.lab.stats.paired_t`; ``n`` counts the
+    pairs in ``unit``. A one-sample t against 0 is ``y = zeros``."""
+    t = paired_t(x, y)
+    return Claim(
+        estimate=t["mean"],
+        lo=t["lo"],
+        hi=t["hi"],
+        p=t["p"],
+        test=test,
+        n=f"{t['n']} {unit}{n_note}",
+        **kw,
+    )
+
+
+def rank_claim(per_prompt, *, unit: str = "prompts", **kw) -> Claim:
+    """A claim that an arm beats single random draws (column 0 of the prompts × (1 + N)
+    array against columns 1..N; :func:`actadd.lab.stats.rank_against_draws`): estimate = the
+    arm's mean minus the draws' median, prompt-bootstrap interval, exact rank p-value."""
+    r = rank_against_draws(per_prompt)
+    return Claim(
+        estimate=r["estimate"],
+        lo=r["lo"],
+        hi=r["hi"],
+        p=r["p"],
+        test=f"rank among {r['draws']} random draws (one-sided, exact)",
+        n=f"{len(per_prompt)} {unit}, {r['draws']} draws",
+        **kw,
+    )
+
+
+def arm(df: pd.DataFrame, metric: str, **cell) -> pd.DataFrame:
+    """The rows of one arm (cell) of a tidy sweep table for ``metric``. ``layer=-1`` is the
+    unsteered arm."""
+    sel = df[df.metric == metric]
+    for k, v in cell.items():
+        sel = sel[np.isclose(sel[k], v)] if isinstance(v, float) else sel[sel[k] == v]
+    return sel
+
+
+def cell_label(layer: int, coeff: float) -> str:
+    return f"L{layer}, c = {coeff:g}"

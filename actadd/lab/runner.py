@@ -1,0 +1,127 @@
+"""Running experiment configs: TOML file → kind → run directory → tables and figures.
+
+Each config file in ``experiments/`` names a ``kind`` (see :mod:`actadd.lab.kinds`). A config
+may carry a ``[quick]`` table: with ``--quick`` its keys replace the top-level ones (nested
+tables merge), so the CI-sized run sits next to the full one.
+
+Every kind goes through :func:`run_experiment` and so through one run-directory policy
+(:class:`actadd.lab.runs.RunDir`): the whole config is checked before the model loads and
+before anything is written; a directory that holds a run is continued only with
+``resume`` and the same config.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from actadd.config import read_toml
+from actadd.errors import ConfigError
+from actadd.lab.kinds import KIND_MODULES, Kind, get_kind
+
+
+def read_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
+    """A TOML config as a dict (``name`` defaults to the file's stem; ``[quick]`` merged in
+    with ``quick``)."""
+    path = Path(path)
+    raw = read_toml(path)
+    quick_table = raw.pop("quick", {})
+    if quick:
+        raw = merge(raw, quick_table)
+    raw.setdefault("name", path.stem)
+    if "kind" not in raw:
+        raise ConfigError(f"{path}: missing 'kind'; known kinds: {sorted(KIND_MODULES)}.")
+    return raw
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def kind_of(config: dict[str, Any]) -> Kind:
+    """The kind a config names."""
+    return get_kind(config.get("kind"))
+
+
+def run_experiment(
+    config: dict[str, Any], out: str | Path, *, resume: bool = False, model=None, backend=None
+) -> Path:
+    """Run ``config`` (a mapping with a ``kind``) into the run directory ``out``.
+
+    Order: parse the config (no model) → check ``out`` (refuse an existing run without
+    ``resume``, or with another config) → load the model (unless given) → model-dependent
+    checks → write ``config.json`` and ``env.json`` → compute the tables → draw the figures.
+
+    ``backend`` (e.g. :class:`actadd.sweeps.distributed.RayBackend`) computes the units of
+    kinds whose work is sweep units (``kind.distributed``); other kinds run here. Either
+    way this process holds the run directory's lock and writes every file.
+    """
+    from actadd.lab.runs import RunDir
+
+    kind = kind_of(config)
+    spec = kind.parse({k: v for k, v in config.items() if k != "kind"})
+    run = RunDir(out, kind.saved_config(spec), resume=resume)
+    if model is None:
+        from actadd.models import load_model
+
+        model = load_model(config.get("model"))
+    kind.check(spec, model)
+    with run.start(model):  # the lock is held until the figures are drawn
+        if backend is not None and kind.distributed:
+            kind.run(spec, model, run, backend=backend)
+        else:
+            kind.run(spec, model, run)
+        run.mark_complete()
+        run.set_phase("figures")  # `actadd figures` on this run now waits, not fails
+        run.redraw(kind.figures)
+    return Path(out)
+
+
+def run_config(
+    path: str | Path, out: str | Path, *, quick: bool = False, resume: bool = False, backend=None
+) -> Path:
+    """:func:`run_experiment` on a TOML config file."""
+    return run_experiment(read_config(path, quick), out, resume=resume, backend=backend)
+
+
+def figures_for(out: str | Path, *, wait: float | None = None) -> list[Path]:
+    """Redraw a run directory's figures from its saved tables (no model), after checking
+    the run (:func:`check_run`). The run's lock is held while drawing; a writer that is
+    drawing the run's figures is waited for (up to ``wait`` seconds), any other refused."""
+    from actadd.lab.runs import FIGURES_WAIT, RunDir
+
+    run = RunDir.existing(out)
+    kind = kind_of(run.config)
+    with run.hold("figures", FIGURES_WAIT if wait is None else wait):
+        check_run(run)
+        return run.redraw(kind.figures)
+
+
+def _part_tables(run):
+    return getattr(kind_of(run.config), "part_tables", None)
+
+
+def check_run(run) -> None:
+    """Refuse a run (a :class:`actadd.lab.runs.RunDir`) that ``actadd verify`` would not pass:
+    one ConfigError line naming the first damaged, missing or unrecorded file."""
+    run.check(_part_tables(run))
+
+
+def verify_run(out: str | Path) -> list[str]:
+    """Every problem of the run directory ``out`` (``actadd verify``), one line each naming
+    the file and the repair; [] for a sound run."""
+    from actadd.lab.runs import RunDir
+
+    try:
+        run = RunDir.existing(out)
+        part_tables = _part_tables(run)
+    except ConfigError as exc:
+        return [str(exc)]
+    return run.problems(part_tables)

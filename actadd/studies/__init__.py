@@ -1,0 +1,1 @@
+"""One folder per study: its kind (config -> tables), computation, claims and figures."""

@@ -1,0 +1,1 @@
+"""Capability under steering: cloze facts, top-1 accuracy."""

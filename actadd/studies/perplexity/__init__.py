@@ -1,0 +1,1 @@
+"""Perplexity under steering (the paper's wedding protocol)."""

@@ -1,0 +1,411 @@
+"""Experiment kind ``perplexity``: a topic vector's effect on the perplexity of texts, by
+how much the texts are about the topic (the paper's perplexity experiment).
+
+**The paper's protocol.** Held-out, human-written sentences (``texts = "austen_sentences"``:
+sentences of Jane Austen's novels, packaged in ``actadd/data``, grouped into ``wedding``,
+``adjacent`` and ``unrelated`` by their words; provenance and license in the file and in
+``config.json``). The vector's rows sit on each sentence's first ``k`` positions (front
+alignment, leading token included), and those ``k`` positions are *masked*: only tokens
+``t ≥ k`` are scored, steered and unsteered alike, so a sentence is never scored on the
+tokens the vector overwrites. The paper's prompting arm (``prompting = true``) prepends
+``positive`` as text after the leading token and scores the same sentence tokens.
+
+A secondary arm keeps the model-written essays of the first version: with a ``[corpus]``
+table instead of ``texts``, the embedded model writes short essays on topics in groups
+(recipe in ``config.json``, texts in ``corpus.csv``, reused on resume).
+
+Tables: ``corpus.csv`` (the texts, their group and topic-word density), ``perplexity.csv``
+(one row per text × arm/setting: mean scored NLL steered and unsteered, ``ratio`` =
+exp(difference), the perplexity ratio on the scored tokens), ``summary.csv`` (per group and
+setting: geometric-mean ratio with a 95% t interval; Spearman of density vs log ratio).
+
+Config::
+
+    kind = "perplexity"
+    pair = [" weddings", ""]          # or {positive, negative, label, pad_token}
+    layers = [1, 2, 6, 16]
+    coeffs = [1.0, 2.0]
+    topic_words = "weddings"          # preset or list: topic density of each text
+    texts = "austen_sentences"        # a packaged sentence set; or a [corpus] table
+    prompting = true                  # also prepend `positive` as text
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from actadd.config import Pair, check_keys, check_layers, number_list, words
+from actadd.errors import ConfigError
+from actadd.lab.kinds import BaseKind
+from actadd.studies.perplexity.figures import perplexity_by_layer_figure, perplexity_ratio_figure
+
+NAME = "perplexity"
+KEYS = {
+    "name",
+    "model",
+    "pair",
+    "layers",
+    "coeffs",
+    "align",
+    "topic_words",
+    "batch_size",
+    "corpus",
+    "texts",
+    "prompting",
+    "limit",
+}
+TEXT_SETS = ("austen_sentences",)
+CORPUS_KEYS = {
+    "seed",
+    "n_per_topic",
+    "max_new_tokens",
+    "min_words",
+    "temperature",
+    "top_p",
+    "freq_penalty",
+    "template",
+    "topics",
+}
+DEFAULT_TEMPLATE = (
+    "<|im_start|>user\nWrite a short essay about {topic}.<|im_end|>\n<|im_start|>assistant\n"
+)
+CORPUS_DEFAULTS = dict(
+    seed=0,
+    n_per_topic=3,
+    max_new_tokens=100,
+    min_words=30,
+    temperature=0.7,
+    top_p=0.9,
+    freq_penalty=0.5,
+    template=DEFAULT_TEMPLATE,
+)
+
+
+def parse(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate a perplexity config; returns it with defaults filled in."""
+    check_keys(config, KEYS, f"{NAME} config", required=("pair", "layers", "coeffs"))
+    c = {"align": "front", "topic_words": "weddings", "batch_size": 8, **config}
+    c["pair"] = Pair.parse(c["pair"], "pair")
+    c["layers"] = number_list(c["layers"], "layers", integer=True)
+    c["coeffs"] = number_list(c["coeffs"], "coeffs")
+    c["words"] = words(c["topic_words"], "topic_words")
+    c.setdefault("prompting", False)
+    if not isinstance(c["prompting"], bool):
+        raise ConfigError(f"prompting must be true or false, got {c['prompting']!r}.")
+    if ("texts" in c) == ("corpus" in c):
+        raise ConfigError(
+            "perplexity config needs exactly one text source: texts = one of "
+            f"{list(TEXT_SETS)} (human-written sentences), or a [corpus] table (model-written "
+            "essays)."
+        )
+    if "texts" in c:
+        if c["texts"] not in TEXT_SETS:
+            raise ConfigError(f"texts {c['texts']!r} unknown; allowed: {list(TEXT_SETS)}.")
+        c["source"] = text_set_source(c["texts"])
+        limit = c.setdefault("limit", 0)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(
+                f"limit must be an int >= 0 (texts per group; 0 = all), got {limit!r}."
+            )
+        return c
+    corpus = c.get("corpus")
+    if not isinstance(corpus, dict):
+        raise ConfigError("[corpus] must be a table (how the model writes the texts).")
+    unknown = sorted(set(corpus) - CORPUS_KEYS)
+    if unknown:
+        raise ConfigError(f"[corpus]: unknown key(s) {unknown}; allowed: {sorted(CORPUS_KEYS)}.")
+    corpus = {**CORPUS_DEFAULTS, **corpus}
+    topics = corpus.get("topics")
+    if not isinstance(topics, dict) or not topics:
+        raise ConfigError("[corpus.topics] must map group names to lists of topics.")
+    for group, names in topics.items():
+        if not isinstance(names, list) or not names or not all(isinstance(t, str) for t in names):
+            raise ConfigError(f"[corpus.topics] {group!r} must be a non-empty list of strings.")
+    if "{topic}" not in corpus["template"]:
+        raise ConfigError("[corpus] template must contain '{topic}'.")
+    for key in ("n_per_topic", "max_new_tokens"):
+        if isinstance(corpus[key], bool) or not isinstance(corpus[key], int) or corpus[key] < 1:
+            raise ConfigError(f"[corpus] {key} must be an int >= 1.")
+    c["corpus"] = corpus
+    return c
+
+
+def _text_set(name: str) -> dict[str, Any]:
+    import json
+    from importlib import resources
+
+    return json.loads(resources.files("actadd.data").joinpath(f"{name}.json").read_text())
+
+
+def text_set_source(name: str) -> dict[str, Any]:
+    """What ``config.json`` records about a packaged text set: where it came from, its
+    license, the recipe, and the sha256 of the file."""
+    import hashlib
+    from importlib import resources
+
+    raw = resources.files("actadd.data").joinpath(f"{name}.json").read_bytes()
+    doc = _text_set(name)
+    return {
+        "file": f"actadd/data/{name}.json",
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "license": doc["license"],
+        "source": doc["source"],
+        "recipe": {k: v for k, v in doc["recipe"].items() if k != "available"},
+    }
+
+
+def read_text_set(name: str, words, limit: int = 0) -> pd.DataFrame:
+    """A packaged sentence set as a corpus table (one row per text); ``limit`` keeps the
+    first ``limit`` texts of each group (0: all)."""
+    from actadd.core.metrics import topic_counts
+
+    doc = _text_set(name)
+    df = pd.DataFrame(doc["sentences"])
+    if limit:
+        df = df.groupby("group", sort=False).head(limit).reset_index(drop=True)
+    df["n_words"] = [len(t.split()) for t in df.text]
+    df["topic_words"] = topic_counts(df.text.tolist(), words)
+    df["topic_density"] = 100 * df.topic_words / df.n_words.clip(lower=1)
+    df["kept"] = True
+    df.insert(0, "text_id", range(len(df)))
+    return df
+
+
+def write_corpus(model, corpus: dict[str, Any], words) -> pd.DataFrame:
+    """Have the model write the essays of the recipe; one row per text."""
+    from actadd.core.generation import Sampling, generate
+    from actadd.core.metrics import topic_counts
+
+    jobs = [(g, t) for g, topics in corpus["topics"].items() for t in topics]
+    prompts = [corpus["template"].format(topic=t) for _, t in jobs]
+    sampling = Sampling(
+        temperature=corpus["temperature"],
+        top_p=corpus["top_p"],
+        freq_penalty=corpus["freq_penalty"],
+    )
+    gen = generate(
+        model,
+        prompts,
+        n_samples=corpus["n_per_topic"],
+        max_new_tokens=corpus["max_new_tokens"],
+        seed=corpus["seed"],
+        sampling=sampling,
+        stop_at_eos=True,
+        batch_size=64,
+    )
+    texts = [t.strip() for t in gen.completion]
+    df = pd.DataFrame(
+        dict(
+            group=[jobs[i][0] for i in gen.prompt_index],
+            topic=[jobs[i][1] for i in gen.prompt_index],
+            sample=gen["sample"],
+            seed=gen["seed"],
+            n_tokens=gen["n_tokens"],
+            text=texts,
+        )
+    )
+    df["n_words"] = [len(t.split()) for t in texts]
+    df["topic_words"] = topic_counts(texts, words)
+    df["topic_density"] = 100 * df.topic_words / df.n_words.clip(lower=1)
+    df["kept"] = df.n_words >= corpus["min_words"]
+    df.insert(0, "text_id", range(len(df)))
+    return df
+
+
+def measure(model, c: dict[str, Any], corpus: pd.DataFrame) -> pd.DataFrame:
+    """Masked perplexity of every kept text: unsteered, with the vector at every (layer,
+    coeff), and (``prompting``) with ``positive`` prepended as text.
+
+    The vector has ``k`` rows on the first ``k`` positions; tokens ``t ≥ k`` are scored in
+    every arm (the prompting arm scores the same sentence tokens, shifted by its prefix).
+    """
+    from actadd.core.metrics import token_logprobs
+    from actadd.core.steering import steering
+    from actadd.core.vectors import SteeringVector
+    from actadd.runtime.tokens import encode
+
+    kept = corpus[corpus.kept].reset_index(drop=True)
+    ids = [encode(model, t, prepend_bos=True) for t in kept.text]
+    bs = int(c["batch_size"])
+    pair = c["pair"]
+    vectors = SteeringVector.from_pair_layers(
+        model, pair.positive, pair.negative, c["layers"], pad_token=pair.pad_token
+    )
+    k = vectors[c["layers"][0]].k
+    short = [i for i, t in enumerate(ids) if len(t) <= k + 1]
+    if short:
+        raise ConfigError(
+            f"{len(short)} texts have no token left to score after the {k} masked positions "
+            f"(e.g. {kept.text[short[0]]!r}); use longer texts."
+        )
+
+    def nll(lps: list, shift: int = 0) -> np.ndarray:
+        # lp[t - 1] scores token t; keep t >= k (+ shift for a prefix)
+        return np.asarray([-lp[k - 1 + shift :].mean() for lp in lps])
+
+    base = nll(token_logprobs(model, ids, batch_size=bs))
+    cols = kept[["text_id", "group", "topic_words", "topic_density"]]
+    n_scored = [len(t) - k for t in ids]
+
+    def rows(arm: str, layer: int, coeff: float, steered: np.ndarray) -> pd.DataFrame:
+        return cols.assign(
+            arm=arm,
+            layer=layer,
+            coeff=coeff,
+            n_scored=n_scored,
+            nll_unsteered=base,
+            nll=steered,
+            ratio=np.exp(steered - base),
+        )
+
+    frames = []
+    for layer in c["layers"]:
+        for coeff in c["coeffs"]:
+            with steering(model, vectors[layer] * coeff, c["align"]):
+                frames.append(
+                    rows("actadd", layer, coeff, nll(token_logprobs(model, ids, batch_size=bs)))
+                )
+    if c["prompting"]:
+        prefix = encode(model, pair.positive, prepend_bos=False)
+        prompted = [t[:1] + prefix + t[1:] for t in ids]
+        lps = token_logprobs(model, prompted, batch_size=bs)
+        frames.append(rows("prompt", -1, 1.0, nll(lps, shift=len(prefix))))
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (layer, coeff, group) and over all texts: geometric-mean ratio with a 95% CI,
+    and per setting the Spearman correlation of topic density with the log ratio."""
+    t = table.assign(log_ratio=np.log(table.ratio))
+    rows = []
+    if "arm" not in t.columns:
+        t = t.assign(arm="actadd")
+    for (arm, layer, coeff), d in t.groupby(["arm", "layer", "coeff"], sort=False):
+        rho = d[["topic_density", "log_ratio"]].corr(method="spearman").iloc[0, 1]
+        for group, g in [*d.groupby("group", sort=False), ("all", d)]:
+            m, sem = g.log_ratio.mean(), g.log_ratio.std(ddof=1) / np.sqrt(len(g))
+            rows.append(
+                dict(
+                    arm=arm,
+                    layer=layer,
+                    coeff=coeff,
+                    group=group,
+                    n_texts=len(g),
+                    mean_density=g.topic_density.mean(),
+                    ratio_gmean=np.exp(m),
+                    ratio_lo=np.exp(m - 1.96 * sem),
+                    ratio_hi=np.exp(m + 1.96 * sem),
+                    spearman_density_vs_log_ratio=rho,
+                )
+            )
+    return pd.DataFrame(rows)
+
+
+def claims(run) -> list:
+    """Per arm and setting, on the scored (unmasked) tokens: does the vector lower the
+    perplexity of wedding texts (paired t of per-text mean NLL, steered vs unsteered)? Does
+    it raise perplexity less on wedding texts than on unrelated ones (Welch t of the log
+    ratios)? Benjamini–Hochberg within each family over the settings."""
+    from actadd.lab.claims import Claim, paired_t_claim
+    from actadd.lab.stats import welch_t
+
+    t = run.read_table("perplexity")
+    if "arm" not in t.columns:
+        t = t.assign(arm="actadd", nll=np.log(t.ppl), nll_unsteered=np.log(t.ppl_unsteered))
+    t = t.assign(log_ratio=t.nll - t.nll_unsteered)
+    exp = run.config.get("name") or run.out.name
+    pad = Pair.parse(run.config["pair"]).pad_token if "pair" in run.config else " "
+    padded = "" if pad == " " else f" (pad {pad!r})"
+    out = []
+    for (arm, layer, coeff), d in t.groupby(["arm", "layer", "coeff"], sort=False):
+        what = (
+            f"L{layer}, c = {coeff:g}{padded}"
+            if arm == "actadd"
+            else "prepending the positive text"
+        )
+        wed, unrel = d[d.group == "wedding"], d[d.group == "unrelated"]
+        if len(wed) > 1:
+            c = paired_t_claim(
+                wed.nll,
+                wed.nll_unsteered,
+                unit="texts",
+                test="paired t (per-text mean NLL)",
+                experiment=exp,
+                id=f"ppl_wedding:{arm}:L{layer}:c{coeff:g}",
+                statement=f"{what} lowers the perplexity of wedding texts",
+                sign=-1,
+                family="wedding texts",
+            )
+            ratio = f"{np.exp(c.estimate):.3f} [{np.exp(c.lo):.3f}, {np.exp(c.hi):.3f}]"
+            out.append(replace(c, numbers=f"perplexity ratio {ratio}"))
+        if len(wed) > 1 and len(unrel) > 1:
+            r = welch_t(wed.log_ratio, unrel.log_ratio)
+            out.append(
+                Claim(
+                    experiment=exp,
+                    id=f"ppl_relative:{arm}:L{layer}:c{coeff:g}",
+                    statement=f"{what} raises perplexity less on wedding texts than on "
+                    "unrelated texts",
+                    estimate=r["mean"],
+                    lo=r["lo"],
+                    hi=r["hi"],
+                    p=r["p"],
+                    test="Welch t (log ratios)",
+                    n=f"{len(wed)} vs {len(unrel)} texts",
+                    numbers=f"ratio {np.exp(wed.log_ratio.mean()):.3f} vs "
+                    f"{np.exp(unrel.log_ratio.mean()):.3f}",
+                    sign=-1,
+                    family="wedding vs unrelated",
+                )
+            )
+    return out
+
+
+class PerplexityKind(BaseKind):
+    name = NAME
+    description = "masked perplexity ratio (steered/unsteered) of held-out texts vs topic relevance"
+
+    def parse(self, config: dict[str, Any]) -> dict[str, Any]:
+        return parse(config)
+
+    def saved_config(self, spec: dict[str, Any]) -> dict[str, Any]:
+        saved = {k: v for k, v in spec.items() if k != "words"}
+        return {**saved, "pair": vars(spec["pair"]), "kind": NAME}
+
+    def check(self, spec: dict[str, Any], model) -> None:
+        check_layers(spec["layers"], model.cfg.n_layers)
+
+    def run(self, spec: dict[str, Any], model, run) -> None:
+        if "texts" in spec:
+            corpus = read_text_set(spec["texts"], spec["words"], spec["limit"])
+            run.write_table("corpus", corpus)
+        # a resumed run reuses the texts it wrote (the corpus is sampled, so it is kept)
+        elif run.resumed and run.has_table("corpus"):
+            corpus = run.read_table("corpus", keep_default_na=False)
+        else:
+            corpus = write_corpus(model, spec["corpus"], spec["words"])
+            run.write_table("corpus", corpus)
+        if not corpus.kept.any():
+            raise ConfigError("No text passed corpus.min_words; lower it or raise max_new_tokens.")
+        table = measure(model, spec, corpus)
+        run.write_table("perplexity", table, ("parquet", "csv"))
+        run.write_table("summary", summary(table))
+
+    def claims(self, run) -> list:
+        return claims(run)
+
+    def figures(self, run) -> list[Path]:
+        pair = Pair.parse(run.config["pair"])
+        table = run.read_table("perplexity")
+        steered = table[table.arm == "actadd"] if "arm" in table.columns else table
+        vec = f"{pair.positive!r}−{pair.negative!r}"
+        paths = perplexity_ratio_figure(steered, vec, run.figures)
+        return paths + perplexity_by_layer_figure(summary(table), vec, run.figures)
+
+
+KIND = PerplexityKind()

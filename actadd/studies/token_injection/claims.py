@@ -1,0 +1,216 @@
+"""Claims of token injection v2 (issue 11), as functions of the saved tables.
+
+Every test is over prompts (one value per prompt, or a per-prompt mean over null draws —
+with ``null_draws_per_prompt`` each prompt's own independent draws, so the spread over
+prompts includes the draw-to-draw spread):
+the interval is a cluster bootstrap over prompts (:func:`actadd.lab.stats.cluster_bootstrap`),
+the p-value a paired t over prompts, and Benjamini–Hochberg runs within each family (all
+pairs × layers of one question). Families:
+
+- *ActAdd raises its target against a control set*: ``target_vs_control`` of ActAdd > 0;
+- *ActAdd ~ same-position tokens beyond the residual null*: ActAdd's ``replace_corr``
+  (similarity to p+'s tokens at the vector's positions) exceeds the per-prompt mean over
+  the residual-distribution draws (norm-matched per row);
+- *representation gap*: the contextual patch raises the target (vs control) more than
+  ActAdd — replacing the residual by the token's own, instead of adding a difference;
+- *early-layer visibility gap*: the tokens at every layer raise the target more than the
+  same tokens visible only from ``L`` on;
+- *specificity*: in the matrix, ActAdd(wᵢ)'s similarity to injecting wᵢ exceeds that of
+  each null — ActAdd of unrelated words, residual draws, embedding-difference draws — and
+  the mean over the other concepts' ActAdd (off-diagonal);
+- *generation*: topic-word rate under ActAdd against the same-position injection (exact
+  McNemar, common random numbers; bootstrap over prompts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from actadd.lab.claims import Claim, Paired, binary_claim
+from actadd.lab.stats import cluster_bootstrap, paired_t
+
+
+def _claim(exp: str, cid: str, statement: str, a, b, cluster, family: str, what: str) -> Claim:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    boot = cluster_bootstrap(a - b, cluster)
+    t = paired_t(a, b)
+    return Claim(
+        experiment=exp,
+        id=cid,
+        statement=statement,
+        estimate=float(boot["mean"]),
+        lo=boot["lo"],
+        hi=boot["hi"],
+        p=t["p"],
+        test="paired t over prompts; bootstrap interval over prompts",
+        n=f"{len(a)} prompts",
+        numbers=f"{what} {a.mean():+.3f} vs {b.mean():+.3f}",
+        family=family,
+    )
+
+
+def v2_claims(run) -> list[Claim]:
+    exp = run.config.get("name") or run.out.name
+    out: list[Claim] = []
+    df = run.read_table("results")
+    user = df[df.prompt_kind == "user"]
+    keys = ["pair", "layer", "prompt_index"]
+
+    def arm(cond: str, col: str) -> pd.DataFrame:
+        return user[user.condition == cond][keys + [col]].rename(columns={col: cond})
+
+    if "target_vs_control" in user and user.target_vs_control.notna().any():
+        a = arm("actadd", "target_vs_control")
+        for (pair, layer), d in a.groupby(["pair", "layer"], sort=False):
+            out.append(
+                _claim(
+                    exp,
+                    f"target_vs_control:{pair}:L{layer}",
+                    f"{pair} at L{layer}: ActAdd raises the target words' log-probability "
+                    "more than the control words'",
+                    d.actadd,
+                    np.zeros(len(d)),
+                    d.prompt_index,
+                    "ActAdd raises its target vs control",
+                    "Δ target − Δ control (nats)",
+                )
+            )
+        for cond, other, fam, text in (
+            (
+                "patch",
+                "actadd",
+                "representation gap: contextual patch vs ActAdd",
+                "the contextual patch (the tokens' own layer-L residual) raises the target vs "
+                "control more than ActAdd",
+            ),
+            (
+                "inject_replace",
+                "visible_replace",
+                "early-layer visibility gap",
+                "p+'s tokens visible at every layer raise the target vs control more than the "
+                "same tokens visible only from L on",
+            ),
+        ):
+            m = arm(cond, "target_vs_control").merge(arm(other, "target_vs_control"), on=keys)
+            for (pair, layer), d in m.groupby(["pair", "layer"], sort=False):
+                if layer == 0 and cond == "inject_replace":
+                    continue  # identical by construction at L0
+                out.append(
+                    _claim(
+                        exp,
+                        f"{fam.split(':')[0].replace(' ', '_')}:{pair}:L{layer}",
+                        f"{pair} at L{layer}: {text}",
+                        d[cond],
+                        d[other],
+                        d.prompt_index,
+                        fam,
+                        "Δ target − Δ control (nats)",
+                    )
+                )
+    if (user.condition == "null_residual").any():
+        m = arm("actadd", "replace_corr").merge(arm("null_residual", "replace_corr"), on=keys)
+        info = user[user.condition == "null_residual"].groupby(["pair", "layer"]).first()
+        for (pair, layer), d in m.groupby(["pair", "layer"], sort=False):
+            out.append(
+                _claim(
+                    exp,
+                    f"like_tokens_beyond_null:{pair}:L{layer}",
+                    f"{pair} at L{layer}: ActAdd's effect resembles p+'s tokens at the same "
+                    "positions more than residual-distribution random vectors (norm-matched "
+                    f"per row{_draws_text(info.loc[(pair, layer)])}) do",
+                    d.actadd,
+                    d.null_residual,
+                    d.prompt_index,
+                    "ActAdd ~ same-position tokens beyond the residual null",
+                    "similarity",
+                )
+            )
+    out += _specificity_claims(run, exp)
+    out += _generation_claims(run, exp)
+    return out
+
+
+def _draws_text(row) -> str:
+    """``", 60 draws, 1 per prompt"`` from a null row's ``draws`` / ``draws_per_prompt``."""
+    draws = row.get("draws")
+    if draws is None or pd.isna(draws):
+        return ""
+    per = row.get("draws_per_prompt")
+    if per is None or pd.isna(per) or int(per) == int(draws):
+        return f", {int(draws)} draws on every prompt"
+    return f", {int(draws)} draws, {int(per)} per prompt"
+
+
+def _specificity_claims(run, exp: str) -> list[Claim]:
+    if not run.has_table("specificity"):
+        return []
+    mat = run.read_table("specificity", keep_default_na=False, na_values=[""])
+    nulls = run.read_table("specificity_nulls", keep_default_na=False, na_values=[""])
+    out = []
+    diag = mat[mat.actadd == mat.inject]
+    off = (
+        mat[mat.actadd != mat.inject]
+        .groupby(["layer", "inject", "prompt_index"], as_index=False)
+        .effect_corr.mean()
+    )
+    for (layer, concept), d in diag.groupby(["layer", "inject"], sort=False):
+        d = d.sort_values("prompt_index")
+        refs = {"off-diagonal": off[(off.layer == layer) & (off.inject == concept)]}
+        for kind in ("words", "residual", "embedding"):
+            sel = nulls[(nulls.layer == layer) & (nulls.null == kind) & (nulls.inject == concept)]
+            if kind != "words":
+                sel = sel[sel.actadd == concept]
+            refs[kind] = sel
+        for kind, ref in refs.items():
+            if ref.empty:
+                continue
+            m = d.merge(ref, on="prompt_index", suffixes=("", "_null"))
+            draws = _draws_text(ref.iloc[0]) if "draws" in ref else ""
+            out.append(
+                _claim(
+                    exp,
+                    f"specific:{kind}:{concept}:L{layer}",
+                    f"{concept} at L{layer}: ActAdd({concept}) resembles injecting "
+                    f"{concept} at the same positions more than the {kind} null does"
+                    f"{draws}",
+                    m.effect_corr,
+                    m.effect_corr_null,
+                    m.prompt_index,
+                    f"specificity vs {kind} null",
+                    "similarity",
+                )
+            )
+    return out
+
+
+def _generation_claims(run, exp: str) -> list[Claim]:
+    if not run.has_table("topic_rate"):
+        return []
+    g = run.read_table("topic_rate", keep_default_na=False, na_values=[""])
+    out = []
+    for (pair, layer), d in g.groupby(["pair", "layer"], sort=False):
+        arms = {a: x.sort_values(["text_index", "sample"]) for a, x in d.groupby("arm")}
+        for a, b in (
+            ("actadd", "inject_replace"),
+            ("actadd", "unsteered"),
+            ("inject_replace", "unsteered"),
+        ):
+            if a not in arms or b not in arms:
+                continue
+            x, y = arms[a], arms[b]
+            pairs = Paired(
+                x.topic_any.to_numpy(float), y.topic_any.to_numpy(float), x.text_index.to_numpy()
+            )
+            out.append(
+                binary_claim(
+                    pairs,
+                    confirmatory=False,
+                    experiment=exp,
+                    id=f"topic_rate:{a}_vs_{b}:{pair}:L{layer}",
+                    statement=f"{pair} at L{layer}: the topic-word rate is higher under {a} "
+                    f"than under {b}",
+                    family="generation: topic-word rate",
+                )
+            )
+    return out

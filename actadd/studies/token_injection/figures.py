@@ -1,0 +1,384 @@
+"""Figures of the ``token_injection`` experiment
+(:mod:`actadd.studies.token_injection.token_injection`).
+
+Each ``plot_*`` function takes a table the experiment wrote (``summary.csv`` is
+:func:`actadd.studies.token_injection.layer_summary` output, ``diagnostics.csv`` is
+:func:`actadd.studies.token_injection.vector_diagnostics` output) and returns a figure a text width
+wide;
+:func:`experiment_figures` redraws them all from a run directory, without a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from actadd.plots.style import PAPER_RC, panels, save_figure
+
+FIGURE_WIDTH = 7.0  # inches: a two-column paper's full text width
+
+
+def _pair_labels(config: dict[str, Any] | None) -> dict[str, str]:
+    """Panel titles: a pair's ``label`` from the config, else ``'p+' − 'p−'``; then ``c``."""
+    labels = {}
+    for item in (config or {}).get("pairs", []):
+        text = item.get("label") or f"{item['positive']!r} − {item['negative']!r}"
+        pad = item.get("pad_token", " ")
+        extra = "" if pad == " " else f", pad {pad!r}"
+        labels[item["name"]] = f"{text}\n(c={item['coeff']:g}{extra})"
+    return labels
+
+
+def _grid(n_rows: int, n_cols: int, height: float):
+    return panels(
+        n_rows,
+        max(1, n_cols),
+        (FIGURE_WIDTH, height),
+        sharex=True,
+        sharey="row",
+    )
+
+
+def _legend_below(fig, axes_row, ncol: int = 3) -> None:
+    """One legend for a row of panels, under the figure (collected from every panel)."""
+    seen: dict[str, Any] = {}
+    for ax in axes_row:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    if seen:
+        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=ncol, frameon=False)
+
+
+def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
+    sel = summary[(summary["pair"] == pair) & (summary["condition"] == condition)]
+    return sel.sort_values("layer")
+
+
+def _band(ax, x, mean, sem, **kw) -> None:
+    line = ax.plot(x, mean, **kw)[0]
+    if sem is not None and np.isfinite(np.asarray(sem, float)).any():
+        sem = np.nan_to_num(np.asarray(sem, float))
+        ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.15, lw=0)
+
+
+# One style per condition, shared by both rows of plot_similarity_vs_layer (one legend entry
+# per meaning); the rows list (condition, with its ± SEM band or not).
+CONDITION_STYLE = {
+    "actadd": dict(marker="o", ms=3, color="C0", label="ActAdd"),
+    "inject_replace": dict(
+        marker="s", ms=3, color="C1", label="p+ tokens replacing the first tokens"
+    ),
+    "embedding_l0": dict(marker="^", ms=3, color="C2", label="embedding difference at L0"),
+    "random": dict(ls="--", color="0.5", label="random (same row norms)"),
+    "slice": dict(marker=".", color="C3", label="ActAdd, first 70% of dims"),
+}
+TOP_ROW = (("actadd", True), ("inject_replace", True), ("embedding_l0", True), ("random", True))
+BOTTOM_ROW = (("actadd", True), ("slice", False), ("random", False))
+
+
+def _curves(ax, summary: pd.DataFrame, pair: str, rows, column: str) -> None:
+    """``column`` by layer for each (condition, band) of ``rows`` that the summary has."""
+    for condition, band in rows:
+        sel = _by(summary, pair, condition)
+        if len(sel):
+            sem = sel[f"{column}_sem"] if band else None
+            _band(ax, sel.layer, sel[column], sem, **CONDITION_STYLE[condition])
+
+
+def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Top: how similar each condition's effect is to prepending p+ as tokens; bottom: the
+    target-token log-prob change. One legend entry per condition: a condition has the same
+    colour, marker and label in both rows, and no two conditions share a style."""
+    pairs = list(dict.fromkeys(summary["pair"]))
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = _grid(2, len(pairs), 5.0)
+        for j, pair in enumerate(pairs):
+            top, bottom = axes[0, j], axes[1, j]
+            _curves(top, summary, pair, TOP_ROW, "inject_corr")
+            top.axhline(0, color="k", lw=0.6)
+            top.set_ylim(-0.3, 1.05)
+            top.set_title(labels.get(pair, pair), fontsize=7.5)
+            _curves(bottom, summary, pair, BOTTOM_ROW, "target_logprob_delta")
+            inj = _by(summary, pair, "inject_prepend")
+            if len(inj):
+                bottom.axhline(
+                    inj.target_logprob_delta.iloc[0],
+                    color="C4",
+                    ls=":",
+                    label="p+ prepended as tokens",
+                )
+            bottom.axhline(0, color="k", lw=0.6)
+            bottom.set_xlabel("layer L (resid_pre)")
+        axes[0, 0].set_ylabel("similarity to prepending p+\n(corr. of Δ log p over vocab)")
+        axes[1, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+        _legend_below(fig, axes.ravel())
+    return fig
+
+
+def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """The pair's difference taken at source layer S and added at target layer T (rescaled
+    by typical norms), against S: target-word change and similarity to ActAdd at T."""
+    t = summary[summary["condition"] == "transplant"]
+    counts = t.groupby(["pair", "layer"]).size()
+    targets = sorted({layer for (_, layer), n in counts.items() if n > 3})
+    pairs = list(dict.fromkeys(t["pair"]))
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = _grid(2, len(pairs), 5.0)
+        for j, pair in enumerate(pairs):
+            for k, target in enumerate(targets):
+                sel = t[(t.pair == pair) & (t.layer == target)].sort_values("source_layer")
+                color = f"C{k}"
+                _band(
+                    axes[0, j],
+                    sel.source_layer,
+                    sel.target_logprob_delta,
+                    sel.target_logprob_delta_sem,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"transplant S → {target}",
+                )
+                _band(
+                    axes[1, j],
+                    sel.source_layer,
+                    sel.effect_corr,
+                    sel.effect_corr_sem,
+                    marker="o",
+                    ms=3,
+                    color=color,
+                    label=f"S → {target} vs ActAdd@{target}",
+                )
+                rnd = summary[
+                    (summary.pair == pair)
+                    & (summary.layer == target)
+                    & (summary.condition == "random")
+                ]
+                if len(rnd):
+                    axes[0, j].axhline(
+                        rnd.target_logprob_delta.iloc[0],
+                        color=color,
+                        ls="--",
+                        lw=0.8,
+                        label=f"random @ {target}",
+                    )
+                    axes[1, j].axhline(
+                        rnd.effect_corr.iloc[0],
+                        color=color,
+                        ls="--",
+                        lw=0.8,
+                        label=f"random @ {target} vs ActAdd",
+                    )
+            for ax in axes[:, j]:
+                ax.axhline(0, color="k", lw=0.6)
+            axes[0, j].set_title(labels.get(pair, pair), fontsize=7.5)
+            axes[1, j].set_xlabel("source layer S")
+        axes[0, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+        axes[1, 0].set_ylabel("similarity to ActAdd at T\n(corr. of Δ log p)")
+        _legend_below(fig, axes.ravel())
+    return fig
+
+
+def plot_dose_response(summary: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Target-word change and KL against the coefficient (as a multiple of each pair's c)."""
+    d = summary[summary["condition"] == "coeff"]
+    labels = labels or {}
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
+        for k, ((pair, layer), g) in enumerate(d.groupby(["pair", "layer"], sort=False)):
+            g = g.sort_values("scale")
+            name = f"{labels.get(pair, pair)} @L{layer}"
+            _band(
+                axes[0],
+                g.scale,
+                g.target_logprob_delta,
+                g.target_logprob_delta_sem,
+                marker="o",
+                ms=3,
+                color=f"C{k}",
+                label=name,
+            )
+            axes[1].plot(g.scale, g.kl, marker="o", ms=3, color=f"C{k}")
+        for ax in axes:
+            ax.axvline(0, color="k", lw=0.6)
+            ax.set_xlabel("coefficient as a multiple of the pair's c")
+        axes[0].axhline(0, color="k", lw=0.6)
+        axes[0].set_ylabel("Δ log p(target words) [nats]")
+        axes[1].set_ylabel("KL(steered ‖ unsteered) [nats]")
+        axes[0].set_title("negative and fractional multiples have no token analogue", fontsize=7.5)
+        _legend_below(fig, axes)
+    return fig
+
+
+def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = None):
+    """Is the vector still its tokens? Cosine of its rows with the pair's token-embedding
+    difference, and its size relative to the prompt's residual stream, across layers."""
+    labels = labels or {}
+    rows = diag[diag["token_pos"] != diag["token_neg"]]
+    g = rows.groupby(["pair", "layer"], sort=False)[["cos_diff", "norm_ratio"]].mean()
+    with plt.rc_context(PAPER_RC):
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
+        for k, pair in enumerate(dict.fromkeys(rows["pair"])):
+            s = g.loc[pair].sort_index()
+            axes[0].plot(
+                s.index, s.cos_diff, marker="o", ms=3, color=f"C{k}", label=labels.get(pair, pair)
+            )
+            axes[1].plot(s.index, s.norm_ratio, marker="o", ms=3, color=f"C{k}")
+        d_model = None if "d_model" not in diag else int(diag["d_model"].iloc[0])
+        if d_model:
+            axes[0].axhspan(
+                -2 / d_model**0.5, 2 / d_model**0.5, color="0.85", label="random direction (±2/√d)"
+            )
+        axes[0].set_ylabel("cos(row, W_E[p+] − W_E[p−])")
+        axes[1].set_ylabel("‖c · row‖ / ‖prompt residual‖")
+        axes[1].set_yscale("log")
+        axes[1].axhline(1, color="k", lw=0.6)
+        for ax in axes:
+            ax.set_xlabel("layer L")
+        _legend_below(fig, axes)
+    return fig
+
+
+NULL_STYLE = {
+    "residual": ("0.55", "residual-distribution null"),
+    "embedding": ("tan", "embedding-difference null"),
+}
+SAME_POSITION = (
+    ("actadd", "C0", "o", "ActAdd"),
+    ("patch", "C1", "s", "contextual patch (token's own residual at L)"),
+    ("visible_replace", "C2", "^", "tokens visible only from L on"),
+)
+
+
+def _null_band(d: pd.DataFrame) -> pd.DataFrame:
+    """Per layer, the 95% band (``lo``, ``hi``) of a null's mean ``replace_corr`` over the
+    prompts (see :func:`plot_similarity_by_layer`)."""
+    if "prompt_index" not in d or (d.prompt_index < 0).all():
+        q = d.groupby("layer").replace_corr.quantile([0.025, 0.975]).unstack()
+        return q.rename(columns={0.025: "lo", 0.975: "hi"})
+    per = d.groupby(["layer", "prompt_index"]).replace_corr.mean().groupby("layer")
+    mean, se = per.mean(), per.std(ddof=1) / np.sqrt(per.count())
+    return pd.DataFrame({"lo": mean - 1.96 * se.fillna(0), "hi": mean + 1.96 * se.fillna(0)})
+
+
+def plot_similarity_by_layer(
+    summary: pd.DataFrame,
+    null_draws: pd.DataFrame | None,
+    labels: dict[str, str] | None = None,
+    *,
+    ncols: int = 6,
+):
+    """Per pair: similarity of each same-position condition's effect to p+'s tokens at the
+    vector's positions (``replace_corr``) against the layer, with the nulls' 95% bands
+    (vectors norm-matched per row to ActAdd): with draws on every prompt, 2.5–97.5% over
+    draws of the mean over prompts; with each prompt's own draws (``prompt_index`` ≥ 0), the
+    mean over prompts ± 1.96 standard errors (a null's value for a set of prompts this size).
+    """
+    pairs = list(dict.fromkeys(summary["pair"]))
+    labels = labels or {}
+    nrows = int(np.ceil(len(pairs) / ncols))
+    with plt.rc_context(PAPER_RC):
+        fig, axes = panels(
+            nrows,
+            min(ncols, len(pairs)),
+            (FIGURE_WIDTH, 1.5 * nrows + 1.0),
+            sharex=True,
+            sharey=True,
+        )
+        for ax, pair in zip(axes.ravel(), pairs):
+            if null_draws is not None and len(null_draws):
+                for kind, (color, text) in NULL_STYLE.items():
+                    d = null_draws[(null_draws.pair == pair) & (null_draws.null == kind)]
+                    if d.empty:
+                        continue
+                    q = _null_band(d)
+                    ax.fill_between(
+                        q.index,
+                        q["lo"],
+                        q["hi"],
+                        color=color,
+                        alpha=0.35,
+                        lw=0,
+                        label=text + " (95% band)",
+                    )
+            for cond, color, marker, text in SAME_POSITION:
+                a = _by(summary, pair, cond)
+                if len(a):
+                    _band(
+                        ax,
+                        a.layer,
+                        a.replace_corr,
+                        a.get("replace_corr_sem"),
+                        color=color,
+                        marker=marker,
+                        ms=2.5,
+                        lw=1,
+                        label=text,
+                    )
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_title(labels.get(pair, pair), fontsize=7)
+        for ax in axes.ravel()[len(pairs) :]:
+            ax.set_visible(False)
+        for ax in axes[-1]:
+            ax.set_xlabel("layer L")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("similarity to p+ tokens\nat the same positions")
+        _legend_below(fig, axes.ravel(), ncol=2)
+    return fig
+
+
+def plot_specificity(matrix: pd.DataFrame, layer: int):
+    """Heatmap of the mean over prompts of the similarity of ActAdd(row concept) to injecting
+    the column concept at the same positions, at ``layer``."""
+    m = matrix[matrix.layer == layer].groupby(["actadd", "inject"]).effect_corr.mean().unstack()
+    order = list(dict.fromkeys(matrix.actadd))
+    m = m.reindex(index=order, columns=order)
+    with plt.rc_context(PAPER_RC):
+        fig, ax = plt.subplots(
+            figsize=(FIGURE_WIDTH * 0.75, FIGURE_WIDTH * 0.7), layout="constrained"
+        )
+        lim = float(np.nanmax(np.abs(m.to_numpy()))) or 1.0
+        im = ax.imshow(m.to_numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(order)), order, fontsize=6)
+        ax.set_xlabel("tokens injected at the same positions")
+        ax.set_ylabel("ActAdd vector")
+        ax.set_title(f"Effect similarity at L{layer} (mean over prompts)", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.8, label="corr. of Δ log p over vocab")
+    return fig
+
+
+def experiment_figures(
+    summary: pd.DataFrame,
+    diag: pd.DataFrame | None,
+    config: dict[str, Any],
+    fig_dir: str | Path,
+    *,
+    extra: dict[str, pd.DataFrame] | None = None,
+) -> list[Path]:
+    """The token-injection figures from its ``summary`` and ``diagnostics`` tables (and, in
+    ``extra``, ``null_draws`` and ``specificity``), into ``fig_dir`` (pair labels from the
+    run's ``config``)."""
+    labels = _pair_labels(config)
+    extra = extra or {}
+    fig_dir = Path(fig_dir)
+    paths = save_figure(plot_similarity_vs_layer(summary, labels), fig_dir / "similarity_vs_layer")
+    if (summary["condition"] == "patch").any():
+        fig = plot_similarity_by_layer(summary, extra.get("null_draws"), labels)
+        paths += save_figure(fig, fig_dir / "similarity_by_layer_nulls")
+    if "specificity" in extra:
+        for layer in sorted(set(extra["specificity"].layer)):
+            fig = plot_specificity(extra["specificity"], int(layer))
+            paths += save_figure(fig, fig_dir / f"specificity_L{int(layer)}")
+    if (summary["condition"] == "transplant").any():
+        paths += save_figure(plot_transplants(summary, labels), fig_dir / "transplant_vs_source")
+    if (summary["condition"] == "coeff").any():
+        paths += save_figure(plot_dose_response(summary, labels), fig_dir / "dose_response")
+    if diag is not None:
+        paths += save_figure(plot_vector_diagnostics(diag, labels), fig_dir / "vector_diagnostics")
+    return paths
