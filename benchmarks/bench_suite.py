@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 import actadd
-from actadd.cli import read_suite
+from actadd.cli.commands import read_suite
 from actadd.lab.runner import kind_of, read_config
 from actadd.runtime.fastpath import fast_allowed, transformerlens_forward
 

@@ -270,7 +270,7 @@ def test_a_byte_order_mark_is_accepted_in_toml_csv_and_jsonl(tmp_path):
     assert load_pairs(csv) == load_pairs(jsonl) == (Pair("I love it", "I hate it"),)
     suite = tmp_path / "suite.toml"
     suite.write_text(BOM + 'experiments = ["c"]\n', encoding="utf-8")
-    from actadd.cli import read_suite
+    from actadd.cli.commands import read_suite
 
     assert read_suite(suite) == [config]
 
