@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"actadd: error: {exc}", file=sys.stderr)
             return 2
         except OSError as exc:
-            from actadd.lab.runinfo import disk_full
+            from actadd._io import disk_full
 
             if not disk_full(exc):
                 raise

@@ -6,7 +6,6 @@ and renames it over the target, so an interrupted run never leaves a half-writte
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from actadd._io import disk_full
 from actadd.errors import DiskFullError
 
 PACKAGES = (
@@ -181,11 +181,6 @@ def model_identity(model) -> dict[str, Any]:
         "file_sha256": source.get("sha256"),
         "weights_sha256": weights_fingerprint(model),
     }
-
-
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the device (or the user's quota) is full."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:

@@ -62,8 +62,9 @@ from typing import Any
 
 import pandas as pd
 
+from actadd._io import disk_full
 from actadd.errors import ConfigError, DiskFullError, UncheckedRunWarning
-from actadd.lab.runinfo import disk_full, env_info, model_identity, write_json, write_table
+from actadd.lab.runinfo import env_info, model_identity, write_json, write_table
 
 FIGURES = "figures"
 LOCK = ".lock"

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from actadd._io import disk_full
 from actadd.errors import ModelCacheWarning, ModelLoadError
 from actadd.paths import cache_dir
 
@@ -244,18 +245,6 @@ def ensure_room(out: Path, needed: int | None, gguf_path: Path) -> None:
         raise disk_full_error(Path(out).parent, gguf_path, needed)
 
 
-def _out_of_space(exc: BaseException) -> bool:
-    """A write failed because the disk (or the user's quota) is full."""
-    from safetensors import SafetensorError
-
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    text = str(exc)  # SafetensorError: "Error while serializing: I/O error: No space left ..."
-    return isinstance(exc, SafetensorError) and (
-        "No space left on device" in text or "Disk quota exceeded" in text
-    )
-
-
 def _size(n: int) -> str:
     """``n`` bytes for people: ``"118.4 KiB"``, ``"513.1 MiB"``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -296,7 +285,7 @@ def build_entry(
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as exc:
-        if _out_of_space(exc):
+        if disk_full(exc):
             raise disk_full_error(parent, gguf_path, conversion_bytes(gguf_path)) from None
         raise not_writable_error(parent, exc) from None
     try:
@@ -311,7 +300,7 @@ def build_entry(
         if signature is not None:
             _VERIFIED[target] = signature  # hashed a moment ago: no need to read it again
     except Exception as exc:
-        if _out_of_space(exc):  # an OSError, or safetensors' SafetensorError
+        if disk_full(exc):  # an OSError, or safetensors' SafetensorError
             shutil.rmtree(tmp, ignore_errors=True)  # first, so the free space is reported right
             raise disk_full_error(parent, gguf_path, conversion_bytes(gguf_path)) from None
         if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EROFS):
