@@ -28,10 +28,11 @@ MODEL_ENV = "ACTADD_PLAYGROUND_MODEL"
 COEFF_RANGE = 20.0
 
 
-class _WideIntSlider(W.IntSlider):
-    """An ``IntSlider`` that widens its range to a value set past it (``panel.layer.value
-    = 99``, ``playground(layer=99)``) instead of clamping the value silently: the panel then
-    refuses it with one line, before any compute."""
+class _Widening:
+    """A slider that widens its range to a value set past it (``panel.layer.value = 99``,
+    ``playground(layer=99)``) instead of clamping the value silently: the panel then refuses
+    it with one line, before any compute. Mixed into :class:`_WideIntSlider` and
+    :class:`_WideFloatSlider`."""
 
     @traitlets.validate("value")
     def _validate_value(self, proposal):
@@ -43,18 +44,12 @@ class _WideIntSlider(W.IntSlider):
         return value
 
 
-class _WideFloatSlider(W.FloatSlider):
-    """A ``FloatSlider`` that widens its range to a value set past it (see
-    :class:`_WideIntSlider`)."""
+class _WideIntSlider(_Widening, W.IntSlider):
+    """An ``IntSlider`` that widens instead of clamping (:class:`_Widening`)."""
 
-    @traitlets.validate("value")
-    def _validate_value(self, proposal):
-        value = proposal["value"]
-        if value > self.max:
-            self.max = value
-        if value < self.min:
-            self.min = value
-        return value
+
+class _WideFloatSlider(_Widening, W.FloatSlider):
+    """A ``FloatSlider`` that widens instead of clamping (:class:`_Widening`)."""
 
 
 class _WideLogSlider(W.FloatLogSlider):
