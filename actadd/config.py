@@ -1,5 +1,6 @@
-"""The config vocabulary every experiment shares: pairs, texts, word presets, number and layer
-lists, and one check for unknown keys. Every problem is a :class:`ConfigError` whose message
+"""The config vocabulary every experiment shares: the one config idiom (:class:`Config`, a
+frozen dataclass read with ``from_dict`` and written with ``to_dict``), pairs, texts, word
+presets, number and layer lists, and one check for unknown keys. Every problem is a :class:`ConfigError` whose message
 says what was wrong and what is allowed.
 
 A **pair** is written in a TOML config as ``[positive, negative]`` or as a table
@@ -21,10 +22,11 @@ from __future__ import annotations
 import math
 import numbers
 import tomllib
+import warnings
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from actadd.errors import ActAddError, ConfigError, Validated
 
@@ -60,6 +62,88 @@ PAIR_KEYS: tuple[str, ...] = ("positive", "negative", "label", "pad_token")
 # the largest |coefficient|: far past any meaningful steering (residual norms are O(1..100)),
 # and huge ones (1e300) overflow the activations to inf/NaN after compute has started
 MAX_COEFF: float = 1e6
+
+
+# ---------------------------------------------------------------------- the config idiom
+
+C = TypeVar("C", bound="Config")
+
+
+class Config:
+    """The one config idiom: mix into a ``@dataclass(frozen=True)``.
+
+    A config is pure data (no model, no torch at import): every value is checked in
+    ``__post_init__`` and a problem is one :class:`ConfigError` line. What needs the model
+    (layer ranges, single-token words, lengths in tokens) is a separate plan step that the
+    kind runs after loading it.
+
+    - :meth:`from_dict` reads a TOML table: it drops ``kind``, renames deprecated keys
+      (:attr:`ALIASES`, with a :class:`DeprecationWarning`), refuses unknown and missing keys
+      (:attr:`REQUIRED`) by name, turns lists into tuples and lets :meth:`_convert` parse
+      nested tables (pairs, sampling, ...);
+    - :meth:`to_dict` is what ``config.json`` holds and what ``--resume`` compares: stable, so
+      fields added later (:attr:`LEFT_OUT_AT_DEFAULT`) are left out at their default and old
+      run directories still resume.
+    """
+
+    #: how messages name the table ("sweep config", "[generation]", ...)
+    WHERE: ClassVar[str] = "config"
+    #: keys the table must have
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    #: deprecated key -> its name now; accepted with a DeprecationWarning
+    ALIASES: ClassVar[dict[str, str]] = {}
+    #: fields :meth:`to_dict` leaves out while they hold their default
+    LEFT_OUT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        """The keys a table may have: the dataclass's init fields."""
+        return [f.name for f in fields(cls) if f.init]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls: type[C], raw: Any, where: str | None = None) -> C:
+        where = where or cls.WHERE
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a table, got {describe(raw)}.")
+        raw = dict(raw)
+        raw.pop("kind", None)
+        for old, new in cls.ALIASES.items():
+            if old not in raw:
+                continue
+            if new in raw:
+                raise ConfigError(f"{where}: give {new!r} only ({old!r} is its old name).")
+            warnings.warn(
+                f"{where}: the key {old!r} is now called {new!r}; the old name goes in the "
+                "next release.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            raw[new] = raw.pop(old)
+        check_keys(raw, cls.keys(), where, required=cls.REQUIRED)
+        values = cls._convert({k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @classmethod
+    def _convert(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """Parse nested tables (override); ``raw``'s keys are already checked."""
+        return raw
+
+    @classmethod
+    def from_toml(cls: type[C], path: str | Path) -> C:
+        return cls.from_dict(read_toml(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able config (``config.json``; compared on resume)."""
+        out = asdict(self)  # type: ignore[call-overload]
+        for f in fields(self):  # type: ignore[arg-type]
+            if f.name in self.LEFT_OUT_AT_DEFAULT and f.name in out:
+                default = f.default if f.default_factory is MISSING else f.default_factory()
+                if out[f.name] == default:
+                    del out[f.name]
+        return out
 
 
 # ---------------------------------------------------------------------- the pair

@@ -114,3 +114,58 @@ def test_toml_files_are_read_with_a_clear_error(tmp_path):
         read_toml(bad)
     with pytest.raises(ConfigError, match="No config file"):
         read_toml(tmp_path / "missing.toml")
+
+
+# ---------------------------------------------------------------------- the config idiom
+
+
+def _toy_config():
+    from dataclasses import dataclass
+
+    from actadd.config import Config, integer
+
+    @dataclass(frozen=True)
+    class Toy(Config):
+        WHERE = "toy config"
+        REQUIRED = ("name",)
+        ALIASES = {"old_size": "size"}
+        LEFT_OUT_AT_DEFAULT = ("extra",)
+
+        name: str
+        size: int = 2
+        words: tuple[str, ...] = ("a",)
+        extra: int = 0
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "size", integer(self.size, "size", low=1))
+
+    return Toy
+
+
+def test_config_from_dict_and_to_dict_round_trip():
+    Toy = _toy_config()
+    toy = Toy.from_dict({"kind": "toy", "name": "t", "words": ["x", "y"]})
+    assert toy.words == ("x", "y")  # lists become tuples (hashable, frozen)
+    assert toy.to_dict() == {"name": "t", "size": 2, "words": ("x", "y")}  # extra left out
+    assert Toy.from_dict(toy.to_dict()) == toy
+    assert Toy.from_dict({"name": "t", "extra": 3}).to_dict()["extra"] == 3
+
+
+def test_config_refuses_unknown_missing_and_bad_values_in_one_line():
+    Toy = _toy_config()
+    with pytest.raises(ConfigError, match=r"toy config: unknown key\(s\) \['sise'\]"):
+        Toy.from_dict({"name": "t", "sise": 3})
+    with pytest.raises(ConfigError, match=r"toy config: missing keys \['name'\]"):
+        Toy.from_dict({})
+    with pytest.raises(ConfigError, match="size must be"):
+        Toy.from_dict({"name": "t", "size": 0})
+    with pytest.raises(ConfigError, match="toy config must be a table"):
+        Toy.from_dict(["name"])
+
+
+def test_config_old_key_names_warn_and_map_to_the_new_ones():
+    Toy = _toy_config()
+    with pytest.warns(DeprecationWarning, match="'old_size' is now called 'size'"):
+        assert Toy.from_dict({"name": "t", "old_size": 5}).size == 5
+    with pytest.raises(ConfigError, match="give 'size' only"):
+        Toy.from_dict({"name": "t", "old_size": 5, "size": 5})
