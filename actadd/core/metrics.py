@@ -27,7 +27,7 @@ from torch import Tensor
 from actadd.config import WEDDING_WORDS
 from actadd.errors import ConfigError
 from actadd.runtime.backends import Model
-from actadd.runtime.fastpath import fast_path
+from actadd.runtime.fast import fast_path
 from actadd.runtime.modellock import exclusive
 from actadd.runtime.tokens import encode, pieces
 
@@ -115,7 +115,7 @@ def token_logprobs(
     Any active :func:`actadd.steering` context applies. Rows are right-padded and the
     attention mask keeps the padding out, so each list's numbers are those of its own
     forward (front steering sits on the first positions, which padding never moves).
-    ``fast`` runs the blocks through :func:`actadd.runtime.fastpath.fast_path` (the same logits as
+    ``fast`` runs the blocks through :func:`actadd.runtime.fast.fast_path` (the same logits as
     TransformerLens's forward, which ``fast=False`` runs).
     """
     out: list[np.ndarray] = []
@@ -142,7 +142,7 @@ def perplexity(
 
     Any active :func:`actadd.steering` context applies (prompts are right-padded; the
     attention mask keeps padding out). ``fast`` runs the blocks through
-    :func:`actadd.runtime.fastpath.fast_path` (the same logits as TransformerLens's forward, which
+    :func:`actadd.runtime.fast.fast_path` (the same logits as TransformerLens's forward, which
     ``fast=False`` runs).
     """
     ids = [encode(model, t, prepend_bos=True) for t in texts]

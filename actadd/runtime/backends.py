@@ -48,7 +48,7 @@ class Backend:
     name: BackendName
     #: a steered forward may start from a saved residual stream (``start_at_layer``)
     restarts: bool
-    #: actadd's fast path (:mod:`actadd.runtime.fastpath`) can run this model's blocks
+    #: actadd's fast path (:mod:`actadd.runtime.fast`) can run this model's blocks
     fast: bool
     #: :meth:`final` returns logits, not the final residual stream
     final_is_logits: bool
