@@ -39,7 +39,7 @@ from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError, Validated
 from actadd.progress import bar as progress_bar
 from actadd.runtime.backends import Model, backend_of
-from actadd.runtime.fast import StaticKVCache, fast_allowed, fast_path
+from actadd.runtime.fast import StaticKVCache, forward_mode
 from actadd.runtime.forward import last_logits, left_pad
 from actadd.runtime.modellock import exclusive
 from actadd.runtime.tokens import encode
@@ -228,11 +228,10 @@ def generate_tokens(
     to float rounding, < 1e-4 on SmolLM2). Inside
     :func:`actadd.runtime.fast.transformerlens_forward`, ``fast`` is ``False``.
     """
-    fast = fast_allowed(model, fast) and backend_of(model).fast
     with (
-        exclusive(model),  # the decoding loop pins the prompt on the model's steering contexts
+        # holds the model's lock: the decoding loop pins the prompt on its steering contexts
+        forward_mode(model, fast) as fast,
         torch.inference_mode() if fast else nullcontext(),
-        fast_path(model) if fast else nullcontext(),
     ):
         return _decode(
             model,

@@ -27,8 +27,7 @@ from torch import Tensor
 from actadd.config import WEDDING_WORDS
 from actadd.errors import ConfigError
 from actadd.runtime.backends import Model
-from actadd.runtime.fast import fast_path
-from actadd.runtime.modellock import exclusive
+from actadd.runtime.fast import forward_mode
 from actadd.runtime.tokens import encode, pieces
 
 # ---------------------------------------------------------------------- next-token metrics
@@ -128,7 +127,7 @@ def token_logprobs(
         for r, i in enumerate(chunk):
             tokens[r, : len(i)] = torch.tensor(i)
             mask[r, : len(i)] = 1
-        with fast_path(model) if fast else exclusive(model):
+        with forward_mode(model, fast):
             logits = model(tokens, attention_mask=mask)
         tok_lp = log_probs(logits)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
         out += [tok_lp[r, : len(i) - 1].double().cpu().numpy() for r, i in enumerate(chunk)]

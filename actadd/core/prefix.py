@@ -38,10 +38,9 @@ from actadd.core.steering import OnShort, Placement, as_placement, steering
 from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError
 from actadd.runtime.backends import Model, backend_of
-from actadd.runtime.fast import fast_path
+from actadd.runtime.fast import forward_mode
 from actadd.runtime.forward import last_logits, left_pad, residuals, typical_norm
 from actadd.runtime.hooks import check_layer
-from actadd.runtime.modellock import exclusive
 
 Padding = Literal["left", "by_length"]
 Positions = Literal["last", "all"]
@@ -165,7 +164,7 @@ class PrefixBatch:
 
     def _blocks(self):
         """The context the blocks run in: the fast path, or TransformerLens's forward."""
-        return fast_path(self.model) if self.fast else exclusive(self.model)
+        return forward_mode(self.model, self.fast)
 
     def _forward(self, x: Tensor, start: int | None, mask: Tensor | None) -> Tensor:
         kw = {} if mask is None else dict(attention_mask=mask)

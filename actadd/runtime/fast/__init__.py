@@ -51,6 +51,10 @@ within TransformerLens's (``tests/unit/test_fastpath.py``, ``tests/unit/test_ste
 :class:`StaticKVCache` is a drop-in ``TransformerLensKeyValueCache`` whose entries write
 into preallocated buffers instead of concatenating the whole cache at every step.
 
+**Choosing.** Every actadd forward that offers ``fast=`` (generation, :class:`PrefixBatch
+<actadd.core.prefix.PrefixBatch>`, the next-token metrics) enters :func:`forward_mode`, the
+one place that decides "fast path or TransformerLens's own forward".
+
 **Layout.** :mod:`~actadd.runtime.fast.policy` decides when the fast path runs (covered
 configurations, hooks, :func:`transformerlens_forward`); :mod:`~actadd.runtime.fast.block`
 and :mod:`~actadd.runtime.fast.attention` compute; :mod:`~actadd.runtime.fast.geometry`
@@ -76,6 +80,7 @@ __all__ = [
     "StaticKVCacheEntry",
     "fast_allowed",
     "fast_path",
+    "forward_mode",
     "transformerlens_forward",
     "unsupported_reason",
 ]
@@ -122,3 +127,16 @@ def _fast_path(model: Model) -> Iterator[bool]:
             if vars(block).get("forward") is fast:
                 del block.forward
 
+
+@contextmanager
+def forward_mode(model: Model, fast: bool = True) -> Iterator[bool]:
+    """The context an actadd forward on ``model`` runs in, holding the model's lock
+    (:mod:`actadd.runtime.modellock`): :func:`fast_path` if ``fast`` and
+    :func:`fast_allowed` (not inside :func:`transformerlens_forward`, a backend with a fast
+    path), else TransformerLens's own forward. Yields that choice, ``True`` for the fast path
+    (even where :func:`fast_path` then leaves an uncovered model to TransformerLens, see
+    :func:`unsupported_reason`: a caller may still use :class:`StaticKVCache` there, which
+    TransformerLens's forward fills as it fills its own cache)."""
+    allowed = bool(fast_allowed(model, fast))
+    with fast_path(model) if allowed else exclusive(model):
+        yield allowed
