@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from actadd.core.vector_files import register_format
 from actadd.core.vectors import SteeringVector, check_compatible, write_error
 from actadd.errors import SteeringError, VectorFileError
 from actadd.lab.runinfo import _atomic
@@ -566,3 +567,7 @@ def describe_file(path: str | Path) -> str:
         shown = f"{norm:9.4g}" if math.isfinite(norm) else "      nan"
         lines.append(f"  {rec['direction']:>9}  {rec['resid_pre']:>9}  {shown}  {label}")
     return "\n".join(lines)
+
+
+# SteeringVector.to_gguf / from_gguf find these through core's format registry
+register_format("gguf", write=write_control_vector, read=load_one)
