@@ -62,9 +62,10 @@ import torch
 from actadd.core.vector_files import register_format
 from actadd.core.vectors import SteeringVector, check_compatible, write_error
 from actadd.errors import SteeringError, VectorFileError
+from actadd.interop import gguf_names, gguf_read
 from actadd.interop.gguf_names import (
     ARCH,
-    KEY_ARCH,
+    KEY_ARCH,  # noqa: F401 (re-exported)
     KEY_HINT,
     KEY_LAYER_COUNT,
     KEY_PROVENANCE,
@@ -76,28 +77,17 @@ from actadd.interop.gguf_names import (
     layer_for_direction,
     model_hint_for,
 )
-from actadd.interop.gguf_read import ControlVectorFile, describe_file, read_control_vector
+from actadd.interop.gguf_read import (
+    ControlVectorFile,  # noqa: F401 (re-exported)
+    describe_file,  # noqa: F401 (re-exported)
+    read_control_vector,
+)
 from actadd.lab.runinfo import _atomic
 
+# every public name of the keys/mapping and reading modules, and this module's own
 __all__ = [
-    # the names and the layer mapping (actadd.interop.gguf_names)
-    "ARCH",
-    "KEY_ARCH",
-    "KEY_HINT",
-    "KEY_LAYER_COUNT",
-    "KEY_PROVENANCE",
-    "KNOWN_HINTS",
-    "LAYER_CONVENTION",
-    "PROVENANCE_FORMAT",
-    "PROVENANCE_VERSION",
-    "direction_for_layer",
-    "layer_for_direction",
-    "model_hint_for",
-    # reading files (actadd.interop.gguf_read)
-    "ControlVectorFile",
-    "describe_file",
-    "read_control_vector",
-    # writing and loading vectors (here)
+    *gguf_names.__all__,
+    *gguf_read.__all__,
     "Vectors",
     "load_control_vector",
     "load_one",
