@@ -31,6 +31,19 @@ from actadd.runtime.fastpath import fast_path
 from actadd.runtime.modellock import exclusive
 from actadd.runtime.tokens import encode, pieces
 
+__all__ = [
+    "kl_div",
+    "log_probs",
+    "logprob_mass",
+    "perplexity",
+    "sentiment",
+    "target_token_ids",
+    "token_logprobs",
+    "topic_counts",
+    "topic_fraction",
+    "topk_overlap",
+]
+
 # ---------------------------------------------------------------------- next-token metrics
 
 

@@ -43,6 +43,13 @@ from actadd.runtime.forward import last_logits, left_pad, residuals, typical_nor
 from actadd.runtime.hooks import check_layer
 from actadd.runtime.modellock import exclusive
 
+__all__ = [
+    "Condition",
+    "Padding",
+    "Positions",
+    "PrefixBatch",
+]
+
 Padding = Literal["left", "by_length"]
 Positions = Literal["last", "all"]
 # A condition: the vectors (or placements) one set of rows is steered with; [] = unsteered.
