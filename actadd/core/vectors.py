@@ -10,6 +10,10 @@ made (its provenance), and supports the linear algebra researchers do on vectors
     >>> w = 0.5 * v + SteeringVector.from_pair(model, "Happy", "Sad", layer=6)
     >>> with actadd.steering(model, w):
     ...     model.generate("I hate you because")
+
+The difference itself is computed by :mod:`actadd.core.contrast`; ``save``/``load`` use the
+file format of :mod:`actadd.core.vector_files`, and ``to_gguf``/``from_gguf`` the ``"gguf"``
+format that :mod:`actadd.interop.gguf` registers there.
 """
 
 from __future__ import annotations

@@ -59,8 +59,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from actadd.core.vector_files import register_format
-from actadd.core.vectors import SteeringVector, check_compatible, write_error
+from actadd.core.vector_files import register_format, write_error
+from actadd.core.vectors import SteeringVector, check_compatible
 from actadd.errors import SteeringError, VectorFileError
 from actadd.interop import gguf_names, gguf_read
 from actadd.interop.gguf_names import (
