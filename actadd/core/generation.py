@@ -44,6 +44,18 @@ from actadd.runtime.forward import last_logits, left_pad
 from actadd.runtime.modellock import exclusive
 from actadd.runtime.tokens import encode
 
+__all__ = [
+    "GREEDY",
+    "PAPER_SAMPLING",
+    "TOP_P_PREFILTER",
+    "Sampling",
+    "compare",
+    "generate",
+    "generate_tokens",
+    "next_tokens",
+    "sample_seed",
+]
+
 
 @dataclass(frozen=True)
 class Sampling:

@@ -30,6 +30,19 @@ from actadd.runtime.backends import Model
 from actadd.runtime.fast import forward_mode
 from actadd.runtime.tokens import encode, pieces
 
+__all__ = [
+    "kl_div",
+    "log_probs",
+    "logprob_mass",
+    "perplexity",
+    "sentiment",
+    "target_token_ids",
+    "token_logprobs",
+    "topic_counts",
+    "topic_fraction",
+    "topk_overlap",
+]
+
 # ---------------------------------------------------------------------- next-token metrics
 
 

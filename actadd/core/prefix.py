@@ -42,6 +42,13 @@ from actadd.runtime.fast import forward_mode
 from actadd.runtime.forward import last_logits, left_pad, residuals, typical_norm
 from actadd.runtime.hooks import check_layer
 
+__all__ = [
+    "Condition",
+    "Padding",
+    "Positions",
+    "PrefixBatch",
+]
+
 Padding = Literal["left", "by_length"]
 Positions = Literal["last", "all"]
 # A condition: the vectors (or placements) one set of rows is steered with; [] = unsteered.
