@@ -45,7 +45,6 @@ import inspect
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any
 
 import pandas as pd
 import torch
@@ -449,7 +448,9 @@ def steering(
     model: Model,
     vectors: Validated[Steerable],
     align: Validated[AlignLike] = "front",
-    **options: Any,
+    *,
+    on_short: OnShort = "error",
+    allow_other_model: bool = False,
 ) -> Steering:
     """Add ``vectors`` to ``model`` inside a ``with`` block. See the module docstring.
 
@@ -461,9 +462,8 @@ def steering(
             steering settings into one forward this way).
         align: default alignment (``"front"``, ``"back"``, ``"all"``, ``"offset:s"`` /
             ``int``, ``"positions:..."`` / list of ints, or an :class:`Align`).
-        options: keyword options of :class:`Steering`: ``on_short="error"`` (default) when
-            a prompt is shorter than a vector needs, or ``"clip"`` to drop the rows that do
-            not fit; ``allow_other_model=True`` to use vectors made for another model with
-            the same ``d_model``.
+        on_short: ``"error"`` (default) when a prompt is shorter than a vector needs, or
+            ``"clip"`` to drop the rows that do not fit.
+        allow_other_model: use vectors made for another model with the same ``d_model``.
     """
-    return Steering(model, vectors, align, **options)
+    return Steering(model, vectors, align, on_short=on_short, allow_other_model=allow_other_model)
