@@ -66,8 +66,6 @@ __all__ = [
     "next_token_logprobs",
 ]
 
-# ---------------------------------------------------------------------- the runner
-
 # one row per (pair, layer, condition, text); see compare_conditions
 COLUMNS: list[str] = (
     "model pair layer condition family add_layer source_layer coeff scale other_pair "
