@@ -1,7 +1,7 @@
 """The config vocabulary every experiment shares: the one config idiom (:class:`Config`, a
 frozen dataclass read with ``from_dict`` and written with ``to_dict``), pairs, texts, word
-presets, number and layer lists, and one check for unknown keys. Every problem is a :class:`ConfigError` whose message
-says what was wrong and what is allowed.
+presets, number and layer lists, and one check for unknown keys. Every problem is a
+:class:`ConfigError` whose message says what was wrong and what is allowed.
 
 A **pair** is written in a TOML config as ``[positive, negative]`` or as a table
 ``{positive = "...", negative = "...", label = "...", pad_token = " a"}``; in Python it is a

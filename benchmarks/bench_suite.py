@@ -4,7 +4,7 @@ fast path), measured in one process on the embedded SmolLM2.
 For each experiment of ``experiments/suite.toml`` at its full (not ``--quick``) size, one
 representative slice of each kind of work — a sweep unit's sampled completions, a sweep
 unit's next-token metrics, a perplexity batch, one capability layer, one token-injection
-pair — runs twice: inside :func:`actadd.runtime.fastpath.transformerlens_forward` (every forward on
+pair — runs twice: inside :func:`actadd.runtime.fast.transformerlens_forward` (every forward on
 TransformerLens, as before the fast path) and on the fast path. Each slice's seconds times
 how often that work recurs in the full experiment estimates the experiment's time; work the
 slices leave out (loading, tables, figures) is not counted. ``x4 sampling`` multiplies the
@@ -32,7 +32,7 @@ import torch
 import actadd
 from actadd.cli.commands import read_suite
 from actadd.lab.runner import kind_of, read_config
-from actadd.runtime.fastpath import fast_allowed, transformerlens_forward
+from actadd.runtime.fast import fast_allowed, transformerlens_forward
 
 SUITE = Path("experiments/suite.toml")
 

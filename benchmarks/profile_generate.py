@@ -8,7 +8,7 @@ and prints milliseconds per generated token, grouped as
 - ``steering hook``, ``steering forward wrapper``, ``sampling``,
 - ``python: TransformerLens forward, block glue, loop``: everything else.
 
-``--path fast`` (default) profiles what ``actadd.generate`` runs now (``actadd.runtime.fastpath``);
+``--path fast`` (default) profiles what ``actadd.generate`` runs now (``actadd.runtime.fast``);
 ``--path tl`` profiles TransformerLens's own forward (``generate_tokens(fast=False)``), the
 path before the fast path existed. Then prints torch.profiler's busiest operators.
 
@@ -29,7 +29,8 @@ from transformer_lens.components import GatedMLP, GroupedQueryAttention, RMSNorm
 
 import actadd
 import actadd.core.generation as generate_module  # noqa: E402
-import actadd.runtime.fastpath as fastpath
+import actadd.runtime.fast.attention as fast_attention
+import actadd.runtime.fast.block as fast_block
 import actadd.runtime.forward as forward_module
 from actadd import GREEDY, Sampling, SteeringVector
 from actadd.core.steering import Steering
@@ -99,9 +100,9 @@ def instrumented(model, timers: Timers, path: str):
     undo.append((Steering, "_hook_for", original_hook_for))
     patched_modules = []
     if path == "fast":
-        patch(fastpath._FastAttention, "__call__", "attention")
-        patch(fastpath._FastMLP, "__call__", "mlp")
-        patch(fastpath, "_norm", "norms")
+        patch(fast_attention._FastAttention, "__call__", "attention")
+        patch(fast_block._FastMLP, "__call__", "mlp")
+        patch(fast_block, "_norm", "norms")  # where _FastBlock looks it up
     else:  # TransformerLens's modules
         for module in model.modules():
             kind = {GroupedQueryAttention: "attention", GatedMLP: "mlp", RMSNorm: "norms"}

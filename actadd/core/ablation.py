@@ -26,6 +26,12 @@ from actadd.core.placement import PHASE_KINDS, Align, AlignLike, Placement
 from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError, Validated
 
+__all__ = [
+    "Ablation",
+    "ablate_then_add",
+    "ablations",
+]
+
 # alignments that cover a run of positions, whose length an ablation must be told (`span`)
 _SPAN_KINDS = ("front", "offset", "back")
 

@@ -34,6 +34,16 @@ from actadd.errors import ChatTemplateError, Validated
 from actadd.runtime.backends import Model
 from actadd.runtime.tokens import encode
 
+__all__ = [
+    "ROLES",
+    "chat_template",
+    "control_tokens",
+    "render",
+    "render_pair",
+    "render_prompt",
+    "user_turn_span",
+]
+
 ROLES = ("system", "user", "assistant")
 
 

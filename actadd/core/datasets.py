@@ -23,6 +23,13 @@ from pathlib import Path
 from actadd.config import Pair, read_text
 from actadd.errors import ActAddError, ConfigError
 
+__all__ = [
+    "BUILTIN",
+    "DATA_DIR",
+    "ROW_KEYS",
+    "load_pairs",
+]
+
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 BUILTIN: dict[str, str] = {"sentiment": "pairs_sentiment.jsonl"}
 ROW_KEYS: tuple[str, ...] = ("positive", "negative", "label")

@@ -32,6 +32,16 @@ from actadd.runtime.backends import Model
 from actadd.runtime.hooks import check_layer
 from actadd.runtime.tokens import Equalize, encode, pair_token_ids
 
+__all__ = [
+    "embedding_cosines",
+    "logit_lens",
+    "logit_lens_across_layers",
+    "norm_ratios",
+    "residuals",
+    "typical_norm",
+    "vector_diagnostics",
+]
+
 # ---------------------------------------------------------------------- norms
 
 

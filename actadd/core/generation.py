@@ -3,7 +3,7 @@
 :func:`generate` left-pads a batch of prompts, runs a KV-cached sampling loop of its own
 (TransformerLens 3.9's ``generate`` rebuilds ``W_U.T.contiguous()`` every step and samples
 from global RNG state), and returns one row per (prompt, sample). The loop runs the model's
-blocks through :func:`actadd.runtime.fastpath.fast_path` (every hook point still fires, so steering
+blocks through :func:`actadd.runtime.fast.fast_path` (every hook point still fires, so steering
 works unchanged); on SmolLM2 it generates faster than Hugging Face transformers on the same
 weights (``benchmarks/bench_vs_hf.py``).
 
@@ -39,10 +39,22 @@ from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError, Validated
 from actadd.progress import bar as progress_bar
 from actadd.runtime.backends import Model, backend_of
-from actadd.runtime.fastpath import StaticKVCache, fast_allowed, fast_path
+from actadd.runtime.fast import StaticKVCache, forward_mode
 from actadd.runtime.forward import last_logits, left_pad
 from actadd.runtime.modellock import exclusive
 from actadd.runtime.tokens import encode
+
+__all__ = [
+    "GREEDY",
+    "PAPER_SAMPLING",
+    "TOP_P_PREFILTER",
+    "Sampling",
+    "compare",
+    "generate",
+    "generate_tokens",
+    "next_tokens",
+    "sample_seed",
+]
 
 
 @dataclass(frozen=True)
@@ -221,18 +233,17 @@ def generate_tokens(
     Any active :func:`actadd.steering` context applies, with the prompt pinned so that
     prompt alignments stay on the prompt with or without the KV cache.
 
-    ``fast`` runs the blocks through :func:`actadd.runtime.fastpath.fast_path` (SDPA attention,
+    ``fast`` runs the blocks through :func:`actadd.runtime.fast.fast_path` (SDPA attention,
     hook points called only when hooked) with a preallocated KV cache, under
     ``torch.inference_mode``; ``fast=False`` is TransformerLens's own forward and cache
     under ``torch.no_grad``, for comparison. Both give the same tokens (the logits agree
     to float rounding, < 1e-4 on SmolLM2). Inside
-    :func:`actadd.runtime.fastpath.transformerlens_forward`, ``fast`` is ``False``.
+    :func:`actadd.runtime.fast.transformerlens_forward`, ``fast`` is ``False``.
     """
-    fast = fast_allowed(model, fast) and backend_of(model).fast
     with (
-        exclusive(model),  # the decoding loop pins the prompt on the model's steering contexts
+        # holds the model's lock: the decoding loop pins the prompt on its steering contexts
+        forward_mode(model, fast) as fast,
         torch.inference_mode() if fast else nullcontext(),
-        fast_path(model) if fast else nullcontext(),
     ):
         return _decode(
             model,

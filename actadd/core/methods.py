@@ -52,6 +52,21 @@ from actadd.runtime.forward import left_pad, real_positions, residuals
 from actadd.runtime.hooks import check_layer
 from actadd.runtime.tokens import encode
 
+__all__ = [
+    "DATASET_METHODS",
+    "PCA_RTOL",
+    "POSITIONS",
+    "PairsLike",
+    "Position",
+    "caa",
+    "dataset_pairs",
+    "dataset_vectors",
+    "pair_activations",
+    "pca",
+    "pca_direction",
+    "with_norm",
+]
+
 Position = Literal["last", "mean"]
 POSITIONS: tuple[str, ...] = ("last", "mean")
 DATASET_METHODS: tuple[str, ...] = ("caa", "pca_diff", "pca_center")

@@ -27,9 +27,21 @@ from torch import Tensor
 from actadd.config import WEDDING_WORDS
 from actadd.errors import ConfigError
 from actadd.runtime.backends import Model
-from actadd.runtime.fastpath import fast_path
-from actadd.runtime.modellock import exclusive
+from actadd.runtime.fast import forward_mode
 from actadd.runtime.tokens import encode, pieces
+
+__all__ = [
+    "kl_div",
+    "log_probs",
+    "logprob_mass",
+    "perplexity",
+    "sentiment",
+    "target_token_ids",
+    "token_logprobs",
+    "topic_counts",
+    "topic_fraction",
+    "topk_overlap",
+]
 
 # ---------------------------------------------------------------------- next-token metrics
 
@@ -115,7 +127,7 @@ def token_logprobs(
     Any active :func:`actadd.steering` context applies. Rows are right-padded and the
     attention mask keeps the padding out, so each list's numbers are those of its own
     forward (front steering sits on the first positions, which padding never moves).
-    ``fast`` runs the blocks through :func:`actadd.runtime.fastpath.fast_path` (the same logits as
+    ``fast`` runs the blocks through :func:`actadd.runtime.fast.fast_path` (the same logits as
     TransformerLens's forward, which ``fast=False`` runs).
     """
     out: list[np.ndarray] = []
@@ -128,7 +140,7 @@ def token_logprobs(
         for r, i in enumerate(chunk):
             tokens[r, : len(i)] = torch.tensor(i)
             mask[r, : len(i)] = 1
-        with fast_path(model) if fast else exclusive(model):
+        with forward_mode(model, fast):
             logits = model(tokens, attention_mask=mask)
         tok_lp = log_probs(logits)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
         out += [tok_lp[r, : len(i) - 1].double().cpu().numpy() for r, i in enumerate(chunk)]
@@ -142,7 +154,7 @@ def perplexity(
 
     Any active :func:`actadd.steering` context applies (prompts are right-padded; the
     attention mask keeps padding out). ``fast`` runs the blocks through
-    :func:`actadd.runtime.fastpath.fast_path` (the same logits as TransformerLens's forward, which
+    :func:`actadd.runtime.fast.fast_path` (the same logits as TransformerLens's forward, which
     ``fast=False`` runs).
     """
     ids = [encode(model, t, prepend_bos=True) for t in texts]

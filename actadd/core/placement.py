@@ -16,6 +16,19 @@ from torch import Tensor
 from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError, Validated
 
+__all__ = [
+    "ALIGN_KINDS",
+    "ONE_ROW_KINDS",
+    "PHASE_KINDS",
+    "Align",
+    "AlignKind",
+    "AlignLike",
+    "OnShort",
+    "Placement",
+    "as_placement",
+    "prompt_positions",
+]
+
 AlignKind = Literal["front", "offset", "back", "all", "positions", "span", "generated", "from"]
 ALIGN_KINDS: tuple[str, ...] = (
     "front",
@@ -268,6 +281,3 @@ def as_placement(item: SteeringVector | Placement | tuple) -> Placement:
             f"got a tuple of {len(item)}."
         )
     raise SteeringError(f"Expected SteeringVector or Placement, got {type(item).__name__}.")
-
-
-Steerable = SteeringVector | Placement | Sequence[SteeringVector | Placement | tuple]

@@ -16,7 +16,7 @@ is ``False``: the TransformerBridge, whose ``start_at_layer`` is missing in Tran
 instead; the conditions are batched all the same.
 
 Both forwards (the clean residuals and the steered passes) run the model's blocks through
-:func:`actadd.runtime.fastpath.fast_path` unless ``fast=False``: SDPA attention, hook points called
+:func:`actadd.runtime.fast.fast_path` unless ``fast=False``: SDPA attention, hook points called
 only when hooked. Every hook point still fires where TransformerLens fires it, so steering
 and any hooks a user attached apply; a block whose hooks the fast path cannot honour
 (attention pattern or scores, ``ln1``, plain PyTorch module hooks) runs TransformerLens's
@@ -38,10 +38,16 @@ from actadd.core.steering import OnShort, Placement, as_placement, steering
 from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError
 from actadd.runtime.backends import Model, backend_of
-from actadd.runtime.fastpath import fast_path
+from actadd.runtime.fast import forward_mode
 from actadd.runtime.forward import last_logits, left_pad, residuals, typical_norm
 from actadd.runtime.hooks import check_layer
-from actadd.runtime.modellock import exclusive
+
+__all__ = [
+    "Condition",
+    "Padding",
+    "Positions",
+    "PrefixBatch",
+]
 
 Padding = Literal["left", "by_length"]
 Positions = Literal["last", "all"]
@@ -79,7 +85,7 @@ class PrefixBatch:
         positions: ``"last"`` — logits of the final position only ([n, d_vocab]);
             ``"all"`` — logits at every position ([n, pos, d_vocab], left padding only).
         max_rows: at most this many rows per forward pass.
-        fast: run the blocks through :func:`actadd.runtime.fastpath.fast_path` (see above);
+        fast: run the blocks through :func:`actadd.runtime.fast.fast_path` (see above);
             ``False`` is TransformerLens's own forward, for comparison.
 
     Attributes:
@@ -165,7 +171,7 @@ class PrefixBatch:
 
     def _blocks(self):
         """The context the blocks run in: the fast path, or TransformerLens's forward."""
-        return fast_path(self.model) if self.fast else exclusive(self.model)
+        return forward_mode(self.model, self.fast)
 
     def _forward(self, x: Tensor, start: int | None, mask: Tensor | None) -> Tensor:
         kw = {} if mask is None else dict(attention_mask=mask)

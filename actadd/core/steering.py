@@ -43,21 +43,16 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch import Tensor
-from transformer_lens.utilities.defaults_utils import USE_DEFAULT_VALUE
-from transformer_lens.utilities.tokenize_utils import get_attention_mask
 
 from actadd.core.ablation import Ablation
 from actadd.core.placement import (
     ALIGN_KINDS,
-    ONE_ROW_KINDS,
-    PHASE_KINDS,
     Align,
     AlignKind,
     AlignLike,
@@ -66,7 +61,19 @@ from actadd.core.placement import (
     as_placement,
     prompt_positions,
 )
-from actadd.core.vectors import SteeringVector, check_compatible
+from actadd.core.steerable import Steerable, resolve_steerable
+from actadd.core.steering_plan import (
+    Call,
+    Plan,
+    Where,
+    applied_records,
+    apply_plan,
+    build_plans,
+    covered,
+    first_markers,
+    ones,
+    padding_mask,
+)
 from actadd.errors import SteeringError, Validated
 from actadd.runtime.backends import Model, backend_of
 from actadd.runtime.hooks import resid_pre
@@ -91,40 +98,6 @@ __all__ = [
     "rows_are",
     "steering",
 ]
-
-
-# what a steering context takes: vectors, placements (or their tuple shorthand), ablations
-Steerable = (
-    SteeringVector | Placement | Ablation | Sequence[SteeringVector | Placement | Ablation | tuple]
-)
-
-
-@dataclass
-class _Where:
-    """Positions decided call by call: ``align`` (``"all"``, a prompt alignment given as
-    ``touched``, ``"generated[:k]"`` or ``"from:<token>"``) on the batch rows ``rows``."""
-
-    align: Align
-    rows: Tensor  # [batch] bool
-    touched: Tensor | None = None  # [batch, prompt_len] bool, for prompt alignments
-
-
-@dataclass
-class _Plan:
-    """Additions for one sequence at one layer: dense prompt additions + an all-position row,
-    plus generation-phase additions and ablations, whose positions each call works out."""
-
-    add: Tensor | None  # [batch, prompt_len, d_model] summed rows at prompt positions
-    touched: Tensor | None  # [batch, prompt_len] bool: positions that receive an addition
-    everywhere: Tensor | None  # [batch, 1, d_model]: added at every position ("all")
-    later: list[tuple[Tensor, _Where]]  # (row [d_model], where): "generated" / "from" rows
-    ablate: list[tuple[Tensor, _Where]]  # (unit direction [d_model], where), run first
-
-
-@dataclass
-class _Call:
-    cached: int  # positions already in the KV cache before this call
-    new: int  # positions this call processes
 
 
 def active_steering(model: Model) -> list[Steering]:
@@ -204,34 +177,10 @@ class Steering:
     ) -> None:
         if on_short not in ("error", "clip"):
             raise SteeringError(f"on_short must be 'error' or 'clip', got {on_short!r}.")
-        default = Align.parse(align)
-        single = (SteeringVector, Placement, Ablation)
-        if not isinstance(vectors, (*single, Sequence)) or isinstance(vectors, (str, bytes)):
-            hint = " (for a {layer: vector} dict, pass list(d.values()))"
-            hint = hint if isinstance(vectors, dict) else ""
-            raise SteeringError(
-                "steering takes a SteeringVector, a Placement, an Ablation, or a list of them "
-                f"(items may be (vector, align) tuples); got {type(vectors).__name__}{hint}."
-            )
-        items = [vectors] if isinstance(vectors, single) else list(vectors)
         # every placement with its alignment resolved; ablations apart (they run first)
-        self.entries: list[Placement] = []
-        self.ablations: list[Ablation] = []
-        for item in items:
-            if isinstance(item, Ablation):
-                check_compatible(item.direction, model, allow_other_model=allow_other_model)
-                self.ablations.append(item)
-                continue
-            p = as_placement(item)
-            vec, al, rows = p.vector, p.align or default, p.rows
-            check_compatible(vec, model, allow_other_model=allow_other_model)
-            if al.kind in ONE_ROW_KINDS and vec.k != 1:
-                raise SteeringError(
-                    f"align={al} adds one d_model vector at each of its positions, but "
-                    f"{vec.describe()} has {vec.k} rows. Use v.mean() (or v.mean(skip_first=True)"
-                    ") or v.rows([i])."
-                )
-            self.entries.append(Placement(vec, al, rows))
+        self.entries, self.ablations = resolve_steerable(
+            model, vectors, align, allow_other_model=allow_other_model
+        )
         aligns = [p.align for p in self.entries] + [a.align for a in self.ablations]
         # marker token -> id, resolved now so a bad marker fails before any compute
         self._marker_ids = {
@@ -245,10 +194,10 @@ class Steering:
         self.layers = sorted(
             {p.vector.layer for p in self.entries} | {a.layer for a in self.ablations}
         )
-        self._plans: dict[int, _Plan] = {}
+        self._plans: dict[int, Plan] = {}
         self._plan_key: object = None
         self._prompt_mask: Tensor | None = None
-        self._call: _Call | None = None
+        self._call: Call | None = None
         self._handles: list = []
         self._active = False
         self._pinned: Tensor | None = None
@@ -261,93 +210,18 @@ class Steering:
 
     def _build_plans(self, mask: Tensor) -> None:
         """Place every vector on the prompt described by ``mask`` ([batch, prompt_len])."""
-        cfg = self.model.cfg
-        batch, plen = mask.shape
-        real = [torch.nonzero(mask[b].cpu(), as_tuple=True)[0] for b in range(batch)]
-        plans: dict[int, _Plan] = {}
-        for layer in self.layers:
-            add = touched = everywhere = None
-            later, ablate = [], []
-            for ab in self.ablations:
-                if ab.layer == layer:
-                    u = ab.direction.tensor[0].to(cfg.device, cfg.dtype)
-                    where = self._where(ab.align, ab.rows, ab.positions, real, plen, ab.describe())
-                    ablate.append((u / u.norm(), where))
-            for vec, al, only in ((p.vector, p.align, p.rows) for p in self.entries):
-                if vec.layer != layer:
-                    continue
-                targets = self._targets(only, batch, vec.describe())
-                t = vec.tensor.to(cfg.device, cfg.dtype)
-                if al.kind in ("generated", "from"):
-                    later.append((t[0], self._where(al, only, 1, real, plen, vec.describe())))
-                    continue
-                if al.kind == "all":
-                    if everywhere is None:
-                        everywhere = torch.zeros(
-                            batch, 1, cfg.d_model, device=cfg.device, dtype=cfg.dtype
-                        )
-                    everywhere[list(targets), 0] += t[0]
-                    continue
-                if add is None:
-                    add = torch.zeros(batch, plen, cfg.d_model, device=cfg.device, dtype=cfg.dtype)
-                    touched = torch.zeros(batch, plen, dtype=torch.bool, device=cfg.device)
-                for b in targets:
-                    rows, pos = prompt_positions(al, vec.k, len(real[b]), self.on_short)
-                    absolute = real[b][pos].to(cfg.device)
-                    add[b, absolute] += t[rows.to(cfg.device)]
-                    touched[b, absolute] = True
-            plans[layer] = _Plan(add, touched, everywhere, later, ablate)
-        self._plans = plans
+        self._plans = build_plans(
+            self.model, self.entries, self.ablations, self.layers, mask, self.on_short
+        )
         self._prompt_mask = mask
 
-    @staticmethod
-    def _targets(only, batch: int, what: str) -> range | tuple[int, ...]:
-        if only is not None and max(only) >= batch:
-            raise SteeringError(
-                f"{what} is assigned to batch rows {list(only)} but the input has {batch} rows."
-            )
-        return range(batch) if only is None else only
-
-    def _where(self, al: Align, only, k: int, real: list[Tensor], plen: int, what: str) -> _Where:
-        """Where an ablation or a generation-phase row goes, for this prompt."""
-        device = self.model.cfg.device
-        batch = len(real)
-        rows = torch.zeros(batch, dtype=torch.bool)
-        rows[list(self._targets(only, batch, what))] = True
-        if al.kind in PHASE_KINDS:
-            return _Where(al, rows.to(device))
-        touched = torch.zeros(batch, plen, dtype=torch.bool)
-        for b in torch.nonzero(rows, as_tuple=True)[0].tolist():
-            _, pos = prompt_positions(al, k, len(real[b]), self.on_short)
-            touched[b, real[b][pos]] = True
-        return _Where(al, rows.to(device), touched.to(device))
-
-    def _positions(self, where: _Where, call: _Call, batch: int) -> Tensor:
+    def _positions(self, where: Where, call: Call, batch: int) -> Tensor:
         """[batch, call.new] bool: which of this call's positions ``where`` covers."""
-        device = where.rows.device
-        if where.align.kind == "all":
-            return where.rows[:, None].expand(batch, call.new)
-        q = torch.arange(call.cached, call.cached + call.new, device=device)  # absolute
-        plen = self._prompt_mask.shape[1]
-        if where.touched is not None:
-            inside = q < plen
-            out = torch.zeros(batch, call.new, dtype=torch.bool, device=device)
-            out[:, inside] = where.touched[:, q[inside]]
-            return out
-        if where.align.kind == "generated":
-            count = where.align.count
-            stop = plen + count if count is not None else q[-1] + 1
-            covered = (q >= plen) & (q < stop)
-        else:  # "from": from the marker's first position on, in this row
-            start = self._marker_start[self._marker_ids[where.align.marker]].to(device)
-            covered = q[None, :] >= start[:, None]
-            # the prompt's padding is never covered
-            prompt = self._prompt_mask.to(device=device, dtype=torch.bool)
-            pad = torch.zeros_like(covered)
-            inside = q < plen
-            pad[:, inside] = ~prompt[:, q[inside]]
-            return covered & ~pad & where.rows[:, None]
-        return covered[None, :] & where.rows[:, None]
+        return covered(where, call, batch, self._prompt_mask, self._marker_position)
+
+    def _marker_position(self, marker: str | int) -> Tensor:
+        """[batch]: each row's first absolute position of ``marker`` (see _scan_markers)."""
+        return self._marker_start[self._marker_ids[marker]]
 
     def _ensure_plans(self, mask: Tensor, key: object) -> None:
         if key is not self._plan_key or self._prompt_mask is None:
@@ -374,7 +248,7 @@ class Steering:
         else:
             raise SteeringError(f"Unsupported model input of type {type(inp).__name__}.")
         batch, new = tokens.shape if tokens is not None else inp.shape[:2]
-        self._call = _Call(cached, new)
+        self._call = Call(cached, new)
         if self._marker_ids:
             self._scan_markers(tokens, args.get("attention_mask"), cached)
 
@@ -393,16 +267,16 @@ class Steering:
             if self._prompt_mask is None or self._prompt_mask.shape[0] != batch:
                 # a cache filled outside this context: its positions are the prompt
                 mask = backend.cached_mask(args, cached)
-                self._build_plans(mask if mask is not None else _ones(batch, cached))
+                self._build_plans(mask if mask is not None else ones(batch, cached))
                 self._plan_key = None
             return
         mask = args.get("attention_mask")
         if mask is not None:
             mask = mask[:, :new]
         elif tokens is not None and batch > 1 and model.tokenizer is not None:
-            mask = _padding_mask(model, tokens, args)
+            mask = padding_mask(model, tokens, args)
         else:
-            mask = _ones(batch, new)
+            mask = ones(batch, new)
         self._build_plans(mask.to(torch.long))
         self._plan_key = None
 
@@ -419,17 +293,10 @@ class Steering:
         if mask is not None:
             real = mask[:, -new:].to(tokens.device).bool()
         elif cached == 0 and batch > 1 and self.model.tokenizer is not None:
-            real = _padding_mask(self.model, tokens, {}).to(tokens.device).bool()
-        never = torch.iinfo(torch.long).max
-        for token_id in self._marker_ids.values():
-            start = self._marker_start.get(token_id)
-            if cached == 0 or start is None or len(start) != batch:
-                start = torch.full((batch,), never, dtype=torch.long)
-            hits = (tokens == token_id) & real
-            first = torch.where(hits.any(-1), hits.int().argmax(-1), never).cpu()
-            found = first != never
-            start = torch.where(found & (start == never), first + cached, start)
-            self._marker_start[token_id] = start
+            real = padding_mask(self.model, tokens, {}).to(tokens.device).bool()
+        self._marker_start = first_markers(
+            tokens, real, cached, self._marker_ids, self._marker_start
+        )
 
     def _wrap_forward(self):
         model = self.model
@@ -491,47 +358,12 @@ class Steering:
                         "align='from:<marker>' needs the model's forward (to see the tokens); "
                         "a block was run directly."
                     )
-                call = _Call(0, resid.shape[1])
-                self._build_plans(_ones(resid.shape[0], resid.shape[1]))
+                call = Call(0, resid.shape[1])
+                self._build_plans(ones(resid.shape[0], resid.shape[1]))
             plan = self._plans.get(layer)
             if plan is None:
                 return resid
-            batch = resid.shape[0]
-            # batch row j is prompt row index[j] (a decoding loop sharing the prompt pass of
-            # identical rows; never with ablations or marker alignments: distinct_rows)
-            index = self._row_index
-            for u, where in plan.ablate:  # ablations first, in the order given
-                covered = self._positions(where, call, batch)
-                if bool(covered.any()):
-                    ablated = resid - (resid @ u)[..., None] * u
-                    resid = torch.where(covered[..., None], ablated, resid)
-            if plan.add is not None:
-                lo, hi = call.cached, min(call.cached + call.new, plan.add.shape[1])
-                if hi > lo:
-                    touched = plan.touched[:, lo:hi]
-                    if index is not None:
-                        touched = touched[index.to(touched.device)]
-                    b, p = torch.nonzero(touched, as_tuple=True)
-                    if len(b):
-                        q = p + lo  # absolute position
-                        src = b if index is None else index.to(b.device)[b]
-                        resid = resid.index_put((b, p), resid[b, p] + plan.add[src, q])
-            if plan.everywhere is not None:
-                everywhere = plan.everywhere
-                if index is not None:
-                    everywhere = everywhere[index.to(everywhere.device)]
-                resid = resid + everywhere
-            if plan.later:
-                delta = torch.zeros_like(resid)
-                hit = torch.zeros(resid.shape[:2], dtype=torch.bool, device=resid.device)
-                for row, where in plan.later:
-                    covered = self._positions(where, call, batch)
-                    delta[covered] += row
-                    hit |= covered
-                b, p = torch.nonzero(hit, as_tuple=True)
-                if len(b):
-                    resid = resid.index_put((b, p), resid[b, p] + delta[b, p])
-            return resid
+            return apply_plan(resid, plan, call, self._row_index, self._positions)
 
         return hook
 
@@ -607,35 +439,8 @@ class Steering:
     def applied(self) -> pd.DataFrame:
         """Where the additions of the last sequence landed: one row per (batch row, position,
         layer), with the L2 norm of what was added there."""
-        records = []
-        for layer, plan in self._plans.items():
-            if plan.touched is not None:
-                for b, p in zip(*torch.nonzero(plan.touched, as_tuple=True)):
-                    records.append(
-                        dict(
-                            row=int(b),
-                            position=int(p),
-                            layer=layer,
-                            norm=float(plan.add[b, p].norm()),
-                            kind="prompt",
-                        )
-                    )
-            for what, items in (("ablate ", plan.ablate), ("", plan.later)):
-                for vec, where in items:
-                    for b in torch.nonzero(where.rows, as_tuple=True)[0].tolist():
-                        norm = 1.0 if what else float(vec.norm())
-                        kind = f"{what}{where.align}"
-                        records.append(dict(row=b, position=-1, layer=layer, norm=norm, kind=kind))
-            if plan.everywhere is not None:
-                for b, row in enumerate(plan.everywhere[:, 0]):
-                    if bool(row.any()):
-                        records.append(
-                            dict(
-                                row=b, position=-1, layer=layer, norm=float(row.norm()), kind="all"
-                            )
-                        )
         return pd.DataFrame.from_records(
-            records, columns=["row", "position", "layer", "norm", "kind"]
+            applied_records(self._plans), columns=["row", "position", "layer", "norm", "kind"]
         )
 
 
@@ -662,20 +467,3 @@ def steering(
         allow_other_model: use vectors made for another model with the same ``d_model``.
     """
     return Steering(model, vectors, align, on_short=on_short, allow_other_model=allow_other_model)
-
-
-def _ones(batch: int, n: int) -> Tensor:
-    return torch.ones(batch, n, dtype=torch.long)
-
-
-def _padding_mask(model: Model, tokens: Tensor, args: dict) -> Tensor:
-    """The attention mask TransformerLens would derive for a padded token batch."""
-    tok = model.tokenizer
-    side = args.get("padding_side")
-    if side not in ("left", "right"):
-        side = tok.padding_side
-    prepend = args.get("prepend_bos", USE_DEFAULT_VALUE)
-    if prepend in (USE_DEFAULT_VALUE, None):
-        prepend = model.cfg.default_prepend_bos
-    # the side is passed, never set on the tokenizer (another thread may be reading it)
-    return get_attention_mask(tok, tokens, prepend, padding_side=side)

@@ -10,18 +10,16 @@ made (its provenance), and supports the linear algebra researchers do on vectors
     >>> w = 0.5 * v + SteeringVector.from_pair(model, "Happy", "Sad", layer=6)
     >>> with actadd.steering(model, w):
     ...     model.generate("I hate you because")
+
+The difference itself is computed by :mod:`actadd.core.contrast`; ``save``/``load`` use the
+file format of :mod:`actadd.core.vector_files`, and ``to_gguf``/``from_gguf`` the ``"gguf"``
+format that :mod:`actadd.interop.gguf` registers there.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import numbers
-import os
-import shutil
-import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +29,28 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from actadd.errors import SteeringError, Validated, VectorFileError, VectorFileWarning
+from actadd.core.contrast import pair_differences
+from actadd.core.vector_files import (
+    FORMAT,
+    FORMAT_VERSION,
+    read_vector_file,
+    vector_format,
+    write_error,
+    write_vector_file,
+)
+from actadd.errors import SteeringError, Validated
 from actadd.runtime.backends import Model
-from actadd.runtime.forward import residuals
 from actadd.runtime.hooks import check_layer
-from actadd.runtime.tokens import equalize_rule, pair_token_ids
+from actadd.runtime.tokens import equalize_rule
 
-# 3: the metadata also carries "metadata_sha256", the sha256 of the rest of the metadata
-#    (layer, k, coeff, provenance, ... and the tensor's "sha256"), checked on load
-# 2: the metadata carries "sha256" of the tensor data, checked on load
-# 1: no checksum (the data is float32, as since)
-FORMAT_VERSION = 3
-FORMAT = "actadd.steering_vector"
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SteeringVector",
+    "check_compatible",
+    "pad_rows",
+    "write_error",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,30 +155,12 @@ class SteeringVector:
         """:meth:`from_pair` at several layers from one forward pass: ``{layer: vector}``."""
         equalize = equalize_rule(equalize, pad)
         coeff = _check_coeff(coeff)
-        layers = [check_layer(model, layer) for layer in layers]
-        if not layers:
-            raise SteeringError("No layers given.")
-        pos_ids, neg_ids = pair_token_ids(model, positive, negative, equalize, pad_token)
-        tokens = torch.tensor([pos_ids, neg_ids], device=model.cfg.device)
-        acts = residuals(model, tokens, layers)
-        provenance = {
-            "kind": "pair",
-            "positive": positive,
-            "negative": negative,
-            "coeff": coeff,
-            "pad": equalize,
-            "pad_token": pad_token if isinstance(pad_token, str) else int(pad_token),
-            "tokens_positive": model.to_str_tokens(torch.tensor(pos_ids)),
-            "tokens_negative": model.to_str_tokens(torch.tensor(neg_ids)),
-        }
+        differences, provenance = pair_differences(
+            model, positive, negative, layers, coeff, equalize=equalize, pad_token=pad_token
+        )
         return {
-            layer: cls(
-                coeff * (acts[layer][0] - acts[layer][1]),
-                layer,
-                model.cfg.model_name,
-                dict(provenance),
-            )
-            for layer in layers
+            layer: cls(difference, layer, model.cfg.model_name, dict(provenance))
+            for layer, difference in differences.items()
         }
 
     @classmethod
@@ -329,54 +319,12 @@ class SteeringVector:
         itself (layer, k, provenance, ...: what gives the tensor its meaning), which
         :meth:`load` checks. The file is written beside ``path`` under a temporary name and
         renamed over it: ``path`` is never half-written, and a save that fails (a full disk)
-        removes its temporary file and raises one :class:`VectorFileError` line.
+        removes its temporary file and raises one :class:`VectorFileError` line. The format
+        is :mod:`actadd.core.vector_files`.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        if path.is_dir():
-            raise VectorFileError(
-                f"{path} is a directory; save the vector to a file path inside it, "
-                f"e.g. {path / 'vector.safetensors'}."
-            )
-        data = self.tensor.detach().to("cpu", torch.float32).contiguous()
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "layer": self.layer,
-            "model_name": self.model_name,
-            "d_model": self.d_model,
-            "k": self.k,
-            "dtype": "float32",
-            "sha256": _tensor_sha256(data),
-            "provenance": self.provenance,
-        }
-        try:
-            # as load() will see it (e.g. int dict keys become strings), then hashed
-            meta = json.loads(json.dumps(meta))
-        except (TypeError, ValueError) as exc:
-            raise VectorFileError(
-                f"Cannot save {self.describe()}: its provenance is not JSON-able ({exc})."
-            ) from None
-        meta["metadata_sha256"] = _metadata_sha256(meta)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        except OSError as exc:
-            raise write_error("a steering vector", path, exc) from None
-        os.close(fd)
-        try:
-            save_file({"vector": data}, tmp, metadata={"actadd": json.dumps(meta)})
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; vectors are for sharing
-            os.replace(tmp, path)
-        except (OSError, SafetensorError) as exc:
-            Path(tmp).unlink(missing_ok=True)
-            raise write_error("a steering vector", path, exc) from None
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_vector_file(
+            path, self.tensor, self.layer, self.model_name, self.provenance, self.describe()
+        )
 
     @classmethod
     def load(
@@ -395,22 +343,7 @@ class SteeringVector:
         With ``model``, the vector is checked against it (d_model always; the model name
         unless ``allow_other_model=True``) and moved to its device.
         """
-        from safetensors import safe_open
-
-        path = Path(path)
-        if not path.is_file():
-            raise VectorFileError(f"No steering-vector file at {path}.")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = json.loads((f.metadata() or {})["actadd"])
-                tensor = f.get_tensor("vector")
-        except Exception as exc:
-            raise VectorFileError(
-                f"{path} is not a readable actadd steering-vector file "
-                f"({type(exc).__name__}: {exc}). Files are written by SteeringVector.save()."
-            ) from exc
-        layer, model_name, provenance = _check_metadata(path, meta, tensor)
-        vec = cls(tensor, layer, model_name, provenance)
+        vec = cls(*read_vector_file(path))
         if model is not None:
             check_compatible(vec, model, allow_other_model=allow_other_model)
             vec = vec.to(model.cfg.device)
@@ -420,10 +353,9 @@ class SteeringVector:
 
     def to_gguf(self, path: str | Path, *, model_hint: str | None = None, model=None) -> Path:
         """Write this one-row vector as a llama.cpp control vector (``direction.{layer-1}``,
-        coefficient baked in). See :mod:`actadd.interop.gguf`."""
-        from actadd.interop.gguf import write_control_vector
-
-        return write_control_vector(self, path, model=model, model_hint=model_hint)
+        coefficient baked in): :func:`actadd.interop.gguf.write_control_vector`."""
+        write = vector_format("gguf").write
+        return write(self, path, model=model, model_hint=model_hint)
 
     @classmethod
     def from_gguf(
@@ -435,10 +367,9 @@ class SteeringVector:
         allow_other_model: bool = False,
     ) -> SteeringVector:
         """Read a llama.cpp control vector: the file's only direction, or the one added at
-        ``resid_pre`` ``layer`` (``direction.{layer-1}``). See :mod:`actadd.interop.gguf`."""
-        from actadd.interop.gguf import load_one
-
-        return load_one(path, model, layer=layer, allow_other_model=allow_other_model)
+        ``resid_pre`` ``layer`` (``direction.{layer-1}``): :func:`actadd.interop.gguf.load_one`."""
+        read = vector_format("gguf").read
+        return read(path, model, layer=layer, allow_other_model=allow_other_model)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -475,97 +406,6 @@ def _check_coeff(coeff: Validated[float]) -> float:
             f"included; not a bool), got {coeff!r}."
         )
     return value
-
-
-def _metadata_sha256(meta: dict[str, Any]) -> str:
-    """sha256 of a vector file's metadata, its own ``metadata_sha256`` left out: canonical
-    JSON (sorted keys, no spaces), so it does not depend on how the header was written."""
-    rest = {key: value for key, value in meta.items() if key != "metadata_sha256"}
-    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _check_metadata(
-    path: Path, meta: Any, tensor: Tensor
-) -> tuple[int, str | None, dict[str, Any]]:
-    """``(layer, model_name, provenance)`` of a vector file whose metadata and checksums are
-    sound; one :class:`VectorFileError` line naming the file otherwise."""
-    if not isinstance(meta, dict):
-        raise VectorFileError(
-            f"{path}: metadata is a JSON {type(meta).__name__}, not an actadd steering "
-            "vector's record (a JSON object)."
-        )
-    if meta.get("format") != FORMAT:
-        raise VectorFileError(f"{path}: metadata is not an actadd steering vector.")
-    version = meta.get("format_version", 1)
-    if (
-        isinstance(version, bool)
-        or not isinstance(version, int)
-        or not 1 <= version <= FORMAT_VERSION
-    ):
-        raise VectorFileError(
-            f"{path}: format version {version!r} is not one this actadd reads "
-            f"(1..{FORMAT_VERSION}); it may come from a newer actadd."
-        )
-    corrupt = "(the file is corrupt or was edited); save the vector again"
-    if version >= 3 and meta.get("metadata_sha256") != _metadata_sha256(meta):
-        raise VectorFileError(
-            f"{path}: the metadata (layer, k, provenance, ...) does not match the sha256 "
-            f"recorded in the file {corrupt}."
-        )
-    for key, least in (("layer", 0), ("k", 1), ("d_model", 1)):
-        value = meta.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            what = "is missing" if key not in meta else f"is {value!r}"
-            raise VectorFileError(f"{path}: metadata {key!r} {what}; it must be an int >= {least}.")
-    model_name = meta.get("model_name")
-    if model_name is not None and not isinstance(model_name, str):
-        raise VectorFileError(
-            f"{path}: metadata 'model_name' is {model_name!r}; it must be a string or null."
-        )
-    provenance = meta.get("provenance", {})
-    if not isinstance(provenance, dict):
-        raise VectorFileError(
-            f"{path}: metadata 'provenance' is a {type(provenance).__name__}; it must be a "
-            "JSON object."
-        )
-    if tuple(tensor.shape) != (meta["k"], meta["d_model"]):
-        raise VectorFileError(
-            f"{path}: tensor shape {tuple(tensor.shape)} disagrees with its metadata "
-            f"({meta['k']}, {meta['d_model']})."
-        )
-    if tensor.dtype != torch.float32:
-        raise VectorFileError(
-            f"{path}: the tensor is {tensor.dtype}, but vector files hold float32 {corrupt}."
-        )
-    expected = meta.get("sha256")
-    if (version >= 2 or expected is not None) and _tensor_sha256(tensor) != expected:
-        raise VectorFileError(
-            f"{path}: the tensor data does not match the sha256 recorded in the file {corrupt}."
-        )
-    if expected is None:
-        warnings.warn(
-            f"{path} is a format-{version} vector file with no checksum, so its data cannot "
-            "be verified; load and save it again to add one.",
-            VectorFileWarning,
-            stacklevel=3,
-        )
-    return meta["layer"], model_name, provenance
-
-
-def write_error(what: str, path: Path, exc: BaseException) -> VectorFileError:
-    """One line for a write that failed (a full disk, no permission), with the free space."""
-    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    try:
-        free = f"; {shutil.disk_usage(path.parent).free:,} bytes free there"
-    except OSError:
-        free = ""
-    return VectorFileError(f"Cannot write {what} to {path}: {reason}{free}. Nothing was written.")
-
-
-def _tensor_sha256(tensor: Tensor) -> str:
-    """sha256 of a CPU tensor's raw bytes (C order)."""
-    return hashlib.sha256(tensor.detach().to("cpu").contiguous().numpy().tobytes()).hexdigest()
 
 
 def check_compatible(vec: SteeringVector, model: Model, *, allow_other_model: bool = False) -> None:

@@ -40,77 +40,61 @@ imports back to the same vectors (bit-exact) with their provenance.
 different first token. To reproduce actadd's numbers in llama.cpp, feed id 0 first (in
 ``llama-completion``, start the prompt with ``<|endoftext|>``: prompts are tokenized with
 special tokens parsed). :mod:`actadd.interop.llamacpp` does this.
+
+**Where it lives.** This module writes files (:func:`write_control_vector`) and loads them
+as :class:`~actadd.core.vectors.SteeringVector` objects (:func:`load_control_vector`,
+:func:`load_one`), and registers itself as the ``"gguf"`` vector format, which
+``SteeringVector.to_gguf`` / ``.from_gguf`` use. The keys and the layer mapping are
+:mod:`actadd.interop.gguf_names`; reading and validating a file is
+:mod:`actadd.interop.gguf_read`. Every public name of the three is importable from here.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from actadd.core.vectors import SteeringVector, check_compatible, write_error
+from actadd.core.vector_files import register_format, write_error
+from actadd.core.vectors import SteeringVector, check_compatible
 from actadd.errors import SteeringError, VectorFileError
+from actadd.interop import gguf_names, gguf_read
+from actadd.interop.gguf_names import (
+    ARCH,
+    KEY_ARCH,  # noqa: F401 (re-exported)
+    KEY_HINT,
+    KEY_LAYER_COUNT,
+    KEY_PROVENANCE,
+    KNOWN_HINTS,
+    LAYER_CONVENTION,
+    PROVENANCE_FORMAT,
+    PROVENANCE_VERSION,
+    direction_for_layer,
+    layer_for_direction,
+    model_hint_for,
+)
+from actadd.interop.gguf_read import (
+    ControlVectorFile,  # noqa: F401 (re-exported)
+    describe_file,  # noqa: F401 (re-exported)
+    read_control_vector,
+)
 from actadd.lab.runinfo import _atomic
 
-ARCH = "controlvector"
-KEY_ARCH = "general.architecture"
-KEY_HINT = f"{ARCH}.model_hint"
-KEY_LAYER_COUNT = f"{ARCH}.layer_count"
-KEY_PROVENANCE = "actadd.provenance"
-PROVENANCE_FORMAT = "actadd.controlvector"
-PROVENANCE_VERSION = 1
-LAYER_CONVENTION = "direction.N is added to the output of block N = actadd resid_pre N+1"
-_DIRECTION = re.compile(r"direction\.(\d+)")
-
-# model_hint for the models actadd itself names (llama.cpp's architecture names)
-KNOWN_HINTS = {"SmolLM2-135M-Instruct": "llama", "tiny-llama": "llama", "tiny-gpt2": "gpt2"}
+# every public name of the keys/mapping and reading modules, and this module's own
+__all__ = [
+    *gguf_names.__all__,
+    *gguf_read.__all__,
+    "Vectors",
+    "load_control_vector",
+    "load_one",
+    "write_control_vector",
+]
 
 Vectors = SteeringVector | Sequence[SteeringVector] | Mapping[int, SteeringVector]
-
-
-# ---------------------------------------------------------------------- layer mapping
-
-
-def direction_for_layer(layer: int) -> int:
-    """The ``direction.N`` index for an actadd ``resid_pre`` layer ``L``: ``N = L - 1``."""
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise SteeringError(f"layer must be an int, got {layer!r}.")
-    if layer <= 1:
-        raise SteeringError(
-            f"resid_pre layer {layer} cannot be written as a llama.cpp control vector: "
-            "direction.N is added to the output of block N (resid_pre N+1) and N >= 1, so "
-            "only resid_pre layers >= 2 are expressible. Use v.at_layer(2) to move the vector "
-            "(a different intervention), or keep it in actadd."
-        )
-    return layer - 1
-
-
-def layer_for_direction(index: int) -> int:
-    """The actadd ``resid_pre`` layer that ``direction.N`` is added at: ``N + 1``."""
-    return index + 1
-
-
-def model_hint_for(model) -> str:
-    """llama.cpp's architecture name for a ``HookedTransformer`` (``LlamaForCausalLM`` →
-    ``"llama"``, ``GPT2LMHeadModel`` → ``"gpt2"``)."""
-    arch = getattr(model.cfg, "original_architecture", None) or ""
-    for suffix in ("ForCausalLM", "LMHeadModel", "Model"):
-        if arch.endswith(suffix) and len(arch) > len(suffix):
-            return arch[: -len(suffix)].lower()
-    if model.cfg.model_name in KNOWN_HINTS:
-        return KNOWN_HINTS[model.cfg.model_name]
-    raise SteeringError(
-        f"Cannot tell the architecture of {model.cfg.model_name!r} for controlvector.model_hint; "
-        "pass model_hint= (e.g. 'llama')."
-    )
 
 
 # ---------------------------------------------------------------------- export
@@ -268,201 +252,6 @@ def _actadd_version() -> str | None:
         return None
 
 
-# ---------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True)
-class ControlVectorFile:
-    """A control-vector GGUF file, validated as llama.cpp's loader would.
-
-    Attributes:
-        path: where it was read from.
-        model_hint: ``controlvector.model_hint``.
-        layer_count: ``controlvector.layer_count`` if present (llama.cpp ignores it).
-        directions: ``{N: float32 array [n_embd]}`` for each ``direction.N``, sorted by N.
-        provenance: actadd's record (``actadd.provenance``) if actadd wrote the file.
-    """
-
-    path: Path
-    model_hint: str
-    layer_count: int | None
-    directions: dict[int, np.ndarray]
-    provenance: dict[str, Any] | None = field(default=None)
-
-    @property
-    def n_embd(self) -> int:
-        return len(next(iter(self.directions.values())))
-
-    @property
-    def layers(self) -> dict[int, int]:
-        """``{resid_pre layer: N}``: where actadd adds each ``direction.N``."""
-        return {layer_for_direction(n): n for n in self.directions}
-
-    def table(self) -> list[dict[str, Any]]:
-        """One record per direction: ``direction, resid_pre, norm`` (and the actadd label)."""
-        saved = (self.provenance or {}).get("vectors", {})
-        out = []
-        for n, row in self.directions.items():
-            rec = {"direction": n, "resid_pre": layer_for_direction(n)}
-            rec["norm"] = float(np.linalg.norm(row.astype(np.float64)))
-            prov = saved.get(str(n), {}).get("provenance")
-            if prov:
-                rec["made_by_actadd"] = _label(prov)
-            out.append(rec)
-        return out
-
-
-def _label(p: dict[str, Any]) -> str:
-    """A short label for a vector's provenance, e.g. ``mean('Love'−'Hate' ×5)``."""
-    if p.get("label"):
-        return str(p["label"])
-    coeff = p.get("coeff", 1.0)
-    if p.get("kind") == "pair" and isinstance(coeff, (int, float)):
-        return f"{p.get('positive')!r}−{p.get('negative')!r} ×{coeff:g}"
-    if p.get("kind") == "derived" and isinstance(p.get("of"), dict):
-        return f"{p.get('op', 'derived')}({_label(p['of'])})"
-    return str(p.get("kind", "vector"))
-
-
-def _field_value(reader, key: str):
-    f = reader.fields.get(key)
-    if f is None:
-        return None
-    return f.contents()
-
-
-def read_control_vector(path: str | Path) -> ControlVectorFile:
-    """Read and validate a control-vector file; raise :class:`VectorFileError` on anything
-    llama.cpp would reject (or repeng: a missing ``model_hint``)."""
-    import gguf
-
-    path = Path(path)
-    if not path.is_file():
-        raise VectorFileError(f"No control-vector file at {path}.")
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:
-        raise VectorFileError(
-            f"{path} is not a readable GGUF file ({type(exc).__name__}: {exc})."
-        ) from exc
-    arch = _field_value(reader, KEY_ARCH)
-    if arch != ARCH:
-        what = "has no general.architecture" if arch is None else f"is a {arch!r} file"
-        raise VectorFileError(
-            f"{path} {what}, not a control vector (general.architecture = {ARCH!r})."
-            + (" Is it the model itself?" if arch not in (None, ARCH) else "")
-        )
-    hint = _field_value(reader, KEY_HINT)
-    if hint is None:
-        raise VectorFileError(
-            f"{path} has no {KEY_HINT}: control-vector files carry the model's architecture "
-            "there (llama.cpp's cvector-generator and repeng write it; repeng refuses files "
-            "without it). Rewrite it with model_hint=..."
-        )
-    if not isinstance(hint, str):
-        raise VectorFileError(f"{path}: {KEY_HINT} must be a string, got {hint!r}.")
-    count = _field_value(reader, KEY_LAYER_COUNT)
-    if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
-        raise VectorFileError(f"{path}: {KEY_LAYER_COUNT} must be an integer, got {count!r}.")
-    directions = _read_directions(reader, path)
-    provenance = None
-    raw = _field_value(reader, KEY_PROVENANCE)
-    if raw is not None:
-        try:
-            provenance = json.loads(raw)
-        except (TypeError, ValueError) as exc:
-            raise VectorFileError(f"{path}: {KEY_PROVENANCE} is not valid JSON ({exc}).") from exc
-        if not isinstance(provenance, dict) or provenance.get("format") != PROVENANCE_FORMAT:
-            raise VectorFileError(f"{path}: {KEY_PROVENANCE} is not an actadd record.")
-        _check_provenance(path, provenance, directions)
-    return ControlVectorFile(path, hint, count, directions, provenance)
-
-
-def _check_provenance(path: Path, record: dict[str, Any], directions: dict[int, Any]) -> None:
-    """One error line unless ``actadd.provenance`` has the shape :func:`write_control_vector`
-    writes: ``{"vectors": {"N": {"layer": N+1, "model_name": str|null, "provenance": {}}}}``."""
-    bad = f"{path}: {KEY_PROVENANCE} is malformed:"
-    name = record.get("model_name")
-    if name is not None and not isinstance(name, str):
-        raise VectorFileError(f"{bad} 'model_name' is {name!r}, not a string or null.")
-    vectors = record.get("vectors", {})
-    if not isinstance(vectors, dict):
-        raise VectorFileError(
-            f"{bad} 'vectors' is a JSON {type(vectors).__name__}, not an object "
-            '{"N": record} keyed by direction index.'
-        )
-    for key, entry in vectors.items():
-        where = f"{bad} 'vectors'[{key!r}]"
-        if not key.isdigit() or int(key) not in directions:
-            raise VectorFileError(
-                f"{where} names no direction of the file (it has direction."
-                f"{', direction.'.join(map(str, directions))})."
-            )
-        if not isinstance(entry, dict):
-            raise VectorFileError(f"{where} is a JSON {type(entry).__name__}, not an object.")
-        layer = entry.get("layer", layer_for_direction(int(key)))
-        if layer != layer_for_direction(int(key)) or isinstance(layer, bool):
-            raise VectorFileError(
-                f"{where} says resid_pre layer {layer!r}, but direction.{key} is added at "
-                f"resid_pre {layer_for_direction(int(key))}."
-            )
-        name = entry.get("model_name")
-        if name is not None and not isinstance(name, str):
-            raise VectorFileError(f"{where}: 'model_name' is {name!r}, not a string or null.")
-        prov = entry.get("provenance", {})
-        if not isinstance(prov, dict):
-            raise VectorFileError(
-                f"{where}: 'provenance' is a JSON {type(prov).__name__}, not an object."
-            )
-
-
-def _read_directions(reader, path: Path) -> dict[int, np.ndarray]:
-    import gguf
-
-    if not reader.tensors:
-        raise VectorFileError(f"{path} has no direction tensors (direction.N, N >= 1).")
-    out: dict[int, np.ndarray] = {}
-    n_embd = None
-    for t in reader.tensors:
-        m = _DIRECTION.fullmatch(t.name)
-        if m is None:
-            raise VectorFileError(
-                f"{path}: tensor {t.name!r} is not named direction.N; llama.cpp rejects the "
-                "whole file (only direction.1, direction.2, ... are allowed)."
-            )
-        n = int(m.group(1))
-        if n == 0:
-            raise VectorFileError(
-                f"{path}: direction.0 is not allowed (llama.cpp rejects the file: direction.N "
-                "is added to the output of block N, and N starts at 1 = actadd resid_pre 2)."
-            )
-        if t.tensor_type != gguf.GGMLQuantizationType.F32:
-            raise VectorFileError(
-                f"{path}: {t.name} is {t.tensor_type.name}, but direction tensors must be F32 "
-                "(llama.cpp rejects other types)."
-            )
-        ne = [int(x) for x in t.shape]  # ggml order: ne[0] is the contiguous dimension
-        if any(x != 1 for x in ne[1:]):
-            raise VectorFileError(
-                f"{path}: {t.name} has shape {ne} (ggml order); direction tensors must be "
-                "one-dimensional, n_embd floats."
-            )
-        row = np.array(t.data, dtype=np.float32).reshape(-1)
-        if n_embd is None:
-            n_embd = row.size
-        elif row.size != n_embd:
-            raise VectorFileError(
-                f"{path}: {t.name} has {row.size} floats but earlier directions have {n_embd}; "
-                "all must have the model's n_embd."
-            )
-        if not np.isfinite(row).all():
-            raise VectorFileError(f"{path}: {t.name} contains NaN or inf.")
-        if n in out:
-            raise VectorFileError(f"{path}: {t.name} appears twice.")
-        out[n] = row
-    return dict(sorted(out.items()))
-
-
 # ---------------------------------------------------------------------- import
 
 
@@ -543,26 +332,5 @@ def load_one(
     return vectors[layer]
 
 
-def describe_file(path: str | Path) -> str:
-    """A human-readable summary of a control-vector file (``actadd vector show``)."""
-    cv = read_control_vector(path)
-    prov = cv.provenance or {}
-    lines = [
-        f"{cv.path}",
-        f"  model_hint: {cv.model_hint}   n_embd: {cv.n_embd}   directions: {len(cv.directions)}"
-        + (f"   layer_count: {cv.layer_count}" if cv.layer_count is not None else ""),
-    ]
-    if prov:
-        lines.append(
-            f"  written by actadd {prov.get('actadd_version')} for {prov.get('model_name')} "
-            f"(coefficient baked in: {prov.get('coefficient_baked_in')})"
-        )
-    else:
-        lines.append("  not written by actadd (no actadd.provenance)")
-    lines.append("  direction  resid_pre      norm  made by actadd")
-    for rec in cv.table():
-        label = rec.get("made_by_actadd", "")
-        norm = rec["norm"]
-        shown = f"{norm:9.4g}" if math.isfinite(norm) else "      nan"
-        lines.append(f"  {rec['direction']:>9}  {rec['resid_pre']:>9}  {shown}  {label}")
-    return "\n".join(lines)
+# SteeringVector.to_gguf / from_gguf find these through core's format registry
+register_format("gguf", write=write_control_vector, read=load_one)

@@ -9,7 +9,7 @@ bit-for-bit unchanged) without the copies.
 
 Each layer's W_Q, W_K, W_V (and b_Q, b_K, b_V) also share one buffer, laid out as the
 ``[(n_q + 2 n_kv) d_head, d_model]`` matrix of a fused QKV projection, so that
-:mod:`actadd.runtime.fastpath` computes all three with one matmul. Every parameter keeps its own
+:mod:`actadd.runtime.fast` computes all three with one matmul. Every parameter keeps its own
 shape, values and identity; only its storage moves. (So ``model.state_dict()`` holds
 tensors that share memory: ``safetensors.torch.save_file`` refuses those, ``torch.save``
 and ``save_model`` do not. ``model.to(...)`` gives each parameter its own storage again;

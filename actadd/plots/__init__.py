@@ -2,6 +2,8 @@
 
 - :mod:`actadd.plots.style` — the house style: :data:`PAPER_RC`, :func:`save_figure` (PNG and
   PDF side by side), metric labels, and the interval helpers :func:`baseline_band`, :func:`yerr`;
+- :mod:`actadd.plots.charts` — charts of a sweep's cell tables: :func:`proportion_by_layer`,
+  :func:`mean_by`, :func:`cell_bars`, :func:`ratio_vs_relevance`;
 - :mod:`actadd.plots.sweep` — layer curves, heatmaps and the default figures of a sweep.
 
 Each study draws its own figures in ``actadd/studies/<name>/figures.py`` with these helpers.
@@ -13,6 +15,12 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 
+from actadd.plots.charts import (  # noqa: E402
+    cell_bars,
+    mean_by,
+    proportion_by_layer,
+    ratio_vs_relevance,
+)
 from actadd.plots.style import (  # noqa: E402
     CI_NOTE,
     METRIC_LABELS,
@@ -42,10 +50,14 @@ __all__ = [
     "align_sort_key",
     "baseline_band",
     "baseline_value",
+    "cell_bars",
     "figure_axes",
     "heatmap",
     "label",
     "layer_curve",
+    "mean_by",
+    "proportion_by_layer",
+    "ratio_vs_relevance",
     "save_figure",
     "sweep_figures",
     "yerr",

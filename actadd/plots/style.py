@@ -11,6 +11,20 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+__all__ = [
+    "CI_NOTE",
+    "METRIC_LABELS",
+    "PAPER_RC",
+    "baseline_band",
+    "dodge",
+    "figure_axes",
+    "interval_line",
+    "label",
+    "panels",
+    "save_figure",
+    "yerr",
+]
+
 METRIC_LABELS = {
     "target_logprob": "log p(target tokens) [nats]",
     "target_logprob_delta": "Δ log p(target tokens) vs unsteered [nats]",
@@ -82,6 +96,12 @@ def yerr(centre, lo, hi) -> np.ndarray:
     return np.vstack([centre - lo, hi - centre]).clip(min=0)
 
 
+def dodge(x, i: int, n: int, step: float):
+    """``x`` moved for the ``i``-th of ``n`` series drawn side by side, so that their error
+    bars stay apart: by ``(i − (n − 1) / 2) · step``, centred on ``x``."""
+    return x + (i - (n - 1) / 2) * step
+
+
 def interval_line(ax, x, y, lo=None, hi=None, *, err=None, **style):
     """One series of points with error bars in the house style: ``[lo, hi]`` intervals
     around ``y`` (or a symmetric ``err``); ``style`` overrides the defaults (marker, sizes,
@@ -95,6 +115,4 @@ def panels(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
     """``(fig, axes)`` of an ``nrows × ncols`` grid in the house style (constrained layout,
     ``axes`` always 2-D); ``kw`` go to ``plt.subplots`` (``sharey``, ...). Call it inside
     ``plt.rc_context(PAPER_RC)``."""
-    import matplotlib.pyplot as plt
-
     return plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False, **kw)

@@ -16,6 +16,16 @@ import pandas as pd
 from actadd.lab.stats import summarize
 from actadd.plots.style import PAPER_RC, figure_axes, interval_line, label, save_figure
 
+__all__ = [
+    "ALIGN_ORDER",
+    "align_offset",
+    "align_sort_key",
+    "baseline_value",
+    "heatmap",
+    "layer_curve",
+    "sweep_figures",
+]
+
 ALIGN_ORDER = ("front", "offset", "back", "all", "positions")
 
 

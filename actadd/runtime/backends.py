@@ -35,6 +35,26 @@ except ImportError:  # TransformerLens 4.x removed it: only the bridge backend e
 
 from actadd.errors import SteeringError
 
+__all__ = [
+    "BACKENDS",
+    "BRIDGE",
+    "HAS_HOOKED",
+    "HF_CACHE_KWARGS",
+    "HOOKED",
+    "Backend",
+    "BackendName",
+    "BridgeBackend",
+    "HookedBackend",
+    "HookedTransformer",
+    "Model",
+    "TransformerBridge",
+    "backend_of",
+    "check_backend",
+    "hf_cache_kwarg",
+    "is_bridge",
+    "route_hf_cache",
+]
+
 #: what actadd's functions take as ``model``: either backend
 Model = HookedTransformer | TransformerBridge
 
@@ -48,7 +68,7 @@ class Backend:
     name: BackendName
     #: a steered forward may start from a saved residual stream (``start_at_layer``)
     restarts: bool
-    #: actadd's fast path (:mod:`actadd.runtime.fastpath`) can run this model's blocks
+    #: actadd's fast path (:mod:`actadd.runtime.fast`) can run this model's blocks
     fast: bool
     #: :meth:`final` returns logits, not the final residual stream
     final_is_logits: bool

@@ -31,6 +31,17 @@ from actadd.runtime.backends import Model, backend_of
 from actadd.runtime.hooks import check_layer, resid_pre
 from actadd.runtime.modellock import exclusive
 
+__all__ = [
+    "UNEMBED_CHUNK",
+    "last_logits",
+    "left_pad",
+    "real_positions",
+    "residuals",
+    "typical_norm",
+    "unembed",
+    "unembed_last",
+]
+
 
 def left_pad(
     model: Model, token_lists: Sequence[Sequence[int]]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from actadd.errors import SteeringError
 from actadd.runtime.backends import Model
 
+__all__ = ["attn_pattern", "attn_scores", "check_layer", "resid_pre"]
+
 
 def check_layer(model: Model, layer: int) -> int:
     """Validate a ``resid_pre`` layer index: 0 <= layer <= n_layers.

@@ -6,7 +6,7 @@ of that is shared by every thread that holds the model. So each of these holds t
 lock for as long as it runs: :func:`actadd.steering` (from entering the ``with`` to leaving
 it), :func:`actadd.generate` / :func:`actadd.compare`,
 :func:`actadd.core.generation.generate_tokens`,
-:func:`actadd.runtime.fastpath.fast_path` (the sweep engine's batched next-token path and
+:func:`actadd.runtime.fast.fast_path` (the sweep engine's batched next-token path and
 :class:`actadd.core.prefix.PrefixBatch` run inside it), :func:`actadd.runtime.forward.residuals` and
 :func:`actadd.runtime.forward.last_logits`.
 

@@ -26,6 +26,18 @@ from transformer_lens.utilities.tokenize_utils import get_input_with_manually_pr
 from actadd.errors import SteeringError
 from actadd.runtime.backends import Model, is_bridge
 
+__all__ = [
+    "EQUALIZE_RULES",
+    "Equalize",
+    "align_pair",
+    "encode",
+    "encode_batch",
+    "equalize_rule",
+    "pair_token_ids",
+    "pieces",
+    "single_token_id",
+]
+
 # How the two prompts of a pair are made the same length (``equalize=``).
 Equalize = Literal["right", "left", "truncate"]
 EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")

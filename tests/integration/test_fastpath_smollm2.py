@@ -18,7 +18,7 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 import actadd
 from actadd import GREEDY, SteeringVector, steering
 from actadd.core.generation import generate_tokens
-from actadd.runtime.fastpath import StaticKVCache, fast_path, unsupported_reason
+from actadd.runtime.fast import StaticKVCache, fast_path, unsupported_reason
 from actadd.runtime.forward import left_pad
 
 PROMPTS = ["I hate you because", "Hi", "My favourite thing to do on a rainy afternoon is"]

@@ -54,8 +54,9 @@ from actadd.studies.token_injection import (
     typical_norm,
     vector_diagnostics,
 )
-from actadd.studies.token_injection.comparison import _conditions, _text_resid
 from actadd.studies.token_injection.conditions import seed_of
+from actadd.studies.token_injection.forwards import _text_resid
+from actadd.studies.token_injection.pair_conditions import _conditions
 from actadd.studies.token_injection.specificity import concept_pairs, specificity_matrix
 
 PROMPTS = ["hello world there", "the quick brown fox"]

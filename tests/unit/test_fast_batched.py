@@ -12,7 +12,7 @@ from actadd.core.generation import generate_tokens
 from actadd.core.metrics import perplexity
 from actadd.core.prefix import PrefixBatch
 from actadd.core.steering import Placement
-from actadd.runtime.fastpath import fast_path, transformerlens_forward
+from actadd.runtime.fast import fast_path, transformerlens_forward
 
 TEXTS = ["I hate you because", "Hello", "The movie was great", "Hi there"]
 TOL = 1e-5  # tiny models: logits of order 1

@@ -17,15 +17,10 @@ from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 import actadd
 from actadd import GREEDY, Sampling, SteeringVector, steering
 from actadd.core.generation import generate_tokens
-from actadd.runtime.fastpath import (
-    StaticKVCache,
-    _FastAttention,
-    _rms_norm,
-    _Rotary,
-    _Shared,
-    fast_path,
-    unsupported_reason,
-)
+from actadd.runtime.fast import StaticKVCache, fast_path, unsupported_reason
+from actadd.runtime.fast.attention import _FastAttention, _Rotary
+from actadd.runtime.fast.block import _rms_norm
+from actadd.runtime.fast.geometry import _Shared
 from actadd.runtime.forward import left_pad, unembed
 
 PROMPTS = ["I hate you because", "Hi", "The weather today is quite nice"]

@@ -175,7 +175,7 @@ def test_shared_prompt_pass_gives_the_logits_of_the_full_batch(tiny_llama):
     pass over every row."""
     from actadd.core.generation import _prompt_pass
     from actadd.core.steering import prompt_is, steering
-    from actadd.runtime.fastpath import StaticKVCache, fast_path
+    from actadd.runtime.fast import StaticKVCache, fast_path
     from actadd.runtime.forward import last_logits, left_pad
 
     lists, placements = _rows_and_placements(tiny_llama, "front")

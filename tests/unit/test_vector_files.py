@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from actadd import SteeringVector, VectorFileError
-from actadd.core.vectors import FORMAT_VERSION, _metadata_sha256, _tensor_sha256
+from actadd.core.vector_files import FORMAT_VERSION, _metadata_sha256, _tensor_sha256
 from actadd.errors import VectorFileWarning
 
 

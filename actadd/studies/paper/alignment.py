@@ -10,8 +10,11 @@ per (layer, coefficient) cell, with the unsteered value as a band where it has o
 
 from __future__ import annotations
 
+from actadd.studies.paper.claims import paired_cell_claims
 from actadd.studies.paper.figures import alignment_figures
 from actadd.studies.sweep.kind import SweepKind
+
+__all__ = ["KIND", "METRICS", "NAME", "claims"]
 
 NAME = "alignment"
 # summary.csv: one row per (pair, cell, alignment, metric) with a 95% interval and the
@@ -22,32 +25,25 @@ METRICS = ("topic_any", "target_logprob_delta", "kl_neutral")
 def claims(run) -> list:
     """``front`` against ``back`` in every (pair, layer, coeff) cell, on the same seeds:
     is the paper's front alignment the better one? (Benjamini–Hochberg over the cells.)"""
-    from actadd.lab.claims import Paired, arm, binary_claim, cell_label
-    from actadd.studies.sweep.kind import _experiment, _topic
+    from actadd.lab.claims import binary_claim
+    from actadd.studies.sweep.kind import _topic
 
     df = run.read_table("results")
-    out = []
     front = df[(df.metric == "topic_any") & (df["align"] == "front") & (df.layer >= 0)]
-    for cell in front[["pair", "layer", "coeff"]].drop_duplicates().to_dict("records"):
-        a = arm(df, "topic_any", align="front", **cell)
-        b = arm(df, "topic_any", align="back", **cell)
-        if b.empty:
-            continue
-        where = cell_label(int(cell["layer"]), float(cell["coeff"]))
-        out.append(
-            binary_claim(
-                Paired.join(a, b),
-                confirmatory=False,
-                experiment=_experiment(run),
-                id=f"front_vs_back:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}",
-                statement=(
-                    f"{cell['pair']} at {where}: front alignment gives more completions with "
-                    f"a word from the {_topic(run.config)} list than back alignment"
-                ),
-                family="front vs back",
-            )
-        )
-    return out
+    return paired_cell_claims(
+        run,
+        df,
+        "topic_any",
+        front[["pair", "layer", "coeff"]].drop_duplicates().to_dict("records"),
+        ({"align": "front"}, {"align": "back"}),
+        binary_claim,
+        id=lambda cell: f"front_vs_back:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}",
+        statement=lambda cell, where: (
+            f"{cell['pair']} at {where}: front alignment gives more completions with "
+            f"a word from the {_topic(run.config)} list than back alignment"
+        ),
+        family="front vs back",
+    )
 
 
 KIND = SweepKind(

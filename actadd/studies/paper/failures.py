@@ -12,8 +12,11 @@ the working pair dark, its variant light.
 
 from __future__ import annotations
 
+from actadd.studies.paper.claims import paired_cell_claims
 from actadd.studies.paper.figures import failures_figure
 from actadd.studies.sweep.kind import SweepKind
+
+__all__ = ["EQUIVALENCE_MARGIN", "KIND", "METRICS", "NAME", "claims"]
 
 NAME = "failures"
 # summary.csv: one row per (pair, cell, alignment, metric) with a 95% interval and the
@@ -29,37 +32,29 @@ def claims(run) -> list:
     ``"Love" − "Hate"``? An equivalence claim per cell (same seeds): SUPPORTED only when the
     95% interval of the difference lies within ±EQUIVALENCE_MARGIN."""
     from actadd.config import parse_pairs
-    from actadd.lab.claims import Paired, arm, cell_label, mean_claim
-    from actadd.studies.sweep.kind import _experiment
+    from actadd.lab.claims import mean_claim
 
     pairs = {(p.positive, p.negative): p.name for p in parse_pairs(run.config.get("pairs", []))}
     alone, both = pairs.get(("Love", "")), pairs.get(("Love", "Hate"))
     if alone is None or both is None:
         return []
     df = run.read_table("results")
-    out = []
     sel = df[(df.pair == both) & (df.metric == "sentiment")]
-    for cell in sel[["layer", "coeff"]].drop_duplicates().to_dict("records"):
-        a = arm(df, "sentiment", pair=alone, **cell)
-        b = arm(df, "sentiment", pair=both, **cell)
-        if a.empty:
-            continue
-        where = cell_label(int(cell["layer"]), float(cell["coeff"]))
-        out.append(
-            mean_claim(
-                Paired.join(a, b),
-                confirmatory=False,
-                experiment=_experiment(run),
-                id=f"love_alone_equiv:L{cell['layer']}:c{cell['coeff']:g}",
-                statement=(
-                    f"at {where}, {alone} moves sentiment as much as {both} "
-                    f"(difference within ±{EQUIVALENCE_MARGIN})"
-                ),
-                margin=EQUIVALENCE_MARGIN,
-                family="one-sided vs two-sided (equivalence)",
-            )
-        )
-    return out
+    return paired_cell_claims(
+        run,
+        df,
+        "sentiment",
+        sel[["layer", "coeff"]].drop_duplicates().to_dict("records"),
+        ({"pair": alone}, {"pair": both}),
+        mean_claim,
+        id=lambda cell: f"love_alone_equiv:L{cell['layer']}:c{cell['coeff']:g}",
+        statement=lambda cell, where: (
+            f"at {where}, {alone} moves sentiment as much as {both} "
+            f"(difference within ±{EQUIVALENCE_MARGIN})"
+        ),
+        margin=EQUIVALENCE_MARGIN,
+        family="one-sided vs two-sided (equivalence)",
+    )
 
 
 KIND = SweepKind(

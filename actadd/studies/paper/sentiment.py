@@ -19,6 +19,8 @@ from actadd.lab.stats import paired_diffs, summarize
 from actadd.studies.paper.figures import sentiment_figure
 from actadd.studies.sweep.kind import SweepKind
 
+__all__ = ["KIND", "NAME", "draw", "summary"]
+
 NAME = "sentiment"
 
 

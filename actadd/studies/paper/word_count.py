@@ -18,6 +18,8 @@ from actadd.lab.stats import proportion_summary, summarize
 from actadd.studies.paper.figures import word_count_figures
 from actadd.studies.sweep.kind import SweepKind
 
+__all__ = ["KIND", "NAME", "draw", "summary"]
+
 NAME = "word_count"
 
 

@@ -8,13 +8,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from actadd.plots.style import PAPER_RC, interval_line, panels, save_figure
-from actadd.studies.paper.figures import ratio_vs_relevance
+from actadd.plots.charts import ratio_vs_relevance
+from actadd.plots.style import PAPER_RC, dodge, interval_line, panels, save_figure
+
+__all__ = ["perplexity_by_layer_figure", "perplexity_ratio_figure"]
 
 
 def perplexity_ratio_figure(table: pd.DataFrame, vector: str, out_dir: str | Path) -> list[Path]:
     """``perplexity_ratio``: one panel per (layer, coefficient) setting, each text's
-    perplexity ratio against its topic density (:func:`ratio_vs_relevance`).
+    perplexity ratio against its topic density (:func:`actadd.plots.charts.ratio_vs_relevance`).
 
     ``table`` has one row per text × setting (``layer, coeff, group, topic_density,
     ratio``); ``vector`` names the steering vector in the panel titles."""
@@ -68,7 +70,7 @@ def perplexity_by_layer_figure(
                 dens = d.mean_density.mean()
                 interval_line(
                     ax,
-                    d.layer + (i - (len(groups) - 1) / 2) * 0.25,
+                    dodge(d.layer, i, len(groups), 0.25),
                     d.ratio_gmean,
                     d.ratio_lo,
                     d.ratio_hi,

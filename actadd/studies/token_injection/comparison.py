@@ -1,196 +1,70 @@
 """Comparing the token-injection conditions with ActAdd on next-token distributions.
 
-:class:`PromptBatch` holds the prompts (unpadded, grouped by length) with their clean
-residual streams; every steered condition is a set of rows of one batched forward from the
-clean prefix (:class:`actadd.core.prefix.PrefixBatch`). Token injections are plain forwards on
-the injected token lists (:func:`next_token_logprobs`).
-
-Metrics per condition and prompt (:func:`effect_metrics`): ``kl`` = KL(condition ‖ baseline),
-``target_logprob_delta`` = change of the log-probability mass on the pair's target words,
-``effect_corr`` = Pearson correlation over the vocabulary of the condition's log-prob shift with
-ActAdd's shift, ``topk_overlap`` = overlap of the ``k`` most-promoted tokens (largest shift) with
-ActAdd's, ``inject_corr`` = correlation of the shift with that of prepending p+. Any
-perturbation of the front positions shares a generic component of the shift, so the
-correlations have a floor well above 0: read them against the nulls'.
-
-Nulls (``null_residual``, ``null_embedding``): with ``null_draws_per_prompt = k`` (the
-default of the v2 config) every text gets ``k`` draws of its own
-(:func:`~actadd.studies.token_injection.conditions.per_prompt_draws`), evaluated as ``k``
-conditions in
-which each text carries its own vector — ``k × n_prompts`` draws per (pair, layer) for the
-cost of ``k`` conditions; a text's null row is the mean over its own draws, so the spread
-over prompts includes the draw-to-draw spread. With ``null_draws = N`` (the older design)
-each of ``N`` draws runs on every text (``N`` conditions).
-
 :func:`compare_conditions` runs everything for a list of :class:`PairSetting` under
-:class:`Settings` and returns one tidy DataFrame (:data:`COLUMNS`).
+:class:`Settings` and returns one tidy DataFrame (:data:`COLUMNS`), and with
+``return_nulls=True`` the per-draw null table (:data:`NULL_COLUMNS`).
+
+Its parts, one module each:
+
+- :mod:`~actadd.studies.token_injection.forwards`: the prompts with their clean residual
+  streams (:class:`PromptBatch`) and plain next-token forwards (:func:`next_token_logprobs`);
+- :mod:`~actadd.studies.token_injection.pair_conditions`: the conditions of one pair (token
+  injections, steering conditions per reference layer, the contextual patch
+  :func:`contextual_patch`, the null draws);
+- :mod:`~actadd.studies.token_injection.effects`: the metrics of a condition
+  (:func:`effect_metrics`);
+- this module: the run over pairs and layers, and the table rows.
+
+:class:`PromptBatch`, :func:`next_token_logprobs`, :func:`effect_metrics` and
+:func:`contextual_patch` are re-exported here, where they used to live.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from jaxtyping import Float
 from torch import Tensor
 
-from actadd.config import text_list
-from actadd.core.metrics import kl_div, log_probs, logprob_mass, target_token_ids
-from actadd.core.metrics import topk_overlap as _topk_overlap
-from actadd.core.prefix import Condition, PrefixBatch
-from actadd.core.steering import AlignLike, OnShort, Placement, as_placement
+from actadd.core.metrics import logprob_mass, target_token_ids
 from actadd.core.vectors import SteeringVector
-from actadd.errors import ConfigError, SteeringError
+from actadd.errors import ConfigError
 from actadd.lab.stats import pearson
 from actadd.progress import bar as progress_bar
 from actadd.runtime.backends import Model
-from actadd.runtime.tokens import encode
 from actadd.studies.token_injection.conditions import (
     LAYER_INJECTIONS,
     PairSetting,
     Settings,
-    aligned_arms,
-    dim_slice,
-    embedding_random_like,
     embedding_vector,
-    hidden_below,
-    inject_tokens,
-    match_row_norms,
-    per_prompt_draws,
-    place_ids,
-    random_like,
-    residual_random_like,
     word_token_pool,
 )
+from actadd.studies.token_injection.effects import effect_metrics
+from actadd.studies.token_injection.forwards import PromptBatch, next_token_logprobs
+from actadd.studies.token_injection.pair_conditions import (
+    _Cond,
+    _conditions,
+    _Ctx,
+    _injections,
+    _layer_conditions,
+    _patch_source,
+    _visible,
+    contextual_patch,
+)
 
-# ---------------------------------------------------------------------- forwards
-
-
-def _placed(vectors: Condition, align: AlignLike) -> list[Placement]:
-    """A condition's vectors with ``align`` as their default alignment."""
-    if vectors is None:
-        return []
-    items = [vectors] if isinstance(vectors, (SteeringVector, Placement)) else list(vectors)
-    placed = [as_placement(v) for v in items]
-    return [p if p.align is not None else Placement(p.vector, align, p.rows) for p in placed]
-
-
-@torch.no_grad()
-def next_token_logprobs(
-    model: Model,
-    token_lists: Sequence[Sequence[int]],
-    vectors: Condition = None,
-    *,
-    align: AlignLike = "front",
-    on_short: OnShort = "error",
-) -> Float[Tensor, "batch d_vocab"]:
-    """Log-probabilities of the next token after each token list, steered by ``vectors``
-    if given. Lists of equal length share a forward pass; none is padded, so each row is
-    a plain forward on that token list (up to float rounding)."""
-    if not len(token_lists) or any(len(t) == 0 for t in token_lists):
-        raise SteeringError("next_token_logprobs needs at least one non-empty token list.")
-    batch = PrefixBatch(model, token_lists, padding="by_length", max_rows=128)
-    (logits,) = batch.logits([_placed(vectors, align)], on_short=on_short)
-    return log_probs(logits).cpu()
-
-
-class PromptBatch(PrefixBatch):
-    """Prompts (leading token first, grouped by length, never padded) with their clean
-    residual streams at every layer, read out as next-token log-probs on the CPU.
-
-    Attributes:
-        texts, token_lists: the texts and their ids.
-        base: unsteered next-token log-probs, ``[n_texts, d_vocab]``.
-    """
-
-    def __init__(self, model: Model, texts: Sequence[str]) -> None:
-        self.texts = text_list(texts, "prompts")
-        self.token_lists = [encode(model, t) for t in self.texts]
-        super().__init__(model, self.token_lists, padding="by_length", max_rows=128)
-        self.prefetch(range(model.cfg.n_layers + 1))
-        self.base = log_probs(self.clean).cpu()
-
-    def logprobs(
-        self, vectors: Condition = None, *, align: AlignLike = "front", on_short: OnShort = "error"
-    ) -> Float[Tensor, "n_texts d_vocab"]:
-        """Next-token log-probs at the end of every text, steered by ``vectors``."""
-        return self.logprobs_many([vectors], align=align, on_short=on_short)[0]
-
-    def logprobs_many(
-        self,
-        conditions: Sequence[Condition],
-        *,
-        align: AlignLike = "front",
-        on_short: OnShort = "error",
-    ) -> list[Float[Tensor, "n_texts d_vocab"]]:
-        """:meth:`logprobs` for each condition (a vector, a list of vectors, or ``None``),
-        all conditions batched from the clean prefix."""
-        placed = [_placed(c, align) for c in conditions]
-        return [log_probs(x).cpu() for x in self.logits(placed, on_short=on_short)]
-
-
-# ---------------------------------------------------------------------- metrics
-
-
-def effect_metrics(
-    base: Float[Tensor, "batch d_vocab"],
-    cond: Float[Tensor, "batch d_vocab"],
-    target_ids: Sequence[int],
-    *,
-    ref: tuple[Tensor, Tensor] | None = None,
-    inject: tuple[Tensor, Tensor] | None = None,
-    replace: tuple[Tensor, Tensor] | None = None,
-    control_ids: Sequence[int] = (),
-    k: int = 20,
-) -> dict[str, np.ndarray]:
-    """Per-row effect of a condition, from next-token log-probs ``[batch, d_vocab]``.
-
-    ``cond`` is compared with its baseline ``base``; ``ref``, ``inject`` and ``replace`` are
-    ``(baseline, condition)`` pairs whose log-prob shifts the condition's shift is compared
-    with (ActAdd, prepending p+, and p+'s tokens at the vector's own positions). Returns
-    arrays of length ``batch``: ``kl``, ``target_logprob_delta``, ``effect_corr``,
-    ``topk_overlap``, ``inject_corr``, ``replace_corr``, and with ``control_ids``
-    ``control_logprob_delta`` and ``target_vs_control`` (target change minus the control
-    set's); NaN where a comparison is not given or a shift is exactly zero.
-    """
-    if base.shape != cond.shape:
-        raise SteeringError(f"shape mismatch: {tuple(base.shape)} vs {tuple(cond.shape)}.")
-    delta = cond - base
-    nan = np.full(base.shape[0], np.nan)
-
-    def mass_delta(ids: Sequence[int]) -> np.ndarray:
-        return (logprob_mass(cond, ids) - logprob_mass(base, ids)).cpu().numpy()
-
-    out = dict(
-        kl=kl_div(cond, base).cpu().numpy(),
-        target_logprob_delta=mass_delta(target_ids),
-        effect_corr=nan,
-        topk_overlap=nan,
-        inject_corr=nan,
-        replace_corr=nan,
-        control_logprob_delta=nan,
-        target_vs_control=nan,
-    )
-    if ref is not None:
-        ref_delta = ref[1] - ref[0]
-        out["effect_corr"] = pearson(delta, ref_delta).cpu().numpy()
-        out["topk_overlap"] = _topk_overlap(delta, ref_delta, k).cpu().numpy()
-    if inject is not None:
-        out["inject_corr"] = pearson(delta, inject[1] - inject[0]).cpu().numpy()
-    if replace is not None:
-        out["replace_corr"] = pearson(delta, replace[1] - replace[0]).cpu().numpy()
-    if len(control_ids):
-        out["control_logprob_delta"] = mass_delta(control_ids)
-        out["target_vs_control"] = out["target_logprob_delta"] - out["control_logprob_delta"]
-    return out
-
-
-# ---------------------------------------------------------------------- the runner
+__all__ = [
+    "COLUMNS",
+    "METRICS",
+    "NULLS",
+    "NULL_COLUMNS",
+    "PromptBatch",
+    "compare_conditions",
+    "contextual_patch",
+    "effect_metrics",
+    "next_token_logprobs",
+]
 
 # one row per (pair, layer, condition, text); see compare_conditions
 COLUMNS: list[str] = (
@@ -212,20 +86,6 @@ NULL_COLUMNS: list[str] = (
 ).split()
 _NULL_METRICS = NULL_COLUMNS[6:]
 NULLS: tuple[str, ...] = ("residual", "embedding")
-
-
-@dataclass
-class _Cond:
-    """One steering condition at a reference layer: its vectors and its table columns."""
-
-    name: str
-    family: str
-    vectors: list[SteeringVector | Placement]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-def _seed_for(seed: int, pair_index: int, layer: int) -> int:
-    return int(np.random.SeedSequence([seed, pair_index, layer]).generate_state(1)[0])
 
 
 def compare_conditions(
@@ -346,132 +206,6 @@ def compare_conditions(
     return df, nulls
 
 
-@dataclass
-class _Ctx:
-    """What every reference layer of one pair shares."""
-
-    model: Model
-    batch: PromptBatch
-    pair: PairSetting
-    ids: list[int]
-    control_ids: list[int]
-    settings: Settings
-    injections: dict[str, tuple[Tensor, Tensor]]
-    emb: Tensor | None
-
-
-def _text_resid(pb: PrefixBatch, layer: int) -> list[Tensor]:
-    """Each text's clean ``resid_pre`` at ``layer``, ``[pos, d_model]``, in text order."""
-    out: list[Tensor | None] = [None] * pb.n
-    for g, r in zip(pb.groups, pb.resid(layer)):
-        for row, t in enumerate(g.index):
-            out[t] = r[row]
-    return out
-
-
-def _patch_source(
-    model: Model,
-    batch: PromptBatch,
-    pair: PairSetting,
-    settings: Settings,
-    layers: Sequence[int],
-) -> PrefixBatch | None:
-    """The replace-injected texts (p+'s aligned tokens over positions ``[1, k)``) with their
-    residual streams at ``layers``: the source of the contextual patch."""
-    if "patch" not in settings.injections:
-        return None
-    plus, _ = aligned_arms(model, pair.positive, pair.negative, pair.equalize, pair.pad_token)
-    lists = [place_ids(t, plus, "replace") for t in batch.token_lists]
-    src = PrefixBatch(model, lists, padding="by_length", max_rows=128)
-    src.prefetch(layers)
-    return src
-
-
-def contextual_patch(
-    model: Model,
-    clean: PrefixBatch,
-    injected: PrefixBatch,
-    layer: int,
-    k: int,
-) -> list[Placement]:
-    """The contextual patch as one placement per text: at ``resid_pre`` of ``layer``,
-    positions ``[0, k)`` of the clean run get the injected run's residual there (added as
-    the difference injected − clean, so the patched rows equal the injected run's up to
-    float rounding; every other position is untouched)."""
-    inj, cln = _text_resid(injected, layer), _text_resid(clean, layer)
-    out = []
-    for i, (a, b) in enumerate(zip(inj, cln)):
-        vec = SteeringVector.from_tensor(
-            a[:k] - b[:k], layer, model.cfg.model_name, description="contextual_patch"
-        )
-        out.append(Placement(vec, "front", (i,)))
-    return out
-
-
-def _layer_conditions(
-    ctx: _Ctx,
-    layer: int,
-    patched: PrefixBatch | None,
-    units: dict[int, SteeringVector],
-    pool: list[int],
-    pair_index: int,
-) -> list[_Cond]:
-    """The contextual patch and the null draws at ``layer`` (vectors added at ``layer``)."""
-    model, settings, pair = ctx.model, ctx.settings, ctx.pair
-    actadd_vec = units[layer] * pair.coeff
-    out = []
-    if patched is not None:
-        placements = contextual_patch(model, ctx.batch, patched, layer, actadd_vec.k)
-        out.append(_Cond("patch", "patch", placements, dict(add_layer=layer)))
-    if settings.null_draws_per_prompt:
-        rows = torch.cat([r[1:] for r in _text_resid(ctx.batch, layer)])
-        draw_fns = (
-            ("residual", lambda g: residual_random_like(actadd_vec, rows, g)),
-            ("embedding", lambda g: embedding_random_like(model, actadd_vec, pool, g)),
-        )
-        for kind_index, (kind, fn) in enumerate(draw_fns):
-            if kind not in settings.null_kinds:
-                continue
-            seed = (settings.seed + 1, pair_index, layer, kind_index)
-            conds = per_prompt_draws(fn, ctx.batch.n, settings.null_draws_per_prompt, seed)
-            for j, placements in enumerate(conds):
-                out.append(_Cond(f"_null_{kind}_{j}", "null", placements, dict(draw=j)))
-    elif settings.null_draws:
-        gen = torch.Generator().manual_seed(_seed_for(settings.seed + 1, pair_index, layer))
-        rows = torch.cat([r[1:] for r in _text_resid(ctx.batch, layer)])
-        for d in range(settings.null_draws):
-            res = residual_random_like(actadd_vec, rows, gen)
-            if "residual" in settings.null_kinds:
-                out.append(_Cond(f"_null_residual_{d}", "null", [res], dict(draw=d)))
-            if "embedding" in settings.null_kinds:
-                emb = embedding_random_like(model, actadd_vec, pool, gen)
-                out.append(_Cond(f"_null_embedding_{d}", "null", [emb], dict(draw=d)))
-    return out
-
-
-def _visible(ctx: _Ctx, layer: int) -> list[Tensor]:
-    """Log-probs of the ``visible_*`` injections at ``layer`` (in :data:`LAYER_INJECTIONS`
-    order): the aligned p+ tokens at positions ``[1, k)``, hidden below ``layer``."""
-    out = []
-    for name in ("visible_replace", "visible_insert"):
-        if name in ctx.settings.injections:
-            mode = name.split("_")[1]
-            if layer == 0 and mode in ctx.injections:
-                out.append(ctx.injections[mode][1])  # hiding below L0 changes nothing
-                continue
-            plus, _ = aligned_arms(
-                ctx.model,
-                ctx.pair.positive,
-                ctx.pair.negative,
-                ctx.pair.equalize,
-                ctx.pair.pad_token,
-            )
-            lists = [place_ids(t, plus, mode) for t in ctx.batch.token_lists]
-            with hidden_below(ctx.model, range(1, 1 + len(plus)), layer):
-                out.append(next_token_logprobs(ctx.model, lists))
-    return out
-
-
 def _layer_rows(
     ctx: _Ctx, layer: int, conds: list[_Cond], lps: list[Tensor]
 ) -> tuple[list[dict], list[dict]]:
@@ -554,56 +288,6 @@ def _layer_rows(
     return records, null_rows
 
 
-def _conditions(
-    pair: PairSetting,
-    pair_index: int,
-    layer: int,
-    settings: Settings,
-    units: dict[str, dict[int, SteeringVector]],
-    norms: dict[int, float],
-    by_name: dict[str, PairSetting],
-) -> list[_Cond]:
-    """The steering conditions of ``pair`` at reference ``layer`` (ActAdd first)."""
-    unit = units[pair.name][layer]  # coefficient 1
-    actadd_vec = unit * pair.coeff
-    at = dict(add_layer=layer, coeff=pair.coeff)
-
-    def cond(name: str, family: str, vecs: list[SteeringVector], **meta) -> _Cond:
-        norm = float(sum(vecs[1:], vecs[0]).tensor.norm()) if len(vecs) else 0.0
-        return _Cond(name, family, vecs, {**at, "vec_norm": norm, **meta})
-
-    conds = [cond("actadd", "reference", [actadd_vec])]
-    if settings.random_control:
-        gen = torch.Generator().manual_seed(_seed_for(settings.seed, pair_index, layer))
-        conds.append(cond("random", "control", [random_like(actadd_vec, gen)]))
-    if settings.slice_frac is not None:
-        conds.append(cond("slice", "control", [dim_slice(actadd_vec, float(settings.slice_frac))]))
-    sources = {s for s in settings.transplant_sources if s < layer}
-    if layer in settings.sweep_targets:
-        sources |= set(settings.sweep_sources or range(layer + 1))
-    for s in sorted(sources):
-        source = (units[pair.name][s] * pair.coeff).at_layer(layer)
-        if s == layer:
-            vec, scale = actadd_vec, 1.0
-        elif settings.transplant_norm == "row":
-            vec = match_row_norms(source, actadd_vec)
-            scale = float(vec.tensor.norm() / source.tensor.norm().clamp_min(1e-12))
-        else:  # the paper's one global ratio of typical residual norms
-            scale = norms[layer] / norms[s]
-            vec = source * scale
-        conds.append(cond("transplant", "transplant", [vec], source_layer=s, scale=scale))
-    if layer in settings.dose_layers:
-        for m in settings.dose_scales:
-            c = m * pair.coeff
-            conds.append(cond("coeff", "dose", [unit * c], coeff=c, scale=m))
-        if pair.sum_with is not None:
-            other = by_name[pair.sum_with]
-            other_vec = units[other.name][layer] * other.coeff
-            conds.append(cond("_other", "", [other_vec]))
-            conds.append(cond("sum", "sum", [actadd_vec + other_vec], other_pair=other))
-    return conds
-
-
 def _sum_extras(
     model: Model,
     base: Tensor,
@@ -638,37 +322,3 @@ def _rows(model, texts, kinds, family, m: dict[str, np.ndarray], meta: dict) -> 
         vals = [r[k] for r in user if not math.isnan(r[k])]
         mean[k] = float(np.mean(vals)) if vals else float("nan")
     return rows + [mean]
-
-
-def _injections(
-    model: Model, batch: PromptBatch, pair: PairSetting, settings: Settings
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{injection: (baseline log-probs, log-probs)}`` of the layer-independent injections;
-    ``"prepend"`` and ``"replace"`` are always there (the references of ``inject_corr`` and
-    ``replace_corr``). ``prepend`` / ``append`` place p+'s own text; ``replace``, ``insert``
-    and the contrasts place the aligned arms (:func:`aligned_arms`), so an empty p− is
-    the pad, as in ActAdd's vector."""
-    plus, minus = aligned_arms(model, pair.positive, pair.negative, pair.equalize, pair.pad_token)
-
-    def placed(extra: list[int], mode: str) -> Tensor:
-        lists = [place_ids(t, extra, mode) for t in batch.token_lists]
-        return next_token_logprobs(model, lists)
-
-    out: dict[str, tuple[Tensor, Tensor]] = {}
-    wanted = [n for n in settings.injections if n not in LAYER_INJECTIONS]
-    for name in dict.fromkeys(("prepend", "replace", *wanted)):
-        if name == "prepend_contrast":
-            out[name] = (placed(minus, "insert"), placed(plus, "insert"))
-        elif name == "replace_contrast":
-            out[name] = (placed(minus, "replace"), out["replace"][1])
-        elif name in ("replace", "insert"):
-            out[name] = (batch.base, placed(plus, name))
-        else:
-            out[name] = (batch.base, _inject_all(model, batch, pair.positive, name))
-    return out
-
-
-def _inject_all(model: Model, batch: PromptBatch, text: str, mode: str) -> Tensor:
-    if not text:
-        return batch.base
-    return next_token_logprobs(model, [inject_tokens(model, t, text, mode) for t in batch.texts])

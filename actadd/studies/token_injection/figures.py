@@ -1,11 +1,9 @@
-"""Figures of the ``token_injection`` experiment
-(:mod:`actadd.studies.token_injection.token_injection`).
+"""Figures of the ``token_injection`` experiment (:mod:`actadd.studies.token_injection.kind`).
 
 Each ``plot_*`` function takes a table the experiment wrote (``summary.csv`` is
 :func:`actadd.studies.token_injection.layer_summary` output, ``diagnostics.csv`` is
-:func:`actadd.studies.token_injection.vector_diagnostics` output) and returns a figure a text width
-wide;
-:func:`experiment_figures` redraws them all from a run directory, without a model.
+:func:`actadd.studies.token_injection.vector_diagnostics` output) and returns a figure a text
+width wide; :func:`experiment_figures` redraws them all from a run directory, without a model.
 """
 
 from __future__ import annotations
@@ -18,6 +16,22 @@ import numpy as np
 import pandas as pd
 
 from actadd.plots.style import PAPER_RC, panels, save_figure
+
+__all__ = [
+    "BOTTOM_ROW",
+    "CONDITION_STYLE",
+    "FIGURE_WIDTH",
+    "NULL_STYLE",
+    "SAME_POSITION",
+    "TOP_ROW",
+    "experiment_figures",
+    "plot_dose_response",
+    "plot_similarity_by_layer",
+    "plot_similarity_vs_layer",
+    "plot_specificity",
+    "plot_transplants",
+    "plot_vector_diagnostics",
+]
 
 FIGURE_WIDTH = 7.0  # inches: a two-column paper's full text width
 
@@ -133,47 +147,31 @@ def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None
         for j, pair in enumerate(pairs):
             for k, target in enumerate(targets):
                 sel = t[(t.pair == pair) & (t.layer == target)].sort_values("source_layer")
-                color = f"C{k}"
-                _band(
-                    axes[0, j],
-                    sel.source_layer,
-                    sel.target_logprob_delta,
-                    sel.target_logprob_delta_sem,
-                    marker="o",
-                    ms=3,
-                    color=color,
-                    label=f"transplant S → {target}",
-                )
-                _band(
-                    axes[1, j],
-                    sel.source_layer,
-                    sel.effect_corr,
-                    sel.effect_corr_sem,
-                    marker="o",
-                    ms=3,
-                    color=color,
-                    label=f"S → {target} vs ActAdd@{target}",
-                )
                 rnd = summary[
                     (summary.pair == pair)
                     & (summary.layer == target)
                     & (summary.condition == "random")
                 ]
+                rnd_text = f"random @ {target}"
+                # per row: the column drawn, the transplant's label, the random control's
+                rows = (
+                    ("target_logprob_delta", f"transplant S → {target}", rnd_text),
+                    ("effect_corr", f"S → {target} vs ActAdd@{target}", f"{rnd_text} vs ActAdd"),
+                )
+                for ax, (column, text, _) in zip(axes[:, j], rows):
+                    _band(
+                        ax,
+                        sel.source_layer,
+                        sel[column],
+                        sel[f"{column}_sem"],
+                        marker="o",
+                        ms=3,
+                        color=f"C{k}",
+                        label=text,
+                    )
                 if len(rnd):
-                    axes[0, j].axhline(
-                        rnd.target_logprob_delta.iloc[0],
-                        color=color,
-                        ls="--",
-                        lw=0.8,
-                        label=f"random @ {target}",
-                    )
-                    axes[1, j].axhline(
-                        rnd.effect_corr.iloc[0],
-                        color=color,
-                        ls="--",
-                        lw=0.8,
-                        label=f"random @ {target} vs ActAdd",
-                    )
+                    for ax, (column, _, text) in zip(axes[:, j], rows):
+                        ax.axhline(rnd[column].iloc[0], color=f"C{k}", ls="--", lw=0.8, label=text)
             for ax in axes[:, j]:
                 ax.axhline(0, color="k", lw=0.6)
             axes[0, j].set_title(labels.get(pair, pair), fontsize=7.5)

@@ -27,9 +27,8 @@ null word on every prompt), is kept. The nulls:
   ActAdd(pairᵢ) (:func:`~actadd.studies.token_injection.conditions.embedding_random_like`).
 
 Every steered condition is a block of rows of the one batched forward
-(:class:`~actadd.studies.token_injection.comparison.PromptBatch`), processed in chunks so that only
-a
-chunk's log-probs are held at once.
+(:class:`~actadd.studies.token_injection.forwards.PromptBatch`), processed in chunks so that
+only a chunk's log-probs are held at once.
 """
 
 from __future__ import annotations
@@ -50,12 +49,6 @@ from actadd.errors import ConfigError
 from actadd.lab.stats import pearson
 from actadd.progress import bar as progress_bar
 from actadd.runtime.backends import Model
-from actadd.studies.token_injection.comparison import (
-    PromptBatch,
-    _seed_for,
-    _text_resid,
-    next_token_logprobs,
-)
 from actadd.studies.token_injection.conditions import (
     PairSetting,
     aligned_arms,
@@ -67,6 +60,7 @@ from actadd.studies.token_injection.conditions import (
     seed_of,
     word_token_pool,
 )
+from actadd.studies.token_injection.forwards import PromptBatch, _text_resid, next_token_logprobs
 
 SPEC_NULLS: tuple[str, ...] = ("words", "residual", "embedding")
 MATRIX_COLUMNS = "layer actadd inject prompt_index effect_corr target_vs_control".split()
@@ -186,7 +180,7 @@ def specificity_matrix(
             if null_draws:
                 rows = torch.cat([r[1:] for r in _text_resid(batch, layer)])
                 for pi, p in enumerate(pairs):
-                    gen = torch.Generator().manual_seed(_seed_for(seed + 2, pi, layer))
+                    gen = torch.Generator().manual_seed(seed_of(seed + 2, pi, layer))
                     for d in range(null_draws):
                         ref = vecs[p.name]
                         jobs.append(("residual", p.name, d, residual_random_like(ref, rows, gen)))
