@@ -334,3 +334,45 @@ def load_gemma3(path: str | os.PathLike | None = None, *, n_ctx: int | None = No
         info["license"] = LICENSE
     setattr(model, SOURCE_ATTR, info)
     return model
+
+
+# ---------------------------------------------------------------------- the tiny random model
+
+TINY_WINDOW = 4  # tokens: prompts in the unit tests run past it, so local layers are exercised
+
+
+def tiny_gemma3_config(name: str = "tiny-gemma3", **common):
+    """A 4-layer Gemma 3 for unit tests: QK-norm, norms before and after attention and MLP,
+    sliding window of :data:`TINY_WINDOW` tokens on layers 0-2, layer 3 global (rotary base
+    10,000 local, 1,000,000 global), one KV head, embeddings scaled by ``sqrt(d_model)``
+    (folded into ``W_E`` by the random init)."""
+    from transformer_lens import HookedTransformerConfig
+
+    n_layers = common.pop("n_layers", 4)
+    return HookedTransformerConfig(
+        model_name=name,
+        original_architecture="Gemma3ForCausalLM",
+        n_layers=n_layers,
+        d_model=common.pop("d_model", 64),
+        d_head=common.pop("d_head", 16),
+        n_heads=common.pop("n_heads", 4),
+        n_key_value_heads=1,
+        d_mlp=common.pop("d_mlp", 128),
+        act_fn="gelu_pytorch_tanh",
+        normalization_type="RMS",
+        final_rms=True,
+        use_normalization_before_and_after=True,
+        use_qk_norm=True,
+        gated_mlp=True,
+        eps=1e-6,
+        positional_embedding_type="rotary",
+        rotary_dim=common.get("d_head", 16),
+        rotary_base=1_000_000,
+        rotary_base_local=10_000,
+        rotary_adjacent_pairs=False,
+        use_attn_scale=True,
+        use_local_attn=True,
+        window_size=TINY_WINDOW,
+        attn_types=["local"] * (n_layers - 1) + ["global"],
+        **common,
+    )
