@@ -56,9 +56,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from actadd._io import atomic_write as _atomic
 from actadd.core.vectors import SteeringVector, check_compatible, write_error
 from actadd.errors import SteeringError, VectorFileError
-from actadd.lab.runinfo import _atomic
 
 ARCH = "controlvector"
 KEY_ARCH = "general.architecture"

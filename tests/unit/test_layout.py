@@ -40,8 +40,6 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
     # SteeringVector.to_gguf / from_gguf: move them to actadd.interop (keep thin methods that
     # import lazily through a registry) or invert the dependency
     ("actadd.core.vectors", "actadd.interop.gguf"),
-    # atomic writes and package versions: a root-level _io module will hold them
-    ("actadd.interop.gguf", "actadd.lab.runinfo"),
 }
 #: the public API re-exports names from every tier (lazily); it is the top, not a tier
 EXEMPT = {"actadd"}
