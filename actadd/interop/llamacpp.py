@@ -37,6 +37,15 @@ from actadd.errors import ActAddError, SteeringError, VectorFileError
 from actadd.interop.gguf import load_control_vector, read_control_vector
 from actadd.runtime.tokens import encode
 
+__all__ = [
+    "ControlFiles",
+    "LlamaCpp",
+    "LlamaCppUnavailable",
+    "compare_completions",
+    "compare_shifts",
+    "control_vector_data",
+]
+
 ControlFiles = str | Path | Sequence[str | Path | tuple[str | Path, float]]
 
 
