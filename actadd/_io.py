@@ -1,8 +1,35 @@
-"""Small I/O helpers shared by every tier (nothing here imports the rest of actadd)."""
+"""Small file-system helpers shared by every tier: a file's sha256, whether a process is
+alive, whether an error means a full disk, and the three ways actadd puts a file or a
+directory in place without anyone ever seeing it half-written.
+
+- :func:`atomic_write`: a file, written beside its target and renamed over it;
+- :func:`build_dir`: a directory made once (the first process to finish it wins);
+- :func:`replace_dir`: a directory put in place of another one, which is restored if the
+  swap fails.
+
+Nothing here imports the rest of actadd except :mod:`actadd.errors`.
+"""
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from actadd.errors import DiskFullError
+
+__all__ = [
+    "atomic_write",
+    "build_dir",
+    "disk_full",
+    "file_sha256",
+    "pid_alive",
+    "replace_dir",
+]
 
 
 def disk_full(exc: BaseException) -> bool:
@@ -15,3 +42,78 @@ def disk_full(exc: BaseException) -> bool:
         return False
     text = str(exc)
     return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of the file at ``path`` (hex)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` through ``write(tmp)`` into a temporary file beside it and a rename
+    (readable by everyone, 0644). A full device is a :class:`DiskFullError` naming ``path``;
+    the temporary file is removed either way."""
+    path = Path(path)
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are for everyone to read
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if disk_full(exc):
+            raise DiskFullError(f"no space left on device writing {path}") from None
+        raise
+    return path
+
+
+def build_dir(target: Path, build: Callable[[Path], object], *, prefix: str = ".tmp-") -> Path:
+    """Make the directory ``target`` once: ``build(tmp)`` fills a new directory beside it,
+    which is then renamed to ``target``, so no one sees it half-built. If another process
+    made ``target`` first, theirs is kept and ours removed. An ``OSError`` creating the
+    temporary directory (an unwritable or full disk) propagates. Returns ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    try:
+        build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(target)
+    except OSError:  # another process made it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def replace_dir(new: Path, target: Path, aside: Path) -> None:
+    """Put the directory ``new`` in place of ``target``: ``target`` (if there is one) is
+    renamed to ``aside`` first, put back if renaming ``new`` fails, and removed after."""
+    try:
+        target.rename(aside)
+        moved = True
+    except FileNotFoundError:  # none there (or another process moved it first)
+        moved = False
+    try:
+        new.rename(target)
+    except BaseException:
+        if moved:
+            aside.rename(target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

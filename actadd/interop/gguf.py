@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actadd._io import atomic_write as _atomic
 from actadd.core.vector_files import register_format, write_error
 from actadd.core.vectors import SteeringVector, check_compatible
 from actadd.errors import SteeringError, VectorFileError
@@ -82,7 +83,6 @@ from actadd.interop.gguf_read import (
     describe_file,  # noqa: F401 (re-exported)
     read_control_vector,
 )
-from actadd.lab.runinfo import _atomic
 
 # every public name of the keys/mapping and reading modules, and this module's own
 __all__ = [

@@ -24,7 +24,7 @@ result is a result.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -38,6 +38,22 @@ from actadd.lab.stats import (
     rank_against_draws,
     sign_flip_test,
 )
+
+__all__ = [
+    "ALPHA",
+    "NOT_SUPPORTED",
+    "SUPPORTED",
+    "Claim",
+    "Paired",
+    "adjust",
+    "arm",
+    "binary_claim",
+    "cell_label",
+    "mean_claim",
+    "paired_t_claim",
+    "rank_claim",
+    "table",
+]
 
 ALPHA = 0.05
 SUPPORTED, NOT_SUPPORTED = "SUPPORTED", "NOT SUPPORTED"
@@ -149,21 +165,15 @@ def binary_claim(pairs: Paired, *, confirmatory: bool, **kw) -> Claim:
     boot = cluster_bootstrap(a - b, pairs.cluster)
     hits_by_prompt = pd.Series(a).groupby(pairs.cluster).sum()
     prompts_with_hits = int((hits_by_prompt > 0).sum())
-    if confirmatory:
-        p, test = sign_flip_test(pairs.cluster_means()), "sign-flip over prompts (exact)"
-    else:
-        p, test = mcnemar_exact(only_a, only_b), "exact McNemar (given the prompts)"
     numbers = (
         f"{a.sum()}/{pairs.n} vs {b.sum()}/{pairs.n}; discordant {only_a}:{only_b}; "
         f"hits in {prompts_with_hits} of {pairs.k} prompts"
     )
-    return Claim(
-        estimate=float(a.mean() - b.mean()),
-        lo=boot["lo"],
-        hi=boot["hi"],
-        p=p,
-        test=test,
-        n=f"{pairs.n} pairs over {pairs.k} prompts",
+    return _over_prompts(
+        pairs,
+        float(a.mean() - b.mean()),
+        boot,
+        lambda: (mcnemar_exact(only_a, only_b), "exact McNemar (given the prompts)"),
         numbers=numbers,
         confirmatory=confirmatory,
         **kw,
@@ -175,22 +185,44 @@ def mean_claim(pairs: Paired, *, confirmatory: bool, digits: int = 2, **kw) -> C
     sign-flip test over prompts; scans: paired t (given the prompts). The interval is a
     cluster bootstrap over prompts."""
     boot = cluster_bootstrap(pairs.a - pairs.b, pairs.cluster)
-    if confirmatory:
-        p, test = sign_flip_test(pairs.cluster_means()), "sign-flip over prompts (exact)"
-    else:
-        p, test = paired_t(pairs.a, pairs.b)["p"], "paired t (given the prompts)"
     numbers = (
         f"mean {pairs.a.mean():.{digits}f} vs {pairs.b.mean():.{digits}f}; "
         f"{(pairs.cluster_means() > 0).sum()} of {pairs.k} prompts up"
     )
+    return _over_prompts(
+        pairs,
+        float(boot["mean"]),
+        boot,
+        lambda: (paired_t(pairs.a, pairs.b)["p"], "paired t (given the prompts)"),
+        numbers=numbers,
+        confirmatory=confirmatory,
+        **kw,
+    )
+
+
+def _over_prompts(
+    pairs: Paired,
+    estimate: float,
+    boot: dict[str, float],
+    scan_test: Callable[[], tuple[float, str]],
+    *,
+    confirmatory: bool,
+    **kw,
+) -> Claim:
+    """A claim on paired arms with ``boot``'s interval (a cluster bootstrap over prompts).
+    Confirmatory: the exact sign-flip test over prompts; scans: ``scan_test()``, a
+    (p-value, test name) conditional on the prompts."""
+    if confirmatory:
+        p, test = sign_flip_test(pairs.cluster_means()), "sign-flip over prompts (exact)"
+    else:
+        p, test = scan_test()
     return Claim(
-        estimate=float(boot["mean"]),
+        estimate=estimate,
         lo=boot["lo"],
         hi=boot["hi"],
         p=p,
         test=test,
         n=f"{pairs.n} pairs over {pairs.k} prompts",
-        numbers=numbers,
         confirmatory=confirmatory,
         **kw,
     )

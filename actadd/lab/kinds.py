@@ -20,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from actadd.errors import ConfigError
 
+__all__ = ["KIND_MODULES", "BaseKind", "Kind", "get_kind"]
+
 KIND_MODULES: dict[str, str] = {
     "sweep": "actadd.studies.sweep.kind",
     "demo": "actadd.studies.paper.demo",

@@ -17,6 +17,8 @@ import pandas as pd
 from actadd.errors import ConfigError
 from actadd.lab.claims import ALPHA, SUPPORTED, Claim, adjust, table
 
+__all__ = ["collect", "fnum", "fp", "read_claims", "render", "write_report"]
+
 
 def collect(results: Path) -> tuple[list[Claim], list[dict]]:
     """The adjusted claims of every run directory under ``results`` (suite order first),

@@ -1,18 +1,16 @@
-"""What every result file carries: versions, model, git revision; and atomic writes.
+"""What every result file carries: versions, model, git revision; and its writers.
 
 Nothing here writes a file in place: each writer writes a temporary file beside the target
-and renames it over the target, so an interrupted run never leaves a half-written file.
+and renames it over the target (:func:`actadd._io.atomic_write`), so an interrupted run
+never leaves a half-written file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
-import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -20,8 +18,21 @@ from typing import Any
 
 import pandas as pd
 
-from actadd._io import disk_full
-from actadd.errors import DiskFullError
+from actadd._io import atomic_write
+
+__all__ = [
+    "LOCK_DIR",
+    "PACKAGES",
+    "env_info",
+    "git_revision",
+    "lock_info",
+    "model_identity",
+    "package_versions",
+    "weights_fingerprint",
+    "write_json",
+    "write_table",
+    "write_text",
+]
 
 PACKAGES = (
     "actadd",
@@ -183,43 +194,22 @@ def model_identity(model) -> dict[str, Any]:
     }
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write ``path`` through a temporary file beside it and a rename. A full device is a
-    :class:`DiskFullError` naming ``path``; the temporary file is removed either way."""
-    path = Path(path)
-    tmp: str | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if disk_full(exc):
-            raise DiskFullError(f"no space left on device writing {path}") from None
-        raise
-    return path
-
-
 def write_json(path: str | Path, data: Any) -> Path:
-    return _atomic(
+    return atomic_write(
         Path(path),
         lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"),
     )
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return _atomic(Path(path), lambda p: p.write_text(text))
+    return atomic_write(Path(path), lambda p: p.write_text(text))
 
 
 def write_table(path: str | Path, df: pd.DataFrame) -> Path:
     """Write ``df`` as Parquet (``.parquet``) or CSV (``.csv``), atomically."""
     path = Path(path)
     if path.suffix == ".parquet":
-        return _atomic(path, lambda p: df.to_parquet(p, index=False))
+        return atomic_write(path, lambda p: df.to_parquet(p, index=False))
     if path.suffix == ".csv":
-        return _atomic(path, lambda p: df.to_csv(p, index=False))
+        return atomic_write(path, lambda p: df.to_csv(p, index=False))
     raise ValueError(f"Unsupported table format {path.suffix!r}; use .parquet or .csv.")

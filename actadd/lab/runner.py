@@ -20,6 +20,17 @@ from actadd.config import read_toml
 from actadd.errors import ConfigError
 from actadd.lab.kinds import KIND_MODULES, Kind, get_kind
 
+__all__ = [
+    "check_run",
+    "figures_for",
+    "kind_of",
+    "merge",
+    "read_config",
+    "run_config",
+    "run_experiment",
+    "verify_run",
+]
+
 
 def read_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
     """A TOML config as a dict (``name`` defaults to the file's stem; ``[quick]`` merged in

@@ -26,7 +26,21 @@ from pathlib import Path
 import torch
 
 from actadd.errors import ModelLoadError
+from actadd.models import gguf_cache, gguf_llama, sources
+from actadd.models.hf_reference import hf_llama
+from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer
 from actadd.runtime.backends import route_hf_cache
+
+__all__ = [
+    "WEIGHT_FILES",
+    "check_architecture",
+    "load_gguf_bridge",
+    "load_hf_dir",
+    "load_hf_model",
+    "supported_architectures",
+    "tiny_hf_dir",
+    "tiny_hf_model",
+]
 
 # the files a Hugging Face checkpoint directory may hold its weights in
 WEIGHT_FILES = (
@@ -97,61 +111,49 @@ def load_hf_model(hf_model, *, tokenizer, name: str | None = None, **kw):
 def load_gguf_bridge(path: Path, *, model_name: str | None = None, n_ctx: int | None = None):
     """A Llama GGUF on the bridge: the dequantized tensors in an HF ``LlamaForCausalLM``
     (eager attention, float32) and the tokenizer actadd rebuilds from the file."""
-    from actadd.models import gguf_cache, gguf_llama, loaders
-    from actadd.models.hf_reference import hf_llama
-    from actadd.models.tokenizer import load_fast_tokenizer
-
     gguf_llama._check_is_gguf(path)
-    entry = gguf_cache.ensure_entry(path, loaders._convert)
+    entry = gguf_cache.ensure_entry(path, sources.convert)
     converted = entry.directory
-    hp = gguf_llama.LlamaHParams(**json.loads((converted / "hparams.json").read_text()))
+    hp = sources.converted_hparams(converted)
     hf = hf_llama(path, attn_implementation="eager")
     hf.config.architectures = ["LlamaForCausalLM"]
     tokenizer = load_fast_tokenizer(converted / "tokenizer")
     bridge = load_hf_model(hf, tokenizer=tokenizer, name=model_name or hp.name)
     # the same context length as the HookedTransformer path (the rotary tables do not
     # depend on it; only actadd's length checks read it)
-    bridge.cfg.n_ctx = n_ctx or min(hp.n_ctx, loaders.DEFAULT_N_CTX)
-    setattr(bridge, loaders.SOURCE_ATTR, entry.source_info(path))
+    bridge.cfg.n_ctx = n_ctx or min(hp.n_ctx, sources.DEFAULT_N_CTX)
+    setattr(bridge, sources.SOURCE_ATTR, entry.source_info(path))
     return bridge
 
 
 def tiny_hf_model(name: str = "tiny-llama", seed: int = 0):
     """A small random Hugging Face model shaped like actadd's tiny HookedTransformers
-    (4 layers, d_model 64, the 259-token byte vocabulary). Weights from an explicit seed."""
+    (:data:`~actadd.models.sources.TINY_SHAPE`: 4 layers, d_model 64, the 259-token byte
+    vocabulary). Weights from an explicit seed."""
     import transformers
 
-    from actadd.models.loaders import TINY_MODELS
-
+    s = sources.TINY_SHAPE
     # the byte tokenizer's <|bos|>, <|eos|>, <|pad|> (actadd.models.tokenizer.BYTE_SPECIALS)
-    common = dict(bos_token_id=256, eos_token_id=257, pad_token_id=258)
+    specials = dict(bos_token_id=256, eos_token_id=257, pad_token_id=258)
+    common = dict(vocab_size=s["d_vocab"], attn_implementation="eager", **specials)
     if name == "tiny-llama":
         config = transformers.LlamaConfig(
-            vocab_size=259,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
+            hidden_size=s["d_model"],
+            intermediate_size=s["d_mlp"],
+            num_hidden_layers=s["n_layers"],
+            num_attention_heads=s["n_heads"],
+            num_key_value_heads=sources.TINY_KV_HEADS,
+            max_position_embeddings=s["n_ctx"],
             tie_word_embeddings=False,
-            attn_implementation="eager",
             **common,
         )
         cls = transformers.LlamaForCausalLM
-    elif name == "tiny-gpt2":
-        config = transformers.GPT2Config(
-            vocab_size=259,
-            n_embd=64,
-            n_layer=4,
-            n_head=4,
-            n_positions=256,
-            attn_implementation="eager",
-            **common,
-        )
+    elif name == "tiny-gpt2":  # its MLP is transformers' default, 4 × d_model wide
+        shape = dict(n_embd=s["d_model"], n_layer=s["n_layers"], n_head=s["n_heads"])
+        config = transformers.GPT2Config(**shape, n_positions=s["n_ctx"], **common)
         cls = transformers.GPT2LMHeadModel
     else:
-        raise ModelLoadError(f"Unknown tiny model {name!r}; choose one of {TINY_MODELS}.")
+        raise ModelLoadError(f"Unknown tiny model {name!r}; choose one of {sources.TINY_MODELS}.")
     gen = torch.Generator().manual_seed(seed)
     model = cls(config)
     with torch.no_grad():
@@ -169,8 +171,6 @@ def tiny_hf_model(name: str = "tiny-llama", seed: int = 0):
 def tiny_hf_dir(name: str, directory: str | os.PathLike, seed: int = 0) -> Path:
     """Save :func:`tiny_hf_model` and the byte-level tokenizer to ``directory`` with
     ``save_pretrained``; returns the directory."""
-    from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer
-
     d = Path(directory)
     byte_tokenizer(d / "tokenizer")
     load_fast_tokenizer(d / "tokenizer").save_pretrained(str(d))

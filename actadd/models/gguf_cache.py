@@ -31,7 +31,6 @@ write fails for lack of space; the temporary directory is removed either way.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -45,9 +44,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from actadd._io import disk_full
+from actadd._io import disk_full, file_sha256, pid_alive, replace_dir
 from actadd.errors import ModelCacheWarning, ModelLoadError
 from actadd.paths import cache_dir
+
+__all__ = [
+    "CONVERSION_VERSION",
+    "MANIFEST",
+    "MANIFEST_FORMAT",
+    "STALE_TMP_S",
+    "CacheEntry",
+    "build_entry",
+    "check_entry",
+    "conversion_bytes",
+    "disk_full_error",
+    "ensure_entry",
+    "ensure_room",
+    "entry_dir",
+    "load_entry",
+    "not_writable_error",
+    "source_sha256",
+]
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "actadd.gguf_cache"
@@ -79,11 +96,6 @@ class CacheEntry:
             "size": source["size"],
             "quantization": source.get("quantization"),
         }
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _stat_key(path: Path) -> tuple:
@@ -193,16 +205,6 @@ def _manifest_for(directory: Path, gguf_path: Path, source_sha: str, extra: dict
     }
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_debris(parent: Path) -> None:
     """Remove temporary directories left by conversions that were killed."""
     now = time.time()
@@ -212,7 +214,7 @@ def _remove_debris(parent: Path) -> None:
             stale = now - tmp.stat().st_mtime > STALE_TMP_S
         except (ValueError, IndexError, OSError):
             continue
-        if stale and not _pid_alive(pid):
+        if stale and not pid_alive(pid):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -322,11 +324,7 @@ def _install(tmp: Path, target: Path, source_sha: str) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-old-", dir=tmp.parent))
     try:
-        os.rename(target, old / "entry")
-    except FileNotFoundError:  # another process moved it first
-        pass
-    try:
-        os.rename(tmp, target)
+        replace_dir(tmp, target, old / "entry")
     finally:
         shutil.rmtree(old, ignore_errors=True)
 

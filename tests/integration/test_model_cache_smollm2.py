@@ -25,7 +25,7 @@ import torch
 import actadd
 from actadd import ModelLoadError
 from actadd.errors import ModelCacheWarning
-from actadd.models import gguf_cache, loaders, smollm2_path
+from actadd.models import gguf_cache, smollm2_path, sources
 
 PROMPT = "The capital of France is"
 
@@ -33,7 +33,7 @@ PROMPT = "The capital of France is"
 @pytest.fixture(scope="module")
 def good_entry() -> Path:
     """The session's verified SmolLM2 entry in the default cache (converted at most once)."""
-    return loaders.converted_gguf_dir(smollm2_path())
+    return sources.converted_gguf_dir(smollm2_path())
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -56,13 +56,13 @@ def entry(good_entry, tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def conversions(monkeypatch) -> list[Path]:
     calls: list[Path] = []
-    real = loaders._convert_gguf
+    real = sources._convert_gguf
 
     def counted(src, out):
         calls.append(Path(src))
         return real(src, out)
 
-    monkeypatch.setattr(loaders, "_convert_gguf", counted)
+    monkeypatch.setattr(sources, "_convert_gguf", counted)
     return calls
 
 

@@ -31,7 +31,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 import actadd
-from actadd.models import gguf_llama, loaders, smollm2_path
+from actadd.models import gguf_llama, smollm2_path, sources
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -332,7 +332,7 @@ def test_warm_load_is_served_from_the_cache(tmp_path, monkeypatch):
     def no_conversion(*args, **kwargs):
         raise AssertionError("a warm load converted the GGUF again")
 
-    monkeypatch.setattr(loaders, "_convert_gguf", no_conversion)
+    monkeypatch.setattr(sources, "_convert_gguf", no_conversion)
     start = time.perf_counter()
     warm = actadd.load_model()
     warm_s = time.perf_counter() - start

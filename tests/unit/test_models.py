@@ -22,7 +22,7 @@ import torch
 import actadd
 from actadd import ModelLoadError
 from actadd.errors import ModelCacheWarning
-from actadd.models import gguf_cache, loaders, smollm2_path
+from actadd.models import gguf_cache, smollm2_path, sources
 
 # --------------------------------------------------------------------------- helpers
 
@@ -284,13 +284,13 @@ def tiny_gguf(tmp_path) -> Path:
 def conversions(monkeypatch) -> list[Path]:
     """Records every conversion (the real one runs)."""
     calls: list[Path] = []
-    real = loaders._convert_gguf
+    real = sources._convert_gguf
 
     def counted(src, out):
         calls.append(Path(src))
         return real(src, out)
 
-    monkeypatch.setattr(loaders, "_convert_gguf", counted)
+    monkeypatch.setattr(sources, "_convert_gguf", counted)
     return calls
 
 
@@ -444,13 +444,13 @@ def test_hashes_are_checked_on_first_use_in_a_process_sizes_on_every_load(
 
 
 def test_an_interrupted_conversion_leaves_no_entry_and_no_temporary(tiny_gguf, cache, monkeypatch):
-    real = loaders._convert_gguf
+    real = sources._convert_gguf
 
     def interrupted(src, out):
         real(src, out)  # every file written, then the process is interrupted
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loaders, "_convert_gguf", interrupted)
+    monkeypatch.setattr(sources, "_convert_gguf", interrupted)
     with pytest.raises(KeyboardInterrupt):
         actadd.load_model(tiny_gguf)
     assert list((cache / "gguf").iterdir()) == []
@@ -459,7 +459,7 @@ def test_an_interrupted_conversion_leaves_no_entry_and_no_temporary(tiny_gguf, c
 def test_when_another_process_installs_the_entry_first_its_entry_is_kept(
     tiny_gguf, cache, monkeypatch
 ):
-    real = loaders._convert_gguf
+    real = sources._convert_gguf
     sha = gguf_cache.source_sha256(tiny_gguf)
     target = gguf_cache.entry_dir(sha)
 
@@ -469,7 +469,7 @@ def test_when_another_process_installs_the_entry_first_its_entry_is_kept(
             gguf_cache.build_entry(src, sha, target, real)
         return extra
 
-    monkeypatch.setattr(loaders, "_convert_gguf", racing)
+    monkeypatch.setattr(sources, "_convert_gguf", racing)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ModelCacheWarning)
         model = actadd.load_model(tiny_gguf)
@@ -640,7 +640,7 @@ def test_running_out_of_space_leaves_no_entry_and_the_next_load_rebuilds_cleanly
         def tokenizer(*args, **kwargs):
             raise full
 
-        monkeypatch.setattr(loaders, "tokenizer_from_gguf", tokenizer)
+        monkeypatch.setattr(sources, "tokenizer_from_gguf", tokenizer)
     else:
         real = Path.write_text
 

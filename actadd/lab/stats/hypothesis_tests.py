@@ -1,0 +1,219 @@
+"""Tests of paired and independent samples, and multiple-comparison adjustment. Pure
+functions: each states what it assumes.
+
+- :func:`mcnemar_exact` — exact McNemar test for paired binary outcomes;
+- :func:`paired_t` — the mean of paired differences, its Student-t interval and test;
+- :func:`welch_t` — a difference of two independent means, Welch's interval and test;
+- :func:`cluster_bootstrap` — a percentile interval of a mean, resampling whole clusters
+  (prompts), and its two-sided bootstrap p-value;
+- :func:`sign_flip_test` — exact randomization test of cluster-level mean differences;
+- :func:`rank_against_draws` — whether one arm beats single random draws (exact rank test);
+- :func:`bh_adjust` — Benjamini–Hochberg false-discovery-rate adjusted p-values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "Numbers",
+    "bh_adjust",
+    "cluster_bootstrap",
+    "mcnemar_exact",
+    "paired_t",
+    "rank_against_draws",
+    "sign_flip_test",
+    "welch_t",
+]
+
+# numbers a test takes: a list, a numpy array or a pandas Series
+Numbers = Sequence[float] | np.ndarray | pd.Series
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for paired binary outcomes.
+
+    ``b`` and ``c`` are the discordant counts (success only under A; success only under B).
+    Under the null each discordant pair is equally likely either way, so the p-value is
+    ``min(1, 2 · P[X ≤ min(b, c)])`` for ``X ~ Binomial(b + c, 1/2)``. Concordant pairs carry
+    no information. ``b + c = 0`` gives 1.0. Assumes the pairs are independent.
+    """
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {b}, {c}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+def paired_t(x: Numbers, y: Numbers, level: float = 0.95) -> dict[str, float]:
+    """Mean of the paired differences ``x − y`` with its Student-t interval and the two-sided
+    paired t-test of mean 0: ``{"mean", "lo", "hi", "t", "p", "n"}``.
+
+    Assumes the pairs are independent and their differences roughly normal. All-equal
+    differences give a zero-width interval and p = 1 (mean 0) or 0 (mean ≠ 0).
+    """
+    from scipy import stats as st
+
+    d = np.asarray(x, float) - np.asarray(y, float)
+    n = len(d)
+    if n < 2:
+        raise ValueError(f"paired_t needs at least 2 pairs, got {n}")
+    mean, sd = float(d.mean()), float(d.std(ddof=1))
+    se = sd / math.sqrt(n)
+    if se == 0:
+        p = 1.0 if mean == 0 else 0.0
+        return {"mean": mean, "lo": mean, "hi": mean, "t": float("nan"), "p": p, "n": n}
+    q = float(st.t.ppf(0.5 + level / 2, n - 1))
+    t = mean / se
+    p = float(2 * st.t.sf(abs(t), n - 1))
+    return {"mean": mean, "lo": mean - q * se, "hi": mean + q * se, "t": t, "p": p, "n": n}
+
+
+def welch_t(x: Numbers, y: Numbers, level: float = 0.95) -> dict[str, float]:
+    """Difference of means ``mean(x) − mean(y)`` of two *independent* samples with
+    Welch's t interval and two-sided test (unequal variances, Welch–Satterthwaite degrees
+    of freedom): ``{"mean", "lo", "hi", "t", "p", "dof"}``."""
+    from scipy import stats as st
+
+    a, b = np.asarray(x, float), np.asarray(y, float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    diff = float(a.mean() - b.mean())
+    q = float(st.t.ppf(0.5 + level / 2, dof))
+    t = diff / se
+    p = float(2 * st.t.sf(abs(t), dof))
+    return {"mean": diff, "lo": diff - q * se, "hi": diff + q * se, "t": t, "p": p, "dof": dof}
+
+
+def cluster_bootstrap(
+    values: Numbers,
+    clusters: Sequence | np.ndarray | pd.Series,
+    *,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Mean of ``values`` with a percentile interval from resampling whole clusters.
+
+    Observations that share a cluster (completions of one prompt) are not independent; this
+    draws ``k`` clusters with replacement (``k`` = number of clusters) ``n_boot`` times and
+    recomputes the pooled mean (sum over drawn clusters / their count). Returns ``{"mean",
+    "lo", "hi", "p", "clusters"}``; ``p`` is the two-sided bootstrap p-value of mean 0,
+    ``min(1, 2·min(P*[m ≤ 0], P*[m ≥ 0]))`` with ``P*`` counted with a +1 correction (so
+    never 0). With one cluster the interval is degenerate: (nan, nan), p = nan. The
+    randomness is ``numpy.random.default_rng(seed)``: reproducible.
+    """
+    v = np.asarray(values, float)
+    keys = pd.factorize(pd.Series(list(clusters)))[0]
+    if len(v) != len(keys) or len(v) == 0:
+        raise ValueError("values and clusters must be non-empty and of one length")
+    k = int(keys.max()) + 1
+    sums = np.bincount(keys, weights=v, minlength=k)
+    counts = np.bincount(keys, minlength=k).astype(float)
+    mean = float(sums.sum() / counts.sum())
+    if k < 2:
+        return {
+            "mean": mean,
+            "lo": float("nan"),
+            "hi": float("nan"),
+            "p": float("nan"),
+            "clusters": k,
+        }
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, k, size=(n_boot, k))
+    boot = sums[draws].sum(1) / counts[draws].sum(1)
+    alpha = 1 - level
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
+    below = (np.sum(boot <= 0) + 1) / (n_boot + 1)
+    above = (np.sum(boot >= 0) + 1) / (n_boot + 1)
+    p = float(min(1.0, 2 * min(below, above)))
+    return {"mean": mean, "lo": float(lo), "hi": float(hi), "p": p, "clusters": k}
+
+
+def sign_flip_test(cluster_means: Numbers) -> float:
+    """Exact two-sided randomization p-value that cluster-level mean differences are
+    symmetric about 0 (each cluster's sign flipped in all ``2^k`` ways).
+
+    The unit is the cluster (e.g. the per-prompt mean of steered − unsteered), so shared
+    prompts are not counted as independent evidence. With ``k`` clusters the smallest
+    possible p-value is ``2 / 2^k`` (k = 8: 0.0078). Needs ``1 ≤ k ≤ 20``.
+    """
+    m = np.asarray(cluster_means, float)
+    k = len(m)
+    if not 1 <= k <= 20:
+        raise ValueError(f"sign_flip_test needs 1..20 clusters, got {k}")
+    observed = abs(m.sum())
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=k)))
+    stats = np.abs(signs @ m)
+    return float(np.mean(stats >= observed - 1e-12 * max(1.0, observed)))
+
+
+def bh_adjust(pvalues: Numbers) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (step-up; controls the false discovery rate).
+
+    ``p_(i) · m / i`` for the ``i``-th smallest of ``m`` p-values, made monotone from the
+    top and capped at 1. A hypothesis is rejected at FDR ``q`` when its adjusted p ≤ q.
+    NaN p-values are left NaN and not counted in ``m``.
+    """
+    p = np.asarray(pvalues, float)
+    out = np.full_like(p, np.nan)
+    ok = np.isfinite(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    q = p[ok]
+    order = np.argsort(q)
+    adj = q[order] * m / np.arange(1, m + 1)
+    adj = np.minimum.accumulate(adj[::-1])[::-1]
+    res = np.empty(m)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
+
+
+def rank_against_draws(
+    per_prompt: np.ndarray, *, n_boot: int = 10_000, seed: int = 0, level: float = 0.95
+) -> dict[str, float]:
+    """Does one arm beat *single* random draws, not only their mean?
+
+    ``per_prompt`` is a (prompts × (1 + N)) array: column 0 the arm's per-prompt values,
+    columns 1..N those of N random draws on the same prompts. Under the null that the arm
+    is one more draw (exchangeable with them), the rank of its mean over prompts among the
+    N + 1 means is uniform, so ``p = (1 + #{draws whose mean ≥ the arm's}) / (N + 1)`` is an
+    exact one-sided Monte Carlo p-value (at least ``1 / (N + 1)``). ``estimate`` is the
+    arm's mean minus the median of the draws' means, with a percentile interval from
+    resampling prompts (every column resampled together). ``above`` counts the draws the
+    arm's mean exceeds.
+    """
+    m = np.asarray(per_prompt, float)
+    if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 1:
+        raise ValueError("per_prompt must be prompts × (1 + draws), with at least one draw")
+    means = m.mean(0)
+    arm, draws = means[0], means[1:]
+    n = len(draws)
+    estimate = float(arm - np.median(draws))
+    lo = hi = float("nan")
+    if m.shape[0] >= 2:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, m.shape[0], size=(n_boot, m.shape[0]))
+        boot = m[idx].mean(1)  # n_boot × (1 + N)
+        stat = boot[:, 0] - np.median(boot[:, 1:], axis=1)
+        alpha = 1 - level
+        lo, hi = (float(q) for q in np.quantile(stat, [alpha / 2, 1 - alpha / 2]))
+    return {
+        "estimate": estimate,
+        "lo": lo,
+        "hi": hi,
+        "p": float((1 + np.sum(draws >= arm)) / (n + 1)),
+        "above": int(np.sum(draws < arm)),
+        "draws": n,
+    }
