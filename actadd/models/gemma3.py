@@ -39,6 +39,8 @@ import torch
 
 from actadd.errors import ModelLoadError
 from actadd.models import gguf_cache, gguf_llama
+from actadd.models.layout import load_all_parameters
+from actadd.models.sources import SOURCE_ATTR
 from actadd.paths import cache_dir
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "gemma3_config",
     "gemma3_path",
     "is_gemma3",
+    "is_gemma3_name",
+    "tiny_gemma3_config",
     "load_gemma3",
 ]
 
@@ -105,6 +109,11 @@ def gemma3_path() -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def is_gemma3_name(name) -> bool:
+    """Whether ``name`` names the embedded Gemma 3 270M (``"gemma3-270m"`` and aliases)."""
+    return isinstance(name, str) and name.lower() in ALIASES
 
 
 def is_gemma3(path: Path) -> bool:
@@ -310,9 +319,7 @@ def _from_cache(directory: Path, n_ctx: int | None, model_name: str | None):
     for name, param in model.named_parameters():
         if name.rsplit(".", 1)[-1] in ("b_Q", "_b_K", "_b_V", "b_O", "b_in", "b_out", "b_U"):
             sd.setdefault(name, torch.zeros_like(param))
-    from actadd.models.loaders import _load_all_parameters
-
-    _load_all_parameters(model, sd)
+    load_all_parameters(model, sd)
     model.eval()
     return model
 
@@ -320,8 +327,6 @@ def _from_cache(directory: Path, n_ctx: int | None, model_name: str | None):
 def load_gemma3(path: str | os.PathLike | None = None, *, n_ctx: int | None = None, model_name=None):
     """Gemma 3 (the embedded 270M by default, or a ``gemma3`` GGUF path) as a
     ``HookedTransformer`` (CPU, float32), through the verified conversion cache."""
-    from actadd.models.loaders import SOURCE_ATTR
-
     if path is None:
         path, model_name = gemma3_path(), model_name or GEMMA3_NAME
     path = Path(path)
@@ -341,23 +346,19 @@ def load_gemma3(path: str | os.PathLike | None = None, *, n_ctx: int | None = No
 TINY_WINDOW = 4  # tokens: prompts in the unit tests run past it, so local layers are exercised
 
 
-def tiny_gemma3_config(name: str = "tiny-gemma3", **common):
-    """A 4-layer Gemma 3 for unit tests: QK-norm, norms before and after attention and MLP,
-    sliding window of :data:`TINY_WINDOW` tokens on layers 0-2, layer 3 global (rotary base
-    10,000 local, 1,000,000 global), one KV head, embeddings scaled by ``sqrt(d_model)``
-    (folded into ``W_E`` by the random init)."""
+def tiny_gemma3_config(**shape):
+    """A small Gemma 3 for unit tests (``shape``: the tiny models' ``n_layers``, ``d_model``,
+    ``d_head``, ``n_heads``, ``d_mlp``, ``d_vocab``, ``n_ctx``, ...): QK-norm, norms before
+    and after attention and MLP, a sliding window of :data:`TINY_WINDOW` tokens on every layer
+    but the last, which is global (rotary base 10,000 local, 1,000,000 global), one KV head,
+    GELU-tanh gated MLP."""
     from transformer_lens import HookedTransformerConfig
 
-    n_layers = common.pop("n_layers", 4)
+    n_layers = shape["n_layers"]
     return HookedTransformerConfig(
-        model_name=name,
+        **shape,
         original_architecture="Gemma3ForCausalLM",
-        n_layers=n_layers,
-        d_model=common.pop("d_model", 64),
-        d_head=common.pop("d_head", 16),
-        n_heads=common.pop("n_heads", 4),
         n_key_value_heads=1,
-        d_mlp=common.pop("d_mlp", 128),
         act_fn="gelu_pytorch_tanh",
         normalization_type="RMS",
         final_rms=True,
@@ -366,7 +367,7 @@ def tiny_gemma3_config(name: str = "tiny-gemma3", **common):
         gated_mlp=True,
         eps=1e-6,
         positional_embedding_type="rotary",
-        rotary_dim=common.get("d_head", 16),
+        rotary_dim=shape["d_head"],
         rotary_base=1_000_000,
         rotary_base_local=10_000,
         rotary_adjacent_pairs=False,
@@ -374,5 +375,4 @@ def tiny_gemma3_config(name: str = "tiny-gemma3", **common):
         use_local_attn=True,
         window_size=TINY_WINDOW,
         attn_types=["local"] * (n_layers - 1) + ["global"],
-        **common,
     )
