@@ -16,6 +16,4 @@ def result_claim(result: Mapping[str, Any], estimate: str, **kw: Any) -> Claim:
     """A :class:`~actadd.lab.claims.Claim` whose estimate is ``result[estimate]`` and whose
     interval and p-value are ``result``'s ``lo``, ``hi`` and ``p`` (e.g. the dict of
     :func:`actadd.lab.stats.welch_t`); ``kw`` gives the rest (id, statement, test, n, ...)."""
-    return Claim(
-        estimate=result[estimate], lo=result["lo"], hi=result["hi"], p=result["p"], **kw
-    )
+    return Claim(estimate=result[estimate], lo=result["lo"], hi=result["hi"], p=result["p"], **kw)

@@ -44,8 +44,8 @@ from actadd.runtime.backends import Model
 from actadd.runtime.forward import real_positions, residuals
 from actadd.runtime.hooks import attn_pattern, resid_pre
 from actadd.runtime.tokens import encode, pair_token_ids
+from actadd.studies.pad_confound.config import SURGERY_METHODS
 
-SURGERY_METHODS: tuple[str, ...] = ("zero_massive", "mean_row")
 PLAIN = "plain"
 
 

@@ -36,7 +36,7 @@ SURGERY_STYLE = {
 
 def _ref_best(tables: dict[str, pd.DataFrame], config: dict[str, Any]) -> tuple[str, str]:
     from actadd.studies.pad_confound.analysis import PLAIN, pad_ranking, recommend_pad
-    from actadd.studies.pad_confound.kind import pad_label
+    from actadd.studies.pad_confound.config import pad_label
 
     ref = pad_label(config.get("reference_pad", " "))
     norms = tables["norms"]

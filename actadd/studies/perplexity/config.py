@@ -99,9 +99,7 @@ class CorpusRecipe(Config):
                 or not names
                 or not all(isinstance(t, str) for t in names)
             ):
-                raise ConfigError(
-                    f"[corpus.topics] {group!r} must be a non-empty list of strings."
-                )
+                raise ConfigError(f"[corpus.topics] {group!r} must be a non-empty list of strings.")
         if not isinstance(self.template, str) or "{topic}" not in self.template:
             raise ConfigError("[corpus] template must contain '{topic}'.")
         for key in ("n_per_topic", "max_new_tokens"):
