@@ -26,7 +26,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from actadd.config import Config, Pair, coefficients, integer, number_list, parse_pairs, read_text
+from actadd.config import (
+    Config,
+    Pair,
+    check_layers,
+    coefficients,
+    integer,
+    number_list,
+    parse_pairs,
+    read_text,
+)
 from actadd.errors import ConfigError, Validated
 
 __all__ = ["NAME", "CapabilityConfig", "load_cloze"]
@@ -99,3 +108,7 @@ class CapabilityConfig(Config):
         if align.kind == "all":
             raise ConfigError("align 'all' is not supported here; use front, back or offset:s.")
         load_cloze(self.dataset)
+
+    def check_model(self, model) -> None:
+        """The plan step: every layer in range for ``model``."""
+        check_layers(list(self.layers), model.cfg.n_layers)

@@ -24,13 +24,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from actadd.config import check_layers
 from actadd.core.metrics import kl_div, log_probs
-from actadd.lab.kinds import BaseKind
 from actadd.lab.stats import mcnemar_exact, paired_newcombe_interval, wilson_interval
 from actadd.runtime.tokens import encode
 from actadd.studies.capability.config import NAME, CapabilityConfig, load_cloze
 from actadd.studies.capability.figures import capability_figure
+from actadd.studies.common import ConfigKind
 
 __all__ = [
     "KIND",
@@ -226,18 +225,10 @@ def claims(run) -> list:
     return out
 
 
-class CapabilityKind(BaseKind):
+class CapabilityKind(ConfigKind):
     name = NAME
     description = "factual cloze accuracy with and without off-topic steering (knowledge kept?)"
-
-    def parse(self, config: dict[str, Any]) -> CapabilityConfig:
-        return parse(config)
-
-    def saved_config(self, spec: CapabilityConfig) -> dict[str, Any]:
-        return {**spec.to_dict(), "kind": NAME}
-
-    def check(self, spec: CapabilityConfig, model) -> None:
-        check_layers(spec.layers, model.cfg.n_layers)
+    config_type = CapabilityConfig
 
     def run(self, spec: CapabilityConfig, model, run) -> None:
         doc = load_cloze(spec.dataset)

@@ -46,6 +46,25 @@ from actadd.runtime.hooks import attn_pattern, resid_pre
 from actadd.runtime.tokens import encode, pair_token_ids
 from actadd.studies.pad_confound.config import SURGERY_METHODS
 
+__all__ = [
+    "PLAIN",
+    "SURGERY_METHODS",
+    "OrdinaryStats",
+    "PairTokens",
+    "attention_to",
+    "effect_rows",
+    "massive_dims",
+    "norm_regression",
+    "operate_rows",
+    "ordinary_stats",
+    "pad_ranking",
+    "pad_row_norms",
+    "pair_residuals",
+    "pair_tokens",
+    "recommend_pad",
+    "surgery_vectors",
+]
+
 PLAIN = "plain"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actadd.studies.evidence import result_claim
+from actadd.studies.common import result_claim
 from actadd.studies.pad_confound.config import pad_label
 from actadd.studies.pad_confound.run import ORDINARY
 

@@ -27,6 +27,15 @@ from matplotlib.lines import Line2D
 from actadd.lab.stats import wilson_interval
 from actadd.plots.style import PAPER_RC, baseline_band, interval_line, panels, save_figure
 
+__all__ = [
+    "attention_by_layer",
+    "attention_heads",
+    "effect_by_layer",
+    "norm_vs_effect",
+    "pad_figures",
+    "word_count",
+]
+
 REF_COLOR, BEST_COLOR, OTHER_COLOR, ORDINARY_COLOR = "#c0392b", "#1f5fbf", "0.72", "0.1"
 SURGERY_STYLE = {
     "zero_massive": dict(color="#e67e22", marker="^", ls="--", name="massive dims zeroed"),

@@ -28,7 +28,7 @@ from typing import Any
 from actadd.config import check_layers, parse_layers
 from actadd.config import words as word_list
 from actadd.errors import ActAddError, ConfigError
-from actadd.lab.kinds import BaseKind
+from actadd.studies.common import ConfigKind
 from actadd.studies.pad_confound.claims import claims
 from actadd.studies.pad_confound.config import NAME, PadConfoundConfig, PadPair, pad_label
 from actadd.studies.pad_confound.run import ORDINARY, UNSTEERED, run_pad_confound
@@ -53,15 +53,10 @@ def parse(config: dict[str, Any]) -> PadConfoundConfig:
     return PadConfoundConfig.from_dict(config)
 
 
-class PadConfoundKind(BaseKind):
+class PadConfoundKind(ConfigKind):
     name = NAME
     description = "the pad confound: pad-row norm vs steering, surgery, attention, default pad"
-
-    def parse(self, config: dict[str, Any]) -> PadConfoundConfig:
-        return parse(config)
-
-    def saved_config(self, spec: PadConfoundConfig) -> dict[str, Any]:
-        return {**spec.to_dict(), "kind": NAME}
+    config_type = PadConfoundConfig
 
     def check(self, spec: PadConfoundConfig, model) -> None:
         """The plan step: layer ranges, single-token pads and control words, pairs with a

@@ -7,25 +7,18 @@ Table: ``completions.csv`` (prompt, sample, unsteered, steered; same seeds).
 
 from __future__ import annotations
 
-from typing import Any
-
 from actadd.config import check_layers
 from actadd.errors import ActAddError, ConfigError
-from actadd.lab.kinds import BaseKind
+from actadd.studies.common import ConfigKind
 from actadd.studies.paper.config import DemoConfig
 
 __all__ = ["KIND", "DemoKind"]
 
 
-class DemoKind(BaseKind):
+class DemoKind(ConfigKind):
     name = "demo"
     description = "steered vs unsteered completions for one pair, side by side"
-
-    def parse(self, config: dict[str, Any]) -> DemoConfig:
-        return DemoConfig.from_dict(config)
-
-    def saved_config(self, spec: DemoConfig) -> dict[str, Any]:
-        return {**spec.to_dict(), "kind": self.name}
+    config_type = DemoConfig
 
     def check(self, spec: DemoConfig, model) -> None:
         """The layer's range, and the pair's vector fitting every prompt at ``align`` (from

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from actadd.config import Config, Pair, integer, number, number_list, words
+from actadd.config import Config, Pair, check_layers, integer, number, number_list, words
 from actadd.errors import ConfigError, Validated
 
 __all__ = [
@@ -184,3 +184,7 @@ class PerplexityConfig(Config):
     def words(self) -> tuple[str, ...]:
         """The topic words (``topic_words``, a preset resolved)."""
         return words(self.topic_words, "topic_words")
+
+    def check_model(self, model) -> None:
+        """The plan step: every layer in range for ``model``."""
+        check_layers(list(self.layers), model.cfg.n_layers)

@@ -31,10 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from actadd.config import Pair, check_layers
+from actadd.config import Pair
 from actadd.errors import ConfigError
-from actadd.lab.kinds import BaseKind
-from actadd.studies.evidence import result_claim
+from actadd.studies.common import ConfigKind, result_claim
 from actadd.studies.perplexity.config import (
     NAME,
     CorpusRecipe,
@@ -268,18 +267,10 @@ def claims(run) -> list:
     return out
 
 
-class PerplexityKind(BaseKind):
+class PerplexityKind(ConfigKind):
     name = NAME
     description = "masked perplexity ratio (steered/unsteered) of held-out texts vs topic relevance"
-
-    def parse(self, config: dict[str, Any]) -> PerplexityConfig:
-        return parse(config)
-
-    def saved_config(self, spec: PerplexityConfig) -> dict[str, Any]:
-        return {**spec.to_dict(), "kind": NAME}
-
-    def check(self, spec: PerplexityConfig, model) -> None:
-        check_layers(spec.layers, model.cfg.n_layers)
+    config_type = PerplexityConfig
 
     def run(self, spec: PerplexityConfig, model, run) -> None:
         if spec.texts is not None:

@@ -73,32 +73,14 @@ from actadd.runtime.backends import Model
 from actadd.runtime.hooks import attn_scores, check_layer
 from actadd.runtime.modellock import exclusive
 from actadd.runtime.tokens import Equalize, encode, pair_token_ids
-from actadd.studies.token_injection.nulls import (
-    embedding_random_like,
-    match_row_norms,
-    per_prompt_draws,
-    random_like,
-    residual_random_like,
-    seed_of,
-    word_token_pool,
-)
-from actadd.studies.token_injection.settings import (
-    DEFAULT_DOSE,
-    INJECTION_MODES,
-    INJECTIONS,
-    LAYER_INJECTIONS,
-    NEUTRAL_TEXT,
-    NULL_KINDS,
-    SETTING_KEYS,
-    TRANSPLANT_NORMS,
-    PairSetting,
-    Settings,
-    check_null_draws,
-    pairs_from_config,
-)
+from actadd.studies.token_injection import nulls, settings
+
+# re-exported: the names this module held before the split (the old import path)
+from actadd.studies.token_injection.nulls import *  # noqa: F403
+from actadd.studies.token_injection.settings import *  # noqa: F403
+from actadd.studies.token_injection.settings import INJECTION_MODES
 
 __all__ = [
-    # the conditions
     "aligned_arms",
     "dim_slice",
     "embedding_vector",
@@ -106,27 +88,8 @@ __all__ = [
     "inject_tokens",
     "place_ids",
     "transplant_vector",
-    # re-exported: the nulls (actadd.studies.token_injection.nulls)
-    "embedding_random_like",
-    "match_row_norms",
-    "per_prompt_draws",
-    "random_like",
-    "residual_random_like",
-    "seed_of",
-    "word_token_pool",
-    # re-exported: what a run is told (actadd.studies.token_injection.settings)
-    "DEFAULT_DOSE",
-    "INJECTIONS",
-    "INJECTION_MODES",
-    "LAYER_INJECTIONS",
-    "NEUTRAL_TEXT",
-    "NULL_KINDS",
-    "SETTING_KEYS",
-    "TRANSPLANT_NORMS",
-    "PairSetting",
-    "Settings",
-    "check_null_draws",
-    "pairs_from_config",
+    *nulls.__all__,
+    *settings.__all__,
 ]
 
 

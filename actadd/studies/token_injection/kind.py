@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from actadd.lab.kinds import BaseKind
+from actadd.studies.common import ConfigKind
 from actadd.studies.token_injection.config import TokenInjectionConfig
 
 __all__ = ["KIND", "LARGE_TABLES", "TokenInjectionKind", "claims", "parse"]
@@ -34,18 +34,10 @@ def parse(config: dict[str, Any]) -> TokenInjectionConfig:
     return TokenInjectionConfig.from_dict(config)
 
 
-class TokenInjectionKind(BaseKind):
+class TokenInjectionKind(ConfigKind):
     name = "token_injection"
     description = "ActAdd vs token injection, embeddings, transplants and controls"
-
-    def parse(self, config: dict[str, Any]) -> TokenInjectionConfig:
-        return parse(config)
-
-    def saved_config(self, spec: TokenInjectionConfig) -> dict[str, Any]:
-        return {**spec.to_dict(), "kind": self.name}
-
-    def check(self, spec: TokenInjectionConfig, model) -> None:
-        spec.check_model(model)
+    config_type = TokenInjectionConfig
 
     def run(self, spec: TokenInjectionConfig, model, run) -> None:
         import torch
@@ -175,38 +167,23 @@ def claims(run) -> list:
     exp = run.config.get("name") or run.out.name
     out = []
     act_rows = df[df.condition == "actadd"]
-    for (pair, layer), d in act_rows.groupby(["pair", "layer"], sort=False):
-        v = d.target_logprob_delta.to_numpy(float)
-        out.append(
-            paired_t_claim(
-                v,
-                np.zeros_like(v),
-                test="t over prompts",
-                experiment=exp,
-                id=f"target_up:{pair}:L{layer}",
-                statement=f"{pair} at L{layer}: ActAdd raises the target log-probability",
-                numbers=f"Δ log p(target) {v.mean():+.2f} nats",
-                family="ActAdd raises its target",
-            )
-        )
+    out += _target_claims(
+        act_rows,
+        exp,
+        "target_up",
+        "{pair} at L{layer}: ActAdd raises the target log-probability",
+        family="ActAdd raises its target",
+    )
     out += _pad_claims(run, act_rows, exp)
     dose = df[(df.condition == "coeff") & np.isclose(df.scale, -1.0)]
-    for (pair, layer), d in dose.groupby(["pair", "layer"], sort=False):
-        v = d.target_logprob_delta.to_numpy(float)
-        out.append(
-            paired_t_claim(
-                v,
-                np.zeros_like(v),
-                test="t over prompts",
-                experiment=exp,
-                id=f"negative_multiple:{pair}:L{layer}",
-                statement=f"{pair} at L{layer}, −1 × c lowers the target log-probability "
-                "(the reverse of +1 × c)",
-                numbers=f"Δ log p(target) {v.mean():+.2f} nats",
-                sign=-1,
-                family="negative multiples",
-            )
-        )
+    out += _target_claims(
+        dose,
+        exp,
+        "negative_multiple",
+        "{pair} at L{layer}, −1 × c lowers the target log-probability (the reverse of +1 × c)",
+        family="negative multiples",
+        sign=-1,
+    )
     cols = ["pair", "layer", "prompt_index"]
     act = df[df.condition == "actadd"][cols + ["inject_corr"]]
     rnd = df[df.condition == "random"][cols + ["inject_corr"]]
@@ -224,6 +201,29 @@ def claims(run) -> list:
                 numbers=f"similarity {d.inject_corr_actadd.mean():.2f} vs "
                 f"{d.inject_corr_random.mean():.2f}",
                 family="ActAdd ~ prepend beyond random",
+            )
+        )
+    return out
+
+
+def _target_claims(rows: pd.DataFrame, exp: str, cid: str, statement: str, **kw: Any) -> list:
+    """Per (pair, layer) of ``rows``: the target log-probability moves (t over prompts
+    against 0; up, or down with ``sign=-1``). ``statement`` has ``{pair}`` and ``{layer}``."""
+    from actadd.lab.claims import paired_t_claim
+
+    out = []
+    for (pair, layer), d in rows.groupby(["pair", "layer"], sort=False):
+        v = d.target_logprob_delta.to_numpy(float)
+        out.append(
+            paired_t_claim(
+                v,
+                np.zeros_like(v),
+                test="t over prompts",
+                experiment=exp,
+                id=f"{cid}:{pair}:L{layer}",
+                statement=statement.format(pair=pair, layer=layer),
+                numbers=f"Δ log p(target) {v.mean():+.2f} nats",
+                **kw,
             )
         )
     return out
