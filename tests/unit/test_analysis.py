@@ -438,7 +438,7 @@ def test_bad_input_is_a_clear_error(tiny_llama):
         inject_tokens(m, "ab", "x", "sideways")
     with pytest.raises(SteeringError, match="torch.Generator"):
         random_like(SteeringVector.from_pair(m, "a", "b", 1), 0)
-    with pytest.raises(ConfigError, match="Unknown settings"):
+    with pytest.raises(ConfigError, match=r"\[settings\]: unknown key\(s\) \[.layer.\]"):
         Settings.from_dict(dict(prompts=PROMPTS, layers=[1], layer=[2]))
     with pytest.raises(ConfigError, match="missing keys"):
         pairs_from_config([dict(name="x", positive="a")])
