@@ -102,7 +102,9 @@ class SweepKind(BaseKind):
         return {"kind": self.name, **spec.to_dict()}
 
     def check(self, spec, model) -> None:
-        spec.validate(model)
+        from actadd.sweeps.plan import check
+
+        check(spec, model)
 
     distributed = True  # its units can run on Ray actors (actadd.sweeps.distributed)
 
