@@ -16,31 +16,17 @@ from torch import Tensor
 
 # Align and the alignment kinds live in the torch-free actadd.core.align (configs parse them
 # without torch); they are re-exported here, where the steering code has always found them
-from actadd.core.align import (
-    ALIGN_KINDS,
-    ONE_ROW_KINDS,
-    PHASE_KINDS,
-    Align,
-    AlignKind,
-    AlignLike,
-    OnShort,
-)
+from actadd.core import align as _align
+from actadd.core.align import Align, AlignLike, OnShort
 from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError, Validated
 
-__all__ = [
-    "ALIGN_KINDS",
-    "Align",
-    "AlignKind",
-    "AlignLike",
-    "ONE_ROW_KINDS",
-    "OnShort",
-    "PHASE_KINDS",
-    "Placement",
-    "Steerable",
-    "as_placement",
-    "prompt_positions",
-]
+__all__ = [*_align.__all__, "Placement", "Steerable", "as_placement", "prompt_positions"]
+
+ALIGN_KINDS = _align.ALIGN_KINDS
+PHASE_KINDS = _align.PHASE_KINDS
+ONE_ROW_KINDS = _align.ONE_ROW_KINDS
+AlignKind = _align.AlignKind
 
 
 def prompt_positions(
