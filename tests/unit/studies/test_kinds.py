@@ -310,7 +310,7 @@ PAPER_EXPERIMENTS = (
 
 
 def test_shipped_paper_configs_parse_with_and_without_quick():
-    root = Path(__file__).resolve().parents[2] / "experiments"
+    root = Path(__file__).resolve().parents[3] / "experiments"
     for name in PAPER_EXPERIMENTS:
         path = root / f"{name}.toml"
         for quick in (False, True):
