@@ -111,6 +111,7 @@ def _cli(*args) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_figures_check_each_table_fail_per_run_and_leave_no_stale_files(tmp_path, tiny_llama):
     for name in ("a", "b"):
         run_sweep(small(name=name), tiny_llama, out=tmp_path / name, progress=False)
@@ -128,6 +129,7 @@ def test_figures_check_each_table_fail_per_run_and_leave_no_stale_files(tmp_path
     assert not stale.exists() and list((tmp_path / "b" / "figures").glob("*.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
@@ -155,6 +157,7 @@ def _toml(value) -> str:
     return json.dumps(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("over", "message"),
     [

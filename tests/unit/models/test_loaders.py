@@ -177,6 +177,7 @@ def test_gguf_of_unsupported_architecture_is_rejected(tmp_path, cache):
     assert _cache_entries(cache) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "keep",
     [64 << 10, 1 << 20, -100],

@@ -38,6 +38,7 @@ def spec(**over):
     return SweepSpec.from_dict({**BASE, **over})
 
 
+@pytest.mark.slow
 def test_engine_numbers_equal_the_naive_per_cell_loop(any_model):
     s = spec(model=None, batch_rows=40)
     fast = run_sweep(s, any_model, progress=False)
@@ -169,6 +170,7 @@ def test_offset_range_expands():
     assert [str(a) for a in s.align_list()] == ["front", "offset:1", "offset:2", "back"]
 
 
+@pytest.mark.slow
 def test_figures_are_redrawn_from_the_saved_table(tmp_path, tiny_llama):
     from actadd.plots import sweep_figures
 
