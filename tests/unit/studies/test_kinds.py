@@ -162,6 +162,7 @@ TABLES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(TABLES))
 def test_kind_runs_end_to_end_and_redraws_its_figures_without_a_model(kind, tmp_path, monkeypatch):
     config = configs(tmp_path)[kind]
@@ -310,7 +311,7 @@ PAPER_EXPERIMENTS = (
 
 
 def test_shipped_paper_configs_parse_with_and_without_quick():
-    root = Path(__file__).resolve().parents[2] / "experiments"
+    root = Path(__file__).resolve().parents[3] / "experiments"
     for name in PAPER_EXPERIMENTS:
         path = root / f"{name}.toml"
         for quick in (False, True):
@@ -346,6 +347,7 @@ def test_capability_scores_equal_a_direct_unbatched_forward(tiny_llama):
         assert row["rank"] == int((lp > lp[answer]).sum())
 
 
+@pytest.mark.slow
 def test_perplexity_ratio_is_one_at_zero_coefficient(tmp_path):
     config = configs(tmp_path)["perplexity"]
     out = tmp_path / "ppl"
@@ -398,6 +400,7 @@ def test_proportion_summary_counts_cells_and_compares_with_unsteered():
     )
 
 
+@pytest.mark.slow
 def test_token_injection_v2_claims_are_computed_from_its_tables(tmp_path):
     from actadd.lab.claims import adjust
     from actadd.lab.kinds import get_kind

@@ -1,13 +1,8 @@
-"""Sweeps: engine == naive loop, resumable after a kill, bad configs caught up front."""
+"""Sweeps: engine == naive loop, a resume with another config refused, bad configs caught up
+front. (A sweep killed with SIGKILL and resumed: tests/system/test_crash_resume.py.)"""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +38,7 @@ def spec(**over):
     return SweepSpec.from_dict({**BASE, **over})
 
 
+@pytest.mark.slow
 def test_engine_numbers_equal_the_naive_per_cell_loop(any_model):
     s = spec(model=None, batch_rows=40)
     fast = run_sweep(s, any_model, progress=False)
@@ -95,91 +91,6 @@ def test_generation_metrics_use_common_seeds_across_cells(any_model):
     base = comps[comps.pair == UNSTEERED].completion.tolist()
     assert zero == base  # c = 0 adds nothing, and the seeds are shared
     assert set(df.metric) == {"topic_any", "topic_count", "sentiment"}
-
-
-CLI_CONFIG = """
-kind = "sweep"
-name = "kill"
-model = "tiny-llama"
-layers = "all"
-coeffs = [1.0, 2.0, 4.0]
-aligns = ["front", "back"]
-prompts = ["I went up to my friend and said", "Hello there", "One more prompt here"]
-target_words = ["w"]
-batch_rows = 8
-[[pairs]]
-positive = "Love"
-negative = "Hate"
-[[pairs]]
-positive = "Calm"
-negative = "Anger"
-[generation]
-n_samples = 4
-max_new_tokens = 12
-topic_words = ["a"]
-"""
-
-
-def _cli(*args):
-    return [sys.executable, "-m", "actadd.cli", *args]
-
-
-def test_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path):
-    config = tmp_path / "kill.toml"
-    config.write_text(CLI_CONFIG)
-    out = tmp_path / "run"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        _cli("sweep", str(config), "--out", str(out)),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    total = 2 * (1 + 2 * 4)  # (baseline + pairs × layers) for next-token and generation
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            done = list((out / "parts").glob("*.results.parquet")) if out.exists() else []
-            if len(done) >= 3:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    n_done = len(list((out / "parts").glob("*.results.parquet")))
-    assert 3 <= n_done < total, f"kill came too late ({n_done}/{total} units done)"
-    assert not (out / "results.parquet").exists()
-
-    with pytest.raises(ConfigError, match="--resume"):
-        from actadd.lab.runner import run_config
-
-        run_config(config, out)
-    assert (
-        subprocess.run(
-            _cli("sweep", str(config), "--out", str(out), "--resume"), env=env, capture_output=True
-        ).returncode
-        == 0
-    )
-    assert (
-        subprocess.run(
-            _cli("sweep", str(config), "--out", str(tmp_path / "whole")),
-            env=env,
-            capture_output=True,
-        ).returncode
-        == 0
-    )
-    resumed, whole = load_results(out), load_results(tmp_path / "whole")
-    assert len(resumed) == len(whole) and not resumed.duplicated().any()
-    pd.testing.assert_frame_equal(resumed, whole)
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(out / "completions.parquet"),
-        pd.read_parquet(tmp_path / "whole" / "completions.parquet"),
-    )
-    cfg = json.loads((out / "config.json").read_text())
-    env_info = json.loads((out / "env.json").read_text())
-    assert cfg["kind"] == "sweep" and cfg["coeffs"] == [1.0, 2.0, 4.0]
-    assert env_info["model"]["name"] == "tiny-llama" and env_info["packages"]["torch"]
-    assert list((out / "figures").glob("*.png")) and list((out / "figures").glob("*.pdf"))
 
 
 def test_resuming_with_a_different_config_is_refused(tmp_path, tiny_llama):
@@ -259,6 +170,7 @@ def test_offset_range_expands():
     assert [str(a) for a in s.align_list()] == ["front", "offset:1", "offset:2", "back"]
 
 
+@pytest.mark.slow
 def test_figures_are_redrawn_from_the_saved_table(tmp_path, tiny_llama):
     from actadd.plots import sweep_figures
 

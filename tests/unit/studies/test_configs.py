@@ -15,7 +15,7 @@ import pytest
 from actadd.lab.runner import kind_of, read_config
 from actadd.lab.runs import RunDir
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 STUDY_KINDS = ("capability", "perplexity", "demo", "pad_confound", "token_injection")
 RUNS = sorted(
     p.parent.name

@@ -33,7 +33,7 @@ from actadd.lab.runner import run_experiment
 from actadd.lab.runs import RunDir
 from actadd.lab.stats import bh_adjust, mcnemar_exact, sign_flip_test
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def paired(a, b, cluster) -> Paired:
