@@ -2,7 +2,7 @@
 config is read and checked in well under a second, before any model library loads.
 
 Each module is imported in a fresh interpreter (``sys.modules`` of this one already holds
-torch). Add a study's config module to ``CONFIG_MODULES`` when it moves to the config idiom.
+torch). Every module a config is defined in is listed in ``CONFIG_MODULES``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: every module a config is read with; extend as the studies' configs move to actadd.config
+#: every module a config is defined in
 CONFIG_MODULES = [
     "actadd.config",
     "actadd.core.align",
     "actadd.core.sampling",
     "actadd.sweeps.spec",
     "actadd.sweeps.generation_spec",
+    "actadd.studies.written",
+    "actadd.studies.capability.config",
+    "actadd.studies.perplexity.config",
+    "actadd.studies.paper.config",
+    "actadd.studies.pad_confound.config",
+    "actadd.studies.token_injection.settings",
+    "actadd.studies.token_injection.config",
 ]
 HEAVY = ("torch", "transformer_lens")
 

@@ -1,12 +1,10 @@
 """The studies' configs: the saved ``config.json`` of every committed run is what the config
 writes today (so every run resumes), the old key ``pads`` of ``pad_confound`` still reads
-(with a warning), and importing a config module imports no model code."""
+(with a warning). That importing them imports no model code: tests/unit/test_config_imports.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -21,27 +19,6 @@ RUNS = sorted(
     p.parent.name
     for p in (ROOT / "results").glob("*/config.json")
     if json.loads(p.read_text())["kind"] in STUDY_KINDS
-)
-CONFIG_MODULES = (
-    "actadd.studies.written",
-    "actadd.studies.capability.config",
-    "actadd.studies.perplexity.config",
-    "actadd.studies.paper.config",
-    "actadd.studies.pad_confound.config",
-    *(
-        # the modules themselves import no model code, but their package's __init__ imports
-        # the computation eagerly; once it is lazy these pass, and strict xfail says so
-        pytest.param(
-            m,
-            marks=pytest.mark.xfail(
-                strict=True, reason="actadd/studies/token_injection/__init__.py imports torch"
-            ),
-        )
-        for m in (
-            "actadd.studies.token_injection.settings",
-            "actadd.studies.token_injection.config",
-        )
-    ),
 )
 
 
@@ -91,28 +68,3 @@ def test_pad_confound_reads_the_old_key_pads_with_a_warning_and_saves_it_as_befo
     kind = kind_of(config)
     with pytest.raises(Exception, match="give 'pad_tokens' only"):
         kind.parse({**config, "pads": [" "]})
-
-
-@pytest.mark.parametrize("module", CONFIG_MODULES)
-def test_a_study_config_module_imports_no_model_code(module):
-    code = (
-        f"import sys, {module}\n"
-        "heavy = sorted(m for m in ('torch', 'transformer_lens') if m in sys.modules)\n"
-        "print(','.join(heavy))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
-
-
-def test_the_no_model_code_check_catches_a_planted_import(tmp_path):
-    planted = ROOT / "actadd" / "studies" / "_planted_config_for_test.py"
-    planted.write_text("import actadd.studies.written\nimport torch\n")
-    try:
-        with pytest.raises(AssertionError, match="imports torch"):
-            test_a_study_config_module_imports_no_model_code(
-                "actadd.studies._planted_config_for_test"
-            )
-    finally:
-        planted.unlink()

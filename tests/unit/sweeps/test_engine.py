@@ -3,6 +3,7 @@ front. (A sweep killed with SIGKILL and resumed: tests/system/test_crash_resume.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np

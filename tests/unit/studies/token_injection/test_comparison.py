@@ -41,9 +41,9 @@ from actadd.studies.token_injection import (
     residual_random_like,
     transplant_vector,
 )
+from actadd.studies.token_injection.conditions import seed_of
 from actadd.studies.token_injection.forwards import _text_resid
 from actadd.studies.token_injection.pair_conditions import _conditions
-from actadd.studies.token_injection.conditions import seed_of
 
 PROMPTS = ["hello world there", "the quick brown fox"]
 

@@ -18,8 +18,8 @@ from actadd.studies.token_injection import (
     place_ids,
     residual_random_like,
 )
-from actadd.studies.token_injection.forwards import _text_resid
 from actadd.studies.token_injection.conditions import seed_of
+from actadd.studies.token_injection.forwards import _text_resid
 from actadd.studies.token_injection.specificity import concept_pairs, specificity_matrix
 
 PER_PROMPT = ["hello world there", "the quick brown fox", "abcd efg hij", "one two three four"]
