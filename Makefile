@@ -12,13 +12,14 @@ TL4_VENV ?= .venv-tl4
 TL4_PY   := $(TL4_VENV)/bin/python
 TL4_STAMP := $(TL4_VENV)/.actadd-tl4-installed
 # the tests `make test-tl4` runs there: everything marked `bridge`
-TL4_TESTS := tests/unit/test_environment.py tests/unit/test_backends.py tests/unit/test_steer.py tests/unit/test_sweeps.py \
+TL4_TESTS := tests/unit/test_environment.py tests/unit/runtime/test_backends.py \
+	tests/unit/core/test_steering.py tests/unit/sweeps/test_engine.py \
 	tests/integration/test_bridge_smollm2.py
 # llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run analysis quick test test-unit test-interop test-tl4 lint format figures bench bench-ray clean
+.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run analysis quick test test-fast test-unit test-system test-interop test-tl4 lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -82,12 +83,12 @@ $(PLAYGROUND_STAMP): $(STAMP) requirements/playground.txt
 setup-browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's chromium and chromium-driver for tests/browser"; \
+		echo "installing Debian's chromium and chromium-driver for tests/system/browser"; \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
 		|| { apt-get update -q >/dev/null && \
 		     apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null; }; \
-	else echo "chromium/chromedriver not found; installing them needs root and apt-get: tests/browser will skip (fail with CI set)"; fi
+	else echo "chromium/chromedriver not found; installing them needs root and apt-get: tests/system/browser will skip (fail with CI set)"; fi
 
 # the steering playground as a page on localhost (Voila serves notebooks/06_playground.ipynb);
 # ACTADD_PLAYGROUND_MODEL=tiny-llama make playground for a small random model
@@ -129,18 +130,27 @@ test: setup-interop setup-ray setup-playground setup-browser setup-tl4 ## every 
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-tl4
 
+# the edit-test loop: the unit tier without `slow` tests, on `make setup` alone (no llama.cpp,
+# Ray, chromium or TransformerLens 4.x); under 90 s on 2 cores
+test-fast: setup    ## the unit tier without slow tests (about a minute)
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests/unit -q -m "not slow"
+
 test-tl4: setup-tl4  ## the TransformerBridge tests under TransformerLens 4.x (.venv-tl4)
 	$(TL4_PY) -m pytest -m bridge $(TL4_TESTS)
 
 test-playground: setup-playground setup-browser  ## the playground: widget logic, notebook 06, the real browser
-	$(PY) -m pytest tests/unit/test_playground.py tests/browser tests/notebooks -k "playground"
+	$(PY) -m pytest tests/unit/ui/test_playground.py tests/system/browser tests/system/notebooks \
+		-k "playground"
 
 test-interop: setup-interop  ## control vectors: GGUF format, real llama.cpp, repeng, notebook 04
-	$(PY) -m pytest tests/unit/test_gguf_vectors.py tests/unit/test_cli_vector.py \
-		tests/integration/test_llamacpp_interop.py tests/notebooks -k "gguf or vector or llamacpp or interop"
+	$(PY) -m pytest tests/unit/interop/test_gguf.py tests/unit/cli/test_vector.py \
+		tests/integration/test_llamacpp_interop.py tests/system/notebooks -k "gguf or vector or llamacpp or interop"
 
-test-unit: setup
+test-unit: setup     ## the whole unit tier, slow tests included
 	$(PY) -m pytest tests/unit
+
+test-system: setup-ray setup-playground setup-browser  ## Ray, kill -9 and resume, the browser, notebooks, findings
+	$(PY) -m pytest tests/system
 
 lint: setup
 	$(VENV)/bin/ruff check actadd tests experiments benchmarks

@@ -437,3 +437,12 @@ def check_layers(layers: Sequence[int], n_layers: int, where: str = "layers") ->
             f"(blocks 0..{n_layers - 1}; {n_layers} is the final residual stream)."
         )
     return layers
+
+
+# ---------------------------------------------------------------------- the pair-length rule
+# (sweeps and shared pieces; kept in their own section)
+
+#: how the two prompts of a pair are made the same length: pad the shorter on the right or
+#: the left, or truncate the longer (the ``equalize`` of a sweep config, of
+#: ``SteeringVector.from_pair`` and of the playground; ``pads`` is its deprecated config key)
+EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")

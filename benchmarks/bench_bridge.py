@@ -134,7 +134,7 @@ def main() -> None:
             layers=[1, 4, 8],
             coeffs=[1.0, 4.0, -4.0],
             aligns=["front", "all"],
-            pads=["right"],
+            equalize=["right"],
             prompts=["I went up to my friend and said", PROMPT],
             neutral_texts=["The weather today is mild and the shops are open."],
             target_words=[" love", " wedding"],

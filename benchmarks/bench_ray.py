@@ -25,7 +25,7 @@ import torch
 
 import actadd
 from actadd.sweeps import SweepSpec, run_sweep
-from actadd.sweeps.distributed import RayBackend, RayOptions
+from actadd.sweeps.distributed import RayExecutor, RayOptions
 from actadd.sweeps.engine import units
 
 
@@ -113,7 +113,7 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         for workers in (1, 2):
-            with RayBackend(RayOptions(workers=workers, num_cpus=1)) as b:
+            with RayExecutor(RayOptions(workers=workers, num_cpus=1)) as b:
                 cold = timed(
                     lambda b=b, w=workers: run_sweep(
                         spec, model, out=tmp / f"cold{w}", progress=False, backend=b

@@ -66,7 +66,12 @@ def sweep_slices(model, spec) -> list[Slice]:
     mid = layers[len(layers) // 2]
     pair = spec.pairs[0]
     vecs = SteeringVector.from_pair_layers(
-        model, pair.positive, pair.negative, [mid], equalize=spec.pads[0], pad_token=pair.pad_token
+        model,
+        pair.positive,
+        pair.negative,
+        [mid],
+        equalize=spec.equalize[0],
+        pad_token=pair.pad_token,
     )
     out = []
     if spec.next_token:

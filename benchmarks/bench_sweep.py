@@ -18,7 +18,7 @@ import torch
 import actadd
 from actadd.core.metrics import kl_div, logprob_mass
 from actadd.runtime.hooks import resid_pre
-from actadd.sweeps import UNSTEERED, SweepSpec, run_sweep, sort_results
+from actadd.sweeps import UNSTEERED, SweepSpec, plan, run_sweep, sort_results
 
 PROMPTS = [
     "I went up to my friend and said",
@@ -30,7 +30,7 @@ NEUTRAL = ["The museum opens at nine in the morning and closes at five in the af
 
 def naive(model, spec: SweepSpec) -> dict[tuple, float]:
     """{(layer, coeff, text_kind, text_index, metric): value} from a plain hooked loop."""
-    targets = spec.target_ids(model)
+    targets = plan.target_ids(spec, model)
     texts = [("prompt", i, t) for i, t in enumerate(spec.prompts)] + [
         ("neutral", i, t) for i, t in enumerate(spec.neutral_texts)
     ]

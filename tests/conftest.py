@@ -3,7 +3,7 @@
 Tiers (see tests/README.md):
 - tests/unit: tiny random models (``tiny-llama``, ``tiny-gpt2``, ``tiny-gemma3``), seconds each.
 - tests/integration: the embedded SmolLM2-135M-Instruct, loaded once per session.
-- tests/notebooks: executes notebooks/ on small sizes.
+- tests/system: real processes and services (Ray, kill -9, the browser, notebooks, findings).
 """
 
 from __future__ import annotations

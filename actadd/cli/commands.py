@@ -47,7 +47,7 @@ def ray_backend(args):
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --ray [ADDRESS].")
         return None
-    from actadd.sweeps.distributed import RayBackend, RayOptions
+    from actadd.sweeps.distributed import RayExecutor, RayOptions
 
     options = RayOptions(
         address=None if args.ray == LOCAL_RAY else args.ray,
@@ -55,7 +55,7 @@ def ray_backend(args):
         num_cpus=1.0 if args.ray_cpus is None else args.ray_cpus,
         num_gpus=0.0 if args.ray_gpus is None else args.ray_gpus,
     )
-    return RayBackend(options).connect()
+    return RayExecutor(options).connect()
 
 
 def cmd_run(args) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ import torch
 from torch import Tensor
 
 from actadd.core.ablation import Ablation
+
+# the one sampling spec lives in the torch-free actadd.core.sampling; re-exported here
+from actadd.core.sampling import GREEDY, PAPER_SAMPLING, Sampling  # noqa: F401
 from actadd.core.steering import (
     Align,
     OnShort,
@@ -55,39 +58,6 @@ __all__ = [
     "next_tokens",
     "sample_seed",
 ]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How the next token is chosen.
-
-    The paper's settings are ``Sampling()``: temperature 1.0, top-p 0.3, frequency penalty
-    1.0 (OpenAI-style: each generated occurrence of a token lowers its logit by 1.0).
-    ``Sampling.greedy()`` takes the argmax with no penalty.
-    """
-
-    temperature: float = 1.0
-    top_p: float = 0.3
-    freq_penalty: float = 1.0
-    greedy: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.greedy and not self.temperature > 0:
-            raise SteeringError(f"temperature must be > 0, got {self.temperature}.")
-        if not 0 < self.top_p <= 1:
-            raise SteeringError(f"top_p must be in (0, 1], got {self.top_p}.")
-
-    @classmethod
-    def paper(cls) -> Sampling:
-        return cls()
-
-    @classmethod
-    def greedy_decoding(cls) -> Sampling:
-        return cls(freq_penalty=0.0, greedy=True)
-
-
-PAPER_SAMPLING = Sampling()
-GREEDY = Sampling.greedy_decoding()
 
 
 def sample_seed(seed: int, prompt_index: int, sample_index: int) -> int:

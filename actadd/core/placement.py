@@ -1,5 +1,7 @@
-"""Where a steering vector goes: :class:`Align` (which prompt positions its rows land on)
-and :class:`Placement` (a vector with its alignment and the batch rows it applies to).
+"""Where a steering vector goes: :func:`prompt_positions` (the prompt positions an
+:class:`~actadd.core.align.Align` puts a vector's rows on) and :class:`Placement` (a vector
+with its alignment and the batch rows it applies to). ``Align`` itself is pure data in
+:mod:`actadd.core.align`, re-exported here.
 
 See :mod:`actadd.core.steering` for how the steering context uses them.
 """
@@ -8,180 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
+# Align and the alignment kinds live in the torch-free actadd.core.align (configs parse them
+# without torch); they are re-exported here, where the steering code has always found them
+from actadd.core import align as _align
+from actadd.core.align import Align, AlignLike, OnShort
 from actadd.core.vectors import SteeringVector
 from actadd.errors import SteeringError, Validated
 
-__all__ = [
-    "ALIGN_KINDS",
-    "ONE_ROW_KINDS",
-    "PHASE_KINDS",
-    "Align",
-    "AlignKind",
-    "AlignLike",
-    "OnShort",
-    "Placement",
-    "as_placement",
-    "prompt_positions",
-]
+__all__ = [*_align.__all__, "Placement", "as_placement", "prompt_positions"]
 
-AlignKind = Literal["front", "offset", "back", "all", "positions", "span", "generated", "from"]
-ALIGN_KINDS: tuple[str, ...] = (
-    "front",
-    "offset",
-    "back",
-    "all",
-    "positions",
-    "span",
-    "generated",
-    "from",
-)
-# alignments that place one row at positions known only as the sequence grows (generation
-# phase): every generated position ("generated"), the first k ("generated:k"), or every
-# position from a marker token on ("from:<token>")
-PHASE_KINDS: tuple[str, ...] = ("all", "generated", "from")
-# alignments that add one d_model row at each of their positions: the phase kinds and a
-# prompt span ("span:a:b", e.g. the user turn of a chat prompt)
-ONE_ROW_KINDS: tuple[str, ...] = (*PHASE_KINDS, "span")
-OnShort = Literal["error", "clip"]
-
-
-@dataclass(frozen=True)
-class Align:
-    """Where a vector's rows go in the prompt. Build with the class methods or :meth:`parse`."""
-
-    kind: str = "front"  # one of ALIGN_KINDS, checked in __post_init__
-    offset: int = 0
-    positions: tuple[int, ...] = ()
-    count: int | None = None  # "generated": only the first `count` generated positions
-    marker: str | int | None = None  # "from": the marker token (a one-token string or an id)
-    end: int = 0  # "span": prompt positions [offset, n_prompt - end)
-
-    def __post_init__(self) -> None:
-        if self.kind not in ALIGN_KINDS:
-            raise SteeringError(
-                f"Unknown alignment {self.kind!r}; allowed: front, back, all, offset:<s> "
-                "(or an int s), positions:<p0,p1,...> (or a list of ints), span:<a>:<b>, "
-                "generated, generated:<k>, from:<marker token>."
-            )
-        if self.kind == "generated" and self.count is not None:
-            if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
-                raise SteeringError(
-                    f"generated:<k> needs k >= 1 (the first k generated positions), "
-                    f"got {self.count!r}."
-                )
-        if self.kind == "from" and (
-            isinstance(self.marker, bool)
-            or not isinstance(self.marker, (str, int))
-            or self.marker == ""
-        ):
-            raise SteeringError(
-                f"from:<marker> needs a marker token (a one-token string or a token id), "
-                f"got {self.marker!r}."
-            )
-        if self.kind == "offset" and (not isinstance(self.offset, int) or self.offset < 0):
-            raise SteeringError(f"offset must be a non-negative int, got {self.offset!r}.")
-        if self.kind == "span" and not all(
-            isinstance(x, int) and not isinstance(x, bool) and x >= 0
-            for x in (self.offset, self.end)
-        ):
-            raise SteeringError(
-                f"span:<a>:<b> needs ints a, b >= 0 (prompt positions a to b before the end), "
-                f"got {self.offset!r}, {self.end!r}."
-            )
-        if self.kind == "positions" and not self.positions:
-            raise SteeringError("Align.at(...) needs at least one position.")
-
-    @classmethod
-    def front(cls) -> Align:
-        return cls("front")
-
-    @classmethod
-    def back(cls) -> Align:
-        return cls("back")
-
-    @classmethod
-    def all(cls) -> Align:
-        return cls("all")
-
-    @classmethod
-    def at_offset(cls, s: int) -> Align:
-        return cls("front") if s == 0 else cls("offset", offset=s)
-
-    @classmethod
-    def generated(cls, first: int | None = None) -> Align:
-        """Every generated position, or only the first ``first`` of them."""
-        return cls("generated", count=first)
-
-    @classmethod
-    def from_marker(cls, marker: str | int) -> Align:
-        """Every position from the first occurrence of ``marker`` on (marker included)."""
-        return cls("from", marker=marker)
-
-    @classmethod
-    def span(cls, start: int, end: int = 0) -> Align:
-        """One row at every prompt position from ``start`` (counted from the leading token)
-        up to ``end`` positions before the prompt's end: ``[start, n_prompt - end)``. The
-        user turn of a chat prompt is such a span (:func:`actadd.core.chat.user_turn_span`)."""
-        return cls("span", offset=start, end=end)
-
-    @classmethod
-    def at(cls, positions: Sequence[int]) -> Align:
-        return cls("positions", positions=tuple(int(p) for p in positions))
-
-    @classmethod
-    def parse(cls, spec: Validated[Align | str | int | Sequence[int]]) -> Align:
-        """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
-        ``"positions:0,2,-1"``, ``[0, 2, -1]``, ``"span:a:b"``, ``"generated"``,
-        ``"generated:8"`` or ``"from:<token>"``."""
-        if isinstance(spec, Align):
-            return spec
-        if isinstance(spec, bool):
-            raise SteeringError(f"Unknown alignment {spec!r}.")
-        if isinstance(spec, int):
-            return cls.at_offset(spec)
-        if isinstance(spec, str):
-            name, _, arg = spec.partition(":")
-            name = name.strip().lower()
-            if name == "from":
-                return cls.from_marker(arg)
-            if name == "generated" and arg:
-                if not arg.strip().isdigit():
-                    raise SteeringError(f"generated:<k> needs an int k >= 1, got {spec!r}.")
-                return cls.generated(int(arg))
-            try:
-                if name == "offset":
-                    return cls.at_offset(int(arg))
-                if name == "positions":
-                    return cls.at([int(p) for p in arg.split(",") if p.strip()])
-                if name == "span":
-                    a, _, b = arg.partition(":")
-                    return cls.span(int(a), int(b or 0))
-            except ValueError:
-                raise SteeringError(f"Cannot parse alignment {spec!r}.") from None
-            if arg:
-                raise SteeringError(f"Alignment {name!r} takes no argument (got {spec!r}).")
-            return cls(name)  # validated in __post_init__
-        if isinstance(spec, Sequence):
-            return cls.at(spec)
-        raise SteeringError(f"Unknown alignment {spec!r}.")
-
-    def __str__(self) -> str:
-        if self.kind == "offset":
-            return f"offset:{self.offset}"
-        if self.kind == "positions":
-            return "positions:" + ",".join(map(str, self.positions))
-        if self.kind == "span":
-            return f"span:{self.offset}:{self.end}"
-        if self.kind == "generated" and self.count is not None:
-            return f"generated:{self.count}"
-        if self.kind == "from":
-            return f"from:{self.marker}"
-        return self.kind
+ALIGN_KINDS = _align.ALIGN_KINDS
+PHASE_KINDS = _align.PHASE_KINDS
+ONE_ROW_KINDS = _align.ONE_ROW_KINDS
+AlignKind = _align.AlignKind
 
 
 def prompt_positions(
@@ -231,9 +76,6 @@ def prompt_positions(
             )
         rows, pos = rows[inside], pos[inside]
     return rows, pos
-
-
-AlignLike = Align | str | int | Sequence[int]
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,14 @@ before anything is written; a directory that holds a run is continued only with
 from __future__ import annotations
 
 import copy
+import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from actadd.config import read_toml
-from actadd.errors import ConfigError
+from actadd.errors import ActAddError, ConfigError
 from actadd.lab.kinds import KIND_MODULES, Kind, get_kind
 
 __all__ = [
@@ -70,15 +73,18 @@ def run_experiment(
     ``resume``, or with another config) → load the model (unless given) → model-dependent
     checks → write ``config.json`` and ``env.json`` → compute the tables → draw the figures.
 
-    ``backend`` (e.g. :class:`actadd.sweeps.distributed.RayBackend`) computes the units of
-    kinds whose work is sweep units (``kind.distributed``); other kinds run here. Either
-    way this process holds the run directory's lock and writes every file.
+    ``backend`` (an executor, e.g. :class:`actadd.sweeps.distributed.RayExecutor`) computes
+    the units of kinds whose work is sweep units (``kind.distributed``); other kinds run
+    here. Either way this process holds the run directory's lock and writes every file.
     """
     from actadd.lab.runs import RunDir
 
     kind = kind_of(config)
     spec = kind.parse({k: v for k, v in config.items() if k != "kind"})
-    run = RunDir(out, kind.saved_config(spec), resume=resume)
+    saved = kind.saved_config(spec)
+    if resume:
+        saved = resumable_config(saved, out, lambda c: kind.saved_config(kind.parse(c)))
+    run = RunDir(out, saved, resume=resume)
     if model is None:
         from actadd.models import load_model
 
@@ -93,6 +99,33 @@ def run_experiment(
         run.set_phase("figures")  # `actadd figures` on this run now waits, not fails
         run.redraw(kind.figures)
     return Path(out)
+
+
+def resumable_config(
+    config: dict[str, Any], out: str | Path, reread: Callable[[dict[str, Any]], dict[str, Any]]
+) -> dict[str, Any]:
+    """The config to resume ``out`` with: ``config``, or the ``config.json`` the run there
+    was started with when ``reread`` (parse, then save again) makes it ``config``.
+
+    A run directory written before a config key was renamed (``pads``, now ``equalize``)
+    holds the old spelling; read through today's config class it is the same spec, so the
+    run resumes and its ``config.json`` stays as the run wrote it (its checksum too). Any
+    other difference is left to :class:`actadd.lab.runs.RunDir`, which refuses it.
+    """
+    try:
+        stored = json.loads((Path(out) / "config.json").read_bytes())
+    except (OSError, ValueError):
+        return config
+    if not isinstance(stored, dict) or stored.get("kind") != config.get("kind"):
+        return config
+    with warnings.catch_warnings():
+        # an old key in a stored config is the run's record, not the user's to change
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            same = reread({k: v for k, v in stored.items() if k != "kind"}) == config
+        except ActAddError:
+            return config
+    return stored if same else config
 
 
 def run_config(

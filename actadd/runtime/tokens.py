@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 from transformer_lens.utilities.tokenize_utils import get_input_with_manually_prepended_bos
 
+from actadd.config import EQUALIZE_RULES
 from actadd.errors import SteeringError
 from actadd.runtime.backends import Model, is_bridge
 
@@ -39,8 +40,8 @@ __all__ = [
 ]
 
 # How the two prompts of a pair are made the same length (``equalize=``).
+# (EQUALIZE_RULES, the same three names, lives in the torch-free actadd.config)
 Equalize = Literal["right", "left", "truncate"]
-EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")
 
 
 def equalize_rule(equalize: str, pad: str | None) -> Equalize:

@@ -1,37 +1,35 @@
-"""Sweeps over layers × coefficients × alignments: spec, fast engine, resumable runs.
+"""Sweeps over layers × coefficients × alignments: spec, plan, fast engine, executors,
+resumable runs.
 
 >>> spec = SweepSpec.from_toml("experiments/wedding_sweep.toml")
 >>> df = run_sweep(spec, out="results/wedding_sweep")          # tidy long table
 >>> summarize(df)                                                # one row per cell × metric
+
+- :mod:`~actadd.sweeps.spec` (and :mod:`~actadd.sweeps.generation_spec`): the spec, pure
+  data (importing it imports no torch);
+- :mod:`~actadd.sweeps.plan`: the checks and resolved pieces that need the model;
+- :mod:`~actadd.sweeps.engine`: the units and their metrics, and the executor protocol with
+  :class:`~actadd.sweeps.engine.LocalExecutor`; :mod:`~actadd.sweeps.distributed`:
+  :class:`~actadd.sweeps.distributed.RayExecutor`;
+- :mod:`~actadd.sweeps.driver`: :func:`run_sweep`, :func:`execute`, :func:`load_results`.
+
+The names below are imported on first use, so ``import actadd.sweeps.spec`` stays light.
+``Backend`` / ``LocalBackend`` (and ``distributed.RayBackend``) are the executors' old names,
+served for one release with a :class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
-
-from actadd.config import Pair
-from actadd.lab.runs import RunDir
-from actadd.lab.stats import summarize
-from actadd.models import load_model
-from actadd.progress import bar as progress_bar
-from actadd.runtime.backends import Model
-from actadd.sweeps.engine import (
-    UNSTEERED,
-    Backend,
-    LocalBackend,
-    UnitRunner,
-    naive_next_token,
-    sort_results,
-    units,
-)
-from actadd.sweeps.spec import GenerationSpec, SweepSpec
+import importlib
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
-    "Backend",
+    "Executor",
     "GenerationSpec",
-    "LocalBackend",
+    "LocalExecutor",
     "UnitRunner",
     "Pair",
     "execute",
@@ -44,89 +42,54 @@ __all__ = [
     "summarize",
 ]
 
-
-def run_sweep(
-    spec: SweepSpec,
-    model: Model | None = None,
-    *,
-    out: str | Path | None = None,
-    resume: bool = False,
-    progress: bool | None = None,
-    kind: str = "sweep",
-    backend: Backend | None = None,
-) -> pd.DataFrame:
-    """Evaluate every cell of ``spec``; return the tidy metrics table.
-
-    With ``out``, results go to a resumable run directory (:class:`actadd.lab.runs.RunDir`):
-    ``resume=True`` skips finished units. Completions, when the spec samples, are in
-    ``df.attrs["completions"]`` and ``<out>/completions.parquet``.
-    All validation happens before any compute. ``backend`` computes the units elsewhere
-    (e.g. :class:`actadd.sweeps.distributed.RayBackend`); the results are the same.
-    """
-    run = RunDir(out, {"kind": kind, **spec.to_dict()}, resume=resume) if out else None
-    model = model if model is not None else load_model(spec.model)
-    spec.validate(model)
-    if run is None:
-        return execute(spec, model, None, progress=progress, backend=backend)
-    with run.start(model):
-        df = execute(spec, model, run, progress=progress, backend=backend)
-        run.mark_complete()
-        return df
+#: public name -> the module that defines it (imported on first use)
+_HOMES: dict[str, str] = {
+    "Executor": "actadd.sweeps.engine",
+    "GenerationSpec": "actadd.sweeps.generation_spec",
+    "LocalExecutor": "actadd.sweeps.engine",
+    "UnitRunner": "actadd.sweeps.engine",
+    "Pair": "actadd.config",
+    "execute": "actadd.sweeps.driver",
+    "SweepSpec": "actadd.sweeps.spec",
+    "UNSTEERED": "actadd.sweeps.engine",
+    "load_results": "actadd.sweeps.driver",
+    "naive_next_token": "actadd.sweeps.engine",
+    "run_sweep": "actadd.sweeps.driver",
+    "sort_results": "actadd.sweeps.engine",
+    "summarize": "actadd.lab.stats",
+}
+#: old name -> its name now (one release)
+_RENAMED: dict[str, str] = {"Backend": "Executor", "LocalBackend": "LocalExecutor"}
 
 
-def execute(
-    spec: SweepSpec,
-    model: Model,
-    run: RunDir | None = None,
-    *,
-    progress: bool | None = None,
-    backend: Backend | None = None,
-) -> pd.DataFrame:
-    """The sweep loop over resumable units (``spec`` already validated against ``model``).
+def renamed(module: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that serves each old name of ``names`` (old -> new) as the
+    module's new one, with a :class:`DeprecationWarning`, for one release."""
 
-    With ``run``, each finished unit is written as a part and skipped when resumed, and the
-    run's ``results``/``completions`` tables are rebuilt from the parts. ``backend`` says
-    where the units are computed: here, on ``model`` (the default), or on Ray actors
-    (:class:`actadd.sweeps.distributed.RayBackend`); either way the parts are written here,
-    by this process, through ``run``, so a run directory can be resumed by either.
-    """
-    todo = units(spec, model.cfg.n_layers)
-    results: dict[str, dict[str, pd.DataFrame]] = {}
-    with progress_bar(len(todo), f"sweep {spec.name}", "unit", progress) as bar:
-        pending = []
-        for unit in todo:
-            if run is not None and run.done(unit.key, unit.tables):
-                bar.update(1)
-            else:
-                pending.append(unit)
-        computed = (
-            LocalBackend().map(spec, model, pending)
-            if backend is None
-            else backend.map(spec, model, pending)
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} is now called {names[name]} (the name Backend is the model "
+            "backend, actadd.runtime.backends); the old name goes in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        for unit, tables in computed:
-            if run is not None:
-                run.write_part(unit.key, tables)
-            else:
-                results[unit.key] = tables
-            bar.set_postfix_str(unit.key)
-            bar.update(1)
-    keys = [u.key for u in todo]
-    if run is not None:
-        expected = {u.key: u.tables for u in todo}
-        final = run.finalize(keys, ("results", "completions"), expected)
-    else:
-        final = {
-            t: pd.concat([results[k][t] for k in keys if t in results[k]], ignore_index=True)
-            for t in ("results", "completions")
-            if any(t in results[k] for k in keys)
-        }
-    df = final["results"]
-    if "completions" in final:
-        df.attrs["completions"] = final["completions"]
-    return df
+        return getattr(sys.modules[module], names[name])
+
+    return __getattr__
 
 
-def load_results(out: str | Path) -> pd.DataFrame:
-    """Read a finished run's metrics table."""
-    return pd.read_parquet(Path(out) / "results.parquet")
+_renamed = renamed(__name__, _RENAMED)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENAMED:
+        return _renamed(name)
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,7 +1,7 @@
 """Sweep units on a Ray cluster: actors that each load the model once.
 
->>> with RayBackend(RayOptions(address="auto", num_cpus=4)) as ray_backend:
-...     df = run_sweep(spec, out="results/big", backend=ray_backend)
+>>> with RayExecutor(RayOptions(address="auto", num_cpus=4)) as ray_executor:
+...     df = run_sweep(spec, out="results/big", backend=ray_executor)
 
 How it works:
 
@@ -21,7 +21,7 @@ How it works:
   An exception raised by the unit's code is not retried: it is raised here.
 
 Ray is an optional dependency (``pip install 'actadd[ray]'``); nothing here imports it
-until :meth:`RayBackend.connect`.
+until :meth:`RayExecutor.connect`.
 
 Known limits: the driver still loads the model once (``run_experiment`` validates the
 config against it and writes ``env.json`` from it), which for a 7B model means the
@@ -48,8 +48,20 @@ import pandas as pd
 from actadd.errors import ActAddError, ConfigError
 from actadd.runtime.backends import Model
 from actadd.runtime.tokens import encode
+from actadd.sweeps import renamed
 from actadd.sweeps.engine import Unit, UnitRunner
 from actadd.sweeps.spec import SweepSpec
+
+__all__ = [
+    "ADDRESS_HELP",
+    "DistributedError",
+    "RayExecutor",
+    "RayOptions",
+    "UnitWorker",
+    "model_fingerprint",
+]
+# the executor's name before it was told apart from the model backends (one release)
+__getattr__ = renamed(__name__, {"RayBackend": "RayExecutor"})
 
 ADDRESS_HELP = (
     "--ray takes no address (start a local Ray cluster here), 'auto' (join the cluster "
@@ -180,8 +192,8 @@ class _Slot:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class RayBackend:
-    """Compute sweep units on Ray actors (a :class:`actadd.sweeps.engine.Backend`).
+class RayExecutor:
+    """Compute sweep units on Ray actors (a :class:`actadd.sweeps.engine.Executor`).
 
     Use as a context manager, or call :meth:`connect` before and :meth:`close` after: the
     actors are kept between sweeps of the same model (``actadd suite``) and killed on close;
@@ -201,7 +213,7 @@ class RayBackend:
 
     # ------------------------------------------------------------------ cluster
 
-    def connect(self) -> RayBackend:
+    def connect(self) -> RayExecutor:
         """Import Ray and connect to (or start) the cluster; a clear ConfigError otherwise.
         Joins a connection this process already has (``ray.init`` called before)."""
         if self._ray is not None:
@@ -282,7 +294,7 @@ class RayBackend:
             ) from None
 
     def close(self) -> None:
-        """Kill this backend's actors; shut down the local cluster if it started one."""
+        """Kill this executor's actors; shut down the local cluster if it started one."""
         if self._ray is None:
             return
         for slots in self._pools.values():
@@ -294,7 +306,7 @@ class RayBackend:
             self._started_cluster = False
         self._ray = None
 
-    def __enter__(self) -> RayBackend:
+    def __enter__(self) -> RayExecutor:
         return self.connect()
 
     def __exit__(self, *exc) -> None:

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from actadd.core.generation import Sampling, generate_tokens, sample_seed
+from actadd.core.generation import generate_tokens, sample_seed
 from actadd.core.metrics import kl_div, logprob_mass, sentiment, topic_counts
 from actadd.core.placement import ONE_ROW_KINDS
 from actadd.core.prefix import PrefixBatch
@@ -34,8 +34,31 @@ from actadd.core.vectors import SteeringVector
 from actadd.runtime.backends import Model
 from actadd.runtime.forward import real_positions
 from actadd.runtime.tokens import encode
+from actadd.sweeps import plan, renamed
 from actadd.sweeps.method_vectors import MethodVectors
 from actadd.sweeps.spec import PAIR_METHODS, SweepSpec
+
+__all__ = [
+    "DATASET",
+    "Executor",
+    "LocalExecutor",
+    "METRIC_COLUMNS",
+    "UNIT_TABLES",
+    "UNSTEERED",
+    "TextGroup",
+    "Texts",
+    "Unit",
+    "UnitRunner",
+    "cell_vector",
+    "generation_unit",
+    "naive_next_token",
+    "next_token_unit",
+    "sort_results",
+    "unit_tables",
+    "units",
+]
+# the executors' names before they were told apart from the model backends (one release)
+__getattr__ = renamed(__name__, {"Backend": "Executor", "LocalBackend": "LocalExecutor"})
 
 UNSTEERED = "(unsteered)"
 METRIC_COLUMNS = [
@@ -115,7 +138,7 @@ def units(spec: SweepSpec, n_layers: int) -> list[Unit]:
         for method in spec.method_list():
             if method in PAIR_METHODS:
                 for p in range(len(spec.pairs)):
-                    for pad in spec.pads:
+                    for pad in spec.equalize:
                         out += [Unit(kind, p, pad, layer, method) for layer in layers]
             else:
                 out += [Unit(kind, DATASET, "", layer, method) for layer in layers]
@@ -200,8 +223,8 @@ class Texts:
     """The sweep's next-token texts: a prompt group and a neutral-text group."""
 
     def __init__(self, model: Model, spec: SweepSpec) -> None:
-        targets = spec.target_ids(model)
-        prompts, neutral = spec.texts(model)  # rendered through the chat template for turn
+        targets = plan.target_ids(spec, model)
+        prompts, neutral = plan.texts(spec, model)  # rendered through the chat template for turn
         self.groups = [
             TextGroup(model, kind, texts, targets, spec.batch_rows)
             for kind, texts in (("prompt", prompts), ("neutral", neutral))
@@ -236,7 +259,7 @@ def next_token_unit(
             records += g.records(cols, g.baseline(), coeff=0.0, align="none")
         return pd.DataFrame(records, columns=METRIC_COLUMNS)
     v = vectors[unit.layer]
-    cells = [(c, *la) for c in spec.coeffs for la in spec.cell_aligns(unit.method, model)]
+    cells = [(c, *la) for c in spec.coeffs for la in plan.cell_aligns(spec, unit.method, model)]
     conditions = [Placement(cell_vector(v, c, a), a) for c, _, a in cells]
     for g in texts.groups:
         for (c, label, _), logits in zip(cells, g.batch.logits(conditions)):
@@ -258,14 +281,14 @@ def generation_unit(
     differences are not sampling noise in the seeds.
     """
     g = spec.generation
-    sampling = Sampling(temperature=g.temperature, top_p=g.top_p, freq_penalty=g.freq_penalty)
+    sampling = g.sampling
     jobs = [(p, s) for p in range(len(spec.prompts)) for s in range(g.n_samples)]
-    ids = [encode(model, t) for t in spec.texts(model)[0]]
+    ids = [encode(model, t) for t in plan.texts(spec, model)[0]]
     cols = unit.columns(spec)
     if unit.pair == -1:
         cells: list[tuple[float, str, Align | None]] = [(0.0, "none", None)]
     else:
-        cells = [(c, *la) for c in spec.coeffs for la in spec.cell_aligns(unit.method, model)]
+        cells = [(c, *la) for c in spec.coeffs for la in plan.cell_aligns(spec, unit.method, model)]
     rows: list[dict] = []
     comps: list[dict] = []
     for chunk in _chunks(cells, spec.batch_rows // len(jobs)):
@@ -304,7 +327,7 @@ class UnitRunner:
     The steering vectors of a (method, pair, pad) are taken for every layer at once
     (:class:`~actadd.sweeps.method_vectors.MethodVectors`) and the
     next-token texts' clean residuals once, on first use, and reused by later units. Every
-    backend computes a unit through this class (here, or on a Ray actor), so a unit's
+    executor computes a unit through this class (here, or on a Ray actor), so a unit's
     numbers do not depend on where it ran.
     """
 
@@ -334,7 +357,7 @@ class UnitRunner:
 
 
 @runtime_checkable
-class Backend(Protocol):
+class Executor(Protocol):
     """Where a sweep's units are computed. ``map`` yields ``(unit, tables)`` for every unit
     of ``todo`` exactly once, in any order; the caller writes them (the run store)."""
 
@@ -343,7 +366,7 @@ class Backend(Protocol):
     ) -> Iterator[tuple[Unit, dict[str, pd.DataFrame]]]: ...
 
 
-class LocalBackend:
+class LocalExecutor:
     """Every unit in this process, in order, on the caller's model."""
 
     def map(
@@ -360,7 +383,7 @@ def naive_next_token(model: Model, spec: SweepSpec) -> pd.DataFrame:
 
     (The unsteered logits of each text are computed once, not per cell.)
     """
-    targets = spec.target_ids(model)
+    targets = plan.target_ids(spec, model)
     texts = [
         (kind, i, torch.tensor([encode(model, t)], device=model.cfg.device))
         for kind, group in (("prompt", spec.prompts), ("neutral", spec.neutral_texts))
@@ -369,7 +392,7 @@ def naive_next_token(model: Model, spec: SweepSpec) -> pd.DataFrame:
     cleans = [model(t)[0] for _, _, t in texts]
     records: list[dict] = []
     for pair in spec.pairs:
-        for pad in spec.pads:
+        for pad in spec.equalize:
             for layer in spec.layer_list(model.cfg.n_layers):
                 v = SteeringVector.from_pair(
                     model,

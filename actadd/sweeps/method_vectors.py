@@ -21,6 +21,8 @@ from actadd.runtime.forward import left_pad, real_positions, residuals
 from actadd.runtime.tokens import encode
 from actadd.sweeps.spec import SweepSpec
 
+__all__ = ["MethodVectors"]
+
 
 class MethodVectors:
     """``vectors(method, pair, pad)`` → ``{layer: SteeringVector}`` for one sweep."""

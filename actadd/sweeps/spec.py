@@ -1,4 +1,4 @@
-"""Sweep specifications: a validated dataclass, read from TOML or a dict.
+"""Sweep specifications: pure data (no torch, no model), read from TOML or a dict.
 
 A sweep is the grid ``pairs × pair-alignments × layers × coefficients × injection
 alignments``, evaluated on user prompts (next-token metrics), neutral texts (KL
@@ -9,7 +9,7 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     layers = "0:30:2"            # "all", "a:b[:step]", or a list
     coeffs = [0.5, 1, 2, 4]
     aligns = ["front"]           # also "back", "all", "offset:3", "offset:0:6" (a range)
-    pads = ["right"]             # pair alignment: right / left / truncate
+    equalize = ["right"]         # the pair-length rule: right / left / truncate
     prompts = ["I went up to my friend and said"]
     target_words = "weddings"    # a preset name or a list of words
 
@@ -72,43 +72,60 @@ The cells' ``align`` column reads ``turn:user`` / ``turn:assistant``; ``aligns``
 out. The vectors are built from the pairs as written (not rendered). A model without a chat
 template is refused before any compute.
 
+``equalize`` is the pair-length rule of every pair (one grid dimension; the results' ``pad``
+column): pad the shorter prompt on the right or the left, or truncate the longer. Its old
+key ``pads`` is still read, with a :class:`DeprecationWarning`.
+
 Every problem is reported before any compute starts, as one line naming the key, the value
 and what is allowed: from the config alone when the spec is built (types, ranges, and the
 bounds ``generation.n_samples <= 1000``, ``random_draws <= 1000``, ``|coeff| <= 1e6``),
-and by :meth:`SweepSpec.validate` for what needs the model (layer ranges, single-token
-words, texts within the context, and every cell's vector fitting every text it is added to).
+and by the plan step, :func:`actadd.sweeps.plan.check` (or :meth:`SweepSpec.validate`), for
+what needs the model (layer ranges, single-token words, texts within the context, and every
+cell's vector fitting every text it is added to).
 Figures draw at most 12 coefficients (:data:`actadd.studies.sweep.kind.FIGURE_COEFFS`, evenly
 spread, with a one-line note); the tables hold every one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from actadd.config import (
+    EQUALIZE_RULES,
+    Config,
     Pair,
     boolean,
     check_keys,
-    check_layers,
     coefficients,
     integer,
-    number,
     parse_layers,
     parse_pairs,
-    read_toml,
     text_list,
     words,
 )
+from actadd.core.align import ONE_ROW_KINDS, Align
 from actadd.core.datasets import load_pairs
-from actadd.core.metrics import target_token_ids
-from actadd.core.placement import ONE_ROW_KINDS
-from actadd.core.steering import Align
-from actadd.errors import ActAddError, ChatTemplateError, ConfigError, Validated
-from actadd.runtime.tokens import EQUALIZE_RULES
+from actadd.core.sampling import MAX_FREQ_PENALTY, MIN_TEMPERATURE
+from actadd.errors import ActAddError, ConfigError, Validated
+from actadd.sweeps.generation_spec import MAX_SAMPLES, GenerationSpec
+
+__all__ = [
+    "DEFAULT_NEUTRAL_TEXTS",
+    "GenerationSpec",
+    "MAX_FREQ_PENALTY",
+    "MAX_RANDOM_DRAWS",
+    "MAX_SAMPLES",
+    "METHODS",
+    "METHOD_DEFAULTS",
+    "MIN_TEMPERATURE",
+    "ONE_ROW_METHODS",
+    "PAIR_METHODS",
+    "SweepSpec",
+    "TURNS",
+    "expand_align",
+    "parse_layers",
+]
 
 METHODS: tuple[str, ...] = ("actadd", "actadd_mean", "caa", "pca_diff", "pca_center", "random")
 ONE_ROW_METHODS: tuple[str, ...] = METHODS[1:]
@@ -132,10 +149,9 @@ TURNS: dict[str, str] = {
 
 # upper bounds of the sizes that multiply the work, each far past what a study needs: a
 # value past them is a typo that would otherwise run for hours or exhaust memory
-MAX_SAMPLES = 1000  # generation.n_samples: completions per prompt and cell
 MAX_RANDOM_DRAWS = 1000  # random_draws: each draw is a method of its own (units × layers)
-MAX_FREQ_PENALTY = 100.0  # |generation.freq_penalty|: 100 already bans a repeated token
-MIN_TEMPERATURE = 1e-6  # below it logits / temperature overflows float32 (NaN probabilities)
+# (and generation.n_samples <= MAX_SAMPLES: actadd.sweeps.generation_spec; the sampling
+# bounds MAX_FREQ_PENALTY, MIN_TEMPERATURE: actadd.core.sampling)
 
 DEFAULT_NEUTRAL_TEXTS = (
     "The museum opens at nine in the morning and closes at five in the afternoon.",
@@ -144,58 +160,13 @@ DEFAULT_NEUTRAL_TEXTS = (
 
 
 @dataclass(frozen=True)
-class GenerationSpec:
-    # Validated: checked (and named in one line) by __post_init__, whatever the type
-    n_samples: Validated[int] = 8
-    max_new_tokens: Validated[int] = 40
-    seed: Validated[int] = 0
-    temperature: Validated[float] = 1.0
-    top_p: Validated[float] = 0.3
-    freq_penalty: Validated[float] = 1.0
-    topic_words: tuple[str, ...] | str = "weddings"
-    sentiment: Validated[bool] = True
-
-    def __post_init__(self) -> None:
-        """Every value checked (and normalised: ints, floats) before any compute."""
-        g = "generation."
-        checked = dict(
-            n_samples=integer(
-                self.n_samples,
-                g + "n_samples",
-                low=1,
-                high=MAX_SAMPLES,
-                why="completions per prompt and cell",
-            ),
-            max_new_tokens=integer(self.max_new_tokens, g + "max_new_tokens", low=1),
-            seed=integer(self.seed, g + "seed", low=0),
-            temperature=number(
-                self.temperature,
-                g + "temperature",
-                low=MIN_TEMPERATURE,
-                why="use a small positive value for near-greedy sampling",
-            ),
-            top_p=number(self.top_p, g + "top_p", low=0.0, high=1.0, low_open=True),
-            freq_penalty=number(
-                self.freq_penalty,
-                g + "freq_penalty",
-                low=-MAX_FREQ_PENALTY,
-                high=MAX_FREQ_PENALTY,
-                why=f"{MAX_FREQ_PENALTY:g} already bans a repeated token",
-            ),
-            sentiment=boolean(self.sentiment, g + "sentiment"),
-        )
-        for key, value in checked.items():
-            object.__setattr__(self, key, value)
-        words(self.topic_words, g + "topic_words")
-
-    @property
-    def words(self) -> tuple[str, ...]:
-        return words(self.topic_words, "generation.topic_words")
-
-
-@dataclass(frozen=True)
-class SweepSpec:
+class SweepSpec(Config):
     """A validated sweep grid. See the module docstring for the TOML form."""
+
+    WHERE: ClassVar[str] = "sweep config"
+    REQUIRED: ClassVar[tuple[str, ...]] = ("name", "pairs")
+    ALIASES: ClassVar[dict[str, str]] = {"pads": "equalize"}
+    LEFT_OUT_AT_DEFAULT: ClassVar[tuple[str, ...]] = tuple(METHOD_DEFAULTS)
 
     name: str
     pairs: tuple[Pair, ...]
@@ -204,7 +175,7 @@ class SweepSpec:
     prompts: tuple[str, ...]
     model: str | None = None
     aligns: tuple[str, ...] = ("front",)
-    pads: tuple[str, ...] = ("right",)
+    equalize: tuple[str, ...] = ("right",)  # the pair-length rule(s); config key once "pads"
     target_words: tuple[str, ...] | str = "weddings"
     neutral_texts: Validated[tuple[str, ...]] = DEFAULT_NEUTRAL_TEXTS
     generation: GenerationSpec | None = None
@@ -230,7 +201,7 @@ class SweepSpec:
             ("coeffs", self.coeffs),
             ("prompts", self.prompts),
             ("aligns", self.aligns),
-            ("pads", self.pads),
+            ("equalize", self.equalize),
         ):
             if not isinstance(values, (list, tuple)):
                 raise ConfigError(f"{label} must be a list, got {values!r}.")
@@ -243,10 +214,10 @@ class SweepSpec:
         names = [p.name for p in self.pairs]
         if len(set(names)) != len(names):
             raise ConfigError(f"pairs: two pairs share a name ({names}); give them labels.")
-        for p in self.pads:
+        for p in self.equalize:
             if p not in EQUALIZE_RULES:
                 raise ConfigError(
-                    f"pad {p!r} unknown; allowed (the pair-length rule): "
+                    f"equalize: pad {p!r} unknown; allowed (the pair-length rule): "
                     f"{', '.join(EQUALIZE_RULES)}."
                 )
         for a in self.aligns:
@@ -265,7 +236,7 @@ class SweepSpec:
         object.__setattr__(self, "batch_rows", integer(self.batch_rows, "batch_rows", low=1))
         boolean(self.next_token, "next_token")
         words(self.target_words, "target_words")
-        # syntax (and repeats) now; the range needs the model (validate)
+        # syntax (and repeats) now; the range needs the model (actadd.sweeps.plan)
         self.layer_list(10**6)
         self._check_turn()
         self._check_confirmatory()
@@ -444,36 +415,6 @@ class SweepSpec:
             return [f"turn:{self.turn}"]
         return [str(a) for a in self.align_list()]
 
-    def cell_aligns(self, method: str, model) -> list[tuple[str, Align]]:
-        """``(label, align)`` of ``method``'s cells on ``model``: the spec's aligns, or the
-        one turn of ``turn`` (the user span is read from the model's chat template)."""
-        if self.turn is None:
-            return [(str(a), a) for a in self.aligns_for(method)]
-        if self.turn == "assistant":
-            return [("turn:assistant", Align.generated())]
-        return [("turn:user", Align.span(*self.user_span(model)))]
-
-    def texts(self, model) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The prompts and neutral texts as the model reads them: rendered as user turns
-        through its chat template when ``turn`` is set."""
-        if self.turn is None:
-            return self.prompts, self.neutral_texts
-        from actadd.core.chat import render_prompt
-
-        with _as_config_error(f"turn = {self.turn!r}"):
-            return tuple(
-                tuple(render_prompt(model, t) for t in group)
-                for group in (self.prompts, self.neutral_texts)
-            )
-
-    def user_span(self, model) -> tuple[int, int]:
-        """``(start, end)``: the user's message is tokens ``[start, n - end)`` of every
-        rendered prompt and neutral text."""
-        from actadd.core.chat import user_turn_span
-
-        with _as_config_error(f"turn = {self.turn!r}"):
-            return user_turn_span(model, self.prompts + self.neutral_texts)
-
     # ------------------------------------------------------------------ derived grid
 
     def layer_list(self, n_layers: int) -> list[int]:
@@ -491,89 +432,14 @@ class SweepSpec:
         return words(self.target_words, "target_words")
 
     def validate(self, model) -> None:
-        """Check everything that depends on the model. Raises ConfigError."""
-        from actadd.runtime.tokens import encode
+        """Check everything that depends on the model (the plan step,
+        :func:`actadd.sweeps.plan.check`). Raises ConfigError."""
+        from actadd.sweeps.plan import check
 
-        n = model.cfg.n_layers
-        check_layers(self.layer_list(n), n, "layers")
-        self.target_ids(model)
-        prompts, neutral = self.texts(model)
-        if self.turn == "user":
-            self.user_span(model)
-        new = self.generation.max_new_tokens if self.generation is not None else 0
-        for what, texts, extra in (
-            ("prompt", prompts, new),
-            ("neutral text", neutral, 0),
-            ("pair prompt", [t for p in self.pairs for t in (p.positive, p.negative)], 0),
-        ):
-            for text in texts:
-                length = len(encode(model, text, truncate=False)) + extra
-                if length > model.cfg.n_ctx:
-                    plus = f" + {extra} new tokens" if extra else ""
-                    raise ConfigError(
-                        f"{what} {text[:40]!r}... is {length - extra} tokens{plus}, past the "
-                        f"model's context of {model.cfg.n_ctx}: shorten it"
-                        + (" or lower generation.max_new_tokens." if extra else ".")
-                    )
-        if self.generation is not None:
-            self.generation.words  # noqa: B018 - validates the preset name
-        self._check_fits(model, prompts, neutral if self.next_token else ())
-
-    def _check_fits(self, model, prompts: tuple[str, ...], neutral: tuple[str, ...]) -> None:
-        """Every cell's vector fits every text it is added to (a front-aligned 5-row vector
-        needs 5 tokens; ``offset:s`` needs ``s + rows``), from token counts alone, so a
-        misfit is one ConfigError before any compute rather than a failure mid-run."""
-        if self.turn is not None:
-            return  # one row on the turn's own tokens (user_span checked the user turn)
-        from actadd.core.placement import PHASE_KINDS, prompt_positions
-        from actadd.runtime.tokens import encode, pair_token_ids
-
-        texts = [("prompt", t) for t in prompts] + [("neutral text", t) for t in neutral]
-        lengths = [(kind, t, len(encode(model, t, truncate=False))) for kind, t in texts]
-        vectors = []
-        if "actadd" in self.methods:
-            for p in self.pairs:
-                for pad in self.pads:
-                    try:
-                        ids, _ = pair_token_ids(model, p.positive, p.negative, pad, p.pad_token)
-                    except ActAddError as exc:
-                        raise ConfigError(f"pair {p.name}: {exc}") from None
-                    vectors.append((f"pair {p.name} (pad {pad})", len(ids)))
-        for method in self.methods:
-            for align in self.aligns_for(method):
-                if align.kind in PHASE_KINDS:
-                    continue  # one row at positions known only as the text grows
-                per_row = method == "actadd" and align.kind not in ONE_ROW_KINDS
-                for what, k in vectors if per_row else [(f"method {method}", 1)]:
-                    for kind, text, n in lengths:
-                        try:
-                            prompt_positions(align, k, n)
-                        except ActAddError as exc:
-                            if align.kind == "positions":
-                                raise ConfigError(f"align {align}, {what}: {exc}") from None
-                            raise ConfigError(
-                                f"align {align}: the {k}-row vector of {what} does not fit "
-                                f"{kind} {text[:40]!r} ({n} tokens, leading token included); "
-                                f"choose an align that fits, a longer {kind} or a shorter pair."
-                            ) from None
-
-    def target_ids(self, model) -> list[int]:
-        """Single-token ids of the target words. A word list given explicitly must be all
-        single tokens; a preset keeps the words that are (and needs at least one)."""
-        strict = not isinstance(self.target_words, str)
-        try:
-            ids = target_token_ids(model, self.words, strict=strict)
-        except ActAddError as exc:
-            raise ConfigError(str(exc)) from None
-        if not ids:
-            raise ConfigError(f"None of the target words {self.words} is a single token.")
-        return ids
+        check(self, model)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for key, default in METHOD_DEFAULTS.items():
-            if d[key] == default:
-                del d[key]
+        d = super().to_dict()  # the method fields and turn left out at their defaults
         if self.turn is not None:
             del d["aligns"]  # the turn places the vector; aligns must be left out
         return d
@@ -581,49 +447,25 @@ class SweepSpec:
     # ------------------------------------------------------------------ reading
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> SweepSpec:
-        raw = dict(raw)
-        raw.pop("kind", None)
-        check_keys(raw, _field_names(cls), "sweep config", required=("name", "pairs"))
+    def _convert(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The pairs, the ``[generation]`` table and the coefficients, parsed (the keys are
+        checked, ``pads`` read as ``equalize``, lists made tuples)."""
         if raw.get("turn") is not None and "aligns" in raw:
+            aligns = raw["aligns"]
             raise ConfigError(
                 f"turn = {raw['turn']!r} places the vector itself; leave aligns out (got "
-                f"{raw['aligns']!r})."
+                f"{list(aligns) if isinstance(aligns, tuple) else aligns!r})."
             )
-        try:
-            pairs = parse_pairs(raw.pop("pairs"), "pairs")
-            generation = raw.pop("generation", None)
-            if isinstance(raw.get("confirmatory"), list):
-                raw["confirmatory"] = tuple(raw["confirmatory"])
-            if generation is not None:
-                check_keys(generation, _field_names(GenerationSpec), "[generation]")
-                generation = GenerationSpec(**_tuples(generation))
-            if isinstance(raw.get("coeffs"), (list, tuple)):  # checked before the dataclass
-                raw["coeffs"] = coefficients(raw["coeffs"], "coeffs", allow_empty=True)
-            return cls(pairs=pairs, generation=generation, **_tuples(raw))
-        except TypeError as exc:
-            raise ConfigError(f"sweep config: {exc}") from None
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> SweepSpec:
-        return cls.from_dict(read_toml(path))
-
-
-@contextmanager
-def _as_config_error(where: str) -> Iterator[None]:
-    """A chat-template problem as one ConfigError line naming the config key."""
-    try:
-        yield
-    except ChatTemplateError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _field_names(cls) -> list[str]:
-    return [f.name for f in fields(cls)]
-
-
-def _tuples(d: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        raw["pairs"] = parse_pairs(raw["pairs"], "pairs")
+        generation = raw.get("generation")
+        if generation is not None:
+            check_keys(generation, GenerationSpec.keys(), "[generation]")
+            raw["generation"] = GenerationSpec(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in generation.items()}
+            )
+        if isinstance(raw.get("coeffs"), (list, tuple)):  # checked before the dataclass
+            raw["coeffs"] = tuple(coefficients(raw["coeffs"], "coeffs", allow_empty=True))
+        return raw
 
 
 def expand_align(spec: str) -> list[Align]:

@@ -236,7 +236,7 @@ def map_spec(s: Settings, n_layers: int) -> SweepSpec:
         coeffs=tuple(float(c) for c in s.map_coeffs),
         prompts=(s.prompt,),
         aligns=(s.align,),
-        pads=(s.equalize,),
+        equalize=(s.equalize,),
         target_words=words if words in TOPIC_PRESETS else s.words,
         neutral_texts=(),
         methods=methods,

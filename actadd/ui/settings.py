@@ -1,5 +1,8 @@
 """What one run of the playground needs: :class:`Settings`, checked before any compute.
 
+``Settings`` follows the one config idiom (:class:`actadd.config.Config`: ``from_dict`` /
+``to_dict``); its ``sampling`` is the one sampling spec,
+:class:`actadd.core.sampling.Sampling`, that generation and the sweeps use too.
 ``Settings(...)`` checks everything that needs no model (``__post_init__``);
 :meth:`Settings.check` checks the rest against a model (layer range, single-token pad and
 target words, context length). Both raise a typed :class:`~actadd.errors.ActAddError`
@@ -10,16 +13,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from transformer_lens import HookedTransformer
 
-from actadd.config import TOPIC_PRESETS, parse_layers, words
-from actadd.core.generation import GREEDY, Sampling
+from actadd.config import EQUALIZE_RULES, TOPIC_PRESETS, Config, parse_layers, words
 from actadd.core.methods import DATASET_METHODS, POSITIONS
 from actadd.core.metrics import target_token_ids
 from actadd.core.placement import ONE_ROW_KINDS, PHASE_KINDS, Align, prompt_positions
+from actadd.core.sampling import GREEDY, Sampling
 from actadd.errors import ActAddError, ConfigError, SteeringError
-from actadd.runtime.tokens import EQUALIZE_RULES, encode, pair_token_ids, single_token_id
+from actadd.runtime.tokens import encode, pair_token_ids, single_token_id
+
+__all__ = ["ALIGN_CHOICES", "COEFF_LIMIT", "SOURCES", "Settings"]
 
 # where the vector comes from: ActAdd's pair, or a dataset method of actadd.core.methods
 SOURCES: tuple[str, ...] = ("pair", *DATASET_METHODS)
@@ -46,13 +52,15 @@ def _finite(x: object) -> bool:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(Config):
     """One playground request. Field groups: the prompt; the vector (``source`` ``"pair"``
     with ``positive``/``negative``, the pair-length rule ``equalize`` and ``pad_token``, or a
     dataset method over ``dataset`` at ``position``); where it goes (``layer``, ``coeff``,
     ``align``); sampling; what to show (``top_k``); the quick map (``map_layers``: a layer
     rule such as ``"0:30:4"``, empty for about eight evenly spaced layers; ``map_coeffs``;
     ``target_words``: a preset name or comma-separated words)."""
+
+    WHERE: ClassVar[str] = "playground settings"
 
     prompt: str = "I hate you because"
     source: str = "pair"

@@ -50,7 +50,7 @@ def test_sweep_numbers_agree_between_backends(smollm2, smollm2_bridge):
             layers=[1, 6],
             coeffs=[1.0, 4.0],
             aligns=["front", "all"],
-            pads=["right"],
+            equalize=["right"],
             prompts=PROMPTS,
             neutral_texts=["The weather today is mild and the shops are open."],
             target_words=[" love", " wedding"],

@@ -5,8 +5,8 @@ One conversion serves every test: the session's own entry (the one the ``smollm2
 loads) is copied into a temporary ``ACTADD_CACHE_DIR`` per test, with hard links for the
 files a test does not damage. Every damage first gives the file its own copy, so the shared
 entry is never touched. The same damages, each followed by a full rebuild, run on a tiny
-GGUF in ``tests/unit/test_models.py`` (which also checks that the rebuilt tokenizer keeps its
-eos and pad); here the full rebuild (one SmolLM2 conversion, a few seconds) runs for the
+GGUF in ``tests/unit/models/test_gguf_cache.py`` (which also checks that the rebuilt tokenizer
+keeps its eos and pad); here the full rebuild (one SmolLM2 conversion, a few seconds) runs for the
 case users reported as silent and worst: 50 MB of zeros that made "The capital of France
 is" answer " the".
 """

@@ -1,15 +1,7 @@
+"""Fixtures of the unit tier: torch on one thread (shared with tests/system), a small disk."""
+
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models are overhead-bound: one thread is faster, and immune to OpenMP
-    oversubscription when the machine is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from one_thread import _one_thread  # noqa: F401  (autouse: every unit test runs on one thread)
 
 
 @pytest.fixture

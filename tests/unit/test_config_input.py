@@ -360,6 +360,7 @@ def test_figures_draw_at_most_a_dozen_coefficients_spread_over_the_range():
     assert figure_coeffs([1.0, 2.0]) == [1.0, 2.0]
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("default::actadd.errors.FigureSubsetWarning")
 def test_a_run_with_many_coefficients_keeps_every_one_in_its_tables_and_says_so_in_one_line(
     tmp_path, capsys

@@ -10,6 +10,8 @@ import pandas as pd
 
 from actadd.plots.style import PAPER_RC, baseline_band, interval_line, panels, save_figure
 
+__all__ = ["capability_figure"]
+
 
 def capability_figure(summary: pd.DataFrame, topk: list[int], out_dir: str | Path) -> list[Path]:
     """``capability``: per pair (one row of panels), top-k accuracy for each ``k`` in

@@ -7,16 +7,7 @@ For every item the model continues the prompt; it is scored on the first token o
 log-probability, and KL(steered ‖ unsteered) of the next-token distribution (so a vector
 that changes nothing cannot pass for one that preserves knowledge).
 
-Config::
-
-    kind = "capability"
-    dataset = "cloze_facts"        # packaged set, or a path to a JSON file of that form
-    pairs = [[" weddings", ""], ["Love", "Hate"]]
-    layers = [1, 2, 4, 8, 16]
-    coeffs = [1.0, 2.0, 4.0, 8.0]
-    align = "front"
-    topk = [1, 5]
-    limit = 0                      # use the first N items (0: all)
+The config is :class:`~actadd.studies.capability.config.CapabilityConfig`.
 
 Tables: ``items.csv`` (the items and their answer tokens), ``results.parquet``/``.csv``
 (one row per item × cell, unsteered rows have ``layer = -1``), ``summary.csv`` (per cell:
@@ -26,8 +17,6 @@ log-prob change, mean KL).
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,77 +24,34 @@ import numpy as np
 import pandas as pd
 import torch
 
-from actadd.config import (
-    check_keys,
-    check_layers,
-    coefficients,
-    number_list,
-    parse_pairs,
-    read_text,
-)
 from actadd.core.metrics import kl_div, log_probs
-from actadd.errors import ConfigError
-from actadd.lab.kinds import BaseKind
 from actadd.lab.stats import mcnemar_exact, paired_newcombe_interval, wilson_interval
 from actadd.runtime.tokens import encode
+from actadd.studies.capability.config import NAME, CapabilityConfig, load_cloze
 from actadd.studies.capability.figures import capability_figure
+from actadd.studies.common import ConfigKind
 
-NAME = "capability"
-KEYS = ("name", "model", "dataset", "pairs", "layers", "coeffs", "align", "topk", "limit")
-KEYS += ("batch_rows",)
+__all__ = [
+    "KIND",
+    "NAME",
+    "PRESERVED_MARGIN",
+    "UNSTEERED",
+    "CapabilityKind",
+    "claims",
+    "evaluate",
+    "items_table",
+    "load_cloze",
+    "paired_table",
+    "parse",
+    "summary",
+]
+
 UNSTEERED = "(unsteered)"
 
 
-def load_cloze(dataset: str = "cloze_facts") -> dict[str, Any]:
-    """A cloze set: the packaged ``actadd/data/<name>.json`` or a JSON file path."""
-    path = Path(dataset)
-    if path.suffix == ".json" and path.is_file():
-        text = read_text(path, "cloze set")  # a leading byte-order mark dropped
-    else:
-        res = resources.files("actadd.data") / f"{dataset}.json"
-        if not res.is_file():
-            raise ConfigError(
-                f"No cloze set {dataset!r}: give a packaged name (cloze_facts) or a .json path."
-            )
-        text = res.read_text()
-    doc = json.loads(text)
-    items = doc.get("items")
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"Cloze set {dataset!r} has no 'items' list.")
-    for it in items:
-        if not (isinstance(it, dict) and it.get("prompt") and it.get("answer")):
-            raise ConfigError(f"Cloze item {it!r} needs a 'prompt' and an 'answer'.")
-    return doc
-
-
-def parse(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate a capability config; returns it with defaults filled in."""
-    check_keys(config, KEYS, f"{NAME} config", required=("pairs", "layers", "coeffs"))
-    c = {
-        "dataset": "cloze_facts",
-        "align": "front",
-        "topk": [1, 5],
-        "limit": 0,
-        "batch_rows": 256,
-        **config,
-    }
-    c["pairs"] = parse_pairs(c["pairs"], "pairs")
-    c["layers"] = number_list(c.get("layers"), "layers", integer=True)
-    c["coeffs"] = coefficients(c.get("coeffs"), "coeffs")
-    c["topk"] = number_list(c["topk"], "topk", integer=True)
-    if min(c["topk"]) < 1:
-        raise ConfigError("topk values must be >= 1.")
-    if isinstance(c["limit"], bool) or not isinstance(c["limit"], int) or c["limit"] < 0:
-        raise ConfigError("limit must be an int >= 0 (0: all items).")
-    from actadd.core.steering import Align
-
-    try:
-        align = Align.parse(c["align"])
-    except Exception as exc:
-        raise ConfigError(f"align {c['align']!r}: {exc}") from None
-    if align.kind == "all":
-        raise ConfigError("align 'all' is not supported here; use front, back or offset:s.")
-    return c
+def parse(config: dict[str, Any]) -> CapabilityConfig:
+    """Validate a capability config (a TOML table); defaults filled in."""
+    return CapabilityConfig.from_dict(config)
 
 
 def items_table(model, doc: dict[str, Any], limit: int) -> pd.DataFrame:
@@ -141,7 +87,7 @@ def _scores(logits: torch.Tensor, clean: torch.Tensor, answer: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def evaluate(model, config: dict[str, Any], items: pd.DataFrame) -> pd.DataFrame:
+def evaluate(model, config: CapabilityConfig, items: pd.DataFrame) -> pd.DataFrame:
     """Next-token scores of every item, unsteered and in every (pair, layer, coeff) cell.
 
     One :class:`~actadd.core.prefix.PrefixBatch` of the prompts, grouped by length (no padding):
@@ -152,23 +98,23 @@ def evaluate(model, config: dict[str, Any], items: pd.DataFrame) -> pd.DataFrame
     from actadd.core.steering import Align, Placement
     from actadd.core.vectors import SteeringVector
 
-    align = Align.parse(config["align"])
+    align = Align.parse(config.align)
     # by length, not left-padded: the items run 5-13 tokens, and padding every row to the
     # longest was ~45% of the forward's work; each row is then a plain forward of its prompt
     batch = PrefixBatch(
         model,
         [encode(model, p) for p in items.prompt],
         padding="by_length",
-        max_rows=config["batch_rows"],
+        max_rows=config.batch_rows,
     )
     answer = torch.tensor(items.answer_id.tolist(), device=batch.clean.device)
     n = len(items)
     clean = batch.clean
     rows = [dict(pair=UNSTEERED, layer=-1, coeff=0.0, item=i) for i in range(n)]
     scores = [_scores(clean, clean, answer)]
-    layers, coeffs = config["layers"], config["coeffs"]
+    layers, coeffs = list(config.layers), list(config.coeffs)
     batch.prefetch(layers)
-    for pair in config["pairs"]:
+    for pair in config.pairs:
         vectors = SteeringVector.from_pair_layers(
             model, pair.positive, pair.negative, layers, pad_token=pair.pad_token
         )
@@ -279,31 +225,21 @@ def claims(run) -> list:
     return out
 
 
-class CapabilityKind(BaseKind):
+class CapabilityKind(ConfigKind):
     name = NAME
     description = "factual cloze accuracy with and without off-topic steering (knowledge kept?)"
+    config_type = CapabilityConfig
 
-    def parse(self, config: dict[str, Any]) -> dict[str, Any]:
-        c = parse(config)
-        return {**c, "doc": load_cloze(c["dataset"])}
-
-    def saved_config(self, spec: dict[str, Any]) -> dict[str, Any]:
-        saved = {k: v for k, v in spec.items() if k != "doc"}
-        return {**saved, "pairs": [vars(p) for p in spec["pairs"]], "kind": NAME}
-
-    def check(self, spec: dict[str, Any], model) -> None:
-        check_layers(spec["layers"], model.cfg.n_layers)
-
-    def run(self, spec: dict[str, Any], model, run) -> None:
-        doc = spec["doc"]
-        items = items_table(model, doc, spec["limit"])
+    def run(self, spec: CapabilityConfig, model, run) -> None:
+        doc = load_cloze(spec.dataset)
+        items = items_table(model, doc, spec.limit)
         run.write_json(
             "dataset", {k: v for k, v in doc.items() if k != "items"} | {"n_items": len(items)}
         )
         run.write_table("items", items)
         results = evaluate(model, spec, items)
         run.write_table("results", results, ("parquet", "csv"))
-        run.write_table("summary", summary(results, spec["topk"]))
+        run.write_table("summary", summary(results, list(spec.topk)))
 
     def claims(self, run) -> list:
         return claims(run)

@@ -44,8 +44,27 @@ from actadd.runtime.backends import Model
 from actadd.runtime.forward import real_positions, residuals
 from actadd.runtime.hooks import attn_pattern, resid_pre
 from actadd.runtime.tokens import encode, pair_token_ids
+from actadd.studies.pad_confound.config import SURGERY_METHODS
 
-SURGERY_METHODS: tuple[str, ...] = ("zero_massive", "mean_row")
+__all__ = [
+    "PLAIN",
+    "SURGERY_METHODS",
+    "OrdinaryStats",
+    "PairTokens",
+    "attention_to",
+    "effect_rows",
+    "massive_dims",
+    "norm_regression",
+    "operate_rows",
+    "ordinary_stats",
+    "pad_ranking",
+    "pad_row_norms",
+    "pair_residuals",
+    "pair_tokens",
+    "recommend_pad",
+    "surgery_vectors",
+]
+
 PLAIN = "plain"
 
 

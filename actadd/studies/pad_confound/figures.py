@@ -27,6 +27,15 @@ from matplotlib.lines import Line2D
 from actadd.lab.stats import wilson_interval
 from actadd.plots.style import PAPER_RC, baseline_band, interval_line, panels, save_figure
 
+__all__ = [
+    "attention_by_layer",
+    "attention_heads",
+    "effect_by_layer",
+    "norm_vs_effect",
+    "pad_figures",
+    "word_count",
+]
+
 REF_COLOR, BEST_COLOR, OTHER_COLOR, ORDINARY_COLOR = "#c0392b", "#1f5fbf", "0.72", "0.1"
 SURGERY_STYLE = {
     "zero_massive": dict(color="#e67e22", marker="^", ls="--", name="massive dims zeroed"),
@@ -36,7 +45,7 @@ SURGERY_STYLE = {
 
 def _ref_best(tables: dict[str, pd.DataFrame], config: dict[str, Any]) -> tuple[str, str]:
     from actadd.studies.pad_confound.analysis import PLAIN, pad_ranking, recommend_pad
-    from actadd.studies.pad_confound.kind import pad_label
+    from actadd.studies.pad_confound.config import pad_label
 
     ref = pad_label(config.get("reference_pad", " "))
     norms = tables["norms"]

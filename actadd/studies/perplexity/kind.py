@@ -19,15 +19,7 @@ Tables: ``corpus.csv`` (the texts, their group and topic-word density), ``perple
 exp(difference), the perplexity ratio on the scored tokens), ``summary.csv`` (per group and
 setting: geometric-mean ratio with a 95% t interval; Spearman of density vs log ratio).
 
-Config::
-
-    kind = "perplexity"
-    pair = [" weddings", ""]          # or {positive, negative, label, pad_token}
-    layers = [1, 2, 6, 16]
-    coeffs = [1.0, 2.0]
-    topic_words = "weddings"          # preset or list: topic density of each text
-    texts = "austen_sentences"        # a packaged sentence set; or a [corpus] table
-    prompting = true                  # also prepend `positive` as text
+The config is :class:`~actadd.studies.perplexity.config.PerplexityConfig`.
 """
 
 from __future__ import annotations
@@ -39,124 +31,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from actadd.config import Pair, check_keys, check_layers, number_list, words
+from actadd.config import Pair
 from actadd.errors import ConfigError
-from actadd.lab.kinds import BaseKind
+from actadd.studies.common import ConfigKind, result_claim
+from actadd.studies.perplexity.config import (
+    NAME,
+    CorpusRecipe,
+    PerplexityConfig,
+    text_set,
+    text_set_source,
+)
 from actadd.studies.perplexity.figures import perplexity_by_layer_figure, perplexity_ratio_figure
 
-NAME = "perplexity"
-KEYS = {
-    "name",
-    "model",
-    "pair",
-    "layers",
-    "coeffs",
-    "align",
-    "topic_words",
-    "batch_size",
-    "corpus",
-    "texts",
-    "prompting",
-    "limit",
-}
-TEXT_SETS = ("austen_sentences",)
-CORPUS_KEYS = {
-    "seed",
-    "n_per_topic",
-    "max_new_tokens",
-    "min_words",
-    "temperature",
-    "top_p",
-    "freq_penalty",
-    "template",
-    "topics",
-}
-DEFAULT_TEMPLATE = (
-    "<|im_start|>user\nWrite a short essay about {topic}.<|im_end|>\n<|im_start|>assistant\n"
-)
-CORPUS_DEFAULTS = dict(
-    seed=0,
-    n_per_topic=3,
-    max_new_tokens=100,
-    min_words=30,
-    temperature=0.7,
-    top_p=0.9,
-    freq_penalty=0.5,
-    template=DEFAULT_TEMPLATE,
-)
+__all__ = [
+    "KIND",
+    "NAME",
+    "PerplexityKind",
+    "claims",
+    "measure",
+    "parse",
+    "read_text_set",
+    "summary",
+    "text_set_source",
+    "write_corpus",
+]
 
 
-def parse(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate a perplexity config; returns it with defaults filled in."""
-    check_keys(config, KEYS, f"{NAME} config", required=("pair", "layers", "coeffs"))
-    c = {"align": "front", "topic_words": "weddings", "batch_size": 8, **config}
-    c["pair"] = Pair.parse(c["pair"], "pair")
-    c["layers"] = number_list(c["layers"], "layers", integer=True)
-    c["coeffs"] = number_list(c["coeffs"], "coeffs")
-    c["words"] = words(c["topic_words"], "topic_words")
-    c.setdefault("prompting", False)
-    if not isinstance(c["prompting"], bool):
-        raise ConfigError(f"prompting must be true or false, got {c['prompting']!r}.")
-    if ("texts" in c) == ("corpus" in c):
-        raise ConfigError(
-            "perplexity config needs exactly one text source: texts = one of "
-            f"{list(TEXT_SETS)} (human-written sentences), or a [corpus] table (model-written "
-            "essays)."
-        )
-    if "texts" in c:
-        if c["texts"] not in TEXT_SETS:
-            raise ConfigError(f"texts {c['texts']!r} unknown; allowed: {list(TEXT_SETS)}.")
-        c["source"] = text_set_source(c["texts"])
-        limit = c.setdefault("limit", 0)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ConfigError(
-                f"limit must be an int >= 0 (texts per group; 0 = all), got {limit!r}."
-            )
-        return c
-    corpus = c.get("corpus")
-    if not isinstance(corpus, dict):
-        raise ConfigError("[corpus] must be a table (how the model writes the texts).")
-    unknown = sorted(set(corpus) - CORPUS_KEYS)
-    if unknown:
-        raise ConfigError(f"[corpus]: unknown key(s) {unknown}; allowed: {sorted(CORPUS_KEYS)}.")
-    corpus = {**CORPUS_DEFAULTS, **corpus}
-    topics = corpus.get("topics")
-    if not isinstance(topics, dict) or not topics:
-        raise ConfigError("[corpus.topics] must map group names to lists of topics.")
-    for group, names in topics.items():
-        if not isinstance(names, list) or not names or not all(isinstance(t, str) for t in names):
-            raise ConfigError(f"[corpus.topics] {group!r} must be a non-empty list of strings.")
-    if "{topic}" not in corpus["template"]:
-        raise ConfigError("[corpus] template must contain '{topic}'.")
-    for key in ("n_per_topic", "max_new_tokens"):
-        if isinstance(corpus[key], bool) or not isinstance(corpus[key], int) or corpus[key] < 1:
-            raise ConfigError(f"[corpus] {key} must be an int >= 1.")
-    c["corpus"] = corpus
-    return c
-
-
-def _text_set(name: str) -> dict[str, Any]:
-    import json
-    from importlib import resources
-
-    return json.loads(resources.files("actadd.data").joinpath(f"{name}.json").read_text())
-
-
-def text_set_source(name: str) -> dict[str, Any]:
-    """What ``config.json`` records about a packaged text set: where it came from, its
-    license, the recipe, and the sha256 of the file."""
-    import hashlib
-    from importlib import resources
-
-    raw = resources.files("actadd.data").joinpath(f"{name}.json").read_bytes()
-    doc = _text_set(name)
-    return {
-        "file": f"actadd/data/{name}.json",
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "license": doc["license"],
-        "source": doc["source"],
-        "recipe": {k: v for k, v in doc["recipe"].items() if k != "available"},
-    }
+def parse(config: dict[str, Any]) -> PerplexityConfig:
+    """Validate a perplexity config (a TOML table); defaults filled in."""
+    return PerplexityConfig.from_dict(config)
 
 
 def read_text_set(name: str, words, limit: int = 0) -> pd.DataFrame:
@@ -164,7 +67,7 @@ def read_text_set(name: str, words, limit: int = 0) -> pd.DataFrame:
     first ``limit`` texts of each group (0: all)."""
     from actadd.core.metrics import topic_counts
 
-    doc = _text_set(name)
+    doc = text_set(name)
     df = pd.DataFrame(doc["sentences"])
     if limit:
         df = df.groupby("group", sort=False).head(limit).reset_index(drop=True)
@@ -176,24 +79,24 @@ def read_text_set(name: str, words, limit: int = 0) -> pd.DataFrame:
     return df
 
 
-def write_corpus(model, corpus: dict[str, Any], words) -> pd.DataFrame:
+def write_corpus(model, corpus: CorpusRecipe, words) -> pd.DataFrame:
     """Have the model write the essays of the recipe; one row per text."""
     from actadd.core.generation import Sampling, generate
     from actadd.core.metrics import topic_counts
 
-    jobs = [(g, t) for g, topics in corpus["topics"].items() for t in topics]
-    prompts = [corpus["template"].format(topic=t) for _, t in jobs]
+    jobs = [(g, t) for g, topics in corpus.topics.items() for t in topics]
+    prompts = [corpus.template.format(topic=t) for _, t in jobs]
     sampling = Sampling(
-        temperature=corpus["temperature"],
-        top_p=corpus["top_p"],
-        freq_penalty=corpus["freq_penalty"],
+        temperature=corpus.temperature,
+        top_p=corpus.top_p,
+        freq_penalty=corpus.freq_penalty,
     )
     gen = generate(
         model,
         prompts,
-        n_samples=corpus["n_per_topic"],
-        max_new_tokens=corpus["max_new_tokens"],
-        seed=corpus["seed"],
+        n_samples=corpus.n_per_topic,
+        max_new_tokens=corpus.max_new_tokens,
+        seed=corpus.seed,
         sampling=sampling,
         stop_at_eos=True,
         batch_size=64,
@@ -212,12 +115,12 @@ def write_corpus(model, corpus: dict[str, Any], words) -> pd.DataFrame:
     df["n_words"] = [len(t.split()) for t in texts]
     df["topic_words"] = topic_counts(texts, words)
     df["topic_density"] = 100 * df.topic_words / df.n_words.clip(lower=1)
-    df["kept"] = df.n_words >= corpus["min_words"]
+    df["kept"] = df.n_words >= corpus.min_words
     df.insert(0, "text_id", range(len(df)))
     return df
 
 
-def measure(model, c: dict[str, Any], corpus: pd.DataFrame) -> pd.DataFrame:
+def measure(model, c: PerplexityConfig, corpus: pd.DataFrame) -> pd.DataFrame:
     """Masked perplexity of every kept text: unsteered, with the vector at every (layer,
     coeff), and (``prompting``) with ``positive`` prepended as text.
 
@@ -231,12 +134,13 @@ def measure(model, c: dict[str, Any], corpus: pd.DataFrame) -> pd.DataFrame:
 
     kept = corpus[corpus.kept].reset_index(drop=True)
     ids = [encode(model, t, prepend_bos=True) for t in kept.text]
-    bs = int(c["batch_size"])
-    pair = c["pair"]
+    bs = int(c.batch_size)
+    pair = c.pair
+    layers = list(c.layers)
     vectors = SteeringVector.from_pair_layers(
-        model, pair.positive, pair.negative, c["layers"], pad_token=pair.pad_token
+        model, pair.positive, pair.negative, layers, pad_token=pair.pad_token
     )
-    k = vectors[c["layers"][0]].k
+    k = vectors[layers[0]].k
     short = [i for i, t in enumerate(ids) if len(t) <= k + 1]
     if short:
         raise ConfigError(
@@ -264,13 +168,13 @@ def measure(model, c: dict[str, Any], corpus: pd.DataFrame) -> pd.DataFrame:
         )
 
     frames = []
-    for layer in c["layers"]:
-        for coeff in c["coeffs"]:
-            with steering(model, vectors[layer] * coeff, c["align"]):
+    for layer in layers:
+        for coeff in c.coeffs:
+            with steering(model, vectors[layer] * coeff, c.align):
                 frames.append(
                     rows("actadd", layer, coeff, nll(token_logprobs(model, ids, batch_size=bs)))
                 )
-    if c["prompting"]:
+    if c.prompting:
         prefix = encode(model, pair.positive, prepend_bos=False)
         prompted = [t[:1] + prefix + t[1:] for t in ids]
         lps = token_logprobs(model, prompted, batch_size=bs)
@@ -311,7 +215,7 @@ def claims(run) -> list:
     perplexity of wedding texts (paired t of per-text mean NLL, steered vs unsteered)? Does
     it raise perplexity less on wedding texts than on unrelated ones (Welch t of the log
     ratios)? Benjamini–Hochberg within each family over the settings."""
-    from actadd.lab.claims import Claim, paired_t_claim
+    from actadd.lab.claims import paired_t_claim
     from actadd.lab.stats import welch_t
 
     t = run.read_table("perplexity")
@@ -344,17 +248,14 @@ def claims(run) -> list:
             ratio = f"{np.exp(c.estimate):.3f} [{np.exp(c.lo):.3f}, {np.exp(c.hi):.3f}]"
             out.append(replace(c, numbers=f"perplexity ratio {ratio}"))
         if len(wed) > 1 and len(unrel) > 1:
-            r = welch_t(wed.log_ratio, unrel.log_ratio)
             out.append(
-                Claim(
+                result_claim(
+                    welch_t(wed.log_ratio, unrel.log_ratio),
+                    "mean",
                     experiment=exp,
                     id=f"ppl_relative:{arm}:L{layer}:c{coeff:g}",
                     statement=f"{what} raises perplexity less on wedding texts than on "
                     "unrelated texts",
-                    estimate=r["mean"],
-                    lo=r["lo"],
-                    hi=r["hi"],
-                    p=r["p"],
                     test="Welch t (log ratios)",
                     n=f"{len(wed)} vs {len(unrel)} texts",
                     numbers=f"ratio {np.exp(wed.log_ratio.mean()):.3f} vs "
@@ -366,29 +267,20 @@ def claims(run) -> list:
     return out
 
 
-class PerplexityKind(BaseKind):
+class PerplexityKind(ConfigKind):
     name = NAME
     description = "masked perplexity ratio (steered/unsteered) of held-out texts vs topic relevance"
+    config_type = PerplexityConfig
 
-    def parse(self, config: dict[str, Any]) -> dict[str, Any]:
-        return parse(config)
-
-    def saved_config(self, spec: dict[str, Any]) -> dict[str, Any]:
-        saved = {k: v for k, v in spec.items() if k != "words"}
-        return {**saved, "pair": vars(spec["pair"]), "kind": NAME}
-
-    def check(self, spec: dict[str, Any], model) -> None:
-        check_layers(spec["layers"], model.cfg.n_layers)
-
-    def run(self, spec: dict[str, Any], model, run) -> None:
-        if "texts" in spec:
-            corpus = read_text_set(spec["texts"], spec["words"], spec["limit"])
+    def run(self, spec: PerplexityConfig, model, run) -> None:
+        if spec.texts is not None:
+            corpus = read_text_set(spec.texts, spec.words, spec.limit or 0)
             run.write_table("corpus", corpus)
         # a resumed run reuses the texts it wrote (the corpus is sampled, so it is kept)
         elif run.resumed and run.has_table("corpus"):
             corpus = run.read_table("corpus", keep_default_na=False)
         else:
-            corpus = write_corpus(model, spec["corpus"], spec["words"])
+            corpus = write_corpus(model, spec.corpus, spec.words)
             run.write_table("corpus", corpus)
         if not corpus.kept.any():
             raise ConfigError("No text passed corpus.min_words; lower it or raise max_new_tokens.")

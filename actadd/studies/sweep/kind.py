@@ -19,6 +19,24 @@ from actadd.errors import ConfigError, FigureSubsetWarning
 from actadd.lab.kinds import BaseKind
 from actadd.plots import sweep_figures
 
+__all__ = [
+    "EFFECTS",
+    "FIGURE_COEFFS",
+    "KIND",
+    "NULL_EFFECTS",
+    "NULL_METRICS",
+    "ClaimsFn",
+    "Draw",
+    "Summary",
+    "SweepKind",
+    "cell_claim",
+    "cell_summary",
+    "figure_coeffs",
+    "figure_rows",
+    "null_claims",
+    "sweep_claims",
+]
+
 # figures draw at most this many coefficients: one line per coefficient stays readable (and
 # 3,000 took over 5 minutes to draw); the tables keep every coefficient
 FIGURE_COEFFS = 12
@@ -102,7 +120,9 @@ class SweepKind(BaseKind):
         return {"kind": self.name, **spec.to_dict()}
 
     def check(self, spec, model) -> None:
-        spec.validate(model)
+        from actadd.sweeps.plan import check
+
+        check(spec, model)
 
     distributed = True  # its units can run on Ray actors (actadd.sweeps.distributed)
 

@@ -20,85 +20,65 @@
 The experiment that runs them is the ``token_injection`` kind
 (:mod:`actadd.studies.token_injection.kind`); its figures are
 :mod:`actadd.studies.token_injection.figures`.
+
+The names below are imported on first use (PEP 562), so the study's pure-data modules
+(:mod:`~actadd.studies.token_injection.config`, :mod:`~actadd.studies.token_injection.settings`)
+import without torch.
 """
 
-from actadd.core.diagnostics import (
-    embedding_cosines,
-    logit_lens,
-    logit_lens_across_layers,
-    norm_ratios,
-    typical_norm,
-    vector_diagnostics,
-)
-from actadd.runtime.tokens import pair_token_ids
-from actadd.studies.token_injection.comparison import (
-    COLUMNS,
-    METRICS,
-    NULL_COLUMNS,
-    compare_conditions,
-)
-from actadd.studies.token_injection.conditions import (
-    INJECTION_MODES,
-    INJECTIONS,
-    LAYER_INJECTIONS,
-    NEUTRAL_TEXT,
-    PairSetting,
-    Settings,
-    aligned_arms,
-    dim_slice,
-    embedding_random_like,
-    embedding_vector,
-    hidden_below,
-    inject_tokens,
-    match_row_norms,
-    pairs_from_config,
-    per_prompt_draws,
-    place_ids,
-    random_like,
-    residual_random_like,
-    transplant_vector,
-)
-from actadd.studies.token_injection.effects import effect_metrics
-from actadd.studies.token_injection.forwards import PromptBatch, next_token_logprobs
-from actadd.studies.token_injection.pair_conditions import contextual_patch
-from actadd.studies.token_injection.summaries import dose_response_summary, headline, layer_summary
+from importlib import import_module
 
-__all__ = [
-    "COLUMNS",
-    "INJECTIONS",
-    "INJECTION_MODES",
-    "LAYER_INJECTIONS",
-    "METRICS",
-    "NEUTRAL_TEXT",
-    "NULL_COLUMNS",
-    "PairSetting",
-    "PromptBatch",
-    "Settings",
-    "aligned_arms",
-    "compare_conditions",
-    "contextual_patch",
-    "dim_slice",
-    "dose_response_summary",
-    "effect_metrics",
-    "embedding_cosines",
-    "embedding_random_like",
-    "embedding_vector",
-    "headline",
-    "hidden_below",
-    "inject_tokens",
-    "layer_summary",
-    "logit_lens",
-    "logit_lens_across_layers",
-    "match_row_norms",
-    "next_token_logprobs",
-    "norm_ratios",
-    "pair_token_ids",
-    "pairs_from_config",
-    "per_prompt_draws",
-    "place_ids",
-    "random_like",
-    "residual_random_like",
-    "transplant_vector",
-    "typical_norm",
-    "vector_diagnostics",
-]
+# public name -> the module that defines it
+_LAZY = {
+    "embedding_cosines": "actadd.core.diagnostics",
+    "logit_lens": "actadd.core.diagnostics",
+    "logit_lens_across_layers": "actadd.core.diagnostics",
+    "norm_ratios": "actadd.core.diagnostics",
+    "typical_norm": "actadd.core.diagnostics",
+    "vector_diagnostics": "actadd.core.diagnostics",
+    "pair_token_ids": "actadd.runtime.tokens",
+    "COLUMNS": "actadd.studies.token_injection.comparison",
+    "METRICS": "actadd.studies.token_injection.comparison",
+    "NULL_COLUMNS": "actadd.studies.token_injection.comparison",
+    "compare_conditions": "actadd.studies.token_injection.comparison",
+    "INJECTIONS": "actadd.studies.token_injection.conditions",
+    "INJECTION_MODES": "actadd.studies.token_injection.conditions",
+    "LAYER_INJECTIONS": "actadd.studies.token_injection.conditions",
+    "NEUTRAL_TEXT": "actadd.studies.token_injection.conditions",
+    "PairSetting": "actadd.studies.token_injection.conditions",
+    "Settings": "actadd.studies.token_injection.conditions",
+    "aligned_arms": "actadd.studies.token_injection.conditions",
+    "dim_slice": "actadd.studies.token_injection.conditions",
+    "embedding_random_like": "actadd.studies.token_injection.conditions",
+    "embedding_vector": "actadd.studies.token_injection.conditions",
+    "hidden_below": "actadd.studies.token_injection.conditions",
+    "inject_tokens": "actadd.studies.token_injection.conditions",
+    "match_row_norms": "actadd.studies.token_injection.conditions",
+    "pairs_from_config": "actadd.studies.token_injection.conditions",
+    "per_prompt_draws": "actadd.studies.token_injection.conditions",
+    "place_ids": "actadd.studies.token_injection.conditions",
+    "random_like": "actadd.studies.token_injection.conditions",
+    "residual_random_like": "actadd.studies.token_injection.conditions",
+    "transplant_vector": "actadd.studies.token_injection.conditions",
+    "effect_metrics": "actadd.studies.token_injection.effects",
+    "PromptBatch": "actadd.studies.token_injection.forwards",
+    "next_token_logprobs": "actadd.studies.token_injection.forwards",
+    "contextual_patch": "actadd.studies.token_injection.pair_conditions",
+    "dose_response_summary": "actadd.studies.token_injection.summaries",
+    "headline": "actadd.studies.token_injection.summaries",
+    "layer_summary": "actadd.studies.token_injection.summaries",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,4 +1,4 @@
-"""The conditions of the token-injection analysis, and what a run of them is told.
+"""The conditions of the token-injection analysis.
 
 For a steering pair (p+, p−) at layer ``L`` with coefficient ``c``, each condition changes
 the next-token distribution at the last position of a set of prompts; every condition is
@@ -49,125 +49,48 @@ a bootstrap or t over prompts covers it. The older design — ``null_draws = N``
 evaluated on every prompt (``N`` conditions) — is kept (``null_draws``); the two are exclusive.
 
 Conditions that add vectors build them only as :class:`~actadd.core.vectors.SteeringVector`;
-token injections are token id lists (:func:`inject_tokens`). :class:`PairSetting` is a pair
-with its coefficient and target words, :class:`Settings` what a run compares.
+token injections are token id lists (:func:`inject_tokens`). The null vectors and their
+sampling are in :mod:`actadd.studies.token_injection.nulls`; what a run is told
+(:class:`~actadd.studies.token_injection.settings.PairSetting`, a pair with its coefficient
+and target words, and :class:`~actadd.studies.token_injection.settings.Settings`, what a run
+compares) in :mod:`actadd.studies.token_injection.settings`. Both are re-exported here, the
+module their names were first imported from.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from typing import Any
 
-import numpy as np
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
-from actadd.config import (
-    PAIR_KEYS,
-    Pair,
-    check_keys,
-    number_list,
-    text_list,
-    words,
-)
 from actadd.core.diagnostics import typical_norm
-from actadd.core.placement import Placement
 from actadd.core.vectors import SteeringVector
-from actadd.errors import ConfigError, SteeringError, Validated
+from actadd.errors import SteeringError, Validated
 from actadd.runtime.backends import Model
 from actadd.runtime.hooks import attn_scores, check_layer
 from actadd.runtime.modellock import exclusive
-from actadd.runtime.tokens import EQUALIZE_RULES, Equalize, encode, pair_token_ids
+from actadd.runtime.tokens import Equalize, encode, pair_token_ids
+from actadd.studies.token_injection import nulls, settings
 
-INJECTION_MODES: tuple[str, ...] = ("prepend", "append", "replace", "insert")
-INJECTIONS: tuple[str, ...] = (
-    "prepend",
-    "append",
-    "replace",
-    "insert",
-    "prepend_contrast",
-    "replace_contrast",
-    "patch",
-    "visible_replace",
-    "visible_insert",
-)
-# injections that depend on the reference layer (computed per layer, not once per pair)
-LAYER_INJECTIONS: tuple[str, ...] = ("patch", "visible_replace", "visible_insert")
-TRANSPLANT_NORMS: tuple[str, ...] = ("row", "typical")
-NULL_KINDS: tuple[str, ...] = ("residual", "embedding")
-NEUTRAL_TEXT = "The village sits at the edge of a wide river, where fishermen"
-# multiples of a pair's reference coefficient: negative, fractional and large
-DEFAULT_DOSE: tuple[float, ...] = (-2.0, -1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-SETTING_KEYS: tuple[str, ...] = (*PAIR_KEYS, "name", "coeff", "target", "equalize", "sum_with")
+# re-exported: the names this module held before the split (the old import path)
+from actadd.studies.token_injection.nulls import *  # noqa: F403
+from actadd.studies.token_injection.settings import *  # noqa: F403
+from actadd.studies.token_injection.settings import INJECTION_MODES
 
-# ---------------------------------------------------------------------- the pair
-
-
-@dataclass(frozen=True)
-class PairSetting:
-    """A pair as this analysis studies it: the :class:`~actadd.config.Pair`, a ``name`` (the
-    ``pair`` column of the tables), its reference coefficient, and the words that mark its
-    concept.
-
-    ``target_words`` is a tuple of words or the name of a preset in
-    :data:`actadd.config.TOPIC_PRESETS` (``"weddings"``, ``"anger"``, ``"love"``).
-    ``equalize`` is the pair-length rule of ``SteeringVector.from_pair`` (the paper: pad on
-    the right with the pair's ``pad_token``). ``sum_with`` names another pair of the same run
-    to add at the same positions (``sum`` condition, at the dose layers).
-    """
-
-    name: str
-    pair: Pair
-    coeff: float
-    target_words: tuple[str, ...] | str
-    equalize: Equalize = "right"
-    sum_with: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"A pair needs a non-empty name, got {self.name!r}.")
-        if not isinstance(self.pair, Pair):
-            raise ConfigError(f"Pair {self.name!r}: pair must be an actadd.config.Pair.")
-        (coeff,) = number_list([self.coeff], f"Pair {self.name!r}: coeff")
-        object.__setattr__(self, "coeff", coeff)
-        object.__setattr__(self, "target_words", words(self.target_words, f"Pair {self.name!r}"))
-        if self.equalize not in EQUALIZE_RULES:
-            raise ConfigError(
-                f"Pair {self.name!r}: unknown equalize {self.equalize!r}; allowed: "
-                f"{EQUALIZE_RULES}."
-            )
-
-    @property
-    def positive(self) -> str:
-        return self.pair.positive
-
-    @property
-    def negative(self) -> str:
-        return self.pair.negative
-
-    @property
-    def pad_token(self) -> str | int:
-        return self.pair.pad_token
-
-    def vector(self, model: Model, layer: int, coeff: float | None = None) -> SteeringVector:
-        """ActAdd's vector of this pair at ``layer`` (``coeff`` defaults to the pair's)."""
-        c = self.coeff if coeff is None else coeff
-        return SteeringVector.from_pair(
-            model,
-            self.positive,
-            self.negative,
-            layer,
-            c,
-            equalize=self.equalize,
-            pad_token=self.pad_token,
-        )
-
-
-# ---------------------------------------------------------------------- the conditions
+__all__ = [
+    "aligned_arms",
+    "dim_slice",
+    "embedding_vector",
+    "hidden_below",
+    "inject_tokens",
+    "place_ids",
+    "transplant_vector",
+    *nulls.__all__,
+    *settings.__all__,
+]
 
 
 def inject_tokens(
@@ -210,16 +133,10 @@ def inject_tokens(
     if position is not None:
         raise SteeringError(f"position is only used with mode='insert', not {mode!r}.")
     if mode == "prepend":
-        return ids[:1] + extra + ids[1:]
+        return place_ids(ids, extra, "insert")
     if mode == "append":
         return ids + extra
-    if len(ids) - 1 <= len(extra):
-        raise SteeringError(
-            f"mode='replace' needs a prompt longer than the injected text: the prompt has "
-            f"{len(ids) - 1} tokens after the leading one, the text {len(extra)}; at least one "
-            "prompt token must remain."
-        )
-    return ids[:1] + extra + ids[1 + len(extra) :]
+    return place_ids(ids, extra, "replace")
 
 
 def aligned_arms(
@@ -276,105 +193,6 @@ def hidden_below(model: Model, positions: Sequence[int], layer: int) -> Iterator
     names = [attn_scores(model, b) for b in range(min(layer, model.cfg.n_layers))]
     with exclusive(model), model.hooks(fwd_hooks=[(name, hook) for name in names]):
         yield
-
-
-def match_row_norms(
-    vector: SteeringVector, reference: SteeringVector, *, eps: float = 1e-12
-) -> SteeringVector:
-    """``vector`` with each row rescaled to the norm of the same row of ``reference``
-    (norm-matched per row, not by one global ratio). A row whose own norm is below ``eps``
-    stays 0 whatever the reference asks: it has no direction to scale."""
-    if vector.tensor.shape != reference.tensor.shape:
-        raise SteeringError(
-            f"match_row_norms needs equal shapes, got {tuple(vector.tensor.shape)} and "
-            f"{tuple(reference.tensor.shape)}."
-        )
-    t = vector.tensor.double()
-    own = t.norm(dim=-1, keepdim=True)
-    want = reference.tensor.double().norm(dim=-1, keepdim=True).to(t.device)
-    scale = torch.where(own > eps, want / own.clamp_min(eps), torch.zeros_like(own))
-    out = (t * scale).to(vector.tensor.dtype)
-    vec = SteeringVector.from_tensor(out, vector.layer, vector.model_name, description="matched")
-    return vec.with_label(f"{vector.describe()}, row norms of {reference.describe()}")
-
-
-def residual_random_like(
-    reference: SteeringVector,
-    residual_rows: Float[Tensor, "n d_model"],
-    generator: Validated[torch.Generator],
-) -> SteeringVector:
-    """A null vector drawn from the residual distribution, norm-matched per row to
-    ``reference``: each row is ``z @ X_c / sqrt(n − 1)`` with ``z ~ N(0, I_n)`` and ``X_c``
-    the centred ``residual_rows`` — exactly ``N(0, Σ̂)``, the empirical covariance of the
-    residual stream (the distribution of a difference of two residuals, up to scale), not
-    an isotropic direction."""
-    if not isinstance(generator, torch.Generator):
-        raise SteeringError("residual_random_like needs a torch.Generator (seeded by the caller).")
-    x = residual_rows.detach().double().cpu()
-    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] != reference.d_model:
-        raise SteeringError(
-            f"residual_rows must be [n >= 2, {reference.d_model}], got {tuple(x.shape)}."
-        )
-    xc = (x - x.mean(0)) / math.sqrt(x.shape[0] - 1)
-    z = torch.randn((reference.k, x.shape[0]), generator=generator, dtype=torch.float64)
-    draw = (z @ xc).to(reference.tensor.dtype).to(reference.tensor.device)
-    vec = SteeringVector.from_tensor(
-        draw, reference.layer, reference.model_name, description="residual_random"
-    )
-    return match_row_norms(vec, reference).with_label("residual-distribution random")
-
-
-def embedding_random_like(
-    model: Model,
-    reference: SteeringVector,
-    token_pool: Sequence[int],
-    generator: Validated[torch.Generator],
-) -> SteeringVector:
-    """A null vector whose rows are differences of two random token embeddings
-    ``W_E[a] − W_E[b]`` (two different tokens drawn from ``token_pool``), norm-matched per row to
-    ``reference``; added at ``reference``'s layer."""
-    if not isinstance(generator, torch.Generator):
-        raise SteeringError("embedding_random_like needs a torch.Generator.")
-    if len(token_pool) < 2:
-        raise SteeringError("embedding_random_like needs a pool of at least 2 tokens.")
-    pool = torch.as_tensor(list(token_pool))
-    ia = torch.randint(len(pool), (reference.k,), generator=generator)
-    ib = (ia + 1 + torch.randint(len(pool) - 1, (reference.k,), generator=generator)) % len(pool)
-    W_E = model.W_E.detach()
-    diff = W_E[pool[ia].to(W_E.device)] - W_E[pool[ib].to(W_E.device)]  # a != b
-    vec = SteeringVector.from_tensor(
-        diff.to(reference.tensor.dtype),
-        reference.layer,
-        model.cfg.model_name,
-        description="embedding_random",
-    )
-    return match_row_norms(vec, reference).with_label("random embedding difference")
-
-
-def seed_of(*keys: int) -> int:
-    """A generator seed from a tuple of non-negative ints (``numpy.random.SeedSequence``)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
-def per_prompt_draws(
-    draw: Callable[[torch.Generator], SteeringVector],
-    n_texts: int,
-    per_prompt: int,
-    seed: Sequence[int],
-) -> list[list[Placement]]:
-    """Independent null draws for every text: ``per_prompt`` conditions; condition ``j`` is
-    one placement per text ``t`` (front alignment, ``rows=(t,)``) holding text ``t``'s
-    ``j``-th draw. Text ``t``'s draws come, in order, from a generator seeded by
-    ``(*seed, t)`` alone (:func:`seed_of`): reproducible, different across texts, and the
-    same whatever the other texts are. ``draw(generator)`` makes one null vector."""
-    if isinstance(per_prompt, bool) or not isinstance(per_prompt, int) or per_prompt < 1:
-        raise SteeringError(f"per_prompt must be an int >= 1, got {per_prompt!r}.")
-    conds: list[list[Placement]] = [[] for _ in range(per_prompt)]
-    for t in range(n_texts):
-        gen = torch.Generator().manual_seed(seed_of(*seed, t))
-        for j in range(per_prompt):
-            conds[j].append(Placement(draw(gen), "front", (t,)))
-    return conds
 
 
 def embedding_vector(
@@ -439,22 +257,6 @@ def transplant_vector(
     return moved.with_label(f"transplant {source}→{target} ×{scale:.3g}")
 
 
-def random_like(vector: SteeringVector, generator: Validated[torch.Generator]) -> SteeringVector:
-    """A random vector with the same per-position (row) norms as ``vector``.
-
-    Directions are isotropic Gaussian, drawn from ``generator`` (never from global RNG).
-    """
-    if not isinstance(generator, torch.Generator):
-        raise SteeringError("random_like needs a torch.Generator (seeded by the caller).")
-    g = torch.randn(vector.tensor.shape, generator=generator, dtype=torch.float64)
-    g = g / g.norm(dim=-1, keepdim=True)
-    t = (g * vector.norms().double().cpu()[:, None]).to(vector.tensor.dtype)
-    vec = SteeringVector.from_tensor(
-        t.to(vector.tensor.device), vector.layer, vector.model_name, description="random"
-    )
-    return vec.with_label(f"random, norms of {vector.describe()}")
-
-
 def dim_slice(
     vector: SteeringVector, dims: Validated[float | slice | Sequence[int]]
 ) -> SteeringVector:
@@ -499,210 +301,3 @@ def dim_slice(
     t = vector.tensor * keep.to(vector.tensor.device, vector.tensor.dtype)
     vec = SteeringVector.from_tensor(t, vector.layer, vector.model_name, description="dim_slice")
     return vec.with_label(f"{vector.describe()} restricted to {label}")
-
-
-# ---------------------------------------------------------------------- settings
-
-
-def _tuple(value: Any, what: str) -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(f"{what} must be a list, got {value!r}.")
-    return tuple(value)
-
-
-def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    items = _tuple(value, what)
-    if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in items):
-        raise ConfigError(f"{what} must be non-negative ints, got {list(items)!r}.")
-    return items
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What :func:`compare_conditions` runs. Validated on construction.
-
-    Attributes:
-        prompts: user prompts (each must be at least as long as the vectors, leading token
-            included, for front alignment; and longer than p+ for ``"replace"``).
-        layers: reference layers: ActAdd, injections, embedding, controls and the
-            ``transplant_sources`` transplants are compared at each.
-        neutral: neutral texts, evaluated alongside (``prompt_kind="neutral"``), left out of
-            the mean rows.
-        injections: any of ``prepend``, ``append``, ``replace``, ``prepend_contrast``.
-        embedding: run the layer-0 embedding-difference condition.
-        transplant_sources: source layers ``S < L`` transplanted to every reference layer.
-        sweep_targets / sweep_sources: layers that get a transplant sweep over
-            ``sweep_sources`` (empty: every ``S`` in ``0..target``).
-        dose_layers / dose_scales: layers where ActAdd runs at ``scale × c`` for each
-            multiple in ``dose_scales`` (``c``: the pair's coefficient), and where ``sum``
-            conditions run.
-        random_control: run the equal-norm random vector; its generator is seeded from
-            ``(seed, pair index, layer)``.
-        slice_frac: fraction of dimensions kept by the ``slice`` control (``None`` or
-            ``False``: off).
-        topk: ``k`` of ``topk_overlap``.
-        on_short: passed to :func:`actadd.steering` (``"error"`` or ``"clip"``).
-        transplant_norm: ``"row"`` — each transplanted row is rescaled to the norm of the same
-            row of ActAdd's vector at ``L`` (:func:`match_row_norms`); ``"typical"`` — one
-            global ratio of typical residual norms (the paper's rescaling; version 1).
-        control_words: a control word set; ``target_vs_control`` is the target's log-prob
-            change minus theirs (empty: not measured).
-        null_draws_per_prompt: per (pair, layer), each text gets this many draws of its own
-            (:func:`per_prompt_draws`) of each null vector norm-matched per row to ActAdd —
-            ``residual`` (:func:`residual_random_like`) and ``embedding``
-            (:func:`embedding_random_like`): ``k × n_prompts`` draws per cell for the cost
-            of ``k`` conditions; 0 turns them off.
-        null_draws: the older design — this many draws, each evaluated on every text (one
-            condition per draw). Exclusive with ``null_draws_per_prompt``; 0: off.
-        null_kinds: which nulls the draws make: ``residual``, ``embedding`` (each costs its
-            own conditions).
-    """
-
-    prompts: Sequence[str]
-    layers: Sequence[int]
-    neutral: Sequence[str] = (NEUTRAL_TEXT,)
-    injections: Sequence[str] = INJECTIONS
-    embedding: bool = True
-    transplant_sources: Sequence[int] = (0, 2)
-    sweep_targets: Sequence[int] = ()
-    sweep_sources: Sequence[int] = ()
-    dose_layers: Sequence[int] = ()
-    dose_scales: Sequence[float] = DEFAULT_DOSE
-    random_control: bool = True
-    slice_frac: float | None = 0.7
-    seed: int = 0
-    topk: int = 20
-    on_short: str = "error"
-    transplant_norm: str = "row"
-    control_words: Sequence[str] = ()
-    null_draws: int = 0
-    null_draws_per_prompt: int = 0
-    null_kinds: Sequence[str] = NULL_KINDS
-
-    def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)
-        prompts = _tuple(self.prompts, "prompts")
-        if not prompts:
-            raise ConfigError("The prompt set is empty: give at least one user prompt.")
-        set_("prompts", tuple(text_list(prompts, "prompts")))
-        neutral = _tuple(self.neutral, "neutral")
-        set_("neutral", tuple(text_list(neutral, "neutral texts")) if neutral else ())
-        layers = _int_tuple(self.layers, "layers")
-        if not layers:
-            raise ConfigError("layers is empty: give at least one reference layer.")
-        set_("layers", tuple(sorted(set(layers))))
-        for name in ("transplant_sources", "sweep_targets", "sweep_sources", "dose_layers"):
-            set_(name, tuple(sorted(set(_int_tuple(getattr(self, name), name)))))
-        inj = _tuple(self.injections, "injections")
-        unknown = [i for i in inj if i not in INJECTIONS]
-        if unknown:
-            raise ConfigError(f"Unknown injections {unknown}; allowed: {INJECTIONS}.")
-        set_("injections", inj)
-        coeffs = _tuple(self.dose_scales, "dose_scales")
-        if not all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) and c != 0
-            for c in coeffs
-        ):
-            raise ConfigError(f"dose_scales must be finite non-zero numbers, got {coeffs!r}.")
-        set_("dose_scales", tuple(sorted(float(c) for c in coeffs)))
-        if self.slice_frac is False:  # TOML has no None
-            set_("slice_frac", None)
-        if self.slice_frac is not None and not (
-            isinstance(self.slice_frac, (int, float)) and 0 < self.slice_frac <= 1
-        ):
-            raise ConfigError(f"slice_frac must be in (0, 1] or None, got {self.slice_frac!r}.")
-        if isinstance(self.topk, bool) or not isinstance(self.topk, int) or self.topk < 1:
-            raise ConfigError(f"topk must be a positive int, got {self.topk!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative int, got {self.seed!r}.")
-        if self.transplant_norm not in TRANSPLANT_NORMS:
-            raise ConfigError(
-                f"transplant_norm must be one of {TRANSPLANT_NORMS}, got {self.transplant_norm!r}."
-            )
-        ctrl = _tuple(self.control_words, "control_words")
-        set_("control_words", words(list(ctrl), "control_words") if ctrl else ())
-        check_null_draws(self.null_draws, self.null_draws_per_prompt, "settings")
-        kinds = _tuple(self.null_kinds, "null_kinds")
-        if not kinds or any(k not in NULL_KINDS for k in kinds):
-            raise ConfigError(
-                f"null_kinds must be a non-empty subset of {NULL_KINDS}, got {kinds}."
-            )
-        set_("null_kinds", tuple(k for k in NULL_KINDS if k in kinds))
-        if self.on_short not in ("error", "clip"):
-            raise ConfigError(f"on_short must be 'error' or 'clip', got {self.on_short!r}.")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Settings:
-        """Build from a config mapping (e.g. a TOML table); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"Unknown settings {unknown}; allowed: {sorted(known)}.")
-        return cls(**data)
-
-    def reference_layers(self) -> tuple[int, ...]:
-        return tuple(sorted(set(self.layers) | set(self.sweep_targets) | set(self.dose_layers)))
-
-    def check_model(self, model: Model) -> None:
-        """Raise :class:`SteeringError` if a layer is out of range for ``model``."""
-        n = model.cfg.n_layers
-        for name in ("layers", "transplant_sources", "sweep_targets", "sweep_sources"):
-            for layer in getattr(self, name):
-                if layer > n:
-                    raise SteeringError(
-                        f"{name} has layer {layer}, but {model.cfg.model_name} has {n} layers: "
-                        f"allowed 0..{n}."
-                    )
-        for layer in self.dose_layers:
-            check_layer(model, layer)
-
-
-def check_null_draws(shared: Any, per_prompt: Any, where: str) -> None:
-    """``null_draws`` and ``null_draws_per_prompt`` are ints >= 0, not both non-zero."""
-    for name, v in (("null_draws", shared), ("null_draws_per_prompt", per_prompt)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ConfigError(f"{where}: {name} must be an int >= 0, got {v!r}.")
-    if shared and per_prompt:
-        raise ConfigError(
-            f"{where}: give null_draws_per_prompt (each prompt its own draws) or null_draws "
-            f"(every draw on every prompt), not both; got {per_prompt} and {shared}."
-        )
-
-
-def word_token_pool(model: Model, min_chars: int = 3) -> list[int]:
-    """Ids of word-like tokens: a leading space then at least ``min_chars`` ASCII letters
-    (the pool the embedding-difference null draws from); every id if fewer than 2 qualify."""
-    tok = model.tokenizer
-    pool = []
-    if tok is not None:
-        for piece, i in tok.get_vocab().items():
-            word = tok.convert_tokens_to_string([piece])
-            if (
-                word.startswith(" ")
-                and len(word) > min_chars
-                and word[1:].isascii()
-                and (word[1:].isalpha())
-            ):
-                pool.append(int(i))
-    return sorted(pool) if len(pool) >= 2 else list(range(model.cfg.d_vocab))
-
-
-def pairs_from_config(items: Sequence[dict[str, Any]]) -> list[PairSetting]:
-    """:class:`PairSetting` objects from config tables: the pair's own keys
-    (:data:`actadd.config.PAIR_KEYS`) plus ``name``, ``coeff``, ``target`` (a preset name or
-    a word list), ``equalize`` and ``sum_with``."""
-    if isinstance(items, dict) or not isinstance(items, Sequence) or not items:
-        raise ConfigError("'pairs' must be a non-empty list of tables ([[pairs]] in TOML).")
-    out = []
-    for i, item in enumerate(items):
-        where = f"pairs[{i}] ({item.get('name', '?')!r})" if isinstance(item, dict) else "pairs"
-        check_keys(item, SETTING_KEYS, where, required=("name", "positive", "coeff", "target"))
-        pair = Pair.parse({k: v for k, v in item.items() if k in PAIR_KEYS}, where)
-        rest = {k: v for k, v in item.items() if k not in PAIR_KEYS and k != "target"}
-        target = item["target"]
-        out.append(
-            PairSetting(
-                pair=pair, target_words=target if isinstance(target, str) else tuple(target), **rest
-            )
-        )
-    return out

@@ -27,7 +27,7 @@ from actadd import SteeringVector
 from actadd.ui.render import STEERED_CLASS, visible
 from actadd.ui.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOK = ROOT / "notebooks" / "06_playground.ipynb"
 ARTIFACTS = ROOT / "results" / "_scratch" / "browser"
 MODEL = "tiny-llama"

@@ -71,6 +71,7 @@ def test_every_registered_kind_follows_the_protocol():
         get_kind("nope")
 
 
+@pytest.mark.slow
 def test_kinds_never_import_the_experiment_runner():
     """The dependency runs one way (experiments -> kinds): importing every kind leaves
     actadd.lab.runner unimported."""

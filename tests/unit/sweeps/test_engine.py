@@ -1,13 +1,9 @@
-"""Sweeps: engine == naive loop, resumable after a kill, bad configs caught up front."""
+"""Sweeps: engine == naive loop, a resume with another config refused, bad configs caught up
+front. (A sweep killed with SIGKILL and resumed: tests/system/test_crash_resume.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +29,7 @@ BASE = dict(
     layers="all",
     coeffs=[2.0, -3.0],
     aligns=["front", "back", "all", "offset:2"],
-    pads=["right", "left"],
+    equalize=["right", "left"],
     prompts=["I went up to my friend and said", "Hello there"],
     target_words=["w", "e"],
 )
@@ -43,6 +39,7 @@ def spec(**over):
     return SweepSpec.from_dict({**BASE, **over})
 
 
+@pytest.mark.slow
 def test_engine_numbers_equal_the_naive_per_cell_loop(any_model):
     s = spec(model=None, batch_rows=40)
     fast = run_sweep(s, any_model, progress=False)
@@ -52,14 +49,14 @@ def test_engine_numbers_equal_the_naive_per_cell_loop(any_model):
     keys = [c for c in fast.columns if c != "value"]
     pd.testing.assert_frame_equal(fast[keys], naive[keys])
     np.testing.assert_allclose(fast.value, naive.value, rtol=1e-4, atol=2e-5)
-    # the grid is complete: pairs × pads × layers × coeffs × aligns × texts × metrics
+    # the grid is complete: pairs × equalize rules × layers × coeffs × aligns × texts × metrics
     n_cells = 2 * 2 * 4 * 2 * 4
     assert len(fast) == n_cells * (2 * 3 + 2 * 1)
 
 
 def test_results_are_tidy_and_summarize_per_cell(tiny_llama):
     df = run_sweep(
-        spec(model=None, pairs=BASE["pairs"][:1], pads=["right"]), tiny_llama, progress=False
+        spec(model=None, pairs=BASE["pairs"][:1], equalize=["right"]), tiny_llama, progress=False
     )
     assert set(df.metric) == {
         "target_logprob",
@@ -81,7 +78,7 @@ def test_generation_metrics_use_common_seeds_across_cells(any_model):
     s = spec(
         model=None,
         pairs=BASE["pairs"][:1],
-        pads=["right"],
+        equalize=["right"],
         layers=[1],
         coeffs=[0.0, 1.0],
         aligns=["front"],
@@ -97,96 +94,11 @@ def test_generation_metrics_use_common_seeds_across_cells(any_model):
     assert set(df.metric) == {"topic_any", "topic_count", "sentiment"}
 
 
-CLI_CONFIG = """
-kind = "sweep"
-name = "kill"
-model = "tiny-llama"
-layers = "all"
-coeffs = [1.0, 2.0, 4.0]
-aligns = ["front", "back"]
-prompts = ["I went up to my friend and said", "Hello there", "One more prompt here"]
-target_words = ["w"]
-batch_rows = 8
-[[pairs]]
-positive = "Love"
-negative = "Hate"
-[[pairs]]
-positive = "Calm"
-negative = "Anger"
-[generation]
-n_samples = 4
-max_new_tokens = 12
-topic_words = ["a"]
-"""
-
-
-def _cli(*args):
-    return [sys.executable, "-m", "actadd.cli", *args]
-
-
-def test_killed_sweep_resumes_to_the_uninterrupted_table(tmp_path):
-    config = tmp_path / "kill.toml"
-    config.write_text(CLI_CONFIG)
-    out = tmp_path / "run"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        _cli("sweep", str(config), "--out", str(out)),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    total = 2 * (1 + 2 * 4)  # (baseline + pairs × layers) for next-token and generation
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            done = list((out / "parts").glob("*.results.parquet")) if out.exists() else []
-            if len(done) >= 3:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    n_done = len(list((out / "parts").glob("*.results.parquet")))
-    assert 3 <= n_done < total, f"kill came too late ({n_done}/{total} units done)"
-    assert not (out / "results.parquet").exists()
-
-    with pytest.raises(ConfigError, match="--resume"):
-        from actadd.lab.runner import run_config
-
-        run_config(config, out)
-    assert (
-        subprocess.run(
-            _cli("sweep", str(config), "--out", str(out), "--resume"), env=env, capture_output=True
-        ).returncode
-        == 0
-    )
-    assert (
-        subprocess.run(
-            _cli("sweep", str(config), "--out", str(tmp_path / "whole")),
-            env=env,
-            capture_output=True,
-        ).returncode
-        == 0
-    )
-    resumed, whole = load_results(out), load_results(tmp_path / "whole")
-    assert len(resumed) == len(whole) and not resumed.duplicated().any()
-    pd.testing.assert_frame_equal(resumed, whole)
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(out / "completions.parquet"),
-        pd.read_parquet(tmp_path / "whole" / "completions.parquet"),
-    )
-    cfg = json.loads((out / "config.json").read_text())
-    env_info = json.loads((out / "env.json").read_text())
-    assert cfg["kind"] == "sweep" and cfg["coeffs"] == [1.0, 2.0, 4.0]
-    assert env_info["model"]["name"] == "tiny-llama" and env_info["packages"]["torch"]
-    assert list((out / "figures").glob("*.png")) and list((out / "figures").glob("*.pdf"))
-
-
 def test_resuming_with_a_different_config_is_refused(tmp_path, tiny_llama):
     s = spec(
         model=None,
         pairs=BASE["pairs"][:1],
-        pads=["right"],
+        equalize=["right"],
         layers=[1],
         coeffs=[1.0],
         aligns=["front"],
@@ -195,7 +107,7 @@ def test_resuming_with_a_different_config_is_refused(tmp_path, tiny_llama):
     other = spec(
         model=None,
         pairs=BASE["pairs"][:1],
-        pads=["right"],
+        equalize=["right"],
         layers=[1],
         coeffs=[2.0],
         aligns=["front"],
@@ -215,7 +127,7 @@ def test_resuming_with_a_different_config_is_refused(tmp_path, tiny_llama):
         ({"coeffs": [float("nan")]}, "not a finite number"),
         ({"prompts": []}, "prompts is empty"),
         ({"aligns": ["sideways"]}, "sideways"),
-        ({"pads": ["middle"]}, "pad 'middle' unknown"),
+        ({"equalize": ["middle"]}, "pad 'middle' unknown"),
         ({"target_words": ["wedding"]}, "not a single token"),
         ({"target_words": "fashion"}, "unknown preset"),
         ({"pairs": [{"positive": "", "negative": ""}]}, "two empty prompts"),
@@ -259,12 +171,101 @@ def test_offset_range_expands():
     assert [str(a) for a in s.align_list()] == ["front", "offset:1", "offset:2", "back"]
 
 
+@pytest.mark.slow
 def test_figures_are_redrawn_from_the_saved_table(tmp_path, tiny_llama):
     from actadd.plots import sweep_figures
 
-    s = spec(model=None, pairs=BASE["pairs"][:1], pads=["right"], aligns=["offset:0:3"])
+    s = spec(model=None, pairs=BASE["pairs"][:1], equalize=["right"], aligns=["offset:0:3"])
     run_sweep(s, tiny_llama, out=tmp_path, progress=False)
     paths = sweep_figures(load_results(tmp_path), tmp_path / "figs")
     names = {Path(p).name for p in paths}
     assert "pair0_kl_neutral_heatmap.png" in names and "pair0_kl_neutral_offsets.pdf" in names
     assert all(Path(p).stat().st_size > 1000 for p in paths)
+
+
+# ---------------------------------------------------------------------- equalize (once pads)
+
+
+def test_pads_is_read_as_equalize_with_a_deprecation_warning():
+    new = spec()
+    old_config = {k: v for k, v in BASE.items() if k != "equalize"} | {"pads": BASE["equalize"]}
+    with pytest.warns(DeprecationWarning, match="'pads' is now called 'equalize'"):
+        old = SweepSpec.from_dict(old_config)
+    assert old == new and old.to_dict() == new.to_dict()
+    assert old.to_dict()["equalize"] == ("right", "left") and "pads" not in old.to_dict()
+    with pytest.raises(ConfigError, match=r"give 'equalize' only \('pads' is its old name\)"):
+        SweepSpec.from_dict(BASE | {"pads": ["right"]})
+
+
+def test_the_saved_config_keeps_its_keys_in_their_order():
+    gen = {"n_samples": 2, "max_new_tokens": 4, "topic_words": ["a"]}
+    d = spec(generation=gen).to_dict()
+    assert list(d) == [
+        "name", "pairs", "layers", "coeffs", "prompts", "model", "aligns", "equalize",
+        "target_words", "neutral_texts", "generation", "next_token", "batch_rows",
+        "confirmatory",
+    ]  # fmt: skip
+    assert d["generation"] == {
+        "n_samples": 2,
+        "max_new_tokens": 4,
+        "seed": 0,
+        "temperature": 1.0,
+        "top_p": 0.3,
+        "freq_penalty": 1.0,
+        "topic_words": ("a",),
+        "sentiment": True,
+    }  # flat, as config.json has always held it
+    assert SweepSpec.from_dict(d) == spec(generation=gen)
+
+
+def test_a_run_saved_with_pads_resumes_under_its_config_and_computes_nothing(
+    tmp_path, tiny_llama, monkeypatch
+):
+    """A run directory written before the rename holds ``pads`` in config.json; resuming it
+    with today's config (``equalize``) is the same run: nothing is recomputed and its
+    config.json stays as written."""
+    from actadd.lab.runner import run_experiment
+    from actadd.studies.sweep.kind import SweepKind
+
+    config = {"kind": "sweep", **BASE, "pairs": BASE["pairs"][:1], "layers": [1], "coeffs": [1.0]}
+    saved = SweepKind.saved_config
+
+    def as_written_before(self, s):  # the saved config as the code before the rename wrote it
+        return {("pads" if k == "equalize" else k): v for k, v in saved(self, s).items()}
+
+    with monkeypatch.context() as m:
+        m.setattr(SweepKind, "saved_config", as_written_before)
+        run_experiment(config, tmp_path, model=tiny_llama)
+    written = (tmp_path / "config.json").read_bytes()
+    assert json.loads(written)["pads"] == ["right", "left"]
+    import actadd.sweeps.engine as engine
+
+    def no_compute(*a, **k):
+        raise AssertionError("a resumed, finished run recomputed a unit")
+
+    monkeypatch.setattr(engine.UnitRunner, "__call__", no_compute)
+    run_experiment(config, tmp_path, resume=True, model=tiny_llama)
+    assert (tmp_path / "config.json").read_bytes() == written
+    other = config | {"coeffs": [2.0]}  # a different config is still refused
+    with pytest.raises(ConfigError, match="different config"):
+        run_experiment(other, tmp_path, resume=True, model=tiny_llama)
+
+
+# ---------------------------------------------------------------------- executors
+
+
+def test_the_executors_old_names_warn_and_give_the_new_classes():
+    import actadd.sweeps
+    from actadd.sweeps import distributed, engine
+
+    for module, old, new in (
+        (actadd.sweeps, "Backend", engine.Executor),
+        (actadd.sweeps, "LocalBackend", engine.LocalExecutor),
+        (engine, "Backend", engine.Executor),
+        (engine, "LocalBackend", engine.LocalExecutor),
+        (distributed, "RayBackend", distributed.RayExecutor),
+    ):
+        with pytest.warns(DeprecationWarning, match=f"{old} is now called {new.__name__}"):
+            assert getattr(module, old) is new
+    with pytest.raises(AttributeError):
+        actadd.sweeps.NoSuchName  # noqa: B018

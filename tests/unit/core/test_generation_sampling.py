@@ -101,3 +101,35 @@ def test_prefilter_steps_aside_when_the_property_fails(monkeypatch):
     picks = torch.empty(len(logits), dtype=torch.long)
     left = generate_module._prefiltered(torch.softmax(logits, -1), 0.3, gens, picks)
     assert left == list(range(len(logits)))
+
+
+# ---------------------------------------------------------------------- the one sampling spec
+
+
+def test_generation_sweeps_and_the_playground_share_one_sampling_spec():
+    from actadd.core import generation, sampling
+    from actadd.sweeps.spec import GenerationSpec
+    from actadd.ui.settings import Settings
+
+    assert generation.Sampling is sampling.Sampling is Sampling
+    assert generation.GREEDY is sampling.GREEDY and generation.PAPER_SAMPLING == Sampling()
+    g = GenerationSpec(temperature=0.7, top_p=0.9, freq_penalty=0.5)
+    assert g.sampling == Sampling(temperature=0.7, top_p=0.9, freq_penalty=0.5)
+    assert Settings(temperature=0.7, top_p=0.9, freq_penalty=0.5).sampling == g.sampling
+    assert Settings(greedy=True).sampling is sampling.GREEDY
+
+
+def test_a_sampling_table_names_the_key_and_the_bound():
+    from actadd import ConfigError
+
+    assert Sampling.from_dict({"top_p": 0.9}) == Sampling(top_p=0.9)
+    assert Sampling.from_dict({}).to_dict() == Sampling().to_dict()
+    with pytest.raises(ConfigError, match=r"corpus\.top_p must be a finite number > 0 and <= 1"):
+        Sampling.from_dict({"top_p": 5}, "corpus")
+    with pytest.raises(
+        ConfigError, match=r"sampling\.temperature must be a finite number >= 1e-06"
+    ):
+        Sampling.from_dict({"temperature": 0})
+    with pytest.raises(ConfigError, match=r"sampling: unknown key\(s\) \['seed'\]"):
+        Sampling.from_dict({"seed": 1})  # the seed is an argument of the call, not the rule
+    assert Sampling(temperature=1e-7).temperature == 1e-7  # the library takes any t > 0

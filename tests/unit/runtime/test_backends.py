@@ -2,7 +2,7 @@
 
 The steering proofs themselves (exact additions, untouched positions, cache = no cache,
 batch = alone, ``[v1, v2]`` = ``v1 + v2``, cleanup) run on both backends in
-``test_steer.py`` through the ``any_model`` fixture.
+``core/test_steering.py`` through the ``any_model`` fixture.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ SWEEP_BASE = dict(
     layers=[0, 2],
     coeffs=[1.0, 4.0],
     aligns=["front"],
-    pads=["right"],
+    equalize=["right"],
     prompts=["I went up to my friend and said"],
     target_words=["w", "e"],
     pairs=[{"positive": " wed", "negative": ""}],
@@ -111,7 +111,7 @@ def configs(tmp_path: Path) -> dict[str, dict]:
         "pad_confound": dict(
             kind="pad_confound",
             model="tiny-llama",
-            pads=[" ", "a", ".", "x"],
+            pad_tokens=[" ", "a", ".", "x"],
             layers=[0, 2],
             prompts=["I went up to my friend and said", "The cat sat on the mat"],
             control_words=["t", "r"],
@@ -119,10 +119,10 @@ def configs(tmp_path: Path) -> dict[str, dict]:
                 dict(positive=" wed", negative="", coeff=2.0, target_words=["w", "e"]),
                 dict(positive="Love", negative="Hatred", target_words=["l", "o"]),
             ],
-            attention=dict(pair="' wed'-''", pads=[" ", "a"], inject_layers=[1]),
+            attention=dict(pair="' wed'-''", pad_tokens=[" ", "a"], inject_layers=[1]),
             generation=dict(
                 pair="' wed'-''",
-                pads=[" ", "a", "."],
+                pad_tokens=[" ", "a", "."],
                 layers=[1, 2],
                 prompts=["I went", "She said"],
                 n_samples=2,
@@ -162,6 +162,7 @@ TABLES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(TABLES))
 def test_kind_runs_end_to_end_and_redraws_its_figures_without_a_model(kind, tmp_path, monkeypatch):
     config = configs(tmp_path)[kind]
@@ -235,9 +236,9 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("perplexity", {"corpus": {**CORPUS, "topics": {"a": []}}}, "non-empty list of strings"),
         ("perplexity", {"topic_words": "bananas"}, "unknown preset 'bananas'"),
         ("perplexity", {"layers": [5]}, r"layers \[5\] out of range"),
-        ("pad_confound", {"pads": [" ", "ab"]}, r"pads: pad_token 'ab' is 2 tokens"),
-        ("pad_confound", {"pads": [" ", " "]}, r"given more than once"),
-        ("pad_confound", {"reference_pad": "z"}, r"reference_pad 'z' must be one of pads"),
+        ("pad_confound", {"pad_tokens": [" ", "ab"]}, r"pad_tokens: pad_token 'ab' is 2 tokens"),
+        ("pad_confound", {"pad_tokens": [" ", " "]}, r"given more than once"),
+        ("pad_confound", {"reference_pad": "z"}, r"reference_pad 'z' must be one of pad_tokens"),
         ("pad_confound", {"layers": [0, 9]}, r"layers \[9\] out of range"),
         ("pad_confound", {"pairs": [["Love", "Hate"]]}, r"pairs\[0\] must be a table"),
         (
@@ -253,9 +254,9 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("pad_confound", {"prompts": ["I went up to my friend and said"]}, "at least 2"),
         ("pad_confound", {"prompts": ["Hi", "Hello"]}, "shorter than the longest pair"),
         ("pad_confound", {"surgery": {"methods": ["scrub"]}}, r"\[surgery\] methods"),
-        ("pad_confound", {"surgery": {"pads": ["q"]}}, r"must also be in pads"),
+        ("pad_confound", {"surgery": {"pad_tokens": ["q"]}}, r"must also be in pad_tokens"),
         ("pad_confound", {"attention": {"pair": "nope"}}, r"\[attention\] pair 'nope'"),
-        ("pad_confound", {"generation": {"pads": ["a"]}}, "must include the reference_pad"),
+        ("pad_confound", {"generation": {"pad_tokens": ["a"]}}, "must include the reference_pad"),
         (
             "pad_confound",
             {"generation": {"n_samples": 0}},
@@ -310,7 +311,7 @@ PAPER_EXPERIMENTS = (
 
 
 def test_shipped_paper_configs_parse_with_and_without_quick():
-    root = Path(__file__).resolve().parents[2] / "experiments"
+    root = Path(__file__).resolve().parents[3] / "experiments"
     for name in PAPER_EXPERIMENTS:
         path = root / f"{name}.toml"
         for quick in (False, True):
@@ -346,6 +347,7 @@ def test_capability_scores_equal_a_direct_unbatched_forward(tiny_llama):
         assert row["rank"] == int((lp > lp[answer]).sum())
 
 
+@pytest.mark.slow
 def test_perplexity_ratio_is_one_at_zero_coefficient(tmp_path):
     config = configs(tmp_path)["perplexity"]
     out = tmp_path / "ppl"
@@ -398,6 +400,7 @@ def test_proportion_summary_counts_cells_and_compares_with_unsteered():
     )
 
 
+@pytest.mark.slow
 def test_token_injection_v2_claims_are_computed_from_its_tables(tmp_path):
     from actadd.lab.claims import adjust
     from actadd.lab.kinds import get_kind

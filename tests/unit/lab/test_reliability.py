@@ -1,15 +1,13 @@
 """Reliability: run directories are locked and checksummed, figures are checked against the
-tables their run wrote, and bad input is one clear line before any compute or write."""
+tables their run wrote, and bad input is one clear line before any compute or write. (Kill -9
+at random moments and resume: tests/system/test_crash_resume.py.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -103,49 +101,6 @@ def test_a_damaged_part_counts_as_not_done_and_is_recomputed(tmp_path, tiny_llam
     pd.testing.assert_frame_equal(again, whole)
 
 
-def test_a_sweep_killed_at_random_moments_resumes_to_the_uninterrupted_table(tmp_path):
-    """Fault injection: kill -9 three times at random moments, then resume to the end."""
-    config = tmp_path / "f.toml"
-    config.write_text(
-        'kind = "sweep"\nname = "f"\nmodel = "tiny-llama"\nlayers = "all"\ncoeffs = [1.0, 3.0]\n'
-        'prompts = ["I went up to my friend and said", "Hello"]\ntarget_words = ["w"]\n'
-        'batch_rows = 4\n[[pairs]]\npositive = "Love"\nnegative = "Hate"\n'
-        '[generation]\nn_samples = 2\nmax_new_tokens = 6\ntopic_words = ["a"]\n'
-    )
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    cli = [sys.executable, "-m", "actadd.cli", "sweep", str(config)]
-    out = tmp_path / "run"
-    rng = random.Random(0)
-    for attempt in range(3):
-        proc = subprocess.Popen(
-            [*cli, "--out", str(out), *(["--resume"] if attempt else [])],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        # wait until it is computing (a part or two written), then a random extra moment
-        deadline = time.time() + 180
-        start = len(list(out.glob("parts/*.sha256")))
-        while time.time() < deadline and proc.poll() is None:
-            if len(list(out.glob("parts/*.sha256"))) > start:
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    done = subprocess.run([*cli, "--out", str(out), "--resume"], env=env, capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    whole = subprocess.run([*cli, "--out", str(tmp_path / "whole")], env=env, capture_output=True)
-    assert whole.returncode == 0
-    resumed = load_results(out)
-    assert not resumed.duplicated().any()
-    pd.testing.assert_frame_equal(resumed, load_results(tmp_path / "whole"))
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(out / "completions.parquet"),
-        pd.read_parquet(tmp_path / "whole" / "completions.parquet"),
-    )
-
-
 # ---------------------------------------------------------------------- figures
 
 
@@ -156,6 +111,7 @@ def _cli(*args) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_figures_check_each_table_fail_per_run_and_leave_no_stale_files(tmp_path, tiny_llama):
     for name in ("a", "b"):
         run_sweep(small(name=name), tiny_llama, out=tmp_path / name, progress=False)
@@ -173,6 +129,7 @@ def test_figures_check_each_table_fail_per_run_and_leave_no_stale_files(tmp_path
     assert not stale.exists() and list((tmp_path / "b" / "figures").glob("*.png"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
@@ -200,6 +157,7 @@ def _toml(value) -> str:
     return json.dumps(value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("over", "message"),
     [

@@ -29,7 +29,7 @@ if os.environ.get("CI"):
 else:
     ray = pytest.importorskip("ray", reason="needs the optional extra: make setup-ray")
 
-from actadd.sweeps.distributed import RayBackend, RayOptions  # noqa: E402
+from actadd.sweeps.distributed import RayExecutor, RayOptions  # noqa: E402
 
 SPEC = dict(
     name="tiny_ray",
@@ -61,7 +61,7 @@ def ray_cluster():
 
 @pytest.fixture
 def backend(ray_cluster):
-    b = RayBackend(RayOptions(workers=2, num_cpus=1))
+    b = RayExecutor(RayOptions(workers=2, num_cpus=1))
     try:
         yield b
     finally:

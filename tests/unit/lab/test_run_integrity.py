@@ -193,7 +193,7 @@ def test_a_resume_with_another_model_is_refused_before_anything_is_written(
 def test_replacing_the_gguf_file_of_a_run_refuses_the_resume_naming_both_hashes(
     tmp_path, monkeypatch, capsys
 ):
-    from unit.test_models import write_tiny_llama_gguf
+    from unit.models.synthetic_gguf import write_tiny_llama_gguf
 
     monkeypatch.setenv("ACTADD_CACHE_DIR", str(tmp_path / "cache"))  # never the shared cache
     gguf = tmp_path / "model.gguf"
@@ -310,6 +310,7 @@ def _thread(target, errors: list) -> threading.Thread:
     return t
 
 
+@pytest.mark.slow
 def test_figures_wait_for_a_writer_drawing_them_and_never_break_it(
     made, tmp_path, tiny_llama, monkeypatch
 ):

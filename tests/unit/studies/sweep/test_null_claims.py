@@ -151,7 +151,7 @@ def test_the_methods_experiment_is_sized_for_method_vs_null_claims():
     non-random method; its quick version stays small."""
     from actadd.lab.runner import read_config
 
-    path = Path(__file__).resolve().parents[2] / "experiments" / "methods.toml"
+    path = Path(__file__).resolve().parents[4] / "experiments" / "methods.toml"
     spec = SweepSpec.from_dict(read_config(path))
     assert spec.random_draws >= 50 and spec.norm == "match" and len(spec.prompts) >= 64
     chosen = {c["method"] for c in spec.confirmatory if c.get("against") == "random"}

@@ -33,7 +33,7 @@ from actadd.lab.runner import run_experiment
 from actadd.lab.runs import RunDir
 from actadd.lab.stats import bh_adjust, mcnemar_exact, sign_flip_test
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def paired(a, b, cluster) -> Paired:
@@ -161,7 +161,7 @@ def test_masked_perplexity_scores_only_positions_the_vector_leaves_alone(tiny_ll
 
     spec = parse(dict(pair=[" wed", ""], layers=[1], coeffs=[2.0], texts="austen_sentences",
                       limit=2, prompting=True))  # fmt: skip
-    corpus = read_text_set("austen_sentences", spec["words"], 2)
+    corpus = read_text_set("austen_sentences", spec.words, 2)
     assert len(corpus) == 6 and set(corpus.group) == {"wedding", "adjacent", "unrelated"}
     table = measure(tiny_llama, spec, corpus)
     v = actadd.SteeringVector.from_pair(tiny_llama, " wed", "", 1)
