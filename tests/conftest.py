@@ -1,7 +1,7 @@
 """Shared fixtures. Read-only models are loaded once per session and never mocked.
 
 Tiers (see tests/README.md):
-- tests/unit: tiny random models (``tiny-llama``, ``tiny-gpt2``), seconds each.
+- tests/unit: tiny random models (``tiny-llama``, ``tiny-gpt2``, ``tiny-gemma3``), seconds each.
 - tests/integration: the embedded SmolLM2-135M-Instruct, loaded once per session.
 - tests/system: real processes and services (Ray, kill -9, the browser, notebooks, findings).
 """
@@ -35,7 +35,13 @@ def tiny_gpt2():
     return _load("tiny-gpt2")
 
 
-@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2"])
+@pytest.fixture(scope="session")
+def tiny_gemma3():
+    """Gemma 3's architecture, tiny: sliding window of 4 tokens on layers 0-2, QK-norm."""
+    return _load("tiny-gemma3")
+
+
+@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2", "tiny-gemma3"])
 def tiny_model(request):
     return _load(request.param)
 
@@ -60,7 +66,7 @@ def _warm(model):
     return model
 
 
-@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2", *BRIDGE_MODELS])
+@pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2", "tiny-gemma3", *BRIDGE_MODELS])
 def any_model(request):
     """Each tiny model on each backend: the steering proofs run on all four."""
     return _load(request.param)
@@ -86,6 +92,7 @@ def smollm2_bridge():
 
 SHARED_MODELS = (
     "tiny_llama",
+    "tiny_gemma3",
     "tiny_gpt2",
     "tiny_model",
     "any_model",

@@ -117,7 +117,12 @@ class LlamaCpp:
     """
 
     def __init__(
-        self, model_path: str | Path | None = None, *, n_ctx: int = 512, n_threads: int = 1
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 512,
+        n_threads: int = 1,
+        all_logits: bool = False,
     ) -> None:
         llama_cpp = _llama_cpp()
         if model_path is None:
@@ -132,7 +137,7 @@ class LlamaCpp:
             n_batch=n_ctx,
             n_threads=n_threads,
             n_threads_batch=n_threads,
-            logits_all=False,
+            logits_all=all_logits,
             verbose=False,
         )
         self.n_embd = int(self.llm.n_embd())
@@ -199,6 +204,18 @@ class LlamaCpp:
         logits = self.next_token_logits(ids)
         m = logits.max()
         return logits - (m + np.log(np.exp(logits - m).sum()))
+
+    def logprobs(self, ids: Sequence[int]) -> np.ndarray:
+        """Log-softmax of the logits at every position of ``ids`` ([len(ids), n_vocab],
+        float64); needs ``LlamaCpp(..., all_logits=True)``."""
+        if not self.llm._logits_all:
+            raise ActAddError("logprobs() needs LlamaCpp(..., all_logits=True).")
+        ids = [int(i) for i in ids]
+        self.llm.reset()
+        self.llm.eval(ids)
+        logits = np.array(self.llm.scores[: len(ids)], dtype=np.float64)
+        m = logits.max(-1, keepdims=True)
+        return logits - (m + np.log(np.exp(logits - m).sum(-1, keepdims=True)))
 
     def greedy(self, ids: Sequence[int], max_new_tokens: int) -> list[int]:
         """Greedy continuation of ``ids`` (argmax each step, KV cache reused)."""

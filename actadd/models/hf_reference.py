@@ -1,6 +1,8 @@
-"""An independent reference: Hugging Face ``LlamaForCausalLM`` holding a GGUF's weights.
+"""Independent references: Hugging Face models holding a GGUF's weights.
 
-Built offline from a local config and :func:`actadd.models.gguf_llama.hf_state_dict` (the
+- :func:`hf_gemma3`: ``transformers``' own GGUF loader (its dequantizer, its name map, its
+  tokenizer conversion) on a Gemma 3 file: nothing shared with :mod:`actadd.models.gemma3`.
+- :func:`hf_llama`: a ``LlamaForCausalLM``, built offline from a local config and :func:`actadd.models.gguf_llama.hf_state_dict` (the
 file's dequantized tensors under HF names), it shares no code with the TransformerLens
 conversion. Tests use it for logit and greedy-text parity; ``benchmarks/bench_vs_hf.py``
 uses it as the speed baseline.
@@ -15,7 +17,7 @@ from actadd.errors import ModelLoadError
 from actadd.models import gguf_llama
 from actadd.models.sources import smollm2_path
 
-__all__ = ["add_at_front", "hf_llama"]
+__all__ = ["add_at_front", "hf_gemma3", "hf_llama"]
 
 
 def hf_llama(
@@ -52,6 +54,29 @@ def hf_llama(
     if hp.tied_embeddings:
         model.tie_weights()
     return model.eval()
+
+
+def hf_gemma3(path: str | os.PathLike | None = None, *, attn_implementation: str = "eager"):
+    """``(Gemma3ForCausalLM, tokenizer)`` from ``transformers``' own GGUF loader on the Gemma 3
+    file at ``path`` (default: the embedded 270M), CPU, float32, eval mode.
+
+    ``attn_implementation="eager"`` (the default) applies the sliding window exactly as
+    TransformerLens does; the GGUF quantization marker is cleared so the model is an ordinary
+    float32 one.
+    """
+    import torch
+    import transformers
+
+    from actadd.models.gemma3 import gemma3_path
+
+    path = Path(path) if path is not None else gemma3_path()
+    kw = dict(gguf_file=path.name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), **kw)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path.parent), dtype=torch.float32, attn_implementation=attn_implementation, **kw
+    )
+    model.config.quantization_config = None
+    return model.eval(), tokenizer
 
 
 def add_at_front(layer_module, rows):

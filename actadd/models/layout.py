@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from actadd.runtime.backends import HookedTransformer
+from actadd.errors import ModelLoadError
+from actadd.runtime.backends import HookedTransformer, Model
 
-__all__ = ["fast_layout"]
+__all__ = ["fast_layout", "load_all_parameters"]
 
 # parameter leaf name -> storage order (a permutation of the parameter's dims)
 _STORAGE_ORDER = {
@@ -82,3 +83,14 @@ def fast_layout(model: HookedTransformer) -> HookedTransformer:
         for block in model.blocks:
             _share_qkv_storage(block.attn)
     return model
+
+
+def load_all_parameters(model: Model, sd: dict[str, torch.Tensor]) -> None:
+    """Load ``sd`` and insist that every parameter was set (init_weights=False leaves garbage)."""
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    params = {n for n, _ in model.named_parameters()}
+    missing_params = sorted(set(missing) & params)
+    if missing_params or unexpected:
+        raise ModelLoadError(
+            f"Weight mapping mismatch: missing {missing_params[:5]}, unexpected {unexpected[:5]}"
+        )

@@ -36,8 +36,8 @@ if HAS_HOOKED:  # TransformerLens 4.x has neither (load_model refuses backend="h
 
 from actadd._io import build_dir
 from actadd.errors import ModelLoadError, Validated
-from actadd.models import bridge, gguf_cache, gguf_llama
-from actadd.models.layout import fast_layout
+from actadd.models import bridge, gemma3, gguf_cache, gguf_llama
+from actadd.models.layout import fast_layout, load_all_parameters
 from actadd.models.sources import (
     DEFAULT_N_CTX,
     SMOLLM2_NAME,
@@ -104,6 +104,8 @@ def load_model(
         )
     elif is_smollm2(name):
         model = load_gguf(smollm2_path(), n_ctx=n_ctx, model_name=SMOLLM2_NAME)
+    elif gemma3.is_gemma3_name(name):
+        model = gemma3.load_gemma3(n_ctx=n_ctx)
     elif str(name) in TINY_MODELS:
         model = tiny_model(str(name), seed=seed)
     elif str(name).endswith(".gguf") or Path(name).exists():
@@ -192,6 +194,8 @@ def load_gguf(
     """
     path = Path(path)
     gguf_llama._check_is_gguf(path)
+    if gemma3.is_gemma3(path):
+        return gemma3.load_gemma3(path, n_ctx=n_ctx, model_name=model_name)
     model, entry = gguf_cache.load_entry(
         path, convert, lambda entry: _model_from_cache(entry.directory, n_ctx, model_name)
     )
@@ -218,20 +222,9 @@ def _model_from_cache(
     if hp.tied_embeddings:
         sd["unembed.W_U"] = sd["embed.W_E"].T
     sd["unembed.b_U"] = torch.zeros(hp.d_vocab)
-    _load_all_parameters(model, sd)
+    load_all_parameters(model, sd)
     model.eval()
     return fast_layout(model)
-
-
-def _load_all_parameters(model: Model, sd: dict[str, torch.Tensor]) -> None:
-    """Load ``sd`` and insist that every parameter was set (init_weights=False leaves garbage)."""
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    params = {n for n, _ in model.named_parameters()}
-    missing_params = sorted(set(missing) & params)
-    if missing_params or unexpected:
-        raise ModelLoadError(
-            f"Weight mapping mismatch: missing {missing_params[:5]}, unexpected {unexpected[:5]}"
-        )
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -261,6 +254,8 @@ def tiny_config(name: str) -> HookedTransformerConfig:
             n_key_value_heads=TINY_KV_HEADS,
             original_architecture="LlamaForCausalLM",
         )
+    if name == "tiny-gemma3":
+        return gemma3.tiny_gemma3_config(**common)
     raise ModelLoadError(f"Unknown tiny model {name!r}; choose one of {TINY_MODELS}.")
 
 

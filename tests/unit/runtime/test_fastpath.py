@@ -39,11 +39,34 @@ def fast_blocks(model) -> list[str]:
 # --------------------------------------------------------------------------- equivalence
 
 
-def test_tiny_models_are_covered(tiny_model):
-    assert unsupported_reason(tiny_model) is None
+#: what the fast path leaves to TransformerLens's own forward (and says why)
+NOT_COVERED = {"tiny-gemma3": "cfg.use_normalization_before_and_after = True"}
 
 
-def test_logits_match_transformerlens_single_and_left_padded(tiny_model):
+@pytest.fixture
+def fast_model(tiny_model):
+    """A tiny model the fast path covers (Gemma 3 runs on TransformerLens's forward)."""
+    if tiny_model.cfg.model_name in NOT_COVERED:
+        pytest.skip(f"{tiny_model.cfg.model_name} runs on TransformerLens's forward")
+    return tiny_model
+
+
+def test_tiny_models_are_covered_or_say_why_not(tiny_model):
+    assert unsupported_reason(tiny_model) == NOT_COVERED.get(tiny_model.cfg.model_name)
+
+
+def test_gemma3_falls_back_to_transformerlens_with_the_same_logits(tiny_gemma3):
+    """Local attention, QK-norm and norms after each sublayer are not in the fast path:
+    fast_path() hands Gemma 3 to TransformerLens unchanged (the forward is not patched)."""
+    tokens, mask = padded(tiny_gemma3)
+    ref = tiny_gemma3(tokens, attention_mask=mask)
+    with fast_path(tiny_gemma3) as on:
+        assert not on and not fast_blocks(tiny_gemma3)
+        assert torch.equal(tiny_gemma3(tokens, attention_mask=mask), ref)
+
+
+def test_logits_match_transformerlens_single_and_left_padded(fast_model):
+    tiny_model = fast_model
     tokens, mask = padded(tiny_model)
     ref = tiny_model(tokens, attention_mask=mask)
     ref_one = tiny_model(tokens[:1])
@@ -240,7 +263,8 @@ def test_a_hook_added_mid_generation_then_removed(tiny_llama):
 # --------------------------------------------------------------------------- scope
 
 
-def test_blocks_get_their_forward_back_on_exit_and_on_error(tiny_model):
+def test_blocks_get_their_forward_back_on_exit_and_on_error(fast_model):
+    tiny_model = fast_model
     with fast_path(tiny_model):
         with fast_path(tiny_model) as inner:  # nested: the outer context owns the patch
             assert inner
