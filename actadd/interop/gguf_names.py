@@ -36,7 +36,13 @@ PROVENANCE_VERSION = 1
 LAYER_CONVENTION = "direction.N is added to the output of block N = actadd resid_pre N+1"
 
 # model_hint for the models actadd itself names (llama.cpp's architecture names)
-KNOWN_HINTS = {"SmolLM2-135M-Instruct": "llama", "tiny-llama": "llama", "tiny-gpt2": "gpt2"}
+KNOWN_HINTS = {
+    "SmolLM2-135M-Instruct": "llama",
+    "tiny-llama": "llama",
+    "tiny-gpt2": "gpt2",
+    "gemma-3-270m": "gemma3",
+    "tiny-gemma3": "gemma3",
+}
 
 
 def direction_for_layer(layer: int) -> int:

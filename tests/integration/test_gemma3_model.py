@@ -33,8 +33,7 @@ PROMPTS = [
 ]
 # 681 tokens: the local layers' 512-token window is exceeded, so local and global layers differ
 LONG = " ".join(
-    ["The quick brown fox jumps over the lazy dog while the farmer watches from a distance."]
-    * 40
+    ["The quick brown fox jumps over the lazy dog while the farmer watches from a distance."] * 40
 )
 
 
@@ -136,3 +135,21 @@ def test_pair_padding_uses_a_single_token_pad(gemma3):
     with pytest.raises(SteeringError, match="pad"):
         SteeringVector.from_pair(gemma3, "Love", "I hate", layer=6, pad_token=" antidisestablish")
     np.testing.assert_array_equal(v.tensor[0].numpy(), 0.0)  # the leading <bos> cancels
+
+
+@pytest.mark.parametrize("layer", [3, 9, 15])
+def test_llama_cpp_control_vectors_shift_like_align_all(gemma3, layer, tmp_path):
+    """An exported Love - Hate control vector, applied by llama.cpp on the Gemma GGUF, shifts
+    next-token log-probs as actadd's ``align="all"`` does (measured: correlation 0.987-0.998,
+    slope 0.986-1.016 at x1; Gemma's residual norms are large, so x1 already moves the
+    distribution by ~10 nats)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python: `make setup-interop`")
+    from actadd.interop.llamacpp import LlamaCpp, compare_shifts
+
+    love = SteeringVector.from_pair(gemma3, "Love", "Hate", layer).mean(skip_first=True)
+    path = love.to_gguf(tmp_path / "love.gguf")
+    with LlamaCpp(gemma3_path(), n_ctx=256) as llm:
+        df = compare_shifts(gemma3, llm, path, PROMPTS[1:5])
+    assert (df["corr_shift"] >= 0.95).all(), df
+    assert df["slope"].between(0.9, 1.1).all(), df
+    assert (df["max_shift_actadd"] > 1.0).all(), df
