@@ -53,6 +53,15 @@ def logprobs(logits) -> torch.Tensor:
     return torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), -1)
 
 
+def mean_kl(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Mean over positions of KL(p || q), both log-probs [positions, vocab]."""
+    return (p.exp() * (p - q)).sum(-1).mean().item()
+
+
+def top1_agreement(p: torch.Tensor, q: torch.Tensor) -> float:
+    return (p.argmax(-1) == q.argmax(-1)).double().mean().item()
+
+
 def test_the_model_records_its_file_quantization_and_license(gemma3):
     src = gemma3.actadd_source
     assert src["sha256"] == "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -94,16 +103,11 @@ def test_llama_cpp_agrees_as_closely_as_transformers_does(gemma3, hf):
             cpp = torch.as_tensor(llm.logprobs(ids))
             ours = logprobs(gemma3(torch.tensor([ids]))[0])
             theirs = logprobs(model(torch.tensor([ids])).logits[0])
-
-            def kl(p):
-                return (p.exp() * (p - cpp)).sum(-1).mean().item()
-
-            def top1(p):
-                return (p.argmax(-1) == cpp.argmax(-1)).double().mean().item()
-
-            assert kl(ours) < 2e-2 and top1(ours) >= 0.75, (prompt[:30], kl(ours), top1(ours))
-            assert abs(kl(ours) - kl(theirs)) <= 0.05 * kl(theirs) + 1e-5
-            assert abs(top1(ours) - top1(theirs)) <= 1 / len(ids) + 1e-9
+            kl_ours, kl_theirs = mean_kl(ours, cpp), mean_kl(theirs, cpp)
+            top_ours, top_theirs = top1_agreement(ours, cpp), top1_agreement(theirs, cpp)
+            assert kl_ours < 2e-2 and top_ours >= 0.75, (prompt[:30], kl_ours, top_ours)
+            assert abs(kl_ours - kl_theirs) <= 0.05 * kl_theirs + 1e-5
+            assert abs(top_ours - top_theirs) <= 1 / len(ids) + 1e-9
 
 
 def test_a_love_hate_vector_at_a_middle_layer_steers(gemma3):
