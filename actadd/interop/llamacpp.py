@@ -33,9 +33,9 @@ import torch
 from actadd.core.generation import GREEDY, generate
 from actadd.core.steering import steering
 from actadd.core.vectors import SteeringVector
-from actadd.errors import ActAddError, SteeringError, VectorFileError
+from actadd.errors import ActAddError, VectorFileError
 from actadd.interop.gguf import load_control_vector, read_control_vector
-from actadd.runtime.tokens import encode
+from actadd.runtime.tokens import encode, single_token_id
 
 __all__ = [
     "ControlFiles",
@@ -288,7 +288,8 @@ def compare_shifts(
     row per (prompt, token) instead: ``prompt, token, actadd, actadd_steered, llamacpp,
     llamacpp_steered`` (log-probs) and ``shift_actadd, shift_llamacpp``.
     """
-    token_ids = [_single_token(model, t) for t in tokens]
+    single = "compare_shifts(tokens=...) takes single tokens (mind the leading space, e.g. ' love')"
+    token_ids = [single_token_id(model, t, "token", single) for t in tokens]
     vectors = [scale * v for v in _as_vectors(model, path)]
     rows = []
     for prompt in prompts:
@@ -333,16 +334,6 @@ def compare_shifts(
             )
         )
     return pd.DataFrame(rows)
-
-
-def _single_token(model, text: str) -> int:
-    ids = encode(model, text, prepend_bos=False)
-    if len(ids) != 1:
-        raise SteeringError(
-            f"{text!r} is {len(ids)} tokens; compare_shifts(tokens=...) takes single tokens "
-            "(mind the leading space, e.g. ' love')."
-        )
-    return ids[0]
 
 
 def compare_completions(

@@ -140,9 +140,15 @@ def _prompt_ids(model: Model, prompt: str) -> list[int]:
     return encode(model, prompt, prepend_bos=True, truncate=False)
 
 
-def single_token_id(model: Model, token: str | int, what: str = "pad_token") -> int:
+def single_token_id(
+    model: Model,
+    token: str | int,
+    what: str = "pad_token",
+    rule: str = "it must be exactly one token (or pass a token id)",
+) -> int:
     """The id of a string that must be exactly one token (or a token id, checked against
-    the vocabulary)."""
+    the vocabulary). A string of several tokens raises, naming it as ``what`` with its
+    pieces and then ``rule`` (what the caller allows)."""
     if isinstance(token, int) and not isinstance(token, bool):
         if not 0 <= token < model.cfg.d_vocab:
             raise SteeringError(
@@ -152,8 +158,7 @@ def single_token_id(model: Model, token: str | int, what: str = "pad_token") -> 
     ids = encode(model, token, prepend_bos=False)
     if len(ids) != 1:
         raise SteeringError(
-            f"{what} {token!r} is {len(ids)} tokens ({pieces(model, ids)}); it must be exactly one "
-            "token (or pass a token id)."
+            f"{what} {token!r} is {len(ids)} tokens ({pieces(model, ids)}); {rule}."
         )
     return ids[0]
 

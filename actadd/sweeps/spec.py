@@ -434,6 +434,8 @@ class SweepSpec(Config):
     def validate(self, model) -> None:
         """Check everything that depends on the model (the plan step,
         :func:`actadd.sweeps.plan.check`). Raises ConfigError."""
+        # the package's one import cycle, kept on purpose (tests/unit/test_layout.py
+        # KEPT_CYCLES): the plan module imports SweepSpec; this method is its public front door
         from actadd.sweeps.plan import check
 
         check(self, model)

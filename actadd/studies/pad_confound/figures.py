@@ -177,7 +177,7 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
 
 
 def attention_by_layer(tables, config, out: Path) -> list[Path]:
-    from actadd.studies.pad_confound.kind import ORDINARY
+    from actadd.studies.pad_confound.run import ORDINARY
 
     ref, best = _ref_best(tables, config)
     ctx, act = tables["attention_context"], tables["attention_actadd"]
@@ -242,7 +242,7 @@ def attention_by_layer(tables, config, out: Path) -> list[Path]:
 
 
 def attention_heads(tables, config, out: Path) -> list[Path]:
-    from actadd.studies.pad_confound.kind import ORDINARY
+    from actadd.studies.pad_confound.run import ORDINARY
 
     ref, _ = _ref_best(tables, config)
     ctx = tables["attention_context"]

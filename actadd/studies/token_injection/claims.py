@@ -1,4 +1,6 @@
-"""Claims of token injection v2 (issue 11), as functions of the saved tables.
+"""Token injection's claims against controls and nulls, as functions of the saved tables
+(the kind's other claims, :func:`actadd.studies.token_injection.kind.claims`, test ActAdd
+against no change and against one random vector).
 
 Every test is over prompts (one value per prompt, or a per-prompt mean over null draws —
 with ``null_draws_per_prompt`` each prompt's own independent draws, so the spread over
@@ -24,11 +26,15 @@ pairs × layers of one question). Families:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from actadd.lab.claims import Claim, Paired, binary_claim
 from actadd.lab.stats import cluster_bootstrap, paired_t
+
+__all__ = ["claims_against_controls"]
 
 
 def _claim(exp: str, cid: str, statement: str, a, b, cluster, family: str, what: str) -> Claim:
@@ -50,7 +56,10 @@ def _claim(exp: str, cid: str, statement: str, a, b, cluster, family: str, what:
     )
 
 
-def v2_claims(run) -> list[Claim]:
+def claims_against_controls(run) -> list[Claim]:
+    """Every family of the module docstring that ``run``'s tables allow: the ``results``
+    table's target-vs-control, gap and residual-null claims, then the specificity matrix's
+    (``specificity``, ``specificity_nulls``) and the topic-word rate's (``topic_rate``)."""
     exp = run.config.get("name") or run.out.name
     out: list[Claim] = []
     df = run.read_table("results")
@@ -214,3 +223,15 @@ def _generation_claims(run, exp: str) -> list[Claim]:
                 )
             )
     return out
+
+
+def __getattr__(name: str):
+    # the function's name before it said what it is, kept one release for old imports
+    if name == "v2_claims":
+        warnings.warn(
+            f"{__name__}.v2_claims is now claims_against_controls",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return claims_against_controls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,17 @@ from actadd.lab.stats import pearson
 
 __all__ = ["effect_metrics"]
 
+#: the columns of :func:`effect_metrics` that need a comparison (``ref``, ``inject``,
+#: ``replace``, ``control_ids``): NaN where it is not given
+_COMPARISONS = (
+    "effect_corr",
+    "topk_overlap",
+    "inject_corr",
+    "replace_corr",
+    "control_logprob_delta",
+    "target_vs_control",
+)
+
 
 def effect_metrics(
     base: Float[Tensor, "batch d_vocab"],
@@ -57,12 +68,7 @@ def effect_metrics(
     out = dict(
         kl=kl_div(cond, base).cpu().numpy(),
         target_logprob_delta=mass_delta(target_ids),
-        effect_corr=nan,
-        topk_overlap=nan,
-        inject_corr=nan,
-        replace_corr=nan,
-        control_logprob_delta=nan,
-        target_vs_control=nan,
+        **dict.fromkeys(_COMPARISONS, nan),
     )
     if ref is not None:
         ref_delta = ref[1] - ref[0]

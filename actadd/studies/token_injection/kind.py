@@ -77,14 +77,16 @@ class TokenInjectionKind(ConfigKind):
         }
         if settings.null_draws or settings.null_draws_per_prompt:
             tables["null_draws"] = nulls
-        tables.update(self._v2_tables(spec, model))
+        tables.update(self._specificity_and_topic_rate_tables(spec, model))
         for name, table in tables.items():
             if "model" not in table:
                 table.insert(0, "model", model.cfg.model_name)
             run.write_table(name, table, ("parquet",) if name in LARGE_TABLES else ("csv",))
 
     @staticmethod
-    def _v2_tables(spec: TokenInjectionConfig, model) -> dict[str, pd.DataFrame]:
+    def _specificity_and_topic_rate_tables(
+        spec: TokenInjectionConfig, model
+    ) -> dict[str, pd.DataFrame]:
         """The specificity matrix with its nulls, and the generation-level comparison."""
         import torch
 
@@ -120,9 +122,9 @@ class TokenInjectionKind(ConfigKind):
         return out
 
     def claims(self, run) -> list:
-        from actadd.studies.token_injection.claims import v2_claims
+        from actadd.studies.token_injection.claims import claims_against_controls
 
-        return claims(run) + v2_claims(run)
+        return claims(run) + claims_against_controls(run)
 
     def figures(self, run) -> list[Path]:
         from actadd.studies.token_injection.figures import experiment_figures
@@ -140,7 +142,7 @@ class TokenInjectionKind(ConfigKind):
         )
 
 
-# Per-row tables of a full v2 run run to tens of MB as CSV (results 14 MB, the specificity
+# Per-row tables of a full run (token_injection_v2) come to tens of MB as CSV (results 14 MB, the specificity
 # draws and nulls 9 MB each at 23 pairs × 50 prompts): written as Parquet only, so a
 # reference run can be committed; the summaries stay CSV for reading in a browser.
 LARGE_TABLES = frozenset({"results", "null_draws", "specificity_draws", "specificity_nulls"})

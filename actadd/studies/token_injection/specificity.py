@@ -10,9 +10,8 @@ replacing the prompt's first tokens (the positions ActAdd's vector covers), per 
 
 Nulls (compared with every injection ``j``). By default (``null_draws_per_prompt = k``)
 every prompt gets its own ``k`` draws, evaluated as ``k`` conditions in which each prompt
-carries its own vector (:func:`~actadd.studies.token_injection.conditions.per_prompt_draws`): ``k ×
-n``
-draws per cell (``n`` prompts) for the cost of ``k`` conditions, and a prompt's null value
+carries its own vector (:func:`~actadd.studies.token_injection.conditions.per_prompt_draws`):
+``k × n`` draws per cell (``n`` prompts) for the cost of ``k`` conditions, and a prompt's null value
 (the mean over its ``k`` draws) carries the draw-to-draw spread, which the bootstrap over
 prompts then covers. For the ``words`` null the draws are the null words, dealt to the
 prompts in a seeded random order (cycling when ``k × n`` exceeds the list). The older
@@ -61,6 +60,16 @@ from actadd.studies.token_injection.conditions import (
     word_token_pool,
 )
 from actadd.studies.token_injection.forwards import PromptBatch, _text_resid, next_token_logprobs
+
+__all__ = [
+    "DRAW_COLUMNS",
+    "MATRIX_COLUMNS",
+    "NULL_COLUMNS",
+    "SPEC_NULLS",
+    "SpecificityResult",
+    "concept_pairs",
+    "specificity_matrix",
+]
 
 SPEC_NULLS: tuple[str, ...] = ("words", "residual", "embedding")
 MATRIX_COLUMNS = "layer actadd inject prompt_index effect_corr target_vs_control".split()

@@ -15,6 +15,8 @@ import pandas as pd
 from actadd.lab.stats import spearman
 from actadd.studies.token_injection.comparison import METRICS
 
+__all__ = ["BANDS", "SUMMARY_KEYS", "dose_response_summary", "headline", "layer_summary"]
+
 
 def dose_response_summary(df: pd.DataFrame, *, near: float = 0.5) -> pd.DataFrame:
     """Condense the ``coeff`` rows (means over user prompts) per (pair, layer).

@@ -29,6 +29,8 @@ from actadd.runtime.backends import Model
 from actadd.runtime.tokens import encode
 from actadd.studies.token_injection.conditions import PairSetting, aligned_arms, place_ids
 
+__all__ = ["ARMS", "COLUMNS", "topic_rates"]
+
 ARMS: tuple[str, ...] = ("unsteered", "actadd", "inject_replace")
 COLUMNS = "pair layer arm text_index sample topic_any completion".split()
 

@@ -401,7 +401,7 @@ def test_proportion_summary_counts_cells_and_compares_with_unsteered():
 
 
 @pytest.mark.slow
-def test_token_injection_v2_claims_are_computed_from_its_tables(tmp_path):
+def test_token_injection_claims_against_controls_are_computed_from_its_tables(tmp_path):
     from actadd.lab.claims import adjust
     from actadd.lab.kinds import get_kind
     from actadd.lab.runs import RunDir
