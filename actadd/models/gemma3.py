@@ -45,6 +45,7 @@ from actadd.paths import cache_dir
 
 __all__ = [
     "ALIASES",
+    "ARCHITECTURE_CONFIG",
     "GEMMA3_NAME",
     "LICENSE",
     "Gemma3HParams",
@@ -171,12 +172,29 @@ def attn_types(n_layers: int) -> list[str]:
     return ["global" if (i + 1) % GLOBAL_EVERY == 0 else "local" for i in range(n_layers)]
 
 
+# what makes a TransformerLens config a Gemma 3 (the 270M and the tiny test model alike)
+ARCHITECTURE_CONFIG: dict[str, Any] = dict(
+    original_architecture="Gemma3ForCausalLM",
+    act_fn="gelu_pytorch_tanh",
+    normalization_type="RMS",
+    final_rms=True,
+    use_normalization_before_and_after=True,
+    use_qk_norm=True,
+    gated_mlp=True,
+    positional_embedding_type="rotary",
+    rotary_base_local=LOCAL_ROPE_BASE,
+    rotary_adjacent_pairs=False,
+    use_attn_scale=True,
+    use_local_attn=True,
+)
+
+
 def gemma3_config(hp: dict[str, Any], n_ctx: int | None = None, model_name: str | None = None):
     from transformer_lens import HookedTransformerConfig
 
     return HookedTransformerConfig(
+        **ARCHITECTURE_CONFIG,
         model_name=model_name or GEMMA3_NAME,
-        original_architecture="Gemma3ForCausalLM",
         n_layers=hp["n_layers"],
         d_model=hp["d_model"],
         d_head=hp["d_head"],
@@ -185,20 +203,9 @@ def gemma3_config(hp: dict[str, Any], n_ctx: int | None = None, model_name: str 
         d_mlp=hp["d_mlp"],
         d_vocab=hp["d_vocab"],
         n_ctx=n_ctx or min(hp["n_ctx"], DEFAULT_N_CTX),
-        act_fn="gelu_pytorch_tanh",
-        normalization_type="RMS",
-        final_rms=True,
-        use_normalization_before_and_after=True,
-        use_qk_norm=True,
-        gated_mlp=True,
         eps=hp["eps"],
-        positional_embedding_type="rotary",
         rotary_dim=hp["d_head"],
         rotary_base=hp["rope_base"],
-        rotary_base_local=LOCAL_ROPE_BASE,
-        rotary_adjacent_pairs=False,
-        use_attn_scale=True,
-        use_local_attn=True,
         window_size=hp["window"],
         attn_types=attn_types(hp["n_layers"]),
         default_prepend_bos=True,
@@ -275,20 +282,12 @@ def _save_tokenizer(path: Path, out: Path) -> None:
 def convert(path: Path, out: Path) -> dict:
     """Dequantize ``path`` into ``out`` (weights.safetensors, hparams.json, tokenizer/);
     return what the cache manifest records (quantization)."""
-    from gguf.quants import dequantize
     from safetensors.torch import save_file
 
     reader = gguf_llama.open_reader(path)
     hp = Gemma3HParams.read(reader, path)
     gguf_cache.ensure_room(out, gguf_cache.conversion_bytes(reader), path)
-    raw = {}
-    for t in reader.tensors:
-        try:
-            raw[t.name] = dequantize(t.data, t.tensor_type)
-        except Exception as exc:
-            raise ModelLoadError(
-                f"Could not dequantize tensor {t.name} ({t.tensor_type.name}): {exc}"
-            ) from exc
+    raw = gguf_llama.dequantized(reader)
     save_file(tl_state_dict(raw, hp), str(out / "weights.safetensors"))
     del raw
     (out / "hparams.json").write_text(json.dumps({"architecture": ARCHITECTURE, **hp}, indent=2))
@@ -364,23 +363,12 @@ def tiny_gemma3_config(**shape):
 
     n_layers = shape["n_layers"]
     return HookedTransformerConfig(
+        **ARCHITECTURE_CONFIG,
         **shape,
-        original_architecture="Gemma3ForCausalLM",
         n_key_value_heads=1,
-        act_fn="gelu_pytorch_tanh",
-        normalization_type="RMS",
-        final_rms=True,
-        use_normalization_before_and_after=True,
-        use_qk_norm=True,
-        gated_mlp=True,
         eps=1e-6,
-        positional_embedding_type="rotary",
         rotary_dim=shape["d_head"],
         rotary_base=1_000_000,
-        rotary_base_local=10_000,
-        rotary_adjacent_pairs=False,
-        use_attn_scale=True,
-        use_local_attn=True,
         window_size=TINY_WINDOW,
         attn_types=["local"] * (n_layers - 1) + ["global"],
     )

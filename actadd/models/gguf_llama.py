@@ -29,6 +29,7 @@ __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "GGUFVocab",
     "LlamaHParams",
+    "dequantized",
     "hf_state_dict",
     "hf_to_tl_state_dict",
     "open_reader",
@@ -207,7 +208,8 @@ def unpermute_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
     return w.reshape(n_heads, out // n_heads // 2, 2, d_in).swapaxes(1, 2).reshape(out, d_in)
 
 
-def _dequantized(reader) -> dict[str, np.ndarray]:
+def dequantized(reader) -> dict[str, np.ndarray]:
+    """Every tensor of the file, dequantized to float32 numpy arrays, by name."""
     from gguf.quants import dequantize
 
     tensors: dict[str, np.ndarray] = {}
@@ -223,7 +225,7 @@ def _dequantized(reader) -> dict[str, np.ndarray]:
 
 def hf_state_dict(reader, hp: LlamaHParams) -> dict[str, torch.Tensor]:
     """Dequantized weights under Hugging Face ``LlamaForCausalLM`` parameter names."""
-    raw = _dequantized(reader)
+    raw = dequantized(reader)
 
     def get(name: str) -> torch.Tensor:
         if name not in raw:

@@ -2,10 +2,12 @@
 
 - :func:`hf_gemma3`: ``transformers``' own GGUF loader (its dequantizer, its name map, its
   tokenizer conversion) on a Gemma 3 file: nothing shared with :mod:`actadd.models.gemma3`.
-- :func:`hf_llama`: a ``LlamaForCausalLM``, built offline from a local config and :func:`actadd.models.gguf_llama.hf_state_dict` (the
-file's dequantized tensors under HF names), it shares no code with the TransformerLens
-conversion. Tests use it for logit and greedy-text parity; ``benchmarks/bench_vs_hf.py``
-uses it as the speed baseline.
+- :func:`hf_llama`: a ``LlamaForCausalLM``, built offline from a local config and
+  :func:`actadd.models.gguf_llama.hf_state_dict` (the file's dequantized tensors under HF
+  names): it shares no code with the TransformerLens conversion.
+
+Tests use them for logit and greedy-text parity; ``benchmarks/bench_vs_hf.py`` uses them as
+the speed baseline.
 """
 
 from __future__ import annotations

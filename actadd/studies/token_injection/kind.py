@@ -142,9 +142,10 @@ class TokenInjectionKind(ConfigKind):
         )
 
 
-# Per-row tables of a full run (token_injection_v2) come to tens of MB as CSV (results 14 MB, the specificity
-# draws and nulls 9 MB each at 23 pairs × 50 prompts): written as Parquet only, so a
-# reference run can be committed; the summaries stay CSV for reading in a browser.
+# Per-row tables of a full run (token_injection_v2) come to tens of MB as CSV (results
+# 14 MB, the specificity draws and nulls 9 MB each at 23 pairs × 50 prompts): written as
+# Parquet only, so a reference run can be committed; the summaries stay CSV for reading in
+# a browser.
 LARGE_TABLES = frozenset({"results", "null_draws", "specificity_draws", "specificity_nulls"})
 
 
