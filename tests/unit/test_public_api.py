@@ -6,8 +6,10 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import json
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,13 +97,37 @@ def test_every_public_name_resolves():
     assert len(actadd.__all__) == len(set(actadd.__all__))
 
 
-def test_the_readme_examples_need_only_the_top_level_for_public_names():
+def test_public_names_are_the_objects_of_their_home_modules():
     from actadd.core import ablation, methods, sampling
 
     # the sampling presets come from the torch-free module, the same objects generation uses
     assert actadd.GREEDY is sampling.GREEDY and actadd.Sampling is sampling.Sampling
     assert actadd.dataset_vectors is methods.dataset_vectors
     assert actadd.Ablation is ablation.Ablation
+
+
+def example_imports() -> list[tuple[str, str, str]]:
+    """``(file, module, name)`` for every ``from actadd.<module> import name`` in the README's
+    Python examples and the notebooks' code cells."""
+    sources = [
+        ("README.md", block)
+        for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    ]
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        sources += [(nb.name, "".join(c["source"])) for c in cells if c["cell_type"] == "code"]
+    found = []
+    for where, code in sources:
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("actadd."):
+                found += [(where, node.module, a.name) for a in node.names]
+    return found
+
+
+def test_the_examples_import_public_names_from_actadd():
+    deep = [f"{w}: from {m} import {n}" for w, m, n in example_imports() if n in actadd.__all__]
+    assert example_imports(), "no deep imports found: the scan is broken"
+    assert not deep, "import these from actadd:\n" + "\n".join(deep)
 
 
 def test_dir_lists_every_public_name():
