@@ -2,6 +2,8 @@
 
 import warnings
 
+__all__ = ["silence_known_warnings"]
+
 
 def silence_known_warnings() -> None:
     # TransformerLens 3.9 announces that HookedTransformer (and its from_pretrained) is

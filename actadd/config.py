@@ -30,6 +30,32 @@ from typing import Any, ClassVar, TypeVar
 
 from actadd.errors import ActAddError, ConfigError, Validated
 
+__all__ = [
+    "ANGER_WORDS",
+    "EQUALIZE_RULES",
+    "LOVE_WORDS",
+    "MAX_COEFF",
+    "PAIR_KEYS",
+    "TOPIC_PRESETS",
+    "WEDDING_WORDS",
+    "Config",
+    "Pair",
+    "boolean",
+    "check_keys",
+    "check_layers",
+    "coefficients",
+    "describe",
+    "integer",
+    "number",
+    "number_list",
+    "parse_layers",
+    "parse_pairs",
+    "read_text",
+    "read_toml",
+    "text_list",
+    "words",
+]
+
 WEDDING_WORDS: tuple[str, ...] = (
     "wedding",
     "weddings",

@@ -6,6 +6,21 @@ gets the same clear error as a wrong value.
 
 from typing import Annotated
 
+__all__ = [
+    "ActAddError",
+    "ChatTemplateError",
+    "ConfigError",
+    "DiskFullError",
+    "FigureSubsetWarning",
+    "ModelCacheWarning",
+    "ModelLoadError",
+    "SteeringError",
+    "UncheckedRunWarning",
+    "Validated",
+    "VectorFileError",
+    "VectorFileWarning",
+]
+
 
 class ActAddError(Exception):
     """Base class of every error actadd raises on purpose."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["cache_dir"]
+
 
 def cache_dir() -> Path:
     """``$ACTADD_CACHE_DIR``, else ``$XDG_CACHE_HOME/actadd``, else ``~/.cache/actadd``."""

@@ -14,6 +14,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+__all__ = ["LOG_INTERVAL_S", "bar"]
+
 LOG_INTERVAL_S = 30.0
 
 

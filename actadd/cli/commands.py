@@ -21,6 +21,8 @@ from pathlib import Path
 
 from actadd.errors import ActAddError, ConfigError, UncheckedRunWarning
 
+__all__ = ["build_parser", "main", "read_suite"]
+
 DEFAULT_SUITE = Path("experiments/suite.toml")
 REFERENCE_RESULTS = Path("results")
 LOCAL_RAY = "local"  # what a bare --ray means: start a local Ray cluster

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from actadd.errors import SteeringError
 
+__all__ = ["add_vector_parser"]
+
 REDUCE = ("none", "mean", "mean-skip-first")
 
 

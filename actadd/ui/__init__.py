@@ -13,3 +13,5 @@
 
 Only :mod:`actadd.ui.panel` imports ipywidgets (the ``playground`` extra).
 """
+
+__all__: list[str] = []  # the package exports nothing itself: import its modules

@@ -36,6 +36,19 @@ from actadd.runtime.tokens import encode, single_token_id
 from actadd.sweeps import SweepSpec, execute
 from actadd.ui.settings import Settings
 
+__all__ = [
+    "SHIFT_POOL",
+    "STAGES",
+    "Result",
+    "VectorCache",
+    "map_spec",
+    "next_token_shift",
+    "quick_map",
+    "run",
+    "steering_vector",
+    "token_strip",
+]
+
 # Stages of run(), in order: the progress indicator counts them.
 STAGES: tuple[str, ...] = ("vector", "completions", "token strip", "next-token shift", "lens")
 # The shift table looks at tokens in the top SHIFT_POOL of either distribution, so that a

@@ -22,6 +22,8 @@ from actadd.ui import compute, render
 from actadd.ui.settings import ALIGN_CHOICES, SOURCES, Settings
 from actadd.ui.worker import LatestWorker
 
+__all__ = ["MODEL_ENV", "Playground", "playground"]
+
 # playground(model=None) loads this model name when the variable is set (the browser test
 # serves the page on a tiny model this way); otherwise the embedded SmolLM2
 MODEL_ENV = "ACTADD_PLAYGROUND_MODEL"

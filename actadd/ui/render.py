@@ -12,6 +12,17 @@ import math
 
 import pandas as pd
 
+__all__ = [
+    "STEERED_CLASS",
+    "UNSTEERED_CLASS",
+    "completions_html",
+    "diverging",
+    "lens_html",
+    "shift_html",
+    "strip_html",
+    "visible",
+]
+
 # CSS classes the page's elements carry (the browser test finds them by these)
 STEERED_CLASS = "actadd-steered"
 UNSTEERED_CLASS = "actadd-unsteered"

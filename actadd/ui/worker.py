@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["Job", "LatestWorker", "Superseded"]
+
 _log = logging.getLogger(__name__)
 Job = Callable[[Callable[[], None]], Any]  # job(checkpoint) -> result
 
