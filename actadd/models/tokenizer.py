@@ -68,16 +68,11 @@ def save_fast_tokenizer(
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, bos_id)]
     )
+    specials = {"bos_token": bos, "eos_token": eos, "pad_token": pad, "unk_token": unk}
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=bos,
-        eos_token=eos,
-        pad_token=pad,
-        unk_token=unk,
-        add_bos_token=True,
-        padding_side="right",
+        tokenizer_object=tok, **specials, add_bos_token=True, padding_side="right",
         clean_up_tokenization_spaces=False,
-    )
+    )  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(directory))
 
