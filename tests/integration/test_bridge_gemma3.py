@@ -113,3 +113,13 @@ def test_bridge_gemma3_steering_equals_an_hf_pre_hook(gemma3_bridge):
         handle.remove()
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
     assert float((ours - model(tokens)).abs().max()) > 1
+
+
+def test_a_gemma3_gguf_path_loads_on_the_bridge_too(gemma3_bridge):
+    from actadd.models.gemma3 import gemma3_path
+
+    model = actadd.load_model(str(gemma3_path()), backend="bridge")
+    assert type(model.original_model).__name__ == "Gemma3ForCausalLM"
+    assert model.actadd_source["sha256"] == gemma3_bridge.actadd_source["sha256"]
+    tokens = model.to_tokens(PROMPTS[0])
+    assert torch.equal(model(tokens), gemma3_bridge(tokens))
