@@ -39,7 +39,7 @@ import torch
 
 from actadd.errors import ModelLoadError
 from actadd.models import gguf_cache, gguf_llama
-from actadd.models.layout import load_all_parameters
+from actadd.models.layout import fast_layout, load_all_parameters
 from actadd.models.sources import SOURCE_ATTR
 from actadd.paths import cache_dir
 
@@ -327,7 +327,9 @@ def _from_cache(directory: Path, n_ctx: int | None, model_name: str | None):
             sd.setdefault(name, torch.zeros_like(param))
     load_all_parameters(model, sd)
     model.eval()
-    return model
+    # W_U column-major, the gated MLP's weights as F.linear reads them: without it every
+    # decoding step copies the 262,144 x 640 unembedding (0.7 s of a 1.2 s step at batch 1)
+    return fast_layout(model)
 
 
 def load_gemma3(
