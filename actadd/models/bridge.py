@@ -140,15 +140,13 @@ def load_gemma3_bridge(
     """Gemma 3 (the embedded 270M by default, or a ``gemma3`` GGUF path) on the bridge: an HF
     ``Gemma3ForCausalLM`` holding the weights :mod:`actadd.models.gemma3` converted into the
     verified cache, with the HookedTransformer's tokenizer, context length and provenance."""
-    from actadd.models.gemma3_hf import gemma3_hf_from_cache
+    from actadd.models.gemma3_hf import gemma3_hf_model
 
     if path is None:
         path, model_name = gemma3.gemma3_path(), model_name or gemma3.GEMMA3_NAME
     entry = gguf_cache.ensure_entry(Path(path), gemma3.convert)
-    hp = json.loads((entry.directory / "hparams.json").read_text())
-    tokenizer = load_fast_tokenizer(entry.directory / "tokenizer")
-    tokenizer.init_kwargs["add_bos_token"] = True  # as gemma3._from_cache says
-    hf = gemma3_hf_from_cache(entry.directory, tokenizer)
+    hp, tokenizer, sd = gemma3.read_converted(entry.directory)
+    hf = gemma3_hf_model(hp, sd, tokenizer)
     # booted under the file's own name: TransformerLens takes "gemma-3-270m" for an alias of
     # the hub's google/gemma-3-270m (and says so); actadd's name is set afterwards
     bridge = load_hf_model(hf, tokenizer=tokenizer, name=hp["name"])

@@ -54,6 +54,7 @@ __all__ = [
     "is_gemma3_name",
     "tiny_gemma3_config",
     "load_gemma3",
+    "read_converted",
 ]
 
 GEMMA3_NAME = "gemma-3-270m"
@@ -296,11 +297,12 @@ def convert(path: Path, out: Path) -> dict:
     return gguf_llama.read_quantization(reader)
 
 
-def _from_cache(directory: Path, n_ctx: int | None, model_name: str | None):
+def read_converted(directory: Path) -> tuple[dict[str, Any], Any, dict[str, torch.Tensor]]:
+    """``(hparams, tokenizer, tensors)`` of a cache entry :func:`convert` wrote; a damaged one
+    is one :class:`ModelLoadError` saying how to rebuild it."""
     from safetensors.torch import load_file
 
     from actadd.models.tokenizer import load_fast_tokenizer
-    from actadd.runtime.backends import HookedTransformer
 
     try:
         hp = json.loads((directory / "hparams.json").read_text())
@@ -315,6 +317,13 @@ def _from_cache(directory: Path, n_ctx: int | None, model_name: str | None):
             f"Could not read the converted model in {directory} ({type(exc).__name__}: {exc}); "
             "delete that directory and load again to rebuild it."
         ) from exc
+    return hp, tokenizer, sd
+
+
+def _from_cache(directory: Path, n_ctx: int | None, model_name: str | None):
+    from actadd.runtime.backends import HookedTransformer
+
+    hp, tokenizer, sd = read_converted(directory)
     cfg = gemma3_config(hp, n_ctx, model_name)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
     raw = sd.pop("embed_raw")

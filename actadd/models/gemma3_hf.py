@@ -18,8 +18,6 @@ Nothing here comes from ``transformers``' GGUF loader
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,7 +29,7 @@ from actadd.models.gemma3 import LOCAL_ROPE_BASE, TINY_WINDOW, attn_types
 __all__ = [
     "gemma3_270m_hf",
     "gemma3_hf_config",
-    "gemma3_hf_from_cache",
+    "gemma3_hf_model",
     "hf_state_dict",
     "tiny_gemma3_hf_config",
 ]
@@ -46,29 +44,53 @@ _NORMS = {  # TransformerLens norm -> HF module, under blocks.{i} / model.layers
 }
 
 
-def _text_config(attn_implementation: str = "eager", **kw):
+#: TransformerLens shape names -> Gemma3TextConfig names
+_HF_NAMES = {
+    "d_vocab": "vocab_size",
+    "d_model": "hidden_size",
+    "d_mlp": "intermediate_size",
+    "n_layers": "num_hidden_layers",
+    "n_heads": "num_attention_heads",
+    "d_head": "head_dim",
+    "n_ctx": "max_position_embeddings",
+}
+
+
+def _text_config(
+    shape: dict[str, Any],
+    *,
+    n_kv_heads: int,
+    eps: float,
+    window: int,
+    kinds: list[str],
+    rope_bases: tuple[float, float],
+    attn_implementation: str = "eager",
+    **special_ids,
+):
+    """A ``Gemma3TextConfig`` from a shape in TransformerLens names, the local/global pattern
+    ``kinds`` and ``rope_bases`` = (global, local); no soft-capping, tied embeddings."""
     import transformers
 
+    global_base, local_base = rope_bases
     return transformers.Gemma3TextConfig(
+        **{hf: shape[tl] for tl, hf in _HF_NAMES.items()},
+        num_key_value_heads=n_kv_heads,
+        query_pre_attn_scalar=shape["d_head"],
+        rms_norm_eps=eps,
+        sliding_window=window,
+        layer_types=["full_attention" if k == "global" else "sliding_attention" for k in kinds],
+        rope_parameters={
+            "full_attention": {"rope_type": "default", "rope_theta": float(global_base)},
+            "sliding_attention": {"rope_type": "default", "rope_theta": float(local_base)},
+        },
         hidden_activation="gelu_pytorch_tanh",
         tie_word_embeddings=True,
         attn_implementation=attn_implementation,
         final_logit_softcapping=None,
         attn_logit_softcapping=None,
         architectures=["Gemma3ForCausalLM"],
-        **kw,
+        **special_ids,
     )
-
-
-def _rope(global_base: float, local_base: float) -> dict:
-    return {
-        "full_attention": {"rope_type": "default", "rope_theta": float(global_base)},
-        "sliding_attention": {"rope_type": "default", "rope_theta": float(local_base)},
-    }
-
-
-def _layer_types(kinds: list[str]) -> list[str]:
-    return ["full_attention" if k == "global" else "sliding_attention" for k in kinds]
 
 
 def gemma3_hf_config(hp: dict[str, Any], *, bos=2, eos=1, pad=0, attn_implementation="eager"):
@@ -77,20 +99,13 @@ def gemma3_hf_config(hp: dict[str, Any], *, bos=2, eos=1, pad=0, attn_implementa
     :func:`actadd.models.gemma3.gemma3_config`. ``attn_implementation``: ``"eager"`` (the
     default: the sliding window exactly as TransformerLens applies it) or ``"sdpa"``."""
     return _text_config(
-        attn_implementation,
-        vocab_size=hp["d_vocab"],
-        hidden_size=hp["d_model"],
-        intermediate_size=hp["d_mlp"],
-        num_hidden_layers=hp["n_layers"],
-        num_attention_heads=hp["n_heads"],
-        num_key_value_heads=hp["n_kv_heads"],
-        head_dim=hp["d_head"],
-        query_pre_attn_scalar=hp["d_head"],
-        max_position_embeddings=hp["n_ctx"],
-        rms_norm_eps=hp["eps"],
-        sliding_window=hp["window"],
-        layer_types=_layer_types(attn_types(hp["n_layers"])),
-        rope_parameters=_rope(hp["rope_base"], LOCAL_ROPE_BASE),
+        hp,
+        n_kv_heads=hp["n_kv_heads"],
+        eps=hp["eps"],
+        window=hp["window"],
+        kinds=attn_types(hp["n_layers"]),
+        rope_bases=(hp["rope_base"], LOCAL_ROPE_BASE),
+        attn_implementation=attn_implementation,
         bos_token_id=bos,
         eos_token_id=eos,
         pad_token_id=pad,
@@ -100,22 +115,15 @@ def gemma3_hf_config(hp: dict[str, Any], *, bos=2, eos=1, pad=0, attn_implementa
 def tiny_gemma3_hf_config(shape: dict[str, int], specials: dict[str, int]):
     """The HF twin of ``tiny-gemma3`` (:func:`actadd.models.gemma3.tiny_gemma3_config`):
     ``shape`` in TransformerLens names (the tiny models' shape), one KV head, a window of
-    :data:`~actadd.models.gemma3.TINY_WINDOW` tokens on every layer but the last."""
-    n = shape["n_layers"]
+    :data:`~actadd.models.gemma3.TINY_WINDOW` tokens on every layer but the last;
+    ``specials``: ``bos_token_id``, ``eos_token_id``, ``pad_token_id``."""
     return _text_config(
-        vocab_size=shape["d_vocab"],
-        hidden_size=shape["d_model"],
-        intermediate_size=shape["d_mlp"],
-        num_hidden_layers=n,
-        num_attention_heads=shape["n_heads"],
-        num_key_value_heads=1,
-        head_dim=shape["d_head"],
-        query_pre_attn_scalar=shape["d_head"],
-        max_position_embeddings=shape["n_ctx"],
-        rms_norm_eps=1e-6,
-        sliding_window=TINY_WINDOW,
-        layer_types=_layer_types(["local"] * (n - 1) + ["global"]),
-        rope_parameters=_rope(1_000_000, 10_000),
+        shape,
+        n_kv_heads=1,
+        eps=1e-6,
+        window=TINY_WINDOW,
+        kinds=["local"] * (shape["n_layers"] - 1) + ["global"],
+        rope_bases=(1_000_000, 10_000),
         **specials,
     )
 
@@ -144,21 +152,15 @@ def hf_state_dict(sd: dict[str, torch.Tensor], hp: dict[str, Any]) -> dict[str, 
     return {name: t.contiguous() for name, t in out.items()}
 
 
-def gemma3_hf_from_cache(directory: Path, tokenizer=None, *, attn_implementation="eager"):
-    """``Gemma3ForCausalLM`` (CPU, float32, eval mode) holding the weights converted into the
-    cache entry ``directory`` by :func:`actadd.models.gemma3.convert`; the special tokens are
-    ``tokenizer``'s when given. ``attn_implementation`` as in :func:`gemma3_hf_config`."""
+def gemma3_hf_model(
+    hp: dict[str, Any], sd: dict[str, torch.Tensor], tokenizer=None, *, attn_implementation="eager"
+):
+    """``Gemma3ForCausalLM`` (CPU, float32, eval mode) holding ``sd``, the tensors
+    :func:`actadd.models.gemma3.convert` wrote (:func:`~actadd.models.gemma3.read_converted`
+    reads them with ``hp``); the special tokens are ``tokenizer``'s when given.
+    ``attn_implementation`` as in :func:`gemma3_hf_config`."""
     import transformers
-    from safetensors.torch import load_file
 
-    try:
-        hp = json.loads((directory / "hparams.json").read_text())
-        sd = load_file(str(directory / "weights.safetensors"))
-    except Exception as exc:
-        raise ModelLoadError(
-            f"Could not read the converted model in {directory} ({type(exc).__name__}: {exc}); "
-            "delete that directory and load again to rebuild it."
-        ) from exc
     ids = {}
     if tokenizer is not None:
         t = tokenizer
@@ -180,4 +182,5 @@ def gemma3_270m_hf(*, attn_implementation: str = "sdpa"):
     ``attn_implementation`` defaults to transformers' own default, SDPA: the speed baseline
     of ``benchmarks/bench_vs_hf.py``."""
     entry = gguf_cache.ensure_entry(gemma3.gemma3_path(), gemma3.convert)
-    return gemma3_hf_from_cache(entry.directory, attn_implementation=attn_implementation)
+    hp, tokenizer, sd = gemma3.read_converted(entry.directory)
+    return gemma3_hf_model(hp, sd, tokenizer, attn_implementation=attn_implementation)
