@@ -14,7 +14,7 @@ TL4_STAMP := $(TL4_VENV)/.actadd-tl4-installed
 # the tests `make test-tl4` runs there: everything marked `bridge`
 TL4_TESTS := tests/unit/test_environment.py tests/unit/runtime/test_backends.py \
 	tests/unit/core/test_steering.py tests/unit/sweeps/test_engine.py \
-	tests/integration/test_bridge_smollm2.py
+	tests/integration/test_bridge_smollm2.py tests/integration/test_bridge_gemma3.py
 # llama-cpp-python compiles llama.cpp: no -march=native (the wheel lands in pip's cache and may
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF

@@ -3,7 +3,11 @@
 The baseline is what an HF user would write: ``LlamaForCausalLM`` holding the same
 dequantized SmolLM2 weights (transformers' default SDPA attention), a forward pre-hook on
 decoder layer 2 that adds the Love−Hate vector at the front positions on the prompt pass,
-and ``model.generate``. The paper's frequency penalty is an HF ``LogitsProcessor``
+and ``model.generate``. With ``--model gemma3-270m``: ``Gemma3ForCausalLM`` holding the
+weights actadd converted from the Gemma 3 270M GGUF (SDPA;
+:func:`actadd.models.gemma3_hf.gemma3_270m_hf`), the hook on layer 9 (the middle of 18),
+coefficient 1; actadd runs TransformerLens's own forward there (its fast path does not
+cover Gemma's blocks). The paper's frequency penalty is an HF ``LogitsProcessor``
 (transformers has only the multiplicative ``repetition_penalty``).
 
 Runs, in one process on one thread, interleaved (HF, actadd, HF, actadd, ...):
@@ -17,6 +21,7 @@ the best times, and the median of the per-repeat ratios (each repeat runs HF the
 back to back, so a noisy neighbour hits both alike).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_vs_hf.py [--tokens 32] [--repeats 5]
+        [--model smollm2|gemma3-270m]
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from actadd import GREEDY, Sampling, SteeringVector
 from actadd.models.hf_reference import add_at_front, hf_llama
 
 PROMPT = "I hate you because"
-LAYER, COEFF = 2, 5.0
+#: per model: the steered layer and the coefficient of the Love - Hate vector
+SETTINGS = {"smollm2": (2, 5.0), "gemma3-270m": (9, 1.0)}
 
 
 class FrequencyPenalty:
@@ -51,10 +57,19 @@ class FrequencyPenalty:
         return scores - self.penalty * counts
 
 
-def add_front_hook(hf, vector: torch.Tensor):
+def add_front_hook(hf, layer: int, vector: torch.Tensor):
     """The HF user's steering hook: ``vector`` added at positions [0, k) of decoder layer
-    ``LAYER``'s input on the prompt pass (:func:`actadd.models.hf_reference.add_at_front`)."""
-    return add_at_front(hf.model.layers[LAYER], vector)
+    ``layer``'s input on the prompt pass (:func:`actadd.models.hf_reference.add_at_front`)."""
+    return add_at_front(hf.model.layers[layer], vector)
+
+
+def load_pair(name: str):
+    """actadd's model and the HF baseline holding the same weights."""
+    if name == "gemma3-270m":
+        from actadd.models.gemma3_hf import gemma3_270m_hf
+
+        return actadd.load_model(name), gemma3_270m_hf()
+    return actadd.load_model(), hf_llama()
 
 
 def main() -> None:
@@ -62,20 +77,21 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", choices=sorted(SETTINGS), default="smollm2")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     import transformers
 
     transformers.logging.set_verbosity_error()
-    model = actadd.load_model()
-    hf = hf_llama()
+    model, hf = load_pair(args.model)
     hf.generation_config.eos_token_id = None  # actadd runs every row to max_new_tokens
     hf.generation_config.pad_token_id = model.tokenizer.pad_token_id
-    v = SteeringVector.from_pair(model, "Love", "Hate", layer=LAYER, coeff=COEFF)
-    handle = add_front_hook(hf, v.tensor)
+    layer, coeff = SETTINGS[args.model]
+    v = SteeringVector.from_pair(model, "Love", "Hate", layer=layer, coeff=coeff)
+    handle = add_front_hook(hf, layer, v.tensor)
     n = args.tokens
-    ids = model.to_tokens(PROMPT)  # [1, pos], with the leading <|endoftext|>
+    ids = model.to_tokens(PROMPT)  # [1, pos], with the leading token
     print(
         f"{model.cfg.model_name}: '{PROMPT}' steered by {v.describe()}, {n} new tokens; "
         f"torch {torch.__version__}, transformers {transformers.__version__}, "

@@ -16,7 +16,9 @@ import actadd
 from actadd.runtime.backends import HAS_HOOKED, is_bridge
 
 BRIDGE = pytest.mark.bridge
-BRIDGE_MODELS = [pytest.param(f"bridge:{n}", marks=BRIDGE) for n in ("tiny-llama", "tiny-gpt2")]
+BRIDGE_MODELS = [
+    pytest.param(f"bridge:{n}", marks=BRIDGE) for n in ("tiny-llama", "tiny-gpt2", "tiny-gemma3")
+]
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +70,7 @@ def _warm(model):
 
 @pytest.fixture(scope="session", params=["tiny-llama", "tiny-gpt2", "tiny-gemma3", *BRIDGE_MODELS])
 def any_model(request):
-    """Each tiny model on each backend: the steering proofs run on all four."""
+    """Each tiny model on each backend: the steering proofs run on all six."""
     return _load(request.param)
 
 

@@ -9,7 +9,11 @@ The bridge wraps a Hugging Face model in place. What it can wrap:
   into a ``transformers.LlamaForCausalLM`` (:func:`actadd.models.hf_reference.hf_llama`,
   eager attention) and its tokenizer is the one the HookedTransformer path rebuilds, so
   both backends see the same weights, the same tokens and the same leading token;
-- ``"tiny-llama"`` / ``"tiny-gpt2"``: small random HF models saved with
+- a ``gemma3`` GGUF, the embedded Gemma 3 270M for ``"gemma3-270m"``: the tensors
+  :mod:`actadd.models.gemma3` converted into the cache, in an HF ``Gemma3ForCausalLM``
+  (:mod:`actadd.models.gemma3_hf`, eager attention), with the same tokenizer and provenance
+  (license included) as the HookedTransformer;
+- ``"tiny-llama"`` / ``"tiny-gpt2"`` / ``"tiny-gemma3"``: small random HF models saved with
   ``save_pretrained`` (:func:`tiny_hf_dir`), for tests.
 
 Every failure before compute is one :class:`~actadd.errors.ModelLoadError` line: an
@@ -26,7 +30,7 @@ from pathlib import Path
 import torch
 
 from actadd.errors import ModelLoadError
-from actadd.models import gguf_cache, gguf_llama, sources
+from actadd.models import gemma3, gguf_cache, gguf_llama, sources
 from actadd.models.hf_reference import hf_llama
 from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer
 from actadd.runtime.backends import route_hf_cache
@@ -34,6 +38,7 @@ from actadd.runtime.backends import route_hf_cache
 __all__ = [
     "WEIGHT_FILES",
     "check_architecture",
+    "load_gemma3_bridge",
     "load_gguf_bridge",
     "load_hf_dir",
     "load_hf_model",
@@ -110,8 +115,11 @@ def load_hf_model(hf_model, *, tokenizer, name: str | None = None, **kw):
 
 def load_gguf_bridge(path: Path, *, model_name: str | None = None, n_ctx: int | None = None):
     """A Llama GGUF on the bridge: the dequantized tensors in an HF ``LlamaForCausalLM``
-    (eager attention, float32) and the tokenizer actadd rebuilds from the file."""
+    (eager attention, float32) and the tokenizer actadd rebuilds from the file. A ``gemma3``
+    GGUF goes to :func:`load_gemma3_bridge`."""
     gguf_llama._check_is_gguf(path)
+    if gemma3.is_gemma3(path):
+        return load_gemma3_bridge(path, model_name=model_name, n_ctx=n_ctx)
     entry = gguf_cache.ensure_entry(path, sources.convert)
     converted = entry.directory
     hp = sources.converted_hparams(converted)
@@ -123,6 +131,31 @@ def load_gguf_bridge(path: Path, *, model_name: str | None = None, n_ctx: int | 
     # depend on it; only actadd's length checks read it)
     bridge.cfg.n_ctx = n_ctx or min(hp.n_ctx, sources.DEFAULT_N_CTX)
     setattr(bridge, sources.SOURCE_ATTR, entry.source_info(path))
+    return bridge
+
+
+def load_gemma3_bridge(
+    path: Path | None = None, *, model_name: str | None = None, n_ctx: int | None = None
+):
+    """Gemma 3 (the embedded 270M by default, or a ``gemma3`` GGUF path) on the bridge: an HF
+    ``Gemma3ForCausalLM`` holding the weights :mod:`actadd.models.gemma3` converted into the
+    verified cache, with the HookedTransformer's tokenizer, context length and provenance."""
+    from actadd.models.gemma3_hf import gemma3_hf_model
+
+    if path is None:
+        path, model_name = gemma3.gemma3_path(), model_name or gemma3.GEMMA3_NAME
+    entry = gguf_cache.ensure_entry(Path(path), gemma3.convert)
+    hp, tokenizer, sd = gemma3.read_converted(entry.directory)
+    hf = gemma3_hf_model(hp, sd, tokenizer)
+    # booted under the file's own name: TransformerLens takes "gemma-3-270m" for an alias of
+    # the hub's google/gemma-3-270m (and says so); actadd's name is set afterwards
+    bridge = load_hf_model(hf, tokenizer=tokenizer, name=hp["name"])
+    bridge.cfg.model_name = model_name or hp["name"]
+    bridge.cfg.n_ctx = n_ctx or min(hp["n_ctx"], gemma3.DEFAULT_N_CTX)
+    info = entry.source_info(Path(path))
+    if model_name == gemma3.GEMMA3_NAME:
+        info["license"] = gemma3.LICENSE
+    setattr(bridge, sources.SOURCE_ATTR, info)
     return bridge
 
 
@@ -152,6 +185,11 @@ def tiny_hf_model(name: str = "tiny-llama", seed: int = 0):
         shape = dict(n_embd=s["d_model"], n_layer=s["n_layers"], n_head=s["n_heads"])
         config = transformers.GPT2Config(**shape, n_positions=s["n_ctx"], **common)
         cls = transformers.GPT2LMHeadModel
+    elif name == "tiny-gemma3":
+        from actadd.models.gemma3_hf import tiny_gemma3_hf_config
+
+        config = tiny_gemma3_hf_config(s, specials)
+        cls = transformers.Gemma3ForCausalLM
     else:
         raise ModelLoadError(f"Unknown tiny model {name!r}; choose one of {sources.TINY_MODELS}.")
     gen = torch.Generator().manual_seed(seed)
@@ -163,6 +201,8 @@ def tiny_hf_model(name: str = "tiny-llama", seed: int = 0):
                 p.copy_(noise / 8.0)
             elif pname.endswith("bias"):
                 p.copy_(0.02 * noise)
+            elif name == "tiny-gemma3":  # Gemma's norms multiply by 1 + weight
+                p.copy_(0.1 * noise)
             else:  # norm scales
                 p.copy_(1.0 + 0.1 * noise)
     return model.eval()

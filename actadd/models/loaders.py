@@ -9,7 +9,7 @@
   ``HookedTransformer.from_pretrained``. With no hub reachable it fails fast.
 
 ``backend="bridge"`` returns a TransformerLens ``TransformerBridge`` instead (a local HF
-directory, an in-memory HF model, a GGUF as an HF Llama, tiny HF models): see
+directory, an in-memory HF model, a GGUF as an HF Llama or Gemma 3, tiny HF models): see
 :mod:`actadd.models.bridge` and :mod:`actadd.runtime.backends`.
 
 Converted GGUF weights are cached as safetensors under :func:`actadd.paths.cache_dir`,
@@ -81,7 +81,8 @@ def load_model(
     """Load a model by name or path (see the module docstring).
 
     Args:
-        name: ``None`` for the embedded SmolLM2, a ``.gguf`` path, ``"tiny-gpt2"``,
+        name: ``None`` for the embedded SmolLM2, ``"gemma3-270m"`` for the embedded Gemma 3
+            270M, a ``.gguf`` path, ``"tiny-gpt2"``, ``"tiny-gemma3"``,
             ``"tiny-llama"``, or a TransformerLens model name; with ``backend="bridge"``
             also a local Hugging Face directory or an in-memory ``transformers`` model.
         backend: ``"hooked"`` (default): a ``HookedTransformer``; ``"bridge"``: a
@@ -125,6 +126,8 @@ def load_bridge(name, *, n_ctx: int | None = None, seed: int = 0, tokenizer=None
         return bridge.load_hf_model(name, tokenizer=tokenizer)
     if is_smollm2(name):
         return bridge.load_gguf_bridge(smollm2_path(), model_name=SMOLLM2_NAME, n_ctx=n_ctx)
+    if gemma3.is_gemma3_name(name):
+        return bridge.load_gemma3_bridge(n_ctx=n_ctx)
     if str(name) in TINY_MODELS:
         directory = cache_dir() / "tiny-hf" / f"{name}-seed{seed}"
         if not (directory / "config.json").exists():
