@@ -72,9 +72,8 @@ def ray_backend(args):
 
 
 def cmd_run(args) -> int:
-    from actadd.lab.runner import read_config, run_config
-
     from actadd.lab.retarget import for_model
+    from actadd.lab.runner import read_config, run_config
 
     config = Path(args.config)
     results = results_root(args)
@@ -84,7 +83,11 @@ def cmd_run(args) -> int:
     backend = ray_backend(args)
     try:
         run_config(
-            config, out, quick=args.quick, resume=args.resume, backend=backend,
+            config,
+            out,
+            quick=args.quick,
+            resume=args.resume,
+            backend=backend,
             model_name=args.model,
         )
     finally:
@@ -128,8 +131,8 @@ def read_suite(path: Path) -> list[Path]:
 
 def cmd_suite(args) -> int:
     from actadd.lab.report import write_report
-    from actadd.lab.runinfo import git_revision, write_json
     from actadd.lab.retarget import RULE, canonical_model, for_model, model_slug
+    from actadd.lab.runinfo import git_revision, write_json
     from actadd.lab.runner import kind_of, read_config, run_config
 
     results = results_root(args)  # an unknown --model is refused first
@@ -164,7 +167,11 @@ def cmd_suite(args) -> int:
             print(f"[{i}/{len(configs)}] {config.stem} -> {out}{where}", flush=True)
             t0 = time.perf_counter()
             run_config(
-                config, out, quick=args.quick, resume=True, backend=backend,
+                config,
+                out,
+                quick=args.quick,
+                resume=True,
+                backend=backend,
                 model_name=args.model,
             )
             timings[config.stem] = round(time.perf_counter() - t0, 1)

@@ -157,8 +157,10 @@ def _map_value(value: Any, depth: int, n_layers: int, where: str, source: str, t
     layers = [value] if single else parse_layers(value, depth, where)
     bad = [x for x in layers if not 0 <= x <= depth]
     if bad:
-        mapping = "" if source == target else (
-            f", so past {target}'s {n_layers} after mapping (resid_pre 0..{n_layers})"
+        mapping = (
+            ""
+            if source == target
+            else (f", so past {target}'s {n_layers} after mapping (resid_pre 0..{n_layers})")
         )
         raise ConfigError(
             f"{where} {bad}: past {source}'s {depth} layers (resid_pre 0..{depth}){mapping}."

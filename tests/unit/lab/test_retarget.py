@@ -30,10 +30,10 @@ from actadd.lab.runner import kind_of, read_config
 
 ROOT = Path(__file__).resolve().parents[3]
 EXPERIMENTS = ROOT / "experiments"
-# a sweep written for SmolLM2 (no model key): layers 0, 15, 29 and a confirmatory cell at 15
+# a sweep written for SmolLM2 (no model key): layers 15, 29 and a confirmatory cell at 15
 SWEEP = """kind = "sweep"
-layers = [0, 15, 29]
-coeffs = [1.0, 4.0]
+layers = [15, 29]
+coeffs = [4.0]
 prompts = ["I went up to my friend and said"]
 target_words = ["w"]
 confirmatory = [{ layer = 15, coeff = 4.0 }]
@@ -88,9 +88,7 @@ def test_a_config_on_another_model_carries_the_mapped_layers_and_the_rule():
     assert for_model({"layers": [1, 2, 4]}, GEMMA3)["layers"] == [1, 2]
     assert for_model({"layers": "all"}, GEMMA3)["layers"] == "all"
     assert for_model({"layers": "0:30:10"}, GEMMA3)["layers"] == [0, 6, 12]
-    assert for_model({"settings": {"dose_layers": [2]}}, GEMMA3)["settings"] == {
-        "dose_layers": [1]
-    }
+    assert for_model({"settings": {"dose_layers": [2]}}, GEMMA3)["settings"] == {"dose_layers": [1]}
 
 
 def test_the_config_s_own_model_leaves_the_config_as_written():
@@ -168,18 +166,19 @@ def test_run_model_maps_writes_and_resumes_in_the_model_s_folder(tmp_path, monke
     assert main(["run", "c.toml", "--model", "tiny-gemma3"]) == 0
     out = tmp_path / "results" / "tiny-gemma3" / "c"
     config = json.loads((out / "config.json").read_text())
-    assert config["model"] == "tiny-gemma3" and config["layers"] == [0, 2, 4]
-    assert config["confirmatory"][0]["layer"] == 2 and config["coeffs"] == [1.0, 4.0]
+    assert config["model"] == "tiny-gemma3" and config["layers"] == [2, 4]
+    assert config["confirmatory"][0]["layer"] == 2 and config["coeffs"] == [4.0]
     assert config[RULE_KEY]["from"] == {"model": "smollm2", "n_layers": 30}
-    assert config[RULE_KEY]["layers"]["layers"] == {"from": [0, 15, 29], "to": [0, 2, 4]}
+    assert config[RULE_KEY]["layers"]["layers"] == {"from": [15, 29], "to": [2, 4]}
     model = json.loads((out / "env.json").read_text())["model"]
     assert model["name"] == "tiny-gemma3" and model["n_layers"] == 4
     assert {"model_file", "model_sha256", "quantization", "license"} <= set(model)
     assert not (tmp_path / "results" / "c").exists()  # SmolLM2's folder untouched
     # the same command resumes the run (the mapped config is the one it was started with)
     assert main(["run", "c.toml", "--model", "tiny-gemma3", "--resume"]) == 0
-    assert main(["run", "c.toml", "--quick", "--model", "tiny-gemma3"]) == 0
-    assert (tmp_path / "results" / "_quick" / "tiny-gemma3" / "c" / "config.json").exists()
+    # ... and refuses the same folder for the config as written (other layers, other model)
+    assert main(["run", "c.toml", "--out", str(out), "--resume"]) == 2
+    assert "holds a run of a different config" in capsys.readouterr().err
 
 
 def test_suite_model_runs_every_config_into_the_model_s_folder(tmp_path, monkeypatch):
@@ -190,7 +189,7 @@ def test_suite_model_runs_every_config_into_the_model_s_folder(tmp_path, monkeyp
     results = tmp_path / "results" / "_quick" / "tiny-llama"
     record = json.loads((results / "suite.json").read_text())
     assert record["model"] == "tiny-llama" and record["model_rule"] == RULE
-    assert json.loads((results / "c" / "config.json").read_text())["layers"] == [0, 2, 4]
+    assert json.loads((results / "c" / "config.json").read_text())["layers"] == [2, 4]
     assert (results / "REPORT.md").exists()
 
 
@@ -209,7 +208,7 @@ def test_bad_model_input_is_one_line_before_any_model_loads(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("actadd.models.load_model", no_model)
     (tmp_path / "c.toml").write_text(SWEEP)
-    (tmp_path / "bad.toml").write_text(SWEEP.replace("[0, 15, 29]", "[0, 31]"))
+    (tmp_path / "bad.toml").write_text(SWEEP.replace("[15, 29]", "[15, 31]"))
     (tmp_path / "suite.toml").write_text('experiments = ["c", "bad"]\n')
     assert main(argv) == 2
     one_line(capsys, message)
