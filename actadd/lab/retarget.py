@@ -13,9 +13,11 @@ on another model with one rule:
   on the config's model first. Every layer field of every kind is mapped
   (:data:`LAYER_PATHS`), confirmatory cells included.
 - **Coefficients unchanged.** An ActAdd coefficient multiplies a difference of the model's
-  own activations at the (mapped) layer, so it is already relative to that model's residual
-  scale; methods with ``norm = "match"`` are scaled to that vector. (The README gives the
-  measured ratio of vector to residual norm on both models.)
+  own activations at the (mapped) layer (the paper's definition), so its size follows that
+  model's residual scale; methods with ``norm = "match"`` are scaled to that vector. Not in
+  the same proportion on every model: Love − Hate is 0.24–0.61 of the median residual norm
+  on Gemma 3 270M (L2–L17) and 0.63–0.95 on SmolLM2 (L2–L29), so a coefficient is about
+  half the push on Gemma (README, "The suite on Gemma 3 270M").
 
 The config that runs holds the mapped layers and ``model``; :data:`RULE_KEY` records the rule,
 both models' depths and every field before and after, and goes into ``config.json`` beside
