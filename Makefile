@@ -19,7 +19,7 @@ TL4_TESTS := tests/unit/test_environment.py tests/unit/runtime/test_backends.py 
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run analysis quick test test-fast test-unit test-system test-interop test-tl4 lint format figures bench bench-ray clean
+.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run run-gemma quick-gemma analysis quick test test-fast test-unit test-system test-interop test-tl4 lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -118,6 +118,14 @@ $(INTEROP_STAMP): $(STAMP) requirements/interop.txt
 # --fresh: recompute every experiment (an interrupted `actadd suite` without it resumes)
 run: setup          ## the main job: the default experiment suite on the embedded model
 	$(VENV)/bin/actadd suite --fresh
+
+# the same suite on Gemma 3 270M into results/gemma3-270m/ (SmolLM2's results/ untouched):
+# layers by relative depth, round(L * 18 / 30), coefficients unchanged (README: "Gemma 3 270M")
+run-gemma: setup    ## the default suite on Gemma 3 270M (results/gemma3-270m/)
+	$(VENV)/bin/actadd suite --model gemma3-270m --fresh
+
+quick-gemma: setup  ## the suite on Gemma 3 270M, small sizes (results/_quick/gemma3-270m/)
+	$(VENV)/bin/actadd suite --model gemma3-270m --quick
 
 # the issue-11 analyses (token injection v2, the pad confound): their own suite, results/
 analysis: setup

@@ -1,7 +1,7 @@
 """The ``actadd`` command.
 
-actadd suite [--quick] [--results DIR] [--fresh] [--allow-dirty] [--ray [ADDRESS]]
-actadd run CONFIG.toml [--out DIR] [--quick] [--resume] [--ray [ADDRESS]]
+actadd suite [--model NAME] [--quick] [--results DIR] [--fresh] [--allow-dirty] [--ray [ADDRESS]]
+actadd run CONFIG.toml [--model NAME] [--out DIR] [--quick] [--resume] [--ray [ADDRESS]]
 actadd sweep CONFIG.toml [--out DIR] [--resume] [--ray [ADDRESS]]
 actadd figures [--results DIR | RUN_DIR ...]      redraw figures from saved tables
 actadd verify RUN_DIR ... | --all [DIR]            check every file a run recorded
@@ -30,6 +30,19 @@ LOCAL_RAY = "local"  # what a bare --ray means: start a local Ray cluster
 
 def _out_for(config_path: Path, results: Path) -> Path:
     return results / config_path.stem
+
+
+def results_root(args) -> Path:
+    """``--results``, or results/ (results/_quick with ``--quick``), in a sub-folder named for
+    the model with ``--model`` other than SmolLM2 (results/gemma3-270m/): another model's
+    runs never share a folder with SmolLM2's."""
+    if args.results:
+        return Path(args.results)
+    from actadd.lab.retarget import model_slug
+
+    root = Path("results/_quick" if args.quick else "results")
+    slug = model_slug(args.model)
+    return root / slug if slug else root
 
 
 def ray_backend(args):
@@ -61,15 +74,24 @@ def ray_backend(args):
 
 
 def cmd_run(args) -> int:
+    from actadd.lab.retarget import for_model
     from actadd.lab.runner import read_config, run_config
 
     config = Path(args.config)
-    results = Path(args.results or ("results/_quick" if args.quick else "results"))
+    results = results_root(args)
     out = Path(args.out) if args.out else _out_for(config, results)
-    read_config(config, args.quick)  # a broken config fails before Ray starts
+    # a broken config, or layers that do not fit --model, fails before Ray starts
+    for_model(read_config(config, args.quick), args.model, str(config))
     backend = ray_backend(args)
     try:
-        run_config(config, out, quick=args.quick, resume=args.resume, backend=backend)
+        run_config(
+            config,
+            out,
+            quick=args.quick,
+            resume=args.resume,
+            backend=backend,
+            model_name=args.model,
+        )
     finally:
         if backend is not None:
             backend.close()
@@ -111,14 +133,18 @@ def read_suite(path: Path) -> list[Path]:
 
 def cmd_suite(args) -> int:
     from actadd.lab.report import write_report
+    from actadd.lab.retarget import RULE, canonical_model, for_model, model_slug
     from actadd.lab.runinfo import git_revision, write_json
     from actadd.lab.runner import kind_of, read_config, run_config
 
+    results = results_root(args)  # an unknown --model is refused first
     configs = read_suite(Path(args.suite))
-    results = Path(args.results or ("results/_quick" if args.quick else "results"))
     revision = git_revision()
-    # reference results (a full suite into the repository's results/) need a committed tree
-    reference = not args.quick and results.resolve() == REFERENCE_RESULTS.resolve()
+    # reference results (a full suite into the repository's results/, or results/<model>/)
+    # need a committed tree
+    slug = model_slug(args.model)
+    default_root = REFERENCE_RESULTS / slug if slug else REFERENCE_RESULTS
+    reference = not args.quick and results.resolve() == default_root.resolve()
     if reference and revision is not None and revision.endswith("+dirty"):
         if not args.allow_dirty:
             raise ConfigError(
@@ -127,7 +153,8 @@ def cmd_suite(args) -> int:
                 "(or stash) first, or pass --allow-dirty (recorded in suite.json)."
             )
         print(f"actadd: warning: running on a dirty tree ({revision}); recorded", file=sys.stderr)
-    kinds = {c: kind_of(read_config(c, args.quick)) for c in configs}
+    # every config mapped to --model (its layers checked) before any experiment runs
+    kinds = {c: kind_of(for_model(read_config(c, args.quick), args.model, str(c))) for c in configs}
     backend = ray_backend(args)
     timings = {}
     start = time.perf_counter()
@@ -141,7 +168,14 @@ def cmd_suite(args) -> int:
                 where = " (on Ray)" if kinds[config].distributed else " (here: not sweep units)"
             print(f"[{i}/{len(configs)}] {config.stem} -> {out}{where}", flush=True)
             t0 = time.perf_counter()
-            run_config(config, out, quick=args.quick, resume=True, backend=backend)
+            run_config(
+                config,
+                out,
+                quick=args.quick,
+                resume=True,
+                backend=backend,
+                model_name=args.model,
+            )
             timings[config.stem] = round(time.perf_counter() - t0, 1)
             print(f"    done in {timings[config.stem]:.0f} s", flush=True)
     finally:
@@ -161,6 +195,8 @@ def cmd_suite(args) -> int:
             "experiments": [c.stem for c in configs],
             "seconds": timings,
             "total_seconds": total,
+            # only with --model: the model and the rule its layers were mapped by
+            **({"model": canonical_model(args.model), "model_rule": RULE} if slug else {}),
         },
     )
     md, _ = write_report(results)
@@ -247,6 +283,18 @@ def cmd_kinds(args) -> int:
     return 0
 
 
+def add_model_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help="run on this model (smollm2, gemma3-270m, tiny-gemma3, tiny-gpt2, tiny-llama) "
+        "instead of the config's: layers by relative depth, round(L * n_layers / 30) for a "
+        "SmolLM2 config, coefficients unchanged (actadd.lab.retarget); results under "
+        "results/<model>/ (results/_quick/<model>/ with --quick)",
+    )
+
+
 def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Ray (optional extra: pip install 'actadd[ray]')")
     g.add_argument(
@@ -280,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("suite", help="run the default experiment suite")
     s.add_argument("--quick", action="store_true", help="small sizes (CI, minutes)")
+    add_model_argument(s)
     s.add_argument("--results", help="output root (default results/, or results/_quick)")
     s.add_argument("--suite", default=str(DEFAULT_SUITE))
     s.add_argument("--fresh", action="store_true", help="delete each run directory and rerun")
@@ -301,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("--out", help="run directory (default <results>/<config name>)")
         r.add_argument("--results", help="output root (default results/, or results/_quick)")
         r.add_argument("--quick", action="store_true", help="the config's [quick] sizes")
+        add_model_argument(r)
         r.add_argument("--resume", action="store_true", help="continue a run of the same config")
         add_ray_arguments(r)
         r.set_defaults(func=func)

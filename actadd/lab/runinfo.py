@@ -127,8 +127,8 @@ def git_revision(cwd: str | Path | None = None) -> str | None:
 
 
 def env_info(model=None) -> dict[str, Any]:
-    """Model (name, shape, backend, source file, its sha256 and quantization), versions, git,
-    time."""
+    """Model (name, shape, backend, source file, its sha256, quantization and license),
+    versions, git, time."""
     from actadd.runtime.backends import backend_of  # imports TransformerLens: only when asked
 
     info: dict[str, Any] = {
@@ -157,6 +157,7 @@ def env_info(model=None) -> dict[str, Any]:
         info["model"]["model_file"] = source.get("file")
         info["model"]["model_sha256"] = source.get("sha256")
         info["model"]["quantization"] = source.get("quantization")
+        info["model"]["license"] = source.get("license")
     return info
 
 

@@ -7,7 +7,8 @@ tables merge), so the CI-sized run sits next to the full one.
 Every kind goes through :func:`run_experiment` and so through one run-directory policy
 (:class:`actadd.lab.runs.RunDir`): the whole config is checked before the model loads and
 before anything is written; a directory that holds a run is continued only with
-``resume`` and the same config.
+``resume`` and the same config. A config run on a model other than its own (``--model``)
+has its layers mapped by relative depth first (:mod:`actadd.lab.retarget`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from actadd.config import read_toml
 from actadd.errors import ActAddError, ConfigError
 from actadd.lab.kinds import KIND_MODULES, Kind, get_kind
+from actadd.lab.retarget import RULE_KEY, for_model
 
 __all__ = [
     "check_run",
@@ -80,10 +82,14 @@ def run_experiment(
     from actadd.lab.runs import RunDir
 
     kind = kind_of(config)
-    spec = kind.parse({k: v for k, v in config.items() if k != "kind"})
+    spec = kind.parse(_kind_keys(config))
     saved = kind.saved_config(spec)
+    if RULE_KEY in config:  # a config mapped to another model says how (lab.retarget)
+        saved = {**saved, RULE_KEY: config[RULE_KEY]}
     if resume:
-        saved = resumable_config(saved, out, lambda c: kind.saved_config(kind.parse(c)))
+        saved = resumable_config(
+            saved, out, lambda c: {**kind.saved_config(kind.parse(_kind_keys(c))), **_rule(c)}
+        )
     run = RunDir(out, saved, resume=resume)
     if model is None:
         from actadd.models import load_model
@@ -99,6 +105,15 @@ def run_experiment(
         run.set_phase("figures")  # `actadd figures` on this run now waits, not fails
         run.redraw(kind.figures)
     return Path(out)
+
+
+def _kind_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """The keys a kind parses: all but ``kind`` and the model rule's record."""
+    return {k: v for k, v in config.items() if k not in ("kind", RULE_KEY)}
+
+
+def _rule(config: dict[str, Any]) -> dict[str, Any]:
+    return {RULE_KEY: config[RULE_KEY]} if RULE_KEY in config else {}
 
 
 def resumable_config(
@@ -129,10 +144,18 @@ def resumable_config(
 
 
 def run_config(
-    path: str | Path, out: str | Path, *, quick: bool = False, resume: bool = False, backend=None
+    path: str | Path,
+    out: str | Path,
+    *,
+    quick: bool = False,
+    resume: bool = False,
+    backend=None,
+    model_name: str | None = None,
 ) -> Path:
-    """:func:`run_experiment` on a TOML config file."""
-    return run_experiment(read_config(path, quick), out, resume=resume, backend=backend)
+    """:func:`run_experiment` on a TOML config file; ``model_name`` runs it on that model
+    (layers by relative depth: :func:`actadd.lab.retarget.for_model`)."""
+    config = for_model(read_config(path, quick), model_name, str(path))
+    return run_experiment(config, out, resume=resume, backend=backend)
 
 
 def figures_for(out: str | Path, *, wait: float | None = None) -> list[Path]:

@@ -130,7 +130,7 @@ def load_gguf_bridge(path: Path, *, model_name: str | None = None, n_ctx: int | 
     # the same context length as the HookedTransformer path (the rotary tables do not
     # depend on it; only actadd's length checks read it)
     bridge.cfg.n_ctx = n_ctx or min(hp.n_ctx, sources.DEFAULT_N_CTX)
-    setattr(bridge, sources.SOURCE_ATTR, entry.source_info(path))
+    setattr(bridge, sources.SOURCE_ATTR, sources.licensed(entry.source_info(path), model_name))
     return bridge
 
 

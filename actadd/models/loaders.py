@@ -48,6 +48,7 @@ from actadd.models.sources import (
     convert,
     converted_hparams,
     is_smollm2,
+    licensed,
     smollm2_path,
 )
 from actadd.models.tokenizer import byte_tokenizer, load_fast_tokenizer
@@ -193,7 +194,8 @@ def load_gguf(
     """Load a Llama-architecture GGUF file as a ``HookedTransformer`` (CPU, float32).
 
     The conversion comes from the verified cache (:mod:`actadd.models.gguf_cache`); the
-    model carries ``model.actadd_source`` (the file's path, sha256, size, quantization).
+    model carries ``model.actadd_source`` (the file's path, sha256, size, quantization, and
+    the license of the embedded SmolLM2).
     """
     path = Path(path)
     gguf_llama._check_is_gguf(path)
@@ -202,7 +204,7 @@ def load_gguf(
     model, entry = gguf_cache.load_entry(
         path, convert, lambda entry: _model_from_cache(entry.directory, n_ctx, model_name)
     )
-    setattr(model, SOURCE_ATTR, entry.source_info(path))
+    setattr(model, SOURCE_ATTR, licensed(entry.source_info(path), model_name))
     return model
 
 

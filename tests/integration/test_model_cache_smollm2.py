@@ -162,10 +162,14 @@ def test_a_cold_read_only_cache_is_one_line_naming_actadd_cache_dir(monkeypatch,
         shutil.rmtree(directory)
 
 
-def test_loaded_model_carries_its_file_sha256_and_quantization(smollm2):
+def test_loaded_model_carries_its_file_sha256_quantization_and_license(smollm2):
+    from actadd.lab.retarget import DEPTHS, SMOLLM2
     from actadd.lab.runinfo import env_info
+    from actadd.models.sources import SMOLLM2_LICENSE
 
     info = env_info(smollm2)["model"]
     assert info["model_file"] == str(smollm2_path().resolve())
     assert info["model_sha256"] == gguf_cache.file_sha256(smollm2_path())
     assert info["quantization"] == "Q4_1"
+    assert info["license"] == SMOLLM2_LICENSE
+    assert info["n_layers"] == DEPTHS[SMOLLM2]  # what --model maps SmolLM2 configs from

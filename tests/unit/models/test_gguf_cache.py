@@ -335,6 +335,7 @@ def test_env_info_records_the_model_file_its_sha256_and_quantization(tiny_gguf, 
     assert info["quantization"] == "F32"
     tiny = env_info(actadd.load_model("tiny-llama"))["model"]
     assert (tiny["model_file"], tiny["model_sha256"], tiny["quantization"]) == (None,) * 3
+    assert info["license"] is None and tiny["license"] is None  # no license actadd can name
 
 
 # --------------------------------------------------------------------------- a disk too small

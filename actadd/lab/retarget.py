@@ -1,0 +1,171 @@
+"""A config written for one model, run on another (``--model``): the relative-depth rule.
+
+Every config in ``experiments/`` is written for SmolLM2-135M-Instruct (30 layers) unless it
+names a ``model``. ``actadd suite --model NAME`` and ``actadd run CONFIG --model NAME`` run it
+on another model with one rule:
+
+- **Layers by relative depth.** A ``resid_pre`` layer ``L`` of the config's model (``D``
+  blocks) becomes ``round(L * n / D)`` on a model of ``n`` blocks, rounded half up: the
+  residual stream after the same fraction of the blocks (``L = D``, the final residual
+  stream, maps to ``n``). SmolLM2 → Gemma 3 270M: 1, 2, 4, 6, 8, 10, 16, 20, 24, 29 →
+  1, 1, 2, 4, 5, 6, 10, 12, 14, 17. A list keeps its order and loses repeats (two layers
+  that map to one are one cell); ``"all"`` stays ``"all"``; a range ``"a:b:s"`` is expanded
+  on the config's model first. Every layer field of every kind is mapped
+  (:data:`LAYER_PATHS`), confirmatory cells included.
+- **Coefficients unchanged.** An ActAdd coefficient multiplies a difference of the model's
+  own activations at the (mapped) layer (the paper's definition), so its size follows that
+  model's residual scale; methods with ``norm = "match"`` are scaled to that vector. Not in
+  the same proportion on every model: Love − Hate is 0.24–0.61 of the median residual norm
+  on Gemma 3 270M (L2–L17) and 0.63–0.95 on SmolLM2 (L2–L29), so a coefficient is about
+  half the push on Gemma (README, "The suite on Gemma 3 270M").
+
+The config that runs holds the mapped layers and ``model``; :data:`RULE_KEY` records the rule,
+both models' depths and every field before and after, and goes into ``config.json`` beside
+them, so a run says how its layers were chosen and resumes only with the same ones.
+A model whose depth is not known without loading it, or a layer outside the config's model,
+is one :class:`ConfigError` line before any model loads.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from actadd.config import parse_layers
+from actadd.errors import ConfigError
+from actadd.models.gemma3 import ALIASES as GEMMA3_ALIASES
+from actadd.models.sources import TINY_MODELS, TINY_SHAPE, is_smollm2
+
+__all__ = [
+    "DEPTHS",
+    "GEMMA3",
+    "LAYER_PATHS",
+    "RULE",
+    "RULE_KEY",
+    "SMOLLM2",
+    "canonical_model",
+    "for_model",
+    "map_layer",
+    "model_slug",
+]
+
+SMOLLM2 = "smollm2"
+GEMMA3 = "gemma3-270m"
+#: blocks of each model ``--model`` takes, known without loading it (the integration tests
+#: check the loaded models against it)
+DEPTHS: dict[str, int] = {
+    SMOLLM2: 30,
+    GEMMA3: 18,
+    **{name: TINY_SHAPE["n_layers"] for name in TINY_MODELS},
+}
+#: the key of the rule's record in a config (and ``config.json``); no kind reads it
+RULE_KEY = "model_rule"
+RULE = (
+    "relative depth: resid_pre layer L of a D-block model -> round(L * n / D), half up, "
+    "on an n-block model; coefficients unchanged"
+)
+#: every field that holds a layer or layers, as dotted paths (``*``: each item of a list)
+LAYER_PATHS = (
+    "layer",
+    "layers",
+    "confirmatory.*.layer",
+    "settings.layers",
+    "settings.transplant_sources",
+    "settings.sweep_targets",
+    "settings.sweep_sources",
+    "settings.dose_layers",
+    "diagnostics.layers",
+    "specificity.layers",
+    "generation.layer",
+    "generation.layers",
+    "attention.inject_layers",
+)
+
+
+def canonical_model(name: Any) -> str:
+    """The name ``--model`` knows ``name`` by (``smollm2``, ``gemma3-270m``, a tiny model);
+    anything else is one ConfigError line listing them."""
+    if name is None or (isinstance(name, str) and is_smollm2(name)):
+        return SMOLLM2
+    if isinstance(name, str) and name.lower() in GEMMA3_ALIASES:
+        return GEMMA3
+    if isinstance(name, str) and name in TINY_MODELS:
+        return name
+    raise ConfigError(f"unknown model {name!r}: --model takes one of {sorted(DEPTHS)}.")
+
+
+def model_slug(name: str | None) -> str | None:
+    """The results sub-folder of a ``--model`` run (None for SmolLM2: results/ itself)."""
+    model = canonical_model(name)
+    return None if model == SMOLLM2 else model
+
+
+def map_layer(layer: int, depth: int, n_layers: int) -> int:
+    """``round(layer * n_layers / depth)``, half up, in integers."""
+    return (2 * layer * n_layers + depth) // (2 * depth)
+
+
+def for_model(config: dict[str, Any], model: str | None, where: str = "config") -> dict[str, Any]:
+    """``config`` to run on ``model`` (``None``: as written). The same model as the config's
+    returns ``config`` itself (its layers range-checked, SmolLM2's left to the kind); another
+    gets ``model``, the mapped layers and :data:`RULE_KEY`."""
+    if model is None:
+        return config
+    source, target = canonical_model(config.get("model")), canonical_model(model)
+    depth, n_layers = DEPTHS[source], DEPTHS[target]
+    if source == target:
+        if target != SMOLLM2:  # SmolLM2's configs run as before; another's are range-checked
+            for path in LAYER_PATHS:
+                for dotted, _, _, value in _find(config, path.split(".")):
+                    _map_value(value, depth, n_layers, f"{where}: {dotted}", source, target)
+        return config
+    out = copy.deepcopy(config)
+    mapped: dict[str, dict[str, Any]] = {}
+    for path in LAYER_PATHS:
+        for dotted, holder, key, value in _find(out, path.split(".")):
+            new = _map_value(value, depth, n_layers, f"{where}: {dotted}", source, target)
+            holder[key] = new
+            mapped[dotted] = {"from": value, "to": new}
+    out["model"] = target
+    out[RULE_KEY] = {
+        "rule": RULE,
+        "from": {"model": source, "n_layers": depth},
+        "to": {"model": target, "n_layers": n_layers},
+        "layers": mapped,
+    }
+    return out
+
+
+def _find(node: Any, parts: list[str], prefix: str = ""):
+    """(dotted path, the dict or list holding it, its key there, value) for every match of
+    ``parts``."""
+    head, rest = parts[0], parts[1:]
+    if head == "*":
+        items = list(enumerate(node)) if isinstance(node, list) else []
+    else:
+        items = [(head, node[head])] if isinstance(node, dict) and head in node else []
+    for key, value in items:
+        dotted = f"{prefix}{key}"
+        if rest:
+            yield from _find(value, rest, dotted + ".")
+        else:
+            yield dotted, node, key, value
+
+
+def _map_value(value: Any, depth: int, n_layers: int, where: str, source: str, target: str):
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return value
+    single = isinstance(value, int) and not isinstance(value, bool)
+    layers = [value] if single else parse_layers(value, depth, where)
+    bad = [x for x in layers if not 0 <= x <= depth]
+    if bad:
+        mapping = (
+            ""
+            if source == target
+            else (f", so past {target}'s {n_layers} after mapping (resid_pre 0..{n_layers})")
+        )
+        raise ConfigError(
+            f"{where} {bad}: past {source}'s {depth} layers (resid_pre 0..{depth}){mapping}."
+        )
+    new = list(dict.fromkeys(map_layer(x, depth, n_layers) for x in layers))
+    return new[0] if single else new
