@@ -140,8 +140,8 @@ test: setup-interop setup-ray setup-playground setup-browser setup-tl4 ## every 
 
 # the edit-test loop: the unit tier without `slow` tests, on `make setup` alone (no llama.cpp,
 # Ray, chromium or TransformerLens 4.x); under 90 s on 2 cores
-test-fast: setup    ## the unit tier without slow tests (about a minute)
-	OMP_NUM_THREADS=1 $(PY) -m pytest tests/unit -q -m "not slow"
+test-fast: setup    ## the unit tier without slow and bridge tests (under 90 s)
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests/unit -q -m "not slow and not bridge"
 
 test-tl4: setup-tl4  ## the TransformerBridge tests under TransformerLens 4.x (.venv-tl4)
 	$(TL4_PY) -m pytest -m bridge $(TL4_TESTS)

@@ -160,6 +160,7 @@ def test_the_known_depths_are_the_loaded_models(name):
     assert DEPTHS[canonical_model(name)] == actadd.load_model(name).cfg.n_layers
 
 
+@pytest.mark.slow
 def test_run_model_maps_writes_and_resumes_in_the_model_s_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.toml").write_text(SWEEP)
@@ -181,6 +182,7 @@ def test_run_model_maps_writes_and_resumes_in_the_model_s_folder(tmp_path, monke
     assert "holds a run of a different config" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_suite_model_runs_every_config_into_the_model_s_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "c.toml").write_text(SWEEP)

@@ -69,6 +69,7 @@ def test_a_missing_package_or_chunk_is_one_line_naming_it(monkeypatch):
         gemma3.gemma3_path()
 
 
+@pytest.mark.slow
 def test_a_damaged_assembled_file_is_joined_again(tmp_path, monkeypatch):
     pytest.importorskip(gemma3.PACKAGE, reason="`make setup` installs the Gemma 3 packages")
     monkeypatch.setenv("ACTADD_CACHE_DIR", str(tmp_path))

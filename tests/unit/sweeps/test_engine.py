@@ -218,6 +218,7 @@ def test_the_saved_config_keeps_its_keys_in_their_order():
     assert SweepSpec.from_dict(d) == spec(generation=gen)
 
 
+@pytest.mark.slow
 def test_a_run_saved_with_pads_resumes_under_its_config_and_computes_nothing(
     tmp_path, tiny_llama, monkeypatch
 ):
