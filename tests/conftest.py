@@ -8,6 +8,8 @@ Tiers (see tests/README.md):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from model_state import changes, snapshot
@@ -25,6 +27,22 @@ BRIDGE_MODELS = [
 def _no_grad():
     with torch.no_grad():
         yield
+
+
+@pytest.fixture
+def conversions(monkeypatch) -> list[Path]:
+    """Records every GGUF conversion into the model cache (the real one runs)."""
+    from actadd.models import sources
+
+    calls: list[Path] = []
+    real = sources._convert_gguf
+
+    def counted(src, out):
+        calls.append(Path(src))
+        return real(src, out)
+
+    monkeypatch.setattr(sources, "_convert_gguf", counted)
+    return calls
 
 
 @pytest.fixture(scope="session")

@@ -53,19 +53,6 @@ def entry(good_entry, tmp_path, monkeypatch) -> Path:
     return target
 
 
-@pytest.fixture
-def conversions(monkeypatch) -> list[Path]:
-    calls: list[Path] = []
-    real = sources._convert_gguf
-
-    def counted(src, out):
-        calls.append(Path(src))
-        return real(src, out)
-
-    monkeypatch.setattr(sources, "_convert_gguf", counted)
-    return calls
-
-
 def _own(path: Path) -> Path:
     """Replace a hard link by a private copy, so damaging it cannot reach the shared entry."""
     private = path.with_name(path.name + ".own")

@@ -39,20 +39,6 @@ def tiny_gguf(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def conversions(monkeypatch) -> list[Path]:
-    """Records every conversion (the real one runs)."""
-    calls: list[Path] = []
-    real = sources._convert_gguf
-
-    def counted(src, out):
-        calls.append(Path(src))
-        return real(src, out)
-
-    monkeypatch.setattr(sources, "_convert_gguf", counted)
-    return calls
-
-
 def _logits(model) -> torch.Tensor:
     return model(model.to_tokens("Hello, world!"))
 
