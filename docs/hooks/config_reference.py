@@ -15,6 +15,7 @@ reference cannot fall behind the code: a new key fails the docs build (and
 from __future__ import annotations
 
 import ast
+import html
 import json
 import re
 import tomllib
@@ -121,6 +122,12 @@ def toml_value(value: Any) -> str:
     return repr(value)
 
 
+def code(text: str) -> str:
+    """A code span that survives a table cell: a ``|`` in it would end the cell, and an
+    escaped one keeps its backslash inside backticks."""
+    return "<code>" + html.escape(text).replace("|", "&#124;") + "</code>"
+
+
 def anchor(cls: type) -> str:
     return "cfg-" + qualname(cls).removeprefix("actadd.").replace(".", "-").lower()
 
@@ -144,7 +151,7 @@ def key_rows(cls: type, meanings: dict[str, Any]) -> list[tuple[str, str, str, s
             default = "*required*" if key in required or f is not None else "*not set*"
         else:
             value = f.default if f.default is not MISSING else f.default_factory()
-            default = "*not set*" if value is None else f"`{toml_value(value)}`"
+            default = "*not set*" if value is None else code(toml_value(value))
         type_ = re.sub(r" \| None\b", "", type_)
         rows.append((key, type_, default, entry["meaning"]))
     unused = set(meanings) - set(cls.keys()) - {"__doc__"}
@@ -178,7 +185,6 @@ def section(cls: type, kinds: list[str], meanings: dict[str, Any]) -> str:
     lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, type_, default, meaning in key_rows(cls, meanings):
         ty = cell(type_, links) if type_ else ""
-        default = default.replace("|", "\\|")
         lines.append(f"| `{key}` | {ty} | {default} | {cell(meaning, {})} |")
     return "\n".join(lines) + "\n"
 

@@ -59,7 +59,7 @@ def test_every_key_of_every_experiment_config_is_in_the_reference(rendered):
 
 def test_the_reference_shows_types_and_defaults(rendered):
     sweep = sections(rendered)["cfg-sweeps-spec-sweepspec"]
-    assert '| `aligns` | list[str] | `["front"]` |' in sweep
+    assert "| `aligns` | list[str] | <code>[&quot;front&quot;]</code> |" in sweep
     assert "| `name` | str | *required* |" in sweep
     assert "[GenerationSpec](#cfg-sweeps-generation_spec-generationspec)" in sweep
     assert "`pads` (now `equalize`)" in sweep
