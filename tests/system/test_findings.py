@@ -1,9 +1,9 @@
-"""The published findings are the report's: README prose quotes only numbers that the
+"""The published findings are the report's: the findings pages quote only numbers that the
 generated report holds, and the committed report is exactly what the committed tables give.
 
-Findings sections are marked in the READMEs with ``<!-- findings -->`` …
-``<!-- /findings -->``. Every number in them (counts, layers, estimates, intervals,
-p-values) must occur in ``results/REPORT.md``.
+Findings sections are marked in ``docs/findings.md`` and ``experiments/README.md`` with
+``<!-- findings -->`` … ``<!-- /findings -->``. Every number in them (counts, layers,
+estimates, intervals, p-values) must occur in ``results/REPORT.md``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
-READMES = ("README.md", "experiments/README.md")
+READMES = ("docs/findings.md", "experiments/README.md")
 BLOCK = re.compile(r"<!-- findings -->(.*?)<!-- /findings -->", re.S)
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 

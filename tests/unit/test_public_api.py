@@ -102,11 +102,13 @@ def test_public_names_are_the_objects_of_their_home_modules():
 
 
 def example_imports() -> list[tuple[str, str, str]]:
-    """``(file, module, name)`` for every ``from actadd.<module> import name`` in the README's
-    Python examples and the notebooks' code cells."""
+    """``(file, module, name)`` for every ``from actadd.<module> import name`` in the Python
+    examples of the README and the documentation pages, and the notebooks' code cells."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     sources = [
-        ("README.md", block)
-        for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+        (page.name, block)
+        for page in pages
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
     ]
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         cells = json.loads(nb.read_text())["cells"]
