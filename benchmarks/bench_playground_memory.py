@@ -8,8 +8,9 @@ the same machine; each line also prints the ratio to the first configuration of 
 
 ``--via http`` fetches the page without a browser (each load starts a kernel, executes the
 notebook, loads the model, and no page ever connects: the case of a tab whose close beacon
-never arrives). ``--via browser`` loads it in headless Chromium, each load in a new tab that
-stays open (kernels connected, never culled), then closes the tabs.
+never arrives). ``--via browser`` loads it in headless Chromium (Debian's chromium and
+chromedriver), each load in a new tab that stays open (kernels connected, never culled), then
+quits the browser as a killed one would, without a close beacon.
 
     .venv/bin/python benchmarks/bench_playground_memory.py --loads 4 \
         --configs 0,300 --cull-interval 30 --settle 340 [--baseline-root /path/to/old/checkout]
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -85,9 +87,10 @@ def load_browser(url: str, n: int):
     from selenium.webdriver.support.ui import WebDriverWait
 
     opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser") or ""
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         opts.add_argument(arg)
-    driver = webdriver.Chrome(options=opts, service=Service())
+    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
     for i in range(n):
         t0 = time.monotonic()
         if i:
