@@ -107,9 +107,9 @@ setup-browser:
 
 # the steering playground as a page on localhost (Voila serves notebooks/06_playground.ipynb);
 # ACTADD_PLAYGROUND_MODEL=tiny-llama make playground for a small random model
+# (kernels that no page is connected to are shut down after 5 idle minutes: actadd/ui/serve.py)
 playground: setup-playground
-	$(VENV)/bin/voila notebooks/06_playground.ipynb --no-browser --port=$(PLAYGROUND_PORT) \
-		--Voila.ip=127.0.0.1
+	$(PY) -m actadd.ui.serve --port=$(PLAYGROUND_PORT)
 
 # TransformerLens 4.x beside the main .venv (one package name, so its own environment): the
 # project's dependencies with TransformerLens 4 (requirements/tl4.txt), pytest and beartype, and actadd

@@ -160,9 +160,9 @@ def run(
             "generated token on"
         )
     stage(3)
-    shift, kl = next_token_shift(model, clean, steered, s.top_k)
+    shift, kl = next_token_shift(model, clean, steered, s.table_rows)
     stage(4)
-    lens = logit_lens(model, vector, s.top_k)
+    lens = logit_lens(model, vector, s.table_rows)
     return Result(s, vector, completions, strip, phase, shift, kl, lens, notes)
 
 

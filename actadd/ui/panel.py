@@ -13,13 +13,13 @@ import threading
 from typing import Any
 
 import ipywidgets as W
-import traitlets
 from transformer_lens import HookedTransformer
 
 from actadd.errors import ActAddError, SteeringError
 from actadd.models import load_model
 from actadd.ui import compute, render
-from actadd.ui.settings import ALIGN_CHOICES, SOURCES, Settings
+from actadd.ui.settings import ALIGN_CHOICES, SOURCES, Settings, pad_shown, pad_typed
+from actadd.ui.sliders import WideFloatSlider, WideIntSlider, WideLogSlider, numbers
 from actadd.ui.worker import LatestWorker
 
 __all__ = ["MODEL_ENV", "Playground", "playground"]
@@ -28,58 +28,6 @@ __all__ = ["MODEL_ENV", "Playground", "playground"]
 # serves the page on a tiny model this way); otherwise the embedded SmolLM2
 MODEL_ENV = "ACTADD_PLAYGROUND_MODEL"
 COEFF_RANGE = 20.0
-
-
-class _Widening:
-    """A slider that widens its range to a value set past it (``panel.layer.value = 99``,
-    ``playground(layer=99)``) instead of clamping the value silently: the panel then refuses
-    it with one line, before any compute. Mixed into :class:`_WideIntSlider` and
-    :class:`_WideFloatSlider`."""
-
-    @traitlets.validate("value")
-    def _validate_value(self, proposal):
-        value = proposal["value"]
-        if value > self.max:
-            self.max = value
-        if value < self.min:
-            self.min = value
-        return value
-
-
-class _WideIntSlider(_Widening, W.IntSlider):
-    """An ``IntSlider`` that widens instead of clamping (:class:`_Widening`)."""
-
-
-class _WideFloatSlider(_Widening, W.FloatSlider):
-    """A ``FloatSlider`` that widens instead of clamping (:class:`_Widening`)."""
-
-
-class _WideLogSlider(W.FloatLogSlider):
-    """A ``FloatLogSlider`` that widens its exponent range to a positive value set past it
-    (see :class:`_WideIntSlider`); 0 has no place on it (the panel refuses a log-scale
-    coefficient of 0 itself)."""
-
-    @traitlets.validate("value")
-    def _validate_value(self, proposal):
-        value = proposal["value"]
-        if not value > 0:
-            return self.base**self.min
-        exponent = math.log(value, self.base)
-        if exponent > self.max:
-            self.max = math.ceil(exponent)
-        if exponent < self.min:
-            self.min = math.floor(exponent)
-        return value
-
-
-def _numbers(text: str, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x.replace("−", "-")) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise SteeringError(f"{what}: comma-separated numbers, got {text!r}.") from None
-    if not values:
-        raise SteeringError(f"{what}: give at least one number.")
-    return values
 
 
 class Playground:
@@ -106,6 +54,7 @@ class Playground:
         self.cache = compute.VectorCache()
         self.result: compute.Result | None = None
         self.map_grid = None
+        self._map_settings: Settings | None = None
         self._lock = threading.Lock()
         self._busy: set[str] = set()
         self.worker = LatestWorker(self._on_result, self._on_error, self._on_busy)
@@ -119,13 +68,18 @@ class Playground:
         self.equalize = W.Dropdown(
             options=("right", "left", "truncate"), value=s.equalize, description="pair length"
         )
-        self.pad_token = W.Text(s.pad_token, description="pad token")
+        # shown in quotes: the default pad " " looked like an empty box
+        self.pad_token = W.Text(
+            pad_shown(s.pad_token),
+            description="pad token",
+            tooltip='the token that pads the shorter prompt, in quotes: " " is a space',
+        )
         self.dataset = W.Text(s.dataset, description="dataset")
         self.position = W.Dropdown(options=("last", "mean"), value=s.position, description="at")
         n = model.cfg.n_layers
         # ranges that hold the starting values: traitlets checks a widget's value against
         # its range in no fixed order while it is made, so widening then is not reliable
-        self.layer = _WideIntSlider(
+        self.layer = WideIntSlider(
             s.layer,
             min=min(0, s.layer),
             max=max(n - 1, s.layer),
@@ -133,7 +87,7 @@ class Playground:
             continuous_update=False,
         )
         self.layer.add_class("actadd-layer")
-        self.coeff = _WideFloatSlider(
+        self.coeff = WideFloatSlider(
             s.coeff,
             min=-max(COEFF_RANGE, abs(s.coeff)),
             max=max(COEFF_RANGE, abs(s.coeff)),
@@ -145,7 +99,7 @@ class Playground:
         self.sign = W.ToggleButtons(options=("+", "−"), value="+", layout=lay)
         self.sign.style.button_width = "32px"
         exponent = math.log10(abs(s.coeff) or 1.0)
-        self.magnitude = _WideLogSlider(
+        self.magnitude = WideLogSlider(
             abs(s.coeff) or 1.0,
             base=10,
             min=min(-2, math.floor(exponent)),
@@ -169,7 +123,14 @@ class Playground:
         self.max_new_tokens = W.IntSlider(
             s.max_new_tokens, min=1, max=100, description="new tokens"
         )
-        self.top_k = W.IntSlider(s.top_k, min=1, max=30, description="top k")
+        # rows of the two tables below (not a sampling setting: sampling has no top-k here)
+        self.table_rows = W.IntSlider(
+            s.table_rows,
+            min=1,
+            max=30,
+            description="table rows",
+            tooltip="rows of the next-token shift and logit lens tables, at the next Run",
+        )
         self.map_layers = W.Text(s.map_layers, description="map layers", placeholder="auto")
         self.map_coeffs = W.Text(
             ", ".join(f"{c:g}" for c in s.map_coeffs), description="map coeffs"
@@ -184,7 +145,7 @@ class Playground:
             0, min=0, max=len(compute.STAGES), layout=W.Layout(width="160px")
         )
         self.progress.layout.visibility = "hidden"
-        self.status = W.Label("")
+        self.status = W.Label("ready: set the inputs and press Run")
         self.status.add_class("actadd-status")
         self.error = W.HTML("")
         self.error.add_class("actadd-error")
@@ -196,6 +157,11 @@ class Playground:
         self.lens = W.HTML("")
         self.notes = W.HTML("")
         self.map_box = W.VBox([])
+        # results that no longer answer the inputs (a newer request failed): dimmed, with a
+        # note saying which request they answer; cleared by the next result
+        self.stale: set[str] = set()
+        self.run_stale_note = W.HTML("")
+        self.map_stale_note = W.HTML("")
         self.run_button.on_click(lambda _: self.run())
         self.map_button.on_click(lambda _: self.quick_map())
         self.log.observe(self._toggle_log, names="value")
@@ -217,7 +183,7 @@ class Playground:
         sampling = W.HBox(
             [
                 W.VBox([self.greedy, self.temperature, self.top_p, self.freq_penalty]),
-                W.VBox([self.seed, self.n_samples, self.max_new_tokens, self.top_k]),
+                W.VBox([self.seed, self.n_samples, self.max_new_tokens]),
             ]
         )
         inputs = W.VBox(
@@ -234,26 +200,35 @@ class Playground:
         )
         actions = W.HBox([self.run_button, self.map_button, self.progress, self.status])
         h = lambda text: W.HTML(f"<b>{text}</b>")  # noqa: E731
-        outputs = W.VBox(
+        self._run_out = W.VBox(
             [
-                self.error,
                 h("Completions (same seeds)"),
                 self.completions,
                 self.notes,
                 h("Where the additions landed"),
                 self.strip,
+                self.table_rows,
                 W.HBox(
                     [
                         W.VBox([h("Next-token shift"), self.shift]),
                         W.VBox([h("Logit lens of the vector"), self.lens]),
                     ]
                 ),
+            ]
+        )
+        outputs = W.VBox(
+            [
+                self.error,
+                self.run_stale_note,
+                self._run_out,
                 h("Quick map: Δ log p(target words), next token (click a cell)"),
                 W.HBox([self.map_layers, self.map_coeffs, self.target_words]),
+                self.map_stale_note,
                 self.map_box,
             ]
         )
         title = W.HTML(
+            f"<style>.{render.STALE_CLASS} {{opacity: 0.4}}</style>"
             "<h3>actadd playground: " + render.visible(self.model.cfg.model_name) + "</h3>"
         )
         return W.VBox([title, inputs, actions, outputs])
@@ -319,7 +294,7 @@ class Playground:
             positive=self.positive.value,
             negative=self.negative.value,
             equalize=self.equalize.value,
-            pad_token=self.pad_token.value,
+            pad_token=pad_typed(self.pad_token.value),
             dataset=self.dataset.value,
             position=self.position.value,
             layer=int(self.layer.value),
@@ -332,9 +307,9 @@ class Playground:
             seed=int(self.seed.value),
             n_samples=int(self.n_samples.value),
             max_new_tokens=int(self.max_new_tokens.value),
-            top_k=int(self.top_k.value),
+            table_rows=int(self.table_rows.value),
             map_layers=self.map_layers.value,
-            map_coeffs=_numbers(self.map_coeffs.value, "map coeffs"),
+            map_coeffs=numbers(self.map_coeffs.value, "map coeffs"),
             target_words=self.target_words.value,
         )
 
@@ -349,6 +324,8 @@ class Playground:
                 s.check_map(self.model)
         except ActAddError as exc:
             self._show_error(exc)
+            self._mark_stale("map" if map_ else "run")
+            self.status.value = "error"
             return None
         self.error.value = ""
         return s
@@ -372,7 +349,7 @@ class Playground:
         s = self._checked(map_=True)
         if s is None:
             return None
-        return self.worker.submit(lambda checkpoint: compute.quick_map(self.model, s), "map")
+        return self.worker.submit(lambda checkpoint: (s, compute.quick_map(self.model, s)), "map")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker is idle (for scripts and tests)."""
@@ -402,12 +379,41 @@ class Playground:
 
     def _on_error(self, channel: str, ticket: int, exc: BaseException) -> None:
         self._show_error(exc)
+        self._mark_stale(channel)
         self.status.value = "error"
+
+    def _mark_stale(self, channel: str) -> None:
+        """Dim the results of ``channel`` and say which request they answer: the newest
+        request of that channel failed, so they no longer answer the inputs."""
+        with self._lock:
+            if channel == "map":
+                if self.map_grid is None:
+                    return
+                self.map_box.add_class(render.STALE_CLASS)
+                self.map_stale_note.value = render.stale_html("map", self._map_settings)
+            else:
+                if self.result is None:
+                    return
+                self._run_out.add_class(render.STALE_CLASS)
+                self.run_stale_note.value = render.stale_html("results", self.result.settings)
+            self.stale.add(channel)
+
+    def _clear_stale(self, channel: str) -> None:
+        box, note = (
+            (self.map_box, self.map_stale_note)
+            if channel == "map"
+            else (self._run_out, self.run_stale_note)
+        )
+        box.remove_class(render.STALE_CLASS)
+        note.value = ""
+        self.stale.discard(channel)
 
     def _on_result(self, channel: str, ticket: int, result: Any) -> None:
         with self._lock:
             if channel == "map":
-                self._show_map(result)
+                self._map_settings, grid = result
+                self._show_map(grid)
+                self._clear_stale("map")
                 self.status.value = "map done"
                 return
             self.result = r = result
@@ -417,7 +423,8 @@ class Playground:
             self.lens.value = render.lens_html(r.lens)
             self.notes.value = "".join(f"<div><i>{render.visible(n)}</i></div>" for n in r.notes)
             self.progress.value = len(compute.STAGES)
-            self.status.value = f"done: {r.vector.describe()}, align {r.settings.align}"
+            self._clear_stale("run")
+            self.status.value = render.status_line(r.settings, r.vector)
 
     def _show_map(self, grid) -> None:
         self.map_grid = grid

@@ -9,23 +9,42 @@ from __future__ import annotations
 
 import html
 import math
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from actadd.core.vectors import SteeringVector
+    from actadd.ui.settings import Settings
 
 __all__ = [
     "STEERED_CLASS",
     "UNSTEERED_CLASS",
+    "METHOD_NAMES",
     "completions_html",
+    "describe_vector",
     "diverging",
     "lens_html",
     "shift_html",
+    "stale_html",
+    "status_line",
     "strip_html",
+    "vector_size",
     "visible",
 ]
 
 # CSS classes the page's elements carry (the browser test finds them by these)
 STEERED_CLASS = "actadd-steered"
 UNSTEERED_CLASS = "actadd-unsteered"
+STALE_CLASS = "actadd-stale"
+
+# how the status line names a dataset method of actadd.core.methods, and where it reads
+METHOD_NAMES = {
+    "caa": "CAA (mean difference)",
+    "pca_diff": "PCA of the differences",
+    "pca_center": "PCA of the centred activations",
+}
+POSITION_NAMES = {"last": "last token", "mean": "mean over tokens"}
 
 
 def visible(text: str) -> str:
@@ -114,3 +133,53 @@ def diverging(value: float, scale: float) -> str:
     if t >= 0:
         return f"#ff{int(255 * (1 - t)):02x}{int(255 * (1 - t)):02x}"
     return f"#{int(255 * (1 + t)):02x}{int(255 * (1 + t)):02x}ff"
+
+
+def describe_vector(s: Settings) -> str:
+    """What the vector of ``s`` is, in words: the method and its pair or dataset, the
+    coefficient and the layer, e.g. ``CAA (mean difference) of builtin:sentiment at the last
+    token, × 3 at layer 16``."""
+    from actadd.ui.settings import pad_shown
+
+    if s.source == "pair":
+        if s.equalize == "truncate":
+            rule = "truncated to the shorter"
+        else:
+            rule = f"padded on the {s.equalize} with {pad_shown(s.pad_token)}"
+        what = f"ActAdd {s.positive!r} − {s.negative!r} ({rule})"
+        if s.one_row_align:
+            what += ", mean over its rows after the first"
+    else:
+        method = METHOD_NAMES.get(s.source, s.source)
+        what = f"{method} of {s.dataset} at the {POSITION_NAMES.get(s.position, s.position)}"
+    return f"{what}, × {s.coeff:g} at layer {s.layer}"
+
+
+def vector_size(vector: SteeringVector) -> str:
+    """The vector's size: ``‖v‖ 12.3`` for one row, the row norms for a few rows.
+
+    Hook: the norm relative to the typical residual norm at the vector's layer belongs here
+    (``‖v‖ 12.3 = 0.4 × typical residual``) once the library reports it; until then only the
+    absolute norm is shown.
+    """
+    norms = [float(n) for n in vector.norms()]
+    if len(norms) == 1:
+        return f"‖v‖ {norms[0]:.3g}"
+    shown = ", ".join(f"{n:.3g}" for n in norms[:6]) + (", …" if len(norms) > 6 else "")
+    return f"row norms {shown}"
+
+
+def status_line(s: Settings, vector: SteeringVector) -> str:
+    """The status after a run: what the vector is, where it went, and its size."""
+    return f"done: {describe_vector(s)}, align {s.align} · {vector_size(vector)}"
+
+
+def stale_html(what: str, settings: Settings | None) -> str:
+    """The note over results that no longer answer the current inputs (a newer request
+    failed): which request they do answer."""
+    source = f" ({describe_vector(settings)}, align {settings.align})" if settings else ""
+    return (
+        f"<div class='{STALE_CLASS}-note' style='color:#8a6d00;background:#fff8e0;"
+        f"padding:2px 6px'>Stale: the {what} below are from an earlier request{visible(source)}; "
+        "the last request failed (see the error above).</div>"
+    )

@@ -25,7 +25,14 @@ from actadd.core.sampling import GREEDY, Sampling
 from actadd.errors import ActAddError, ConfigError, SteeringError
 from actadd.runtime.tokens import encode, pair_token_ids, single_token_id
 
-__all__ = ["ALIGN_CHOICES", "COEFF_LIMIT", "SOURCES", "Settings"]
+__all__ = [
+    "ALIGN_CHOICES",
+    "COEFF_LIMIT",
+    "SOURCES",
+    "Settings",
+    "pad_shown",
+    "pad_typed",
+]
 
 # where the vector comes from: ActAdd's pair, or a dataset method of actadd.core.methods
 SOURCES: tuple[str, ...] = ("pair", *DATASET_METHODS)
@@ -47,6 +54,23 @@ ALIGN_CHOICES: tuple[str, ...] = (
 COEFF_LIMIT = 1e6
 
 
+# The pad-token box shows the pad in double quotes (an empty-looking box hid the default pad
+# " "; a sign such as ␠ needs a font that has it) and reads one pair of them back off.
+
+
+def pad_shown(pad: str) -> str:
+    """The pad token as its text box shows it: in double quotes, ``" "`` for a space."""
+    return f'"{pad}"'
+
+
+def pad_typed(text: str) -> str:
+    """The pad token a text box holds: one pair of surrounding double quotes is taken off
+    (``" "`` is a space, ``"x"`` and ``x`` are ``x``)."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
+
+
 def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -56,7 +80,8 @@ class Settings(Config):
     """One playground request. Field groups: the prompt; the vector (``source`` ``"pair"``
     with ``positive``/``negative``, the pair-length rule ``equalize`` and ``pad_token``, or a
     dataset method over ``dataset`` at ``position``); where it goes (``layer``, ``coeff``,
-    ``align``); sampling; what to show (``top_k``); the quick map (``map_layers``: a layer
+    ``align``); sampling; what to show (``table_rows``: rows of the next-token shift and
+    the logit lens tables, not a sampling setting); the quick map (``map_layers``: a layer
     rule such as ``"0:30:4"``, empty for about eight evenly spaced layers; ``map_coeffs``;
     ``target_words``: a preset name or comma-separated words)."""
 
@@ -80,7 +105,7 @@ class Settings(Config):
     seed: int = 0
     n_samples: int = 2
     max_new_tokens: int = 20
-    top_k: int = 10
+    table_rows: int = 10
     map_layers: str = ""
     map_coeffs: tuple[float, ...] = (-4.0, -1.0, 1.0, 4.0)
     target_words: str = "love, happy"
@@ -104,7 +129,12 @@ class Settings(Config):
                 f"{self.source} gives a one-row vector: align it with all, generated, "
                 f"generated:k, from:<token> or positions:..., not {self.align!r}."
             )
-        for name, least in (("seed", 0), ("n_samples", 1), ("max_new_tokens", 1), ("top_k", 1)):
+        for name, least in (
+            ("seed", 0),
+            ("n_samples", 1),
+            ("max_new_tokens", 1),
+            ("table_rows", 1),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise SteeringError(f"{name} must be an int >= {least}, got {value!r}.")

@@ -1,8 +1,9 @@
 """The playground as a page in a real browser: Voila serves notebooks/06_playground.ipynb on
 localhost (on tiny-llama, through ``$ACTADD_PLAYGROUND_MODEL``), headless Chromium from
-Debian's packages is driven through its chromedriver (selenium): move the layer slider, press
-Run, wait for the completions, and check that the steered texts shown are the library's own
-for the new layer. A screenshot is saved to ``results/_scratch/browser/`` (gitignored).
+Debian's packages is driven through its chromedriver (selenium): the page opens with nothing
+computed; press Run, move the layer slider, press Run again, and check that the steered texts
+shown are the library's own for each layer. A screenshot is saved to
+``results/_scratch/browser/`` (gitignored).
 
 ``make test`` installs chromium and chromium-driver (``make setup-browser``) and selenium and
 Voila (``make setup-playground``). Without them the test skips, saying why; in CI (``CI`` set)
@@ -25,6 +26,7 @@ import pytest
 import actadd
 from actadd import SteeringVector
 from actadd.ui.render import STEERED_CLASS, visible
+from actadd.ui.serve import voila_argv
 from actadd.ui.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -69,7 +71,7 @@ def page_url(tmp_path_factory):
     env = {**os.environ, "ACTADD_PLAYGROUND_MODEL": MODEL, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [str(voila), str(NOTEBOOK), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"],
+            voila_argv(port, notebook=NOTEBOOK, voila=voila),
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -151,7 +153,11 @@ def test_move_slider_press_run_and_see_the_steered_text(page_url, browser):
     at_layer_2, at_layer_3 = _expected_steered(2), _expected_steered(3)
     assert at_layer_2 != at_layer_3  # so the page can show which one it computed
     browser.get(page_url)
-    # the notebook presses Run once at layer 2 as the page loads
+    run = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".actadd-run"), "the Run button")[0]
+    # the page opens interactive: nothing generated until Run is pressed
+    status = browser.find_element(By.CSS_SELECTOR, ".actadd-status")
+    assert status.text.startswith("ready") and steered_on_page() == []
+    run.click()
     wait.until(lambda d: steered_on_page() == at_layer_2, "the first run's completions")
     handle = browser.find_element(By.CSS_SELECTOR, ".actadd-layer .noUi-handle")
     handle.click()
@@ -165,5 +171,5 @@ def test_move_slider_press_run_and_see_the_steered_text(page_url, browser):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(ARTIFACTS / "playground_browser.png"))
     status = browser.find_element(By.CSS_SELECTOR, ".actadd-status").text
-    assert status.startswith("done") and "@L3" in status
+    assert status.startswith("done: ActAdd 'Love' − 'Hate'") and "at layer 3" in status
     assert browser.find_element(By.CSS_SELECTOR, ".actadd-error").text == ""

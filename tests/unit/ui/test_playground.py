@@ -99,7 +99,7 @@ def test_run_equals_the_library_calls(tiny_llama):
     want = actadd.compare(tiny_llama, "hello there", v, "front", n_samples=2, max_new_tokens=6)
     assert r.completions[["unsteered", "steered"]].equals(want[["unsteered", "steered"]])
     assert (r.completions.steered != r.completions.unsteered).any()  # the vector does something
-    assert r.lens.equals(logit_lens(tiny_llama, v, s.top_k))
+    assert r.lens.equals(logit_lens(tiny_llama, v, s.table_rows))
     # the strip: the vector's row norms on the front positions, nothing elsewhere
     k = v.k
     assert r.strip.norm[:k].tolist() == pytest.approx(v.norms().tolist())
