@@ -99,8 +99,8 @@ def test_show_describes_both_file_kinds(saved, tmp_path, capsys):
     run(capsys, "vector", "export", saved[2][1], "-o", gg, "--reduce", "mean-skip-first")
     code, stdout, _ = run(capsys, "vector", "show", gg, saved[3][1])
     assert code == 0
-    assert "model_hint: llama" in stdout and "mean('Love'−'Hate' ×2)" in stdout
-    assert "SteeringVector('Love'−'Hate' ×2 @L3, k=5" in stdout
+    assert "model_hint: llama" in stdout and "mean[1:](Love − Hate ×2)" in stdout
+    assert "SteeringVector(Love − Hate ×2 @L3, 5 rows, norm " in stdout and "× resid" in stdout
     code, _, err = run(capsys, "vector", "show", tmp_path / "missing.gguf")
     assert code == 2 and "No control-vector file" in err
 
