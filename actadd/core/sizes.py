@@ -1,8 +1,8 @@
 """Sizes that mean something: a vector's norm relative to the residual stream at its layer.
 
-A coefficient of 5 is a small push at one layer and a sledgehammer at another (on SmolLM2 a
-CAA vector's norm runs from under 1 at L2 to over 100 at L29), so actadd measures every
-vector against one yardstick per (model, layer):
+A coefficient of 5 is a small push at one layer and a sledgehammer at another (the residual
+stream grows through the layers, and methods make vectors of very different norms), so
+actadd measures every vector against one yardstick per (model, layer):
 
 **The typical residual norm** at ``resid_pre`` layer ``L`` is the median, over every
 position after the leading token, of ``‖h_L‖`` (the L2 norm over ``d_model`` of the

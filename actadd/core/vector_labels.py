@@ -75,13 +75,15 @@ def _body(p: dict[str, Any]) -> tuple[str, bool]:
         return str(p["label"]), False
     kind = p.get("kind")
     of = p.get("of") if isinstance(p.get("of"), dict) else {}
-    if kind == "pair":
-        text = pair_label(str(p.get("positive", "")), str(p.get("negative", "")))
-        coeff = p.get("coeff", 1.0)
+    sides = (p.get("positive"), p.get("negative"))
+    if kind == "pair" and all(isinstance(side, str) for side in sides):
+        text, coeff = pair_label(*sides), p.get("coeff", 1.0)
+        if not isinstance(coeff, numbers.Real) or isinstance(coeff, bool):
+            return text, True  # a record from elsewhere: no coefficient to show
         if p.get("coeff_mode") == "relative":
-            text += f" ({_coeff(coeff)}× resid)"
+            text += f" ({coeff:g}× resid)"
         elif coeff != 1:
-            text += f" ×{_coeff(coeff)}"
+            text += f" ×{coeff:g}"
         return text, True
     if kind == "derived":
         op = p.get("op")

@@ -103,7 +103,11 @@ def test_round_trip_is_bit_exact_with_provenance(tiny_llama, tmp_path):
     assert w.layer == 2 and w.model_name == "tiny-llama"
     assert w.provenance == {**v.provenance, "imported_from": str(tmp_path / "v.gguf")}
     # the same label, and the file it came from (not "derived")
-    assert w.describe() == "mean[1:](Love − Hate ×5) from v.gguf @L2" == v.describe()[:-4] + " from v.gguf @L2"
+    assert (
+        w.describe()
+        == "mean[1:](Love − Hate ×5) from v.gguf @L2"
+        == v.describe()[:-4] + " from v.gguf @L2"
+    )
     assert w.resid_norm == v.resid_norm is not None and w.relative_norm == v.relative_norm
 
 
