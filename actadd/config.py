@@ -32,6 +32,7 @@ from actadd.errors import ActAddError, ConfigError, Validated
 
 __all__ = [
     "ANGER_WORDS",
+    "COEFF_MODES",
     "EQUALIZE_RULES",
     "LOVE_WORDS",
     "MAX_COEFF",
@@ -43,11 +44,13 @@ __all__ = [
     "boolean",
     "check_keys",
     "check_layers",
+    "coeff_mode",
     "coefficients",
     "describe",
     "integer",
     "number",
     "number_list",
+    "pair_label",
     "parse_layers",
     "parse_pairs",
     "read_text",
@@ -181,8 +184,8 @@ class Pair:
     ``label`` for tables and figures, and the ``pad_token`` that pads the shorter prompt
     (a single-token string or a token id; the paper's is ``" "``).
 
-    ``name`` is the label, or ``'p+'-'p−'`` when there is none: the value of the ``pair``
-    column in every results table.
+    ``name`` is the label, or :func:`pair_label` of the prompts when there is none
+    (``Love − Hate``): the value of the ``pair`` column in every results table.
     """
 
     positive: str
@@ -211,7 +214,7 @@ class Pair:
 
     @property
     def name(self) -> str:
-        return self.label or f"{self.positive!r}-{self.negative!r}"
+        return self.label or pair_label(self.positive, self.negative)
 
     @classmethod
     def parse(cls, raw: Any, where: str = "pair") -> Pair:
@@ -229,6 +232,15 @@ class Pair:
             f"{where}: a pair is [positive, negative] or a table with keys "
             f"{list(PAIR_KEYS)}; got {raw!r}."
         )
+
+
+def pair_label(positive: str, negative: str) -> str:
+    """The one label of a pair (reprs, tables, figures): ``Love − Hate``, U+2212 with spaces;
+    a side that is empty, has whitespace at an end, or holds a quote, newline, tab or ``−``
+    is written as its repr (``' weddings' − ''``, ``Love − ' '``)."""
+    sides = (positive, negative)
+    plain = [s and s == s.strip() and not any(c in s for c in "'\"\n\t−") for s in sides]
+    return " − ".join(s if ok else repr(s) for s, ok in zip(sides, plain))
 
 
 def parse_pairs(raw: Any, where: str = "pairs") -> tuple[Pair, ...]:
@@ -465,10 +477,22 @@ def check_layers(layers: Sequence[int], n_layers: int, where: str = "layers") ->
     return layers
 
 
-# ---------------------------------------------------------------------- the pair-length rule
-# (sweeps and shared pieces; kept in their own section)
+# ---------------------------------------------------------------------- pair length, coeff
 
 #: how the two prompts of a pair are made the same length: pad the shorter on the right or
 #: the left, or truncate the longer (the ``equalize`` of a sweep config, of
 #: ``SteeringVector.from_pair`` and of the playground; ``pads`` is its deprecated config key)
 EQUALIZE_RULES: tuple[str, ...] = ("right", "left", "truncate")
+#: what a coefficient means (actadd.core.sizes): the vector times it, or its size
+COEFF_MODES: dict[str, str] = {
+    "absolute": "the vector times the coefficient, as the paper does",
+    "relative": "the vector scaled to coefficient × the typical residual norm at its layer",
+}
+
+
+def coeff_mode(raw: Any, where: str = "coeff_mode") -> str:
+    """``raw`` if it is one of :data:`COEFF_MODES`, else one line listing them."""
+    if raw in COEFF_MODES:
+        return raw
+    allowed = "; ".join(f"{k!r} ({v})" for k, v in COEFF_MODES.items())
+    raise ConfigError(f"{where} {raw!r} unknown; allowed: {allowed}.")

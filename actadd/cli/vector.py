@@ -1,12 +1,18 @@
 """``actadd vector export | import | show``: steering vectors to and from llama.cpp GGUF.
 
 actadd vector export V.safetensors [V2.safetensors ...] -o OUT.gguf
-                     [--reduce mean|mean-skip-first] [--row I] [--scale S] [--model-hint H]
+                     [--reduce mean|mean-skip-first] [--row I]
+                     [--scale S | --relative R [--model NAME]] [--model-hint H]
 actadd vector import IN.gguf -o OUT(.safetensors | DIR) [--model NAME] [--layer L]
-actadd vector show FILE [FILE ...]             (.gguf control vectors or .safetensors vectors)
+actadd vector show FILE [FILE ...] [--model NAME]  (.gguf control vectors or .safetensors)
 
-Layers: an actadd vector at ``resid_pre`` L is llama.cpp's ``direction.{L-1}`` (added to the
-output of block L-1); see :mod:`actadd.interop.gguf`. The coefficient is baked in.
+Layers: an actadd vector at resid_pre L is llama.cpp's direction.{L-1} (added to the
+output of block L-1). The scale is baked in: llama.cpp adds the vector as written at every
+position, so choose its size here. --scale S multiplies it; --relative R sets its norm to
+R times the typical residual norm at its layer (the median residual norm on a short neutral
+text, recorded in vectors built from a model; --model measures it otherwise). At every
+position a fraction of that norm is already a strong push: on SmolLM2-135M, Love − Hate at
+resid_pre 2 reads well and loving at --relative 0.6 and falls apart from 0.8 to 1.
 """
 
 from __future__ import annotations
@@ -42,7 +48,18 @@ def add_vector_parser(sub) -> None:
         "without the leading-token row (mean-skip-first)",
     )
     e.add_argument("--row", type=int, help="use this one row instead of reducing")
-    e.add_argument("--scale", type=float, default=1.0, help="multiply before writing (baked in)")
+    size = e.add_mutually_exclusive_group()
+    size.add_argument("--scale", type=float, default=1.0, help="multiply before writing (baked in)")
+    size.add_argument(
+        "--relative",
+        type=float,
+        metavar="R",
+        help="scale each vector so its norm is R times the typical residual norm at its layer "
+        "(baked in)",
+    )
+    e.add_argument(
+        "--model", help="measure the typical residual norm on this model (for --relative)"
+    )
     e.add_argument("--model-hint", help="controlvector.model_hint (default: from the model name)")
     e.set_defaults(func=cmd_export)
 
@@ -60,6 +77,9 @@ def add_vector_parser(sub) -> None:
 
     s = vs.add_parser("show", help="describe .gguf control vectors or .safetensors vectors")
     s.add_argument("paths", nargs="+")
+    s.add_argument(
+        "--model", help="measure each vector's size relative to this model's residual norm"
+    )
     s.set_defaults(func=cmd_show)
 
 
@@ -69,9 +89,12 @@ def cmd_export(args) -> int:
 
     if args.row is not None and args.reduce != "none":
         raise SteeringError("Give either --row or --reduce, not both.")
+    if args.model and args.relative is None:
+        raise SteeringError("--model is used only with --relative R; leave it out.")
+    model = _model(args.model)
     vectors = []
     for path in args.inputs:
-        vec = SteeringVector.load(path)
+        vec = SteeringVector.load(path, model)
         if args.row is not None:
             if not -vec.k <= args.row < vec.k:
                 raise SteeringError(f"{path}: --row {args.row} is outside 0..{vec.k - 1}.")
@@ -86,11 +109,20 @@ def cmd_export(args) -> int:
                 "added at every position. Pass --reduce mean-skip-first (the mean without the "
                 "leading-token row), --reduce mean, or --row I."
             )
-        if args.scale != 1.0:
+        if args.relative is not None:
+            if vec.resid_norm is None:
+                raise SteeringError(
+                    f"{path} records no typical residual norm for --relative: pass --model "
+                    "NAME (the model it was made for) to measure it, or use --scale."
+                )
+            vec = vec.scaled_to(args.relative)
+        elif args.scale != 1.0:
             vec = args.scale * vec
         vectors.append(vec)
     out = write_control_vector(vectors, args.out, model_hint=args.model_hint)
-    layers = ", ".join(f"resid_pre {v.layer} -> direction.{v.layer - 1}" for v in vectors)
+    layers = ", ".join(
+        f"resid_pre {v.layer} -> direction.{v.layer - 1}, {v.size()}" for v in vectors
+    )
     print(f"wrote {out} ({layers})")
     return 0
 
@@ -98,12 +130,7 @@ def cmd_export(args) -> int:
 def cmd_import(args) -> int:
     from actadd.interop.gguf import load_control_vector
 
-    model = None
-    if args.model:
-        from actadd.models import load_model
-
-        model = load_model(args.model)
-    vectors = load_control_vector(args.input, model)
+    vectors = load_control_vector(args.input, _model(args.model))
     if args.layer is not None:
         if args.layer not in vectors:
             raise SteeringError(
@@ -145,13 +172,30 @@ def _save_all(files: dict[Path, object]) -> list[Path]:
     return list(files)
 
 
-def cmd_show(args) -> int:
-    from actadd.core.vectors import SteeringVector
-    from actadd.interop.gguf import describe_file
+def _model(name: str | None):
+    if not name:
+        return None
+    from actadd.models import load_model
 
+    return load_model(name)
+
+
+def cmd_show(args) -> int:
+    from actadd.core.vector_labels import NO_RESID_NORM
+    from actadd.core.vectors import SteeringVector
+    from actadd.interop.gguf import describe_file, load_control_vector
+
+    model = _model(args.model)
     for path in args.paths:
         if str(path).endswith(".safetensors"):
-            print(f"{path}\n  {SteeringVector.load(path)!r}")
+            vec = SteeringVector.load(path, model, allow_other_model=True)
+            print(f"{path}\n  {vec!r}")
+            if vec.resid_norm is None:
+                print(f"  {NO_RESID_NORM}")
+        elif model is not None:
+            print(describe_file(path))
+            for layer, vec in load_control_vector(path, model, allow_other_model=True).items():
+                print(f"  resid_pre {layer} on {model.cfg.model_name}: {vec.size()}")
         else:
             print(describe_file(path))
     return 0

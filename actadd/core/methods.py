@@ -45,7 +45,9 @@ from torch import Tensor
 
 from actadd.config import Pair, parse_layers, parse_pairs
 from actadd.core.datasets import load_pairs
-from actadd.core.vectors import SteeringVector, _check_coeff
+from actadd.core.sizes import check_coeff as _check_coeff
+from actadd.core.sizes import check_coeff_mode, reference_norms
+from actadd.core.vectors import SteeringVector
 from actadd.errors import ConfigError, SteeringError, Validated
 from actadd.runtime.backends import Model
 from actadd.runtime.forward import left_pad, real_positions, residuals
@@ -196,21 +198,31 @@ def dataset_vectors(
     position: Validated[Position] = "last",
     coeff: Validated[float] = 1.0,
     batch_size: int = 32,
+    coeff_mode: Validated[str] = "absolute",
 ) -> dict[int, SteeringVector]:
     """``{layer: vector}``: a one-row vector per layer by ``method`` (``"caa"``,
-    ``"pca_diff"``, ``"pca_center"``) over ``pairs`` (a dataset source or a list)."""
+    ``"pca_diff"``, ``"pca_center"``) over ``pairs`` (a dataset source or a list).
+
+    Each records the typical residual norm at its layer (``resid_norm``,
+    :mod:`actadd.core.sizes`). ``coeff_mode="relative"``: ``coeff`` is the vector's norm as
+    a multiple of that norm (the direction is the method's, the size is ``coeff ×`` it).
+    """
     if method not in DATASET_METHODS:
         raise SteeringError(
             f"dataset method {method!r} unknown; allowed: {', '.join(DATASET_METHODS)}."
         )
     coeff = _check_coeff(coeff)
+    relative = check_coeff_mode(coeff_mode) == "relative"
     label = pairs if isinstance(pairs, str) else None
     pairs = dataset_pairs(pairs)
     acts = pair_activations(model, pairs, layers, position=position, batch_size=batch_size)
+    norms = reference_norms(model, required=relative)
+    size = f"({coeff:g}× resid)" if relative else f"×{coeff:g}"
     provenance = {
         "kind": method,
         "position": position,
         "coeff": coeff,
+        **({"coeff_mode": "relative"} if relative else {}),
         "n_pairs": len(pairs),
         "dataset": label or f"{len(pairs)} pairs, first {pairs[0].name}",
     }
@@ -223,8 +235,13 @@ def dataset_vectors(
                 row = pca_direction(h_pos, h_neg, method)
             except SteeringError as exc:
                 raise SteeringError(f"At resid_pre {layer}: {exc}") from None
-        vec = SteeringVector(coeff * row, layer, model.cfg.model_name, dict(provenance))
-        out[layer] = vec.with_label(f"{method}({provenance['dataset']}, {position}) ×{coeff:g}")
+        name, norm = model.cfg.model_name, norms.get(layer)
+        if relative:  # the direction's own norm is irrelevant: scaled to coeff × resid
+            row = SteeringVector(row, layer, name, resid_norm=norm).scaled_to(coeff).tensor[0]
+        else:
+            row = coeff * row
+        vec = SteeringVector(row, layer, name, dict(provenance), norm)
+        out[layer] = vec.with_label(f"{method}({provenance['dataset']}, {position}) {size}")
     return out
 
 

@@ -3,7 +3,10 @@
 A vector file holds one float32 tensor ``"vector"`` of shape ``[k, d_model]`` and, under the
 metadata key ``"actadd"``, a JSON record: the ``resid_pre`` layer, the model name, the shape,
 the provenance, the sha256 of the tensor data and the sha256 of the record itself (both
-checked on load). :meth:`SteeringVector.save <actadd.core.vectors.SteeringVector.save>` and
+checked on load), and, when known, ``resid_norm``: the typical residual norm of the model at
+that layer, with ``resid_norm_reference`` naming how it was measured
+(:mod:`actadd.core.sizes`), so ``actadd vector show`` prints the vector's relative size
+without loading the model. :meth:`SteeringVector.save <actadd.core.vectors.SteeringVector.save>` and
 ``.load`` call :func:`write_vector_file` and :func:`read_vector_file`.
 
 Other tools' formats plug in through :func:`register_format` (``SteeringVector.to_gguf`` /
@@ -29,6 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from actadd.core.vector_labels import REFERENCE
 from actadd.errors import VectorFileError, VectorFileWarning
 
 __all__ = [
@@ -58,6 +62,8 @@ def write_vector_file(
     model_name: str | None,
     provenance: dict[str, Any],
     label: str,
+    *,
+    resid_norm: float | None = None,
 ) -> Path:
     """Write a vector file atomically (see :meth:`SteeringVector.save`); ``label`` names the
     vector in the error for a provenance that is not JSON-able."""
@@ -82,6 +88,8 @@ def write_vector_file(
         "sha256": _tensor_sha256(data),
         "provenance": provenance,
     }
+    if resid_norm is not None:
+        meta |= {"resid_norm": float(resid_norm), "resid_norm_reference": REFERENCE}
     try:
         # as load() will see it (e.g. int dict keys become strings), then hashed
         meta = json.loads(json.dumps(meta))
@@ -109,9 +117,13 @@ def write_vector_file(
     return path
 
 
-def read_vector_file(path: str | Path) -> tuple[Tensor, int, str | None, dict[str, Any]]:
-    """``(tensor, layer, model_name, provenance)`` of a vector file whose metadata and
-    checksums are sound; one :class:`VectorFileError` line naming the file otherwise."""
+def read_vector_file(
+    path: str | Path,
+) -> tuple[Tensor, int, str | None, dict[str, Any], float | None]:
+    """``(tensor, layer, model_name, provenance, resid_norm)`` of a vector file whose metadata
+    and checksums are sound; one :class:`VectorFileError` line naming the file otherwise.
+    ``resid_norm`` is ``None`` for a file without one, or one measured on another version of
+    the reference text (:data:`actadd.core.sizes.REFERENCE`)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -127,7 +139,16 @@ def read_vector_file(path: str | Path) -> tuple[Tensor, int, str | None, dict[st
             f"({type(exc).__name__}: {exc}). Files are written by SteeringVector.save()."
         ) from exc
     layer, model_name, provenance = _check_metadata(path, meta, tensor)
-    return tensor, layer, model_name, provenance
+    return tensor, layer, model_name, provenance, _resid_norm(path, meta)
+
+
+def _resid_norm(path: Path, meta: dict[str, Any]) -> float | None:
+    value = meta.get("resid_norm")
+    if value is None or meta.get("resid_norm_reference") != REFERENCE:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise VectorFileError(f"{path}: metadata 'resid_norm' is {value!r}; it must be > 0.")
+    return float(value)
 
 
 def _metadata_sha256(meta: dict[str, Any]) -> str:

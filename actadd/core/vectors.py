@@ -18,8 +18,6 @@ format that :mod:`actadd.interop.gguf` registers there.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from actadd.core.contrast import pair_differences
+from actadd.core.sizes import check_coeff as _check_coeff
+from actadd.core.sizes import check_coeff_mode, is_scalar, reference_norms
 from actadd.core.vector_files import (
     FORMAT,
     FORMAT_VERSION,
@@ -38,6 +38,7 @@ from actadd.core.vector_files import (
     write_error,
     write_vector_file,
 )
+from actadd.core.vector_labels import describe as describe_provenance
 from actadd.errors import SteeringError, Validated
 from actadd.runtime.backends import Model
 from actadd.runtime.hooks import check_layer
@@ -64,6 +65,10 @@ class SteeringVector:
         model_name: the model it was made for (``None``: not tied to a model).
         provenance: JSON-able record of how it was made (prompts, coefficient, pair
             alignment, algebra applied).
+        resid_norm: the typical residual norm of its model at ``layer``
+            (:mod:`actadd.core.sizes`: the median ``‖resid_pre‖`` over positions ≥ 1 of a
+            shipped neutral text), recorded when the vector is built from a model and saved
+            with it; ``None`` when unknown. :attr:`relative_norm` is :meth:`norm` over it.
     """
 
     # stored as [k, d_model]; [d_model] is one row. Validated: a non-tensor or a non-float
@@ -72,6 +77,7 @@ class SteeringVector:
     layer: int
     model_name: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    resid_norm: float | None = None
 
     # numpy scalars on the left (``np.float32(0.5) * v``) defer to ``__rmul__`` instead of
     # wrapping the vector in an object array, so both operand orders validate alike
@@ -98,6 +104,11 @@ class SteeringVector:
             raise SteeringError("Steering vector contains NaN or inf values.")
         if isinstance(self.layer, bool) or not isinstance(self.layer, int) or self.layer < 0:
             raise SteeringError(f"layer must be a non-negative int, got {self.layer!r}.")
+        r = self.resid_norm
+        if r is not None:
+            if isinstance(r, bool) or not is_scalar(r) or not _check_coeff(r) > 0:
+                raise SteeringError(f"resid_norm must be a positive number or None, got {r!r}.")
+            object.__setattr__(self, "resid_norm", _check_coeff(r))
 
     # ------------------------------------------------------------------ constructors
 
@@ -113,8 +124,13 @@ class SteeringVector:
         equalize: str = "right",
         pad_token: str | int = " ",
         pad: str | None = None,
+        coeff_mode: str = "absolute",
     ) -> SteeringVector:
         """ActAdd's vector ``coeff · (h_L(positive) − h_L(negative))``, per position.
+
+        ``coeff_mode="relative"`` makes ``coeff`` a size instead: the difference is scaled so
+        that its :meth:`norm` is ``coeff ×`` the typical residual norm at ``layer`` (see
+        :meth:`scaled_to`). Either way the vector records that norm (``resid_norm``).
 
         Both prompts are tokenized with the model's leading token and made the same length
         by ``equalize``:
@@ -135,7 +151,14 @@ class SteeringVector:
         """
         equalize = equalize_rule(equalize, pad)
         vectors = cls.from_pair_layers(
-            model, positive, negative, [layer], coeff, equalize=equalize, pad_token=pad_token
+            model,
+            positive,
+            negative,
+            [layer],
+            coeff,
+            equalize=equalize,
+            pad_token=pad_token,
+            coeff_mode=coeff_mode,
         )
         return vectors[layer]
 
@@ -151,17 +174,31 @@ class SteeringVector:
         equalize: str = "right",
         pad_token: str | int = " ",
         pad: str | None = None,
+        coeff_mode: str = "absolute",
     ) -> dict[int, SteeringVector]:
         """:meth:`from_pair` at several layers from one forward pass: ``{layer: vector}``."""
         equalize = equalize_rule(equalize, pad)
         coeff = _check_coeff(coeff)
+        relative = check_coeff_mode(coeff_mode) == "relative"
         differences, provenance = pair_differences(
-            model, positive, negative, layers, coeff, equalize=equalize, pad_token=pad_token
+            model,
+            positive,
+            negative,
+            layers,
+            1.0 if relative else coeff,
+            equalize=equalize,
+            pad_token=pad_token,
         )
-        return {
-            layer: cls(difference, layer, model.cfg.model_name, dict(provenance))
-            for layer, difference in differences.items()
-        }
+        norms = reference_norms(model, required=relative)
+        out = {}
+        for layer, difference in differences.items():
+            vec = cls(difference, layer, model.cfg.model_name, dict(provenance), norms.get(layer))
+            if relative:
+                scaled = vec.scaled_to(coeff)
+                prov = {**provenance, "coeff": coeff, "coeff_mode": "relative"}
+                vec = cls(scaled.tensor, layer, vec.model_name, prov, vec.resid_norm)
+            out[layer] = vec
+        return out
 
     @classmethod
     def from_prompt(
@@ -202,6 +239,42 @@ class SteeringVector:
         """L2 norm of each row."""
         return self.tensor.norm(dim=-1)
 
+    def norm(self) -> float:
+        """The vector's size: the root mean square of its row norms over the rows that steer,
+        i.e. its one row, or for ``k > 1`` rows ``1..k-1`` (row 0 lines up with the leading
+        token, ≈ 0 for a pair). What :attr:`relative_norm` and :meth:`scaled_to` measure."""
+        rows = self.tensor[1:] if self.k > 1 else self.tensor
+        return float(rows.double().norm(dim=-1).square().mean().sqrt())
+
+    @property
+    def relative_norm(self) -> float | None:
+        """:meth:`norm` over the typical residual norm at the vector's layer
+        (:mod:`actadd.core.sizes`), or ``None`` when that was not recorded (``resid_norm``)."""
+        return None if self.resid_norm is None else self.norm() / self.resid_norm
+
+    def scaled_to(self, relative: Validated[float], model: Model | None = None) -> SteeringVector:
+        """This vector rescaled so that its :meth:`norm` is ``relative ×`` the typical
+        residual norm at its layer: the recorded ``resid_norm``, else measured on ``model``.
+
+        ``v.scaled_to(0.5)`` is as large as half a typical residual row at ``v.layer``,
+        whatever the layer, method or model; a negative ``relative`` also flips the sign.
+        """
+        relative = _check_coeff(relative)
+        reference = self.resid_norm
+        if reference is None:
+            if model is None:
+                raise SteeringError(
+                    f"{self.describe()} has no recorded typical residual norm: pass the model, "
+                    "v.scaled_to(r, model), to measure it."
+                )
+            reference = reference_norms(model, required=True)[check_layer(model, self.layer)]
+        current = self.norm()
+        if current == 0:
+            raise SteeringError(f"{self.describe()} is all zeros: it has no norm to rescale.")
+        out = self.tensor.double() * (relative * reference / current)
+        op = {"kind": "derived", "op": "scaled_to", "relative": relative, "of": self.provenance}
+        return SteeringVector(out.to(self.tensor.dtype), self.layer, self.model_name, op, reference)
+
     def mean(self, skip_first: bool = False) -> SteeringVector:
         """Mean over positions: a single-row vector for ``align="all"``.
 
@@ -218,20 +291,23 @@ class SteeringVector:
 
     def at_layer(self, layer: int) -> SteeringVector:
         """The same tensor, to be added at another layer (a transplant)."""
-        return SteeringVector(
+        return SteeringVector(  # the residual norm differs by layer: not carried
             self.tensor, layer, self.model_name, {**self.provenance, "moved_to_layer": layer}
         )
 
     def to(self, *args, **kwargs) -> SteeringVector:
-        return SteeringVector(
-            self.tensor.to(*args, **kwargs), self.layer, self.model_name, self.provenance
-        )
+        tensor = self.tensor.to(*args, **kwargs)
+        return SteeringVector(tensor, self.layer, self.model_name, self.provenance, self.resid_norm)
 
     # ------------------------------------------------------------------ algebra
 
     def _derived(self, tensor: Tensor, op: dict[str, Any]) -> SteeringVector:
         return SteeringVector(
-            tensor, self.layer, self.model_name, {"kind": "derived", **op, "of": self.provenance}
+            tensor,
+            self.layer,
+            self.model_name,
+            {"kind": "derived", **op, "of": self.provenance},
+            self.resid_norm,
         )
 
     def _combine(self, other: SteeringVector, sign: float) -> SteeringVector:
@@ -258,6 +334,7 @@ class SteeringVector:
                 "kind": "sum" if sign > 0 else "difference",
                 "terms": [self.provenance, other.provenance],
             },
+            self.resid_norm if self.resid_norm is not None else other.resid_norm,
         )
 
     def __add__(self, other: SteeringVector) -> SteeringVector:
@@ -269,7 +346,7 @@ class SteeringVector:
 
     def __mul__(self, scale: Validated[float]) -> SteeringVector:
         """Scale by a real number (Python, numpy or one-element tensor), as ``coeff`` is."""
-        if not _is_scalar(scale):
+        if not is_scalar(scale):
             return NotImplemented
         scale = _check_coeff(scale)
         return self._derived(self.tensor * scale, {"op": "scale", "scale": scale})
@@ -277,7 +354,7 @@ class SteeringVector:
     __rmul__ = __mul__
 
     def __truediv__(self, scale: Validated[float]) -> SteeringVector:
-        if not _is_scalar(scale):
+        if not is_scalar(scale):
             return NotImplemented
         scale = _check_coeff(scale)
         if scale == 0:
@@ -290,24 +367,24 @@ class SteeringVector:
     # ------------------------------------------------------------------ description
 
     def describe(self) -> str:
-        """Short human-readable label, e.g. ``'Love'−'Hate' ×5 @L6``."""
-        p = self.provenance
-        coeff = p.get("coeff", 1.0)
-        if p.get("kind") == "pair" and isinstance(coeff, numbers.Real):
-            body = f"{p.get('positive')!r}−{p.get('negative')!r} ×{coeff:g}"
-        else:
-            body = str(p.get("label") or p.get("kind", "vector"))
-        return f"{body} @L{self.layer}"
+        """Short human-readable label, e.g. ``Love − Hate ×5 @L6`` or
+        ``0.5·(Love − Hate) + (Calm − Angry) @L2`` (:mod:`actadd.core.vector_labels`)."""
+        return f"{describe_provenance(self.provenance)} @L{self.layer}"
 
     def with_label(self, label: str) -> SteeringVector:
-        return SteeringVector(
-            self.tensor, self.layer, self.model_name, {**self.provenance, "label": label}
-        )
+        prov = {**self.provenance, "label": label}
+        return SteeringVector(self.tensor, self.layer, self.model_name, prov, self.resid_norm)
+
+    def size(self) -> str:
+        """``norm 12.1 = 0.42× resid`` (or ``norm 12.1`` with no recorded residual norm)."""
+        rel = self.relative_norm
+        return f"norm {self.norm():.3g}" + ("" if rel is None else f" = {rel:.2g}× resid")
 
     def __repr__(self) -> str:
+        rows = f"{self.k} row" + ("s" if self.k != 1 else "")
         return (
-            f"SteeringVector({self.describe()}, k={self.k}, d_model={self.d_model}, "
-            f"model={self.model_name!r}, norms={[round(x, 2) for x in self.norms().tolist()]})"
+            f"SteeringVector({self.describe()}, {rows}, {self.size()}, "
+            f"d_model={self.d_model}, model={self.model_name!r})"
         )
 
     # ------------------------------------------------------------------ save / load
@@ -323,7 +400,13 @@ class SteeringVector:
         is :mod:`actadd.core.vector_files`.
         """
         return write_vector_file(
-            path, self.tensor, self.layer, self.model_name, self.provenance, self.describe()
+            path,
+            self.tensor,
+            self.layer,
+            self.model_name,
+            self.provenance,
+            self.describe(),
+            resid_norm=self.resid_norm,
         )
 
     @classmethod
@@ -341,11 +424,14 @@ class SteeringVector:
         :class:`~actadd.errors.VectorFileWarning` (save it again to add one).
 
         With ``model``, the vector is checked against it (d_model always; the model name
-        unless ``allow_other_model=True``) and moved to its device.
+        unless ``allow_other_model=True``), moved to its device, and given the model's typical
+        residual norm at its layer when the file records none.
         """
         vec = cls(*read_vector_file(path))
         if model is not None:
             check_compatible(vec, model, allow_other_model=allow_other_model)
+            resid_norm = vec.resid_norm or reference_norms(model).get(vec.layer)
+            vec = cls(vec.tensor, vec.layer, vec.model_name, vec.provenance, resid_norm)
             vec = vec.to(model.cfg.device)
         return vec
 
@@ -373,39 +459,6 @@ class SteeringVector:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _is_scalar(x: Any) -> bool:
-    """A single number: Python or numpy scalars (bools included) or a one-element tensor."""
-    if isinstance(x, Tensor):
-        return x.numel() == 1
-    if isinstance(x, numbers.Number):  # bool is an int: it gets here and is refused later
-        return True
-    return type(x).__module__ == "numpy" and getattr(x, "ndim", None) == 0
-
-
-def _check_coeff(coeff: Validated[float]) -> float:
-    """A coefficient or scale as a float: any finite real number, Python or numpy.
-
-    ``5``, ``0.5``, ``np.int64(3)``, ``np.float32(0.5)`` and one-element tensors are
-    accepted; bools, strings, complex and non-finite numbers are refused with one message.
-    """
-    value = coeff
-    if isinstance(value, Tensor) and value.numel() == 1:
-        value = value.item()
-    elif type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
-        value = value.item()  # numpy scalars and 0-d arrays -> Python bool/int/float/complex
-    try:
-        real = not isinstance(value, bool) and isinstance(value, numbers.Real)
-        value = float(value) if real else math.nan
-    except OverflowError:  # an int beyond float range
-        value = math.nan
-    if not math.isfinite(value):
-        raise SteeringError(
-            f"coefficient must be a finite real number (int or float, numpy scalars "
-            f"included; not a bool), got {coeff!r}."
-        )
-    return value
 
 
 def check_compatible(vec: SteeringVector, model: Model, *, allow_other_model: bool = False) -> None:

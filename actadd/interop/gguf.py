@@ -60,7 +60,9 @@ import numpy as np
 import torch
 
 from actadd._io import atomic_write as _atomic
+from actadd.core.sizes import reference_norms
 from actadd.core.vector_files import register_format, write_error
+from actadd.core.vector_labels import REFERENCE
 from actadd.core.vectors import SteeringVector, check_compatible
 from actadd.errors import SteeringError, VectorFileError
 from actadd.interop import gguf_names, gguf_read
@@ -199,6 +201,8 @@ def write_control_vector(
                 "layer": L,
                 "model_name": v.model_name,
                 "norm": float(v.norms()[0]),
+                "resid_norm": v.resid_norm,
+                "resid_norm_reference": REFERENCE if v.resid_norm is not None else None,
                 "provenance": v.provenance,
             }
             for L, v in layer_map.items()
@@ -264,7 +268,10 @@ def load_control_vector(
     they are checked against it (n_embd = d_model; every ``N + 1 <= n_layers``, since
     llama.cpp silently ignores directions past the last block; the model name if actadd
     wrote the file, unless ``allow_other_model``) and put on its device. Files actadd wrote
-    come back with their provenance; others get ``{"kind": "gguf", ...}``.
+    come back with their provenance; others get ``{"kind": "gguf", ...}`` (described as
+    ``direction.N from FILE``). Each carries the typical residual norm at its layer
+    (``resid_norm``, :mod:`actadd.core.sizes`): measured on ``model`` when given, else the one
+    recorded in the file by actadd, else none.
     """
     cv = read_control_vector(path)
     if model is not None:
@@ -282,10 +289,14 @@ def load_control_vector(
                 "allowed); llama.cpp would ignore it silently."
             )
     saved = (cv.provenance or {}).get("vectors", {})
+    measured = reference_norms(model) if model is not None else {}
     out: dict[int, SteeringVector] = {}
     for n, row in cv.directions.items():
         layer = layer_for_direction(n)
         record = saved.get(str(n))
+        resid_norm = measured.get(layer)
+        if record is not None and record.get("resid_norm_reference") == REFERENCE:
+            resid_norm = resid_norm or _positive(record.get("resid_norm"))
         if record is not None:
             name = record.get("model_name")
             prov = {**record.get("provenance", {}), "imported_from": str(cv.path)}
@@ -293,18 +304,22 @@ def load_control_vector(
             name = model.cfg.model_name if model is not None else None
             prov = {
                 "kind": "gguf",
-                "label": f"{cv.path.name}:direction.{n}",
                 "file": str(cv.path),
                 "direction": n,
                 "model_hint": cv.model_hint,
                 "norm": float(np.linalg.norm(row.astype(np.float64))),
             }
-        vec = SteeringVector(torch.from_numpy(row.copy())[None], layer, name, prov)
+        vec = SteeringVector(torch.from_numpy(row.copy())[None], layer, name, prov, resid_norm)
         if model is not None:
             check_compatible(vec, model, allow_other_model=allow_other_model)
             vec = vec.to(model.cfg.device)
         out[layer] = vec
     return out
+
+
+def _positive(value) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
 
 
 def load_one(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from actadd.core.vector_labels import NO_RESID_NORM, REFERENCE, describe
 from actadd.errors import VectorFileError
 from actadd.interop.gguf_names import (
     ARCH,
@@ -63,29 +64,22 @@ class ControlVectorFile:
         return {layer_for_direction(n): n for n in self.directions}
 
     def table(self) -> list[dict[str, Any]]:
-        """One record per direction: ``direction, resid_pre, norm`` (and the actadd label)."""
+        """One record per direction: ``direction, resid_pre, norm`` (and, for a file actadd
+        wrote, ``relative_norm``, the norm over the typical residual norm at that layer
+        recorded in the file (:mod:`actadd.core.sizes`), and the actadd label)."""
         saved = (self.provenance or {}).get("vectors", {})
         out = []
         for n, row in self.directions.items():
             rec = {"direction": n, "resid_pre": layer_for_direction(n)}
             rec["norm"] = float(np.linalg.norm(row.astype(np.float64)))
-            prov = saved.get(str(n), {}).get("provenance")
-            if prov:
-                rec["made_by_actadd"] = _label(prov)
+            record = saved.get(str(n), {})
+            resid = record.get("resid_norm")
+            if record.get("resid_norm_reference") == REFERENCE and isinstance(resid, (int, float)):
+                rec["relative_norm"] = rec["norm"] / resid if resid > 0 else math.nan
+            if record.get("provenance"):
+                rec["made_by_actadd"] = describe(record["provenance"])
             out.append(rec)
         return out
-
-
-def _label(p: dict[str, Any]) -> str:
-    """A short label for a vector's provenance, e.g. ``mean('Love'−'Hate' ×5)``."""
-    if p.get("label"):
-        return str(p["label"])
-    coeff = p.get("coeff", 1.0)
-    if p.get("kind") == "pair" and isinstance(coeff, (int, float)):
-        return f"{p.get('positive')!r}−{p.get('negative')!r} ×{coeff:g}"
-    if p.get("kind") == "derived" and isinstance(p.get("of"), dict):
-        return f"{p.get('op', 'derived')}({_label(p['of'])})"
-    return str(p.get("kind", "vector"))
 
 
 def _field_value(reader, key: str):
@@ -243,10 +237,16 @@ def describe_file(path: str | Path) -> str:
         )
     else:
         lines.append("  not written by actadd (no actadd.provenance)")
-    lines.append("  direction  resid_pre      norm  made by actadd")
-    for rec in cv.table():
+    lines.append("  direction  resid_pre      norm  × resid  made by actadd")
+    table = cv.table()
+    for rec in table:
         label = rec.get("made_by_actadd", "")
-        norm = rec["norm"]
+        norm, rel = rec["norm"], rec.get("relative_norm")
         shown = f"{norm:9.4g}" if math.isfinite(norm) else "      nan"
-        lines.append(f"  {rec['direction']:>9}  {rec['resid_pre']:>9}  {shown}  {label}")
+        rel_shown = f"{rel:7.2g}" if rel is not None else "      ?"
+        lines.append(
+            f"  {rec['direction']:>9}  {rec['resid_pre']:>9}  {shown}  {rel_shown}  {label}"
+        )
+    if any("relative_norm" not in rec for rec in table):
+        lines.append(f"  × resid ?: {NO_RESID_NORM}")
     return "\n".join(lines)

@@ -145,13 +145,22 @@ def units(spec: SweepSpec, n_layers: int) -> list[Unit]:
     return out
 
 
-def cell_vector(v: SteeringVector, coeff: float, align: Align) -> SteeringVector:
-    """The vector a cell adds: ``coeff · v``; for ``align="all"`` its mean over the rows after
-    the leading token (one d_model vector for every position), and the same for a
-    per-position vector under the other one-row alignments (a turn's span, generated)."""
+def cell_vector(
+    v: SteeringVector,
+    coeff: float,
+    align: Align,
+    coeff_mode: str = "absolute",
+    model: Model | None = None,
+) -> SteeringVector:
+    """The vector a cell adds: ``coeff · v``, or with ``coeff_mode="relative"`` ``v`` scaled
+    to ``coeff ×`` the typical residual norm at its layer (:meth:`SteeringVector.scaled_to`,
+    measured on ``model`` when ``v`` has none recorded); for ``align="all"`` its mean over
+    the rows after the leading token first (one d_model vector for every position), and the
+    same for a per-position vector under the other one-row alignments (a turn's span,
+    generated)."""
     one_row = align.kind == "all" or (align.kind in ONE_ROW_KINDS and v.k > 1)
     base = v.mean(skip_first=True) if one_row else v
-    return base * coeff
+    return base.scaled_to(coeff, model) if coeff_mode == "relative" else base * coeff
 
 
 class TextGroup:
@@ -260,7 +269,7 @@ def next_token_unit(
         return pd.DataFrame(records, columns=METRIC_COLUMNS)
     v = vectors[unit.layer]
     cells = [(c, *la) for c in spec.coeffs for la in plan.cell_aligns(spec, unit.method, model)]
-    conditions = [Placement(cell_vector(v, c, a), a) for c, _, a in cells]
+    conditions = [Placement(cell_vector(v, c, a, spec.coeff_mode, model), a) for c, _, a in cells]
     for g in texts.groups:
         for (c, label, _), logits in zip(cells, g.batch.logits(conditions)):
             records += g.records(cols, g.metrics(logits), coeff=float(c), align=label)
@@ -293,7 +302,11 @@ def generation_unit(
     comps: list[dict] = []
     for chunk in _chunks(cells, spec.batch_rows // len(jobs)):
         entries = [
-            (cell_vector(vectors[unit.layer], c, a), a, range(i * len(jobs), (i + 1) * len(jobs)))
+            (
+                cell_vector(vectors[unit.layer], c, a, spec.coeff_mode, model),
+                a,
+                range(i * len(jobs), (i + 1) * len(jobs)),
+            )
             for i, (c, _, a) in enumerate(chunk)
             if a is not None
         ]
@@ -405,7 +418,8 @@ def naive_next_token(model: Model, spec: SweepSpec) -> pd.DataFrame:
                 for c in spec.coeffs:
                     for a in spec.align_list():
                         for (kind, r, tokens), clean in zip(texts, cleans):
-                            with steering(model, cell_vector(v, c, a), a):
+                            added = cell_vector(v, c, a, spec.coeff_mode, model)
+                            with steering(model, added, a):
                                 logits = model(tokens)[0]
                             if kind == "prompt":
                                 lp = logprob_mass(logits[-1], targets)

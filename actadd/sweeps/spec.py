@@ -8,6 +8,7 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     model = "smollm2"            # or a .gguf path, "tiny-llama", a TransformerLens name
     layers = "0:30:2"            # "all", "a:b[:step]", or a list
     coeffs = [0.5, 1, 2, 4]
+    coeff_mode = "absolute"      # or "relative": coeffs are sizes, × the typical residual norm
     aligns = ["front"]           # also "back", "all", "offset:3", "offset:0:6" (a range)
     equalize = ["right"]         # the pair-length rule: right / left / truncate
     prompts = ["I went up to my friend and said"]
@@ -56,6 +57,13 @@ cell of that comparison names the method and ``against = "random"``::
     metric = "target_logprob_delta"   # or topic_any, sentiment
     against = "random"                # default "unsteered": the cell against unsteered
 
+**Relative coefficients** (``coeff_mode = "relative"``; default ``"absolute"``, the
+paper's ``coeff · v``): each cell's vector (what is added, so the one-row mean under ``all``)
+is scaled so that its norm (root mean square of the row norms after the leading-token row)
+is ``coeff ×`` the typical residual norm at its layer (:mod:`actadd.core.sizes`), so one
+number is the same push at every layer and for every method; ``norm`` then does not matter.
+The ``coeff`` column holds the relative value.
+
 **Chat turns** (optional): ``turn = "user"`` or ``turn = "assistant"`` renders the prompts
 and neutral texts through the model's chat template as user turns
 (:func:`actadd.core.chat.render_prompt`, ending with the assistant's opening) and places each
@@ -97,6 +105,7 @@ from actadd.config import (
     Pair,
     boolean,
     check_keys,
+    coeff_mode,
     coefficients,
     integer,
     parse_layers,
@@ -141,6 +150,7 @@ METHOD_DEFAULTS: dict[str, Any] = dict(
     random_seed=0,
     random_null="residual",
     turn=None,
+    coeff_mode="absolute",
 )
 TURNS: dict[str, str] = {
     "user": "every token of the user's message",
@@ -192,6 +202,7 @@ class SweepSpec(Config):
     random_seed: Validated[int] = 0
     random_null: str = "residual"
     turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
+    coeff_mode: str = "absolute"  # or "relative" (actadd.core.sizes)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -211,6 +222,7 @@ class SweepSpec(Config):
             if repeated:
                 raise ConfigError(f"{label}: {repeated} given more than once; list each once.")
         object.__setattr__(self, "coeffs", tuple(coefficients(list(self.coeffs), "coeffs")))
+        coeff_mode(self.coeff_mode)
         names = [p.name for p in self.pairs]
         if len(set(names)) != len(names):
             raise ConfigError(f"pairs: two pairs share a name ({names}); give them labels.")

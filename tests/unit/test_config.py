@@ -22,7 +22,7 @@ def test_a_pair_reads_from_a_list_or_a_table_and_names_itself():
     assert Pair.parse(["Love", "Hate"]) == Pair("Love", "Hate")
     p = Pair.parse({"positive": " weddings", "label": "w", "pad_token": " a"})
     assert (p.positive, p.negative, p.name, p.pad_token) == (" weddings", "", "w", " a")
-    assert Pair("Love", "Hate").name == "'Love'-'Hate'"  # the tables' pair column
+    assert Pair("Love", "Hate").name == "Love − Hate"  # the tables' pair column
     assert parse_pairs([["a", "b"], {"positive": "c"}]) == (Pair("a", "b"), Pair("c", ""))
 
 

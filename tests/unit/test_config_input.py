@@ -130,7 +130,7 @@ def test_bad_sweep_values_are_one_line_before_the_model_loads_and_no_run_directo
 NEEDS_MODEL = [
     (
         {"aligns": '["offset:1000"]'},
-        r"align offset:1000: the \d+-row vector of pair 'Love'-'Hate' \(pad right\) does not "
+        r"align offset:1000: the \d+-row vector of pair Love − Hate \(pad right\) does not "
         r"fit prompt 'I went up to my friend and said'",
     ),
     (

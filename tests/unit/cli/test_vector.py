@@ -99,8 +99,8 @@ def test_show_describes_both_file_kinds(saved, tmp_path, capsys):
     run(capsys, "vector", "export", saved[2][1], "-o", gg, "--reduce", "mean-skip-first")
     code, stdout, _ = run(capsys, "vector", "show", gg, saved[3][1])
     assert code == 0
-    assert "model_hint: llama" in stdout and "mean('Love'−'Hate' ×2)" in stdout
-    assert "SteeringVector('Love'−'Hate' ×2 @L3, k=5" in stdout
+    assert "model_hint: llama" in stdout and "mean[1:](Love − Hate ×2)" in stdout
+    assert "SteeringVector(Love − Hate ×2 @L3, 5 rows, norm " in stdout and "× resid" in stdout
     code, _, err = run(capsys, "vector", "show", tmp_path / "missing.gguf")
     assert code == 2 and "No control-vector file" in err
 
@@ -188,3 +188,40 @@ def test_show_on_a_provenance_of_the_wrong_shape_is_one_line(tmp_path, capsys):
         code, _, err = run(capsys, "vector", *argv)
         assert code == 2 and "'vectors' is a JSON list" in one_line(err)
     assert not (tmp_path / "v.safetensors").exists()
+
+
+def test_export_bakes_a_scale_or_a_relative_size(saved, tmp_path, capsys):
+    from actadd.interop.gguf import load_control_vector
+
+    v, path = saved[2]
+    base = v.mean(skip_first=True)
+    half = tmp_path / "half.gguf"
+    code, stdout, _ = run(capsys, "vector", "export", path, "-o", half, "--reduce",
+                          "mean-skip-first", "--scale", "0.5")  # fmt: skip
+    assert code == 0 and "× resid" in stdout
+    assert torch.allclose(load_control_vector(half)[2].tensor, 0.5 * base.tensor)
+    rel = tmp_path / "rel.gguf"
+    code, stdout, _ = run(capsys, "vector", "export", path, "-o", rel, "--reduce",
+                          "mean-skip-first", "--relative", "0.1")  # fmt: skip
+    back = load_control_vector(rel)[2]
+    assert code == 0 and back.norm() == pytest.approx(0.1 * v.resid_norm, rel=1e-5)
+    assert back.relative_norm == pytest.approx(0.1, rel=1e-5) and "= 0.1× resid" in stdout
+    with pytest.raises(SystemExit):  # argparse: one or the other
+        run(capsys, "vector", "export", path, "-o", rel, "--scale", "2", "--relative", "0.1")
+    assert "--relative: not allowed with argument --scale" in capsys.readouterr().err
+
+
+def test_relative_export_of_a_file_without_a_residual_norm_asks_for_the_model(
+    tiny_llama, tmp_path, capsys
+):
+    old = SteeringVector.from_tensor(torch.ones(1, 64), 2, "tiny-llama").save(
+        tmp_path / "o.safetensors"
+    )
+    out = tmp_path / "o.gguf"
+    code, _, err = run(capsys, "vector", "export", old, "-o", out, "--relative", "0.1")
+    assert code == 2 and "records no typical residual norm" in err and "--model" in err
+    assert not out.exists()
+    code, stdout, _ = run(capsys, "vector", "show", old)
+    assert code == 0 and "no typical residual norm recorded" in stdout and "--model NAME" in stdout
+    code, stdout, _ = run(capsys, "vector", "show", old, "--model", "tiny-llama")
+    assert code == 0 and "× resid" in stdout and "no typical residual norm" not in stdout

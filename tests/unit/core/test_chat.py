@@ -53,7 +53,7 @@ def test_render_pair_renders_both_sides_and_keeps_label_and_pad(templated):
     pair = render_pair(templated, Pair("Love", "Hate", pad_token="."), system="S")
     assert pair.positive == "[system]S\n[user]Love\n[assistant]"
     assert pair.negative == "[system]S\n[user]Hate\n[assistant]"
-    assert pair.label == "'Love'-'Hate'" and pair.pad_token == "."
+    assert pair.label == "Love − Hate" and pair.pad_token == "."
 
 
 def test_rendered_pair_vector_is_zero_on_the_shared_template_prefix(templated):

@@ -233,5 +233,5 @@ def test_corrupt_vector_file_is_a_clear_error(tmp_path, content):
 
 def test_describe_and_repr_name_the_pair(tiny_llama):
     v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer=1, coeff=5)
-    assert v.describe() == "'Love'−'Hate' ×5 @L1"
-    assert "k=5" in repr(v)
+    assert v.describe() == "Love − Hate ×5 @L1"
+    assert "Love − Hate ×5 @L1, 5 rows, norm " in repr(v) and "× resid" in repr(v)

@@ -102,7 +102,13 @@ def test_round_trip_is_bit_exact_with_provenance(tiny_llama, tmp_path):
     assert torch.equal(w.tensor, v.tensor)
     assert w.layer == 2 and w.model_name == "tiny-llama"
     assert w.provenance == {**v.provenance, "imported_from": str(tmp_path / "v.gguf")}
-    assert w.describe() == v.describe()
+    # the same label, and the file it came from (not "derived")
+    assert (
+        w.describe()
+        == "mean[1:](Love − Hate ×5) from v.gguf @L2"
+        == v.describe()[:-4] + " from v.gguf @L2"
+    )
+    assert w.resid_norm == v.resid_norm is not None and w.relative_norm == v.relative_norm
 
 
 def test_a_layer_set_goes_into_one_file_and_comes_back(tiny_llama, tmp_path):
@@ -376,7 +382,8 @@ def test_a_sound_provenance_record_with_optional_fields_left_out_loads(tmp_path)
     record = _with_record(vectors={"1": {"provenance": {"kind": "pair", "coeff": "?"}}})
     path = raw_file(tmp_path / "p.gguf", {"direction.1": rows64()}, extra={KEY: record})
     assert load_control_vector(path)[2].provenance["kind"] == "pair"
-    assert describe_file(path).splitlines()[-1].split()[-1] == "pair"  # no coefficient shown
+    row = [ln for ln in describe_file(path).splitlines() if ln.split()[:2] == ["1", "2"]]
+    assert row[0].split()[-1] == "pair"  # no coefficient shown
 
 
 def test_import_checks_the_model(tiny_llama, tiny_gpt2, tmp_path):
@@ -403,4 +410,5 @@ def test_show_lists_directions_layers_norms_and_labels(tiny_llama, tmp_path):
     row = [ln.split() for ln in lines if ln.strip().startswith("1 ")][0]
     assert row[:2] == ["1", "2"]  # direction.1 is resid_pre 2
     assert float(row[2]) == pytest.approx(float(vecs[0].norms()[0]), rel=1e-3)
-    assert "mean('Love'−'Hate' ×3)" in text
+    assert "mean[1:](Love − Hate ×3)" in text
+    assert float(row[3]) == pytest.approx(vecs[0].relative_norm, rel=0.05)  # the × resid column

@@ -119,9 +119,9 @@ def configs(tmp_path: Path) -> dict[str, dict]:
                 dict(positive=" wed", negative="", coeff=2.0, target_words=["w", "e"]),
                 dict(positive="Love", negative="Hatred", target_words=["l", "o"]),
             ],
-            attention=dict(pair="' wed'-''", pad_tokens=[" ", "a"], inject_layers=[1]),
+            attention=dict(pair="' wed' − ''", pad_tokens=[" ", "a"], inject_layers=[1]),
             generation=dict(
-                pair="' wed'-''",
+                pair="' wed' − ''",
                 pad_tokens=[" ", "a", "."],
                 layers=[1, 2],
                 prompts=["I went", "She said"],

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from actadd import ConfigError
 from actadd.sweeps import (
@@ -270,3 +271,44 @@ def test_the_executors_old_names_warn_and_give_the_new_classes():
             assert getattr(module, old) is new
     with pytest.raises(AttributeError):
         actadd.sweeps.NoSuchName  # noqa: B018
+
+
+def test_relative_coefficients_give_each_cell_r_times_the_residual_norm(tiny_llama):
+    from actadd.core.sizes import typical_resid_norm
+    from actadd.core.steering import Align
+    from actadd.core.vectors import SteeringVector
+    from actadd.sweeps.engine import cell_vector
+
+    for layer in (1, 3):
+        v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer)
+        ref = typical_resid_norm(tiny_llama, layer)
+        for align in ("front", "all"):
+            cell = cell_vector(v, 0.3, Align.parse(align), "relative", tiny_llama)
+            assert cell.norm() == pytest.approx(0.3 * ref, rel=1e-6)
+            assert cell.k == (1 if align == "all" else v.k)
+        assert torch.equal(cell_vector(v, 2.0, Align.parse("front")).tensor, (v * 2.0).tensor)
+
+
+def test_a_relative_sweep_equals_the_absolute_one_at_the_matching_coefficient(tiny_llama):
+    from actadd.core.sizes import typical_resid_norm
+    from actadd.core.vectors import SteeringVector
+
+    layer, r = 2, 0.25
+    v = SteeringVector.from_pair(tiny_llama, "Love", "Hate", layer)
+    c = r * typical_resid_norm(tiny_llama, layer) / v.norm()
+    one = dict(model=None, pairs=BASE["pairs"][:1], layers=[layer], aligns=["front"])
+    one |= dict(equalize=["right"])
+    rel = run_sweep(spec(**one, coeffs=[r], coeff_mode="relative"), tiny_llama, progress=False)
+    ab = run_sweep(spec(**one, coeffs=[c]), tiny_llama, progress=False)
+    rel, ab = (sort_results(d[d.pair != UNSTEERED]) for d in (rel, ab))
+    assert set(rel.coeff) == {r}  # the table holds the relative value
+    np.testing.assert_allclose(rel.value.values, ab.value.values, rtol=1e-4, atol=1e-5)
+
+
+def test_coeff_mode_is_checked_with_the_config_and_left_out_at_its_default():
+    with pytest.raises(ConfigError) as info:
+        spec(coeff_mode="percent")
+    assert "coeff_mode 'percent' unknown; allowed: 'absolute'" in str(info.value)
+    assert "'relative'" in str(info.value) and "\n" not in str(info.value)
+    assert "coeff_mode" not in spec().to_dict()  # old run directories stay resumable
+    assert spec(coeff_mode="relative").to_dict()["coeff_mode"] == "relative"
