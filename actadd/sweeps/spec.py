@@ -56,6 +56,9 @@ cell of that comparison names the method and ``against = "random"``::
     metric = "target_logprob_delta"   # or topic_any, sentiment
     against = "random"                # default "unsteered": the cell against unsteered
 
+A sweep with several ``equalize`` rules has a cell per rule (the results' ``pad`` column); a
+confirmatory cell of an ActAdd method then names its rule (``equalize = "left"``).
+
 **Chat turns** (optional): ``turn = "user"`` or ``turn = "assistant"`` renders the prompts
 and neutral texts through the model's chat template as user turns
 (:func:`actadd.core.chat.render_prompt`, ending with the assistant's opening) and places each
@@ -260,7 +263,7 @@ class SweepSpec(Config):
             )
 
     def _check_confirmatory(self) -> None:
-        allowed = {"pair", "layer", "coeff", "align", "metric", "method", "against"}
+        allowed = {"pair", "equalize", "layer", "coeff", "align", "metric", "method", "against"}
         for i, cell in enumerate(self.confirmatory):
             where = f"confirmatory[{i}]"
             if not isinstance(cell, dict):
@@ -293,11 +296,21 @@ class SweepSpec(Config):
                     f"{where}: method {method!r} uses the dataset ({self.dataset_label}), not "
                     "a sweep pair; drop pair."
                 )
+            if "equalize" in cell:
+                raise ConfigError(
+                    f"{where}: method {method!r} has no pair to equalize; drop equalize."
+                )
             return
         if cell.get("pair", names[0]) not in names:
             raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
         if len(names) > 1 and "pair" not in cell:
             raise ConfigError(f"{where}: name the pair (one of {names}).")
+        # the results' pad column: a cell is one pair-length rule, not a mix of them
+        rules = list(self.equalize)
+        if cell.get("equalize", rules[0]) not in rules:
+            raise ConfigError(f"{where}: equalize {cell['equalize']!r} is not one of {rules}.")
+        if len(rules) > 1 and "equalize" not in cell:
+            raise ConfigError(f"{where}: name the pair-length rule (equalize, one of {rules}).")
 
     def method_align_labels(self, method: str) -> list[str]:
         """The ``align`` values of ``method``'s cells."""
