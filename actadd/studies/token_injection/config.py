@@ -237,6 +237,15 @@ class TokenInjectionConfig(Written):
         unknown = sorted(set(g.topics or ()) - {p.name for p in self.all_pairs})
         if unknown:
             raise ConfigError(f"{where} topics names unknown pairs {unknown}.")
+
+    def check_topics(self) -> None:
+        """A new run counts every ``[generation]`` pair's completions with a topic list: a
+        pair that ``topics`` leaves out and whose target is one word is one ConfigError line.
+        (Part of the plan step, not of parsing: a run saved before ``topics`` existed still
+        reads.)"""
+        g, where = self.generation, "[generation]"
+        if g is None:
+            return
         for pair in self.run_pairs:
             if pair.name not in g.pairs or g.topic_words(pair.name) is not None:
                 continue
@@ -319,9 +328,12 @@ class TokenInjectionConfig(Written):
         )
 
     def check_model(self, model) -> None:
-        """The plan step: every layer in range for ``model``."""
+        """The plan step: every ``[generation]`` pair counted with a topic list
+        (:meth:`check_topics`, before anything needs the model), every layer in range for
+        ``model``."""
         from actadd.config import check_layers
 
+        self.check_topics()
         n = model.cfg.n_layers
         self.settings.check_model(model)
         check_layers(self.diag_layers, n, "[diagnostics] layers")
