@@ -168,7 +168,9 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
             lines += ["", f"### {fam}: {len(ok)} of {len(fc)} supported"]
             lines += _family_notes(fc, cond)
             lines += ["", HEAD]
-            shown = fc if len(fc) <= 24 else [c for c in fc if c.verdict in (SUPPORTED, CONDITIONAL)]
+            shown = (
+                fc if len(fc) <= 24 else [c for c in fc if c.verdict in (SUPPORTED, CONDITIONAL)]
+            )
             lines += [_row(c) for c in shown]
             if len(shown) < len(fc):
                 lines += [

@@ -149,7 +149,9 @@ def checkout_info(root: str | Path | None = None) -> dict[str, Any] | None:
     if top is None or head is None:
         return None
     top_path = Path(top.strip())
-    listed = _git(top_path, "ls-files", "-z", "-c", "-o", "--exclude-standard", "--", *TRACKED_PATHS)
+    listed = _git(
+        top_path, "ls-files", "-z", "-c", "-o", "--exclude-standard", "--", *TRACKED_PATHS
+    )
     paths = sorted({p for p in (listed or "").split("\0") if p})
     present = [p for p in paths if os.path.lexists(top_path / p)]  # deleted files are gone
     regular = [p for p in present if not (top_path / p).is_symlink()]

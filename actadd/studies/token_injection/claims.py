@@ -6,8 +6,8 @@ Every test is over prompts (one value per prompt, or a per-prompt mean over null
 with ``null_draws_per_prompt`` each prompt's own independent draws, so the spread over
 prompts includes the draw-to-draw spread):
 the interval is over prompts (:func:`actadd.lab.stats.cluster_interval`: a cluster bootstrap
-from 5 prompts, a t interval below), the p-value a paired t over prompts, and Benjamini–Hochberg runs within each family (all
-pairs × layers of one question). Families:
+from 5 prompts, a t interval below), the p-value a paired t over prompts, and
+Benjamini–Hochberg runs within each family (all pairs × layers of one question). Families:
 
 - *ActAdd raises its target against a control set*: ``target_vs_control`` of ActAdd > 0;
 - *ActAdd ~ same-position tokens beyond the residual null*: ActAdd's ``replace_corr``
