@@ -6,16 +6,22 @@ its p-value, the cells it was scanned with (its *family*) and, after
 :func:`adjust`, the Benjamini–Hochberg adjusted p-value and the verdict. ``actadd report``
 (:mod:`actadd.lab.report`) collects them into ``results/REPORT.md`` and ``results/claims.csv``.
 
-Verdicts:
+Verdicts (:data:`DECISION_RULE` states them for the report):
 
 - ``direction`` claims ("the vector raises X"): SUPPORTED when the adjusted p-value is below
   ``ALPHA``, the estimate has the stated sign, and the 95% interval (where there is one)
   excludes 0 on that side. The interval is clustered by prompt where the test is not (the
   scans' McNemar and paired t are conditional on the prompts), so a cell whose effect
-  rests on one or two prompts fails here even when its test passes;
+  rests on one or two prompts fails here even when its test passes. Intervals over prompts
+  are a cluster bootstrap from 5 prompts and a Student-t interval over 2–4 prompts
+  (:func:`actadd.lab.stats.cluster_interval`). A claim on **one** prompt has no interval
+  over prompts: when its test passes it reads :data:`CONDITIONAL` ("SUPPORTED (conditional
+  on one prompt)"), never SUPPORTED;
 - ``equivalence`` claims ("X is unchanged within ±margin"): SUPPORTED when the whole 95%
   interval lies inside ``[-margin, margin]`` (two one-sided tests at 2.5% each, read from
   the interval). Their p-value is the test of no difference, reported for completeness.
+  On fewer than :data:`MIN_EQUIVALENCE_PROMPTS` prompts no verdict is given: ``NOT
+  ASSESSED (2 prompts < 5)``.
 
 A claim that the data does not support is kept and reported as NOT SUPPORTED: a negative
 result is a result.
@@ -31,8 +37,9 @@ import numpy as np
 import pandas as pd
 
 from actadd.lab.stats import (
+    MIN_BOOT_CLUSTERS,
     bh_adjust,
-    cluster_bootstrap,
+    cluster_interval,
     mcnemar_exact,
     paired_t,
     rank_against_draws,
@@ -41,6 +48,9 @@ from actadd.lab.stats import (
 
 __all__ = [
     "ALPHA",
+    "CONDITIONAL",
+    "DECISION_RULE",
+    "MIN_EQUIVALENCE_PROMPTS",
     "NOT_SUPPORTED",
     "SUPPORTED",
     "Claim",
@@ -49,6 +59,7 @@ __all__ = [
     "arm",
     "binary_claim",
     "cell_label",
+    "interval_note",
     "mean_claim",
     "paired_t_claim",
     "rank_claim",
@@ -57,6 +68,26 @@ __all__ = [
 
 ALPHA = 0.05
 SUPPORTED, NOT_SUPPORTED = "SUPPORTED", "NOT SUPPORTED"
+#: the verdict of a direction claim on one prompt whose test passes
+CONDITIONAL = "SUPPORTED (conditional on one prompt)"
+#: the fewest prompts an equivalence verdict is given on
+MIN_EQUIVALENCE_PROMPTS = MIN_BOOT_CLUSTERS
+
+#: the rule :meth:`Claim.judged` applies, in words (REPORT.md's header)
+DECISION_RULE = (
+    f"A directional claim is SUPPORTED when (1) its Benjamini–Hochberg adjusted p-value "
+    f"(within its family: the cells scanned together) is below {ALPHA}, (2) the estimate has "
+    f"the stated sign, and (3) where the claim has a 95% interval, that interval excludes 0 "
+    f"on the stated side. The interval is over prompts even where the test is conditional on "
+    f"them (the scans' exact McNemar and paired t), so a scan cell that passes its test can "
+    f"fail (3). Intervals over prompts are a cluster bootstrap (percentile) from "
+    f"{MIN_BOOT_CLUSTERS} prompts and a Student-t interval on k − 1 degrees of freedom over "
+    f"k = 2–4 prompts. A claim on one prompt has no interval over prompts: when it passes (1) "
+    f"and (2) it reads {CONDITIONAL}, and says nothing beyond that prompt. An equivalence "
+    f'claim ("within ±m") is SUPPORTED when its whole 95% interval lies inside ±m; on fewer '
+    f"than {MIN_EQUIVALENCE_PROMPTS} prompts it gets no verdict (NOT ASSESSED). Everything "
+    f"else is NOT SUPPORTED."
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +95,8 @@ class Claim:
     """One finding and its evidence. ``sign`` is +1 ("raises"), −1 ("lowers"); ``margin``
     makes it an equivalence claim. ``family`` names the set of cells scanned together
     (Benjamini–Hochberg is applied within it); ``confirmatory`` marks a cell chosen before
-    its data was collected."""
+    its data was collected. ``clusters`` is the number of prompts the evidence spans (None
+    where the unit is not a prompt: cloze items, texts, pads)."""
 
     experiment: str
     id: str
@@ -80,19 +112,27 @@ class Claim:
     margin: float | None = None
     confirmatory: bool = False
     numbers: str = ""
+    clusters: int | None = None
     p_adj: float = math.nan
     family_size: int = 1
     verdict: str = ""
 
     def judged(self) -> Claim:
+        """This claim with its verdict, by :data:`DECISION_RULE`."""
         p = self.p_adj if math.isfinite(self.p_adj) else self.p
+        k = self.clusters
         if self.margin is not None:
+            if k is not None and k < MIN_EQUIVALENCE_PROMPTS:
+                verdict = f"NOT ASSESSED ({k} prompts < {MIN_EQUIVALENCE_PROMPTS})"
+                return replace(self, verdict=verdict)
             ok = math.isfinite(self.lo) and -self.margin <= self.lo and self.hi <= self.margin
         else:
             ok = math.isfinite(p) and p < ALPHA and self.estimate * self.sign > 0
             bound = self.lo if self.sign > 0 else self.hi
             if math.isfinite(bound):
                 ok = ok and bound * self.sign > 0
+            if ok and k == 1:
+                return replace(self, verdict=CONDITIONAL)
         return replace(self, verdict=SUPPORTED if ok else NOT_SUPPORTED)
 
     def as_row(self) -> dict:
@@ -136,8 +176,17 @@ class Paired:
     def join(cls, arm_a: pd.DataFrame, arm_b: pd.DataFrame, on=("text_index", "sample")) -> Paired:
         """Rows of two arms of a tidy table matched on ``on`` (inner join; the arms of a
         sweep share seeds per (prompt, sample), so each match is one common-random-number
-        pair)."""
+        pair). A key that occurs twice in one arm (two cells mixed into one arm, e.g. two
+        pads) is a ValueError, not a silently doubled pair."""
         on = list(on)
+        for name, side in (("A", arm_a), ("B", arm_b)):
+            dup = side.duplicated(on)
+            if dup.any():
+                key = dict(zip(on, side.loc[dup, on].iloc[0].tolist()))
+                raise ValueError(
+                    f"arm {name} has {int(dup.sum())} rows that repeat a {tuple(on)} key (first "
+                    f"{key}): it mixes several cells; select one cell per arm"
+                )
         m = arm_a[on + ["value"]].merge(arm_b[on + ["value"]], on=on, suffixes=("_a", "_b"))
         if m.empty:
             raise ValueError("the two arms share no (prompt, sample) rows")
@@ -158,11 +207,12 @@ class Paired:
 
 def binary_claim(pairs: Paired, *, confirmatory: bool, **kw) -> Claim:
     """A difference of paired proportions. Confirmatory: the test is the exact sign-flip
-    test over prompts (clusters) and the interval a cluster bootstrap over prompts.
-    Exploratory scans: exact McNemar (conditional on the prompts) and the same bootstrap."""
+    test over prompts (clusters) and the interval a cluster bootstrap over prompts (a t
+    interval over 2–4 prompts: :func:`actadd.lab.stats.cluster_interval`). Exploratory
+    scans: exact McNemar (conditional on the prompts) and the same interval."""
     a, b = pairs.a.round().astype(int), pairs.b.round().astype(int)
     only_a, only_b = int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum())
-    boot = cluster_bootstrap(a - b, pairs.cluster)
+    boot = cluster_interval(a - b, pairs.cluster)
     hits_by_prompt = pd.Series(a).groupby(pairs.cluster).sum()
     prompts_with_hits = int((hits_by_prompt > 0).sum())
     numbers = (
@@ -183,8 +233,8 @@ def binary_claim(pairs: Paired, *, confirmatory: bool, **kw) -> Claim:
 def mean_claim(pairs: Paired, *, confirmatory: bool, digits: int = 2, **kw) -> Claim:
     """A mean paired difference of a continuous metric (sentiment). Confirmatory: exact
     sign-flip test over prompts; scans: paired t (given the prompts). The interval is a
-    cluster bootstrap over prompts."""
-    boot = cluster_bootstrap(pairs.a - pairs.b, pairs.cluster)
+    cluster bootstrap over prompts (a t interval over 2–4 prompts)."""
+    boot = cluster_interval(pairs.a - pairs.b, pairs.cluster)
     numbers = (
         f"mean {pairs.a.mean():.{digits}f} vs {pairs.b.mean():.{digits}f}; "
         f"{(pairs.cluster_means() > 0).sum()} of {pairs.k} prompts up"
@@ -209,13 +259,15 @@ def _over_prompts(
     confirmatory: bool,
     **kw,
 ) -> Claim:
-    """A claim on paired arms with ``boot``'s interval (a cluster bootstrap over prompts).
-    Confirmatory: the exact sign-flip test over prompts; scans: ``scan_test()``, a
-    (p-value, test name) conditional on the prompts."""
+    """A claim on paired arms with ``boot``'s interval (:func:`cluster_interval` over
+    prompts; the test names it where it is not the bootstrap). Confirmatory: the exact
+    sign-flip test over prompts; scans: ``scan_test()``, a (p-value, test name) conditional
+    on the prompts."""
     if confirmatory:
         p, test = sign_flip_test(pairs.cluster_means()), "sign-flip over prompts (exact)"
     else:
         p, test = scan_test()
+    test += interval_note(boot)
     return Claim(
         estimate=estimate,
         lo=boot["lo"],
@@ -224,8 +276,18 @@ def _over_prompts(
         test=test,
         n=f"{pairs.n} pairs over {pairs.k} prompts",
         confirmatory=confirmatory,
+        clusters=pairs.k,
         **kw,
     )
+
+
+def interval_note(result: dict) -> str:
+    """What a claim's test text adds about a :func:`cluster_interval` result that is not a
+    bootstrap: ``"; t interval over 3 prompts"``, ``"; no interval (one prompt)"``."""
+    k = result["clusters"]
+    if k >= MIN_BOOT_CLUSTERS:
+        return ""
+    return f"; t interval over {k} prompts" if k >= 2 else "; no interval (one prompt)"
 
 
 def paired_t_claim(
@@ -233,7 +295,8 @@ def paired_t_claim(
 ) -> Claim:
     """A claim that ``x`` exceeds ``y`` (or falls below it, with ``sign=-1``) on paired
     values: estimate, interval and p from :func:`actadd.lab.stats.paired_t`; ``n`` counts the
-    pairs in ``unit``. A one-sample t against 0 is ``y = zeros``."""
+    pairs in ``unit`` (the claim's ``clusters`` where the unit is prompts). A one-sample t
+    against 0 is ``y = zeros``."""
     t = paired_t(x, y)
     return Claim(
         estimate=t["mean"],
@@ -242,6 +305,7 @@ def paired_t_claim(
         p=t["p"],
         test=test,
         n=f"{t['n']} {unit}{n_note}",
+        clusters=int(t["n"]) if unit == "prompts" else None,
         **kw,
     )
 
@@ -249,7 +313,8 @@ def paired_t_claim(
 def rank_claim(per_prompt, *, unit: str = "prompts", **kw) -> Claim:
     """A claim that an arm beats single random draws (column 0 of the prompts × (1 + N)
     array against columns 1..N; :func:`actadd.lab.stats.rank_against_draws`): estimate = the
-    arm's mean minus the draws' median, prompt-bootstrap interval, exact rank p-value."""
+    arm's mean minus the draws' median, prompt-bootstrap interval (none below 5 prompts),
+    exact rank p-value."""
     r = rank_against_draws(per_prompt)
     return Claim(
         estimate=r["estimate"],
@@ -258,6 +323,7 @@ def rank_claim(per_prompt, *, unit: str = "prompts", **kw) -> Claim:
         p=r["p"],
         test=f"rank among {r['draws']} random draws (one-sided, exact)",
         n=f"{len(per_prompt)} {unit}, {r['draws']} draws",
+        clusters=len(per_prompt) if unit == "prompts" else None,
         **kw,
     )
 

@@ -1,4 +1,5 @@
-"""What every result file carries: versions, model, git revision; and its writers.
+"""What every result file carries: versions, model, git revision and the checkout the code
+ran from (:func:`checkout_info`); and its writers.
 
 Nothing here writes a file in place: each writer writes a temporary file beside the target
 and renames it over the target (:func:`actadd._io.atomic_write`), so an interrupted run
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -21,8 +23,11 @@ import pandas as pd
 from actadd._io import atomic_write
 
 __all__ = [
+    "CODE_ROOT",
     "LOCK_DIR",
     "PACKAGES",
+    "TRACKED_PATHS",
+    "checkout_info",
     "env_info",
     "git_revision",
     "lock_info",
@@ -95,9 +100,92 @@ def lock_info() -> dict[str, Any] | None:
     }
 
 
+#: the checkout this package was imported from (not the current directory: a run started in
+#: one worktree can import another's code, and the code is what made its numbers)
+CODE_ROOT = Path(__file__).resolve().parents[2]
+#: the folders whose content makes a run's numbers: the code and the experiment configs
+TRACKED_PATHS = ("actadd", "experiments")
+
+
+def _git(root: Path, *args: str, stdin: str | None = None) -> str | None:
+    try:
+        r = subprocess.run(
+            ["git", *args], cwd=root, input=stdin, capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def _tree_hash(entries: dict[str, tuple[str, str]]) -> str:
+    """The git tree id of ``{relative path: (mode, blob id)}`` (SHA-1 object format), as
+    ``git write-tree`` would give it for a folder holding exactly those files."""
+    files: dict[str, tuple[str, str]] = {}
+    dirs: dict[str, dict[str, tuple[str, str]]] = {}
+    for path, entry in entries.items():
+        head, _, rest = path.partition("/")
+        if rest:
+            dirs.setdefault(head, {})[rest] = entry
+        else:
+            files[head] = entry
+    items = [(name, mode, sha) for name, (mode, sha) in files.items()]
+    items += [(name, "40000", _tree_hash(sub)) for name, sub in dirs.items()]
+    # git orders entries by name, a folder's name as if it ended in "/"
+    items.sort(key=lambda e: e[0].encode() + (b"/" if e[1] == "40000" else b""))
+    body = b"".join(f"{m} {n}".encode() + b"\0" + bytes.fromhex(h) for n, m, h in items)
+    return hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
+
+
+def checkout_info(root: str | Path | None = None) -> dict[str, Any] | None:
+    """The checkout the code runs from: ``path`` (the worktree), ``head`` (its commit),
+    ``dirty`` (uncommitted changes outside ``results/``, untracked files included) and
+    ``trees``: for each of :data:`TRACKED_PATHS`, the git tree id of the files *on disk*
+    there (tracked and untracked, ignored ones left out). In a clean checkout each equals
+    ``git rev-parse HEAD:<path>``; after an edit it does not, so a run records the code it
+    really ran, not only the commit it sat on. None outside a git checkout."""
+    root = Path(root) if root is not None else CODE_ROOT
+    top = _git(root, "rev-parse", "--show-toplevel")
+    head = _git(root, "rev-parse", "HEAD")
+    if top is None or head is None:
+        return None
+    top_path = Path(top.strip())
+    listed = _git(
+        top_path, "ls-files", "-z", "-c", "-o", "--exclude-standard", "--", *TRACKED_PATHS
+    )
+    paths = sorted({p for p in (listed or "").split("\0") if p})
+    present = [p for p in paths if os.path.lexists(top_path / p)]  # deleted files are gone
+    regular = [p for p in present if not (top_path / p).is_symlink()]
+    blobs = _git(top_path, "hash-object", "--stdin-paths", stdin="\n".join(regular) + "\n")
+    ids = dict(zip(regular, (blobs or "").split())) if regular else {}
+    trees = {}
+    for folder in TRACKED_PATHS:
+        entries = {}
+        for p in present:
+            if not p.startswith(folder + "/"):
+                continue
+            full = top_path / p
+            if full.is_symlink():
+                target = os.readlink(full).encode()
+                sha = hashlib.sha1(b"blob %d\0" % len(target) + target).hexdigest()
+                entries[p[len(folder) + 1 :]] = ("120000", sha)
+            else:
+                mode = "100755" if os.access(full, os.X_OK) else "100644"
+                entries[p[len(folder) + 1 :]] = (mode, ids[p])
+        trees[folder] = _tree_hash(entries) if entries else None
+    revision = git_revision(top_path)
+    return {
+        "path": str(top_path),
+        "head": head.strip(),
+        "dirty": bool(revision and revision.endswith("+dirty")),
+        "trees": trees,
+    }
+
+
 def git_revision(cwd: str | Path | None = None) -> str | None:
-    """The checked-out commit (with ``+dirty`` when files outside ``results/`` have
-    uncommitted changes, untracked files included), or None."""
+    """The checked-out commit of ``cwd`` (default: :data:`CODE_ROOT`, the checkout this
+    package runs from), with ``+dirty`` when files outside ``results/`` have uncommitted
+    changes, untracked files included; or None."""
+    cwd = CODE_ROOT if cwd is None else cwd
     try:
         rev = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
@@ -138,6 +226,8 @@ def env_info(model=None) -> dict[str, Any]:
         "packages": package_versions(),
         "lock": lock_info(),
         "git_revision": git_revision(),
+        # the worktree the code ran from, its HEAD, clean or not, and the trees it ran
+        "checkout": checkout_info(),
     }
     if model is not None:
         cfg = model.cfg

@@ -41,10 +41,8 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
   (``"isotropic"``); always at the CAA norm.
 
 One-row methods run only with the aligns that take one row (``all``, ``generated[:k]``,
-``from:<token>``, ``positions:...``). With ``norm = "match"`` each vector is rescaled so its
-mean row norm (rows after the leading token) equals the norm of the CAA vector over
-``dataset`` at that layer, so a coefficient means the same size for every method;
-``norm = "raw"`` keeps each method's own scale (PCA directions are unit vectors).
+``from:<token>``, ``positions:...``). ``norm = "match"`` rescales each vector's mean row
+norm (after the leading token) to the CAA vector's at the layer; ``"raw"`` keeps each scale.
 
 With ``random`` among the methods, ``actadd report`` tests every other method against the
 mean of the draws, cell by cell (:func:`actadd.studies.sweep.kind.null_claims`). A confirmatory
@@ -81,15 +79,13 @@ out. The vectors are built from the pairs as written (not rendered). A model wit
 template is refused before any compute.
 
 ``equalize`` is the pair-length rule of every pair (one grid dimension; the results' ``pad``
-column): pad the shorter prompt on the right or the left, or truncate the longer. Its old
-key ``pads`` is still read, with a :class:`DeprecationWarning`.
+column; old key ``pads``): pad the shorter prompt on the right or the left, or truncate the
+longer. With several rules, a confirmatory cell of an ActAdd method names its rule.
 
-Every problem is reported before any compute starts, as one line naming the key, the value
-and what is allowed: from the config alone when the spec is built (types, ranges, and the
-bounds ``generation.n_samples <= 1000``, ``random_draws <= 1000``, ``|coeff| <= 1e6``),
-and by the plan step, :func:`actadd.sweeps.plan.check` (or :meth:`SweepSpec.validate`), for
-what needs the model (layer ranges, single-token words, texts within the context, and every
-cell's vector fitting every text it is added to).
+Every problem is one line naming the key, the value and what is allowed, before any compute:
+from the config alone when the spec is built, and from the model in the plan step
+(:func:`actadd.sweeps.plan.check`: layer ranges, single-token words, text lengths). Every key
+with its type, default and meaning: the configuration reference (``docs/configuration.md``).
 Figures draw at most 12 coefficients (:data:`actadd.studies.sweep.kind.FIGURE_COEFFS`, evenly
 spread, with a one-line note); the tables hold every one.
 """
@@ -272,7 +268,7 @@ class SweepSpec(Config):
             )
 
     def _check_confirmatory(self) -> None:
-        allowed = {"pair", "layer", "coeff", "align", "metric", "method", "against"}
+        allowed = {"pair", "equalize", "layer", "coeff", "align", "metric", "method", "against"}
         for i, cell in enumerate(self.confirmatory):
             where = f"confirmatory[{i}]"
             if not isinstance(cell, dict):
@@ -305,11 +301,21 @@ class SweepSpec(Config):
                     f"{where}: method {method!r} uses the dataset ({self.dataset_label}), not "
                     "a sweep pair; drop pair."
                 )
+            if "equalize" in cell:
+                raise ConfigError(
+                    f"{where}: method {method!r} has no pair to equalize; drop equalize."
+                )
             return
         if cell.get("pair", names[0]) not in names:
             raise ConfigError(f"{where}: pair {cell['pair']!r} is not one of {names}.")
         if len(names) > 1 and "pair" not in cell:
             raise ConfigError(f"{where}: name the pair (one of {names}).")
+        # the results' pad column: a cell is one pair-length rule, not a mix of them
+        rules = list(self.equalize)
+        if cell.get("equalize", rules[0]) not in rules:
+            raise ConfigError(f"{where}: equalize {cell['equalize']!r} is not one of {rules}.")
+        if len(rules) > 1 and "equalize" not in cell:
+            raise ConfigError(f"{where}: name the pair-length rule (equalize, one of {rules}).")
 
     def method_align_labels(self, method: str) -> list[str]:
         """The ``align`` values of ``method``'s cells."""

@@ -61,3 +61,17 @@ def test_reference_results_come_from_one_clean_committed_revision():
         assert env["git_revision"] == revision, name
         model = env["model"]
         assert model["quantization"] == "Q4_1" and len(model["model_sha256"]) == 64, name
+
+
+def test_every_committed_run_comes_from_the_revision_it_names():
+    # every run under results/ (the analysis runs too, which no suite record lists): its
+    # config is the experiment's config at the revision its env.json names, and where the
+    # run recorded its checkout, that checkout was clean and its code is that revision's
+    # (tests/unit/lab/test_provenance.py shows each check failing on a planted mismatch)
+    from actadd.lab.runs import run_dirs
+    from actadd.lab.runs.provenance import provenance_problems
+
+    runs = run_dirs(RESULTS)
+    assert {"pad_confound", "token_injection_v2"} <= {r.name for r in runs}
+    problems = [p for run in runs for p in provenance_problems(run, ROOT)]
+    assert not problems, "\n".join(problems)

@@ -6,14 +6,15 @@ states what it computes and what it assumes. 95% by default.
 - :mod:`~actadd.lab.stats.intervals` — :func:`wilson_interval` (one binomial proportion),
   :func:`newcombe_interval` (a difference of two independent proportions, Newcombe 1998
   method 10), :func:`paired_newcombe_interval` (the same for paired proportions) and
-  :func:`t95` (the two-sided 95% Student-t quantile, from a table);
+  :func:`t95` (the two-sided 95% Student-t quantile, exact);
 - :mod:`~actadd.lab.stats.tables` — per-cell summaries of a tidy sweep table:
   :func:`summarize`, :func:`proportion_summary` (Wilson and Newcombe intervals),
   :func:`mean_ci` (Student-t), :func:`mean_diffs` (plus a Welch interval of the difference
-  from unsteered), :func:`paired_diffs` (a cluster-bootstrap interval of the difference
+  from unsteered), :func:`paired_diffs` (an interval over prompts of the difference
   paired by (prompt, sample)) and :func:`range_table` (minimum and maximum over texts);
 - :mod:`~actadd.lab.stats.hypothesis_tests` — :func:`mcnemar_exact`, :func:`paired_t`,
-  :func:`welch_t`, :func:`cluster_bootstrap` (resampling whole prompts),
+  :func:`welch_t`, :func:`cluster_interval` (over prompts: :func:`cluster_bootstrap`,
+  resampling whole prompts, from 5 of them; :func:`cluster_t` over 2–4),
   :func:`sign_flip_test` (exact, over clusters), :func:`rank_against_draws` and
   :func:`bh_adjust` (Benjamini–Hochberg adjusted p-values);
 - :mod:`~actadd.lab.stats.correlation` — :func:`pearson` along the last dimension of two

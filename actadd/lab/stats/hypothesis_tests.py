@@ -4,8 +4,13 @@ functions: each states what it assumes.
 - :func:`mcnemar_exact` — exact McNemar test for paired binary outcomes;
 - :func:`paired_t` — the mean of paired differences, its Student-t interval and test;
 - :func:`welch_t` — a difference of two independent means, Welch's interval and test;
+- :func:`cluster_interval` — the interval of a mean over clusters (prompts) that the
+  number of clusters allows: :func:`cluster_bootstrap` from :data:`MIN_BOOT_CLUSTERS` (5)
+  clusters, :func:`cluster_t` below that, none from one cluster;
 - :func:`cluster_bootstrap` — a percentile interval of a mean, resampling whole clusters
-  (prompts), and its two-sided bootstrap p-value;
+  (prompts), and its two-sided bootstrap p-value (at least 5 clusters);
+- :func:`cluster_t` — a cluster-robust Student-t interval of a mean (k − 1 degrees of
+  freedom), for 2 to 4 clusters, where a bootstrap would only restate their range;
 - :func:`sign_flip_test` — exact randomization test of cluster-level mean differences;
 - :func:`rank_against_draws` — whether one arm beats single random draws (exact rank test);
 - :func:`bh_adjust` — Benjamini–Hochberg false-discovery-rate adjusted p-values.
@@ -21,9 +26,12 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "MIN_BOOT_CLUSTERS",
     "Numbers",
     "bh_adjust",
     "cluster_bootstrap",
+    "cluster_interval",
+    "cluster_t",
     "mcnemar_exact",
     "paired_t",
     "rank_against_draws",
@@ -33,6 +41,13 @@ __all__ = [
 
 # numbers a test takes: a list, a numpy array or a pandas Series
 Numbers = Sequence[float] | np.ndarray | pd.Series
+
+#: the fewest clusters a bootstrap interval is drawn from. With k clusters a resample holds
+#: at most k distinct values, so with 2 the percentile interval is the range of the two
+#: cluster means, far narrower than any honest interval (a t interval on 1 degree of
+#: freedom is ±12.7 standard errors); below this :func:`cluster_interval` uses
+#: :func:`cluster_t`
+MIN_BOOT_CLUSTERS = 5
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -94,6 +109,75 @@ def welch_t(x: Numbers, y: Numbers, level: float = 0.95) -> dict[str, float]:
     return {"mean": diff, "lo": diff - q * se, "hi": diff + q * se, "t": t, "p": p, "dof": dof}
 
 
+def _cluster_sums(values: Numbers, clusters) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-cluster sums and counts of ``values`` and their pooled mean."""
+    v = np.asarray(values, float)
+    keys = pd.factorize(pd.Series(list(clusters)))[0]
+    if len(v) != len(keys) or len(v) == 0:
+        raise ValueError("values and clusters must be non-empty and of one length")
+    k = int(keys.max()) + 1
+    sums = np.bincount(keys, weights=v, minlength=k)
+    counts = np.bincount(keys, minlength=k).astype(float)
+    return sums, counts, float(sums.sum() / counts.sum())
+
+
+def cluster_interval(
+    values: Numbers,
+    clusters: Sequence | np.ndarray | pd.Series,
+    *,
+    n_boot: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float | str]:
+    """Mean of ``values`` with the interval over clusters that their number allows.
+
+    ``k >= MIN_BOOT_CLUSTERS`` clusters: :func:`cluster_bootstrap` (percentile); 2 to 4:
+    :func:`cluster_t` (Student t on k − 1 degrees of freedom); one cluster: no interval
+    (``lo = hi = p = nan``: nothing varies between clusters). Returns ``{"mean", "lo",
+    "hi", "p", "clusters", "interval"}``, ``interval`` naming the method used (``"cluster
+    bootstrap"``, ``"t over 3 clusters"`` or ``"none (one cluster)"``).
+    """
+    sums, counts, mean = _cluster_sums(values, clusters)
+    k = len(sums)
+    if k >= MIN_BOOT_CLUSTERS:
+        out = cluster_bootstrap(values, clusters, n_boot=n_boot, seed=seed, level=level)
+        return {**out, "interval": "cluster bootstrap"}
+    if k >= 2:
+        return {**cluster_t(values, clusters, level=level), "interval": f"t over {k} clusters"}
+    nan = float("nan")
+    return {"mean": mean, "lo": nan, "hi": nan, "p": nan, "clusters": k,
+            "interval": "none (one cluster)"}  # fmt: skip
+
+
+def cluster_t(
+    values: Numbers, clusters: Sequence | np.ndarray | pd.Series, *, level: float = 0.95
+) -> dict[str, float]:
+    """Pooled mean of ``values`` with a cluster-robust Student-t interval and test of mean 0.
+
+    The pooled mean ``m = Σ s_j / Σ n_j`` (cluster sums ``s_j``, sizes ``n_j``) has the
+    cluster-robust standard error ``sqrt(k/(k−1) · Σ (s_j − m n_j)²) / Σ n_j``; the interval
+    is ``m ± t_{k−1} · se`` and ``p`` the two-sided t-test on ``k − 1`` degrees of freedom.
+    With equal cluster sizes this is exactly the one-sample t interval of the ``k`` cluster
+    means. Assumes the cluster means are independent and roughly normal: with 2–4 clusters
+    it is wide, as it should be. Needs ``k >= 2``; all-equal cluster means give a zero-width
+    interval and p = 1 (mean 0) or 0. Returns ``{"mean", "lo", "hi", "p", "clusters"}``.
+    """
+    from scipy import stats as st
+
+    sums, counts, mean = _cluster_sums(values, clusters)
+    k = len(sums)
+    if k < 2:
+        raise ValueError(f"cluster_t needs at least 2 clusters, got {k}")
+    resid = sums - mean * counts
+    se = math.sqrt(k / (k - 1) * float((resid**2).sum())) / float(counts.sum())
+    if se <= 1e-15 * max(1.0, abs(mean)):
+        p = 1.0 if mean == 0 else 0.0
+        return {"mean": mean, "lo": mean, "hi": mean, "p": p, "clusters": k}
+    q = float(st.t.ppf(0.5 + level / 2, k - 1))
+    p = float(2 * st.t.sf(abs(mean / se), k - 1))
+    return {"mean": mean, "lo": mean - q * se, "hi": mean + q * se, "p": p, "clusters": k}
+
+
 def cluster_bootstrap(
     values: Numbers,
     clusters: Sequence | np.ndarray | pd.Series,
@@ -109,25 +193,17 @@ def cluster_bootstrap(
     recomputes the pooled mean (sum over drawn clusters / their count). Returns ``{"mean",
     "lo", "hi", "p", "clusters"}``; ``p`` is the two-sided bootstrap p-value of mean 0,
     ``min(1, 2·min(P*[m ≤ 0], P*[m ≥ 0]))`` with ``P*`` counted with a +1 correction (so
-    never 0). With one cluster the interval is degenerate: (nan, nan), p = nan. The
-    randomness is ``numpy.random.default_rng(seed)``: reproducible.
+    never 0). Needs at least :data:`MIN_BOOT_CLUSTERS` clusters (ValueError otherwise; use
+    :func:`cluster_interval`, which falls back to :func:`cluster_t`). The randomness is
+    ``numpy.random.default_rng(seed)``: reproducible.
     """
-    v = np.asarray(values, float)
-    keys = pd.factorize(pd.Series(list(clusters)))[0]
-    if len(v) != len(keys) or len(v) == 0:
-        raise ValueError("values and clusters must be non-empty and of one length")
-    k = int(keys.max()) + 1
-    sums = np.bincount(keys, weights=v, minlength=k)
-    counts = np.bincount(keys, minlength=k).astype(float)
-    mean = float(sums.sum() / counts.sum())
-    if k < 2:
-        return {
-            "mean": mean,
-            "lo": float("nan"),
-            "hi": float("nan"),
-            "p": float("nan"),
-            "clusters": k,
-        }
+    sums, counts, mean = _cluster_sums(values, clusters)
+    k = len(sums)
+    if k < MIN_BOOT_CLUSTERS:
+        raise ValueError(
+            f"cluster_bootstrap needs at least {MIN_BOOT_CLUSTERS} clusters, got {k}: with so "
+            "few a resample only restates their range (use cluster_interval: a t interval)"
+        )
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, k, size=(n_boot, k))
     boot = sums[draws].sum(1) / counts[draws].sum(1)
@@ -191,8 +267,9 @@ def rank_against_draws(
     N + 1 means is uniform, so ``p = (1 + #{draws whose mean ≥ the arm's}) / (N + 1)`` is an
     exact one-sided Monte Carlo p-value (at least ``1 / (N + 1)``). ``estimate`` is the
     arm's mean minus the median of the draws' means, with a percentile interval from
-    resampling prompts (every column resampled together). ``above`` counts the draws the
-    arm's mean exceeds.
+    resampling prompts (every column resampled together) when there are at least
+    :data:`MIN_BOOT_CLUSTERS` prompts, and none (NaN) below that: the rank p-value is exact
+    and needs no interval. ``above`` counts the draws the arm's mean exceeds.
     """
     m = np.asarray(per_prompt, float)
     if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 1:
@@ -202,7 +279,7 @@ def rank_against_draws(
     n = len(draws)
     estimate = float(arm - np.median(draws))
     lo = hi = float("nan")
-    if m.shape[0] >= 2:
+    if m.shape[0] >= MIN_BOOT_CLUSTERS:
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, m.shape[0], size=(n_boot, m.shape[0]))
         boot = m[idx].mean(1)  # n_boot × (1 + N)

@@ -5,7 +5,7 @@
   hybrid score interval, method 10 of Newcombe 1998);
 - :func:`paired_newcombe_interval` — a difference of two paired proportions (Newcombe's
   method 10 for paired data, 1998);
-- :func:`t95` — the two-sided 95% Student-t quantile, from a table.
+- :func:`t95` — the two-sided 95% Student-t quantile, exact for any degrees of freedom.
 """
 
 from __future__ import annotations
@@ -81,35 +81,15 @@ def paired_newcombe_interval(
     return (float(lo), float(hi))
 
 
-# two-sided 95% Student-t quantiles by degrees of freedom (above 30: 1.96)
-_T95 = {
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    12: 2.179,
-    15: 2.131,
-    20: 2.086,
-    25: 2.060,
-    30: 2.042,
-}
-
-
 def t95(dof: float) -> float:
-    """Two-sided 95% Student-t quantile for ``dof`` degrees of freedom.
+    """Two-sided 95% Student-t quantile (the 0.975 quantile) for ``dof`` degrees of freedom.
 
-    Read from a table to three decimals: ``dof`` between table entries takes the entry below
-    it (the larger quantile, so intervals err wide); above 30 it is 1.96 (the normal
-    quantile). Non-integer ``dof`` (Welch) is allowed. ``dof < 1`` or non-finite gives NaN.
+    Exact for every ``dof > 0``, integer or not (Welch–Satterthwaite degrees of freedom are
+    not): ``scipy.stats.t.ppf(0.975, dof)``, e.g. 12.706 at 1, 2.042 at 30, 2.000 at 60 and
+    1.960 only in the limit. ``dof <= 0`` or non-finite gives NaN.
     """
-    if not np.isfinite(dof) or dof < 1:
+    if not np.isfinite(dof) or dof <= 0:
         return float("nan")
-    if dof > 30:
-        return 1.96
-    return _T95[max(k for k in _T95 if k <= dof)]
+    from scipy import stats as st
+
+    return float(st.t.ppf(0.975, dof))

@@ -10,7 +10,8 @@ keys are :data:`CELL_KEYS`, and unsteered rows have ``layer < 0``.
 - :func:`mean_diffs` — the same, plus the difference from the unsteered mean with a Welch
   interval;
 - :func:`paired_diffs` — the same for sampled metrics whose arms share seeds: the difference
-  from unsteered paired by (prompt, sample), cluster-bootstrap interval over prompts;
+  from unsteered paired by (prompt, sample), interval over prompts (cluster bootstrap, or t
+  below 5 prompts);
 - :func:`range_table` — per-cell mean with the minimum and maximum over texts (no interval).
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from actadd.errors import ConfigError
-from actadd.lab.stats.hypothesis_tests import cluster_bootstrap
+from actadd.lab.stats.hypothesis_tests import cluster_interval
 from actadd.lab.stats.intervals import newcombe_interval, t95, wilson_interval
 
 __all__ = [
@@ -123,9 +124,10 @@ def mean_diffs(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def paired_diffs(df: pd.DataFrame, metric: str, n_boot: int = 2000) -> pd.DataFrame:
     """Per-cell mean of a sampled ``metric`` with a 95% t interval, and its difference from
-    unsteered on the *same* (prompt, sample) seeds with a cluster-bootstrap interval over
-    prompts (:func:`cluster_bootstrap`): the arms share seeds and prompts, so neither is an
-    independent sample (which Welch's interval would assume).
+    unsteered on the *same* (prompt, sample) seeds with an interval over prompts
+    (:func:`cluster_interval`: a cluster bootstrap from 5 prompts, a t interval over 2–4,
+    none from one): the arms share seeds and prompts, so neither is an independent sample
+    (which Welch's interval would assume).
 
     ``df`` is a tidy sweep table (cell keys, ``text_index``, ``sample``, ``metric``,
     ``value``; unsteered rows have ``layer < 0``). Returns :func:`mean_ci`'s columns plus
@@ -147,7 +149,7 @@ def paired_diffs(df: pd.DataFrame, metric: str, n_boot: int = 2000) -> pd.DataFr
         if len(d) == 0:
             diffs.append((np.nan, np.nan, np.nan))
             continue
-        b = cluster_bootstrap(d.to_numpy(), d.index.get_level_values(0).to_numpy(), n_boot=n_boot)
+        b = cluster_interval(d.to_numpy(), d.index.get_level_values(0).to_numpy(), n_boot=n_boot)
         diffs.append((b["mean"], b["lo"], b["hi"]))
     s["diff"], s["diff_lo"], s["diff_hi"] = (list(x) for x in zip(*diffs))
     return s

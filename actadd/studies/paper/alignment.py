@@ -34,7 +34,7 @@ def claims(run) -> list:
         run,
         df,
         "topic_any",
-        front[["pair", "layer", "coeff"]].drop_duplicates().to_dict("records"),
+        front[["pair", "pad", "layer", "coeff"]].drop_duplicates().to_dict("records"),
         ({"align": "front"}, {"align": "back"}),
         binary_claim,
         id=lambda cell: f"front_vs_back:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}",

@@ -44,7 +44,7 @@ def claims(run) -> list:
         run,
         df,
         "sentiment",
-        sel[["layer", "coeff"]].drop_duplicates().to_dict("records"),
+        sel[["pad", "layer", "coeff"]].drop_duplicates().to_dict("records"),
         ({"pair": alone}, {"pair": both}),
         mean_claim,
         id=lambda cell: f"love_alone_equiv:L{cell['layer']}:c{cell['coeff']:g}",

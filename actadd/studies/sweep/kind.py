@@ -221,8 +221,23 @@ def _experiment(run) -> str:
     return run.config.get("name") or run.out.name
 
 
+def _rules(config: dict) -> list[str]:
+    """The sweep's pair-length rules (the results' ``pad`` column), config key ``equalize``
+    (``pads`` in run directories written before it was renamed)."""
+    return list(config.get("equalize") or config.get("pads") or ("right",))
+
+
+def _pad_tag(config: dict, pad: str) -> tuple[str, str]:
+    """What a cell's id and label add for its pair-length rule: nothing when the sweep has
+    one rule (the ids of existing runs stay), ``(":left", ", equalize left")`` otherwise."""
+    if len(_rules(config)) < 2 or not pad:
+        return "", ""
+    return f":{pad}", f", equalize {pad}"
+
+
 def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: bool, family: str):
-    """One cell against unsteered on the same (prompt, sample) seeds."""
+    """One cell (pair, pad, layer, coeff, align[, method]) against unsteered on the same
+    (prompt, sample) seeds."""
     from actadd.lab.claims import Paired, arm, binary_claim, cell_label, mean_claim
 
     base = arm(df, metric, layer=-1)
@@ -230,7 +245,8 @@ def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: 
     if steered.empty or base.empty:
         return None
     pairs = Paired.join(steered, base)
-    where = cell_label(cell["layer"], cell["coeff"])
+    id_tag, label_tag = _pad_tag(run.config, cell.get("pad", ""))
+    where = cell_label(cell["layer"], cell["coeff"]) + label_tag
     if cell["align"] != "front":
         where += f", align {cell['align']}"
     method = cell.get("method", "actadd")
@@ -243,7 +259,8 @@ def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: 
         confirmatory=confirmatory,
         experiment=_experiment(run),
         id=f"{metric}:{cell['pair']}:L{cell['layer']}:c{cell['coeff']:g}:{cell['align']}"
-        + ("" if method == "actadd" else f":{method}"),
+        + ("" if method == "actadd" else f":{method}")
+        + id_tag,
         statement=f"{cell['pair']} at {where} {effect}",
         family=family,
     )
@@ -254,13 +271,16 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
     df = run.read_table("results")
     claims = []
     chosen = set()
-    keys = ["pair", "layer", "coeff", "align"] + (["method"] if "method" in df.columns else [])
+    # a cell is one pair-length rule too: two rules mixed would pair each seed twice
+    keys = ["pair", "pad", "layer", "coeff", "align"]
+    keys += ["method"] if "method" in df.columns else []
     turn = run.config.get("turn")
     default_align = f"turn:{turn}" if turn else "front"  # a turn sweep has one align
     for c in run.config.get("confirmatory") or ():
         if c.get("against", "unsteered") != "unsteered":
             continue  # against the random null: null_claims
-        cell = dict(pair=_cell_pair(run.config, c), layer=c["layer"], coeff=float(c["coeff"]),
+        cell = dict(pair=_cell_pair(run.config, c), pad=_cell_pad(run.config, c),
+                    layer=c["layer"], coeff=float(c["coeff"]),
                     align=c.get("align", default_align))  # fmt: skip
         if "method" in keys:
             cell["method"] = c.get("method", "actadd")
@@ -281,6 +301,16 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
             if claim is not None:
                 claims.append(claim)
     return claims
+
+
+def _cell_pad(config: dict, cell: dict) -> str:
+    """The ``pad`` column of a confirmatory cell: its ``equalize`` rule (or the sweep's only
+    one) for the ActAdd methods, ``""`` for the dataset methods."""
+    from actadd.sweeps.spec import PAIR_METHODS
+
+    if cell.get("method", "actadd") not in PAIR_METHODS:
+        return ""
+    return cell.get("equalize", _rules(config)[0])
 
 
 def _cell_pair(config: dict, cell: dict) -> str:
@@ -338,7 +368,8 @@ def null_claims(run) -> list:
         if c.get("against") == "random":
             metric, method = c.get("metric", "topic_any"), c.get("method", "actadd")
             pair, align = _cell_pair(run.config, c), c.get("align", default_align)
-            chosen.add((metric, method, pair, int(c["layer"]), float(c["coeff"]), align))
+            pad = _cell_pad(run.config, c)
+            chosen.add((metric, method, pair, pad, int(c["layer"]), float(c["coeff"]), align))
     cell_keys = ["layer", "coeff", "align"]
     row_keys = ["text_index", "sample"]
     claims = []
@@ -349,8 +380,9 @@ def null_claims(run) -> list:
         per_prompt = m_draws.groupby(cell_keys + ["text_index", "method"]).value.mean()
         n_draws = m_draws.method.nunique()
         arms = methods[methods.metric == metric]
-        for (method, pair, layer, coeff, align), a in arms.groupby(
-            ["method", "pair"] + cell_keys, sort=False
+        # the null's draws have no pair and no pad: they serve every (pair, pad) of a cell
+        for (method, pair, pad, layer, coeff, align), a in arms.groupby(
+            ["method", "pair", "pad"] + cell_keys, sort=False
         ):
             cell = (layer, coeff, align)
             if cell not in per_draw.index.droplevel("method"):
@@ -362,11 +394,12 @@ def null_claims(run) -> list:
             if len(x) < 2:
                 continue  # one prompt: no prompt-level test
             above = int((per_draw.loc[cell].to_numpy() < pairs.a.mean()).sum())
-            key = (metric, method, pair, int(layer), float(coeff), align)
+            key = (metric, method, pair, pad, int(layer), float(coeff), align)
             confirmatory = key in chosen
-            where = f"{cell_label(int(layer), float(coeff))}, align {align}"
+            id_tag, label_tag = _pad_tag(run.config, pad)
+            where = f"{cell_label(int(layer), float(coeff))}, align {align}{label_tag}"
             effect = NULL_EFFECTS[metric].format(topic=_topic(run.config))
-            cell_id = f"{metric}:{method}:{pair}:L{int(layer)}:c{float(coeff):g}:{align}"
+            cell_id = f"{metric}:{method}:{pair}:L{int(layer)}:c{float(coeff):g}:{align}{id_tag}"
             # the strict test: the method against single draws (its rank among them)
             one_by_one = per_prompt.loc[cell].unstack("method").reindex(x.index)
             claims.append(

@@ -5,9 +5,9 @@ against no change and against one random vector).
 Every test is over prompts (one value per prompt, or a per-prompt mean over null draws —
 with ``null_draws_per_prompt`` each prompt's own independent draws, so the spread over
 prompts includes the draw-to-draw spread):
-the interval is a cluster bootstrap over prompts (:func:`actadd.lab.stats.cluster_bootstrap`),
-the p-value a paired t over prompts, and Benjamini–Hochberg runs within each family (all
-pairs × layers of one question). Families:
+the interval is over prompts (:func:`actadd.lab.stats.cluster_interval`: a cluster bootstrap
+from 5 prompts, a t interval below), the p-value a paired t over prompts, and
+Benjamini–Hochberg runs within each family (all pairs × layers of one question). Families:
 
 - *ActAdd raises its target against a control set*: ``target_vs_control`` of ActAdd > 0;
 - *ActAdd ~ same-position tokens beyond the residual null*: ActAdd's ``replace_corr``
@@ -21,7 +21,7 @@ pairs × layers of one question). Families:
   each null — ActAdd of unrelated words, residual draws, embedding-difference draws — and
   the mean over the other concepts' ActAdd (off-diagonal);
 - *generation*: topic-word rate under ActAdd against the same-position injection (exact
-  McNemar, common random numbers; bootstrap over prompts).
+  McNemar, common random numbers joined on (prompt, sample); interval over prompts).
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from actadd.lab.claims import Claim, Paired, binary_claim
-from actadd.lab.stats import cluster_bootstrap, paired_t
+from actadd.lab.claims import Claim, Paired, binary_claim, interval_note
+from actadd.lab.stats import cluster_interval, paired_t
 
 __all__ = ["claims_against_controls"]
 
 
 def _claim(exp: str, cid: str, statement: str, a, b, cluster, family: str, what: str) -> Claim:
     a, b = np.asarray(a, float), np.asarray(b, float)
-    boot = cluster_bootstrap(a - b, cluster)
+    boot = cluster_interval(a - b, cluster)
     t = paired_t(a, b)
     return Claim(
         experiment=exp,
@@ -49,8 +49,10 @@ def _claim(exp: str, cid: str, statement: str, a, b, cluster, family: str, what:
         lo=boot["lo"],
         hi=boot["hi"],
         p=t["p"],
-        test="paired t over prompts; bootstrap interval over prompts",
+        test="paired t over prompts; "
+        + (interval_note(boot)[2:] or "bootstrap interval over prompts"),
         n=f"{len(a)} prompts",
+        clusters=int(boot["clusters"]),
         numbers=f"{what} {a.mean():+.3f} vs {b.mean():+.3f}",
         family=family,
     )
@@ -199,7 +201,7 @@ def _generation_claims(run, exp: str) -> list[Claim]:
     g = run.read_table("topic_rate", keep_default_na=False, na_values=[""])
     out = []
     for (pair, layer), d in g.groupby(["pair", "layer"], sort=False):
-        arms = {a: x.sort_values(["text_index", "sample"]) for a, x in d.groupby("arm")}
+        arms = {a: x.rename(columns={"topic_any": "value"}) for a, x in d.groupby("arm")}
         for a, b in (
             ("actadd", "inject_replace"),
             ("actadd", "unsteered"),
@@ -207,10 +209,8 @@ def _generation_claims(run, exp: str) -> list[Claim]:
         ):
             if a not in arms or b not in arms:
                 continue
-            x, y = arms[a], arms[b]
-            pairs = Paired(
-                x.topic_any.to_numpy(float), y.topic_any.to_numpy(float), x.text_index.to_numpy()
-            )
+            # common random numbers: the same (prompt, sample) seed in both arms, by a join
+            pairs = Paired.join(arms[a], arms[b], on=("text_index", "sample"))
             out.append(
                 binary_claim(
                     pairs,

@@ -13,7 +13,8 @@ Config (``experiments/token_injection*.toml``)::
     [settings]                     # Settings: prompts, layers, injections, controls, nulls
     [diagnostics]                  # layers (default: the reference layers), top_k
     [specificity]                  # layers, null_words, null_draws(_per_prompt), null_coeff, chunk
-    [generation]                   # pairs, layer, prompts (a count), samples, max_new_tokens, seed
+    [generation]                   # pairs, layer, prompts (a count), samples, max_new_tokens, seed,
+                                   # topics: the word list each pair's completions are counted with
 
 The config is saved as written (:class:`~actadd.studies.written.Written`): ``config.json`` holds
 the keys the tables gave, with their validated values.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from actadd.config import integer, number_list
+from actadd.config import TOPIC_PRESETS, integer, number_list, words
 from actadd.errors import ConfigError, Validated
 from actadd.studies.token_injection.settings import (
     PairSetting,
@@ -126,7 +127,13 @@ class SpecificityTable(Written):
 class GenerationTable(Written):
     """``[generation]``: sampled completions for the named ``pairs`` at ``layer``, on the
     first ``prompts`` prompts of ``[settings]`` (default: all), ``samples`` per prompt of
-    ``max_new_tokens`` tokens, seeded from ``seed``."""
+    ``max_new_tokens`` tokens, seeded from ``seed``.
+
+    ``topics`` maps a pair's name to the words a completion is counted with (a preset of
+    :data:`actadd.config.TOPIC_PRESETS` or a list): a topic, not one word form. A pair left
+    out is counted with its ``target`` words, which must then be a list of at least two
+    (a concept pair's target is its one word: "weddings" alone misses "wedding", "bride",
+    "married")."""
 
     WHERE = "[generation]"
     REQUIRED = ("pairs", "layer")
@@ -137,8 +144,23 @@ class GenerationTable(Written):
     samples: Validated[int] = 4
     max_new_tokens: Validated[int] = 30
     seed: Validated[int] = 0
+    topics: Validated[dict[str, Any] | None] = None
+
+    def topic_words(self, name: str) -> tuple[str, ...] | None:
+        """The words ``topics`` gives pair ``name`` (None where it gives none)."""
+        if not self.topics or name not in self.topics:
+            return None
+        return words(self.topics[name], f"[generation] topics.{name}")
 
     def __post_init__(self) -> None:
+        if self.topics is not None:
+            if not isinstance(self.topics, dict):
+                raise ConfigError(
+                    "[generation] topics must be a table {pair name = preset or word list}, "
+                    f"got {self.topics!r}."
+                )
+            for name in self.topics:
+                self.topic_words(name)
         _count(self, "layer")
         if self.prompts is not None:
             _count(self, "prompts", low=1)
@@ -212,6 +234,28 @@ class TokenInjectionConfig(Written):
         n = len(self.settings.prompts)
         if g.prompts is not None and g.prompts > n:
             raise ConfigError(f"{where} prompts = {g.prompts}, but [settings] has {n}.")
+        unknown = sorted(set(g.topics or ()) - {p.name for p in self.all_pairs})
+        if unknown:
+            raise ConfigError(f"{where} topics names unknown pairs {unknown}.")
+
+    def check_topics(self) -> None:
+        """A new run counts every ``[generation]`` pair's completions with a topic list: a
+        pair that ``topics`` leaves out and whose target is one word is one ConfigError line.
+        (Part of the plan step, not of parsing: a run saved before ``topics`` existed still
+        reads.)"""
+        g, where = self.generation, "[generation]"
+        if g is None:
+            return
+        for pair in self.run_pairs:
+            if pair.name not in g.pairs or g.topic_words(pair.name) is not None:
+                continue
+            if len(pair.target_words) < 2:
+                raise ConfigError(
+                    f"{where} pair {pair.name!r} would be counted with the one word "
+                    f"{list(pair.target_words)}; give its topic list in {where} topics (a preset: "
+                    f"{', '.join(sorted(TOPIC_PRESETS))}; or at least two words), e.g. topics = "
+                    f'{{ {pair.name} = ["{pair.target_words[0]}", ...] }}.'
+                )
 
     # ------------------------------------------------------------------ what a run is told
 
@@ -272,8 +316,10 @@ class TokenInjectionConfig(Written):
         if g is None:
             return None
         n = len(self.settings.prompts) if g.prompts is None else int(g.prompts)
+        pairs = [p for p in self.run_pairs if p.name in g.pairs]
         return dict(
-            pairs=[p for p in self.run_pairs if p.name in g.pairs],
+            pairs=pairs,
+            topics={p.name: g.topic_words(p.name) or p.target_words for p in pairs},
             layer=int(g.layer),
             prompts=list(self.settings.prompts[:n]),
             n_samples=int(g.samples),
@@ -282,9 +328,12 @@ class TokenInjectionConfig(Written):
         )
 
     def check_model(self, model) -> None:
-        """The plan step: every layer in range for ``model``."""
+        """The plan step: every ``[generation]`` pair counted with a topic list
+        (:meth:`check_topics`, before anything needs the model), every layer in range for
+        ``model``."""
         from actadd.config import check_layers
 
+        self.check_topics()
         n = model.cfg.n_layers
         self.settings.check_model(model)
         check_layers(self.diag_layers, n, "[diagnostics] layers")

@@ -10,13 +10,14 @@ not seed noise:
 - ``inject_replace``: the pair's aligned p+ tokens over the prompt's first tokens, the
   positions the vector covers.
 
-``topic_any`` is 1 when the completion contains one of the pair's target words (whole
-word, any case; :func:`actadd.core.metrics.topic_counts`).
+``topic_any`` is 1 when the completion contains one of the pair's topic words (whole word,
+any case; :func:`actadd.core.metrics.topic_counts`): ``topics[pair]``, a topic list (the
+config's ``[generation] topics``), else the pair's target words.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 
 import pandas as pd
@@ -46,8 +47,11 @@ def topic_rates(
     seed: int,
     max_new_tokens: int,
     sampling: Sampling | None = None,
+    topics: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    """One row per (pair, arm, prompt, sample): :data:`COLUMNS`."""
+    """One row per (pair, arm, prompt, sample): :data:`COLUMNS`. ``topics`` maps a pair's
+    name to the words its completions are counted with (default: its target words)."""
+    topics = dict(topics or {})
     sampling = sampling or Sampling.paper()
     clean = [encode(model, p) for p in prompts]
     jobs = [(p, s) for p in range(len(prompts)) for s in range(n_samples)]
@@ -74,7 +78,7 @@ def topic_rates(
             "inject_replace": sample([place_ids(t, plus, "replace") for t in clean]),
         }
         for arm, texts in arms.items():
-            hits = topic_counts(texts, pair.target_words) > 0
+            hits = topic_counts(texts, topics.get(pair.name, pair.target_words)) > 0
             for (p, s), text, hit in zip(jobs, texts, hits):
                 rows.append((pair.name, layer, arm, p, s, float(hit), text))
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -269,3 +269,75 @@ def test_alignment_claims_compare_front_with_back_on_the_same_seeds(tmp_path):
     back = t[t["align"] == "back"].set_index(["text_index", "sample"]).value
     c1 = next(c for c in fb if ":c1:" in c.id + ":")
     assert c1.estimate == pytest.approx(front.mean() - back.mean())
+
+
+# ---------------------------------------------------------------------- too few prompts
+
+
+def test_an_equivalence_verdict_on_fewer_than_five_prompts_is_not_assessed():
+    # the interval fits the margin, but two prompts cannot carry an equivalence verdict
+    (two,) = adjust([claim(0.9, est=0.02, lo=-0.05, hi=0.08, margin=0.1, clusters=2)])
+    assert two.verdict == "NOT ASSESSED (2 prompts < 5)"
+    (five,) = adjust([claim(0.9, est=0.02, lo=-0.05, hi=0.08, margin=0.1, clusters=5)])
+    assert five.verdict == SUPPORTED
+    # the Love-alone claim as the builders make it: two prompts of equal differences
+    a = np.r_[np.full(8, 0.3), np.full(8, 0.35)]
+    c = mean_claim(paired(a, a - 0.01, np.repeat([0, 1], 8)), confirmatory=False,
+                   experiment="e", id="x", statement="s", margin=0.1)  # fmt: skip
+    assert c.clusters == 2 and adjust([c])[0].verdict.startswith("NOT ASSESSED")
+
+
+def test_a_one_prompt_cell_is_at_most_supported_conditional_on_that_prompt():
+    from actadd.lab.claims import CONDITIONAL
+
+    a, b = [1] * 12 + [0] * 4, [0] * 16
+    c = binary_claim(paired(a, b, [0] * 16), confirmatory=False, experiment="e", id="x",
+                     statement="s")  # fmt: skip
+    assert c.clusters == 1 and math.isnan(c.lo) and "no interval (one prompt)" in c.test
+    (judged,) = adjust([c])
+    assert judged.p < 0.05 and judged.verdict == CONDITIONAL != SUPPORTED
+    # a one-prompt cell whose test fails is NOT SUPPORTED, as any other
+    weak = binary_claim(paired([1, 0, 0, 0], [0] * 4, [0] * 4), confirmatory=False,
+                        experiment="e", id="y", statement="s")  # fmt: skip
+    assert adjust([weak])[0].verdict == NOT_SUPPORTED
+
+
+def test_two_prompts_get_a_t_interval_that_guards_the_verdict():
+    # 16 samples on each of two prompts: McNemar (given the prompts) passes, but the two
+    # prompts disagree, and the t interval over them (1 dof) reaches 0
+    a = [1] * 14 + [0] * 2 + [1] * 4 + [0] * 12
+    b = [0] * 32
+    c = binary_claim(paired(a, b, np.repeat([0, 1], 16)), confirmatory=False, experiment="e",
+                     id="x", statement="s")  # fmt: skip
+    assert "t interval over 2 prompts" in c.test and c.clusters == 2
+    assert c.p < 0.001 and c.lo < 0 < c.hi
+    assert adjust([c])[0].verdict == NOT_SUPPORTED
+
+
+def test_pairs_are_joined_by_key_and_a_repeated_key_is_refused():
+    arm_a = pd.DataFrame(dict(text_index=[0, 0, 1], sample=[0, 1, 0], value=[1.0, 2.0, 3.0]))
+    # B in another order and missing one row: the join pairs by key, not by position
+    arm_b = pd.DataFrame(dict(text_index=[1, 0], sample=[0, 0], value=[30.0, 10.0]))
+    p = Paired.join(arm_a, arm_b)
+    assert sorted(zip(p.a, p.b)) == [(1.0, 10.0), (3.0, 30.0)]
+    # two cells mixed into one arm (e.g. two pads): each seed would be paired twice
+    mixed = pd.concat([arm_a, arm_a.assign(value=0.0)])
+    with pytest.raises(ValueError, match="repeat a .* key"):
+        Paired.join(mixed, arm_b)
+
+
+def test_the_report_header_states_the_full_decision_rule(word_count_run, tmp_path):
+    import shutil
+
+    from actadd.lab.claims import DECISION_RULE
+    from actadd.lab.report import write_report
+
+    results = tmp_path / "results"
+    results.mkdir()
+    shutil.copytree(word_count_run, results / "wc")
+    text = write_report(results)[0].read_text()
+    head = text[: text.index("## Runs")]
+    assert DECISION_RULE in head
+    for part in ("Benjamini–Hochberg", "stated sign", "interval excludes 0", "t interval",
+                 "conditional on one prompt", "NOT ASSESSED"):  # fmt: skip
+        assert part in head, part

@@ -142,29 +142,42 @@ def _t_cdf(q: float, dof: int) -> float:
     return 0.5 + float(integral)
 
 
-@pytest.mark.parametrize("dof", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30])
-def test_t95_table_entries_are_the_975_quantiles(dof):
-    # each entry is rounded to three decimals: its CDF is 0.975 to within that rounding
-    assert _t_cdf(t95(dof), dof) == pytest.approx(0.975, abs=2e-4)
+@pytest.mark.parametrize("dof", [1, 2, 3, 4, 5, 7, 11, 17, 30, 31, 45, 60, 120, 1000])
+def test_t95_is_the_exact_975_quantile_at_every_dof(dof):
+    # checked against an independent Simpson integration of the t density
+    assert _t_cdf(t95(dof), dof) == pytest.approx(0.975, abs=2e-7)
 
 
-def test_t95_known_quantiles_and_large_dof():
-    assert t95(1) == 12.706 and t95(10) == 2.228 and t95(30) == 2.042
-    assert t95(31) == 1.96 and t95(1e6) == 1.96
+def test_t95_known_quantiles_and_no_jump_to_the_normal_above_30():
+    assert t95(1) == pytest.approx(12.7062, abs=1e-4)
+    assert t95(10) == pytest.approx(2.2281, abs=1e-4)
+    assert t95(30) == pytest.approx(2.0423, abs=1e-4)
+    # the old table returned 1.96 for every dof > 30: t(31) is 2.0395, t(60) 2.0003
+    assert t95(31) == pytest.approx(2.0395, abs=1e-4) and t95(60) == pytest.approx(2.0003, abs=1e-4)
+    assert t95(1e6) == pytest.approx(1.95997, abs=1e-4)
 
 
-def test_t95_between_entries_takes_the_entry_below_so_intervals_err_wide():
-    assert t95(11) == t95(10) == 2.228
-    assert t95(1.5) == 12.706  # Welch degrees of freedom are not integers
-    assert t95(29.9) == t95(25)
+def test_t95_takes_non_integer_dof_between_its_neighbours():
+    # Welch degrees of freedom are not integers: the quantile falls between the neighbours'
+    assert t95(2) < t95(1.5) < t95(1)
+    assert t95(30) < t95(29.9) < t95(29)
 
 
-@pytest.mark.parametrize("dof", [0, 0.5, -1, float("nan"), float("inf")])
-def test_t95_is_nan_below_one_degree_of_freedom_or_when_not_finite(dof):
+@pytest.mark.parametrize("dof", [0, -1, float("nan"), float("inf")])
+def test_t95_is_nan_at_no_degree_of_freedom_or_when_not_finite(dof):
     assert math.isnan(t95(dof))
 
 
 # ---------------------------------------------------------------------- means
+
+
+def _t_quantile(dof: float) -> float:
+    """The 0.975 quantile by bisection on the Simpson CDF (independent of t95 and scipy)."""
+    lo, hi = 1.0, 20.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _t_cdf(mid, dof) < 0.975 else (lo, mid)
+    return (lo + hi) / 2
 
 
 def _summary(cells: dict[tuple[int, float], list[float]], metric="sentiment") -> pd.DataFrame:
@@ -191,16 +204,16 @@ def _summary(cells: dict[tuple[int, float], list[float]], metric="sentiment") ->
 
 def test_mean_ci_is_mean_plus_minus_t_times_sem():
     s = mean_ci(_summary({(1, 1.0): [1.0, 2.0, 3.0, 4.0, 5.0], (2, 1.0): [7.0]}))
-    half = 2.776 * np.sqrt(2.5 / 5)  # t(4) · s.e.
-    assert (s["lo"][0], s["hi"][0]) == pytest.approx((3 - half, 3 + half), rel=1e-12)
+    half = 2.7764451 * np.sqrt(2.5 / 5)  # t(4) · s.e.
+    assert (s["lo"][0], s["hi"][0]) == pytest.approx((3 - half, 3 + half), rel=1e-7)
     assert s["lo"][1] == s["hi"][1] == 7.0  # one value: a zero-width interval
 
 
-def test_mean_ci_uses_the_normal_quantile_above_30_values():
+def test_mean_ci_uses_the_t_quantile_above_30_values_too():
     values = list(np.linspace(-1, 1, 40))
     s = mean_ci(_summary({(1, 1.0): values}))
     sem = np.std(values, ddof=1) / np.sqrt(40)
-    assert s["hi"][0] - s["mean"][0] == pytest.approx(1.96 * sem, rel=1e-12)
+    assert s["hi"][0] - s["mean"][0] == pytest.approx(2.0226910 * sem, rel=1e-7)  # t(39)
 
 
 def test_mean_diffs_welch_interval_matches_a_direct_computation():
@@ -211,12 +224,12 @@ def test_mean_diffs_welch_interval_matches_a_direct_computation():
 
     v1, v2 = np.var(cell, ddof=1) / len(cell), np.var(base, ddof=1) / len(base)
     dof = (v1 + v2) ** 2 / (v1**2 / (len(cell) - 1) + v2**2 / (len(base) - 1))
-    assert 5 <= dof < 6  # so the quantile is the table's t(5)
-    half = 2.571 * np.sqrt(v1 + v2)
+    assert 5 <= dof < 6
+    half = _t_quantile(dof) * np.sqrt(v1 + v2)
     diff = np.mean(cell) - np.mean(base)
     assert row["diff"] == pytest.approx(diff, rel=1e-12)
     assert (row["diff_lo"], row["diff_hi"]) == pytest.approx((diff - half, diff + half), rel=1e-12)
-    t5 = 2.571 * np.sqrt(v1)
+    t5 = 2.5705818 * np.sqrt(v1)
     assert (row["lo"], row["hi"]) == pytest.approx((np.mean(cell) - t5, np.mean(cell) + t5))
     assert "std" not in s.columns
 
@@ -353,18 +366,73 @@ def test_cluster_bootstrap_behaviour():
     from actadd.lab.stats import cluster_bootstrap
 
     # a constant difference has a zero-width interval
-    r = cluster_bootstrap([0.5] * 12, [i // 3 for i in range(12)])
+    r = cluster_bootstrap([0.5] * 15, [i // 3 for i in range(15)])
     assert (r["mean"], r["lo"], r["hi"]) == pytest.approx((0.5, 0.5, 0.5))
-    assert r["p"] < 0.001 and r["clusters"] == 4
-    # all the signal in one of four prompts: the clustered interval reaches 0, the
+    assert r["p"] < 0.001 and r["clusters"] == 5
+    # all the signal in one of five prompts: the clustered interval reaches 0, the
     # per-observation one does not
-    values = [1.0] * 8 + [0.0] * 24
-    clustered = cluster_bootstrap(values, [i // 8 for i in range(32)], seed=1)
-    iid = cluster_bootstrap(values, list(range(32)), seed=1)
+    values = [1.0] * 8 + [0.0] * 32
+    clustered = cluster_bootstrap(values, [i // 8 for i in range(40)], seed=1)
+    iid = cluster_bootstrap(values, list(range(40)), seed=1)
     assert clustered["lo"] == 0.0 and iid["lo"] > 0.05
     assert clustered["p"] > 0.05 > iid["p"]
     # reproducible
-    assert cluster_bootstrap(values, [i // 8 for i in range(32)], seed=1) == clustered
+    assert cluster_bootstrap(values, [i // 8 for i in range(40)], seed=1) == clustered
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_cluster_bootstrap_refuses_fewer_than_five_clusters(k):
+    from actadd.lab.stats import cluster_bootstrap
+
+    with pytest.raises(ValueError, match=f"at least 5 clusters, got {k}"):
+        cluster_bootstrap(np.arange(3.0 * k), np.repeat(np.arange(k), 3))
+
+
+def test_two_clusters_get_a_t_interval_not_their_range():
+    # the Love-alone case: two prompts whose mean differences are -0.166 and -0.081. A
+    # bootstrap over 2 clusters gives (about) their range, [-0.166, -0.081]; the t interval
+    # on 1 degree of freedom is mean ± 12.706 · sd/sqrt(2)
+    from actadd.lab.stats import cluster_interval
+
+    values = np.r_[np.full(8, -0.166), np.full(8, -0.081)]
+    r = cluster_interval(values, np.repeat([0, 1], 8))
+    mean, sd = -0.1235, np.std([-0.166, -0.081], ddof=1)
+    half = 12.7062047 * sd / np.sqrt(2)
+    assert r["interval"] == "t over 2 clusters" and r["clusters"] == 2
+    assert r["mean"] == pytest.approx(mean)
+    assert (r["lo"], r["hi"]) == pytest.approx((mean - half, mean + half), rel=1e-6)
+    assert r["hi"] - r["lo"] > 1.0 > 0.166 - 0.081  # about 1.08 wide, not 0.085
+    assert r["lo"] < 0 < r["hi"]
+
+
+def test_cluster_t_is_the_t_interval_of_cluster_means_when_clusters_are_equal():
+    from scipy import stats as st
+
+    from actadd.lab.stats import cluster_t
+
+    rng = np.random.default_rng(3)
+    values, clusters = rng.normal(0.3, 1, size=12), np.repeat(np.arange(4), 3)
+    means = pd.Series(values).groupby(clusters).mean()
+    r = cluster_t(values, clusters)
+    direct = st.ttest_1samp(means, 0.0)
+    half = t95(3) * means.std(ddof=1) / 2
+    assert r["mean"] == pytest.approx(means.mean())
+    assert (r["lo"], r["hi"]) == pytest.approx((means.mean() - half, means.mean() + half))
+    assert r["p"] == pytest.approx(direct.pvalue)
+    # unequal sizes: the pooled mean, with the cluster-robust standard error
+    values2 = np.r_[values, [5.0, 5.0, 5.0]]
+    r2 = cluster_t(values2, np.r_[clusters, [3, 3, 3]])
+    assert r2["mean"] == pytest.approx(values2.mean())
+
+
+def test_cluster_interval_picks_the_method_by_the_number_of_clusters():
+    from actadd.lab.stats import cluster_interval
+
+    v = np.arange(30.0)
+    assert cluster_interval(v, np.repeat(np.arange(5), 6))["interval"] == "cluster bootstrap"
+    assert cluster_interval(v, np.repeat(np.arange(3), 10))["interval"] == "t over 3 clusters"
+    one = cluster_interval(v, np.zeros(30))
+    assert one["interval"] == "none (one cluster)" and math.isnan(one["lo"])
 
 
 def test_sign_flip_test_exact():
@@ -394,14 +462,18 @@ def test_welch_t_by_hand():
 def test_rank_against_draws_is_the_exact_rank_p_value():
     from actadd.lab.stats import rank_against_draws
 
-    # 3 prompts; the arm's mean 2.0; draw means 0, 1, 3, 4 -> 2 draws >= it: p = 3/5
-    m = np.array([[2.0, 0.0, 1.0, 3.0, 4.0]] * 3)
+    # 5 prompts; the arm's mean 2.0; draw means 0, 1, 3, 4 -> 2 draws >= it: p = 3/5
+    m = np.array([[2.0, 0.0, 1.0, 3.0, 4.0]] * 5)
     r = rank_against_draws(m)
     assert r["p"] == pytest.approx(3 / 5) and r["above"] == 2 and r["draws"] == 4
     assert r["estimate"] == pytest.approx(2.0 - 2.0)  # median of 0, 1, 3, 4 is 2
     # identical prompts: every bootstrap resample gives the same statistic
     assert r["lo"] == pytest.approx(0.0) and r["hi"] == pytest.approx(0.0)
-    top = rank_against_draws(np.array([[9.0, 0.0, 1.0, 3.0, 4.0], [7.0, 1.0, 0.0, 2.0, 3.0]]))
-    assert top["p"] == pytest.approx(1 / 5) and top["lo"] > 0
+    top = np.array([[9.0, 0.0, 1.0, 3.0, 4.0], [7.0, 1.0, 0.0, 2.0, 3.0]] * 3)
+    assert rank_against_draws(top)["p"] == pytest.approx(1 / 5)
+    assert rank_against_draws(top)["lo"] > 0
+    # two prompts: the rank p stands (it is exact); no bootstrap interval from 2 prompts
+    two = rank_against_draws(top[:2])
+    assert two["p"] == pytest.approx(1 / 5) and math.isnan(two["lo"]) and math.isnan(two["hi"])
     with pytest.raises(ValueError, match="draws"):
         rank_against_draws(np.array([[1.0], [2.0]]))

@@ -97,7 +97,14 @@ def configs(tmp_path: Path) -> dict[str, dict]:
                 control_words=["k"],
             ),
             specificity=dict(layers=[1], null_words=["x", "y"], null_draws=2),
-            generation=dict(pairs=["a"], layer=1, prompts=1, samples=2, max_new_tokens=3),
+            generation=dict(
+                pairs=["a"],
+                layer=1,
+                prompts=1,
+                samples=2,
+                max_new_tokens=3,
+                topics={"a": ["a", "b"]},
+            ),
         ),
         "capability": dict(
             kind="capability",
