@@ -55,12 +55,10 @@ cell of that comparison names the method and ``against = "random"``::
     metric = "target_logprob_delta"   # or topic_any, sentiment
     against = "random"                # default "unsteered": the cell against unsteered
 
-**Relative coefficients** (``coeff_mode = "relative"``; default ``"absolute"``, the
-paper's ``coeff · v``): each cell's vector (what is added, so the one-row mean under ``all``)
-is scaled so that its norm (root mean square of the row norms after the leading-token row)
-is ``coeff ×`` the typical residual norm at its layer (:mod:`actadd.core.sizes`), so one
-number is the same push at every layer and for every method; ``norm`` then does not matter.
-The ``coeff`` column holds the relative value.
+**Relative coefficients** (``coeff_mode = "relative"``; default ``"absolute"``, the paper's
+``coeff · v``): each cell's added vector is scaled so that its norm (RMS of the row norms
+after the leading-token row) is ``coeff ×`` the typical residual norm at its layer
+(:mod:`actadd.core.sizes`); the ``coeff`` column holds the relative value.
 
 **Chat turns** (optional): ``turn = "user"`` or ``turn = "assistant"`` renders the prompts
 and neutral texts through the model's chat template as user turns
@@ -86,8 +84,7 @@ Every problem is one line naming the key, the value and what is allowed, before 
 from the config alone when the spec is built, and from the model in the plan step
 (:func:`actadd.sweeps.plan.check`: layer ranges, single-token words, text lengths). Every key
 with its type, default and meaning: the configuration reference (``docs/configuration.md``).
-Figures draw at most 12 coefficients (:data:`actadd.studies.sweep.kind.FIGURE_COEFFS`, evenly
-spread, with a one-line note); the tables hold every one.
+Figures draw at most 12 coefficients (``FIGURE_COEFFS``); the tables hold every one.
 """
 
 from __future__ import annotations
