@@ -279,7 +279,7 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
     for c in run.config.get("confirmatory") or ():
         if c.get("against", "unsteered") != "unsteered":
             continue  # against the random null: null_claims
-        cell = dict(pair=_cell_pair(run.config, c), pad=_cell_pad(run.config, c),
+        cell = dict(pair=_cell_pair(run.config, c, df), pad=_cell_pad(run.config, c),
                     layer=c["layer"], coeff=float(c["coeff"]),
                     align=c.get("align", default_align))  # fmt: skip
         if "method" in keys:
@@ -313,16 +313,25 @@ def _cell_pad(config: dict, cell: dict) -> str:
     return cell.get("equalize", _rules(config)[0])
 
 
-def _cell_pair(config: dict, cell: dict) -> str:
+def _cell_pair(config: dict, cell: dict, df: pd.DataFrame | None = None) -> str:
     """The ``pair`` column of a confirmatory cell: the named (or first) sweep pair for the
-    ActAdd methods, the dataset's label for the dataset methods and the null."""
+    ActAdd methods, the dataset's label for the dataset methods and the null.
+
+    An unlabelled pair's name is :func:`actadd.config.pair_label`; tables written before
+    that rule name it ``'Love'-'Hate'`` (the sides' reprs joined by an ASCII hyphen). With the
+    run's table ``df``, the name its ``pair`` column actually holds is returned."""
     from actadd.config import parse_pairs
     from actadd.sweeps.spec import PAIR_METHODS
 
     if cell.get("method", "actadd") not in PAIR_METHODS:
         return config.get("dataset") or "sweep pairs"
-    names = [p.name for p in parse_pairs(config.get("pairs", []))]
-    return cell.get("pair", names[0])
+    pairs = parse_pairs(config.get("pairs", []))
+    name = cell.get("pair", pairs[0].name)
+    if df is not None and "pair" in df.columns and name not in set(df["pair"]):
+        old = {p.name: f"{p.positive!r}-{p.negative!r}" for p in pairs if not p.label}
+        if old.get(name) in set(df["pair"]):
+            return old[name]
+    return name
 
 
 # metrics a method should raise more than the null does: the next-token log-prob of the
@@ -367,7 +376,7 @@ def null_claims(run) -> list:
     for c in run.config.get("confirmatory") or ():
         if c.get("against") == "random":
             metric, method = c.get("metric", "topic_any"), c.get("method", "actadd")
-            pair, align = _cell_pair(run.config, c), c.get("align", default_align)
+            pair, align = _cell_pair(run.config, c, df), c.get("align", default_align)
             pad = _cell_pad(run.config, c)
             chosen.add((metric, method, pair, pad, int(c["layer"]), float(c["coeff"]), align))
     cell_keys = ["layer", "coeff", "align"]
