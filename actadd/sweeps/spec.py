@@ -12,7 +12,7 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     aligns = ["front"]           # also "back", "all", "offset:3", "offset:0:6" (a range)
     equalize = ["right"]         # the pair-length rule: right / left / truncate
     prompts = ["I went up to my friend and said"]
-    target_words = "weddings"    # a preset name or a list of words
+    target_words = "weddings"    # a preset name or a list of words (see below)
 
     [[pairs]]
     positive = " weddings"
@@ -22,6 +22,13 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     n_samples = 16
     max_new_tokens = 40
     topic_words = "weddings"
+
+**Word lists.** ``target_words`` (next-token log-prob mass) and ``generation.topic_words``
+(completions that mention the topic) have no default: left out, each is derived from the
+pairs only when every pair's positive side is one word of one preset (``" weddings"`` →
+``"weddings"``, ``"Love"`` → ``"love"``), else the config is refused with one line
+(:mod:`actadd.sweeps.words`). The run prints both lists at its start, and the tables name
+them in the columns ``target_words`` / ``topic_words``.
 
 **Methods** (optional; default ``["actadd"]``): the grid gains a ``method`` dimension::
 
@@ -96,7 +103,7 @@ spread, with a one-line note); the tables hold every one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from actadd.config import (
@@ -117,6 +124,7 @@ from actadd.core.align import ONE_ROW_KINDS, Align
 from actadd.core.datasets import load_pairs
 from actadd.core.sampling import MAX_FREQ_PENALTY, MIN_TEMPERATURE
 from actadd.errors import ActAddError, ConfigError, Validated
+from actadd.sweeps import words as word_lists
 from actadd.sweeps.generation_spec import MAX_SAMPLES, GenerationSpec
 
 __all__ = [
@@ -186,7 +194,8 @@ class SweepSpec(Config):
     model: str | None = None
     aligns: tuple[str, ...] = ("front",)
     equalize: tuple[str, ...] = ("right",)  # the pair-length rule(s); config key once "pads"
-    target_words: tuple[str, ...] | str = "weddings"
+    # a preset name or a list of words; None: derived from the pairs, or refused (see above)
+    target_words: tuple[str, ...] | str | None = None
     neutral_texts: Validated[tuple[str, ...]] = DEFAULT_NEUTRAL_TEXTS
     generation: GenerationSpec | None = None
     next_token: Validated[bool] = True
@@ -203,6 +212,8 @@ class SweepSpec(Config):
     random_null: str = "residual"
     turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
     coeff_mode: str = "absolute"  # or "relative" (actadd.core.sizes)
+    # the word-list keys derived from the pairs (not config keys; not in to_dict)
+    derived_words: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -247,12 +258,48 @@ class SweepSpec(Config):
             text_list(list(self.neutral_texts), "neutral_texts")
         object.__setattr__(self, "batch_rows", integer(self.batch_rows, "batch_rows", low=1))
         boolean(self.next_token, "next_token")
-        words(self.target_words, "target_words")
+        self._resolve_words()
         # syntax (and repeats) now; the range needs the model (actadd.sweeps.plan)
         self.layer_list(10**6)
         self._check_turn()
         self._check_confirmatory()
         self._check_methods()
+
+    def _resolve_words(self) -> None:
+        """Each word list the sweep measures, as given (and checked) or derived from the
+        pairs; neither is one ConfigError line naming the key and the presets. The target
+        words are needed by next-token metrics only (unneeded, they stay unset unless
+        derivable), the topic words by ``[generation]``."""
+        derived = []
+        preset = word_lists.derive(self.pairs)
+        if self.target_words is None and preset is not None:
+            object.__setattr__(self, "target_words", preset)
+            derived.append("target_words")
+        elif self.target_words is None and self.next_token:
+            raise word_lists.missing("target_words", self.pairs)
+        if self.target_words is not None:
+            words(self.target_words, "target_words")
+        gen = self.generation
+        if gen is not None and gen.topic_words is None:
+            if preset is None:
+                raise word_lists.missing("generation.topic_words", self.pairs)
+            object.__setattr__(self, "generation", replace(gen, topic_words=preset))
+            derived.append("generation.topic_words")
+        object.__setattr__(self, "derived_words", tuple(derived))
+
+    def word_lines(self) -> list[str]:
+        """The word lists the run measures, one line each (printed at its start)."""
+        lists = []
+        if self.next_token:
+            lists.append(("target_words", self.target_words, "next-token log-prob mass"))
+        if self.generation is not None:
+            lists.append(
+                ("generation.topic_words", self.generation.topic_words, "completions on topic")
+            )
+        return [
+            word_lists.describe(key, value, what, self.pairs if key in self.derived_words else ())
+            for key, value, what in lists
+        ]
 
     def _check_turn(self) -> None:
         if self.turn is None:
@@ -441,6 +488,8 @@ class SweepSpec(Config):
 
     @property
     def words(self) -> tuple[str, ...]:
+        if self.target_words is None:
+            raise word_lists.missing("target_words", self.pairs)
         return words(self.target_words, "target_words")
 
     def validate(self, model) -> None:
