@@ -23,6 +23,7 @@ __all__ = [
     "OnShort",
     "PHASE_KINDS",
     "default_align",
+    "expand_align",
 ]
 
 AlignKind = Literal["front", "offset", "back", "all", "positions", "span", "generated", "from"]
@@ -199,3 +200,18 @@ def default_align(k: int) -> Align:
     position. At the front a one-row vector would sit on the leading token alone, an
     attention sink the model barely reads, and steer nothing."""
     return Align.front() if k > 1 else Align.all(1)
+
+
+def expand_align(spec: str) -> list[Align]:
+    """A config's align entry: one alignment, or ``"offset:a:b[:step]"``, one alignment per
+    offset of the range (a sweep's ``aligns``)."""
+    if isinstance(spec, str) and spec.startswith("offset:") and spec.count(":") >= 2:
+        _, a, b, *rest = spec.split(":")
+        try:
+            offsets = range(int(a), int(b), int(rest[0]) if rest else 1)
+        except ValueError:
+            raise SteeringError(f"Cannot parse offset range {spec!r}.") from None
+        if not offsets:
+            raise SteeringError(f"Offset range {spec!r} is empty.")
+        return [Align.at_offset(s) for s in offsets]
+    return [Align.parse(spec)]

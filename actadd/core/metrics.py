@@ -112,14 +112,16 @@ def target_token_ids(
             rejected.append(word)
         ids += [i for i in found if i not in ids]
     if rejected and strict:
-        shown = ", ".join(
-            f"{w!r} ({pieces(model, encode(model, ' ' + w, prepend_bos=False))})" for w in rejected
-        )
         what = "is not a single token" if len(rejected) == 1 else "are not single tokens"
+        split = "; ".join(
+            f"{' ' + w!r} is {pieces(model, encode(model, ' ' + w, prepend_bos=False))}"
+            for w in rejected
+        )
         fix = "replace or drop them" if where else "use other words, or strict=False to skip them"
         raise ConfigError(
-            f"{where + ': ' if where else ''}{shown} {what} in {model.cfg.model_name}; "
-            f"next-token metrics need single-token targets: {fix}."
+            f"{where + ': ' if where else ''}{', '.join(map(repr, rejected))} {what} in "
+            f"{model.cfg.model_name} ({split}); next-token metrics need single-token targets: "
+            f"{fix}."
         )
     return ids
 

@@ -28,6 +28,7 @@ PHASE_KINDS = _align.PHASE_KINDS
 ONE_ROW_KINDS = _align.ONE_ROW_KINDS
 AlignKind = _align.AlignKind
 default_align = _align.default_align
+expand_align = _align.expand_align
 
 
 def prompt_positions(

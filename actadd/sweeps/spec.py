@@ -23,12 +23,9 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     max_new_tokens = 40
     topic_words = "weddings"
 
-**Word lists.** ``target_words`` (next-token log-prob mass) and ``generation.topic_words``
-(completions that mention the topic) have no default: left out, each is derived from the
-pairs only when every pair's positive side is one word of one preset (``" weddings"`` →
-``"weddings"``, ``"Love"`` → ``"love"``), else the config is refused with one line
-(:mod:`actadd.sweeps.words`). The run prints both lists at its start, and the tables name
-them in the columns ``target_words`` / ``topic_words``.
+**Word lists** (``target_words``, ``generation.topic_words``) have no default: left out,
+each is derived from the pairs or refused in one line, printed at the run's start and named
+in the tables (:mod:`actadd.sweeps.words`).
 
 **Methods** (optional; default ``["actadd"]``): the grid gains a ``method`` dimension::
 
@@ -120,7 +117,7 @@ from actadd.config import (
     text_list,
     words,
 )
-from actadd.core.align import ONE_ROW_KINDS, Align
+from actadd.core.align import ONE_ROW_KINDS, Align, expand_align
 from actadd.core.datasets import load_pairs
 from actadd.core.sampling import MAX_FREQ_PENALTY, MIN_TEMPERATURE
 from actadd.errors import ActAddError, ConfigError, Validated
@@ -266,40 +263,23 @@ class SweepSpec(Config):
         self._check_methods()
 
     def _resolve_words(self) -> None:
-        """Each word list the sweep measures, as given (and checked) or derived from the
-        pairs; neither is one ConfigError line naming the key and the presets. The target
-        words are needed by next-token metrics only (unneeded, they stay unset unless
-        derivable), the topic words by ``[generation]``."""
-        derived = []
-        preset = word_lists.derive(self.pairs)
-        if self.target_words is None and preset is not None:
-            object.__setattr__(self, "target_words", preset)
-            derived.append("target_words")
-        elif self.target_words is None and self.next_token:
-            raise word_lists.missing("target_words", self.pairs)
-        if self.target_words is not None:
-            words(self.target_words, "target_words")
-        gen = self.generation
-        if gen is not None and gen.topic_words is None:
-            if preset is None:
-                raise word_lists.missing("generation.topic_words", self.pairs)
-            object.__setattr__(self, "generation", replace(gen, topic_words=preset))
-            derived.append("generation.topic_words")
-        object.__setattr__(self, "derived_words", tuple(derived))
+        """The word lists as given (checked) or derived from the pairs; neither is one
+        ConfigError line (:func:`actadd.sweeps.words.resolve`)."""
+        topic = None if self.generation is None else self.generation.topic_words
+        target, topic, derived = word_lists.resolve(
+            self.pairs, self.target_words, topic, self.next_token, self.generation is not None
+        )
+        object.__setattr__(self, "target_words", target)
+        if self.generation is not None and topic != self.generation.topic_words:
+            object.__setattr__(self, "generation", replace(self.generation, topic_words=topic))
+        object.__setattr__(self, "derived_words", derived)
 
     def word_lines(self) -> list[str]:
         """The word lists the run measures, one line each (printed at its start)."""
-        lists = []
-        if self.next_token:
-            lists.append(("target_words", self.target_words, "next-token log-prob mass"))
-        if self.generation is not None:
-            lists.append(
-                ("generation.topic_words", self.generation.topic_words, "completions on topic")
-            )
-        return [
-            word_lists.describe(key, value, what, self.pairs if key in self.derived_words else ())
-            for key, value, what in lists
-        ]
+        topic = None if self.generation is None else self.generation.topic_words
+        return word_lists.lines(
+            self.pairs, self.target_words if self.next_token else None, topic, self.derived_words
+        )
 
     def _check_turn(self) -> None:
         if self.turn is None:
@@ -529,17 +509,3 @@ class SweepSpec(Config):
         if isinstance(raw.get("coeffs"), (list, tuple)):  # checked before the dataclass
             raw["coeffs"] = tuple(coefficients(raw["coeffs"], "coeffs", allow_empty=True))
         return raw
-
-
-def expand_align(spec: str) -> list[Align]:
-    """An align entry; ``"offset:a:b[:step]"`` expands to one alignment per offset."""
-    if isinstance(spec, str) and spec.startswith("offset:") and spec.count(":") >= 2:
-        _, a, b, *rest = spec.split(":")
-        try:
-            offsets = range(int(a), int(b), int(rest[0]) if rest else 1)
-        except ValueError:
-            raise ConfigError(f"Cannot parse offset range {spec!r}.") from None
-        if not offsets:
-            raise ConfigError(f"Offset range {spec!r} is empty.")
-        return [Align.at_offset(s) for s in offsets]
-    return [Align.parse(spec)]

@@ -20,7 +20,7 @@ from typing import Any
 from actadd.config import TOPIC_PRESETS, Pair, words
 from actadd.errors import ConfigError
 
-__all__ = ["WORD_COLUMNS", "derive", "describe", "label", "missing"]
+__all__ = ["WORD_COLUMNS", "derive", "describe", "label", "lines", "missing", "resolve"]
 
 # the tables' columns that name the word lists (the preset name or the words, comma-joined)
 WORD_COLUMNS: tuple[str, ...] = ("target_words", "topic_words")
@@ -38,6 +38,44 @@ def derive(pairs: Sequence[Pair]) -> str | None:
             return None
         found.add(hits[0])
     return found.pop() if len(found) == 1 else None
+
+
+def resolve(
+    pairs: Sequence[Pair], target: Any, topic: Any, next_token: bool, sampled: bool
+) -> tuple[Any, Any, tuple[str, ...]]:
+    """``(target_words, topic_words, derived keys)`` of a sweep: each list as given
+    (checked) or, left out (``None``), derived from ``pairs``. The target words are needed
+    by next-token metrics only (unneeded and not derivable, they stay ``None``), the topic
+    words by sampled completions (``sampled``). A list needed and neither given nor
+    derivable is one ConfigError line (:func:`missing`)."""
+    derived = []
+    preset = derive(pairs)
+    if target is None and preset is not None:
+        target, derived = preset, ["target_words"]
+    elif target is None and next_token:
+        raise missing("target_words", pairs)
+    if target is not None:
+        words(target, "target_words")
+    if sampled and topic is None:
+        if preset is None:
+            raise missing("generation.topic_words", pairs)
+        topic = preset
+        derived.append("generation.topic_words")
+    return target, topic, tuple(derived)
+
+
+def lines(pairs: Sequence[Pair], target: Any, topic: Any, derived: Sequence[str] = ()) -> list[str]:
+    """The lines a run prints at its start: one per word list it measures (``None``: not
+    measured)."""
+    lists = [
+        ("target_words", target, "next-token log-prob mass"),
+        ("generation.topic_words", topic, "completions on topic"),
+    ]
+    return [
+        describe(key, value, what, pairs if key in derived else ())
+        for key, value, what in lists
+        if value is not None
+    ]
 
 
 def missing(key: str, pairs: Sequence[Pair]) -> ConfigError:

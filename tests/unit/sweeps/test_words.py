@@ -125,8 +125,8 @@ def test_every_multi_token_target_word_is_reported_at_once_without_strict(tiny_l
     with pytest.raises(ConfigError) as caught:
         s.validate(tiny_llama)
     message = str(caught.value)
-    assert message.startswith("target_words: 'wedding' (")
-    assert "'bride' (" in message and "are not single tokens" in message
+    assert message.startswith("target_words: 'wedding', 'bride' are not single tokens in")
+    assert "' wedding' is [" in message and "' bride' is [" in message
     assert "strict" not in message and "\n" not in message
 
 
