@@ -165,13 +165,10 @@ class Config:
         return cls.from_dict(read_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able config (``config.json``; compared on resume): the config keys
-        (fields set in ``__post_init__`` only, ``init=False``, are no keys)."""
-        out = asdict(self)  # type: ignore[call-overload]
+        """The JSON-able config (``config.json``; compared on resume): its :meth:`keys`."""
+        out = {k: v for k, v in asdict(self).items() if k in self.keys()}  # type: ignore[call-overload]
         for f in fields(self):  # type: ignore[arg-type]
-            if not f.init:
-                del out[f.name]
-            elif f.name in self.LEFT_OUT_AT_DEFAULT and f.name in out:
+            if f.name in self.LEFT_OUT_AT_DEFAULT and f.name in out:
                 default = f.default if f.default_factory is MISSING else f.default_factory()
                 if out[f.name] == default:
                     del out[f.name]
@@ -430,12 +427,10 @@ def words(raw: Any, where: str = "target_words") -> tuple[str, ...]:
         return TOPIC_PRESETS[raw]
     if not isinstance(raw, (list, tuple)) or not raw:
         raise ConfigError(f"{where} must be a preset name or a non-empty list of words.")
-    bad = [w for w in raw if not (isinstance(w, str) and w.strip())]
+    bad = ", ".join(repr(w) for w in raw if not (isinstance(w, str) and w.strip()))
     if bad:  # every bad entry at once, not one per try
-        what = "is not a word" if len(bad) == 1 else "are not words"
         raise ConfigError(
-            f"{where}: {', '.join(map(repr, bad))} {what}; give a preset name or a non-empty "
-            "list of words."
+            f"{where}: not words: {bad}; give a preset name or a non-empty list of words."
         )
     return tuple(raw)
 

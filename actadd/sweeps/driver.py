@@ -14,6 +14,7 @@ from actadd.models import load_model
 from actadd.progress import bar as progress_bar
 from actadd.runtime.backends import Model
 from actadd.sweeps import plan
+from actadd.sweeps import words as word_lists
 from actadd.sweeps.engine import Executor, LocalExecutor, annotate, units
 from actadd.sweeps.spec import SweepSpec
 
@@ -73,7 +74,7 @@ def execute(
     by this process, through ``run``, so a run directory can be resumed by either.
     """
     if progress is not False:  # the word lists measured, named before any compute
-        for line in spec.word_lines():
+        for line in word_lists.lines(spec):
             print(f"{spec.name}: {line}", file=sys.stderr, flush=True)
     todo = units(spec, model.cfg.n_layers)
     results: dict[str, dict[str, pd.DataFrame]] = {}

@@ -23,9 +23,8 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     max_new_tokens = 40
     topic_words = "weddings"
 
-**Word lists** (``target_words``, ``generation.topic_words``) have no default: left out,
-each is derived from the pairs or refused in one line, printed at the run's start and named
-in the tables (:mod:`actadd.sweeps.words`).
+**Word lists** (``target_words``, ``generation.topic_words``) have no default: left out, each
+is derived from the pairs or refused in one line (:mod:`actadd.sweeps.words`).
 
 **Methods** (optional; default ``["actadd"]``): the grid gains a ``method`` dimension::
 
@@ -191,8 +190,7 @@ class SweepSpec(Config):
     model: str | None = None
     aligns: tuple[str, ...] = ("front",)
     equalize: tuple[str, ...] = ("right",)  # the pair-length rule(s); config key once "pads"
-    # a preset name or a list of words; None: derived from the pairs, or refused (see above)
-    target_words: tuple[str, ...] | str | None = None
+    target_words: tuple[str, ...] | str | None = None  # None: derived, or refused (above)
     neutral_texts: Validated[tuple[str, ...]] = DEFAULT_NEUTRAL_TEXTS
     generation: GenerationSpec | None = None
     next_token: Validated[bool] = True
@@ -209,7 +207,6 @@ class SweepSpec(Config):
     random_null: str = "residual"
     turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
     coeff_mode: str = "absolute"  # or "relative" (actadd.core.sizes)
-    # the word-list keys derived from the pairs (not config keys; not in to_dict)
     derived_words: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -263,23 +260,15 @@ class SweepSpec(Config):
         self._check_methods()
 
     def _resolve_words(self) -> None:
-        """The word lists as given (checked) or derived from the pairs; neither is one
-        ConfigError line (:func:`actadd.sweeps.words.resolve`)."""
-        topic = None if self.generation is None else self.generation.topic_words
+        """The word lists, given or derived (:func:`actadd.sweeps.words.resolve`)."""
+        gen = self.generation
         target, topic, derived = word_lists.resolve(
-            self.pairs, self.target_words, topic, self.next_token, self.generation is not None
+            self.pairs, self.target_words, gen and gen.topic_words, self.next_token, bool(gen)
         )
         object.__setattr__(self, "target_words", target)
-        if self.generation is not None and topic != self.generation.topic_words:
-            object.__setattr__(self, "generation", replace(self.generation, topic_words=topic))
-        object.__setattr__(self, "derived_words", derived)
-
-    def word_lines(self) -> list[str]:
-        """The word lists the run measures, one line each (printed at its start)."""
-        topic = None if self.generation is None else self.generation.topic_words
-        return word_lists.lines(
-            self.pairs, self.target_words if self.next_token else None, topic, self.derived_words
-        )
+        if gen is not None:
+            object.__setattr__(self, "generation", replace(gen, topic_words=topic))
+        object.__setattr__(self, "derived_words", derived)  # not a config key
 
     def _check_turn(self) -> None:
         if self.turn is None:
@@ -468,8 +457,6 @@ class SweepSpec(Config):
 
     @property
     def words(self) -> tuple[str, ...]:
-        if self.target_words is None:
-            raise word_lists.missing("target_words", self.pairs)
         return words(self.target_words, "target_words")
 
     def validate(self, model) -> None:

@@ -64,15 +64,20 @@ def resolve(
     return target, topic, tuple(derived)
 
 
-def lines(pairs: Sequence[Pair], target: Any, topic: Any, derived: Sequence[str] = ()) -> list[str]:
-    """The lines a run prints at its start: one per word list it measures (``None``: not
-    measured)."""
+def lines(spec) -> list[str]:
+    """The lines a sweep (:class:`~actadd.sweeps.spec.SweepSpec`) prints at its start: one
+    per word list it measures."""
+    gen = spec.generation
     lists = [
-        ("target_words", target, "next-token log-prob mass"),
-        ("generation.topic_words", topic, "completions on topic"),
+        (
+            "target_words",
+            spec.target_words if spec.next_token else None,
+            "next-token log-prob mass",
+        ),
+        ("generation.topic_words", gen and gen.topic_words, "completions on topic"),
     ]
     return [
-        describe(key, value, what, pairs if key in derived else ())
+        describe(key, value, what, spec.pairs if key in spec.derived_words else ())
         for key, value, what in lists
         if value is not None
     ]

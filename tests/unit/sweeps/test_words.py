@@ -16,7 +16,7 @@ from actadd.errors import ConfigError
 from actadd.lab.runner import kind_of, read_config
 from actadd.sweeps import run_sweep
 from actadd.sweeps.spec import SweepSpec
-from actadd.sweeps.words import WORD_COLUMNS
+from actadd.sweeps.words import WORD_COLUMNS, lines
 
 ROOT = Path(__file__).resolve().parents[3]
 CATS = dict(
@@ -35,7 +35,7 @@ def test_cats_minus_dogs_without_target_words_is_refused_in_one_line_naming_key_
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith("target_words is not set")
-    assert "' cats'-' dogs'" in message and "anger, love, weddings" in message
+    assert "' cats' − ' dogs'" in message and "anger, love, weddings" in message
     assert "strict" not in message
 
 
@@ -75,9 +75,9 @@ def test_a_pair_whose_positive_word_is_in_one_preset_derives_it_and_says_so(pair
     s = SweepSpec.from_dict({**CATS, "pairs": pairs, "generation": GEN})
     assert s.target_words == preset and s.generation.topic_words == preset
     assert s.derived_words == ("target_words", "generation.topic_words")
-    lines = s.word_lines()
-    assert len(lines) == 2 and all("derived from the pair" in x for x in lines)
-    assert f"preset {preset!r} = " + ", ".join(words(preset)) in lines[0]
+    said = lines(s)
+    assert len(said) == 2 and all("derived from the pair" in x for x in said)
+    assert f"preset {preset!r} = " + ", ".join(words(preset)) in said[0]
     # config.json holds the derived name (as the old default wrote it), not the note
     assert s.to_dict()["target_words"] == preset and "derived_words" not in s.to_dict()
     assert SweepSpec.from_dict(s.to_dict()).to_dict() == s.to_dict()
@@ -101,7 +101,7 @@ def test_given_words_are_kept_and_not_marked_derived():
     s = SweepSpec.from_dict({**CATS, "target_words": ["cat", "kitten"], "generation": {
         **GEN, "topic_words": "love"}})  # fmt: skip
     assert s.derived_words == ()
-    assert s.word_lines() == [
+    assert lines(s) == [
         "target_words (next-token log-prob mass): cat, kitten",
         "generation.topic_words (completions on topic): preset 'love' = "
         + ", ".join(words("love")),
@@ -112,11 +112,11 @@ def test_target_words_are_not_needed_without_next_token_metrics():
     s = SweepSpec.from_dict(
         {**CATS, "next_token": False, "generation": {**GEN, "topic_words": ["cat"]}}
     )
-    assert s.target_words is None and s.word_lines()[0].startswith("generation.topic_words")
+    assert s.target_words is None and lines(s)[0].startswith("generation.topic_words")
 
 
 def test_every_bad_word_is_reported_at_once():
-    with pytest.raises(ConfigError, match=r"'', ' ', 3 are not words"):
+    with pytest.raises(ConfigError, match=r"not words: '', ' ', 3; "):
         words(["a", "", " ", 3], "target_words")
 
 
