@@ -165,8 +165,8 @@ class Config:
         return cls.from_dict(read_toml(path))
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-able config (``config.json``; compared on resume)."""
-        out = asdict(self)  # type: ignore[call-overload]
+        """The JSON-able config (``config.json``; compared on resume): its :meth:`keys`."""
+        out = {k: v for k, v in asdict(self).items() if k in self.keys()}  # type: ignore[call-overload]
         for f in fields(self):  # type: ignore[arg-type]
             if f.name in self.LEFT_OUT_AT_DEFAULT and f.name in out:
                 default = f.default if f.default_factory is MISSING else f.default_factory()
@@ -425,12 +425,13 @@ def words(raw: Any, where: str = "target_words") -> tuple[str, ...]:
                 "or give a list of words."
             )
         return TOPIC_PRESETS[raw]
-    if (
-        not isinstance(raw, (list, tuple))
-        or not raw
-        or not all(isinstance(w, str) and w.strip() for w in raw)
-    ):
+    if not isinstance(raw, (list, tuple)) or not raw:
         raise ConfigError(f"{where} must be a preset name or a non-empty list of words.")
+    bad = ", ".join(repr(w) for w in raw if not (isinstance(w, str) and w.strip()))
+    if bad:  # every bad entry at once, not one per try
+        raise ConfigError(
+            f"{where}: not words: {bad}; give a preset name or a non-empty list of words."
+        )
     return tuple(raw)
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DiskFullError",
     "FigureSubsetWarning",
+    "LeadingTokenWarning",
     "ModelCacheWarning",
     "ModelLoadError",
     "SteeringError",
@@ -61,6 +62,11 @@ class VectorFileWarning(UserWarning):
 
 class FigureSubsetWarning(UserWarning):
     """A run's figures were drawn from a subset of its grid (the tables hold all of it)."""
+
+
+class LeadingTokenWarning(UserWarning):
+    """Every addition of a steering context lands on the leading token only (an attention
+    sink the model barely reads), so the steering will change almost nothing."""
 
 
 class UncheckedRunWarning(UserWarning):

@@ -1,4 +1,5 @@
-"""Where a steering vector's rows go in the prompt: :class:`Align` and the alignment kinds.
+"""Where a steering vector's rows go in the prompt: :class:`Align`, the alignment kinds,
+and :func:`default_align`, the alignment of a vector given none.
 
 Pure data (no torch): a config can parse and check its alignment strings (``"front"``,
 ``"offset:3"``, ``"generated:8"``, ``"from:<token>"``, ...) without importing a model library.
@@ -21,6 +22,8 @@ __all__ = [
     "ONE_ROW_KINDS",
     "OnShort",
     "PHASE_KINDS",
+    "default_align",
+    "expand_align",
 ]
 
 AlignKind = Literal["front", "offset", "back", "all", "positions", "span", "generated", "from"]
@@ -49,7 +52,7 @@ class Align:
     """Where a vector's rows go in the prompt. Build with the class methods or :meth:`parse`."""
 
     kind: str = "front"  # one of ALIGN_KINDS, checked in __post_init__
-    offset: int = 0
+    offset: int = 0  # "offset": the first row's position; "all": the first position covered
     positions: tuple[int, ...] = ()
     count: int | None = None  # "generated": only the first `count` generated positions
     marker: str | int | None = None  # "from": the marker token (a one-token string or an id)
@@ -58,7 +61,7 @@ class Align:
     def __post_init__(self) -> None:
         if self.kind not in ALIGN_KINDS:
             raise SteeringError(
-                f"Unknown alignment {self.kind!r}; allowed: front, back, all, offset:<s> "
+                f"Unknown alignment {self.kind!r}; allowed: front, back, all, all:<s>, offset:<s> "
                 "(or an int s), positions:<p0,p1,...> (or a list of ints), span:<a>:<b>, "
                 "generated, generated:<k>, from:<marker token>."
             )
@@ -77,7 +80,9 @@ class Align:
                 f"from:<marker> needs a marker token (a one-token string or a token id), "
                 f"got {self.marker!r}."
             )
-        if self.kind == "offset" and (not isinstance(self.offset, int) or self.offset < 0):
+        if self.kind in ("offset", "all") and (
+            isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0
+        ):
             raise SteeringError(f"offset must be a non-negative int, got {self.offset!r}.")
         if self.kind == "span" and not all(
             isinstance(x, int) and not isinstance(x, bool) and x >= 0
@@ -99,8 +104,12 @@ class Align:
         return cls("back")
 
     @classmethod
-    def all(cls) -> Align:
-        return cls("all")
+    def all(cls, start: int = 0) -> Align:
+        """One row at every position from prompt position ``start`` on, generated tokens
+        included: ``start=0`` is every position (llama.cpp's convention), ``start=1``
+        every position after the leading token (``"all:1"``, the default of one-row
+        vectors: :func:`default_align`)."""
+        return cls("all", offset=start)
 
     @classmethod
     def at_offset(cls, s: int) -> Align:
@@ -129,9 +138,9 @@ class Align:
 
     @classmethod
     def parse(cls, spec: Validated[Align | str | int | Sequence[int]]) -> Align:
-        """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"offset:3"``, ``3``,
-        ``"positions:0,2,-1"``, ``[0, 2, -1]``, ``"span:a:b"``, ``"generated"``,
-        ``"generated:8"`` or ``"from:<token>"``."""
+        """Accepts an ``Align``, ``"front"``, ``"back"``, ``"all"``, ``"all:1"``,
+        ``"offset:3"``, ``3``, ``"positions:0,2,-1"``, ``[0, 2, -1]``, ``"span:a:b"``,
+        ``"generated"``, ``"generated:8"`` or ``"from:<token>"``."""
         if isinstance(spec, Align):
             return spec
         if isinstance(spec, bool):
@@ -155,6 +164,8 @@ class Align:
                 if name == "span":
                     a, _, b = arg.partition(":")
                     return cls.span(int(a), int(b or 0))
+                if name == "all" and arg:
+                    return cls.all(int(arg))
             except ValueError:
                 raise SteeringError(f"Cannot parse alignment {spec!r}.") from None
             if arg:
@@ -165,8 +176,8 @@ class Align:
         raise SteeringError(f"Unknown alignment {spec!r}.")
 
     def __str__(self) -> str:
-        if self.kind == "offset":
-            return f"offset:{self.offset}"
+        if self.kind == "offset" or (self.kind == "all" and self.offset):
+            return f"{self.kind}:{self.offset}"
         if self.kind == "positions":
             return "positions:" + ",".join(map(str, self.positions))
         if self.kind == "span":
@@ -179,3 +190,28 @@ class Align:
 
 
 AlignLike = Align | str | int | Sequence[int]
+
+
+def default_align(k: int) -> Align:
+    """Where a ``k``-row vector goes when no alignment is given: a per-position vector
+    (``k > 1``, ActAdd's) at the front, as in the paper (its leading-token row is ~0); a
+    one-row vector (CAA, PCA, a mean) on every position after the leading token
+    (``"all:1"``), as repeng, steering-vectors and llama.cpp apply one row at every
+    position. At the front a one-row vector would sit on the leading token alone, an
+    attention sink the model barely reads, and steer nothing."""
+    return Align.front() if k > 1 else Align.all(1)
+
+
+def expand_align(spec: str) -> list[Align]:
+    """A config's align entry: one alignment, or ``"offset:a:b[:step]"``, one alignment per
+    offset of the range (a sweep's ``aligns``)."""
+    if isinstance(spec, str) and spec.startswith("offset:") and spec.count(":") >= 2:
+        _, a, b, *rest = spec.split(":")
+        try:
+            offsets = range(int(a), int(b), int(rest[0]) if rest else 1)
+        except ValueError:
+            raise SteeringError(f"Cannot parse offset range {spec!r}.") from None
+        if not offsets:
+            raise SteeringError(f"Offset range {spec!r} is empty.")
+        return [Align.at_offset(s) for s in offsets]
+    return [Align.parse(spec)]

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from actadd.core.ablation import Ablation
+from actadd.core.align import default_align
 
 # the one sampling spec lives in the torch-free actadd.core.sampling; re-exported here
 from actadd.core.sampling import GREEDY, PAPER_SAMPLING, Sampling  # noqa: F401
@@ -332,15 +333,23 @@ def _vector_columns(vectors, align) -> dict:
         vector=" + ".join([a.describe() for a in ablated] + [v.describe() for v in vecs]),
         layer=layers.pop() if len(layers) == 1 else pd.NA,
         coeff=coeffs.pop() if len(coeffs) == 1 and None not in coeffs else pd.NA,
-        align=str(Align.parse(align)),
+        align=", ".join(dict.fromkeys(str(a) for a in _aligns(items, align))),
     )
+
+
+def _aligns(items, align) -> list[Align]:
+    """The alignment each vector of ``items`` is placed with (``align``: the default; None:
+    the vector's own, :func:`~actadd.core.align.default_align`)."""
+    default = None if align is None else Align.parse(align)
+    placed = [as_placement(v) for v in items if not isinstance(v, Ablation)]
+    return [p.align or default or default_align(p.vector.k) for p in placed]
 
 
 def generate(
     model: Model,
     prompts: str | Sequence[str],
     vectors: SteeringVector | Ablation | Sequence | None = None,
-    align: Align | str | int | Sequence[int] = "front",
+    align: Align | str | int | Sequence[int] | None = None,
     *,
     max_new_tokens: Validated[int] = 40,
     n_samples: Validated[int] = 1,
@@ -423,7 +432,7 @@ def compare(
     model: Model,
     prompts: str | Sequence[str],
     vectors: SteeringVector | Sequence,
-    align: Align | str | int | Sequence[int] = "front",
+    align: Align | str | int | Sequence[int] | None = None,
     **kwargs,
 ) -> pd.DataFrame:
     """Steered and unsteered completions side by side, same seeds: one row per

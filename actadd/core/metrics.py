@@ -87,14 +87,18 @@ def target_token_ids(
     *,
     with_space: bool = True,
     strict: bool = True,
+    where: str | None = None,
 ) -> list[int]:
     """Token ids of ``words`` for next-token metrics.
 
     Each word is looked up as written and, with ``with_space``, with a leading space and
     capitalised (``" wedding"``, ``" Wedding"``, ``"wedding"``, ...). Variants that are more
-    than one token are skipped. ``strict`` raises when a word has no single-token variant.
+    than one token are skipped. ``strict`` raises when a word has no single-token variant,
+    naming every such word at once; ``where`` (a config key) names the list in that
+    message, for callers whose users cannot pass ``strict``.
     """
     ids: list[int] = []
+    rejected: list[str] = []
     for word in words:
         variants = {word, word.capitalize()}
         if with_space:
@@ -104,13 +108,21 @@ def target_token_ids(
             toks = encode(model, v, prepend_bos=False)
             if len(toks) == 1:
                 found.append(toks[0])
-        if not found and strict:
-            raise ConfigError(
-                f"Target word {word!r} is not a single token in {model.cfg.model_name} "
-                f"(e.g. {pieces(model, encode(model, ' ' + word, prepend_bos=False))}); next-token "
-                "metrics need single-token targets. Use another word or strict=False."
-            )
+        if not found:
+            rejected.append(word)
         ids += [i for i in found if i not in ids]
+    if rejected and strict:
+        what = "is not a single token" if len(rejected) == 1 else "are not single tokens"
+        split = "; ".join(
+            f"{' ' + w!r} is {pieces(model, encode(model, ' ' + w, prepend_bos=False))}"
+            for w in rejected
+        )
+        fix = "replace or drop them" if where else "use other words, or strict=False to skip them"
+        raise ConfigError(
+            f"{where + ': ' if where else ''}{', '.join(map(repr, rejected))} {what} in "
+            f"{model.cfg.model_name} ({split}); next-token metrics need single-token targets: "
+            f"{fix}."
+        )
     return ids
 
 

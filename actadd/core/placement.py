@@ -27,6 +27,8 @@ ALIGN_KINDS = _align.ALIGN_KINDS
 PHASE_KINDS = _align.PHASE_KINDS
 ONE_ROW_KINDS = _align.ONE_ROW_KINDS
 AlignKind = _align.AlignKind
+default_align = _align.default_align
+expand_align = _align.expand_align
 
 
 def prompt_positions(
@@ -81,7 +83,8 @@ def prompt_positions(
 @dataclass(frozen=True)
 class Placement:
     """One vector placed in a forward pass: where its rows go (``align``; ``None``: the
-    context's default) and which batch rows receive it (``rows``; ``None``: every row).
+    context's default, or the vector's own, :func:`~actadd.core.align.default_align`) and
+    which batch rows receive it (``rows``; ``None``: every row).
 
     The tuples ``(vector, align)`` and ``(vector, align, rows)`` are shorthand for it.
     Sweeps batch many steering settings into one forward this way: each setting's

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from actadd.core.ablation import Ablation
-from actadd.core.placement import ONE_ROW_KINDS, Align, AlignLike, Placement, as_placement
+from actadd.core.placement import (
+    ONE_ROW_KINDS,
+    Align,
+    AlignLike,
+    Placement,
+    as_placement,
+    default_align,
+)
 from actadd.core.vectors import SteeringVector, check_compatible
 from actadd.errors import SteeringError, Validated
 from actadd.runtime.backends import Model
@@ -28,13 +35,14 @@ Steerable = (
 def resolve_steerable(
     model: Model,
     vectors: Validated[Steerable],
-    align: Validated[AlignLike],
+    align: Validated[AlignLike | None],
     *,
     allow_other_model: bool,
 ) -> tuple[list[Placement], list[Ablation]]:
     """``(placements, ablations)``: every placement with its alignment resolved (``align``
-    is the default), ablations apart (they run first), all checked against ``model``."""
-    default = Align.parse(align)
+    is the default; ``None``: each vector's own, :func:`~actadd.core.align.default_align`),
+    ablations apart (they run first), all checked against ``model``."""
+    default = None if align is None else Align.parse(align)
     single = (SteeringVector, Placement, Ablation)
     if not isinstance(vectors, (*single, Sequence)) or isinstance(vectors, (str, bytes)):
         hint = " (for a {layer: vector} dict, pass list(d.values()))"
@@ -52,7 +60,7 @@ def resolve_steerable(
             ablations.append(item)
             continue
         p = as_placement(item)
-        vec, al, rows = p.vector, p.align or default, p.rows
+        vec, al, rows = p.vector, p.align or default or default_align(p.vector.k), p.rows
         check_compatible(vec, model, allow_other_model=allow_other_model)
         if al.kind in ONE_ROW_KINDS and vec.k != 1:
             raise SteeringError(

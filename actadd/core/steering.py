@@ -7,7 +7,10 @@ at their ``resid_pre`` layers. On exit, normal or by exception, every hook is re
 **Where the rows go.** A forward call that starts a sequence (no KV cache, or an empty one)
 defines the *prompt*: for each batch row, its real (unpadded) token positions, read from the
 attention mask (left or right padding both work). A vector with ``k`` rows is then placed on
-that row's prompt positions according to its :class:`Align`:
+that row's prompt positions according to its :class:`Align`. Given none (``align=None``,
+the default), a per-position vector (``k > 1``, ActAdd's) goes to the front, as in the
+paper, and a one-row vector (CAA, PCA, a mean) to every position after the leading token,
+``"all:1"`` (:func:`~actadd.core.align.default_align`):
 
 - ``"front"`` (the paper): prompt positions ``[0, k)`` — row 0 on the leading token;
 - ``Align.offset(s)`` / ``"offset:s"`` / an ``int``: positions ``[s, s + k)``;
@@ -17,7 +20,13 @@ that row's prompt positions according to its :class:`Align`:
 - ``Align.span(a, b)`` / ``"span:a:b"``: a 1-row vector at every prompt position from ``a``
   to ``b`` before the prompt's end (``[a, n - b)``), e.g. the user turn of a chat prompt;
 - ``"all"``: a single-row vector (see ``SteeringVector.mean``) added at every position,
-  generated tokens included — the llama.cpp / repeng / steering-vectors convention.
+  generated tokens included — the llama.cpp / repeng / steering-vectors convention;
+  ``"all:s"`` / ``Align.all(s)``: every position from prompt position ``s`` on, generated
+  tokens included (``"all:1"``: all but the leading token).
+
+A context whose additions all land on the leading token only (a one-row vector at
+``"front"``, say) steers almost nothing: the leading token is an attention sink the model
+barely reads. It warns once (:class:`~actadd.errors.LeadingTokenWarning`).
 
 Calls that continue a sequence through a KV cache cover positions ``[cached, cached + n)``;
 prompt alignments add only where those overlap the prompt, so generated tokens feel the
@@ -43,6 +52,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -71,10 +81,11 @@ from actadd.core.steering_plan import (
     build_plans,
     covered,
     first_markers,
+    leading_only,
     ones,
     padding_mask,
 )
-from actadd.errors import SteeringError, Validated
+from actadd.errors import LeadingTokenWarning, SteeringError, Validated
 from actadd.runtime.backends import Model, backend_of
 from actadd.runtime.hooks import resid_pre
 from actadd.runtime.modellock import model_lock
@@ -170,7 +181,7 @@ class Steering:
         self,
         model: Model,
         vectors: Validated[Steerable],
-        align: Validated[AlignLike] = "front",
+        align: Validated[AlignLike | None] = None,
         *,
         on_short: OnShort = "error",
         allow_other_model: bool = False,
@@ -205,6 +216,7 @@ class Steering:
         self._previous_forward = None
         self._wrapper = None
         self._thread: threading.Thread | None = None  # the thread that entered (and holds the lock)
+        self._warned = False  # LeadingTokenWarning given (once per context)
 
     # ------------------------------------------------------------------ planning
 
@@ -214,6 +226,18 @@ class Steering:
             self.model, self.entries, self.ablations, self.layers, mask, self.on_short
         )
         self._prompt_mask = mask
+        if not self._warned and leading_only(self._plans, mask):
+            self._warned = True
+            what = " + ".join(f"{p.vector.describe()} at {p.align}" for p in self.entries)
+            warnings.warn(
+                LeadingTokenWarning(
+                    f"{what}: every steering addition lands on the leading token only, an "
+                    "attention sink the model barely reads, so the output will hardly "
+                    "change; for a one-row vector leave align out (every position after the "
+                    "leading token) or pass align='all'."
+                ),
+                stacklevel=2,
+            )
 
     def _positions(self, where: Where, call: Call, batch: int) -> Tensor:
         """[batch, call.new] bool: which of this call's positions ``where`` covers."""
@@ -447,7 +471,7 @@ class Steering:
 def steering(
     model: Model,
     vectors: Validated[Steerable],
-    align: Validated[AlignLike] = "front",
+    align: Validated[AlignLike | None] = None,
     *,
     on_short: OnShort = "error",
     allow_other_model: bool = False,
@@ -460,8 +484,11 @@ def steering(
             shorthand ``(vector, align)`` / ``(vector, align, rows)``) to give that vector
             its own alignment or apply it only to some batch rows (sweeps batch many
             steering settings into one forward this way).
-        align: default alignment (``"front"``, ``"back"``, ``"all"``, ``"offset:s"`` /
-            ``int``, ``"positions:..."`` / list of ints, or an :class:`Align`).
+        align: default alignment (``"front"``, ``"back"``, ``"all"``, ``"all:s"``,
+            ``"offset:s"`` / ``int``, ``"positions:..."`` / list of ints, or an
+            :class:`Align`); ``None`` (the default): each vector's own, front for a
+            per-position vector and every position after the leading token for a one-row
+            vector (:func:`~actadd.core.align.default_align`).
         on_short: ``"error"`` (default) when a prompt is shorter than a vector needs, or
             ``"clip"`` to drop the rows that do not fit.
         allow_other_model: use vectors made for another model with the same ``d_model``.

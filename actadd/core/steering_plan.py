@@ -36,6 +36,7 @@ __all__ = [
     "build_plans",
     "covered",
     "first_markers",
+    "leading_only",
     "ones",
     "padding_mask",
 ]
@@ -104,6 +105,18 @@ def build_plans(
                 where = _where(model, al, only, 1, real, plen, on_short, vec.describe())
                 later.append((t[0], where))
                 continue
+            if al.kind == "all" and al.offset:
+                # every position from prompt position `offset` on: the prompt's (per row,
+                # after its padding) and, as they come, every generated one
+                what = vec.describe()
+                for b in targets:
+                    absolute = real[b][al.offset :].to(cfg.device)
+                    add, touched = _dense(add, touched, batch, plen, cfg)
+                    add[b, absolute] += t[0]
+                    touched[b, absolute] = True
+                gen = Align.generated()
+                later.append((t[0], _where(model, gen, only, 1, real, plen, on_short, what)))
+                continue
             if al.kind == "all":
                 if everywhere is None:
                     everywhere = torch.zeros(
@@ -111,9 +124,7 @@ def build_plans(
                     )
                 everywhere[list(targets), 0] += t[0]
                 continue
-            if add is None:
-                add = torch.zeros(batch, plen, cfg.d_model, device=cfg.device, dtype=cfg.dtype)
-                touched = torch.zeros(batch, plen, dtype=torch.bool, device=cfg.device)
+            add, touched = _dense(add, touched, batch, plen, cfg)
             for b in targets:
                 rows, pos = prompt_positions(al, vec.k, len(real[b]), on_short)
                 absolute = real[b][pos].to(cfg.device)
@@ -121,6 +132,33 @@ def build_plans(
                 touched[b, absolute] = True
         plans[layer] = Plan(add, touched, everywhere, later, ablate)
     return plans
+
+
+def _dense(add: Tensor | None, touched: Tensor | None, batch: int, plen: int, cfg):
+    """The plan's dense prompt additions and their mask, zeros when not made yet."""
+    if add is None:
+        add = torch.zeros(batch, plen, cfg.d_model, device=cfg.device, dtype=cfg.dtype)
+        touched = torch.zeros(batch, plen, dtype=torch.bool, device=cfg.device)
+    return add, touched
+
+
+def leading_only(plans: dict[int, Plan], mask: Tensor) -> bool:
+    """Every addition of ``plans`` lands on a leading token (each row's first real position
+    of the prompt ``mask``) and there is at least one: nothing at other prompt positions,
+    at every position (``"all"``) or at generated ones. Ablations are not additions."""
+    first = mask.to(torch.long).argmax(-1)
+    hit = False
+    for plan in plans.values():
+        if plan.everywhere is not None or plan.later:
+            return False
+        if plan.touched is None or not bool(plan.touched.any()):
+            continue
+        lead = torch.zeros_like(plan.touched)
+        lead[torch.arange(len(first)), first.to(lead.device)] = True
+        if bool((plan.touched & ~lead).any()):
+            return False
+        hit = True
+    return hit
 
 
 def _targets(only, batch: int, what: str) -> range | tuple[int, ...]:
@@ -146,10 +184,13 @@ def _where(
     batch = len(real)
     rows = torch.zeros(batch, dtype=torch.bool)
     rows[list(_targets(only, batch, what))] = True
-    if al.kind in PHASE_KINDS:
+    if al.kind in PHASE_KINDS and not (al.kind == "all" and al.offset):
         return Where(al, rows.to(device))
     touched = torch.zeros(batch, plen, dtype=torch.bool)
     for b in torch.nonzero(rows, as_tuple=True)[0].tolist():
+        if al.kind == "all":  # "all:s": the prompt from position s (generated: covered())
+            touched[b, real[b][al.offset :]] = True
+            continue
         _, pos = prompt_positions(al, k, len(real[b]), on_short)
         touched[b, real[b][pos]] = True
     return Where(al, rows.to(device), touched.to(device))
@@ -165,7 +206,7 @@ def covered(
     """[batch, call.new] bool: which of this call's positions ``where`` covers, for the
     prompt ``prompt_mask``; ``marker_start(marker)`` is each row's first marker position."""
     device = where.rows.device
-    if where.align.kind == "all":
+    if where.align.kind == "all" and where.touched is None:
         return where.rows[:, None].expand(batch, call.new)
     q = torch.arange(call.cached, call.cached + call.new, device=device)  # absolute
     plen = prompt_mask.shape[1]
@@ -173,6 +214,8 @@ def covered(
         inside = q < plen
         out = torch.zeros(batch, call.new, dtype=torch.bool, device=device)
         out[:, inside] = where.touched[:, q[inside]]
+        if where.align.kind == "all":  # "all:s": every generated position too
+            out |= (q >= plen)[None, :] & where.rows[:, None]
         return out
     if where.align.kind == "generated":
         count = where.align.count

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,8 @@ from actadd.models import load_model
 from actadd.progress import bar as progress_bar
 from actadd.runtime.backends import Model
 from actadd.sweeps import plan
-from actadd.sweeps.engine import Executor, LocalExecutor, units
+from actadd.sweeps import words as word_lists
+from actadd.sweeps.engine import Executor, LocalExecutor, annotate, units
 from actadd.sweeps.spec import SweepSpec
 
 __all__ = ["execute", "load_results", "run_sweep"]
@@ -33,9 +35,10 @@ def run_sweep(
 
     With ``out``, results go to a resumable run directory (:class:`actadd.lab.runs.RunDir`):
     ``resume=True`` skips finished units. Completions, when the spec samples, are in
-    ``df.attrs["completions"]`` and ``<out>/completions.parquet``.
-    All validation happens before any compute (:func:`actadd.sweeps.plan.check`). ``backend``
-    (an executor) computes the units elsewhere (e.g.
+    ``df.attrs["completions"]`` and ``<out>/completions.parquet``. The word lists measured
+    are printed (stderr) at the start, unless ``progress=False``, and named in the tables
+    (:func:`actadd.sweeps.engine.annotate`). All validation happens before any compute
+    (:func:`actadd.sweeps.plan.check`). ``backend`` (an executor) computes the units elsewhere (e.g.
     :class:`actadd.sweeps.distributed.RayExecutor`); the results are the same.
     """
     config = {"kind": kind, **spec.to_dict()}
@@ -70,6 +73,9 @@ def execute(
     (:class:`actadd.sweeps.distributed.RayExecutor`); either way the parts are written here,
     by this process, through ``run``, so a run directory can be resumed by either.
     """
+    if progress is not False:  # the word lists measured, named before any compute
+        for line in word_lists.lines(spec):
+            print(f"{spec.name}: {line}", file=sys.stderr, flush=True)
     todo = units(spec, model.cfg.n_layers)
     results: dict[str, dict[str, pd.DataFrame]] = {}
     with progress_bar(len(todo), f"sweep {spec.name}", "unit", progress) as bar:
@@ -94,10 +100,16 @@ def execute(
     keys = [u.key for u in todo]
     if run is not None:
         expected = {u.key: u.tables for u in todo}
-        final = run.finalize(keys, ("results", "completions"), expected)
+        final = run.finalize(
+            keys, ("results", "completions"), expected, lambda t, df: annotate(spec, t, df)
+        )
     else:
         final = {
-            t: pd.concat([results[k][t] for k in keys if t in results[k]], ignore_index=True)
+            t: annotate(
+                spec,
+                t,
+                pd.concat([results[k][t] for k in keys if t in results[k]], ignore_index=True),
+            )
             for t in ("results", "completions")
             if any(t in results[k] for k in keys)
         }

@@ -35,6 +35,7 @@ from actadd.runtime.backends import Model
 from actadd.runtime.forward import real_positions
 from actadd.runtime.tokens import encode
 from actadd.sweeps import plan, renamed
+from actadd.sweeps import words as word_lists
 from actadd.sweeps.method_vectors import MethodVectors
 from actadd.sweeps.spec import PAIR_METHODS, SweepSpec
 
@@ -49,6 +50,7 @@ __all__ = [
     "Texts",
     "Unit",
     "UnitRunner",
+    "annotate",
     "cell_vector",
     "generation_unit",
     "naive_next_token",
@@ -449,7 +451,28 @@ def naive_next_token(model: Model, spec: SweepSpec) -> pd.DataFrame:
                                 )
                                 for r, m, val in metrics
                             ]
-    return pd.DataFrame(records, columns=METRIC_COLUMNS)
+    return annotate(spec, "results", pd.DataFrame(records, columns=METRIC_COLUMNS))
+
+
+def annotate(spec: SweepSpec, table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """A sweep's final ``results`` or ``completions`` table with the run's own columns:
+    the text of each row beside ``text_index`` (``text`` in results: the prompt or neutral
+    text as the config gives it, by ``text_kind``; ``prompt`` in completions) and the word
+    lists measured (``target_words`` when there are next-token metrics, ``topic_words``
+    when completions are sampled: a preset's name or the words comma-joined, one value
+    for the whole table). The units' parts stay as computed, so runs resume unchanged."""
+    df = df.copy()
+    at = df.columns.get_loc("text_index") + 1
+    if table == "completions":
+        df.insert(at, "prompt", [spec.prompts[i] for i in df.text_index])
+    else:
+        texts = {"prompt": spec.prompts, "neutral": spec.neutral_texts}
+        df.insert(at, "text", [texts[k][i] for k, i in zip(df.text_kind, df.text_index)])
+    if table == "results" and spec.next_token:
+        df["target_words"] = word_lists.label(spec.target_words)
+    if spec.generation is not None:
+        df["topic_words"] = word_lists.label(spec.generation.topic_words)
+    return df
 
 
 def sort_results(df: pd.DataFrame) -> pd.DataFrame:

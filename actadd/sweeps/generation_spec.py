@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from actadd.config import Config, boolean, integer, words
 from actadd.core.sampling import Sampling
-from actadd.errors import Validated
+from actadd.errors import ConfigError, Validated
 
 __all__ = ["GenerationSpec", "MAX_SAMPLES"]
 
@@ -41,7 +41,9 @@ class GenerationSpec(Config):
     temperature: Validated[float] = 1.0
     top_p: Validated[float] = 0.3
     freq_penalty: Validated[float] = 1.0
-    topic_words: tuple[str, ...] | str = "weddings"
+    # a preset name or a list of words; None: derived from the sweep's pairs, or refused
+    # (actadd.sweeps.words)
+    topic_words: tuple[str, ...] | str | None = None
     sentiment: Validated[bool] = True
 
     def __post_init__(self) -> None:
@@ -72,7 +74,8 @@ class GenerationSpec(Config):
         )
         for key, value in checked.items():
             object.__setattr__(self, key, value)
-        words(self.topic_words, g + "topic_words")
+        if self.topic_words is not None:
+            words(self.topic_words, g + "topic_words")
 
     @property
     def sampling(self) -> Sampling:
@@ -81,4 +84,8 @@ class GenerationSpec(Config):
 
     @property
     def words(self) -> tuple[str, ...]:
+        if self.topic_words is None:
+            raise ConfigError(
+                "generation.topic_words is not set: a preset name or a list of words."
+            )
         return words(self.topic_words, "generation.topic_words")

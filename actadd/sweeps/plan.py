@@ -32,7 +32,8 @@ def check(spec: SweepSpec, model: Model) -> None:
     """Check everything that depends on the model. Raises ConfigError."""
     n = model.cfg.n_layers
     check_layers(spec.layer_list(n), n, "layers")
-    target_ids(spec, model)
+    if spec.next_token:  # the target words are read by next-token metrics only
+        target_ids(spec, model)
     prompts, neutral = texts(spec, model)
     if spec.turn == "user":
         user_span(spec, model)
@@ -98,12 +99,12 @@ def target_ids(spec: SweepSpec, model: Model) -> list[int]:
     """Single-token ids of the target words. A word list given explicitly must be all
     single tokens; a preset keeps the words that are (and needs at least one)."""
     strict = not isinstance(spec.target_words, str)
-    try:
-        ids = target_token_ids(model, spec.words, strict=strict)
-    except ActAddError as exc:
-        raise ConfigError(str(exc)) from None
+    ids = target_token_ids(model, spec.words, strict=strict, where="target_words")
     if not ids:
-        raise ConfigError(f"None of the target words {spec.words} is a single token.")
+        raise ConfigError(
+            f"target_words: none of the preset {spec.target_words!r}'s words {list(spec.words)} "
+            f"is a single token in {model.cfg.model_name}; give a list of words that are."
+        )
     return ids
 
 

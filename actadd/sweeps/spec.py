@@ -12,7 +12,7 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     aligns = ["front"]           # also "back", "all", "offset:3", "offset:0:6" (a range)
     equalize = ["right"]         # the pair-length rule: right / left / truncate
     prompts = ["I went up to my friend and said"]
-    target_words = "weddings"    # a preset name or a list of words
+    target_words = "weddings"    # a preset name or a list of words (see below)
 
     [[pairs]]
     positive = " weddings"
@@ -22,6 +22,9 @@ disruption) and, optionally, sampled completions (topic words, sentiment). Examp
     n_samples = 16
     max_new_tokens = 40
     topic_words = "weddings"
+
+**Word lists** (``target_words``, ``generation.topic_words``) have no default: left out, each
+is derived from the pairs or refused in one line (:mod:`actadd.sweeps.words`).
 
 **Methods** (optional; default ``["actadd"]``): the grid gains a ``method`` dimension::
 
@@ -89,7 +92,7 @@ Figures draw at most 12 coefficients (``FIGURE_COEFFS``); the tables hold every 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from actadd.config import (
@@ -106,10 +109,11 @@ from actadd.config import (
     text_list,
     words,
 )
-from actadd.core.align import ONE_ROW_KINDS, Align
+from actadd.core.align import ONE_ROW_KINDS, Align, expand_align
 from actadd.core.datasets import load_pairs
 from actadd.core.sampling import MAX_FREQ_PENALTY, MIN_TEMPERATURE
 from actadd.errors import ActAddError, ConfigError, Validated
+from actadd.sweeps import words as word_lists
 from actadd.sweeps.generation_spec import MAX_SAMPLES, GenerationSpec
 
 __all__ = [
@@ -179,7 +183,7 @@ class SweepSpec(Config):
     model: str | None = None
     aligns: tuple[str, ...] = ("front",)
     equalize: tuple[str, ...] = ("right",)  # the pair-length rule(s); config key once "pads"
-    target_words: tuple[str, ...] | str = "weddings"
+    target_words: tuple[str, ...] | str | None = None  # None: derived, or refused (above)
     neutral_texts: Validated[tuple[str, ...]] = DEFAULT_NEUTRAL_TEXTS
     generation: GenerationSpec | None = None
     next_token: Validated[bool] = True
@@ -196,6 +200,7 @@ class SweepSpec(Config):
     random_null: str = "residual"
     turn: str | None = None  # "user" | "assistant": render prompts as chat, steer one turn
     coeff_mode: str = "absolute"  # or "relative" (actadd.core.sizes)
+    derived_words: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -240,12 +245,23 @@ class SweepSpec(Config):
             text_list(list(self.neutral_texts), "neutral_texts")
         object.__setattr__(self, "batch_rows", integer(self.batch_rows, "batch_rows", low=1))
         boolean(self.next_token, "next_token")
-        words(self.target_words, "target_words")
+        self._resolve_words()
         # syntax (and repeats) now; the range needs the model (actadd.sweeps.plan)
         self.layer_list(10**6)
         self._check_turn()
         self._check_confirmatory()
         self._check_methods()
+
+    def _resolve_words(self) -> None:
+        """The word lists, given or derived (:func:`actadd.sweeps.words.resolve`)."""
+        gen = self.generation
+        target, topic, derived = word_lists.resolve(
+            self.pairs, self.target_words, gen and gen.topic_words, self.next_token, bool(gen)
+        )
+        object.__setattr__(self, "target_words", target)
+        if gen is not None:
+            object.__setattr__(self, "generation", replace(gen, topic_words=topic))
+        object.__setattr__(self, "derived_words", derived)  # not a config key
 
     def _check_turn(self) -> None:
         if self.turn is None:
@@ -483,17 +499,3 @@ class SweepSpec(Config):
         if isinstance(raw.get("coeffs"), (list, tuple)):  # checked before the dataclass
             raw["coeffs"] = tuple(coefficients(raw["coeffs"], "coeffs", allow_empty=True))
         return raw
-
-
-def expand_align(spec: str) -> list[Align]:
-    """An align entry; ``"offset:a:b[:step]"`` expands to one alignment per offset."""
-    if isinstance(spec, str) and spec.startswith("offset:") and spec.count(":") >= 2:
-        _, a, b, *rest = spec.split(":")
-        try:
-            offsets = range(int(a), int(b), int(rest[0]) if rest else 1)
-        except ValueError:
-            raise ConfigError(f"Cannot parse offset range {spec!r}.") from None
-        if not offsets:
-            raise ConfigError(f"Offset range {spec!r} is empty.")
-        return [Align.at_offset(s) for s in offsets]
-    return [Align.parse(spec)]

@@ -244,9 +244,9 @@ class Settings(Config):
         words = self.words  # a preset or a non-empty list, before the model is asked
         try:
             strict = self.target_words.strip() not in TOPIC_PRESETS  # as SweepSpec.target_ids
-            ids = target_token_ids(model, words, strict=strict)
+            ids = target_token_ids(model, words, strict=strict, where="target words")
         except ActAddError as exc:
-            raise ConfigError(f"target words: {exc}") from None
+            raise ConfigError(str(exc)) from None
         if not ids:
             raise ConfigError(f"None of the target words {list(self.words)} is a single token.")
 

@@ -24,6 +24,7 @@ CONFIG_MODULES = [
     "actadd.core.sampling",
     "actadd.sweeps.spec",
     "actadd.sweeps.generation_spec",
+    "actadd.sweeps.words",
     "actadd.studies.written",
     "actadd.studies.capability.config",
     "actadd.studies.perplexity.config",

@@ -119,9 +119,12 @@ class RunUnits:
         keys: list[str],
         tables: Sequence[str] = ("results",),
         expected: Mapping[str, Sequence[str]] | None = None,
+        annotate: Callable[[str, pd.DataFrame], pd.DataFrame] | None = None,
     ) -> dict:
         """Concatenate the parts of ``keys`` (in that order) into the run's tables
-        (parquet and CSV). ``expected[key]``: the tables unit ``key`` must have."""
+        (parquet and CSV). ``expected[key]``: the tables unit ``key`` must have.
+        ``annotate(table, df)``: the final table with columns that are the run's, not a
+        unit's (the word lists, the texts), added before it is written."""
         out = {}
         for table in tables:
             frames = [
@@ -137,6 +140,8 @@ class RunUnits:
             if not frames:
                 continue
             df = pd.concat(frames, ignore_index=True)
+            if annotate is not None:
+                df = annotate(table, df)
             self.write_table(table, df, ("parquet", "csv"))
             out[table] = df
         return out

@@ -90,7 +90,7 @@ class PadConfoundKind(ConfigKind):
                     "injection needs a prompt at least as long as the vector."
                 )
         if spec.controls:
-            target_token_ids(model, spec.controls, strict=True)
+            target_token_ids(model, spec.controls, strict=True, where="control_words")
         else:
             raise ConfigError("control_words: give a list of single-token words.")
         if spec.attention is not None:

@@ -18,6 +18,7 @@ import pandas as pd
 from actadd.errors import ConfigError, FigureSubsetWarning
 from actadd.lab.kinds import BaseKind
 from actadd.plots import sweep_figures
+from actadd.sweeps.words import WORD_COLUMNS
 
 __all__ = [
     "EFFECTS",
@@ -142,8 +143,15 @@ class SweepKind(BaseKind):
         return unit_tables(key)
 
     def summary(self, df: pd.DataFrame) -> pd.DataFrame | None:
-        """The kind's summary table (``summary.csv``), or None."""
-        return None if self._summary is None else self._summary(df)
+        """The kind's summary table (``summary.csv``), or None; it names the word lists
+        measured in the columns the results table has (``target_words``, ``topic_words``)."""
+        if self._summary is None:
+            return None
+        table = self._summary(df)
+        for col in WORD_COLUMNS:
+            if col in df.columns and len(df) and col not in table.columns:
+                table[col] = df[col].iloc[0]
+        return table
 
     def figures(self, run) -> list[Path]:
         df = figure_rows(run, run.read_table("results"))
