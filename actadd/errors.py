@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DiskFullError",
     "FigureSubsetWarning",
+    "FigureTextWarning",
     "ModelCacheWarning",
     "ModelLoadError",
     "SteeringError",
@@ -61,6 +62,10 @@ class VectorFileWarning(UserWarning):
 
 class FigureSubsetWarning(UserWarning):
     """A run's figures were drawn from a subset of its grid (the tables hold all of it)."""
+
+
+class FigureTextWarning(UserWarning):
+    """A figure has overlapping text, or text outside its canvas (it is still written)."""
 
 
 class UncheckedRunWarning(UserWarning):
