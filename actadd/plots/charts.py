@@ -17,12 +17,12 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from actadd.lab.stats import mean_ci, t95
 from actadd.plots.style import (
-    PAPER_RC,
     baseline_band,
     dodge,
     figure_axes,
     interval_line,
     label,
+    paper_style,
     yerr,
 )
 from actadd.plots.text import WordLists, align_words, ci_note, pair_title
@@ -47,7 +47,7 @@ def proportion_by_layer(
     :func:`actadd.lab.stats.proportion_summary` output; ``words`` names the topic word list
     under ``ylabel``.
     """
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = figure_axes(ax)
         sel = props[props.layer >= 0]
         for col, val in (("pair", pair), ("align", align)):
@@ -115,7 +115,7 @@ def mean_by(
     ``summary`` is :func:`actadd.sweeps.summarize` output (steered rows ``layer >= 0``,
     unsteered ``layer < 0``); ``words`` names the word list of a word-based metric.
     """
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = figure_axes(ax)
         s = mean_ci(summary[summary.metric == metric])
         sel = s[s.layer >= 0]
@@ -186,7 +186,7 @@ def cell_bars(
     ``hi`` columns. ``baseline`` = (centre, lo, hi) of the unsteered value, drawn as a line
     and band; ``colors`` gives one colour per bar value (default: tab10); ``interval`` says
     what the bars are (the legend's title, e.g. ``ci_note("Wilson")``)."""
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = figure_axes(ax, size=(6.0, 3.0))
         gvals = order or list(dict.fromkeys(table[groups]))
         bvals = bar_order or list(dict.fromkeys(table[bars]))
@@ -230,7 +230,7 @@ def ratio_vs_relevance(
     """Per-text ratio against topic relevance (points coloured by text group), with binned
     means and their Student-t 95% intervals; the line y = 1 is the unsteered model. The
     ratio is on a log axis (``log_y``): ratios of 0.9 and 14 in one panel stay readable."""
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = figure_axes(ax)
         ax.axhline(1.0, color="0.25", ls="--", lw=1, label="unsteered (ratio 1)")
         groups = list(dict.fromkeys(table["group"])) if "group" in table else [None]

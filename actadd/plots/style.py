@@ -8,8 +8,11 @@ overlap and none leaves the canvas (:func:`actadd.plots.checks.text_problems`).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -26,6 +29,7 @@ __all__ = [
     "interval_line",
     "label",
     "panels",
+    "paper_style",
     "save_figure",
     "yerr",
 ]
@@ -67,6 +71,20 @@ METRIC_WORDS = {
 }
 
 
+@contextmanager
+def paper_style() -> Iterator[None]:
+    """The house style (:data:`PAPER_RC`) for the figures made inside; on exit the settings
+    it changed are put back, and no others. (``plt.rc_context`` restores every setting: the
+    first figure of a Jupyter session loads the inline backend, which turns ``interactive``
+    on, and ``rc_context`` would turn it off again, so no later figure would display.)"""
+    saved = {key: matplotlib.rcParams[key] for key in PAPER_RC}
+    try:
+        matplotlib.rcParams.update(PAPER_RC)
+        yield
+    finally:
+        matplotlib.rcParams.update(saved)
+
+
 def label(metric: str, words=None) -> str:
     """The axis label of a metric (its name when it has none); for a word-based metric and
     ``words`` (:class:`actadd.plots.text.WordLists`), a second line names its word list."""
@@ -104,7 +122,7 @@ def figure_axes(ax=None, size: tuple[float, float] = (5.0, 3.2)):
     """``(figure, axes)``: those of ``ax`` when given, else a new figure of ``size`` inches."""
     if ax is not None:
         return ax.figure, ax
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(figsize=size, layout="constrained")
     return fig, ax
 
@@ -141,5 +159,5 @@ def interval_line(ax, x, y, lo=None, hi=None, *, err=None, **style):
 def panels(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
     """``(fig, axes)`` of an ``nrows × ncols`` grid in the house style (constrained layout,
     ``axes`` always 2-D); ``kw`` go to ``plt.subplots`` (``sharey``, ...). Call it inside
-    ``plt.rc_context(PAPER_RC)``."""
+    ``paper_style()``."""
     return plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False, **kw)

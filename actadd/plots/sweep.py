@@ -16,12 +16,12 @@ from matplotlib.colors import Normalize
 
 from actadd.lab.stats import mean_ci, summarize
 from actadd.plots.style import (
-    PAPER_RC,
     baseline_band,
     dodge,
     figure_axes,
     interval_line,
     label,
+    paper_style,
     save_figure,
 )
 from actadd.plots.text import WordLists, align_words, ci_note, pair_title
@@ -92,7 +92,7 @@ def layer_curve(
     """``metric`` against layer, one line per coefficient (dodged so their bars stay
     apart) with Student-t 95% intervals; the unsteered mean dashed, its interval a band.
     ``words`` names the word list of a word-based metric on the y axis."""
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         s = _summary(df)
         sel = mean_ci(_select(s, metric, pair, align, pad))
         fig, ax = figure_axes(ax)
@@ -159,7 +159,7 @@ def heatmap(
     unsteered value is white and the floor of the scale is not the unsteered value; the
     unsteered value and its n are in the title and marked on the colour bar. Without an
     unsteered value or ``center`` the scale is sequential (viridis)."""
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         s = _summary(df)
         sel = _select(s, metric, pair, align, pad)
         if x == "offset" or y == "offset":

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 
 from actadd.lab.stats import t95
-from actadd.plots.style import PAPER_RC, baseline_band, dodge, interval_line, save_figure
+from actadd.plots.style import (
+    baseline_band,
+    dodge,
+    interval_line,
+    paper_style,
+    save_figure,
+)
 from actadd.plots.text import ci_note, pair_title
 
 __all__ = ["capability_figure"]
@@ -29,7 +35,7 @@ def capability_figure(summary: pd.DataFrame, topk: list[int], out_dir: str | Pat
     steered = s[s.layer >= 0]
     pairs = list(dict.fromkeys(steered.pair))
     ncol = len(topk) + 1
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig = plt.figure(figsize=(3.3 * ncol, 2.9 * len(pairs) + 0.6), layout="constrained")
         rows = np.atleast_1d(fig.subfigures(len(pairs), 1))
         for sub, pair in zip(rows, pairs):

@@ -25,7 +25,13 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from actadd.lab.stats import t95, wilson_interval
-from actadd.plots.style import PAPER_RC, baseline_band, interval_line, panels, save_figure
+from actadd.plots.style import (
+    baseline_band,
+    interval_line,
+    panels,
+    paper_style,
+    save_figure,
+)
 from actadd.plots.text import WordLists, ci_note, pair_title, words_text
 
 __all__ = [
@@ -93,7 +99,7 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
     cells = cells.merge(norms, on=["pair", "pad", "variant", "layer"])
     cells["ratio"] = cells.pad_norm / cells.typical_norm
     pairs = list(dict.fromkeys(eff.pair))
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(1, len(pairs), (3.3 * len(pairs), 3.0), sharey=True)
         vmax = max(cells.layer.max(), 1)
         for ax, pair in zip(axes[0], pairs):
@@ -140,7 +146,7 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
     ref, best = _ref_best(tables, config)
     eff = tables["effects"]
     pairs = list(dict.fromkeys(eff.pair))
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(1, len(pairs), (3.3 * len(pairs), 2.9), sharey=True)
         for ax, pair in zip(axes[0], pairs):
             d = eff[eff.pair == pair]
@@ -198,7 +204,7 @@ def attention_by_layer(tables, config, out: Path) -> list[Path]:
     heads = ctx.groupby(["pad", "prompt_index", "layer"], as_index=False)[
         ["mass_key", "key_norm"]
     ].mean()
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(1, 3, (10.0, 3.6))
         for col, ax in zip(("mass_key", "key_norm"), axes[0, :2]):
             for pad, e in heads.groupby("pad"):
@@ -264,7 +270,7 @@ def attention_heads(tables, config, out: Path) -> list[Path]:
     ctx = tables["attention_context"]
     m = ctx.groupby(["pad", "layer", "head"]).mass_key.mean()
     diff = (m.loc[ref] - m.loc[ORDINARY]).unstack("head")
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(figsize=(4.2, 4.0), layout="constrained")
         lim = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
         im = ax.imshow(diff.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -284,7 +290,7 @@ def word_count(tables, config, out: Path) -> list[Path]:
     lo, hi = wilson_interval(int(base.sum()), len(base))
     pads = [p for p in dict.fromkeys(wc[wc.layer >= 0].pad)]
     colors = iter(plt.cm.tab10.colors)
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(figsize=(4.6, 3.1), layout="constrained")
         baseline_band(ax, base.mean(), lo, hi, f"unsteered (n = {len(base)})")
         for j, pad in enumerate(pads):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from actadd.plots.charts import cell_bars, mean_by, proportion_by_layer, ratio_vs_relevance
-from actadd.plots.style import PAPER_RC, label, panels, save_figure
+from actadd.plots.style import label, panels, paper_style, save_figure
 from actadd.plots.sweep import align_sort_key
 from actadd.plots.text import WordLists, align_words, ci_note, pair_title
 
@@ -89,7 +89,7 @@ def word_count_figures(
         sub = steered[steered.pair == pair]
         align = _main_align(sub)
         has_nt = bool(((s.metric == "target_logprob_delta") & (s.pair == pair)).any())
-        with plt.rc_context(PAPER_RC):
+        with paper_style():
             fig, axes = panels(
                 1,
                 2 if has_nt else 1,
@@ -127,7 +127,7 @@ def sentiment_figure(
     (``words`` is accepted for a uniform signature)."""
     s = summary[summary.metric == "sentiment"]
     pairs = _pairs(pairs, s[s.layer >= 0].pair)
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             len(pairs),
             2,
@@ -201,7 +201,7 @@ def failures_figure(
     cells = steered[["layer", "coeff"]].drop_duplicates().sort_values(["layer", "coeff"])
     order = [cell_label(r.layer, r.coeff) for r in cells.itertuples()]
     metrics = [m for m in FAILURE_TITLES if (table.metric == m).any()]
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             len(metrics),
             1,
@@ -260,7 +260,7 @@ def alignment_figures(
     metrics = [m for m in ALIGNMENT_TITLES if (table.metric == m).any()]
     paths: list[Path] = []
     for i, pair in enumerate(_pairs(pairs, steered.pair)):
-        with plt.rc_context(PAPER_RC):
+        with paper_style():
             fig, axes = panels(
                 len(metrics),
                 1,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from actadd.plots.charts import ratio_vs_relevance
-from actadd.plots.style import PAPER_RC, dodge, interval_line, panels, save_figure
+from actadd.plots.style import dodge, interval_line, panels, paper_style, save_figure
 from actadd.plots.text import WordLists, ci_note
 
 __all__ = ["perplexity_by_layer_figure", "perplexity_ratio_figure"]
@@ -29,7 +29,7 @@ def perplexity_ratio_figure(
     n = len(settings)
     ncol = min(n, 4)
     nrow = int(np.ceil(n / ncol))
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             nrow,
             ncol,
@@ -67,7 +67,7 @@ def perplexity_by_layer_figure(
     s = summary[summary.arm == "actadd"] if "arm" in summary else summary
     groups = [g for g in dict.fromkeys(s.group) if g != "all"]
     coeffs = sorted(s.coeff.unique())
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             1,
             len(coeffs),

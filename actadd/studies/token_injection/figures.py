@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from actadd.lab.stats import t95
-from actadd.plots.style import PAPER_RC, panels, save_figure
+from actadd.plots.style import panels, paper_style, save_figure
 from actadd.plots.text import ci_note, pair_title, words_text
 
 __all__ = [
@@ -152,7 +152,7 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
     colour, marker and label in both rows, and no two conditions share a style."""
     pairs = list(dict.fromkeys(summary["pair"]))
     labels = labels or {}
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes, grid = _grid(len(pairs), 4.4)
         for j, pair in enumerate(pairs):
             top, bottom = axes[0, j], axes[1, j]
@@ -186,7 +186,7 @@ def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None
     targets = sorted({layer for (_, layer), n in counts.items() if n > 3})
     pairs = list(dict.fromkeys(t["pair"]))
     labels = labels or {}
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes, grid = _grid(len(pairs), 4.4)
         for j, pair in enumerate(pairs):
             for k, target in enumerate(targets):
@@ -232,7 +232,7 @@ def plot_dose_response(summary: pd.DataFrame, labels: dict[str, str] | None = No
     """Target-word change and KL against the coefficient (as a multiple of each pair's c)."""
     d = summary[summary["condition"] == "coeff"]
     labels = labels or {}
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
         for k, ((pair, layer), g) in enumerate(d.groupby(["pair", "layer"], sort=False)):
             g = g.sort_values("scale")
@@ -267,7 +267,7 @@ def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = 
     rows = diag[diag["token_pos"] != diag["token_neg"]]
     g = rows.groupby(["pair", "layer"], sort=False)[["cos_diff", "norm_ratio"]].mean()
     legend_rows = -(-rows["pair"].nunique() // 5)  # the legend below grows with the pairs
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = plt.subplots(
             1, 2, figsize=(FIGURE_WIDTH, 3.0 + 0.18 * legend_rows), layout="constrained"
         )
@@ -335,7 +335,7 @@ def plot_similarity_by_layer(
     pairs = list(dict.fromkeys(summary["pair"]))
     labels = labels or {}
     nrows = int(np.ceil(len(pairs) / ncols))
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             nrows,
             min(ncols, len(pairs)),
@@ -392,7 +392,7 @@ def plot_specificity(matrix: pd.DataFrame, layer: int):
     m = matrix[matrix.layer == layer].groupby(["actadd", "inject"]).effect_corr.mean().unstack()
     order = list(dict.fromkeys(matrix.actadd))
     m = m.reindex(index=order, columns=order)
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(
             figsize=(FIGURE_WIDTH * 0.75, FIGURE_WIDTH * 0.7), layout="constrained"
         )
