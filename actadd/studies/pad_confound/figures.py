@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from actadd.lab.stats import t95, wilson_interval
 from actadd.plots.style import (
@@ -100,7 +101,8 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
     cells["ratio"] = cells.pad_norm / cells.typical_norm
     pairs = list(dict.fromkeys(eff.pair))
     with paper_style():
-        fig, axes = panels(1, len(pairs), (3.3 * len(pairs), 3.0), sharey=True)
+        # the legend below needs about 7 inches, whatever the number of pairs
+        fig, axes = panels(1, len(pairs), (max(3.3 * len(pairs), 7.0), 3.0), sharey=True)
         vmax = max(cells.layer.max(), 1)
         for ax, pair in zip(axes[0], pairs):
             d = cells[cells.pair == pair]
@@ -123,6 +125,9 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
                 ax.scatter(s.ratio, s.effect, marker=st["marker"], s=16, color=st["color"])
             ax.axhline(0, color="0.4", lw=0.7, ls="--")
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_title(_panel_title(pair, config))
             ax.set_xlabel("pad-row residual norm / typical norm")
         axes[0, 0].set_ylabel(_EFFECT)
@@ -135,7 +140,7 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
             )
             for st in SURGERY_STYLE.values()
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
         fig.colorbar(sc, ax=axes[0, -1], label="layer")
         return save_figure(fig, out / "norm_vs_effect")
 
@@ -147,7 +152,7 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
     eff = tables["effects"]
     pairs = list(dict.fromkeys(eff.pair))
     with paper_style():
-        fig, axes = panels(1, len(pairs), (3.3 * len(pairs), 2.9), sharey=True)
+        fig, axes = panels(1, len(pairs), (max(3.3 * len(pairs), 7.0), 2.9), sharey=True)
         for ax, pair in zip(axes[0], pairs):
             d = eff[eff.pair == pair]
             plain = d[d.variant == PLAIN]
@@ -192,7 +197,7 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
             )
             for st in SURGERY_STYLE.values()
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncol=5, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
         return save_figure(fig, out / "effect_by_layer")
 
 
