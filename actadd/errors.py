@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DiskFullError",
     "FigureSubsetWarning",
+    "FigureTextWarning",
     "LeadingTokenWarning",
     "ModelCacheWarning",
     "ModelLoadError",
@@ -62,6 +63,10 @@ class VectorFileWarning(UserWarning):
 
 class FigureSubsetWarning(UserWarning):
     """A run's figures were drawn from a subset of its grid (the tables hold all of it)."""
+
+
+class FigureTextWarning(UserWarning):
+    """A figure has overlapping text, or text outside its canvas (it is still written)."""
 
 
 class LeadingTokenWarning(UserWarning):

@@ -13,6 +13,7 @@ actadd vector export|import|show ...               llama.cpp control vectors (GG
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -399,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the command only writes figure files: no GUI backend unless the user chose one
+    os.environ.setdefault("MPLBACKEND", "Agg")
     with warnings.catch_warnings():  # restores the warning display when main returns
         shown = warnings.showwarning
         # a run whose tables cannot be checked is said loudly, whatever the warning filters

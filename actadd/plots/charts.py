@@ -13,18 +13,19 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from actadd.lab.stats import mean_ci
+from actadd.lab.stats import mean_ci, t95
 from actadd.plots.style import (
-    CI_NOTE,
-    PAPER_RC,
     baseline_band,
     dodge,
     figure_axes,
     interval_line,
     label,
+    paper_style,
     yerr,
 )
+from actadd.plots.text import WordLists, align_words, ci_note, pair_title
 
 __all__ = ["cell_bars", "mean_by", "proportion_by_layer", "ratio_vs_relevance"]
 
@@ -37,14 +38,16 @@ def proportion_by_layer(
     ax=None,
     title: str | None = None,
     ylabel: str = "Completions with a topic word [fraction]",
+    words: WordLists | None = None,
 ):
     """Fraction of completions with a topic word against injection layer.
 
-    One line per coefficient with Wilson 95% intervals; the unsteered fraction is the dashed
-    line with its Wilson interval as a grey band. ``props`` is
-    :func:`actadd.lab.stats.proportion_summary` output.
+    One line per coefficient (dodged along x) with Wilson 95% intervals; the unsteered
+    fraction is the dashed line with its Wilson interval as a grey band. ``props`` is
+    :func:`actadd.lab.stats.proportion_summary` output; ``words`` names the topic word list
+    under ``ylabel``.
     """
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = figure_axes(ax)
         sel = props[props.layer >= 0]
         for col, val in (("pair", pair), ("align", align)):
@@ -75,11 +78,21 @@ def proportion_by_layer(
                 part.set_alpha(0.5)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("Injection layer L (resid_pre)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title or (pair or ""))
-        ax.legend(frameon=False, ncol=2, loc="upper right")
-        ax.text(0.01, 0.99, CI_NOTE + " (Wilson)", transform=ax.transAxes, va="top", fontsize=7)
+        ax.set_ylabel(ylabel if words is None else f"{ylabel}\n({words.describe('topic')})")
+        ax.set_title(title or _title(pair, align))
+        ax.legend(
+            frameon=False,
+            ncol=2,
+            loc="best",
+            fontsize=6.5,
+            title=ci_note("Wilson"),
+            title_fontsize=6.5,
+        )
     return fig
+
+
+def _title(pair: str | None, align: str | None) -> str:
+    return ", ".join(t for t in (pair_title(pair) if pair else "", align_words(align)) if t)
 
 
 def mean_by(
@@ -94,14 +107,15 @@ def mean_by(
     title: str | None = None,
     xlabel: str | None = None,
     log_x: bool = False,
+    words: WordLists | None = None,
 ):
     """Mean ``metric`` against ``x`` (``"layer"`` or ``"coeff"``), one line per value of
-    ``lines``, with Student-t 95% intervals and the unsteered band.
+    ``lines`` (dodged along x), with Student-t 95% intervals and the unsteered band.
 
     ``summary`` is :func:`actadd.sweeps.summarize` output (steered rows ``layer >= 0``,
-    unsteered ``layer < 0``).
+    unsteered ``layer < 0``); ``words`` names the word list of a word-based metric.
     """
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = figure_axes(ax)
         s = mean_ci(summary[summary.metric == metric])
         sel = s[s.layer >= 0]
@@ -139,9 +153,16 @@ def mean_by(
         ax.set_xlabel(
             xlabel or {"layer": "Injection layer L (resid_pre)", "coeff": "Coefficient c"}.get(x, x)
         )
-        ax.set_ylabel(label(metric))
-        ax.set_title(title or (pair or ""))
-        ax.legend(frameon=False, ncol=2, fontsize=6.5, loc="best")
+        ax.set_ylabel(label(metric, words))
+        ax.set_title(title or _title(pair, align))
+        ax.legend(
+            frameon=False,
+            ncol=2,
+            fontsize=6.5,
+            loc="best",
+            title=ci_note("Student t"),
+            title_fontsize=6.5,
+        )
     return fig
 
 
@@ -158,12 +179,14 @@ def cell_bars(
     order: list | None = None,
     bar_order: list | None = None,
     colors=None,
+    interval: str | None = None,
 ):
-    """Grouped bars with 95% intervals: one group per value of ``groups`` (x axis), one bar
-    per value of ``bars`` inside it. ``table`` has ``value``, ``lo`` and ``hi`` columns.
-    ``baseline`` = (centre, lo, hi) of the unsteered value, drawn as a line and band;
-    ``colors`` gives one colour per bar value (default: tab10)."""
-    with plt.rc_context(PAPER_RC):
+    """Grouped bars with intervals: one group per value of ``groups`` (x axis), one bar
+    per value of ``bars`` inside it, side by side. ``table`` has ``value``, ``lo`` and
+    ``hi`` columns. ``baseline`` = (centre, lo, hi) of the unsteered value, drawn as a line
+    and band; ``colors`` gives one colour per bar value (default: tab10); ``interval`` says
+    what the bars are (the legend's title, e.g. ``ci_note("Wilson")``)."""
+    with paper_style():
         fig, ax = figure_axes(ax, size=(6.0, 3.0))
         gvals = order or list(dict.fromkeys(table[groups]))
         bvals = bar_order or list(dict.fromkeys(table[bars]))
@@ -188,7 +211,7 @@ def cell_bars(
         ax.set_xticks(np.arange(len(gvals)), [str(g) for g in gvals])
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend(frameon=False, fontsize=7)
+        ax.legend(frameon=False, fontsize=6.5, title=interval, title_fontsize=6.5)
     return fig
 
 
@@ -202,10 +225,12 @@ def ratio_vs_relevance(
     xlabel: str = "Wedding words per 100 words of the text",
     ylabel: str = "Perplexity ratio, steered / unsteered",
     bins: int = 4,
+    log_y: bool = True,
 ):
     """Per-text ratio against topic relevance (points coloured by text group), with binned
-    means ±95% intervals; the line y = 1 is the unsteered model."""
-    with plt.rc_context(PAPER_RC):
+    means and their Student-t 95% intervals; the line y = 1 is the unsteered model. The
+    ratio is on a log axis (``log_y``): ratios of 0.9 and 14 in one panel stay readable."""
+    with paper_style():
         fig, ax = figure_axes(ax)
         ax.axhline(1.0, color="0.25", ls="--", lw=1, label="unsteered (ratio 1)")
         groups = list(dict.fromkeys(table["group"])) if "group" in table else [None]
@@ -218,21 +243,28 @@ def ratio_vs_relevance(
             which = np.clip(np.searchsorted(edges, table[x], side="right") - 1, 0, len(edges) - 2)
             g = table.assign(_bin=which).groupby("_bin")
             m = g[[x, y]].mean()
-            sem = g[y].std().fillna(0) / np.sqrt(g[y].count())
+            count = g[y].count()
+            sem = g[y].std().fillna(0) / np.sqrt(count)
+            t = np.array([t95(n - 1) if n > 1 else 0.0 for n in count])
             interval_line(
                 ax,
                 m[x],
                 m[y],
-                err=1.96 * sem,
+                err=t * sem.to_numpy(),
                 color="k",
                 marker="s",
                 ms=4,
                 lw=1.2,
                 elinewidth=None,
                 capsize=2,
-                label="binned mean ± 95% CI",
+                label=f"binned mean ({ci_note('Student t')})",
                 zorder=3,
             )
+        if log_y:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title)

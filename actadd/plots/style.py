@@ -1,19 +1,27 @@
 """The house style of every figure: rc settings, axis labels, saving, and interval drawing.
 
-:func:`save_figure` writes PNG and PDF side by side. :func:`baseline_band` and :func:`yerr`
-draw 95% intervals the same way in every figure.
+:func:`save_figure` writes PNG and PDF side by side, after checking that no two text boxes
+overlap and none leaves the canvas (:func:`actadd.plots.checks.text_problems`).
+:func:`baseline_band` and :func:`yerr` draw 95% intervals the same way in every figure.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+
+from actadd.plots.checks import FigureTextWarning, text_problems
 
 __all__ = [
     "CI_NOTE",
     "METRIC_LABELS",
+    "METRIC_WORDS",
     "PAPER_RC",
     "baseline_band",
     "dodge",
@@ -21,15 +29,16 @@ __all__ = [
     "interval_line",
     "label",
     "panels",
+    "paper_style",
     "save_figure",
     "yerr",
 ]
 
 METRIC_LABELS = {
     "target_logprob": "log p(target tokens) [nats]",
-    "target_logprob_delta": "Δ log p(target tokens) vs unsteered [nats]",
-    "kl_next_token": "KL(steered ‖ unsteered), next token [nats]",
-    "kl_neutral": "KL(steered ‖ unsteered) on neutral text [nats/token]",
+    "target_logprob_delta": "Δ log p(target tokens)\nvs unsteered [nats]",
+    "kl_next_token": "KL(steered ‖ unsteered),\nnext token [nats]",
+    "kl_neutral": "KL(steered ‖ unsteered)\non neutral text [nats/token]",
     "topic_any": "Completions with a topic word [fraction]",
     "topic_count": "Topic words per completion [count]",
     "sentiment": "VADER sentiment of completions [−1, 1]",
@@ -50,17 +59,53 @@ PAPER_RC = {
     "savefig.bbox": "tight",
 }
 
-CI_NOTE = "bars: 95% CI"
+CI_NOTE = "95% CI"
 
 
-def label(metric: str) -> str:
-    """The axis label of a metric (its name when it has none)."""
-    return METRIC_LABELS.get(metric, metric)
+# the word list each word-based metric is measured with (a WordLists attribute)
+METRIC_WORDS = {
+    "target_logprob": "target",
+    "target_logprob_delta": "target",
+    "topic_any": "topic",
+    "topic_count": "topic",
+}
+
+
+@contextmanager
+def paper_style() -> Iterator[None]:
+    """The house style (:data:`PAPER_RC`) for the figures made inside; on exit the settings
+    it changed are put back, and no others. (``plt.rc_context`` restores every setting: the
+    first figure of a Jupyter session loads the inline backend, which turns ``interactive``
+    on, and ``rc_context`` would turn it off again, so no later figure would display.)"""
+    saved = {key: matplotlib.rcParams[key] for key in PAPER_RC}
+    try:
+        matplotlib.rcParams.update(PAPER_RC)
+        yield
+    finally:
+        matplotlib.rcParams.update(saved)
+
+
+def label(metric: str, words=None) -> str:
+    """The axis label of a metric (its name when it has none); for a word-based metric and
+    ``words`` (:class:`actadd.plots.text.WordLists`), a second line names its word list."""
+    text = METRIC_LABELS.get(metric, metric)
+    which = METRIC_WORDS.get(metric)
+    if words is None or which is None:
+        return text
+    return f"{text}\n({words.describe(which)})"
 
 
 def save_figure(fig, stem: str | Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.pdf``; return their paths."""
+    """Write ``stem.png`` and ``stem.pdf``; return their paths. A figure with overlapping
+    text or text off its canvas is still written, with one :class:`FigureTextWarning`
+    listing the problems (an error in the tests)."""
     stem = Path(stem)
+    problems = text_problems(fig)
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        warnings.warn(FigureTextWarning(f"{stem.name}: {shown}"), stacklevel=2)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
@@ -77,7 +122,7 @@ def figure_axes(ax=None, size: tuple[float, float] = (5.0, 3.2)):
     """``(figure, axes)``: those of ``ax`` when given, else a new figure of ``size`` inches."""
     if ax is not None:
         return ax.figure, ax
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(figsize=size, layout="constrained")
     return fig, ax
 
@@ -114,5 +159,5 @@ def interval_line(ax, x, y, lo=None, hi=None, *, err=None, **style):
 def panels(nrows: int, ncols: int, figsize: tuple[float, float], **kw):
     """``(fig, axes)`` of an ``nrows × ncols`` grid in the house style (constrained layout,
     ``axes`` always 2-D); ``kw`` go to ``plt.subplots`` (``sharey``, ...). Call it inside
-    ``plt.rc_context(PAPER_RC)``."""
+    ``paper_style()``."""
     return plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False, **kw)

@@ -12,9 +12,19 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.colors import Normalize
 
-from actadd.lab.stats import summarize
-from actadd.plots.style import PAPER_RC, figure_axes, interval_line, label, save_figure
+from actadd.lab.stats import mean_ci, summarize
+from actadd.plots.style import (
+    baseline_band,
+    dodge,
+    figure_axes,
+    interval_line,
+    label,
+    paper_style,
+    save_figure,
+)
+from actadd.plots.text import WordLists, align_words, ci_note, pair_title
 
 __all__ = [
     "ALIGN_ORDER",
@@ -54,6 +64,20 @@ def baseline_value(df: pd.DataFrame, metric: str) -> tuple[float, float] | None:
     return float(b["mean"].iloc[0]), float(b["sem"].fillna(0).iloc[0])
 
 
+def _baseline_ci(s: pd.DataFrame, metric: str) -> tuple[float, float, float, int] | None:
+    """(mean, lo, hi, n) of the first unsteered row of ``metric``: Student-t 95% interval."""
+    b = mean_ci(s[(s.metric == metric) & (s.layer < 0)])
+    if b.empty:
+        return None
+    r = b.iloc[0]
+    return float(r["mean"]), float(r["lo"]), float(r["hi"]), int(r["count"])
+
+
+def _title(pair: str | None, align: str | None, extra: str = "") -> str:
+    parts = [p for p in (pair_title(pair) if pair else "", align_words(align)) if p]
+    return ", ".join(parts) + (f"\n{extra}" if extra else "")
+
+
 def layer_curve(
     df: pd.DataFrame,
     metric: str,
@@ -63,39 +87,54 @@ def layer_curve(
     pad: str | None = None,
     ax=None,
     title: str | None = None,
+    words: WordLists | None = None,
 ):
-    """``metric`` against layer, one line per coefficient, ±1 s.e. bars, baseline dashed."""
-    with plt.rc_context(PAPER_RC):
+    """``metric`` against layer, one line per coefficient (dodged so their bars stay
+    apart) with Student-t 95% intervals; the unsteered mean dashed, its interval a band.
+    ``words`` names the word list of a word-based metric on the y axis."""
+    with paper_style():
         s = _summary(df)
-        sel = _select(s, metric, pair, align, pad)
+        sel = mean_ci(_select(s, metric, pair, align, pad))
         fig, ax = figure_axes(ax)
-        coeffs = sorted(sel.coeff.unique())
-        colors = plt.cm.viridis(np.linspace(0.1, 0.9, len(coeffs)))
-        for c, color in zip(coeffs, colors):
-            d = sel[sel.coeff == c].groupby("layer")[["mean", "sem"]].mean().reset_index()
-            interval_line(
-                ax,
-                d.layer,
-                d["mean"],
-                err=d["sem"].fillna(0),
-                color=color,
-                lw=1.2,
-                elinewidth=None,
-                capsize=2,
-                label=f"c = {c:g}",
-            )
-        base = baseline_value(df, metric)
+        base = _baseline_ci(s, metric)
         if base is not None:
-            ax.axhline(base[0], color="0.3", ls="--", lw=1, label="unsteered")
-            if base[1] > 0:
-                ax.axhspan(base[0] - base[1], base[0] + base[1], color="0.8", alpha=0.5, lw=0)
+            baseline_band(ax, *base[:3], f"unsteered (n = {base[3]})")
         elif metric.endswith("_delta") or metric.startswith("kl"):
             ax.axhline(0, color="0.3", ls="--", lw=1, label="unsteered")
+        coeffs = sorted(sel.coeff.unique())
+        colors = plt.cm.viridis(np.linspace(0.1, 0.9, len(coeffs)))
+        for i, (c, color) in enumerate(zip(coeffs, colors)):
+            d = sel[sel.coeff == c].groupby("layer")[["mean", "lo", "hi", "count"]].mean()
+            d = d.reset_index()
+            interval_line(
+                ax,
+                dodge(d.layer, i, len(coeffs), 0.6 / max(len(coeffs), 1)),
+                d["mean"],
+                d["lo"],
+                d["hi"],
+                color=color,
+                lw=1.2,
+                elinewidth=0.7,
+                capsize=1.5,
+                label=f"c = {c:g} (n = {int(d['count'].min())})",
+            )
         ax.set_xlabel("Injection layer L (resid_pre)")
-        ax.set_ylabel(label(metric))
-        ax.set_title(title or f"{pair or ''} {align or ''}".strip())
-        ax.legend(frameon=False, ncol=2)
+        ax.set_ylabel(label(metric, words))
+        ax.set_title(title or _title(pair, align))
+        ax.legend(
+            frameon=False,
+            ncol=2,
+            fontsize=6.5,
+            title=ci_note("Student t"),
+            title_fontsize=6.5,
+            loc="best",
+        )
     return fig
+
+
+def _heatmap_size(ncols: int, nrows: int) -> tuple[float, float]:
+    """Inches: room for a two-line value in every cell."""
+    return (max(6.0, 0.36 * ncols + 2.4), max(3.0, 0.32 * nrows + 1.9))
 
 
 def heatmap(
@@ -110,40 +149,73 @@ def heatmap(
     ax=None,
     title: str | None = None,
     center: float | None = None,
+    words: WordLists | None = None,
 ):
-    """Mean ``metric`` over a ``y × x`` grid (default coefficient × layer)."""
-    with plt.rc_context(PAPER_RC):
+    """Mean ``metric`` over a ``y × x`` grid (default coefficient × layer), every cell's
+    value written in it (and its n where the cells differ in n; else n in the title).
+
+    The colour scale is diverging and centred on the unsteered value (the unsteered rows'
+    mean, or ``center`` where given: 0 for a difference from unsteered), so a cell at the
+    unsteered value is white and the floor of the scale is not the unsteered value; the
+    unsteered value and its n are in the title and marked on the colour bar. Without an
+    unsteered value or ``center`` the scale is sequential (viridis)."""
+    with paper_style():
         s = _summary(df)
         sel = _select(s, metric, pair, align, pad)
         if x == "offset" or y == "offset":
             sel = sel.assign(offset=sel["align"].map(align_offset))
         grid = sel.pivot_table(index=y, columns=x, values="mean", aggfunc="mean").sort_index()
-        fig, ax = figure_axes(ax, size=(6.0, 3.0))
+        counts = sel.pivot_table(index=y, columns=x, values="count", aggfunc="min")
+        counts = counts.reindex(index=grid.index, columns=grid.columns)
+        fig, ax = figure_axes(ax, size=_heatmap_size(len(grid.columns), len(grid.index)))
         values = grid.values
-        if center is not None:
-            span = np.nanmax(np.abs(values - center)) or 1.0
-            kw = dict(cmap="RdBu_r", vmin=center - span, vmax=center + span)
+        base = _baseline_ci(s, metric)
+        mid = base[0] if base is not None and center is None else center
+        if mid is not None:
+            span = float(np.nanmax(np.abs(values - mid))) or 1.0
+            norm = Normalize(mid - span, mid + span)
+            cmap = plt.get_cmap("RdBu_r")
         else:
-            kw = dict(cmap="viridis")
-        im = ax.imshow(values, aspect="auto", origin="lower", interpolation="nearest", **kw)
+            norm = Normalize(float(np.nanmin(values)), float(np.nanmax(values)))
+            cmap = plt.get_cmap("viridis")
+        im = ax.imshow(
+            values, aspect="auto", origin="lower", interpolation="nearest", cmap=cmap, norm=norm
+        )
+        n = counts.values
+        ns = sorted({int(v) for v in n[np.isfinite(n)]})
+        for (r, c), v in np.ndenumerate(values):
+            if not np.isfinite(v):
+                continue
+            text = f"{v:.2g}" if abs(v) < 10 else f"{v:.0f}"
+            if len(ns) > 1 and np.isfinite(n[r, c]):
+                text += f"\nn={int(n[r, c])}"
+            lum = np.dot(cmap(norm(v))[:3], (0.299, 0.587, 0.114))
+            ax.text(
+                c, r, text, ha="center", va="center", fontsize=5,
+                color="white" if lum < 0.5 else "black",
+            )  # fmt: skip
         ax.set_xticks(range(len(grid.columns)), [f"{v:g}" for v in grid.columns])
         ax.set_yticks(range(len(grid.index)), [f"{v:g}" for v in grid.index])
-        ax.set_xlabel(
-            {
-                "layer": "Injection layer L",
-                "offset": "Injection offset s [tokens]",
-                "coeff": "Coefficient c",
-            }.get(x, x)
-        )
-        ax.set_ylabel(
-            {
-                "coeff": "Coefficient c",
-                "layer": "Injection layer L",
-                "offset": "Injection offset s [tokens]",
-            }.get(y, y)
-        )
-        fig.colorbar(im, ax=ax, label=label(metric), shrink=0.9)
-        ax.set_title(title or f"{pair or ''} {align or ''}".strip())
+        names = {
+            "layer": "Injection layer L",
+            "offset": "Injection offset s [tokens]",
+            "coeff": "Coefficient c",
+        }
+        ax.set_xlabel(names.get(x, x))
+        ax.set_ylabel(names.get(y, y))
+        cbar = fig.colorbar(im, ax=ax, label=label(metric, words), shrink=0.9)
+        notes = []
+        if base is not None:
+            cbar.ax.axhline(base[0], color="k", lw=1.2)
+            notes.append(f"unsteered {base[0]:.2g} (n = {base[3]}; black line on the scale)")
+        elif center is not None:
+            notes.append(f"unsteered = {center:g} (white)")
+        elif metric.startswith("kl"):
+            notes.append("unsteered = 0 by definition")
+        if len(ns) == 1:
+            notes.append(f"n = {ns[0]} per cell")
+        head = title or _title(pair, align)
+        ax.set_title(head + ("\n" + "; ".join(notes) if notes else ""))
     return fig
 
 
@@ -156,10 +228,15 @@ def align_offset(align: str) -> float:
     return float("nan")
 
 
-def sweep_figures(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+def sweep_figures(
+    df: pd.DataFrame, out_dir: str | Path, words: WordLists | None = None
+) -> list[Path]:
     """The default figures of a sweep: per pair, a layer curve and a coefficient × layer
-    heatmap of each metric (front alignment), and an offset heatmap when offsets vary."""
+    heatmap of each metric (front alignment), and an offset heatmap when offsets vary.
+    ``words`` (default: the table's ``target_words`` / ``topic_words`` columns, if any)
+    names the word lists of the word-based metrics."""
     out_dir = Path(out_dir)
+    words = words if words is not None else WordLists.of(None, df)
     s = _summary(df)
     written: list[Path] = []
     steered = s[s.layer >= 0]
@@ -169,38 +246,26 @@ def sweep_figures(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
             align = "front" if "front" in set(sub["align"]) else sub["align"].iloc[0]
             center = 0.0 if metric.endswith("_delta") else None
             stem = out_dir / f"pair{pi}_{metric}"
+            kw = dict(pair=pair, words=words)
             if sub.layer.nunique() > 1:
-                written += save_figure(
-                    layer_curve(df, metric, pair=pair, align=align, title=f"{pair} ({align})"),
-                    f"{stem}_by_layer",
-                )
+                fig = layer_curve(df, metric, align=align, **kw)
+                written += save_figure(fig, f"{stem}_by_layer")
                 if sub.coeff.nunique() > 1:
-                    written += save_figure(
-                        heatmap(
-                            s,
-                            metric,
-                            pair=pair,
-                            align=align,
-                            center=center,
-                            title=f"{pair} ({align})",
-                        ),
-                        f"{stem}_heatmap",
-                    )
+                    fig = heatmap(s, metric, align=align, center=center, **kw)
+                    written += save_figure(fig, f"{stem}_heatmap")
             offsets = sub["align"].map(align_offset).dropna()
             if offsets.nunique() > 1:
-                written += save_figure(
-                    heatmap(
-                        s,
-                        metric,
-                        x="offset",
-                        y="layer",
-                        pair=pair,
-                        align=None,
-                        center=center,
-                        title=f"{pair}: offset × layer",
-                    ),
-                    f"{stem}_offsets",
+                fig = heatmap(
+                    s,
+                    metric,
+                    x="offset",
+                    y="layer",
+                    align=None,
+                    center=center,
+                    title=f"{pair_title(pair)}: offset × layer",
+                    **kw,
                 )
+                written += save_figure(fig, f"{stem}_offsets")
     return written
 
 

@@ -1,8 +1,7 @@
 """Sweep specifications: pure data (no torch, no model), read from TOML or a dict.
 
-A sweep is the grid ``pairs × pair-alignments × layers × coefficients × injection
-alignments``, evaluated on user prompts (next-token metrics), neutral texts (KL
-disruption) and, optionally, sampled completions (topic words, sentiment). Example::
+A sweep is the grid ``pairs × pair-alignments × layers × coefficients × injection alignments``
+on user prompts (next-token metrics), neutral texts (KL) and sampled completions. Example::
 
     name = "wedding_layers"
     model = "smollm2"            # or a .gguf path, "tiny-llama", a TransformerLens name

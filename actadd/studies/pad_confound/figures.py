@@ -23,9 +23,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from actadd.lab.stats import wilson_interval
-from actadd.plots.style import PAPER_RC, baseline_band, interval_line, panels, save_figure
+from actadd.lab.stats import t95, wilson_interval
+from actadd.plots.style import (
+    baseline_band,
+    interval_line,
+    panels,
+    paper_style,
+    save_figure,
+)
+from actadd.plots.text import WordLists, ci_note, pair_title, words_text
 
 __all__ = [
     "attention_by_layer",
@@ -62,10 +70,25 @@ def _ref_best(tables: dict[str, pd.DataFrame], config: dict[str, Any]) -> tuple[
 
 
 def _ci(d: pd.DataFrame, by: str, col: str) -> pd.DataFrame:
+    """Per ``by``: mean of ``col`` and ``half``, the half-width of its Student-t 95%
+    interval over the rows (prompts)."""
     g = d.groupby(by)[col]
-    out = pd.DataFrame({"mean": g.mean(), "sem": g.std(ddof=1) / np.sqrt(g.count())})
-    out["sem"] = out["sem"].fillna(0)
+    n = g.count()
+    out = pd.DataFrame({"mean": g.mean(), "sem": g.std(ddof=1) / np.sqrt(n)})
+    out["half"] = out["sem"].fillna(0) * [t95(k - 1) if k > 1 else 0.0 for k in n]
     return out.reset_index()
+
+
+def _panel_title(pair: str, config: dict[str, Any]) -> str:
+    """The pair in words, and on a second line its target word list (from the config)."""
+    target = None
+    for item in config.get("pairs", []):
+        if isinstance(item, dict) and pair in (item.get("label"), item.get("name")):
+            target = words_text(item.get("target_words"))
+    return f"{pair_title(pair)}\n(target: {target or 'word list not recorded'})"
+
+
+_EFFECT = "steering effect [nats]:\nΔ log p(target words)\n− Δ log p(control words)"
 
 
 def norm_vs_effect(tables, config, out: Path) -> list[Path]:
@@ -77,8 +100,9 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
     cells = cells.merge(norms, on=["pair", "pad", "variant", "layer"])
     cells["ratio"] = cells.pad_norm / cells.typical_norm
     pairs = list(dict.fromkeys(eff.pair))
-    with plt.rc_context(PAPER_RC):
-        fig, axes = panels(1, len(pairs), (3.3 * len(pairs), 3.0), sharey=True)
+    with paper_style():
+        # the legend below needs about 7 inches, whatever the number of pairs
+        fig, axes = panels(1, len(pairs), (max(3.3 * len(pairs), 7.0), 3.0), sharey=True)
         vmax = max(cells.layer.max(), 1)
         for ax, pair in zip(axes[0], pairs):
             d = cells[cells.pair == pair]
@@ -101,9 +125,12 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
                 ax.scatter(s.ratio, s.effect, marker=st["marker"], s=16, color=st["color"])
             ax.axhline(0, color="0.4", lw=0.7, ls="--")
             ax.set_xscale("log")
-            ax.set_title(pair)
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(_panel_title(pair, config))
             ax.set_xlabel("pad-row residual norm / typical norm")
-        axes[0, 0].set_ylabel("steering effect: Δ log p(target) − Δ log p(control) [nats]")
+        axes[0, 0].set_ylabel(_EFFECT)
         handles = [
             Line2D([], [], marker="o", ls="", color="0.5", label="other pads (colour: layer)"),
             Line2D([], [], marker="X", ls="", color=REF_COLOR, label=f"pad {ref} (the paper's)"),
@@ -113,7 +140,7 @@ def norm_vs_effect(tables, config, out: Path) -> list[Path]:
             )
             for st in SURGERY_STYLE.values()
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
         fig.colorbar(sc, ax=axes[0, -1], label="layer")
         return save_figure(fig, out / "norm_vs_effect")
 
@@ -124,8 +151,8 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
     ref, best = _ref_best(tables, config)
     eff = tables["effects"]
     pairs = list(dict.fromkeys(eff.pair))
-    with plt.rc_context(PAPER_RC):
-        fig, axes = panels(1, len(pairs), (3.3 * len(pairs), 2.9), sharey=True)
+    with paper_style():
+        fig, axes = panels(1, len(pairs), (max(3.3 * len(pairs), 7.0), 2.9), sharey=True)
         for ax, pair in zip(axes[0], pairs):
             d = eff[eff.pair == pair]
             plain = d[d.variant == PLAIN]
@@ -137,9 +164,7 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
             for pad, color in ((ref, REF_COLOR), (best, BEST_COLOR)):
                 c = _ci(plain[plain.pad == pad], "layer", "effect")
                 if len(c):
-                    interval_line(
-                        ax, c.layer, c["mean"], err=1.96 * c["sem"], color=color, zorder=3
-                    )
+                    interval_line(ax, c.layer, c["mean"], err=c["half"], color=color, zorder=3)
             for method, st in SURGERY_STYLE.items():
                 c = _ci(d[(d.variant == method) & (d.pad == ref)], "layer", "effect")
                 if len(c):
@@ -147,16 +172,16 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
                         ax,
                         c.layer,
                         c["mean"],
-                        err=1.96 * c["sem"],
+                        err=c["half"],
                         color=st["color"],
                         marker=st["marker"],
                         ls=st["ls"],
                         zorder=2,
                     )
             ax.axhline(0, color="0.4", lw=0.7, ls="--")
-            ax.set_title(pair)
+            ax.set_title(_panel_title(pair, config))
             ax.set_xlabel("layer")
-        axes[0, 0].set_ylabel("steering effect [nats] (mean ± 1.96 s.e. over prompts)")
+        axes[0, 0].set_ylabel(f"{_EFFECT}\n(mean over prompts,\n{ci_note('Student t')})")
         handles = [
             Line2D([], [], color=REF_COLOR, marker="o", label=f"pad {ref} (the paper's)"),
             Line2D([], [], color=BEST_COLOR, marker="o", label=f"pad {best} (recommended)"),
@@ -172,7 +197,7 @@ def effect_by_layer(tables, config, out: Path) -> list[Path]:
             )
             for st in SURGERY_STYLE.values()
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncol=5, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
         return save_figure(fig, out / "effect_by_layer")
 
 
@@ -184,8 +209,8 @@ def attention_by_layer(tables, config, out: Path) -> list[Path]:
     heads = ctx.groupby(["pad", "prompt_index", "layer"], as_index=False)[
         ["mass_key", "key_norm"]
     ].mean()
-    with plt.rc_context(PAPER_RC):
-        fig, axes = panels(1, 3, (10.0, 3.0))
+    with paper_style():
+        fig, axes = panels(1, 3, (10.0, 3.6))
         for col, ax in zip(("mass_key", "key_norm"), axes[0, :2]):
             for pad, e in heads.groupby("pad"):
                 if pad in (ref, best, ORDINARY):
@@ -195,11 +220,13 @@ def attention_by_layer(tables, config, out: Path) -> list[Path]:
             for pad, color in ((ref, REF_COLOR), (best, BEST_COLOR), (ORDINARY, ORDINARY_COLOR)):
                 c = _ci(heads[heads.pad == pad], "layer", col)
                 if len(c):
-                    interval_line(
-                        ax, c.layer, c["mean"], err=1.96 * c["sem"], color=color, zorder=3
-                    )
+                    interval_line(ax, c.layer, c["mean"], err=c["half"], color=color, zorder=3)
             ax.set_xlabel("layer")
-        axes[0, 0].set_ylabel("attention mass on position 1\n(mean over heads and later queries)")
+        axes[0, 0].set_ylabel(
+            "attention mass on position 1\n(mean over heads, later queries;\n"
+            + ci_note("Student t")
+            + ")"
+        )
         axes[0, 0].set_title("a token at position 1")
         axes[0, 1].set_ylabel("residual norm at position 1")
         axes[0, 1].set_yscale("log")
@@ -221,7 +248,7 @@ def attention_by_layer(tables, config, out: Path) -> list[Path]:
         key = int(act.key.iloc[0]) if "key" in act else 1
         ax.set_title(f"ActAdd: mass on the pad-row position {key}")
         ax.set_xlabel("layer")
-        ax.set_ylabel("attention mass (mean over heads, prompts)")
+        ax.set_ylabel("attention mass\n(mean over heads, prompts)")
         handles = [
             Line2D([], [], color=REF_COLOR, marker="o", label=f"pad {ref} (the paper's)"),
             Line2D([], [], color=BEST_COLOR, marker="o", label=f"pad {best} (recommended)"),
@@ -248,7 +275,7 @@ def attention_heads(tables, config, out: Path) -> list[Path]:
     ctx = tables["attention_context"]
     m = ctx.groupby(["pad", "layer", "head"]).mass_key.mean()
     diff = (m.loc[ref] - m.loc[ORDINARY]).unstack("head")
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(figsize=(4.2, 4.0), layout="constrained")
         lim = float(np.nanmax(np.abs(diff.to_numpy()))) or 1.0
         im = ax.imshow(diff.to_numpy(), aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -268,7 +295,7 @@ def word_count(tables, config, out: Path) -> list[Path]:
     lo, hi = wilson_interval(int(base.sum()), len(base))
     pads = [p for p in dict.fromkeys(wc[wc.layer >= 0].pad)]
     colors = iter(plt.cm.tab10.colors)
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(figsize=(4.6, 3.1), layout="constrained")
         baseline_band(ax, base.mean(), lo, hi, f"unsteered (n = {len(base)})")
         for j, pad in enumerate(pads):
@@ -286,7 +313,8 @@ def word_count(tables, config, out: Path) -> list[Path]:
                 label=f"pad {pad}" + (" (the paper's)" if pad == ref else ""),
             )
         ax.set_xlabel("layer")
-        ax.set_ylabel("completions with a topic word [fraction]\n(Wilson 95% CI)")
+        topic = WordLists.of(config.get("generation") or {}).describe("topic")
+        ax.set_ylabel(f"completions with a topic word [fraction]\n({topic}; {ci_note('Wilson')})")
         ax.legend(frameon=False)
         return save_figure(fig, out / "word_count")
 

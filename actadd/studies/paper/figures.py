@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from actadd.plots.charts import cell_bars, mean_by, proportion_by_layer, ratio_vs_relevance
-from actadd.plots.style import PAPER_RC, label, panels, save_figure
+from actadd.plots.style import label, panels, paper_style, save_figure
 from actadd.plots.sweep import align_sort_key
+from actadd.plots.text import WordLists, align_words, ci_note, pair_title
 
 __all__ = [
     "ALIGNMENT_TITLES",
@@ -39,12 +40,14 @@ __all__ = [
 ]
 
 
-# How each metric's error bars are computed (see actadd.lab.stats), for figure titles.
+# What each metric's error bars are (see actadd.lab.stats and cell_summary), for legends:
+# 95% intervals for the sampled metrics; the deterministic next-token metrics of two or
+# three texts show their range instead (no interval is claimed).
 BARS = {
-    "topic_any": "bars: Wilson 95% CI",
-    "sentiment": "bars: 95% CI",
-    "target_logprob_delta": "bars: range over the prompts",
-    "kl_neutral": "bars: range over the neutral texts",
+    "topic_any": ci_note("Wilson"),
+    "sentiment": ci_note("Student t"),
+    "target_logprob_delta": "bars: min–max over the prompts",
+    "kl_neutral": "bars: min–max over the neutral texts",
 }
 
 
@@ -67,13 +70,18 @@ def _main_align(sub: pd.DataFrame) -> str:
 
 
 def word_count_figures(
-    props: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path, pairs=None
+    props: pd.DataFrame,
+    summary: pd.DataFrame,
+    out_dir: str | Path,
+    pairs=None,
+    words: WordLists | None = None,
 ) -> list[Path]:
     """``word_count_pair{i}``: per pair, the topic-word fraction of completions against
     layer (:func:`proportion_by_layer`) and, when the table has it, the next-token change in
     target log-probability (:func:`mean_by`). ``props`` is
     :func:`actadd.lab.stats.proportion_summary` of ``topic_any``, ``summary`` is
-    :func:`actadd.sweeps.summarize`; ``pairs`` fixes the order (default: as they appear)."""
+    :func:`actadd.sweeps.summarize`; ``pairs`` fixes the order (default: as they appear);
+    ``words`` names the topic and target word lists on the axes."""
     steered = props[props.layer >= 0]
     s = summary
     paths: list[Path] = []
@@ -81,7 +89,7 @@ def word_count_figures(
         sub = steered[steered.pair == pair]
         align = _main_align(sub)
         has_nt = bool(((s.metric == "target_logprob_delta") & (s.pair == pair)).any())
-        with plt.rc_context(PAPER_RC):
+        with paper_style():
             fig, axes = panels(
                 1,
                 2 if has_nt else 1,
@@ -92,8 +100,9 @@ def word_count_figures(
             pair=pair,
             align=align,
             ax=axes[0, 0],
-            title=f"{pair} ({align}): sampled completions",
-            ylabel="Completions with a wedding word [fraction]",
+            title=f"{pair_title(pair)}, {align_words(align)}:\nsampled completions",
+            ylabel="Completions with a topic word [fraction]",
+            words=words,
         )
         if has_nt:
             mean_by(
@@ -102,19 +111,23 @@ def word_count_figures(
                 pair=pair,
                 align=align,
                 ax=axes[0, 1],
-                title=f"{pair} ({align}): next token after the prompt",
+                title=f"{pair_title(pair)}, {align_words(align)}:\nnext token after the prompt",
+                words=words,
             )
         paths += save_figure(fig, Path(out_dir) / f"word_count_pair{i}")
     return paths
 
 
-def sentiment_figure(summary: pd.DataFrame, out_dir: str | Path, pairs=None) -> list[Path]:
+def sentiment_figure(
+    summary: pd.DataFrame, out_dir: str | Path, pairs=None, words: WordLists | None = None
+) -> list[Path]:
     """``sentiment``: per pair (one row of panels), mean VADER sentiment against layer (one
     line per coefficient) and against coefficient (one line per layer), with :func:`mean_by`'s
-    intervals. ``summary`` is :func:`actadd.sweeps.summarize`."""
+    intervals. ``summary`` is :func:`actadd.sweeps.summarize`; sentiment uses no word list
+    (``words`` is accepted for a uniform signature)."""
     s = summary[summary.metric == "sentiment"]
     pairs = _pairs(pairs, s[s.layer >= 0].pair)
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             len(pairs),
             2,
@@ -138,21 +151,21 @@ def sentiment_figure(summary: pd.DataFrame, out_dir: str | Path, pairs=None) -> 
                 pair=pair,
                 align=align,
                 ax=ax,
-                title=f"{pair}: {by}",
+                title=f"{pair_title(pair)}, {align_words(align)}: {by}",
                 log_x=log_x,
             )
     return save_figure(fig, Path(out_dir) / "sentiment")
 
 
 FAILURE_YLABELS = {
-    "topic_any": "Anger-word completions [fraction]",
-    "target_logprob_delta": "Δ log p(anger words) [nats]",
+    "topic_any": "Topic-word completions [fraction]",
+    "target_logprob_delta": "Δ log p(target words) [nats]",
     "sentiment": "VADER sentiment [−1, 1]",
     "kl_neutral": "KL on neutral text [nats/token]",
 }
 FAILURE_TITLES = {
-    "topic_any": "Completions with an anger word",
-    "target_logprob_delta": "Next token: log-probability of the anger words vs unsteered",
+    "topic_any": "Completions with a topic word",
+    "target_logprob_delta": "Next token: log-probability of the target words vs unsteered",
     "sentiment": "Sentiment of completions",
     "kl_neutral": "Disruption: KL(steered ‖ unsteered) on neutral text",
 }
@@ -167,17 +180,28 @@ def _baseline_of(t: pd.DataFrame, zero: bool) -> tuple[float, float, float] | No
     return (0.0, 0.0, 0.0) if zero else None
 
 
-def failures_figure(table: pd.DataFrame, out_dir: str | Path, pairs=None) -> list[Path]:
+def _ylabel(texts: dict[str, str], metric: str, words: WordLists | None) -> str:
+    """The y label of ``metric`` from ``texts``, with its word list on a second line."""
+    text = texts.get(metric, label(metric))
+    if words is None or metric not in ("topic_any", "target_logprob_delta"):
+        return text
+    return f"{text}\n({words.describe('topic' if metric == 'topic_any' else 'target')})"
+
+
+def failures_figure(
+    table: pd.DataFrame, out_dir: str | Path, pairs=None, words: WordLists | None = None
+) -> list[Path]:
     """``failures``: one panel per metric (topic-word fraction, next-token target change,
     sentiment, KL on neutral text), one bar per pair in every (layer, coefficient) cell,
     the unsteered value as a band. ``table`` has one row per (pair, cell, metric) with
-    ``mean, lo, hi`` (the failures kind's summary); pairs are coloured dark/light by family."""
+    ``mean, lo, hi`` (the failures kind's summary); pairs are coloured dark/light by family;
+    ``words`` names the word lists. Each panel's legend title says what its bars are."""
     steered = table[table.layer >= 0]
     pairs = _pairs(pairs, steered.pair)
     cells = steered[["layer", "coeff"]].drop_duplicates().sort_values(["layer", "coeff"])
     order = [cell_label(r.layer, r.coeff) for r in cells.itertuples()]
     metrics = [m for m in FAILURE_TITLES if (table.metric == m).any()]
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             len(metrics),
             1,
@@ -190,41 +214,45 @@ def failures_figure(table: pd.DataFrame, out_dir: str | Path, pairs=None) -> lis
             cell=lambda d: [cell_label(r.layer, r.coeff) for r in d.itertuples()]
         )
         cell_bars(
-            t,
+            t.assign(pair=t.pair.map(pair_title)),
             groups="cell",
             bars="pair",
             value="mean",
             ax=ax,
             baseline=baseline,
-            ylabel=FAILURE_YLABELS.get(metric, label(metric)),
+            ylabel=_ylabel(FAILURE_YLABELS, metric, words),
             order=order,
-            bar_order=pairs,
+            bar_order=[pair_title(p) for p in pairs],
             colors=family_colors(len(pairs)),
-            title=f"{FAILURE_TITLES[metric]} ({BARS[metric]})",
+            title=FAILURE_TITLES[metric],
+            interval=BARS[metric],
         )
         ax.set_xlabel("Injection layer L and coefficient c")
-        if i > 0:
-            ax.get_legend().remove()
+        if i > 0:  # the pairs once; every panel keeps what its bars are
+            ax.legend([], [], title=BARS[metric], title_fontsize=6.5, frameon=False)
     return save_figure(fig, Path(out_dir) / "failures")
 
 
 ALIGNMENT_YLABELS = {
     "topic_any": "Topic-word completions [fraction]",
-    "target_logprob_delta": "Δ log p(topic tokens) [nats]",
+    "target_logprob_delta": "Δ log p(target words) [nats]",
     "kl_neutral": "KL on neutral text [nats/token]",
 }
 ALIGNMENT_TITLES = {
     "topic_any": "sampled completions with a topic word",
-    "target_logprob_delta": "next-token log-probability of the topic words vs unsteered",
+    "target_logprob_delta": "next-token log-probability of the target words vs unsteered",
     "kl_neutral": "disruption, KL(steered ‖ unsteered) on neutral text",
 }
 
 
-def alignment_figures(table: pd.DataFrame, out_dir: str | Path, pairs=None) -> list[Path]:
+def alignment_figures(
+    table: pd.DataFrame, out_dir: str | Path, pairs=None, words: WordLists | None = None
+) -> list[Path]:
     """``alignment_pair{i}``: per pair, one panel per metric (topic-word fraction,
     next-token target change, KL on neutral text) with one bar per (layer, coefficient) cell
     in every alignment, and the unsteered value as a band. ``table`` has one row per
-    (alignment, cell, metric) with ``mean, lo, hi`` (the alignment kind's summary)."""
+    (alignment, cell, metric) with ``mean, lo, hi`` (the alignment kind's summary);
+    ``words`` names the word lists."""
     steered = table[table.layer >= 0]
     aligns = sorted(steered["align"].unique(), key=align_sort_key)
     cells = steered[["layer", "coeff"]].drop_duplicates().sort_values(["layer", "coeff"])
@@ -232,7 +260,7 @@ def alignment_figures(table: pd.DataFrame, out_dir: str | Path, pairs=None) -> l
     metrics = [m for m in ALIGNMENT_TITLES if (table.metric == m).any()]
     paths: list[Path] = []
     for i, pair in enumerate(_pairs(pairs, steered.pair)):
-        with plt.rc_context(PAPER_RC):
+        with paper_style():
             fig, axes = panels(
                 len(metrics),
                 1,
@@ -251,13 +279,15 @@ def alignment_figures(table: pd.DataFrame, out_dir: str | Path, pairs=None) -> l
                 value="mean",
                 ax=ax,
                 baseline=baseline,
-                ylabel=ALIGNMENT_YLABELS[metric],
+                ylabel=_ylabel(ALIGNMENT_YLABELS, metric, words),
                 order=aligns,
                 bar_order=cell_order,
-                title=f"{pair}: {ALIGNMENT_TITLES[metric]} ({BARS[metric]})",
+                title=f"{pair_title(pair)}: {ALIGNMENT_TITLES[metric]}",
+                interval=BARS[metric],
             )
+            ax.set_xticks(ax.get_xticks(), [align_words(a) for a in aligns])
             ax.set_xlabel("Injection alignment")
-            if metric != metrics[0]:
-                ax.get_legend().remove()
+            if metric != metrics[0]:  # the cells once; every panel keeps what its bars are
+                ax.legend([], [], title=BARS[metric], title_fontsize=6.5, frameon=False)
         paths += save_figure(fig, Path(out_dir) / f"alignment_pair{i}")
     return paths

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from actadd.lab.stats import paired_diffs, summarize
+from actadd.plots import WordLists
 from actadd.studies.paper.figures import sentiment_figure
 from actadd.studies.sweep.kind import SweepKind
 
@@ -28,8 +29,8 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return paired_diffs(df, "sentiment")
 
 
-def draw(df: pd.DataFrame, out_dir: Path, pairs: list[str]) -> list[Path]:
-    return sentiment_figure(summarize(df), out_dir, pairs)
+def draw(df: pd.DataFrame, out_dir: Path, pairs: list[str], words: WordLists) -> list[Path]:
+    return sentiment_figure(summarize(df), out_dir, pairs, words)
 
 
 KIND = SweepKind(

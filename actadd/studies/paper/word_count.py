@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from actadd.lab.stats import proportion_summary, summarize
+from actadd.plots import WordLists
 from actadd.studies.paper.figures import word_count_figures
 from actadd.studies.sweep.kind import SweepKind
 
@@ -38,8 +39,9 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return props
 
 
-def draw(df: pd.DataFrame, out_dir: Path, pairs: list[str]) -> list[Path]:
-    return word_count_figures(proportion_summary(df, "topic_any"), summarize(df), out_dir, pairs)
+def draw(df: pd.DataFrame, out_dir: Path, pairs: list[str], words: WordLists) -> list[Path]:
+    props = proportion_summary(df, "topic_any")
+    return word_count_figures(props, summarize(df), out_dir, pairs, words)
 
 
 KIND = SweepKind(

@@ -9,22 +9,27 @@ import numpy as np
 import pandas as pd
 
 from actadd.plots.charts import ratio_vs_relevance
-from actadd.plots.style import PAPER_RC, dodge, interval_line, panels, save_figure
+from actadd.plots.style import dodge, interval_line, panels, paper_style, save_figure
+from actadd.plots.text import WordLists, ci_note
 
 __all__ = ["perplexity_by_layer_figure", "perplexity_ratio_figure"]
 
 
-def perplexity_ratio_figure(table: pd.DataFrame, vector: str, out_dir: str | Path) -> list[Path]:
+def perplexity_ratio_figure(
+    table: pd.DataFrame, vector: str, out_dir: str | Path, words: WordLists | None = None
+) -> list[Path]:
     """``perplexity_ratio``: one panel per (layer, coefficient) setting, each text's
-    perplexity ratio against its topic density (:func:`actadd.plots.charts.ratio_vs_relevance`).
+    perplexity ratio (log axis) against its topic density
+    (:func:`actadd.plots.charts.ratio_vs_relevance`).
 
     ``table`` has one row per text × setting (``layer, coeff, group, topic_density,
-    ratio``); ``vector`` names the steering vector in the panel titles."""
+    ratio``); ``vector`` names the steering vector in the panel titles; ``words`` names the
+    topic word list of the density axis."""
     settings = table[["layer", "coeff"]].drop_duplicates().sort_values(["coeff", "layer"])
     n = len(settings)
     ncol = min(n, 4)
     nrow = int(np.ceil(n / ncol))
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             nrow,
             ncol,
@@ -33,7 +38,13 @@ def perplexity_ratio_figure(table: pd.DataFrame, vector: str, out_dir: str | Pat
         )
     for ax, (layer, coeff) in zip(axes.flat, settings.itertuples(index=False)):
         d = table[(table.layer == layer) & (table.coeff == coeff)]
-        ratio_vs_relevance(d, ax=ax, title=f"{vector} ×{coeff:g} @L{layer}")
+        topic = (words or WordLists()).describe("topic")
+        ratio_vs_relevance(
+            d,
+            ax=ax,
+            title=f"{vector}, c = {coeff:g}, layer {layer}",
+            xlabel=f"Topic words per 100 words\n({topic})",
+        )
         if ax is not axes[0, 0]:
             ax.get_legend().remove()
     for ax in list(axes.flat)[n:]:
@@ -42,7 +53,7 @@ def perplexity_ratio_figure(table: pd.DataFrame, vector: str, out_dir: str | Pat
 
 
 def perplexity_by_layer_figure(
-    summary: pd.DataFrame, vector: str, out_dir: str | Path
+    summary: pd.DataFrame, vector: str, out_dir: str | Path, words: WordLists | None = None
 ) -> list[Path]:
     """``perplexity_by_layer``: one panel per coefficient, the geometric-mean perplexity
     ratio of each text group against layer with its 95% interval.
@@ -50,12 +61,13 @@ def perplexity_by_layer_figure(
     ``summary`` has one row per (layer, coeff, group) with ``ratio_gmean, ratio_lo,
     ratio_hi, mean_density`` (the perplexity kind's summary; group ``"all"`` is skipped).
     Rows of ``arm == "prompt"`` (prepending the positive text) are drawn as dotted lines
-    in each group's colour, with one legend entry for them all."""
+    in each group's colour, with one legend entry for them all. ``words`` names the topic
+    word list behind each group's density."""
     prompt = summary[summary.arm == "prompt"] if "arm" in summary else summary.iloc[:0]
     s = summary[summary.arm == "actadd"] if "arm" in summary else summary
     groups = [g for g in dict.fromkeys(s.group) if g != "all"]
     coeffs = sorted(s.coeff.unique())
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             1,
             len(coeffs),
@@ -87,7 +99,13 @@ def perplexity_by_layer_figure(
             if len(prompt):
                 ax.plot([], [], color="0.4", ls=":", lw=1.2, label="text prepended (prompting)")
             ax.set_xlabel("Injection layer L (resid_pre)")
-            ax.set_ylabel("Perplexity ratio, steered / unsteered\n(geometric mean, 95% CI)")
-            ax.set_title(f"{vector} ×{coeff:g}, by text group")
-            ax.legend(frameon=False, fontsize=7)
+            ax.set_ylabel("Perplexity ratio, steered / unsteered\n(geometric mean)")
+            ax.set_title(f"{vector}, c = {coeff:g}, by text group")
+            ax.legend(
+                frameon=False,
+                fontsize=6.5,
+                title=f"{ci_note('normal on the log ratio')}\n"
+                f"density: {(words or WordLists()).describe('topic')}",
+                title_fontsize=6.5,
+            )
     return save_figure(fig, Path(out_dir) / "perplexity_by_layer")

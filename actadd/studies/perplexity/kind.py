@@ -33,6 +33,7 @@ import pandas as pd
 
 from actadd.config import Pair
 from actadd.errors import ConfigError
+from actadd.plots import WordLists, pair_title
 from actadd.studies.common import ConfigKind, result_claim
 from actadd.studies.perplexity.config import (
     NAME,
@@ -295,9 +296,11 @@ class PerplexityKind(ConfigKind):
         pair = Pair.parse(run.config["pair"])
         table = run.read_table("perplexity")
         steered = table[table.arm == "actadd"] if "arm" in table.columns else table
-        vec = f"{pair.positive!r}−{pair.negative!r}"
-        paths = perplexity_ratio_figure(steered, vec, run.figures)
-        return paths + perplexity_by_layer_figure(summary(table), vec, run.figures)
+        vec = pair_title(pair.name)
+        # the table's topic_words column is a count per text: the list is the config's
+        words = WordLists.of(run.config)
+        paths = perplexity_ratio_figure(steered, vec, run.figures, words)
+        return paths + perplexity_by_layer_figure(summary(table), vec, run.figures, words)
 
 
 KIND = PerplexityKind()

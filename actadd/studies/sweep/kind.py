@@ -17,7 +17,7 @@ import pandas as pd
 
 from actadd.errors import ConfigError, FigureSubsetWarning
 from actadd.lab.kinds import BaseKind
-from actadd.plots import sweep_figures
+from actadd.plots import WordLists, sweep_figures
 from actadd.sweeps.words import WORD_COLUMNS
 
 __all__ = [
@@ -44,8 +44,9 @@ FIGURE_COEFFS = 12
 
 Summary = Callable[[pd.DataFrame], pd.DataFrame]
 ClaimsFn = Callable[[Any], list]
-# draw(results table, figures directory, pairs in config order) -> figure files
-Draw = Callable[[pd.DataFrame, Path, list[str]], list[Path]]
+# draw(results table, figures directory, pairs in config order, the run's word lists)
+# -> figure files
+Draw = Callable[[pd.DataFrame, Path, list[str], WordLists], list[Path]]
 
 
 def cell_summary(df: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
@@ -92,7 +93,8 @@ class SweepKind(BaseKind):
     ) -> None:
         """``summary`` is a function of the results table, or metric names for
         :func:`cell_summary`; ``draw`` gets the results table (``draw_from="results"``) or
-        the summary (``"summary"``), the figures directory and the pairs in config order."""
+        the summary (``"summary"``), the figures directory, the pairs in config order and
+        the run's word lists (:class:`actadd.plots.WordLists`)."""
         self.name, self.description = name, description
         # the sampled metric the kind is about ("topic_any", "sentiment"); None: any sweep
         self.needs = needs
@@ -155,11 +157,13 @@ class SweepKind(BaseKind):
 
     def figures(self, run) -> list[Path]:
         df = figure_rows(run, run.read_table("results"))
+        # the word lists the figures name: the table's columns, else the run's config
+        words = WordLists.of(run.config, df)
         if self._draw is None:
-            return sweep_figures(df, run.figures)
+            return sweep_figures(df, run.figures, words)
         pairs = self.pair_order(run, df[df.layer >= 0].pair)
         table = self.summary(df) if self._draw_from == "summary" else df
-        return self._draw(table, run.figures, pairs)
+        return self._draw(table, run.figures, pairs, words)
 
     def claims(self, run) -> list:
         """The run's claims: every confirmatory cell of the config, every cell of the

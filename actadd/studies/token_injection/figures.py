@@ -15,7 +15,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from actadd.plots.style import PAPER_RC, panels, save_figure
+from actadd.lab.stats import t95
+from actadd.plots.style import panels, paper_style, save_figure
+from actadd.plots.text import ci_note, pair_title, words_text
 
 __all__ = [
     "BOTTOM_ROW",
@@ -36,35 +38,70 @@ __all__ = [
 FIGURE_WIDTH = 7.0  # inches: a two-column paper's full text width
 
 
+# every band and bar of these figures: a mean over the prompts with this interval
+BANDS = ci_note("Student t over prompts")
+# the similarity of two conditions' effects on the next token, as the axes say it
+SIMILARITY = "Pearson r over the vocabulary of Δ log p"
+SIM_LABEL = "similarity to {what}\n(Pearson r of Δ log p\nover the vocabulary)"
+
+
 def _pair_labels(config: dict[str, Any] | None) -> dict[str, str]:
-    """Panel titles: a pair's ``label`` from the config, else ``'p+' − 'p−'``; then ``c``."""
+    """Panel titles: a pair's ``label`` from the config, else ``'p+' − 'p−'``, in words
+    (:func:`actadd.plots.text.pair_title`); then ``c`` and the target word list."""
     labels = {}
     for item in (config or {}).get("pairs", []):
-        text = item.get("label") or f"{item['positive']!r} − {item['negative']!r}"
+        text = pair_title(item.get("label") or f"{item['positive']!r} − {item['negative']!r}")
         pad = item.get("pad_token", " ")
         extra = "" if pad == " " else f", pad {pad!r}"
-        labels[item["name"]] = f"{text}\n(c={item['coeff']:g}{extra})"
+        target = words_text(item.get("target"))
+        extra += f"\ntarget: {target}" if target else ""
+        labels[item["name"]] = f"{text}\nc = {item['coeff']:g}{extra}"
     return labels
 
 
-def _grid(n_rows: int, n_cols: int, height: float):
-    return panels(
-        n_rows,
-        max(1, n_cols),
-        (FIGURE_WIDTH, height),
-        sharex=True,
-        sharey="row",
+# pairs per row of panels: more would squeeze each panel's title below its width
+PAIRS_PER_ROW = 4
+
+
+def _grid(n_pairs: int, height: float):
+    """``(fig, axes)`` with two rows of panels (top and bottom metric) for every
+    :data:`PAIRS_PER_ROW` pairs; ``axes[:, j]`` are pair ``j``'s panels (top, bottom), and
+    ``axes[:, 0]`` start a row. Panels left over are hidden."""
+    ncols = max(1, min(n_pairs, PAIRS_PER_ROW))
+    blocks = max(1, -(-n_pairs // ncols))
+    fig, grid = panels(
+        2 * blocks, ncols, (FIGURE_WIDTH, height * blocks + 0.6), sharex=True, sharey="row"
     )
+    cells = [(2 * (j // ncols), j % ncols) for j in range(n_pairs)]
+    axes = np.array([[grid[r, c] for r, c in cells], [grid[r + 1, c] for r, c in cells]])
+    for r in range(2 * blocks):
+        for c in range(ncols):
+            if (r - r % 2, c) not in cells:
+                grid[r, c].set_visible(False)
+    return fig, axes, grid
 
 
-def _legend_below(fig, axes_row, ncol: int = 3) -> None:
+def _short(label: str) -> str:
+    """A panel title's first line (the pair), for legends."""
+    return label.split("\n")[0]
+
+
+def _legend_below(fig, axes_row, ncol: int = 3, title: str | None = f"bands: {BANDS}") -> None:
     """One legend for a row of panels, under the figure (collected from every panel)."""
     seen: dict[str, Any] = {}
     for ax in axes_row:
         for h, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, h)
     if seen:
-        fig.legend(seen.values(), seen.keys(), loc="outside lower center", ncol=ncol, frameon=False)
+        fig.legend(
+            seen.values(),
+            seen.keys(),
+            loc="outside lower center",
+            ncol=ncol,
+            frameon=False,
+            title=title,
+            title_fontsize=6.5,
+        )
 
 
 def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
@@ -72,11 +109,15 @@ def _by(summary: pd.DataFrame, pair: str, condition: str) -> pd.DataFrame:
     return sel.sort_values("layer")
 
 
-def _band(ax, x, mean, sem, **kw) -> None:
+def _band(ax, x, mean, sem, n=None, **kw) -> None:
+    """A line of means with its Student-t 95% interval as a band (``sem`` over ``n``
+    prompts, per point); no band where ``sem`` is None or has no finite value."""
     line = ax.plot(x, mean, **kw)[0]
     if sem is not None and np.isfinite(np.asarray(sem, float)).any():
         sem = np.nan_to_num(np.asarray(sem, float))
-        ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.15, lw=0)
+        n = np.broadcast_to(np.asarray(n if n is not None else 2, float), sem.shape)
+        half = sem * np.array([t95(k - 1) if k > 1 else 0.0 for k in n])
+        ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.15, lw=0)
 
 
 # One style per condition, shared by both rows of plot_similarity_vs_layer (one legend entry
@@ -100,7 +141,9 @@ def _curves(ax, summary: pd.DataFrame, pair: str, rows, column: str) -> None:
         sel = _by(summary, pair, condition)
         if len(sel):
             sem = sel[f"{column}_sem"] if band else None
-            _band(ax, sel.layer, sel[column], sem, **CONDITION_STYLE[condition])
+            _band(
+                ax, sel.layer, sel[column], sem, sel.get("n_prompts"), **CONDITION_STYLE[condition]
+            )
 
 
 def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | None = None):
@@ -109,14 +152,14 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
     colour, marker and label in both rows, and no two conditions share a style."""
     pairs = list(dict.fromkeys(summary["pair"]))
     labels = labels or {}
-    with plt.rc_context(PAPER_RC):
-        fig, axes = _grid(2, len(pairs), 5.0)
+    with paper_style():
+        fig, axes, grid = _grid(len(pairs), 4.4)
         for j, pair in enumerate(pairs):
             top, bottom = axes[0, j], axes[1, j]
             _curves(top, summary, pair, TOP_ROW, "inject_corr")
             top.axhline(0, color="k", lw=0.6)
             top.set_ylim(-0.3, 1.05)
-            top.set_title(labels.get(pair, pair), fontsize=7.5)
+            top.set_title(labels.get(pair, pair), fontsize=7)
             _curves(bottom, summary, pair, BOTTOM_ROW, "target_logprob_delta")
             inj = _by(summary, pair, "inject_prepend")
             if len(inj):
@@ -128,8 +171,9 @@ def plot_similarity_vs_layer(summary: pd.DataFrame, labels: dict[str, str] | Non
                 )
             bottom.axhline(0, color="k", lw=0.6)
             bottom.set_xlabel("layer L (resid_pre)")
-        axes[0, 0].set_ylabel("similarity to prepending p+\n(corr. of Δ log p over vocab)")
-        axes[1, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+        for r in range(0, grid.shape[0], 2):
+            grid[r, 0].set_ylabel(SIM_LABEL.format(what="p+ prepended"), fontsize=7.5)
+            grid[r + 1, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
         _legend_below(fig, axes.ravel())
     return fig
 
@@ -142,8 +186,8 @@ def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None
     targets = sorted({layer for (_, layer), n in counts.items() if n > 3})
     pairs = list(dict.fromkeys(t["pair"]))
     labels = labels or {}
-    with plt.rc_context(PAPER_RC):
-        fig, axes = _grid(2, len(pairs), 5.0)
+    with paper_style():
+        fig, axes, grid = _grid(len(pairs), 4.4)
         for j, pair in enumerate(pairs):
             for k, target in enumerate(targets):
                 sel = t[(t.pair == pair) & (t.layer == target)].sort_values("source_layer")
@@ -164,6 +208,7 @@ def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None
                         sel.source_layer,
                         sel[column],
                         sel[f"{column}_sem"],
+                        sel.get("n_prompts"),
                         marker="o",
                         ms=3,
                         color=f"C{k}",
@@ -174,10 +219,11 @@ def plot_transplants(summary: pd.DataFrame, labels: dict[str, str] | None = None
                         ax.axhline(rnd[column].iloc[0], color=f"C{k}", ls="--", lw=0.8, label=text)
             for ax in axes[:, j]:
                 ax.axhline(0, color="k", lw=0.6)
-            axes[0, j].set_title(labels.get(pair, pair), fontsize=7.5)
+            axes[0, j].set_title(labels.get(pair, pair), fontsize=7)
             axes[1, j].set_xlabel("source layer S")
-        axes[0, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
-        axes[1, 0].set_ylabel("similarity to ActAdd at T\n(corr. of Δ log p)")
+        for r in range(0, grid.shape[0], 2):
+            grid[r, 0].set_ylabel("Δ log p(target words)\nvs unsteered [nats]")
+            grid[r + 1, 0].set_ylabel(SIM_LABEL.format(what="ActAdd at T"), fontsize=7.5)
         _legend_below(fig, axes.ravel())
     return fig
 
@@ -186,16 +232,17 @@ def plot_dose_response(summary: pd.DataFrame, labels: dict[str, str] | None = No
     """Target-word change and KL against the coefficient (as a multiple of each pair's c)."""
     d = summary[summary["condition"] == "coeff"]
     labels = labels or {}
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
         for k, ((pair, layer), g) in enumerate(d.groupby(["pair", "layer"], sort=False)):
             g = g.sort_values("scale")
-            name = f"{labels.get(pair, pair)} @L{layer}"
+            name = f"{_short(labels.get(pair, pair))}, layer {layer}"
             _band(
                 axes[0],
                 g.scale,
                 g.target_logprob_delta,
                 g.target_logprob_delta_sem,
+                g.get("n_prompts"),
                 marker="o",
                 ms=3,
                 color=f"C{k}",
@@ -219,12 +266,20 @@ def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = 
     labels = labels or {}
     rows = diag[diag["token_pos"] != diag["token_neg"]]
     g = rows.groupby(["pair", "layer"], sort=False)[["cos_diff", "norm_ratio"]].mean()
-    with plt.rc_context(PAPER_RC):
-        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), layout="constrained")
+    legend_rows = -(-rows["pair"].nunique() // 5)  # the legend below grows with the pairs
+    with paper_style():
+        fig, axes = plt.subplots(
+            1, 2, figsize=(FIGURE_WIDTH, 3.0 + 0.18 * legend_rows), layout="constrained"
+        )
         for k, pair in enumerate(dict.fromkeys(rows["pair"])):
             s = g.loc[pair].sort_index()
             axes[0].plot(
-                s.index, s.cos_diff, marker="o", ms=3, color=f"C{k}", label=labels.get(pair, pair)
+                s.index,
+                s.cos_diff,
+                marker="o",
+                ms=3,
+                color=f"C{k}",
+                label=_short(labels.get(pair, pair)),
             )
             axes[1].plot(s.index, s.norm_ratio, marker="o", ms=3, color=f"C{k}")
         d_model = None if "d_model" not in diag else int(diag["d_model"].iloc[0])
@@ -238,7 +293,7 @@ def plot_vector_diagnostics(diag: pd.DataFrame, labels: dict[str, str] | None = 
         axes[1].axhline(1, color="k", lw=0.6)
         for ax in axes:
             ax.set_xlabel("layer L")
-        _legend_below(fig, axes)
+        _legend_below(fig, axes, ncol=4, title=None)
     return fig
 
 
@@ -269,7 +324,7 @@ def plot_similarity_by_layer(
     null_draws: pd.DataFrame | None,
     labels: dict[str, str] | None = None,
     *,
-    ncols: int = 6,
+    ncols: int = 4,
 ):
     """Per pair: similarity of each same-position condition's effect to p+'s tokens at the
     vector's positions (``replace_corr``) against the layer, with the nulls' 95% bands
@@ -280,11 +335,11 @@ def plot_similarity_by_layer(
     pairs = list(dict.fromkeys(summary["pair"]))
     labels = labels or {}
     nrows = int(np.ceil(len(pairs) / ncols))
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = panels(
             nrows,
             min(ncols, len(pairs)),
-            (FIGURE_WIDTH, 1.5 * nrows + 1.0),
+            (FIGURE_WIDTH, 1.9 * nrows + 1.0),
             sharex=True,
             sharey=True,
         )
@@ -312,6 +367,7 @@ def plot_similarity_by_layer(
                         a.layer,
                         a.replace_corr,
                         a.get("replace_corr_sem"),
+                        a.get("n_prompts"),
                         color=color,
                         marker=marker,
                         ms=2.5,
@@ -325,7 +381,7 @@ def plot_similarity_by_layer(
         for ax in axes[-1]:
             ax.set_xlabel("layer L")
         for ax in axes[:, 0]:
-            ax.set_ylabel("similarity to p+ tokens\nat the same positions")
+            ax.set_ylabel(SIM_LABEL.format(what="p+ tokens\nat the same positions"), fontsize=7)
         _legend_below(fig, axes.ravel(), ncol=2)
     return fig
 
@@ -336,7 +392,7 @@ def plot_specificity(matrix: pd.DataFrame, layer: int):
     m = matrix[matrix.layer == layer].groupby(["actadd", "inject"]).effect_corr.mean().unstack()
     order = list(dict.fromkeys(matrix.actadd))
     m = m.reindex(index=order, columns=order)
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, ax = plt.subplots(
             figsize=(FIGURE_WIDTH * 0.75, FIGURE_WIDTH * 0.7), layout="constrained"
         )
@@ -346,8 +402,8 @@ def plot_specificity(matrix: pd.DataFrame, layer: int):
         ax.set_yticks(range(len(order)), order, fontsize=6)
         ax.set_xlabel("tokens injected at the same positions")
         ax.set_ylabel("ActAdd vector")
-        ax.set_title(f"Effect similarity at L{layer} (mean over prompts)", fontsize=8)
-        fig.colorbar(im, ax=ax, shrink=0.8, label="corr. of Δ log p over vocab")
+        ax.set_title(f"Effect similarity at L{layer}: {SIMILARITY},\nmean over prompts", fontsize=8)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=SIMILARITY)
     return fig
 
 

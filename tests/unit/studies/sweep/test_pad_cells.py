@@ -30,8 +30,8 @@ def test_each_pair_length_rule_is_its_own_cell(tmp_path):
     run_experiment(config, tmp_path / "r")
     claims = adjust(get_kind("word_count").claims(RunDir.existing(tmp_path / "r")))
     ids = sorted(c.id for c in claims)
-    assert ids == ["topic_any:' wedding day'-'':L1:c2:front:left",
-                   "topic_any:' wedding day'-'':L1:c2:front:right"]  # fmt: skip
+    assert ids == ["topic_any:' wedding day' − '':L1:c2:front:left",
+                   "topic_any:' wedding day' − '':L1:c2:front:right"]  # fmt: skip
     for c in claims:
         assert c.n == "6 pairs over 2 prompts"  # not 12: each seed paired once
         assert ("equalize left" in c.statement) == c.id.endswith(":left")
