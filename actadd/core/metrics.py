@@ -95,6 +95,7 @@ def target_token_ids(
     than one token are skipped. ``strict`` raises when a word has no single-token variant.
     """
     ids: list[int] = []
+    missing: list[str] = []
     for word in words:
         variants = {word, word.capitalize()}
         if with_space:
@@ -104,13 +105,19 @@ def target_token_ids(
             toks = encode(model, v, prepend_bos=False)
             if len(toks) == 1:
                 found.append(toks[0])
-        if not found and strict:
-            raise ConfigError(
-                f"Target word {word!r} is not a single token in {model.cfg.model_name} "
-                f"(e.g. {pieces(model, encode(model, ' ' + word, prepend_bos=False))}); next-token "
-                "metrics need single-token targets. Use another word or strict=False."
-            )
+        if not found:
+            missing.append(word)
         ids += [i for i in found if i not in ids]
+    if missing and strict:  # every such word at once, not one per try
+        split = "; ".join(
+            f"{w!r} is {pieces(model, encode(model, ' ' + w, prepend_bos=False))}"
+            for w in missing[:5]
+        )
+        raise ConfigError(
+            f"Target word(s) not a single token in {model.cfg.model_name}: {split}; next-token "
+            "metrics need single-token targets: use other words (in Python, strict=False "
+            "skips them)."
+        )
     return ids
 
 
