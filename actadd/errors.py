@@ -132,7 +132,10 @@ def every_problem(
         warnings.simplefilter("ignore")
         while True:
             keys = [k for k in table if k in movable and k not in aside]
-            named = [k for k in keys if any(_names(line, [k]) for line in lines)]
+            # the keys the problems name, the first named first (a line starts with its key)
+            at = {k: [i for line in lines if (i := _at(line, k)) is not None] for k in keys}
+            first_at = {k: min(at[k], default=None) for k in keys}
+            named = sorted((k for k in keys if first_at[k] is not None), key=first_at.__getitem__)
             key = None
             for candidate in named + [k for k in keys if k not in named]:
                 try:
@@ -175,11 +178,16 @@ def key_problems(
     return problems
 
 
+def _at(line: str, key: str) -> int | None:
+    """Where ``line`` first names ``key`` (see :func:`_names`), or None."""
+    found = (re.search(rf"(?<!\w){re.escape(w)}(?!\w)", line) for w in {key, key.removesuffix("s")})
+    return min((m.start() for m in found if m), default=None)
+
+
 def _names(line: str, keys: Collection[str]) -> bool:
     """Whether a problem's line names one of ``keys`` as a word, plural or not (``coeffs``,
     ``coeff``, ``[generation]``; ``generation.seed`` names ``generation`` and ``seed``)."""
-    words = {w for k in keys for w in (k, k.removesuffix("s")) if w}
-    return any(re.search(rf"(?<!\w){re.escape(w)}(?!\w)", line) for w in words)
+    return any(_at(line, k) is not None for k in keys)
 
 
 class ChatTemplateError(ActAddError, ValueError):

@@ -108,10 +108,7 @@ def cmd_run(args) -> int:
 def cmd_sweep(args) -> int:
     kind = check_file(args.config, args.quick)["kind"]
     if kind != "sweep":
-        raise ConfigError(
-            f"{args.config} is a {kind!r} config, not a sweep (kind = 'sweep'); run it with "
-            f"`actadd run {args.config}`."
-        )
+        raise ConfigError(f"{args.config} is a {kind!r} config, not a sweep: `actadd run` runs it.")
     return cmd_run(args)
 
 
@@ -140,6 +137,8 @@ def read_suite(path: Path) -> list[Path]:
 
 
 def cmd_suite(args) -> int:
+    if args.model is not None:  # an unknown --model is refused first
+        results_root(args)
     configs = read_suite(Path(args.suite))
     check_files(configs, args.quick)  # every problem of every config, before torch loads
     from actadd.lab.report import write_report

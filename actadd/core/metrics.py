@@ -109,14 +109,11 @@ def target_token_ids(
             missing.append(word)
         ids += [i for i in found if i not in ids]
     if missing and strict:  # every such word at once, not one per try
-        split = "; ".join(
-            f"{w!r} is {pieces(model, encode(model, ' ' + w, prepend_bos=False))}"
-            for w in missing[:5]
-        )
+        as_pieces = lambda w: pieces(model, encode(model, " " + w, prepend_bos=False))  # noqa: E731
+        split = "; ".join(f"{w!r} is not a single token {as_pieces(w)}" for w in missing[:5])
         raise ConfigError(
-            f"Target word(s) not a single token in {model.cfg.model_name}: {split}; next-token "
-            "metrics need single-token targets: use other words (in Python, strict=False "
-            "skips them)."
+            f"Target word(s) in {model.cfg.model_name}: {split}; next-token metrics need "
+            "single-token targets: use other words (in Python, strict=False skips them)."
         )
     return ids
 

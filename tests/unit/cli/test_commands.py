@@ -81,7 +81,7 @@ def test_a_suite_reports_the_problems_of_every_config(tmp_path, capsys):
 def test_sweep_refuses_another_kind_and_names_the_command_that_runs_it(capsys):
     code, _, err = run(capsys, "sweep", ROOT / "experiments/love_hate_demo.toml")
     assert code == 2
-    assert "is a 'demo' config, not a sweep" in err and "actadd run" in err
+    assert "is a 'demo' config, not a sweep: `actadd run` runs it." in err
 
 
 def test_an_unknown_kind_gets_a_suggestion(tmp_path, capsys):

@@ -28,8 +28,8 @@ def test_layers_words_and_lengths_are_reported_together(tiny_llama):
     lines = info.value.problems
     assert len(lines) == 4, lines
     assert lines[0].startswith("layers [99] out of range")
-    assert lines[1].startswith("Target word(s) not a single token in")
-    assert "'xqzvjkw' is" in lines[1] and "'qqxzzv' is" in lines[1]  # both words, one try
+    assert lines[1].startswith("Target word(s) in tiny-llama: 'xqzvjkw' is not a single token")
+    assert "'qqxzzv' is not a single token" in lines[1]  # both words in one try
     assert "strict=False skips them" in lines[1]
     assert all(
         line.startswith("neutral text") and "past the model's context" in line for line in lines[2:]
