@@ -32,9 +32,8 @@ from actadd.errors import (
     ActAddError,
     ConfigError,
     Validated,
-    every_problem,
+    build_all,
     key_problems,
-    problems_of,
     raise_all,
 )
 
@@ -117,8 +116,7 @@ class Config:
     - :meth:`from_dict` reads a TOML table: it drops ``kind``, renames deprecated keys
       (:attr:`ALIASES`, with a :class:`DeprecationWarning`), refuses unknown and missing keys
       (:attr:`REQUIRED`) by name, turns lists into tuples and lets :meth:`_convert` parse
-      nested tables (pairs, sampling, ...); every problem of the table is raised at once
-      (:class:`~actadd.errors.ConfigErrors`, one line each);
+      nested tables (pairs, sampling, ...); all problems at once (``ConfigErrors``);
     - :meth:`to_dict` is what ``config.json`` holds and what ``--resume`` compares: stable, so
       fields added later (:attr:`LEFT_OUT_AT_DEFAULT`) are left out at their default and old
       run directories still resume.
@@ -132,8 +130,7 @@ class Config:
     ALIASES: ClassVar[dict[str, str]] = {}
     #: fields :meth:`to_dict` leaves out while they hold their default
     LEFT_OUT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
-    #: a valid value of each required key, standing in for a wrong one while the rest of
-    #: the table is checked (without one, a wrong required key ends the search)
+    #: stand-ins for wrong required keys while the rest is checked (else the search ends)
     EXAMPLE: ClassVar[dict[str, Any]] = {}
 
     @classmethod
@@ -149,7 +146,7 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], raw: Any, where: str | None = None) -> C:
-        """The config from a table; every problem found in one pass (:meth:`_build_all`)."""
+        """The config from a table, or every problem at once (:func:`~actadd.errors.build_all`)."""
         where = where or cls.WHERE
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a table, got {describe(raw)}.")
@@ -167,14 +164,13 @@ class Config:
                 stacklevel=2,
             )
             raw[new] = raw.pop(old)
-        keys = cls.keys()
-        problems = key_problems(raw, keys, where, required=cls.required_keys())
+        keys, required = cls.keys(), cls.required_keys()
+        problems = key_problems(raw, keys, where, required=required)
         known = {k: v for k, v in raw.items() if k in keys}
-        if any(k not in known for k in cls.required_keys()):
+        if any(k not in known for k in required):
             raise_all(problems)  # nothing to build without them
-        config, found = cls._build_all(known, where)
-        raise_all(problems + found)
-        return config  # type: ignore[return-value]
+        movable = [k for k in known if k in cls.EXAMPLE or k not in required]
+        return build_all(lambda t: cls._build(t, where), known, movable, cls.EXAMPLE, problems)
 
     @classmethod
     def _build(cls: type[C], raw: dict[str, Any], where: str) -> C:
@@ -183,23 +179,6 @@ class Config:
             return cls(**values)
         except TypeError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-
-    @classmethod
-    def _build_all(cls: type[C], raw: dict[str, Any], where: str) -> tuple[C | None, list[str]]:
-        """``(config, [])``, or ``(None, every problem found)`` (:func:`every_problem`: a
-        key is set aside by leaving it at its default, or giving it its :attr:`EXAMPLE`)."""
-        try:
-            return cls._build(raw, where), []
-        except ConfigError as exc:
-            first = problems_of(exc)
-
-        def set_aside(table: dict[str, Any], key: str) -> dict[str, Any]:
-            rest = {k: v for k, v in table.items() if k != key}
-            return {**rest, key: cls.EXAMPLE[key]} if key in cls.EXAMPLE else rest
-
-        required = cls.required_keys()
-        movable = [k for k in raw if k in cls.EXAMPLE or k not in required]
-        return None, every_problem(lambda t: cls._build(t, where), raw, first, movable, set_aside)
 
     @classmethod
     def _convert(cls, raw: dict[str, Any]) -> dict[str, Any]:

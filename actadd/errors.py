@@ -29,6 +29,7 @@ __all__ = [
     "Validated",
     "VectorFileError",
     "VectorFileWarning",
+    "build_all",
     "closest",
     "collect",
     "every_problem",
@@ -155,6 +156,32 @@ def every_problem(
             except ConfigError as exc:
                 lines = problems_of(exc)
             found += [line for line in lines if not _names(line, aside)]
+
+
+def build_all(
+    build: Callable[[dict], Any],
+    table: dict,
+    movable: Collection[str],
+    stand_ins: dict[str, Any],
+    problems: Sequence[str] = (),
+) -> Any:
+    """``build(table)``, or every problem of ``table`` raised at once (``problems``, found
+    before, first): a key of ``movable`` that a problem belongs to is set aside (its
+    stand-in from ``stand_ins``, else left out, so at its default; see
+    :func:`every_problem`)."""
+    try:
+        result = build(table)
+    except ConfigError as exc:
+        first = problems_of(exc)
+    else:
+        raise_all(problems)
+        return result
+
+    def set_aside(t: dict, key: str) -> dict:
+        rest = {k: v for k, v in t.items() if k != key}
+        return {**rest, key: stand_ins[key]} if key in stand_ins else rest
+
+    raise_all([*problems, *every_problem(build, table, first, movable, set_aside)])
 
 
 def key_problems(
