@@ -7,6 +7,9 @@ directory in place without anyone ever seeing it half-written.
 - :func:`replace_dir`: a directory put in place of another one, which is restored if the
   swap fails.
 
+:func:`read_text` and :func:`read_toml` read the UTF-8 files every config reader reads (the
+config vocabulary re-exports them: :mod:`actadd.config`).
+
 Nothing here imports the rest of actadd except :mod:`actadd.errors`.
 """
 
@@ -17,10 +20,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from actadd.errors import DiskFullError
+from actadd.errors import ConfigError, DiskFullError
 
 __all__ = [
     "atomic_write",
@@ -28,6 +33,8 @@ __all__ = [
     "disk_full",
     "file_sha256",
     "pid_alive",
+    "read_text",
+    "read_toml",
     "replace_dir",
 ]
 
@@ -117,3 +124,23 @@ def replace_dir(new: Path, target: Path, aside: Path) -> None:
             aside.rename(target)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file, without the byte-order mark some editors write first (every TOML,
+    CSV and JSONL reader of the project reads through here)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a {what} is UTF-8.") from None
+
+
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict, or a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"No {what} at {path}.")
+    try:
+        return tomllib.loads(read_text(path, what))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None

@@ -21,14 +21,21 @@ from __future__ import annotations
 
 import math
 import numbers
-import tomllib
 import warnings
 from collections.abc import Collection, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from actadd.errors import ActAddError, ConfigError, Validated
+from actadd._io import read_text, read_toml
+from actadd.errors import (
+    ActAddError,
+    ConfigError,
+    Validated,
+    build_all,
+    key_problems,
+    raise_all,
+)
 
 __all__ = [
     "ANGER_WORDS",
@@ -109,7 +116,7 @@ class Config:
     - :meth:`from_dict` reads a TOML table: it drops ``kind``, renames deprecated keys
       (:attr:`ALIASES`, with a :class:`DeprecationWarning`), refuses unknown and missing keys
       (:attr:`REQUIRED`) by name, turns lists into tuples and lets :meth:`_convert` parse
-      nested tables (pairs, sampling, ...);
+      nested tables (pairs, sampling, ...); all problems at once (``ConfigErrors``);
     - :meth:`to_dict` is what ``config.json`` holds and what ``--resume`` compares: stable, so
       fields added later (:attr:`LEFT_OUT_AT_DEFAULT`) are left out at their default and old
       run directories still resume.
@@ -123,6 +130,8 @@ class Config:
     ALIASES: ClassVar[dict[str, str]] = {}
     #: fields :meth:`to_dict` leaves out while they hold their default
     LEFT_OUT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+    #: stand-ins for wrong required keys while the rest is checked (else the search ends)
+    EXAMPLE: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -130,7 +139,14 @@ class Config:
         return [f.name for f in fields(cls) if f.init]  # type: ignore[arg-type]
 
     @classmethod
+    def required_keys(cls) -> list[str]:
+        """:attr:`REQUIRED` and every key whose field has no default."""
+        bare = [f.name for f in fields(cls) if f.default is f.default_factory is MISSING]  # type: ignore[arg-type]
+        return list(dict.fromkeys([*cls.REQUIRED, *(k for k in bare if k in cls.keys())]))
+
+    @classmethod
     def from_dict(cls: type[C], raw: Any, where: str | None = None) -> C:
+        """The config from a table, or every problem at once (:func:`~actadd.errors.build_all`)."""
         where = where or cls.WHERE
         if not isinstance(raw, dict):
             raise ConfigError(f"{where} must be a table, got {describe(raw)}.")
@@ -148,7 +164,16 @@ class Config:
                 stacklevel=2,
             )
             raw[new] = raw.pop(old)
-        check_keys(raw, cls.keys(), where, required=cls.REQUIRED)
+        keys, required = cls.keys(), cls.required_keys()
+        problems = key_problems(raw, keys, where, required=required)
+        known = {k: v for k, v in raw.items() if k in keys}
+        if any(k not in known for k in required):
+            raise_all(problems)  # nothing to build without them
+        movable = [k for k in known if k in cls.EXAMPLE or k not in required]
+        return build_all(lambda t: cls._build(t, where), known, movable, cls.EXAMPLE, problems)
+
+    @classmethod
+    def _build(cls: type[C], raw: dict[str, Any], where: str) -> C:
         values = cls._convert({k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
         try:
             return cls(**values)
@@ -258,26 +283,6 @@ def parse_pairs(raw: Any, where: str = "pairs") -> tuple[Pair, ...]:
 # ---------------------------------------------------------------------- files, keys, lists, words
 
 
-def read_text(path: Path, what: str = "file") -> str:
-    """A UTF-8 text file, without the byte-order mark some editors write first (every TOML,
-    CSV and JSONL reader of the project reads through here)."""
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text; a {what} is UTF-8.") from None
-
-
-def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
-    """A TOML file as a dict, or a ConfigError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"No {what} at {path}.")
-    try:
-        return tomllib.loads(read_text(path, what))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-
-
 def check_keys(
     raw: Validated[dict],
     allowed: Collection[str],
@@ -285,15 +290,11 @@ def check_keys(
     *,
     required: Collection[str] = (),
 ) -> None:
-    """Raise unless ``raw``'s keys are among ``allowed`` and include ``required``."""
+    """Raise unless ``raw``'s keys are among ``allowed`` and include ``required`` (both
+    problems at once, unknown keys with a "did you mean")."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table, got {raw!r}.")
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}.")
-    missing = [k for k in required if k not in raw]
-    if missing:
-        raise ConfigError(f"{where}: missing keys {missing}.")
+    raise_all(key_problems(raw, allowed, where, required=required))
 
 
 def number_list(raw: Any, where: str, *, integer: bool = False, allow_empty: bool = False) -> list:

@@ -8,6 +8,9 @@ actadd verify RUN_DIR ... | --all [DIR]            check every file a run record
 actadd report [--results DIR]                      claims with intervals and tests -> REPORT.md
 actadd kinds                                       list experiment kinds
 actadd vector export|import|show ...               llama.cpp control vectors (GGUF)
+actadd model path [NAME]                           where a model's GGUF file is
+
+A config file's problems are all reported at once, before any model loads.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import time
 import warnings
 from pathlib import Path
 
-from actadd.errors import ActAddError, ConfigError, UncheckedRunWarning
+from actadd.cli.parsing import Parser, parse, plain
+from actadd.cli.preflight import check_file, check_files, read_suite
+from actadd.errors import ActAddError, ConfigError, UncheckedRunWarning, problems_of
 
 __all__ = ["build_parser", "main", "read_suite"]
 
@@ -75,13 +80,14 @@ def ray_backend(args):
 
 
 def cmd_run(args) -> int:
+    config = Path(args.config)
+    check_file(config, args.quick)  # every problem that needs no model, before torch loads
     from actadd.lab.retarget import for_model
     from actadd.lab.runner import read_config, run_config
 
-    config = Path(args.config)
     results = results_root(args)
     out = Path(args.out) if args.out else _out_for(config, results)
-    # a broken config, or layers that do not fit --model, fails before Ray starts
+    # layers that do not fit --model fail before Ray starts
     for_model(read_config(config, args.quick), args.model, str(config))
     backend = ray_backend(args)
     try:
@@ -101,45 +107,23 @@ def cmd_run(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from actadd.lab.runner import read_config
-
-    if read_config(args.config).get("kind") != "sweep":
-        raise ConfigError(f"{args.config} is not a sweep config (kind = 'sweep').")
+    kind = check_file(args.config, args.quick)["kind"]
+    if kind != "sweep":
+        raise ConfigError(f"{args.config} is a {kind!r} config, not a sweep: `actadd run` runs it.")
     return cmd_run(args)
 
 
-def read_suite(path: Path) -> list[Path]:
-    """The config files a suite file lists (``experiments = ["name", ...]``, each
-    ``<name>.toml`` beside it), read like every config (:func:`actadd.config.read_toml`)."""
-    from actadd.config import read_toml
-
-    if not path.is_file():
-        raise ConfigError(f"No suite file at {path} (run from the repository root).")
-    names = read_toml(path, "suite file").get("experiments")
-    if (
-        not isinstance(names, list)
-        or not names
-        or not all(isinstance(n, str) and n.strip() for n in names)
-    ):
-        raise ConfigError(
-            f"{path}: 'experiments' must be a non-empty list of config names (strings), e.g. "
-            f'experiments = ["wedding_sweep"]; got {names!r}.'
-        )
-    configs = [path.parent / f"{name}.toml" for name in names]
-    missing = [str(c) for c in configs if not c.is_file()]
-    if missing:
-        raise ConfigError(f"{path}: config files not found: {missing}")
-    return configs
-
-
 def cmd_suite(args) -> int:
+    if args.model is not None:  # an unknown --model is refused first
+        results_root(args)
+    configs = read_suite(Path(args.suite))
+    check_files(configs, args.quick)  # every problem of every config, before torch loads
     from actadd.lab.report import write_report
     from actadd.lab.retarget import RULE, canonical_model, for_model, model_slug
     from actadd.lab.runinfo import git_revision, write_json
     from actadd.lab.runner import kind_of, read_config, run_config
 
-    results = results_root(args)  # an unknown --model is refused first
-    configs = read_suite(Path(args.suite))
+    results = results_root(args)
     revision = git_revision()
     # reference results (a full suite into the repository's results/, or results/<model>/)
     # need a committed tree
@@ -206,14 +190,21 @@ def cmd_suite(args) -> int:
 
 
 def cmd_figures(args) -> int:
+    if args.wait is not None and args.wait < 0:
+        raise ConfigError(f"--wait must be >= 0 seconds, got {args.wait}.")
+    runs = [Path(r) for r in args.runs]
+    missing = [r for r in runs if not r.is_dir()]
+    if missing:  # said before anything is imported or drawn
+        raise ConfigError(
+            f"no run directory at {', '.join(map(str, missing))}: give run directories "
+            "(each holds a config.json), or --results DIR for all runs under DIR."
+        )
     from actadd.lab.runner import figures_for
     from actadd.lab.runs import run_dirs
 
-    runs = [Path(r) for r in args.runs] or run_dirs(args.results)
+    runs = runs or run_dirs(args.results)
     if not runs:
         raise ConfigError(f"No run directories (with config.json) under {args.results}.")
-    if args.wait is not None and args.wait < 0:
-        raise ConfigError(f"--wait must be >= 0 seconds, got {args.wait}.")
     failed = 0
     for run in runs:
         try:
@@ -229,13 +220,11 @@ def cmd_figures(args) -> int:
             )
             continue
         print(f"{run}: {len(paths)} figure files")
-    if failed:
-        print(
-            f"actadd: {failed} of {len(runs)} runs failed; the others were redrawn.",
-            file=sys.stderr,
-        )
-        return 2
-    return 0
+    if failed and len(runs) > 1:
+        drawn = len(runs) - failed
+        rest = f"the other {drawn} were redrawn" if drawn else "none was redrawn"
+        print(f"actadd: {failed} of {len(runs)} runs failed; {rest}.", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def cmd_verify(args) -> int:
@@ -291,8 +280,8 @@ def add_model_argument(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="run on this model (smollm2, gemma3-270m, tiny-gemma3, tiny-gpt2, tiny-llama) "
         "instead of the config's: layers by relative depth, round(L * n_layers / 30) for a "
-        "SmolLM2 config, coefficients unchanged (actadd.lab.retarget); results under "
-        "results/<model>/ (results/_quick/<model>/ with --quick)",
+        "SmolLM2 config, coefficients unchanged; results under results/<model>/ "
+        "(results/_quick/<model>/ with --quick)",
     )
 
 
@@ -314,9 +303,29 @@ def add_ray_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+RUN_HELP = "run one experiment config of any kind, e.g. experiments/love_hate_demo.toml"
+RUN_DESCRIPTION = (
+    "Run one experiment config: the TOML names its kind (sweep, demo, perplexity, ...; "
+    "`actadd kinds` lists them); the run directory gets its tables, figures, config.json and "
+    "env.json. Every problem of the config is reported before the model loads. Examples: "
+    "experiments/love_hate_demo.toml, experiments/wedding_perplexity.toml (experiments/README.md)."
+)
+SWEEP_HELP = (
+    "run a sweep config (pairs x layers x coefficients), e.g. experiments/wedding_sweep.toml"
+)
+SWEEP_DESCRIPTION = (
+    "Run a sweep (kind = 'sweep'): the grid pairs x layers x coefficients x alignments (x "
+    "methods), scored by next-token metrics, KL on neutral texts and, with [generation], "
+    "sampled completions. As `actadd run`, but other kinds are refused. Examples: "
+    "experiments/wedding_sweep.toml; experiments/methods.toml (CAA, PCA, a random null)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="actadd", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = Parser(
+        prog="actadd",
+        description=plain(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--threads",
@@ -325,13 +334,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: torch's choice; 1 is faster on a busy "
         "machine, where OpenMP threads contend)",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("suite", help="run the default experiment suite")
-    s.add_argument("--quick", action="store_true", help="small sizes (CI, minutes)")
+    s = sub.add_parser(
+        "suite",
+        help="run every config of a suite file (default experiments/suite.toml), then the report",
+        description="Run every config a suite file lists into one results root, then write "
+        "the report (REPORT.md, claims.csv). Every config is checked before any runs.",
+    )
+    s.add_argument("--quick", action="store_true", help="each config's [quick] sizes (CI, minutes)")
     add_model_argument(s)
     s.add_argument("--results", help="output root (default results/, or results/_quick)")
-    s.add_argument("--suite", default=str(DEFAULT_SUITE))
+    s.add_argument(
+        "--suite",
+        default=str(DEFAULT_SUITE),
+        metavar="FILE",
+        help="the suite file, experiments = [names of configs beside it] "
+        f"(default {DEFAULT_SUITE})",
+    )
     s.add_argument("--fresh", action="store_true", help="delete each run directory and rerun")
     s.add_argument(
         "--allow-dirty",
@@ -342,12 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_ray_arguments(s)
     s.set_defaults(func=cmd_suite)
 
-    for name, func, text in (
-        ("run", cmd_run, "run one experiment config"),
-        ("sweep", cmd_sweep, "run a sweep config (kind = 'sweep')"),
+    for name, func, text, description in (
+        ("run", cmd_run, RUN_HELP, RUN_DESCRIPTION),
+        ("sweep", cmd_sweep, SWEEP_HELP, SWEEP_DESCRIPTION),
     ):
-        r = sub.add_parser(name, help=text)
-        r.add_argument("config")
+        r = sub.add_parser(name, help=text, description=description)
+        r.add_argument("config", metavar="CONFIG.toml", help="the experiment config file")
         r.add_argument("--out", help="run directory (default <results>/<config name>)")
         r.add_argument("--results", help="output root (default results/, or results/_quick)")
         r.add_argument("--quick", action="store_true", help="the config's [quick] sizes")
@@ -360,9 +380,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", help="results root (default results/)")
     r.set_defaults(func=cmd_report)
 
-    f = sub.add_parser("figures", help="redraw figures from saved tables")
-    f.add_argument("runs", nargs="*")
-    f.add_argument("--results", default="results")
+    f = sub.add_parser(
+        "figures",
+        help="redraw figures from saved tables (no model)",
+        description="Redraw the figures of run directories from their saved tables.",
+    )
+    f.add_argument(
+        "runs", nargs="*", metavar="RUN_DIR", help="run directories (default: all under --results)"
+    )
+    f.add_argument(
+        "--results", default="results", help="redraw every run under this root (default results/)"
+    )
     f.add_argument(
         "--wait",
         type=float,
@@ -376,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "verify", help="check every file of runs against their manifests and checksums"
     )
-    v.add_argument("runs", nargs="*", metavar="RUN_DIR")
+    v.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run directories to check")
     v.add_argument(
         "--all",
         nargs="?",
@@ -390,16 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kinds", help="list experiment kinds")
     k.set_defaults(func=cmd_kinds)
 
+    from actadd.cli.model import add_model_parser
     from actadd.cli.new import add_new_parser
     from actadd.cli.vector import add_vector_parser
 
     add_vector_parser(sub)
     add_new_parser(sub)
+    add_model_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(build_parser(), argv)
     # the command only writes figure files: no GUI backend unless the user chose one
     os.environ.setdefault("MPLBACKEND", "Agg")
     with warnings.catch_warnings():  # restores the warning display when main returns
@@ -430,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
                 torch.set_num_threads(args.threads)
             return args.func(args)
         except ActAddError as exc:
-            print(f"actadd: error: {exc}", file=sys.stderr)
+            lines = problems_of(exc) if isinstance(exc, ConfigError) else [str(exc)]
+            for line in lines:  # several problems of a config: one line each
+                print(f"actadd: error: {line}", file=sys.stderr)
             return 2
         except OSError as exc:
             from actadd._io import disk_full

@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from actadd.errors import SteeringError
+from actadd.cli.parsing import plain
+from actadd.errors import SteeringError, raise_all
 
 __all__ = ["add_vector_parser"]
 
 REDUCE = ("none", "mean", "mean-skip-first")
+SUFFIXES = (".gguf", ".safetensors")
 
 
 def add_vector_parser(sub) -> None:
@@ -32,10 +34,10 @@ def add_vector_parser(sub) -> None:
     v = sub.add_parser(
         "vector",
         help="share steering vectors as llama.cpp control vectors (GGUF)",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    vs = v.add_subparsers(dest="vector_command", required=True)
+    vs = v.add_subparsers(dest="vector_command", required=True, metavar="COMMAND")
 
     e = vs.add_parser("export", help="actadd .safetensors vector(s) -> one control-vector .gguf")
     e.add_argument("inputs", nargs="+", help="vectors saved by SteeringVector.save, one per layer")
@@ -76,7 +78,7 @@ def add_vector_parser(sub) -> None:
     i.set_defaults(func=cmd_import)
 
     s = vs.add_parser("show", help="describe .gguf control vectors or .safetensors vectors")
-    s.add_argument("paths", nargs="+")
+    s.add_argument("paths", nargs="+", metavar="FILE", help=".gguf or .safetensors files")
     s.add_argument(
         "--model", help="measure each vector's size relative to this model's residual norm"
     )
@@ -84,13 +86,14 @@ def add_vector_parser(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from actadd.core.vectors import SteeringVector
-    from actadd.interop.gguf import write_control_vector
-
     if args.row is not None and args.reduce != "none":
         raise SteeringError("Give either --row or --reduce, not both.")
     if args.model and args.relative is None:
         raise SteeringError("--model is used only with --relative R; leave it out.")
+    check_files(args.inputs)
+    from actadd.core.vectors import SteeringVector
+    from actadd.interop.gguf import write_control_vector
+
     model = _model(args.model)
     vectors = []
     for path in args.inputs:
@@ -128,6 +131,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
+    check_files([args.input])
     from actadd.interop.gguf import load_control_vector
 
     vectors = load_control_vector(args.input, _model(args.model))
@@ -180,7 +184,21 @@ def _model(name: str | None):
     return load_model(name)
 
 
+def check_files(paths: list[str]) -> None:
+    """Every path given is a .gguf or .safetensors file: said before torch is imported."""
+    kinds = "vector files are .gguf control vectors or .safetensors vectors"
+    raise_all(
+        [f"{p}: no such file." for p in paths if not Path(p).is_file()]
+        + [
+            f"{p}: not a vector file ({kinds})."
+            for p in paths
+            if Path(p).is_file() and Path(p).suffix not in SUFFIXES
+        ]
+    )
+
+
 def cmd_show(args) -> int:
+    check_files(args.paths)
     from actadd.core.vector_labels import NO_RESID_NORM
     from actadd.core.vectors import SteeringVector
     from actadd.interop.gguf import describe_file, load_control_vector

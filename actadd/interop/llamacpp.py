@@ -23,6 +23,7 @@ their correlation over the whole vocabulary.
 from __future__ import annotations
 
 import ctypes
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -109,11 +110,16 @@ def control_vector_data(files: ControlFiles, n_layer: int | None = None) -> tupl
 class LlamaCpp:
     """A GGUF model in llama.cpp, read one next-token distribution at a time.
 
-    >>> llm = LlamaCpp()                              # the embedded SmolLM2 GGUF
-    >>> ids = model.to_tokens("I hate you because")[0].tolist()   # leading token included
-    >>> base = llm.next_token_logprobs(ids)
-    >>> llm.set_control_vector("love.gguf", scale=1.0)
-    >>> shift = llm.next_token_logprobs(ids) - base
+    >>> with LlamaCpp() as llm:                       # the embedded SmolLM2 GGUF
+    ...     ids = model.to_tokens("I hate you because")[0].tolist()  # leading token included
+    ...     base = llm.next_token_logprobs(ids)
+    ...     llm.set_control_vector("love.gguf", scale=1.0)
+    ...     shift = llm.next_token_logprobs(ids) - base
+
+    ``with`` frees the model when the block ends; :meth:`close` does the same. Without
+    either, it is freed when the object is collected, or at the latest when the interpreter
+    exits (before the modules llama-cpp-python's own finalizer needs are torn down, so a
+    script that never closes it ends without a ``Llama.__del__`` traceback).
     """
 
     def __init__(
@@ -147,6 +153,9 @@ class LlamaCpp:
         self.adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
         self._cvec: np.ndarray | None = None
         self.control_files: list[tuple[str, float]] = []
+        # runs once: from close(), when self is collected, or at exit (atexit, while the
+        # modules are alive); the Llama object's own __del__ then finds nothing to free
+        self._finalizer = weakref.finalize(self, self.llm.close)
 
     # ------------------------------------------------------------------ control vectors
 
@@ -231,8 +240,13 @@ class LlamaCpp:
             feed = [tok]
         return out
 
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
     def close(self) -> None:
-        self.llm.close()
+        """Free the model and its context (again: nothing happens)."""
+        self._finalizer()
 
     def __enter__(self) -> LlamaCpp:
         return self

@@ -1,7 +1,8 @@
 """Experiment kinds: how a config becomes a run directory, and its figures.
 
-Each config file in ``experiments/`` names a ``kind``; :data:`KIND_MODULES` maps the name to
-the module that defines it as ``KIND`` (a study's ``kind`` module under
+Each config file in ``experiments/`` names a ``kind`` (:func:`read_config` reads one without
+importing any kind, so a config is checked before torch loads); :data:`KIND_MODULES` maps the
+name to the module that defines it as ``KIND`` (a study's ``kind`` module under
 ``actadd/studies/``). Modules are imported on
 first use (they pull in torch and TransformerLens), and no kind imports
 :mod:`actadd.lab.runner`: the dependency runs one way, runner → kinds → studies.
@@ -14,13 +15,15 @@ from the saved tables alone, so ``actadd figures`` needs no model.
 
 from __future__ import annotations
 
+import copy
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from actadd.errors import ConfigError
+from actadd.config import read_toml
+from actadd.errors import ConfigError, suggest
 
-__all__ = ["KIND_MODULES", "BaseKind", "Kind", "get_kind"]
+__all__ = ["KIND_MODULES", "BaseKind", "Kind", "get_kind", "merge", "read_config"]
 
 KIND_MODULES: dict[str, str] = {
     "sweep": "actadd.studies.sweep.kind",
@@ -92,5 +95,33 @@ class BaseKind:
 def get_kind(name: Any) -> Kind:
     """The kind called ``name``; a ConfigError lists the known ones."""
     if not isinstance(name, str) or name not in KIND_MODULES:
-        raise ConfigError(f"Unknown experiment kind {name!r}; known: {sorted(KIND_MODULES)}.")
+        raise ConfigError(
+            f"Unknown experiment kind {name!r}{suggest(name, KIND_MODULES)}; known: "
+            f"{sorted(KIND_MODULES)}."
+        )
     return import_module(KIND_MODULES[name]).KIND
+
+
+def read_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
+    """A TOML config as a dict (``name`` defaults to the file's stem; ``[quick]`` merged in
+    with ``quick``)."""
+    path = Path(path)
+    raw = read_toml(path)
+    quick_table = raw.pop("quick", {})
+    if quick:
+        raw = merge(raw, quick_table)
+    raw.setdefault("name", path.stem)
+    if "kind" not in raw:
+        raise ConfigError(f"{path}: missing 'kind'; known kinds: {sorted(KIND_MODULES)}.")
+    return raw
+
+
+def merge(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s keys (nested tables merged, not replaced); a copy."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out

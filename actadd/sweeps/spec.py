@@ -22,8 +22,7 @@ on user prompts (next-token metrics), neutral texts (KL) and sampled completions
     max_new_tokens = 40
     topic_words = "weddings"
 
-**Word lists** (``target_words``, ``generation.topic_words``) have no default: left out, each
-is derived from the pairs or refused in one line (:mod:`actadd.sweeps.words`).
+**Word lists** (``target_words``, ``topic_words``): no default (:mod:`actadd.sweeps.words`).
 
 **Methods** (optional; default ``["actadd"]``): the grid gains a ``method`` dimension::
 
@@ -173,6 +172,10 @@ class SweepSpec(Config):
     REQUIRED: ClassVar[tuple[str, ...]] = ("name", "pairs")
     ALIASES: ClassVar[dict[str, str]] = {"pads": "equalize"}
     LEFT_OUT_AT_DEFAULT: ClassVar[tuple[str, ...]] = tuple(METHOD_DEFAULTS)
+    # stand-ins for wrong required keys, so one pass finds the problems of the other keys
+    EXAMPLE: ClassVar[dict[str, Any]] = dict(
+        name="example", pairs=[[" love", " hate"]], layers=[2], coeffs=[1.0], prompts=["I"]
+    )
 
     name: str
     pairs: tuple[Pair, ...]
@@ -490,11 +493,8 @@ class SweepSpec(Config):
             )
         raw["pairs"] = parse_pairs(raw["pairs"], "pairs")
         generation = raw.get("generation")
-        if generation is not None:
-            check_keys(generation, GenerationSpec.keys(), "[generation]")
-            raw["generation"] = GenerationSpec(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in generation.items()}
-            )
+        if generation is not None:  # every problem of the table at once
+            raw["generation"] = GenerationSpec.from_dict(generation)
         if isinstance(raw.get("coeffs"), (list, tuple)):  # checked before the dataclass
             raw["coeffs"] = tuple(coefficients(raw["coeffs"], "coeffs", allow_empty=True))
         return raw

@@ -10,6 +10,9 @@ themselves differ from fp32 because llama.cpp quantizes activations.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -318,3 +321,31 @@ def test_a_cvector_generator_style_vector_imports_steers_and_can_be_studied(smol
     )
     m = effect_metrics(base, cond, [happy], inject=(base, injected))
     assert np.isfinite(m["inject_corr"]).all() and m["target_logprob_delta"][0] > 0
+
+
+# ---------------------------------------------------------------------- freeing the model
+
+UNCLOSED = """\
+from actadd.interop.llamacpp import LlamaCpp
+llm = LlamaCpp(n_threads=1)
+print(llm.n_layer)
+"""
+
+
+def test_a_script_that_never_closes_it_ends_without_a_traceback():
+    """llama-cpp-python's ``Llama.__del__`` ran at interpreter exit after the modules it
+    needs were torn down (a 15-line ``TypeError`` traceback); LlamaCpp now frees it first."""
+    proc = subprocess.run(
+        [sys.executable, "-c", UNCLOSED], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "30"
+    assert proc.stderr == "", proc.stderr
+
+
+def test_with_closes_it_and_close_is_idempotent():
+    with LlamaCpp(n_threads=1) as handle:
+        assert not handle.closed
+        assert handle.n_vocab == 49152
+    assert handle.closed
+    handle.close()  # again: nothing happens
+    assert handle.closed

@@ -102,7 +102,7 @@ def test_show_describes_both_file_kinds(saved, tmp_path, capsys):
     assert "model_hint: llama" in stdout and "mean[1:](Love − Hate ×2)" in stdout
     assert "SteeringVector(Love − Hate ×2 @L3, 5 rows, norm " in stdout and "× resid" in stdout
     code, _, err = run(capsys, "vector", "show", tmp_path / "missing.gguf")
-    assert code == 2 and "No control-vector file" in err
+    assert code == 2 and err.endswith("missing.gguf: no such file.\n")
 
 
 def one_line(err: str) -> str:
