@@ -102,7 +102,9 @@ class BehavioursConfig(Config):
             raise ConfigError(f"behaviours must be a non-empty list; allowed: {list(BEHAVIOURS)}.")
         for b in raw:
             if b not in BEHAVIOURS:
-                raise ConfigError(f"behaviour {b!r} unknown; the seven are: {', '.join(BEHAVIOURS)}.")
+                raise ConfigError(
+                    f"behaviour {b!r} unknown; the seven are: {', '.join(BEHAVIOURS)}."
+                )
         if len(set(raw)) != len(raw):
             raise ConfigError(f"behaviours: {list(raw)} names one twice; list each once.")
         set_("behaviours", tuple(raw))
@@ -115,11 +117,20 @@ class BehavioursConfig(Config):
         if isinstance(self.coarse_layers, str):
             parse_layers(self.coarse_layers, 10**6, "coarse_layers")
         else:
-            set_("coarse_layers", tuple(number_list(self.coarse_layers, "coarse_layers", integer=True)))
+            set_(
+                "coarse_layers",
+                tuple(number_list(self.coarse_layers, "coarse_layers", integer=True)),
+            )
         integer(self.fine_window, "fine_window", low=0)
         methods = self.methods
-        if isinstance(methods, str) or not isinstance(methods, (list, tuple)) or "caa" not in methods:
-            raise ConfigError(f"methods must be a list that includes 'caa'; allowed: {list(METHODS)}.")
+        if (
+            isinstance(methods, str)
+            or not isinstance(methods, (list, tuple))
+            or "caa" not in methods
+        ):
+            raise ConfigError(
+                f"methods must be a list that includes 'caa'; allowed: {list(METHODS)}."
+            )
         bad = [m for m in methods if m not in METHODS]
         if bad:
             raise ConfigError(f"methods {bad} unknown; allowed: {list(METHODS)}.")
@@ -162,8 +173,22 @@ class BehavioursConfig(Config):
             raise ConfigError(f"{behaviour}: {exc}") from None
 
     def check_model(self, model) -> None:
-        """The plan step: the coarse layers in range for ``model``."""
+        """The plan step: the coarse layers in range for ``model``, every prompt of the
+        splits within its context."""
         from actadd.config import check_layers
+        from actadd.runtime.tokens import encode
+        from actadd.studies.behaviours.protocol import question_text
 
         n = model.cfg.n_layers
         check_layers(parse_layers(self.coarse_layers, n, "coarse_layers"), n - 1, "coarse_layers")
+        for b in self.behaviours:
+            data = load_behaviour(b)
+            sp = self.split_of(b, data)
+            for i in (*sp.train, *sp.val, *sp.test):
+                text = question_text(model, data.items[i].question, bool(self.chat)) + "(A"
+                size = len(encode(model, text, truncate=False))
+                if size > model.cfg.n_ctx:
+                    raise ConfigError(
+                        f"{b} item {i} is {size} tokens as a prompt, past {model.cfg.n_ctx}, "
+                        f"the context of {model.cfg.model_name}."
+                    )

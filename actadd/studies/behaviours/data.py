@@ -145,7 +145,9 @@ def read_items(raw: bytes, where: str) -> list[dict]:
             or set(it) != {"positive", "negative"}
             or not all(isinstance(v, str) for v in it.values())
         ):
-            raise ConfigError(f"{where} item {i} is not {{positive: str, negative: str}}: {it!r:.80}")
+            raise ConfigError(
+                f"{where} item {i} is not {{positive: str, negative: str}}: {it!r:.80}"
+            )
     return doc
 
 

@@ -125,7 +125,9 @@ class Prompts:
                     )
                 letters.add((x, with_letter[-1]))
             if len(full) > model.cfg.n_ctx:
-                raise ConfigError(f"a prompt is {len(full)} tokens, past the context {model.cfg.n_ctx}.")
+                raise ConfigError(
+                    f"a prompt is {len(full)} tokens, past the context {model.cfg.n_ctx}."
+                )
             ids.append(full)
             n_steer.append(len(full) - len(before))
         by_letter = dict(letters)
@@ -187,7 +189,10 @@ def build_vectors(
         caa = (h_pos - h_neg).mean(0)
         norm = float(caa.norm())
         norms[layer] = norm
-        scaled = lambda v: v / v.norm() * norm  # noqa: E731
+
+        def scaled(v: Tensor, norm: float = norm) -> Tensor:
+            return v / v.norm() * norm
+
         both = torch.cat([h_pos, h_neg]).double()
         residual[layer] = ((both - both.mean(0)) / (len(both) - 1) ** 0.5).cpu()
         for m in methods:
@@ -237,8 +242,15 @@ class SuffixBatch:
     of its cost. Prompts are left-padded; every prompt of one batch shares ``n_steer``.
     A backend that cannot start at a layer (the TransformerBridge) is refused."""
 
-    def __init__(self, model: Model, token_lists: Sequence[Sequence[int]], n_steer: int,
-                 layers: Sequence[int], *, max_rows: int = 256) -> None:
+    def __init__(
+        self,
+        model: Model,
+        token_lists: Sequence[Sequence[int]],
+        n_steer: int,
+        layers: Sequence[int],
+        *,
+        max_rows: int = 256,
+    ) -> None:
         from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
 
         from actadd.runtime.backends import backend_of
@@ -247,8 +259,10 @@ class SuffixBatch:
         from actadd.runtime.modellock import exclusive
 
         if not backend_of(model).restarts:
-            raise ConfigError("the suffix forward needs a backend that starts at a layer; "
-                              "use forward = 'prefix' on this model.")
+            raise ConfigError(
+                "the suffix forward needs a backend that starts at a layer; "
+                "use forward = 'prefix' on this model."
+            )
         self.model, self.k, self.max_rows = model, int(n_steer), max(1, int(max_rows))
         tokens, mask = left_pad(model, token_lists)
         k = self.k
@@ -260,7 +274,9 @@ class SuffixBatch:
             model(tokens[:, :-k], attention_mask=mask[:, :-k], past_kv_cache=self.cache)
             self.cache.freeze()
             logits, acts = model.run_with_cache(
-                tokens[:, -k:], attention_mask=mask[:, -k:], past_kv_cache=self.cache,
+                tokens[:, -k:],
+                attention_mask=mask[:, -k:],
+                past_kv_cache=self.cache,
                 names_filter=list(names),
             )
         self.clean = logits[:, -1]
@@ -299,8 +315,13 @@ class SuffixBatch:
             x = (base[None] + add[:, :, None, :]).reshape(c * n, self.k, -1)
             mask = self.mask.repeat(c, 1)
             with exclusive(model):
-                final = model(x, start_at_layer=layer, stop_at_layer=model.cfg.n_layers,
-                              attention_mask=mask, past_kv_cache=self._cache(layer, c))
+                final = model(
+                    x,
+                    start_at_layer=layer,
+                    stop_at_layer=model.cfg.n_layers,
+                    attention_mask=mask,
+                    past_kv_cache=self._cache(layer, c),
+                )
             out.append(_letter_logits(model, final[:, -1], cols).reshape(c, n, len(cols)))
         return torch.cat(out)
 
@@ -331,14 +352,26 @@ class Evaluator:
     (:class:`actadd.core.prefix.PrefixBatch` with ``"back"`` placements: a full steered
     forward per row from the layer on, the reference)."""
 
-    def __init__(self, model: Model, prompts: Prompts, layers: Sequence[int], *,
-                 forward: str = "suffix", max_rows: int = 256) -> None:
+    def __init__(
+        self,
+        model: Model,
+        prompts: Prompts,
+        layers: Sequence[int],
+        *,
+        forward: str = "suffix",
+        max_rows: int = 256,
+    ) -> None:
         self.model, self.prompts, self.forward = model, prompts, forward
         self.groups = [np.flatnonzero(prompts.n_steer == k) for k in np.unique(prompts.n_steer)]
         if forward == "suffix":
             self.batches = [
-                SuffixBatch(model, [prompts.ids[i] for i in g], int(prompts.n_steer[g[0]]),
-                            layers, max_rows=max_rows)
+                SuffixBatch(
+                    model,
+                    [prompts.ids[i] for i in g],
+                    int(prompts.n_steer[g[0]]),
+                    layers,
+                    max_rows=max_rows,
+                )
                 for g in self.groups
             ]
         elif forward == "prefix":
@@ -359,16 +392,21 @@ class Evaluator:
         both = torch.empty((len(cells), n, 2), dtype=torch.float64)
         for g, batch in zip(self.groups, self.batches):
             d = cells[0][0].shape[-1] if cells else 0
-            add = torch.zeros((len(cells), len(g), d), dtype=batch.resid[layer].dtype,
-                              device=batch.resid[layer].device)
+            add = torch.zeros(
+                (len(cells), len(g), d),
+                dtype=batch.resid[layer].dtype,
+                device=batch.resid[layer].device,
+            )
             for c, (row, m, s) in enumerate(cells):
-                sign = torch.ones(len(g)) if s is None else torch.as_tensor(s[g], dtype=torch.float32)
+                sign = (
+                    torch.ones(len(g)) if s is None else torch.as_tensor(s[g], dtype=torch.float32)
+                )
                 add[c] = float(m) * sign.to(add)[:, None] * row.to(add)[None]
             both[:, g] = batch.logits(layer, add, pr.letter_ids).double().cpu()
         return _scores(both, pr.matching)
 
 
-def steerability(multipliers: Sequence[float], logit_diff: np.ndarray) -> np.ndarray:
+def steerability(multipliers: Sequence[float] | np.ndarray, logit_diff: np.ndarray) -> np.ndarray:
     """Per question, the least-squares slope of the logit difference on the multiplier
     (``logit_diff`` is [multipliers, questions])."""
     x = np.asarray(multipliers, float)

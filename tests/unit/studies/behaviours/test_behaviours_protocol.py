@@ -23,7 +23,9 @@ LAYER = 2
 
 
 def _resid_last(model, text, layer):
-    _, cache = model.run_with_cache(model.to_tokens(text), names_filter=f"blocks.{layer}.hook_resid_pre")
+    _, cache = model.run_with_cache(
+        model.to_tokens(text), names_filter=f"blocks.{layer}.hook_resid_pre"
+    )
     return cache[f"blocks.{layer}.hook_resid_pre"][0, -1]
 
 
@@ -55,7 +57,7 @@ def _hand_p_match(model, prompts: Prompts, layer, row, m, signs):
     for i, ids in enumerate(prompts.ids):
         k, s = int(prompts.n_steer[i]), 1.0 if signs is None else float(signs[i])
 
-        def hook(resid, hook):
+        def hook(resid, hook, k=k, s=s):
             resid = resid.clone()
             resid[0, -k:] += m * s * row
             return resid
@@ -70,7 +72,9 @@ def _hand_p_match(model, prompts: Prompts, layer, row, m, signs):
 
 @pytest.mark.parametrize("forward", ["suffix", "prefix"])
 @pytest.mark.parametrize("positions", ["answer", "after_question"])
-def test_the_steered_matching_probability_equals_a_hand_written_hook(tiny_llama, forward, positions):
+def test_the_steered_matching_probability_equals_a_hand_written_hook(
+    tiny_llama, forward, positions
+):
     v = build_vectors(tiny_llama, ITEMS[:3], [LAYER], ["caa", "letter"], chat=False)
     prompts = Prompts.build(tiny_llama, ITEMS, positions, chat=False)
     assert list(prompts.n_steer) == [1 if positions == "answer" else 2] * len(ITEMS)
