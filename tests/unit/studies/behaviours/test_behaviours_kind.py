@@ -1,0 +1,89 @@
+"""The ``behaviours`` kind end to end on the tiny random Llama: tables, claims, figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from actadd.lab.claims import adjust
+from actadd.lab.runner import figures_for, run_experiment
+from actadd.lab.runs import RunDir
+from actadd.studies.behaviours import data
+from actadd.studies.behaviours.kind import KIND
+
+CONFIG = dict(
+    kind="behaviours",
+    name="tiny_behaviours",
+    model="tiny-llama",
+    behaviours=["refusal", "myopic-reward"],
+    train=6,
+    val=4,
+    test=6,
+    chat=False,
+    multipliers=[-2, -1, -0.5, 0, 0.5, 1, 2],
+    coarse_layers=[1, 3],
+    random_draws=2,
+    claim_random_draws=5,
+    batch_rows=64,
+)
+
+
+def short_files(root):
+    """Short synthetic questions for the two behaviours (the tiny model's byte-level context
+    of 256 tokens is shorter than most real questions)."""
+    files = {}
+    for b, word in (("refusal", "refuse"), ("myopic-reward", "wait")):
+        doc = []
+        for i in range(20):
+            q = f"Q{i}: {word}?\n(A) yes {i}\n(B) no {i}\n"
+            m, o = ("A", "B") if i % 3 else ("B", "A")
+            doc.append({"positive": f"{q}({m})", "negative": f"{q}({o})"})
+        files[b] = root / f"{b}.json"
+        files[b].write_text(json.dumps(doc))
+    return files
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("behaviours")
+    files = short_files(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "behaviour_file", lambda name: files[data._check_name(name)])
+        run_experiment(dict(CONFIG), root / "run")
+    return root / "run"
+
+
+def test_the_kind_writes_every_table_with_a_model_column(tiny_run):
+    import pandas as pd
+
+    scan = pd.read_parquet(tiny_run / "scan.parquet")
+    assert set(scan.scan) == {"coarse", "fine", "swapped"} and set(scan.model) == {"tiny-llama"}
+    fine = scan[scan.scan == "fine"]
+    assert set(fine.multiplier) == {-2, -1, -0.5, 0, 0.5, 1, 2}
+    # one chosen layer per behaviour, within the coarse layers; fine = it ± 1
+    data = pd.read_csv(tiny_run / "data.csv")
+    assert set(data.chosen_layer) <= {1, 3} and list(data.n_test) == [6, 6]
+    for b, L in zip(data.behaviour, data.chosen_layer):
+        assert set(fine[fine.behaviour == b].layer) == {L - 1, L, L + 1} & set(range(4))
+    rel = pd.read_csv(tiny_run / "reliability.csv")
+    assert {"mean", "variance", "frac_anti"} <= set(rel.columns)
+
+
+def test_the_claims_and_figures_come_from_the_saved_tables(tiny_run):
+    claims = adjust(KIND.claims(RunDir.existing(tiny_run)))
+    ids = {c.id.split(":")[0] for c in claims}
+    assert ids == {
+        "caa_plus",
+        "caa_minus",
+        "caa_vs_random",
+        "letter_control",
+        "caa_swapped",
+        "caa_balanced",
+    }
+    assert all(c.verdict in ("SUPPORTED", "NOT SUPPORTED") for c in claims)
+    rank = [c for c in claims if c.id.startswith("caa_vs_random")]
+    assert all(c.p >= 1 / 6 for c in rank)  # 5 draws: p is at least 1/6
+    paths = figures_for(tiny_run)
+    names = {p.stem for p in paths}
+    assert {"multiplier", "layers", "steerability", "verdicts"} <= names
