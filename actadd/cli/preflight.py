@@ -18,6 +18,7 @@ from typing import Any
 from actadd.config import Config
 from actadd.errors import ConfigError, problems_of, raise_all, suggest
 from actadd.lab.kinds import KIND_MODULES, read_config
+from actadd.studies.behaviours.config import BehavioursConfig
 from actadd.studies.capability.config import CapabilityConfig
 from actadd.studies.pad_confound.config import PadConfoundConfig
 from actadd.studies.paper.config import DemoConfig
@@ -40,6 +41,7 @@ CONFIG_TYPES: dict[str, type[Config]] = {
     "capability": CapabilityConfig,
     "token_injection": TokenInjectionConfig,
     "pad_confound": PadConfoundConfig,
+    "behaviours": BehavioursConfig,
 }
 
 
