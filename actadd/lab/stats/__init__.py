@@ -17,15 +17,20 @@ states what it computes and what it assumes. 95% by default.
   resampling whole prompts, from 5 of them; :func:`cluster_t` over 2–4),
   :func:`sign_flip_test` (exact, over clusters), :func:`rank_against_draws` and
   :func:`bh_adjust` (Benjamini–Hochberg adjusted p-values);
+- :mod:`~actadd.lab.stats.power` — the simulated power of the confirmatory sign-flip test:
+  :func:`binary_effect`, :func:`mean_effect`, :func:`sign_flip_power`,
+  :func:`smallest_design`, :func:`power_statement`;
 - :mod:`~actadd.lab.stats.correlation` — :func:`pearson` along the last dimension of two
   tensors, :func:`ranks` and :func:`spearman`.
 """
 
-from actadd.lab.stats import correlation, hypothesis_tests, intervals, tables
+from actadd.lab.stats import correlation, hypothesis_tests, intervals, power, tables
 from actadd.lab.stats.correlation import *  # noqa: F403
 from actadd.lab.stats.hypothesis_tests import *  # noqa: F403
 from actadd.lab.stats.intervals import *  # noqa: F403
+from actadd.lab.stats.power import *  # noqa: F403
 from actadd.lab.stats.tables import *  # noqa: F403
 
-# every public name of the four modules (each lists its own in ``__all__``)
-__all__ = [*correlation.__all__, *hypothesis_tests.__all__, *intervals.__all__, *tables.__all__]
+# every public name of the five modules (each lists its own in ``__all__``)
+__all__ = [*correlation.__all__, *hypothesis_tests.__all__, *intervals.__all__, *power.__all__,
+           *tables.__all__]

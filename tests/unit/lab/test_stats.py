@@ -445,6 +445,52 @@ def test_sign_flip_test_exact():
     assert sign_flip_test([3, -1, 1, 1]) == pytest.approx(8 / 16)
 
 
+def _sign_flip_brute(m, alternative):
+    import itertools
+
+    m = np.asarray(m, float)
+    s = np.array(list(itertools.product((1.0, -1.0), repeat=len(m)))) @ m
+    obs = m.sum()
+    if alternative == "greater":
+        return float(np.mean(s >= obs - 1e-9))
+    if alternative == "less":
+        return float(np.mean(s <= obs + 1e-9))
+    return float(np.mean(np.abs(s) >= abs(obs) - 1e-9))
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_sign_flip_test_meet_in_the_middle_equals_brute_force(alternative):
+    from actadd.lab.stats import sign_flip_test
+
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 5, 9, 12):
+        for _ in range(20):
+            # ties and zeros on purpose: values on a coarse grid
+            m = rng.integers(-3, 4, size=k) / 4.0
+            assert sign_flip_test(m, alternative) == pytest.approx(
+                _sign_flip_brute(m, alternative)
+            ), (k, m)
+
+
+def test_sign_flip_test_one_sided_by_hand_and_large_k():
+    from actadd.lab.stats import sign_flip_test
+
+    # all 5 clusters up: one-sided p = 1/32 (the all-plus assignment), two-sided 2/32
+    assert sign_flip_test([1, 2, 3, 4, 5], "greater") == pytest.approx(1 / 32)
+    assert sign_flip_test([1, 2, 3, 4, 5], "less") == pytest.approx(1.0)
+    assert sign_flip_test([-1, -2, -3], "less") == pytest.approx(1 / 8)
+    # 32 clusters, all equal and positive: the one-sided floor 2^-32 (exact, not sampled)
+    assert sign_flip_test([0.5] * 32, "greater") == pytest.approx(2.0**-32)
+    assert sign_flip_test([0.5] * 32) == pytest.approx(2.0**-31)
+    # one-sided on data pointing the stated way is half the two-sided value (symmetry)
+    m = np.linspace(-0.3, 1.0, 24)
+    assert sign_flip_test(m, "greater") == pytest.approx(sign_flip_test(m) / 2)
+    with pytest.raises(ValueError, match="alternative 'up' unknown"):
+        sign_flip_test([1.0], "up")
+    with pytest.raises(ValueError, match="1..40 clusters"):
+        sign_flip_test(np.ones(41))
+
+
 def test_welch_t_by_hand():
     from actadd.lab.stats import welch_t
 
