@@ -257,14 +257,18 @@ def _over_prompts(
     scan_test: Callable[[], tuple[float, str]],
     *,
     confirmatory: bool,
+    alternative: str = "two-sided",
     **kw,
 ) -> Claim:
     """A claim on paired arms with ``boot``'s interval (:func:`cluster_interval` over
     prompts; the test names it where it is not the bootstrap). Confirmatory: the exact
     sign-flip test over prompts; scans: ``scan_test()``, a (p-value, test name) conditional
-    on the prompts."""
+    on the prompts. ``alternative`` (confirmatory only): ``"two-sided"`` or ``"greater"``,
+    the one-sided test of a "raises" hypothesis stated before the run."""
     if confirmatory:
-        p, test = sign_flip_test(pairs.cluster_means()), "sign-flip over prompts (exact)"
+        p = sign_flip_test(pairs.cluster_means(), alternative)
+        side = "" if alternative == "two-sided" else ", one-sided"
+        test = f"sign-flip over prompts (exact{side})"
     else:
         p, test = scan_test()
     test += interval_note(boot)

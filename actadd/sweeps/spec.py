@@ -36,14 +36,11 @@ on user prompts (next-token metrics), neutral texts (KL) and sampled completions
 - ``actadd``: the paper's per-position vector of each pair (as without ``methods``);
 - ``actadd_mean``: its mean over the rows after the leading token (one row);
 - ``caa``, ``pca_diff``, ``pca_center``: one row from ``dataset`` (:mod:`actadd.core.methods`);
-- ``random``: a direction per draw and layer, seeded from ``random_seed``: drawn from the
-  residual distribution at the layer, ``N(0, Σ̂)`` over the sweep's prompts (``random_null =
-  "residual"``, the default, as shared/SCIENCE.md asks), or isotropic Gaussian
-  (``"isotropic"``); always at the CAA norm.
+- ``random``: a direction per draw and layer (``random_seed``), from ``N(0, Σ̂)`` of the
+  residual stream at the layer over the prompts (``random_null = "residual"``) or isotropic.
 
-One-row methods run only with the aligns that take one row (``all``, ``generated[:k]``,
-``from:<token>``, ``positions:...``). ``norm = "match"`` rescales each vector's mean row
-norm (after the leading token) to the CAA vector's at the layer; ``"raw"`` keeps each scale.
+One-row methods run only with one-row aligns (``all``, ``generated[:k]``, ``from:<t>``, ...).
+``norm = "match"``: each vector's mean row norm is the CAA vector's; ``"raw"``: its own.
 
 With ``random`` among the methods, ``actadd report`` tests every other method against the
 mean of the draws, cell by cell (:func:`actadd.studies.sweep.kind.null_claims`). A confirmatory
@@ -55,6 +52,7 @@ cell of that comparison names the method and ``against = "random"``::
     coeff = 24.0
     metric = "target_logprob_delta"   # or topic_any, sentiment
     against = "random"                # default "unsteered": the cell against unsteered
+    alternative = "greater"           # one-sided ("raises"); default "two-sided"
 
 **Relative coefficients** (``coeff_mode = "relative"``; default ``"absolute"``, the paper's
 ``coeff · v``): each cell's added vector is scaled so that its norm (RMS of the row norms
@@ -288,7 +286,9 @@ class SweepSpec(Config):
             where = f"confirmatory[{i}]"
             if not isinstance(cell, dict):
                 raise ConfigError(f"{where} must be a table {{layer, coeff, ...}}, got {cell!r}.")
-            check_keys(cell, allowed, where, required=("layer", "coeff"))
+            check_keys(cell, allowed | {"alternative"}, where, required=("layer", "coeff"))
+            if cell.get("alternative", "two-sided") not in ("two-sided", "greater"):
+                raise ConfigError(f"{where}: alternative: 'two-sided' or 'greater' (raises).")
             self._check_cell_pair(cell, where)
             if self._check_null_cell(cell, where):
                 continue

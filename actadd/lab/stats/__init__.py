@@ -32,5 +32,10 @@ from actadd.lab.stats.power import *  # noqa: F403
 from actadd.lab.stats.tables import *  # noqa: F403
 
 # every public name of the five modules (each lists its own in ``__all__``)
-__all__ = [*correlation.__all__, *hypothesis_tests.__all__, *intervals.__all__, *power.__all__,
-           *tables.__all__]
+__all__ = [
+    *correlation.__all__,
+    *hypothesis_tests.__all__,
+    *intervals.__all__,
+    *power.__all__,
+    *tables.__all__,
+]

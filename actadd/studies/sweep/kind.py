@@ -247,9 +247,19 @@ def _pad_tag(config: dict, pad: str) -> tuple[str, str]:
     return f":{pad}", f", equalize {pad}"
 
 
-def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: bool, family: str):
+def cell_claim(
+    run,
+    df: pd.DataFrame,
+    cell: dict,
+    metric: str,
+    *,
+    confirmatory: bool,
+    family: str,
+    alternative: str = "two-sided",
+):
     """One cell (pair, pad, layer, coeff, align[, method]) against unsteered on the same
-    (prompt, sample) seeds."""
+    (prompt, sample) seeds. ``alternative``: the confirmatory test's sidedness, as the
+    config stated it before the run (``"greater"``: one-sided, "raises")."""
     from actadd.lab.claims import Paired, arm, binary_claim, cell_label, mean_claim
 
     base = arm(df, metric, layer=-1)
@@ -275,6 +285,7 @@ def cell_claim(run, df: pd.DataFrame, cell: dict, metric: str, *, confirmatory: 
         + id_tag,
         statement=f"{cell['pair']} at {where} {effect}",
         family=family,
+        alternative=alternative,
     )
 
 
@@ -298,7 +309,10 @@ def sweep_claims(run, scans: Sequence[str]) -> list:
             cell["method"] = c.get("method", "actadd")
         metric = c.get("metric", "topic_any")
         chosen.add((metric, *cell.values()))
-        claim = cell_claim(run, df, cell, metric, confirmatory=True, family="confirmatory")
+        claim = cell_claim(
+            run, df, cell, metric, confirmatory=True, family="confirmatory",
+            alternative=c.get("alternative", "two-sided"),
+        )  # fmt: skip
         if claim is not None:
             claims.append(claim)
     steered = df[df.layer >= 0]
