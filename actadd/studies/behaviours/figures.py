@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from actadd.plots.style import PAPER_RC, panels, save_figure
+from actadd.plots.style import panels, paper_style, save_figure
 from actadd.studies.behaviours.run import RANDOM
 
 __all__ = ["behaviour_figures"]
@@ -43,7 +43,7 @@ def behaviour_figures(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     behaviours = list(data.behaviour)
     chosen = dict(zip(data.behaviour, data.chosen_layer))
     paths: list[Path] = []
-    with plt.rc_context(PAPER_RC):
+    with paper_style():
         fig, axes = _grid(len(behaviours))
         for ax, b in zip(axes.flat, behaviours):
             d = res[(res.behaviour == b) & (res.scan == "fine") & (res.layer == chosen[b])]
@@ -107,10 +107,11 @@ def behaviour_figures(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
             v = tables["verdicts"]
             grid = v.pivot(index="behaviour", columns="method", values="effect_pm1")
             text = v.pivot(index="behaviour", columns="method", values="verdict")
-            fig, ax = plt.subplots(figsize=(1.6 + 1.3 * grid.shape[1], 0.8 + 0.45 * grid.shape[0]))
+            fig, axes = panels(1, 1, (2.4 + 1.3 * grid.shape[1], 1.4 + 0.45 * grid.shape[0]))
+            ax = axes[0, 0]
             lim = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
             ax.imshow(grid.to_numpy(), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-            ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, fontsize=7)
+            ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right", fontsize=7)
             ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=7)
             for i in range(grid.shape[0]):
                 for j in range(grid.shape[1]):

@@ -28,9 +28,9 @@ def test_layers_words_and_lengths_are_reported_together(tiny_llama):
     lines = info.value.problems
     assert len(lines) == 4, lines
     assert lines[0].startswith("layers [99] out of range")
-    assert lines[1].startswith("Target word(s) in tiny-llama: 'xqzvjkw' is not a single token")
-    assert "'qqxzzv' is not a single token" in lines[1]  # both words in one try
-    assert "strict=False skips them" in lines[1]
+    # both words in one try, named by the config key; no strict=False for a TOML user
+    assert lines[1].startswith("target_words: 'xqzvjkw', 'qqxzzv' are not single tokens")
+    assert "replace or drop them" in lines[1] and "strict" not in lines[1]
     assert all(
         line.startswith("neutral text") and "past the model's context" in line for line in lines[2:]
     )
