@@ -25,7 +25,16 @@ from actadd.lab.claims import (
     table,
 )
 
-__all__ = ["collect", "fnum", "fp", "read_claims", "render", "write_report"]
+__all__ = [
+    "collect",
+    "fnum",
+    "fp",
+    "read_claims",
+    "render",
+    "stale_runs",
+    "stale_section",
+    "write_report",
+]
 
 
 def collect(results: Path) -> tuple[list[Claim], list[dict]]:
@@ -142,6 +151,7 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
         f"| {p['model_sha256']} |"
         for p in prov
     ]
+    lines += stale_section(results)
     conf = [c for c in claims if c.confirmatory]
     if conf:
         lines += [
@@ -201,6 +211,37 @@ def _family_notes(fc: list[Claim], cond: list[Claim]) -> list[str]:
             f"{MIN_EQUIVALENCE_PROMPTS}.",
         ]
     return out
+
+
+def stale_runs(results: str | Path = "results") -> dict[str, dict]:
+    """The committed runs whose experiment config changed after they ran, each waiting for a
+    rerun: ``<results>/STALE.toml``, one table per run with ``since`` (the commit that
+    changed the config) and ``reason``. ``tests/unit/studies/test_configs.py`` checks that
+    the list is exact (every listed run differs from its shipped config, every other run
+    matches it), so a run cannot be silently out of date, nor stay listed after its rerun."""
+    from actadd.config import read_toml
+
+    path = Path(results) / "STALE.toml"
+    return read_toml(path, "stale-runs file") if path.is_file() else {}
+
+
+def stale_section(results: str | Path) -> list[str]:
+    """REPORT.md's warning about :func:`stale_runs` (nothing when there are none)."""
+    stale = stale_runs(results)
+    if not stale:
+        return []
+    lines = [
+        "",
+        "## Stale runs (rerun pending)",
+        "",
+        "These runs were made with an earlier version of their experiment config; their claims "
+        "below are the earlier design's, not what the shipped config measures:",
+        "",
+    ]
+    return lines + [
+        f"- **{run}** (config changed at {info.get('since', '?')}): {info.get('reason', '')}"
+        for run, info in stale.items()
+    ]
 
 
 def write_report(results: str | Path = "results") -> tuple[Path, Path]:
