@@ -156,17 +156,16 @@ def describe_vector(s: Settings) -> str:
 
 
 def vector_size(vector: SteeringVector) -> str:
-    """The vector's size: ``‖v‖ 12.3`` for one row, the row norms for a few rows.
-
-    Hook: the norm relative to the typical residual norm at the vector's layer belongs here
-    (``‖v‖ 12.3 = 0.4 × typical residual``) once the library reports it; until then only the
-    absolute norm is shown.
-    """
+    """The vector's size: its norm and, where the vector recorded it, that norm relative to
+    the typical residual norm at its layer (``‖v‖ 4.53 = 0.21× resid``; see
+    :meth:`actadd.core.vectors.SteeringVector.norm`), plus the row norms of a few-row vector."""
+    rel = vector.relative_norm
+    size = f"‖v‖ {vector.norm():.3g}" + ("" if rel is None else f" = {rel:.2g}× resid")
     norms = [float(n) for n in vector.norms()]
     if len(norms) == 1:
-        return f"‖v‖ {norms[0]:.3g}"
+        return size
     shown = ", ".join(f"{n:.3g}" for n in norms[:6]) + (", …" if len(norms) > 6 else "")
-    return f"row norms {shown}"
+    return f"{size} (row norms {shown})"
 
 
 def status_line(s: Settings, vector: SteeringVector) -> str:

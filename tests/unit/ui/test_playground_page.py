@@ -87,10 +87,14 @@ def test_status_says_what_the_vector_is_never_derived(panel):
     run(panel)
     status = panel.status.value
     assert "derived" not in status and "@L" not in status
-    norm = float(panel.result.vector.norms()[0])
+    v = panel.result.vector
+    norm = float(v.norms()[0])
+    # the size relative to the typical residual norm at the layer, as the vector records it
+    assert v.relative_norm is not None
+    assert v.relative_norm == v.norm() / v.resid_norm
     assert status == (
         "done: CAA (mean difference) of builtin:sentiment at the last token, × 3 at layer 2, "
-        f"align all · ‖v‖ {norm:.3g}"
+        f"align all · ‖v‖ {norm:.3g} = {v.relative_norm:.2g}× resid"
     )
 
 
