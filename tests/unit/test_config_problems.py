@@ -152,6 +152,7 @@ def test_a_sweep_config_with_many_mistakes_reports_each_once():
 
 def test_a_sound_sweep_config_still_builds_and_warns_once_for_an_old_key():
     raw = {"name": "ok", "pairs": [["a", "b"]], "layers": [1], "coeffs": [1], "prompts": ["p"]}
+    raw["target_words"] = ["a"]  # word lists have no default (pair a − b names no preset)
     with pytest.warns(DeprecationWarning, match="'pads' is now called 'equalize'") as record:
         spec = SweepSpec.from_dict({**raw, "pads": ["left"]})
     assert spec.equalize == ("left",) and len(record) == 1
