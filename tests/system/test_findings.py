@@ -73,5 +73,8 @@ def test_every_committed_run_comes_from_the_revision_it_names():
 
     runs = run_dirs(RESULTS)
     assert {"pad_confound", "token_injection_v2"} <= {r.name for r in runs}
+    # and the runs on other models (results/<model>/<run>, made with --model)
+    others = [d for d in RESULTS.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))]
+    runs += [r for d in others if d not in runs for r in run_dirs(d)]
     problems = [p for run in runs for p in provenance_problems(run, ROOT)]
     assert not problems, "\n".join(problems)

@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from actadd.lab.retarget import RULE_KEY, for_model
+
 __all__ = ["provenance_problems"]
 
 
@@ -43,7 +45,10 @@ def _spec(config: dict[str, Any]) -> dict[str, Any]:
     kind = kind_of(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # old key names are still the spec
-        return kind.saved_config(kind.parse({k: v for k, v in config.items() if k != "kind"}))
+        spec = {k: v for k, v in config.items() if k not in ("kind", RULE_KEY)}
+        saved = kind.saved_config(kind.parse(spec))
+    # a run on another model also records the rule that mapped its layers
+    return {**saved, RULE_KEY: config[RULE_KEY]} if RULE_KEY in config else saved
 
 
 def _config_at(repo: Path, revision: str, name: str) -> tuple[dict[str, Any] | None, str]:
@@ -84,6 +89,13 @@ def provenance_problems(run: str | Path, repo: str | Path | None = None) -> list
         return [f"{name}: revision {revision[:12]} is not a commit of this repository"]
     problems = []
     config, where = _config_at(repo, revision, stored.get("name") or name)
+    if config is not None and RULE_KEY in stored:
+        # a run on another model (``--model``): the revision's config carried over by the
+        # rule it recorded, which must be the rule that revision applies
+        try:
+            config = for_model(config, stored.get("model"), where)
+        except Exception as exc:  # noqa: BLE001 - any refusal is a provenance problem
+            config, where = None, f"{where} does not carry over to {stored.get('model')} ({exc})"
     if config is None:
         problems.append(f"{name}: {where}")
     else:

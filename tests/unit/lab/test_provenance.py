@@ -124,3 +124,40 @@ def test_a_run_without_a_usable_revision_is_caught(repo, revision, message):
     commit(repo, 1.0, "x = 1\n")
     (problem,) = provenance_problems(make_run(repo, 1.0, revision, None), repo)
     assert message in problem
+
+
+def test_a_run_on_another_model_is_checked_through_the_rule_it_recorded(repo):
+    from actadd.lab.retarget import for_model
+
+    (repo / "experiments").mkdir(exist_ok=True)
+    text = (
+        CONFIG.format(coeff=1.0)
+        .replace('model = "tiny-llama"\n', "")
+        .replace("layers = [1]", "layers = [16]")
+    )
+    (repo / "experiments" / "wc.toml").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a SmolLM2 config")
+    rev = git(repo, "rev-parse", "HEAD").strip()
+
+    def run_on_gemma(edit=None) -> Path:
+        out = repo / "results" / "gemma3-270m" / "wc"
+        out.mkdir(parents=True, exist_ok=True)
+        config = for_model(read_config(repo / "experiments" / "wc.toml"), "gemma3-270m")
+        if edit:
+            edit(config)
+        kind = kind_of(config)
+        spec = {k: v for k, v in config.items() if k not in ("kind", "model_rule")}
+        saved = {**kind.saved_config(kind.parse(spec)), "model_rule": config["model_rule"]}
+        (out / "config.json").write_text(json.dumps(saved, default=list))
+        (out / "env.json").write_text(json.dumps({"git_revision": rev}))
+        return out
+
+    honest = run_on_gemma()
+    assert json.loads((honest / "config.json").read_text())["layers"] == [10]  # 16 of 30 -> 10
+    assert provenance_problems(honest, repo) == []
+    # planted: a mapped layer that is not the rule's (L9 where the rule gives L10)
+    edited = run_on_gemma(lambda c: c.update(layers=[9]))
+    assert any(
+        "config.json is not experiments/wc.toml" in p for p in provenance_problems(edited, repo)
+    )
