@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from actadd.lab.cite import aliases, check_abbreviations
 from actadd.lab.stats import (
     MIN_BOOT_CLUSTERS,
     bh_adjust,
@@ -116,6 +117,8 @@ class Claim:
     p_adj: float = math.nan
     family_size: int = 1
     verdict: str = ""
+    #: the short id prose cites (:mod:`actadd.lab.cite`), set by :func:`adjust`
+    cite: str = ""
 
     def judged(self) -> Claim:
         """This claim with its verdict, by :data:`DECISION_RULE`."""
@@ -140,9 +143,18 @@ class Claim:
 
 
 def adjust(claims: Sequence[Claim]) -> list[Claim]:
-    """Benjamini–Hochberg within each (experiment, family) and the verdicts. Claims with an
-    empty family are their own family of one."""
+    """Benjamini–Hochberg within each (experiment, family), the verdicts, and each claim's
+    short id (:func:`actadd.lab.cite.aliases`). Claims with an empty family are their own
+    family of one."""
     out = list(claims)
+    by_exp: dict[str, list[int]] = {}
+    for i, c in enumerate(out):
+        by_exp.setdefault(c.experiment, []).append(i)
+    check_abbreviations(by_exp)
+    for exp, idx in by_exp.items():
+        short = aliases(exp, [out[i].id for i in idx])
+        for i in idx:
+            out[i] = replace(out[i], cite=short[out[i].id])
     groups: dict[tuple[str, str], list[int]] = {}
     for i, c in enumerate(out):
         key = (c.experiment, c.family or f"#{i}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from actadd.errors import ConfigError
+from actadd.lab.cite import family_alias
 from actadd.lab.claims import (
     CONDITIONAL,
     DECISION_RULE,
@@ -117,14 +118,14 @@ def fp(p: float) -> str:
 def _row(c: Claim) -> str:
     est = f"{fnum(c.estimate)} [{fnum(c.lo)}, {fnum(c.hi)}]"
     return (
-        f"| {c.statement} | {est} | {c.numbers} | {c.test} | {fp(c.p)} | {fp(c.p_adj)} "
-        f"| {c.n} | **{c.verdict}** |"
+        f"| `[{c.cite}]` | {c.statement} | {est} | {c.numbers} | {c.test} | {fp(c.p)} "
+        f"| {fp(c.p_adj)} | {c.n} | **{c.verdict}** |"
     )
 
 
 HEAD = (
-    "| claim | estimate [95% CI] | numbers | test | p | p (BH) | n | verdict |\n"
-    "|---|---|---|---|---|---|---|---|"
+    "| id | claim | estimate [95% CI] | numbers | test | p | p (BH) | n | verdict |\n"
+    "|---|---|---|---|---|---|---|---|---|"
 )
 CONF_HEAD = "| experiment " + HEAD.replace("\n", "\n|---")
 
@@ -140,6 +141,11 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
         "Estimates are differences from unsteered (fractions, VADER points, nats, or "
         "similarities) unless the claim says otherwise; intervals are 95%. Confirmatory cells "
         "were fixed in the configs before their data was collected; scans are exploratory.",
+        "",
+        "**Citing claims.** Each claim has a short id (first column; the `cite` column of "
+        "claims.csv) and each family one too (`[<experiment>/<family>]`, after its heading); "
+        "the findings pages cite them, and a test checks every cited number and verdict "
+        "against the claim.",
         "",
         "## Runs",
         "",
@@ -158,7 +164,8 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
             "",
             "## Confirmatory claims",
             "",
-            "Benjamini–Hochberg within each experiment's confirmatory cells.",
+            "Benjamini–Hochberg within each experiment's confirmatory cells (cited as a "
+            "family: `[wc3/confirmatory]`).",
             "",
             CONF_HEAD,
         ]
@@ -175,7 +182,8 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
         for fam, fc in fams.items():
             ok = [c for c in fc if c.verdict == SUPPORTED]
             cond = [c for c in fc if c.verdict == CONDITIONAL]
-            lines += ["", f"### {fam}: {len(ok)} of {len(fc)} supported"]
+            cite = f" `[{family_alias(exp, fam)}]`" if fam != "single claims" else ""
+            lines += ["", f"### {fam}: {len(ok)} of {len(fc)} supported{cite}"]
             lines += _family_notes(fc, cond)
             lines += ["", HEAD]
             shown = (

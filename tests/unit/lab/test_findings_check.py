@@ -1,0 +1,116 @@
+"""The findings checker (``actadd.lab.findings``) on a small claims table: a page that
+states its claims' numbers passes, and each kind of error is caught with a line naming it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from actadd.lab.findings import check_findings, sentences
+
+CLAIMS = pd.DataFrame(
+    [
+        dict(
+            experiment="word_count_confirm3",
+            family="confirmatory",
+            cite="wc3.L16c1",
+            id="a",
+            estimate=0.0703,
+            lo=0.0156,
+            hi=0.1328,
+            p_adj=0.0469,
+            clusters=32,
+            numbers="12/128 vs 3/128; discordant 11:2",
+            n="128 pairs over 32 prompts",
+            verdict="SUPPORTED",
+        ),
+        dict(
+            experiment="word_count_confirm3",
+            family="confirmatory",
+            cite="wc3.L6c4",
+            id="b",
+            estimate=0.0312,
+            lo=-0.0234,
+            hi=0.0938,
+            p_adj=0.219,
+            clusters=32,
+            numbers="7/128 vs 3/128; discordant 7:3",
+            n="128 pairs over 32 prompts",
+            verdict="NOT SUPPORTED",
+        ),
+        dict(
+            experiment="failure_cases",
+            family="equivalence",
+            cite="fc.eq.L1c2",
+            id="c",
+            estimate=-0.12,
+            lo=-0.67,
+            hi=0.42,
+            p_adj=0.82,
+            clusters=2,
+            numbers="mean 0.24 vs 0.36",
+            n="16 pairs over 2 prompts",
+            verdict="NOT ASSESSED (2 prompts < 5)",
+        ),
+        dict(
+            experiment="wedding_perplexity",
+            family="texts",
+            cite="ppl.prompt.L-1c1",
+            id="d",
+            estimate=-0.0594,
+            lo=-0.089,
+            hi=-0.030,
+            p_adj=0.000167,
+            clusters=None,
+            numbers="perplexity ratio 0.942 [0.915, 0.971]",
+            n="150 texts",
+            verdict="SUPPORTED",
+        ),
+    ]
+)
+
+GOOD = """<!-- findings -->
+- **Round three** [wc3/confirmatory]: 1 of 2 cells pass. At L16, c = 1 [wc3.L16c1] the rate
+  rises: 12/128 vs 3/128, +0.07 [+0.02, +0.13], p (BH) 0.047, SUPPORTED (32 prompts); at L6,
+  c = 4 [wc3.L6c4] +0.03 [−0.02, +0.09], p (BH) 0.22, NOT SUPPORTED.
+- Love alone [fc.eq.L1c2] is NOT ASSESSED on 2 prompts, and [fc/equivalence] 1 of 1 cells
+  NOT ASSESSED. Prepending lowers perplexity [ppl.prompt.L-1c1] (ratio 0.942 [0.915, 0.971]).
+<!-- /findings -->
+"""
+
+
+def test_a_page_that_states_its_claims_passes():
+    assert check_findings(GOOD, CLAIMS) == []
+    assert len(sentences(GOOD.split("-->")[1])) == 4
+
+
+@pytest.mark.parametrize(
+    "old, new, caught",
+    [
+        ("0.047, SUPPORTED", "0.047, NOT SUPPORTED", "says NOT SUPPORTED, the claim is SUPPORTED"),
+        ("0.22, NOT SUPPORTED", "0.22, SUPPORTED", "says SUPPORTED, the claim is NOT SUPPORTED"),
+        ("is NOT ASSESSED", "is NOT SUPPORTED", "the claim is NOT ASSESSED"),
+        ("1 of 2 cells", "2 of 2 cells", "'2 of 2', but 1 of its 2 claims are SUPPORTED"),
+        ("1 of 1 cells", "0 of 1 cells", "'0 of 1', but 1 of its 1 claims are NOT ASSESSED"),
+        ("12/128 vs 3/128", "12/128 vs 2/128", "'12/128 vs 2/128' is not in the claim's numbers"),
+        ("+0.07 [", "−0.07 [", "estimate −0.07"),
+        ("[−0.02, +0.09]", "[+0.02, +0.09]", "lo +0.02"),
+        ("0.942 [0.915, 0.971]", "0.942 [0.915, 0.991]", "hi 0.991"),
+        ("p (BH) 0.047", "p (BH) 0.01", "p (BH) 0.01, the claim has 0.0469"),
+        ("(32 prompts)", "(16 prompts)", "'16 prompts', but the claim spans 32 prompts"),
+        (" [wc3.L16c1]", "", "'+0.07 [+0.02, +0.13]' comes before the sentence's first citation"),
+        (" [ppl.prompt.L-1c1]", "", "uncited sentence: 'Prepending"),
+        ("[wc3.L6c4]", "[wc3.L6c5]", "unknown claim id [wc3.L6c5]"),
+        ("[fc/equivalence]", "[fc/equivalent]", "no family [fc/equivalent]"),
+    ],
+)
+def test_each_planted_error_is_caught_with_a_line_that_names_it(old, new, caught):
+    assert old in GOOD
+    problems = check_findings(GOOD.replace(old, new, 1), CLAIMS)
+    assert any(caught in p for p in problems), problems
+
+
+def test_a_page_without_a_findings_block_is_refused():
+    assert check_findings("no block here", CLAIMS) == [
+        "no <!-- findings --> … <!-- /findings --> block"
+    ]
