@@ -169,7 +169,7 @@ def _toml(value) -> str:
         ({"prompts": ["a", "a"]}, r"prompts: \['a'\] given more than once"),
         ({"pairs": [["Love", "Hate"], ["Love", "Hate"]]}, "pairs: .* given more than once"),
         (
-            {"pairs": [["Love", "Hate"], {"positive": "x", "label": "'Love'-'Hate'"}]},
+            {"pairs": [["Love", "Hate"], {"positive": "x", "label": "Love − Hate"}]},
             "share a name",
         ),
     ],
