@@ -9,11 +9,14 @@ one deterministic value per question and cell):
   unsteered (paired t over questions, one-sided, sign +1); family: BH over behaviours;
 - ``caa_minus:<b>``: CAA at −1 lowers it (one-sided, sign −1); BH over behaviours;
 - ``caa_vs_random:<b>``: CAA's ``p(+1) − p(−1)`` beats single norm-matched random directions
-  (rank among ``claim_random_draws`` draws, exact one-sided; with N draws p ≥ 1/(N+1), so
-  the family can pass BH over seven behaviours only with N ≥ 140; the full config uses 500);
-- ``letter_control:<b>`` (the **positive control**, must pass): the letter-token direction
-  signed towards each question's matching letter, at +1, raises the matching-letter
-  probability (one-sided). Where it fails the pipeline, not the behaviour, is in question;
+  (rank among ``claim_random_draws`` draws, exact one-sided; with N draws p ≥ 1/(N+1): see
+  :func:`design` for when the family can pass; the full config uses 500);
+- ``letter_control:<b>`` (the **positive control**, must pass): the unembedding letter
+  direction ``w_ln ⊙ (W_U[:, A] − W_U[:, B])`` at the CAA norm, signed towards each
+  question's matching letter, at +1, raises the matching-letter probability (one-sided).
+  It raises it by construction wherever it reaches the output
+  (:mod:`actadd.studies.behaviours.protocol`), so where it fails the pipeline, not the
+  behaviour, is in question;
 - ``caa_swapped:<b>`` and ``caa_balanced:<b>`` ("just the answer letter?"): CAA's
   ``p(+1) − p(−1)`` on the test questions with the letters swapped, and that of the CAA
   vector from letter-balanced train pairs, are above 0 (one-sided). A vector that only
@@ -23,6 +26,15 @@ one deterministic value per question and cell):
 this model when its positive control is NOT SUPPORTED, or when the unsteered propensity is
 within 0.05 of 0.5 and no method (the control included) moves the mean matching-letter
 probability by more than 0.02 at ±1 at ``L*``. :func:`verdicts` applies the rule.
+
+**What a size can decide** (:func:`design`, checked against both configs by a test). The
+claims are confirmatory only at the size the standards ask of a claim (at least
+:data:`MIN_CONFIRMATORY` test questions per arm; a question is its own prompt), else they
+are reported as exploratory. A rank claim's p-value is at least ``1/(N+1)`` with N draws,
+and a verdict needs the BH-adjusted p below α: with B behaviours in the family it can pass
+on its own only when ``B/(N+1) < α`` (N ≥ 140 for seven), only when every behaviour ranks
+first when ``1/(N+1) < α ≤ B/(N+1)``, and never when ``1/(N+1) ≥ α``: such a claim says so
+in its statement, and its NOT SUPPORTED is no evidence against CAA.
 """
 
 from __future__ import annotations
@@ -30,7 +42,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["claims", "one_sided_t_claim", "verdicts"]
+__all__ = ["MIN_CONFIRMATORY", "claims", "design", "one_sided_t_claim", "verdicts"]
+
+#: the fewest test questions (one per prompt) at which the claims are confirmatory
+MIN_CONFIRMATORY = 64
+
+
+def design(test: int, claim_random_draws: int, behaviours: int) -> dict[str, str]:
+    """What a run of this size can decide, per claim kind: ``confirmatory`` ("yes" or why
+    not) and ``rank`` ("can pass alone", "only if every behaviour ranks first" or "cannot
+    pass"), from the rank floor ``1/(N+1)`` against BH over ``behaviours`` (docstring)."""
+    from fractions import Fraction
+
+    from actadd.lab.claims import ALPHA
+
+    exact_floor, alpha = Fraction(1, int(claim_random_draws) + 1), Fraction(str(ALPHA))
+    floor = float(exact_floor)
+    if exact_floor * behaviours < alpha:
+        rank = "can pass alone"
+    elif exact_floor < alpha:
+        rank = (
+            f"only if every behaviour ranks first (p >= 1/{claim_random_draws + 1} = "
+            f"{floor:.3f}; alone it needs {behaviours}/(N+1) < {ALPHA})"
+        )
+    else:
+        rank = f"cannot pass (p >= 1/{claim_random_draws + 1} = {floor:.3f}, not below {ALPHA})"
+    conf = (
+        "yes"
+        if test >= MIN_CONFIRMATORY
+        else f"no: {test} test questions < {MIN_CONFIRMATORY} (exploratory)"
+    )
+    return {"confirmatory": conf, "rank": rank}
 
 
 def one_sided_t_claim(x, y, *, sign: int, **kw):
@@ -73,6 +115,10 @@ def claims(run) -> list:
     scan = run.read_table("scan")
     draws = run.read_table("draws")
     data = run.read_table("data")
+    size = design(int(data.n_test.min()), int(draws.draw.nunique()), int(data.behaviour.nunique()))
+    rank_note = (
+        "" if size["rank"] == "can pass alone" else f" [at this size the rank {size['rank']}]"
+    )
     out = []
     for _, row in data.iterrows():
         b, L = row.behaviour, int(row.chosen_layer)
@@ -80,7 +126,7 @@ def claims(run) -> list:
         base = _arm(s, "caa", L, 0.0)
         plus, minus = _arm(s, "caa", L, 1.0), _arm(s, "caa", L, -1.0)
         where = f"{b}, {row.model}, L{L} (chosen on validation), {len(base)} test questions"
-        common = dict(experiment=exp, confirmatory=True)
+        common = dict(experiment=exp, confirmatory=size["confirmatory"] == "yes")
         out.append(
             one_sided_t_claim(
                 plus,
@@ -120,7 +166,8 @@ def claims(run) -> list:
                 unit="questions",
                 id=f"caa_vs_random:{b}",
                 family="CAA beats random directions",
-                statement=f"{where}: CAA's p(+1) − p(−1) beats norm-matched random directions",
+                statement=f"{where}: CAA's p(+1) − p(−1) beats norm-matched random "
+                f"directions{rank_note}",
                 numbers=f"CAA {caa_eff.mean():+.3f} vs draws' median "
                 f"{np.median(arr[:, 1:].mean(0)):+.3f}",
                 **common,
@@ -134,9 +181,9 @@ def claims(run) -> list:
                     base,
                     sign=1,
                     id=f"letter_control:{b}",
-                    family="positive control: the letter direction",
-                    statement=f"{where}: the letter direction towards the matching letter, at +1, "
-                    "raises its probability (positive control)",
+                    family="positive control: the unembedding letter direction",
+                    statement=f"{where}: the unembedding letter direction towards the matching "
+                    "letter, at +1, raises its probability (positive control)",
                     numbers=f"p {lp.mean():.3f} vs {base.mean():.3f}",
                     **common,
                 )

@@ -21,9 +21,21 @@ letter and ``h⁻_i`` on the other:
 - ``actadd``: one pair (train item ``actadd_pair``): ActAdd's per-position vector of its two
   vector prompts, reduced to one row as the methods study does (mean over rows after the
   leading token), scaled to the CAA norm;
-- ``letter`` (positive control): the letter-token direction ``mean_i (h_i(A) − h_i(B))``,
-  scaled to the CAA norm, added with the sign of each test question's matching letter
-  (towards A where A matches, towards B where B does): it knows the answer by construction;
+- ``letter`` (the positive control): the *unembedding* letter direction
+  ``g = w_ln ⊙ (W_U[:, A] − W_U[:, B])`` (``w_ln`` the final norm's weight, where it has
+  one), scaled to the CAA norm, added with the sign of each test question's matching letter
+  (towards A where A matches, towards B where B does). It raises ``P(matching letter)`` by
+  construction where it reaches the output: on the final residual ``x``, the logit
+  difference is ``g · x / ‖x‖`` up to constants (RMSNorm; LayerNorm's centring gives the
+  same with ``x``, ``g`` centred), and adding ``α g`` (α > 0) raises the cosine of ``x + α g``
+  with ``g``, so it raises the difference for every question, at every α. Added at
+  ``resid_pre`` of an earlier layer, the skip path carries ``α g`` to the final residual
+  unchanged; only the later blocks' reaction to it can undo that, which is what the control
+  tests. (The *residual* letter direction ``mean_i (h_i(A) − h_i(B))`` at the letter
+  position, an earlier choice, fails as a control: it is read after the model has seen the
+  letter, and on some behaviours adding it at ``"("`` pushes the next token *away* from that
+  letter. It is kept, as :attr:`Vectors.letter_residual`, for the cosines
+  ("is CAA just the letter?"), never added);
 - ``caa_balanced``: CAA over a letter-balanced subset of train (as many A- as B-matching
   items, the first of each in split order), so a pure letter component cancels;
 - ``random:<j>``: a direction drawn from ``N(0, Σ̂)``, Σ̂ the covariance of the train vector
@@ -71,6 +83,7 @@ __all__ = [
     "Evaluator",
     "SuffixBatch",
     "build_vectors",
+    "letter_unembedding",
     "question_text",
     "steerability",
 ]
@@ -145,12 +158,16 @@ class Prompts:
 class Vectors:
     """Per method, ``{layer: unit-free d_model row}`` (float32, on the model's device);
     ``caa_norm[layer]`` is the norm every non-CAA vector was scaled to; ``signed`` names the
-    methods added with each question's matching sign (the letter control)."""
+    methods added with each question's matching sign (the letter control);
+    ``letter_residual[layer]`` is the residual letter direction ``mean_i (h_i(A) − h_i(B))``
+    (for the cosines only) and ``letter_unembedding`` the unscaled ``g`` of the control."""
 
     rows: dict[str, dict[int, Tensor]]
     caa_norm: dict[int, float]
     residual: dict[int, Tensor]  # centred, / sqrt(n − 1): z @ x ~ N(0, Σ̂)
     seed: int
+    letter_residual: dict[int, Tensor]
+    letter_unembedding: Tensor
     signed: tuple[str, ...] = ("letter",)
 
     def random(self, layer: int, draw: int) -> Tensor:
@@ -160,6 +177,16 @@ class Vectors:
         z = torch.randn(x.shape[0], generator=g, dtype=torch.float64)
         d = z @ x
         return (d / d.norm() * self.caa_norm[layer]).float().to(self.rows["caa"][layer].device)
+
+
+def letter_unembedding(model: Model, letter_ids: tuple[int, int]) -> Tensor:
+    """``g = w_ln ⊙ (W_U[:, A] − W_U[:, B])``: the final-residual direction along which the
+    logit difference A − B grows (module docstring); ``w_ln`` is the final norm's weight
+    where the model has one (folded into ``W_U`` otherwise)."""
+    a, b = letter_ids
+    g = (model.W_U[:, a] - model.W_U[:, b]).detach().float()
+    w = getattr(model.ln_final, "w", None)
+    return g * w.detach().float() if w is not None else g
 
 
 def build_vectors(
@@ -183,8 +210,9 @@ def build_vectors(
     k = min(len(a_rows), len(b_rows))
     if "caa_balanced" in methods and k == 0:
         raise ConfigError("caa_balanced needs train items with each letter matching.")
+    unembed = letter_unembedding(model, Prompts.build(model, items, "answer", chat).letter_ids)
     rows: dict[str, dict[int, Tensor]] = {m: {} for m in methods}
-    norms, residual = {}, {}
+    norms, residual, letter_residual = {}, {}, {}
     for layer, (h_pos, h_neg) in acts.items():
         caa = (h_pos - h_neg).mean(0)
         norm = float(caa.norm())
@@ -195,14 +223,15 @@ def build_vectors(
 
         both = torch.cat([h_pos, h_neg]).double()
         residual[layer] = ((both - both.mean(0)) / (len(both) - 1) ** 0.5).cpu()
+        s = torch.where(is_a, 1.0, -1.0).to(h_pos.dtype)[:, None]
+        letter_residual[layer] = (s * (h_pos - h_neg)).mean(0)
         for m in methods:
             if m == "caa":
                 rows[m][layer] = caa
             elif m in ("pca_diff", "pca_center"):
                 rows[m][layer] = scaled(pca_direction(h_pos, h_neg, m))
             elif m == "letter":
-                s = torch.where(is_a, 1.0, -1.0).to(h_pos.dtype)[:, None]
-                rows[m][layer] = scaled((s * (h_pos - h_neg)).mean(0))
+                rows[m][layer] = scaled(unembed.to(h_pos))
             elif m == "caa_balanced":
                 keep = a_rows[:k] + b_rows[:k]
                 rows[m][layer] = (h_pos[keep] - h_neg[keep]).mean(0)
@@ -212,7 +241,7 @@ def build_vectors(
         for layer, v in per_position.items():
             row = v.mean(skip_first=True).tensor[0]
             rows["actadd"][layer] = row / row.norm() * norms[layer]
-    return Vectors(rows, norms, residual, seed)
+    return Vectors(rows, norms, residual, seed, letter_residual, unembed)
 
 
 def _condition(prompts: Prompts, layer: int, row: Tensor, multiplier: float, signs) -> list:

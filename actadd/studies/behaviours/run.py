@@ -16,8 +16,10 @@ Tables (every row carries ``model``): ``scan`` (one row per question and cell: `
 ``logit_diff``), ``choice`` (validation effect per coarse layer), ``draws`` (per draw and
 question, ``p_match`` at −1, 0, +1 at ``L*``), ``steerability`` (per question: slope of the
 logit difference on the multiplier, fine scan), ``reliability`` (its mean, variance and the
-fraction anti-steerable), ``letter_cosine``, ``data`` (counts, A/B balance, unsteered
-propensity on test) and ``results`` (means per behaviour, scan, layer, method, multiplier).
+fraction anti-steerable), ``letter_cosine`` (each vector's cosine with the letter
+difference's embedding, residual and unembedding directions), ``data`` (counts, A/B
+balance, unsteered propensity on test) and ``results`` (means per behaviour, scan, layer,
+method, multiplier).
 """
 
 from __future__ import annotations
@@ -213,25 +215,22 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
             # 4. the letter direction
             a, bb = prompts.letter_ids
             emb = (model.W_E[a] - model.W_E[bb]).double()
-            letter = vec.rows.get("letter")
+            unemb = vec.letter_unembedding.double().to(emb.device)
+
+            def cosine(v, w):
+                return float(torch.nn.functional.cosine_similarity(v, w.to(v), dim=0))
+
             for layer in layers:
                 for m in methods:
                     v = vec.rows[m][layer].double()
-                    c_emb = float(torch.nn.functional.cosine_similarity(v, emb, dim=0))
-                    c_res = (
-                        float(
-                            torch.nn.functional.cosine_similarity(v, letter[layer].double(), dim=0)
-                        )
-                        if letter is not None
-                        else np.nan
-                    )
                     cos.append(
                         dict(
                             cols,
                             layer=layer,
                             method=m,
-                            cos_embedding=c_emb,
-                            cos_residual=c_res,
+                            cos_embedding=cosine(v, emb),
+                            cos_residual=cosine(v, vec.letter_residual[layer].double()),
+                            cos_unembedding=cosine(v, unemb),
                             norm=float(v.norm()),
                         )
                     )

@@ -84,6 +84,40 @@ def test_the_claims_and_figures_come_from_the_saved_tables(tiny_run):
     assert all(c.verdict in ("SUPPORTED", "NOT SUPPORTED") for c in claims)
     rank = [c for c in claims if c.id.startswith("caa_vs_random")]
     assert all(c.p >= 1 / 6 for c in rank)  # 5 draws: p is at least 1/6
+    # ... so the rank claim says it cannot pass, and 6 test questions are exploratory
+    assert all("rank cannot pass (p >= 1/6" in c.statement for c in rank)
+    assert not any(c.confirmatory for c in claims)
+    # the positive control passes on the tiny model too (it knows the answer)
+    control = [c for c in claims if c.id.startswith("letter_control")]
+    assert len(control) == 2 and all(c.verdict == "SUPPORTED" for c in control)
     paths = figures_for(tiny_run)
     names = {p.stem for p in paths}
     assert {"multiplier", "layers", "steerability", "verdicts"} <= names
+
+
+def test_the_design_says_what_each_config_can_decide():
+    """The small config is exploratory and its rank claims cannot pass (19 draws: p >= 1/20);
+    the full config is confirmatory and a lone behaviour can pass BH over seven (500 draws).
+    Planted: 139 draws (7/140 = 0.05, not below it) cannot pass alone; 19 draws with 140
+    test questions are confirmatory yet the rank still cannot pass."""
+    import tomllib
+    from pathlib import Path
+
+    from actadd.studies.behaviours.claims import design
+
+    root = Path(__file__).resolve().parents[4]
+
+    def of(name):
+        raw = tomllib.loads((root / "experiments" / name).read_text())
+        return design(raw["test"], raw["claim_random_draws"], len(data.BEHAVIOURS))
+
+    small, full = of("behaviours.toml"), of("behaviours_full.toml")
+    assert small["confirmatory"].startswith("no: 24 test questions < 64")
+    assert small["rank"].startswith("cannot pass (p >= 1/20 = 0.050")
+    assert full == {"confirmatory": "yes", "rank": "can pass alone"}
+    assert design(128, 139, 7)["rank"].startswith("only if every behaviour ranks first")
+    assert design(128, 140, 7)["rank"] == "can pass alone"
+    assert design(140, 19, 7) == {
+        "confirmatory": "yes",
+        "rank": "cannot pass (p >= 1/20 = 0.050, not below 0.05)",
+    }

@@ -9,7 +9,13 @@ import torch
 
 from actadd.core.methods import caa
 from actadd.studies.behaviours.data import Item
-from actadd.studies.behaviours.protocol import Evaluator, Prompts, build_vectors, steerability
+from actadd.studies.behaviours.protocol import (
+    Evaluator,
+    Prompts,
+    build_vectors,
+    letter_unembedding,
+    steerability,
+)
 from actadd.studies.behaviours.run import swap_letters
 
 ITEMS = [
@@ -40,10 +46,13 @@ def test_the_caa_vector_is_the_mean_difference_at_the_letter_position(tiny_llama
     torch.testing.assert_close(v.rows["caa"][LAYER], hand, rtol=1e-5, atol=1e-5)
     pairs = [(f"{it.question}\n({it.matching}", f"{it.question}\n({it.other}") for it in ITEMS]
     torch.testing.assert_close(v.rows["caa"][LAYER], caa(tiny_llama, pairs, LAYER)[LAYER].tensor[0])
-    # the letter direction: mean of h(A) - h(B), at the CAA norm
+    # the residual letter direction (cosines only): mean of h(A) - h(B)
     signs = torch.tensor([1.0 if it.matching == "A" else -1.0 for it in ITEMS])[:, None]
-    letter = (signs * torch.stack(diffs)).mean(0)
-    torch.testing.assert_close(v.rows["letter"][LAYER], letter / letter.norm() * hand.norm())
+    torch.testing.assert_close(v.letter_residual[LAYER], (signs * torch.stack(diffs)).mean(0))
+    # the control: w_ln * (W_U[:, A] - W_U[:, B]), at the CAA norm
+    a, b = (tiny_llama.to_single_token(x) for x in "AB")
+    g = tiny_llama.ln_final.w * (tiny_llama.W_U[:, a] - tiny_llama.W_U[:, b])
+    torch.testing.assert_close(v.rows["letter"][LAYER], g / g.norm() * hand.norm())
     # balanced: two A-matching and two B-matching items (the first of each)
     keep = [0, 2, 1, 3]
     torch.testing.assert_close(v.rows["caa_balanced"][LAYER], torch.stack(diffs)[keep].mean(0))
@@ -110,3 +119,44 @@ def test_steerability_is_the_least_squares_slope_and_the_swap_flips_the_letter()
     np.testing.assert_allclose(steerability(mults, ld), [2.0, -0.5, 0.0], atol=1e-12)
     s = swap_letters(ITEMS[0])
     assert s.question == "Do you agree?\n(B) yes\n(A) no" and (s.matching, s.other) == ("B", "A")
+
+
+@pytest.mark.parametrize("layer", [0, LAYER, 3])
+def test_the_letter_control_raises_the_matching_letter_and_a_planted_sign_flip_is_caught(
+    tiny_llama, layer
+):
+    """The positive control knows the answer: at +1 (and at every positive multiplier,
+    where it reaches the output unchanged) it raises P(matching letter) on every question,
+    at every layer of the tiny model; with its signs flipped (a planted bug) it lowers it."""
+    v = build_vectors(tiny_llama, ITEMS[:3], [layer], ["caa", "letter"], chat=False)
+    prompts = Prompts.build(tiny_llama, ITEMS, "answer", chat=False)
+    ev = Evaluator(tiny_llama, prompts, [layer])
+    row = v.rows["letter"][layer]
+    p, _ = ev.run(layer, [(row, 0.0, None), (row, 1.0, prompts.sign), (row, 1.0, -prompts.sign)])
+    assert np.all(p[1] > p[0]), (p[0], p[1])
+    assert np.all(p[2] < p[0]), (p[0], p[2])
+
+
+def test_on_the_final_residual_the_unembedding_direction_raises_the_letter_by_construction(
+    tiny_llama,
+):
+    """The docstring's argument, checked on real residuals: the final norm then the two
+    letters' logits, with α·g added, for random α > 0, every prompt: the logit difference
+    A − B grows (and falls with α < 0)."""
+    prompts = Prompts.build(tiny_llama, ITEMS, "answer", chat=False)
+    g = letter_unembedding(tiny_llama, prompts.letter_ids)
+    a, b = prompts.letter_ids
+    n = tiny_llama.cfg.n_layers
+    for ids in prompts.ids:
+        _, cache = tiny_llama.run_with_cache(
+            torch.tensor([ids]), names_filter=f"blocks.{n - 1}.hook_resid_post"
+        )
+        x = cache[f"blocks.{n - 1}.hook_resid_post"][0, -1]
+
+        def diff(alpha, x=x):
+            lg = tiny_llama.unembed(tiny_llama.ln_final((x + alpha * g)[None, None]))[0, 0]
+            return float(lg[a] - lg[b])
+
+        base = diff(0.0)
+        for alpha in (0.01, 0.3, 2.0, 50.0):
+            assert diff(alpha) > base > diff(-alpha)
