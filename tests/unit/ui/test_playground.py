@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from model_state import changes, snapshot
+from playground_settings import BASE
 
 import actadd
 from actadd import SteeringVector
@@ -22,26 +23,6 @@ from actadd.ui.settings import Settings
 from actadd.ui.worker import LatestWorker, Superseded
 
 pytest.importorskip("ipywidgets", reason="the playground extra: pip install -e '.[playground]'")
-
-BASE = dict(
-    prompt="hello there",
-    positive="ab",
-    negative="cd",
-    layer=1,
-    coeff=3.0,
-    target_words="a, e",
-    max_new_tokens=6,
-    n_samples=2,
-    map_layers="0:4",
-    map_coeffs=(-2.0, 2.0),
-)
-
-
-@pytest.fixture
-def panel(tiny_llama):
-    p = actadd.playground(tiny_llama, **BASE)
-    yield p
-    assert p.wait(60)
 
 
 # ---------------------------------------------------------------------- settings

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import playground_settings
 import pytest
 
 import actadd
@@ -19,26 +20,8 @@ from actadd.ui.settings import Settings, pad_shown, pad_typed
 
 pytest.importorskip("ipywidgets", reason="the playground extra: pip install -e '.[playground]'")
 
-BASE = dict(
-    prompt="hello there",
-    positive="ab",
-    negative="cd",
-    layer=1,
-    coeff=3.0,
-    target_words="a, e",
-    max_new_tokens=4,
-    n_samples=1,
-    map_layers="0:4",
-    map_coeffs=(-2.0, 2.0),
-)
+BASE = {**playground_settings.BASE, "max_new_tokens": 4, "n_samples": 1}  # the page, not samples
 NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "06_playground.ipynb"
-
-
-@pytest.fixture
-def panel(tiny_llama):
-    p = actadd.playground(tiny_llama, **BASE)
-    yield p
-    assert p.wait(60)
 
 
 def run(p) -> None:
