@@ -16,6 +16,8 @@ pattern in the scope               checked against (one cited claim)
 ``−0.18`` (a lone signed decimal)  the estimate, the same way
 ``12/128 vs 3/128``, ``33 of 50``  must occur in the claim's ``numbers`` or ``n``
 ``p (BH) 0.047``                   the Benjamini–Hochberg adjusted p, to its printed digits
+``one-sided p (BH) 0.031``         the one-sided sensitivity analysis's adjusted p
+                                   (``sensitivity_p_one_sided_bh``), the same way
 ``32 prompts``                     the number of prompts the claim's evidence spans
 ``SUPPORTED``, ``NOT SUPPORTED``,  the verdict (``SUPPORTED (conditional on one prompt)`` must
 ``NOT ASSESSED``                   say so)
@@ -23,7 +25,10 @@ pattern in the scope               checked against (one cited claim)
 
 A citation of several claims (a family, a glob, a union) is a quantified statement: each
 ``9 of 150``, ``0 of 4``, ``none of 22``, ``all 5`` in its scope must equal the number of
-SUPPORTED claims among the cited ones and their total.
+SUPPORTED claims among the cited ones and their total; a quantifier followed (before the
+next one) by ``one-sided sensitivity`` and no verdict counts instead the cited claims that
+would meet the rule one-sided (``sensitivity_one_sided_rule`` is ``met``): ``4 of 18 would
+pass in the one-sided sensitivity analysis``.
 
 Numbers outside these patterns (a model's size, a run's length) are not checked here.
 :func:`check_findings` returns one line per problem, naming the sentence.
@@ -52,7 +57,10 @@ _COUNTS = re.compile(
 )
 _OF = re.compile(r"\b(\d+|no|none|all) of (?:the |its )?(\d+)\b", re.I)
 _ALL_N = re.compile(r"\ball (\d+)\b", re.I)
-_P_BH = re.compile(r"p \(BH\) (<1e-4|\d+(?:\.\d+)?(?:e-?\d+)?)")
+_PV = r"(<1e-4|\d+(?:\.\d+)?(?:e-?\d+)?)"
+_P_BH = re.compile(rf"(?<!one-sided )p \(BH\) {_PV}")
+_P_BH_ONE = re.compile(rf"one-sided p \(BH\) {_PV}")
+_SENSITIVITY = re.compile(r"one-sided sensitivity")
 _PROMPTS = re.compile(r"\b(\d+) (?:\w+ )?prompts\b")
 _VERDICT = re.compile(r"\b(NOT SUPPORTED|NOT ASSESSED|SUPPORTED)\b( \(conditional)?")
 
@@ -153,7 +161,9 @@ def _orphans(sentence: str) -> list[str]:
     first = _CITE.search(text)
     head = text[: first.start()] if first else ""
     found = [
-        m.group(0) for rx in (_INTERVAL, _COUNTS, _P_BH, _OF, _VERDICT) for m in rx.finditer(head)
+        m.group(0)
+        for rx in (_INTERVAL, _COUNTS, _P_BH, _P_BH_ONE, _OF, _VERDICT)
+        for m in rx.finditer(head)
     ]
     found += [m.group(1) for m in _SIGNED.finditer(_COUNTS.sub(" ", _INTERVAL.sub(" ", head)))]
     return [
@@ -209,6 +219,11 @@ def _check_one(c: Citation) -> list[str]:
     for m in _P_BH.finditer(scope):
         if not _p_matches(m.group(1), float(row.p_adj)):
             problems.append(f"[{cite}]: p (BH) {m.group(1)}, the claim has {row.p_adj:.3g}")
+    for m in _P_BH_ONE.finditer(scope):
+        one = float(row.get("sensitivity_p_one_sided_bh", math.nan))
+        if not _p_matches(m.group(1), one):
+            has = f"{one:.3g}" if math.isfinite(one) else "none (its test was not two-sided)"
+            problems.append(f"[{cite}]: one-sided p (BH) {m.group(1)}, the claim has {has}")
     for m in _PROMPTS.finditer(scope):
         k = pd.to_numeric(row.get("clusters"), errors="coerce")
         if not (math.isfinite(k) and int(m.group(1)) == int(k)):
@@ -238,6 +253,10 @@ def _check_set(c: Citation) -> list[str]:
         have = int(c.claims.verdict.astype(str).str.startswith(verdict).sum())
         if verdict == "SUPPORTED":
             have = int((c.claims.verdict == "SUPPORTED").sum())
+        if not named and _SENSITIVITY.search(c.scope, m.end(), upto):
+            verdict = "met one-sided (sensitivity)"
+            rule = c.claims.get("sensitivity_one_sided_rule")
+            have = 0 if rule is None else int((rule == "met").sum())
         k = {"no": 0, "none": 0, "all": int(n)}.get(k, k)
         if int(k) != have or int(n) != total:
             problems.append(
