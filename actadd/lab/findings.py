@@ -61,6 +61,7 @@ _PV = r"(<1e-4|\d+(?:\.\d+)?(?:e-?\d+)?)"
 _P_BH = re.compile(rf"(?<!one-sided )p \(BH\) {_PV}")
 _P_BH_ONE = re.compile(rf"one-sided p \(BH\) {_PV}")
 _SENSITIVITY = re.compile(r"one-sided sensitivity")
+_SEPARATOR = re.compile(r"\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*")
 _PROMPTS = re.compile(r"\b(\d+) (?:\w+ )?prompts\b")
 _VERDICT = re.compile(r"\b(NOT SUPPORTED|NOT ASSESSED|SUPPORTED)\b( \(conditional)?")
 
@@ -84,12 +85,20 @@ def findings_blocks(text: str) -> list[str]:
 
 
 def sentences(block: str) -> list[str]:
-    """The sentences of a findings block: bullets (``- ``) and paragraphs, each cut after
+    """The sentences of a findings block: bullets (``- ``), paragraphs and table rows (the
+    header row and the ``|---|`` row are skipped; cells are joined with ``;``), each cut after
     ``.``, ``!`` or ``?`` where the next word starts a sentence. Inline code is kept (it may
     hold quotes and dashes, not claims), bold and italics markers are dropped."""
     items: list[str] = []
-    for line in block.splitlines():
-        s = line.strip()
+    lines = [line.strip() for line in block.splitlines()]
+    for i, s in enumerate(lines):
+        if s.startswith("|"):
+            # a table row is an item of its own; the header (the row above |---|) and the
+            # separator name columns, not claims
+            header = i + 1 < len(lines) and _SEPARATOR.fullmatch(lines[i + 1])
+            if not (header or _SEPARATOR.fullmatch(s)):
+                items += [s.strip("| ").replace(" | ", "; "), ""]
+            continue
         if not s:
             items.append("")
         elif s.startswith(("- ", "* ")) or not items:

@@ -150,3 +150,25 @@ def test_each_planted_sensitivity_error_is_caught(old, new, caught):
 def test_a_one_sided_p_on_a_claim_without_one_is_caught():
     problems = check_findings(SENS, CLAIMS)  # a table without the sensitivity columns
     assert any("the claim has none (its test was not two-sided)" in p for p in problems)
+
+
+TABLE = """<!-- findings -->
+| cell | result |
+|---|---|
+| L16, c = 1 | [wc3.L16c1] 12/128 vs 3/128, SUPPORTED |
+| L6, c = 4 | [wc3.L6c4] 7/128 vs 3/128, NOT SUPPORTED |
+<!-- /findings -->
+"""
+
+
+def test_each_table_row_is_a_sentence_and_the_header_is_not():
+    assert sentences(TABLE.split("-->")[1].split("<!--")[0]) == [
+        "L16, c = 1; [wc3.L16c1] 12/128 vs 3/128, SUPPORTED",
+        "L6, c = 4; [wc3.L6c4] 7/128 vs 3/128, NOT SUPPORTED",
+    ]
+    assert check_findings(TABLE, CLAIMS) == []
+    # a row's numbers are checked against its own citation, not the row above's
+    swapped = TABLE.replace("[wc3.L6c4] 7/128", "[wc3.L6c4] 12/128")
+    assert any("[wc3.L6c4]: '12/128 vs 3/128'" in p for p in check_findings(swapped, CLAIMS))
+    uncited = TABLE.replace("[wc3.L6c4] ", "")
+    assert any("uncited sentence: 'L6, c = 4" in p for p in check_findings(uncited, CLAIMS))
