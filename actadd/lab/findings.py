@@ -4,7 +4,8 @@ next to the id is what the claim holds.
 A findings block is the text between ``<!-- findings -->`` and ``<!-- /findings -->``. Each
 bullet (or paragraph) is cut into sentences, and every sentence must cite at least one id in
 square brackets (:mod:`actadd.lab.cite`): a claim (``[wc3.L16c1]``), a family
-(``[ws/scan topic_any]``), a glob over claim ids (``[ppl.ppl_wedding.actadd.*]``), or several
+(``[ws/scan topic_any]``), a glob over claim ids (``[ppl.ppl_wedding.actadd.*]``,
+``[ws.L1[0-2]c*]``: ``*``, ``?`` and ``[…]`` as in :mod:`fnmatch`), or several
 joined by ``+``. A citation's **scope** is the text after it, up to the next citation or the
 end of the sentence; the numbers a sentence states about a claim go there, in these patterns:
 
@@ -150,7 +151,7 @@ def _resolve(term: str, claims: pd.DataFrame) -> pd.DataFrame | str:
         abbrevs = claims.experiment.map(abbreviation)
         sel = claims[(abbrevs == abbrev) & (claims.family.fillna("") == family)]
         return sel if len(sel) else f"no family [{term}] (cite a family as [<abbrev>/<family>])"
-    if any(ch in term for ch in "*?"):
+    if any(ch in term for ch in "*?["):
         sel = claims[[fnmatch.fnmatchcase(c, term) for c in claims.cite]]
         return sel if len(sel) else f"the pattern [{term}] matches no claim id"
     sel = claims[claims.cite == term]
