@@ -8,8 +8,8 @@ must be what the claims table regenerated from the committed tables holds
 (:func:`actadd.lab.findings.check_findings`; copies of each page with planted errors show
 each one caught). As a backstop for the numbers no pattern
 checks (run sizes, the unsteered accuracy), every number in either page must also occur
-somewhere in ``results/REPORT.md`` or ``results/claims.csv``; the committed report and ``claims.csv`` are exactly what
-the committed tables give.
+somewhere in ``results/REPORT.md`` or ``results/claims.csv``; the committed report and
+``claims.csv`` are exactly what the committed tables give.
 """
 
 from __future__ import annotations

@@ -172,3 +172,10 @@ def test_each_table_row_is_a_sentence_and_the_header_is_not():
     assert any("[wc3.L6c4]: '12/128 vs 3/128'" in p for p in check_findings(swapped, CLAIMS))
     uncited = TABLE.replace("[wc3.L6c4] ", "")
     assert any("uncited sentence: 'L6, c = 4" in p for p in check_findings(uncited, CLAIMS))
+
+
+def test_a_character_class_is_a_glob_over_claim_ids():
+    page = "<!-- findings -->\n- Both [wc3.L[16]*] (1 of 2 SUPPORTED).\n<!-- /findings -->\n"
+    assert check_findings(page, CLAIMS) == []
+    wrong = page.replace("1 of 2", "2 of 2")
+    assert any("'2 of 2', but 1 of its 2" in p for p in check_findings(wrong, CLAIMS))
