@@ -25,6 +25,14 @@ Verdicts (:data:`DECISION_RULE` states them for the report):
 
 A claim that the data does not support is kept and reported as NOT SUPPORTED: a negative
 result is a result.
+
+**Sensitivity: one-sided, not a verdict.** A confirmatory claim whose test was two-sided (a
+choice fixed before its data) but whose hypothesis is directional also carries the exact
+one-sided p-value of its stated direction on the same prompt means
+(``sensitivity_p_one_sided``), its Benjamini–Hochberg value within the same family
+(``sensitivity_p_one_sided_bh``) and whether the decision rule would be met with it
+(``sensitivity_one_sided_rule``: ``"met"`` or ``"not met"``). They are reported beside the
+verdict, never in it (:data:`SENSITIVITY`).
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ __all__ = [
     "DECISION_RULE",
     "MIN_EQUIVALENCE_PROMPTS",
     "NOT_SUPPORTED",
+    "SENSITIVITY",
     "SUPPORTED",
     "Claim",
     "Paired",
@@ -90,6 +99,19 @@ DECISION_RULE = (
     f"else is NOT SUPPORTED."
 )
 
+#: what the sensitivity columns are, in words (REPORT.md's sensitivity section)
+SENSITIVITY = (
+    "Sensitivity: one-sided, not a verdict. These confirmatory cells were tested two-sided, a "
+    "choice fixed before their data, and their verdicts stand. As preregistered, their "
+    "one-sided p-values are reported beside them as a sensitivity analysis only: the exact "
+    "sign-flip test over prompts on the same per-prompt means, with the alternative the claim "
+    'states ("raises": greater), and Benjamini–Hochberg within the same family. Where the '
+    "estimate has the stated sign the one-sided p is half the two-sided one; against it, it is "
+    "1 − p/2 plus the probability of the observed sum, which is large when many prompts have "
+    'no hits. "Rule one-sided" says whether the decision rule would be met with the '
+    "one-sided adjusted p in place of the two-sided one (sign and interval unchanged)."
+)
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -97,7 +119,9 @@ class Claim:
     makes it an equivalence claim. ``family`` names the set of cells scanned together
     (Benjamini–Hochberg is applied within it); ``confirmatory`` marks a cell chosen before
     its data was collected. ``clusters`` is the number of prompts the evidence spans (None
-    where the unit is not a prompt: cloze items, texts, pads)."""
+    where the unit is not a prompt: cloze items, texts, pads). The ``sensitivity_*`` fields
+    are the one-sided sensitivity analysis of a two-sided confirmatory claim (module
+    docstring); NaN and ``""`` elsewhere."""
 
     experiment: str
     id: str
@@ -119,6 +143,12 @@ class Claim:
     verdict: str = ""
     #: the short id prose cites (:mod:`actadd.lab.cite`), set by :func:`adjust`
     cite: str = ""
+    #: sensitivity only: the exact one-sided p of the stated direction (two-sided claims)
+    sensitivity_p_one_sided: float = math.nan
+    #: sensitivity only: its Benjamini–Hochberg value within the family, set by :func:`adjust`
+    sensitivity_p_one_sided_bh: float = math.nan
+    #: sensitivity only: "met" or "not met" (the rule with the one-sided adjusted p)
+    sensitivity_one_sided_rule: str = ""
 
     def judged(self) -> Claim:
         """This claim with its verdict, by :data:`DECISION_RULE`."""
@@ -130,13 +160,24 @@ class Claim:
                 return replace(self, verdict=verdict)
             ok = math.isfinite(self.lo) and -self.margin <= self.lo and self.hi <= self.margin
         else:
-            ok = math.isfinite(p) and p < ALPHA and self.estimate * self.sign > 0
-            bound = self.lo if self.sign > 0 else self.hi
-            if math.isfinite(bound):
-                ok = ok and bound * self.sign > 0
+            ok = self._direction_holds(p)
             if ok and k == 1:
                 return replace(self, verdict=CONDITIONAL)
-        return replace(self, verdict=SUPPORTED if ok else NOT_SUPPORTED)
+        rule = ""
+        if math.isfinite(self.sensitivity_p_one_sided_bh):
+            rule = "met" if self._direction_holds(self.sensitivity_p_one_sided_bh) else "not met"
+        return replace(
+            self, verdict=SUPPORTED if ok else NOT_SUPPORTED, sensitivity_one_sided_rule=rule
+        )
+
+    def _direction_holds(self, p: float) -> bool:
+        """Conditions (1)–(3) of :data:`DECISION_RULE` for a directional claim with the
+        adjusted p-value ``p``."""
+        ok = math.isfinite(p) and p < ALPHA and self.estimate * self.sign > 0
+        bound = self.lo if self.sign > 0 else self.hi
+        if math.isfinite(bound):
+            ok = ok and bound * self.sign > 0
+        return ok
 
     def as_row(self) -> dict:
         return asdict(self)
@@ -163,6 +204,12 @@ def adjust(claims: Sequence[Claim]) -> list[Claim]:
         adj = bh_adjust([out[i].p for i in idx])
         for i, a in zip(idx, adj):
             out[i] = replace(out[i], p_adj=float(a), family_size=len(idx))
+        # the sensitivity analysis: BH over the family's claims that carry a one-sided p
+        sens = [i for i in idx if math.isfinite(out[i].sensitivity_p_one_sided)]
+        if sens:
+            adj = bh_adjust([out[i].sensitivity_p_one_sided for i in sens])
+            for i, a in zip(sens, adj):
+                out[i] = replace(out[i], sensitivity_p_one_sided_bh=float(a))
     return [c.judged() for c in out]
 
 
@@ -276,11 +323,17 @@ def _over_prompts(
     prompts; the test names it where it is not the bootstrap). Confirmatory: the exact
     sign-flip test over prompts; scans: ``scan_test()``, a (p-value, test name) conditional
     on the prompts. ``alternative`` (confirmatory only): ``"two-sided"`` or ``"greater"``,
-    the one-sided test of a "raises" hypothesis stated before the run."""
+    the one-sided test of a "raises" hypothesis stated before the run. A two-sided
+    confirmatory claim also gets the one-sided p of its stated direction (``sign``) as a
+    sensitivity analysis (module docstring); its verdict does not use it."""
+    one_sided = math.nan
     if confirmatory:
-        p = sign_flip_test(pairs.cluster_means(), alternative)
+        means = pairs.cluster_means()
+        p = sign_flip_test(means, alternative)
         side = "" if alternative == "two-sided" else ", one-sided"
         test = f"sign-flip over prompts (exact{side})"
+        if alternative == "two-sided":
+            one_sided = sign_flip_test(means, "greater" if kw.get("sign", 1) > 0 else "less")
     else:
         p, test = scan_test()
     test += interval_note(boot)
@@ -293,6 +346,7 @@ def _over_prompts(
         n=f"{pairs.n} pairs over {pairs.k} prompts",
         confirmatory=confirmatory,
         clusters=pairs.k,
+        sensitivity_p_one_sided=one_sided,
         **kw,
     )
 

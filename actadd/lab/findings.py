@@ -4,7 +4,8 @@ next to the id is what the claim holds.
 A findings block is the text between ``<!-- findings -->`` and ``<!-- /findings -->``. Each
 bullet (or paragraph) is cut into sentences, and every sentence must cite at least one id in
 square brackets (:mod:`actadd.lab.cite`): a claim (``[wc3.L16c1]``), a family
-(``[ws/scan topic_any]``), a glob over claim ids (``[ppl.ppl_wedding.actadd.*]``), or several
+(``[ws/scan topic_any]``), a glob over claim ids (``[ppl.ppl_wedding.actadd.*]``,
+``[ws.L1[0-2]c*]``: ``*``, ``?`` and ``[…]`` as in :mod:`fnmatch`), or several
 joined by ``+``. A citation's **scope** is the text after it, up to the next citation or the
 end of the sentence; the numbers a sentence states about a claim go there, in these patterns:
 
@@ -16,6 +17,8 @@ pattern in the scope               checked against (one cited claim)
 ``−0.18`` (a lone signed decimal)  the estimate, the same way
 ``12/128 vs 3/128``, ``33 of 50``  must occur in the claim's ``numbers`` or ``n``
 ``p (BH) 0.047``                   the Benjamini–Hochberg adjusted p, to its printed digits
+``one-sided p (BH) 0.031``         the one-sided sensitivity analysis's adjusted p
+                                   (``sensitivity_p_one_sided_bh``), the same way
 ``32 prompts``                     the number of prompts the claim's evidence spans
 ``SUPPORTED``, ``NOT SUPPORTED``,  the verdict (``SUPPORTED (conditional on one prompt)`` must
 ``NOT ASSESSED``                   say so)
@@ -23,7 +26,10 @@ pattern in the scope               checked against (one cited claim)
 
 A citation of several claims (a family, a glob, a union) is a quantified statement: each
 ``9 of 150``, ``0 of 4``, ``none of 22``, ``all 5`` in its scope must equal the number of
-SUPPORTED claims among the cited ones and their total.
+SUPPORTED claims among the cited ones and their total; a quantifier followed (before the
+next one) by ``one-sided sensitivity`` and no verdict counts instead the cited claims that
+would meet the rule one-sided (``sensitivity_one_sided_rule`` is ``met``): ``4 of 18 would
+pass in the one-sided sensitivity analysis``.
 
 Numbers outside these patterns (a model's size, a run's length) are not checked here.
 :func:`check_findings` returns one line per problem, naming the sentence.
@@ -52,7 +58,11 @@ _COUNTS = re.compile(
 )
 _OF = re.compile(r"\b(\d+|no|none|all) of (?:the |its )?(\d+)\b", re.I)
 _ALL_N = re.compile(r"\ball (\d+)\b", re.I)
-_P_BH = re.compile(r"p \(BH\) (<1e-4|\d+(?:\.\d+)?(?:e-?\d+)?)")
+_PV = r"(<1e-4|\d+(?:\.\d+)?(?:e-?\d+)?)"
+_P_BH = re.compile(rf"(?<!one-sided )p \(BH\) {_PV}")
+_P_BH_ONE = re.compile(rf"one-sided p \(BH\) {_PV}")
+_SENSITIVITY = re.compile(r"one-sided sensitivity")
+_SEPARATOR = re.compile(r"\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*")
 _PROMPTS = re.compile(r"\b(\d+) (?:\w+ )?prompts\b")
 _VERDICT = re.compile(r"\b(NOT SUPPORTED|NOT ASSESSED|SUPPORTED)\b( \(conditional)?")
 
@@ -76,12 +86,20 @@ def findings_blocks(text: str) -> list[str]:
 
 
 def sentences(block: str) -> list[str]:
-    """The sentences of a findings block: bullets (``- ``) and paragraphs, each cut after
+    """The sentences of a findings block: bullets (``- ``), paragraphs and table rows (the
+    header row and the ``|---|`` row are skipped; cells are joined with ``;``), each cut after
     ``.``, ``!`` or ``?`` where the next word starts a sentence. Inline code is kept (it may
     hold quotes and dashes, not claims), bold and italics markers are dropped."""
     items: list[str] = []
-    for line in block.splitlines():
-        s = line.strip()
+    lines = [line.strip() for line in block.splitlines()]
+    for i, s in enumerate(lines):
+        if s.startswith("|"):
+            # a table row is an item of its own; the header (the row above |---|) and the
+            # separator name columns, not claims
+            header = i + 1 < len(lines) and _SEPARATOR.fullmatch(lines[i + 1])
+            if not (header or _SEPARATOR.fullmatch(s)):
+                items += [s.strip("| ").replace(" | ", "; "), ""]
+            continue
         if not s:
             items.append("")
         elif s.startswith(("- ", "* ")) or not items:
@@ -133,7 +151,7 @@ def _resolve(term: str, claims: pd.DataFrame) -> pd.DataFrame | str:
         abbrevs = claims.experiment.map(abbreviation)
         sel = claims[(abbrevs == abbrev) & (claims.family.fillna("") == family)]
         return sel if len(sel) else f"no family [{term}] (cite a family as [<abbrev>/<family>])"
-    if any(ch in term for ch in "*?"):
+    if any(ch in term for ch in "*?["):
         sel = claims[[fnmatch.fnmatchcase(c, term) for c in claims.cite]]
         return sel if len(sel) else f"the pattern [{term}] matches no claim id"
     sel = claims[claims.cite == term]
@@ -153,7 +171,9 @@ def _orphans(sentence: str) -> list[str]:
     first = _CITE.search(text)
     head = text[: first.start()] if first else ""
     found = [
-        m.group(0) for rx in (_INTERVAL, _COUNTS, _P_BH, _OF, _VERDICT) for m in rx.finditer(head)
+        m.group(0)
+        for rx in (_INTERVAL, _COUNTS, _P_BH, _P_BH_ONE, _OF, _VERDICT)
+        for m in rx.finditer(head)
     ]
     found += [m.group(1) for m in _SIGNED.finditer(_COUNTS.sub(" ", _INTERVAL.sub(" ", head)))]
     return [
@@ -209,6 +229,11 @@ def _check_one(c: Citation) -> list[str]:
     for m in _P_BH.finditer(scope):
         if not _p_matches(m.group(1), float(row.p_adj)):
             problems.append(f"[{cite}]: p (BH) {m.group(1)}, the claim has {row.p_adj:.3g}")
+    for m in _P_BH_ONE.finditer(scope):
+        one = float(row.get("sensitivity_p_one_sided_bh", math.nan))
+        if not _p_matches(m.group(1), one):
+            has = f"{one:.3g}" if math.isfinite(one) else "none (its test was not two-sided)"
+            problems.append(f"[{cite}]: one-sided p (BH) {m.group(1)}, the claim has {has}")
     for m in _PROMPTS.finditer(scope):
         k = pd.to_numeric(row.get("clusters"), errors="coerce")
         if not (math.isfinite(k) and int(m.group(1)) == int(k)):
@@ -238,6 +263,10 @@ def _check_set(c: Citation) -> list[str]:
         have = int(c.claims.verdict.astype(str).str.startswith(verdict).sum())
         if verdict == "SUPPORTED":
             have = int((c.claims.verdict == "SUPPORTED").sum())
+        if not named and _SENSITIVITY.search(c.scope, m.end(), upto):
+            verdict = "met one-sided (sensitivity)"
+            rule = c.claims.get("sensitivity_one_sided_rule")
+            have = 0 if rule is None else int((rule == "met").sum())
         k = {"no": 0, "none": 0, "all": int(n)}.get(k, k)
         if int(k) != have or int(n) != total:
             problems.append(

@@ -20,6 +20,7 @@ from actadd.lab.claims import (
     CONDITIONAL,
     DECISION_RULE,
     MIN_EQUIVALENCE_PROMPTS,
+    SENSITIVITY,
     SUPPORTED,
     Claim,
     adjust,
@@ -32,6 +33,7 @@ __all__ = [
     "fp",
     "read_claims",
     "render",
+    "sensitivity_section",
     "stale_runs",
     "stale_section",
     "write_report",
@@ -170,6 +172,7 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
             CONF_HEAD,
         ]
         lines += [f"| {c.experiment} {_row(c)}" for c in conf]
+        lines += sensitivity_section(conf)
     by_exp: dict[str, list[Claim]] = {}
     for c in claims:
         if not c.confirmatory:
@@ -197,6 +200,35 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
                     "claims.csv.)",
                 ]
     return "\n".join(lines) + "\n"
+
+
+SENS_HEAD = (
+    "| experiment | id | estimate [95% CI] | p (two-sided) | p (BH) | verdict "
+    "| one-sided p | one-sided p (BH) | rule one-sided |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def sensitivity_section(conf: list[Claim]) -> list[str]:
+    """REPORT.md's one-sided sensitivity analysis of the confirmatory claims tested two-sided
+    (nothing when there are none): a table beside their verdicts, which it does not change."""
+    two = [c for c in conf if math.isfinite(c.sensitivity_p_one_sided)]
+    if not two:
+        return []
+    met = sum(c.sensitivity_one_sided_rule == "met" for c in two)
+    lines = ["", "### Sensitivity: one-sided, not a verdict", "", SENSITIVITY, ""]
+    lines += [
+        f"{len(two)} confirmatory claims were tested two-sided; {met} of {len(two)} would meet "
+        "the rule one-sided. Their verdicts are the table's above.",
+        "",
+        SENS_HEAD,
+    ]
+    lines += [
+        f"| {c.experiment} | `[{c.cite}]` | {fnum(c.estimate)} [{fnum(c.lo)}, {fnum(c.hi)}] "
+        f"| {fp(c.p)} | {fp(c.p_adj)} | {c.verdict} | {fp(c.sensitivity_p_one_sided)} "
+        f"| {fp(c.sensitivity_p_one_sided_bh)} | {c.sensitivity_one_sided_rule} |"
+        for c in two
+    ]
+    return lines
 
 
 def _family_notes(fc: list[Claim], cond: list[Claim]) -> list[str]:

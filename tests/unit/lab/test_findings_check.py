@@ -114,3 +114,68 @@ def test_a_page_without_a_findings_block_is_refused():
     assert check_findings("no block here", CLAIMS) == [
         "no <!-- findings --> … <!-- /findings --> block"
     ]
+
+
+# the one-sided sensitivity analysis (two-sided confirmatory cells): its own adjusted p and
+# its own count, never mistaken for the verdict's
+SENS_CLAIMS = CLAIMS.iloc[:2].assign(
+    sensitivity_p_one_sided_bh=[0.031, 0.11], sensitivity_one_sided_rule=["met", "not met"]
+)
+SENS = """<!-- findings -->
+- [wc3/confirmatory] 1 of 2 would pass in the one-sided sensitivity analysis, not a verdict:
+  [wc3.L16c1] p (BH) 0.047, one-sided p (BH) 0.031; [wc3.L6c4] one-sided p (BH) 0.11.
+<!-- /findings -->
+"""
+
+
+def test_a_page_that_states_the_sensitivity_analysis_passes():
+    assert check_findings(SENS, SENS_CLAIMS) == []
+
+
+@pytest.mark.parametrize(
+    "old, new, caught",
+    [
+        ("one-sided p (BH) 0.031", "one-sided p (BH) 0.047", "one-sided p (BH) 0.047, the claim"),
+        ("p (BH) 0.047,", "p (BH) 0.031,", "p (BH) 0.031, the claim has 0.0469"),
+        ("1 of 2 would", "2 of 2 would", "but 1 of its 2 claims are met one-sided (sensitivity)"),
+        ("1 of 2 would", "0 of 2 would", "but 1 of its 2 claims are met one-sided (sensitivity)"),
+    ],
+)
+def test_each_planted_sensitivity_error_is_caught(old, new, caught):
+    assert old in SENS
+    problems = check_findings(SENS.replace(old, new, 1), SENS_CLAIMS)
+    assert any(caught in p for p in problems), problems
+
+
+def test_a_one_sided_p_on_a_claim_without_one_is_caught():
+    problems = check_findings(SENS, CLAIMS)  # a table without the sensitivity columns
+    assert any("the claim has none (its test was not two-sided)" in p for p in problems)
+
+
+TABLE = """<!-- findings -->
+| cell | result |
+|---|---|
+| L16, c = 1 | [wc3.L16c1] 12/128 vs 3/128, SUPPORTED |
+| L6, c = 4 | [wc3.L6c4] 7/128 vs 3/128, NOT SUPPORTED |
+<!-- /findings -->
+"""
+
+
+def test_each_table_row_is_a_sentence_and_the_header_is_not():
+    assert sentences(TABLE.split("-->")[1].split("<!--")[0]) == [
+        "L16, c = 1; [wc3.L16c1] 12/128 vs 3/128, SUPPORTED",
+        "L6, c = 4; [wc3.L6c4] 7/128 vs 3/128, NOT SUPPORTED",
+    ]
+    assert check_findings(TABLE, CLAIMS) == []
+    # a row's numbers are checked against its own citation, not the row above's
+    swapped = TABLE.replace("[wc3.L6c4] 7/128", "[wc3.L6c4] 12/128")
+    assert any("[wc3.L6c4]: '12/128 vs 3/128'" in p for p in check_findings(swapped, CLAIMS))
+    uncited = TABLE.replace("[wc3.L6c4] ", "")
+    assert any("uncited sentence: 'L6, c = 4" in p for p in check_findings(uncited, CLAIMS))
+
+
+def test_a_character_class_is_a_glob_over_claim_ids():
+    page = "<!-- findings -->\n- Both [wc3.L[16]*] (1 of 2 SUPPORTED).\n<!-- /findings -->\n"
+    assert check_findings(page, CLAIMS) == []
+    wrong = page.replace("1 of 2", "2 of 2")
+    assert any("'2 of 2', but 1 of its 2" in p for p in check_findings(wrong, CLAIMS))
