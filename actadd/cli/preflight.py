@@ -20,6 +20,7 @@ from actadd.errors import ConfigError, problems_of, raise_all, suggest
 from actadd.lab.kinds import KIND_MODULES, read_config
 from actadd.studies.behaviours.config import BehavioursConfig
 from actadd.studies.capability.config import CapabilityConfig
+from actadd.studies.method_null.config import MethodNullConfig
 from actadd.studies.pad_confound.config import PadConfoundConfig
 from actadd.studies.paper.config import DemoConfig
 from actadd.studies.perplexity.config import PerplexityConfig
@@ -42,6 +43,7 @@ CONFIG_TYPES: dict[str, type[Config]] = {
     "token_injection": TokenInjectionConfig,
     "pad_confound": PadConfoundConfig,
     "behaviours": BehavioursConfig,
+    "method_null": MethodNullConfig,
 }
 
 

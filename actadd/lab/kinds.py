@@ -37,6 +37,7 @@ KIND_MODULES: dict[str, str] = {
     "token_injection": "actadd.studies.token_injection.kind",
     "pad_confound": "actadd.studies.pad_confound.kind",
     "behaviours": "actadd.studies.behaviours.kind",
+    "method_null": "actadd.studies.method_null.kind",
 }
 
 

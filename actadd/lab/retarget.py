@@ -80,6 +80,7 @@ LAYER_PATHS = (
     "generation.layers",
     "attention.inject_layers",
     "coarse_layers",
+    "control_layers",
 )
 
 

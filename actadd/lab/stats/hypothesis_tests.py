@@ -36,6 +36,7 @@ __all__ = [
     "mcnemar_exact",
     "paired_t",
     "rank_against_draws",
+    "sequential_rank_p",
     "sign_flip_test",
     "welch_t",
 ]
@@ -329,3 +330,34 @@ def rank_against_draws(
         "above": int(np.sum(draws < arm)),
         "draws": n,
     }
+
+
+def sequential_rank_p(arm: float, draws: Numbers, *, stop_after: int, max_draws: int) -> dict:
+    """The one-sided Monte Carlo p-value of ``arm`` against random ``draws`` taken in order,
+    stopped early once ``stop_after`` of them reach it (Besag & Clifford 1991, "Sequential
+    Monte Carlo p-values", Biometrika 78: 301-304).
+
+    With ``h = stop_after`` and ``N = max_draws``: if the h-th draw ``>= arm`` is draw
+    ``n <= N``, sampling stops there and ``p = h / n``; otherwise, after all N draws with
+    ``g < h`` of them ``>= arm``, ``p = (g + 1) / (N + 1)``, the fixed-N rank p-value. Both
+    are valid (``P(p <= a) <= a`` when the arm is exchangeable with the draws); the smallest
+    p is ``1 / (N + 1)``, as with N draws, while an arm that sits among the draws stops
+    after about ``h / (fraction of draws above it)`` of them. ``stop_after = 0`` is the
+    fixed-N test. Draws past the stopping point are ignored (pass more than needed freely).
+
+    Returns ``p``, ``used`` (draws consumed), ``exceed`` (how many of them ``>= arm``),
+    ``stopped`` (early) and ``complete`` (the decision is made: stopped, or N draws seen).
+    """
+    x = np.asarray(draws, float)
+    if stop_after < 0 or max_draws < 1:
+        raise ValueError("stop_after must be >= 0 and max_draws >= 1")
+    x = x[:max_draws]
+    hits = np.cumsum(x >= arm)
+    if stop_after > 0 and len(hits) and hits[-1] >= stop_after:
+        n = int(np.argmax(hits >= stop_after)) + 1
+        return dict(p=stop_after / n, used=n, exceed=stop_after, stopped=True, complete=True)
+    g = int(hits[-1]) if len(hits) else 0
+    return dict(
+        p=(g + 1) / (max_draws + 1), used=len(x), exceed=g, stopped=False,
+        complete=len(x) >= max_draws,
+    )  # fmt: skip
