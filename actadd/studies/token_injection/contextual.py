@@ -25,18 +25,22 @@ Where a row is *added* stays ActAdd's, so the two conditions differ in one thing
 the difference was taken in.
 
 **What it separates.** The replacement (``inject_replace``: ``p+``'s tokens over the
-prompt's first tokens) differs from ActAdd in two ways: the replaced prompt tokens are gone,
-and ``w`` is a real token that the rest of the prompt reads in context. The contextual
-difference keeps every token, as ActAdd does, but brings the context in. If ActAdd falls
-short of the tokens because its vector misses the context, the contextual difference moves
-the next-token distribution closer to the replacement's than ActAdd does (Jensen–Shannon
-divergence, top-k agreement, target log-prob, topic rates of sampled text); if it falls
-short because the replaced token is gone, the contextual difference, which keeps that token,
-stays as far from the replacement as ActAdd. Its size differs from ActAdd's, so
-``ctxdiff_normed`` — the contextual difference rescaled row by row to ActAdd's row norms
+prompt's first tokens) differs from ActAdd in three ways: the replaced prompt tokens are gone;
+``w`` is read in context (the rest of the prompt integrates it); and that happens from layer
+0, not only from ``L`` (``visible_replace``, the tokens hidden below ``L``, isolates the
+last). The contextual difference keeps every token and adds only at ``L``, as ActAdd does,
+but its rows carry the prompt's context. If ActAdd falls short of the tokens because its
+vector misses the context, the contextual difference moves the next-token distribution
+closer to the replacement's than ActAdd does (Jensen–Shannon divergence ``js_replace``, top-k
+agreement, target log-prob, topic rates of sampled text); if it stays as far, the shortfall
+lies in what the tokens do beyond carrying context: the replaced token is gone, or the tokens
+act below ``L``. Its size differs from ActAdd's, so ``ctxdiff_normed`` — the contextual
+difference rescaled row by row to ActAdd's row norms
 (:func:`~actadd.studies.token_injection.nulls.match_row_norms`): the direction from the
 context, the size from ActAdd — separates a change of direction from a change of size, and
-meets the same residual-distribution nulls as ActAdd (norm-matched per row to ActAdd).
+meets the same residual-distribution nulls as ActAdd (norm-matched per row to ActAdd). At
+``L = 0`` the contextual difference is ActAdd's vector (``resid_pre`` of layer 0 is the
+embedding, which has no context); the claims leave that layer out of the comparison.
 """
 
 from __future__ import annotations
@@ -116,7 +120,9 @@ class ContextSource:
         """Each prompt's difference at ``layer`` (coefficient 1): a zero row for the leading
         token, then the ``k − 1`` arm rows of ``h_L(· + p+) − h_L(· + p−)``."""
         out = []
-        for n, a, b in zip(self.lengths, _text_resid(self.plus, layer), _text_resid(self.minus, layer)):
+        for n, a, b in zip(
+            self.lengths, _text_resid(self.plus, layer), _text_resid(self.minus, layer)
+        ):
             start = n if self.context == "after_prompt" else 1
             diff = a[start : start + self.width] - b[start : start + self.width]
             out.append(torch.cat([torch.zeros_like(diff[:1]), diff]))

@@ -31,6 +31,8 @@ __all__ = [
     "DATA_PREFIX",
     "CONTEXTUAL",
     "DEFAULT_DOSE",
+    "DEFAULT_GENERATION_ARMS",
+    "GENERATION_ARMS",
     "INJECTIONS",
     "INJECTION_MODES",
     "LAYER_INJECTIONS",
@@ -70,6 +72,10 @@ LAYER_INJECTIONS: tuple[str, ...] = (
 # the same-position conditions that add the contextual difference
 # (actadd.studies.token_injection.contextual)
 CONTEXTUAL: tuple[str, ...] = ("ctxdiff", "ctxdiff_normed")
+# the arms of the generation-level comparison (actadd.studies.token_injection.topic_rate):
+# every arm a run may sample, and those it samples by default
+GENERATION_ARMS: tuple[str, ...] = ("unsteered", "actadd", "inject_replace", *CONTEXTUAL)
+DEFAULT_GENERATION_ARMS: tuple[str, ...] = GENERATION_ARMS[:3]
 TRANSPLANT_NORMS: tuple[str, ...] = ("row", "typical")
 NULL_KINDS: tuple[str, ...] = ("residual", "embedding")
 NEUTRAL_TEXT = "The village sits at the edge of a wide river, where fishermen"

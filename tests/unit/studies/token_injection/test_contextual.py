@@ -24,6 +24,7 @@ from actadd.core.metrics import log_probs
 from actadd.core.steering import Placement, steering
 from actadd.errors import SteeringError
 from actadd.runtime.hooks import resid_pre
+from actadd.runtime.tokens import encode
 from actadd.studies.token_injection import (
     PairSetting,
     PromptBatch,
@@ -37,7 +38,6 @@ from actadd.studies.token_injection.contextual import (
     contextual_placements,
 )
 from actadd.studies.token_injection.effects import js_divergence
-from actadd.runtime.tokens import encode
 
 PROMPTS = ["hello world there", "the quick brown fox", "abcd efg hij klm"]
 LAYER = 2
@@ -203,3 +203,164 @@ def test_bad_input_is_one_clear_error(tiny_llama, lists):
         ContextSource(tiny_llama, lists, [1], [2], [LAYER], context="middle")
     with pytest.raises(SteeringError, match="one equal, non-zero length"):
         ContextSource(tiny_llama, lists, [1, 2], [2], [LAYER])
+
+
+# ---------------------------------------------------------------------- generation
+
+
+def test_generation_arm_steers_each_prompt_with_its_own_difference(tiny_llama):
+    from actadd.core.generation import Sampling, generate_tokens, sample_seed
+    from actadd.studies.token_injection.topic_rate import topic_rates
+
+    prompts, seed, n = PROMPTS[:2], 5, 2
+    sampling = Sampling.paper()
+    with torch.no_grad():
+        df = topic_rates(
+            tiny_llama,
+            [PAIR],
+            LAYER,
+            prompts,
+            n_samples=n,
+            seed=seed,
+            max_new_tokens=4,
+            arms=("ctxdiff",),
+            topics={"ab": ["a", "b"]},
+        )
+        assert set(df.arm) == {"unsteered", "ctxdiff"}
+        lists = [encode(tiny_llama, p) for p in prompts]
+        vecs = contextual_difference(tiny_llama, lists, PAIR, LAYER)
+        for p, (ids, vec) in enumerate(zip(lists, vecs)):
+            for s in range(n):  # prompt p alone, steered by its own vector, the same seed
+                gen = torch.Generator().manual_seed(sample_seed(seed, p, s))
+                with steering(tiny_llama, [vec]):
+                    (out,) = generate_tokens(
+                        tiny_llama, [ids], [gen], max_new_tokens=4, sampling=sampling
+                    )
+                got = df[(df.arm == "ctxdiff") & (df.text_index == p) & (df["sample"] == s)]
+                assert got.completion.item() == tiny_llama.tokenizer.decode(out)
+    with pytest.raises(Exception, match="Unknown generation arms"):
+        topic_rates(tiny_llama, [PAIR], LAYER, prompts, n_samples=1, seed=0,
+                    max_new_tokens=1, arms=("ctx",))  # fmt: skip
+
+
+def test_generation_arms_in_the_config_are_checked_and_passed_on():
+    from actadd import ConfigError
+    from actadd.studies.token_injection.config import GenerationTable
+
+    g = GenerationTable.from_dict(dict(pairs=["w"], layer=2, arms=["ctxdiff", "actadd"]))
+    assert g.arms == ("unsteered", "actadd", "ctxdiff")
+    assert GenerationTable.from_dict(dict(pairs=["w"], layer=2)).arms == (
+        "unsteered",
+        "actadd",
+        "inject_replace",
+    )
+    with pytest.raises(ConfigError, match=r"unknown arms \['ctx'\]; allowed"):
+        GenerationTable.from_dict(dict(pairs=["w"], layer=2, arms=["ctx"]))
+
+
+# ---------------------------------------------------------------------- claims
+
+
+class _Run:
+    """A run as the claims read it: a config and saved tables."""
+
+    def __init__(self, **tables):
+        self.config, self.out, self.tables = {"name": "token_injection_v2"}, None, tables
+
+    def has_table(self, name):
+        return name in self.tables
+
+    def read_table(self, name, **_):
+        return self.tables[name].copy()
+
+
+def _results(ctx_js: float, act_js: float, n: int = 8):
+    """A results table with ActAdd, the two contextual arms and the null at L0 and L2 over
+    ``n`` prompts; JS to the tokens ``ctx_js`` for the arms, ``act_js`` for ActAdd."""
+    import pandas as pd
+
+    g = np.random.default_rng(0)
+    rows = []
+    for layer in (0, 2):
+        noises = g.normal(0, 0.002, (4, n))
+        noises -= noises.mean(1, keepdims=True)  # each condition's mean is exactly its value
+        for i in range(n):
+            for noise, (cond, js, tvc, rc) in zip(
+                noises[:, i],
+                (
+                    ("actadd", act_js, 1.0, 0.5),
+                    ("ctxdiff", ctx_js, 1.5, 0.6),
+                    ("ctxdiff_normed", ctx_js, 1.2, 0.6),
+                    ("null_residual", 0.2, 0.0, 0.1),
+                ),
+            ):
+                same, noise = cond != "null_residual" and layer == 0, float(noise)
+                rows.append(dict(
+                    pair="w", layer=layer, condition=cond, prompt_index=i, prompt_kind="user",
+                    js_replace=(act_js if same else js) + noise, js_replace_base=0.3,
+                    target_vs_control=(1.0 if same else tvc) + noise, replace_corr=rc + noise,
+                ))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_contextual_claims_read_the_tables_and_can_fail():
+    from actadd.lab.claims import adjust
+    from actadd.studies.token_injection.claims import _contextual_claims
+
+    closer = {c.id: c for c in _contextual_claims(_results(0.05, 0.10), "token_injection_v2")}
+    assert set(closer) == {
+        "ctx_closer:w:L2",
+        "ctxn_closer:w:L2",
+        "ctx_target:w:L2",
+        "ctxn_like_tokens_beyond_null:w:L0",
+        "ctxn_like_tokens_beyond_null:w:L2",
+    }  # L0 against ActAdd is left out: there the arm is ActAdd
+    c = closer["ctx_closer:w:L2"]
+    assert math.isclose(c.estimate, 0.05, abs_tol=1e-9)  # ActAdd's JS minus the arm's
+    assert "JS to the tokens 0.050 vs actadd 0.100 (unsteered 0.300)" == c.numbers
+    assert math.isclose(closer["ctx_target:w:L2"].estimate, 0.5, abs_tol=1e-9)
+    judged = {c.id: c for c in adjust(list(closer.values()))}
+    assert judged["ctx_closer:w:L2"].verdict == "SUPPORTED"
+    assert judged["ctx_closer:w:L2"].cite == "ti2.ctx_closer.L2"
+    # planted: the arm FARTHER from the tokens than ActAdd -> the claim fails, sign flips
+    farther = {c.id: c for c in _contextual_claims(_results(0.15, 0.10), "token_injection_v2")}
+    f = adjust([farther["ctx_closer:w:L2"]])[0]
+    assert f.estimate < 0 and f.verdict == "NOT SUPPORTED"
+
+
+def test_a_run_without_the_arm_has_no_contextual_claims():
+    from actadd.studies.token_injection.claims import _contextual_claims
+
+    old = _results(0.05, 0.10)
+    old = old[~old.condition.str.startswith("ctxdiff")].drop(columns="js_replace")
+    assert _contextual_claims(old, "token_injection_v2") == []
+
+
+def test_generation_claims_of_the_contextual_arm_are_their_own_family():
+    import pandas as pd
+
+    from actadd.studies.token_injection.claims import _generation_claims
+
+    rows = [
+        dict(
+            pair="w",
+            layer=2,
+            arm=arm,
+            text_index=p,
+            sample=s,
+            completion="",
+            topic_any=float(arm == "ctxdiff" and s == 0),
+        )  # fmt: skip
+        for arm in ("unsteered", "actadd", "inject_replace", "ctxdiff")
+        for p in range(2)
+        for s in range(2)
+    ]
+    claims = _generation_claims(_Run(topic_rate=pd.DataFrame(rows)), "token_injection_v2")
+    ctx = [c for c in claims if c.id.startswith("topic_rate:ctxdiff")]
+    assert {c.id.split(":")[1] for c in ctx} == {
+        "ctxdiff_vs_actadd",
+        "ctxdiff_vs_inject_replace",
+        "ctxdiff_vs_unsteered",
+    }
+    assert {c.family for c in ctx} == {"generation: contextual difference"}
+    assert all(c.family == "generation: topic-word rate" for c in claims if c not in ctx)
