@@ -22,7 +22,9 @@ shows it; a test checks the identity). The prompt's context reaches an arm's row
 the prompt precedes the arm, so the arms are read after the whole prompt: each row is what
 ``w`` is at layer ``L`` once the model has read the prompt, minus what the pad is there.
 Where a row is *added* stays ActAdd's, so the two conditions differ in one thing: the context
-the difference was taken in.
+the difference was taken in. The arms are ActAdd's own token ids, so an arm written without a
+leading space (``"Anger"``, ``"Love"``) follows the prompt's last word with no space between
+them; the one-word concepts ``" w"`` and ``" bride and groom"`` read as a next word.
 
 **What it separates.** The replacement (``inject_replace``: ``p+``'s tokens over the
 prompt's first tokens) differs from ActAdd in three ways: the replaced prompt tokens are gone;
