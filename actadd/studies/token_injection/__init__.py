@@ -9,6 +9,9 @@
   :func:`next_token_logprobs`), :mod:`~actadd.studies.token_injection.pair_conditions` (the
   conditions of one pair, :func:`contextual_patch`) and
   :mod:`~actadd.studies.token_injection.effects` (:func:`effect_metrics`);
+- :mod:`actadd.studies.token_injection.contextual` — the contextual difference
+  (:func:`contextual_difference`): ActAdd's difference read after each prompt, added at
+  ActAdd's rows without replacing a token;
 - :mod:`actadd.studies.token_injection.specificity` — the specificity matrix;
 - :mod:`actadd.studies.token_injection.topic_rate` — topic-word rate of sampled completions
   under ActAdd against the same-position token injection;
@@ -60,7 +63,11 @@ _LAZY = {
     "random_like": "actadd.studies.token_injection.conditions",
     "residual_random_like": "actadd.studies.token_injection.conditions",
     "transplant_vector": "actadd.studies.token_injection.conditions",
+    "ContextSource": "actadd.studies.token_injection.contextual",
+    "contextual_difference": "actadd.studies.token_injection.contextual",
+    "contextual_placements": "actadd.studies.token_injection.contextual",
     "effect_metrics": "actadd.studies.token_injection.effects",
+    "js_divergence": "actadd.studies.token_injection.effects",
     "PromptBatch": "actadd.studies.token_injection.forwards",
     "next_token_logprobs": "actadd.studies.token_injection.forwards",
     "contextual_patch": "actadd.studies.token_injection.pair_conditions",

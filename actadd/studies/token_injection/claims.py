@@ -21,12 +21,21 @@ Benjamini–Hochberg runs within each family (all pairs × layers of one questio
   each null — ActAdd of unrelated words, residual draws, embedding-difference draws — and
   the mean over the other concepts' ActAdd (off-diagonal);
 - *generation*: topic-word rate under ActAdd against the same-position injection (exact
-  McNemar, common random numbers joined on (prompt, sample); interval over prompts).
+  McNemar, common random numbers joined on (prompt, sample); interval over prompts);
+- *the contextual difference* (:mod:`actadd.studies.token_injection.contextual`: ActAdd's
+  difference read after the prompt, added at ActAdd's rows, no token replaced), per pair and
+  layer (:func:`_contextual_claims`): its next-token distribution is closer to p+'s tokens
+  at the same positions than ActAdd's (Jensen–Shannon divergence, ``js_replace``), raw and
+  at ActAdd's row norms (``ctxdiff_normed``); it raises the target vs control more than
+  ActAdd; at ActAdd's row norms it resembles the tokens beyond the residual null (which is
+  norm-matched to ActAdd too); and in sampled text its topic-word rate against ActAdd's,
+  the tokens' and the unsteered one's. All exploratory (no preregistration).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -137,8 +146,92 @@ def claims_against_controls(run) -> list[Claim]:
                     "similarity",
                 )
             )
+    out += _contextual_claims(user, exp)
     out += _specificity_claims(run, exp)
     out += _generation_claims(run, exp)
+    return out
+
+
+# (id prefix, condition, the condition it is compared with, column, family, statement)
+_CONTEXTUAL = (
+    (
+        "ctx_closer",
+        "ctxdiff",
+        "actadd",
+        "js_replace",
+        "contextual difference closer to the tokens than ActAdd (JS)",
+        "the contextual difference's next-token distribution is closer (Jensen–Shannon) to "
+        "that of p+'s tokens at the same positions than ActAdd's",
+    ),
+    (
+        "ctxn_closer",
+        "ctxdiff_normed",
+        "actadd",
+        "js_replace",
+        "contextual difference at ActAdd's norms closer to the tokens than ActAdd (JS)",
+        "the contextual difference at ActAdd's row norms is closer (Jensen–Shannon) to p+'s "
+        "tokens at the same positions than ActAdd",
+    ),
+    (
+        "ctx_target",
+        "ctxdiff",
+        "actadd",
+        "target_vs_control",
+        "contextual difference raises the target more than ActAdd",
+        "the contextual difference raises the target vs control more than ActAdd",
+    ),
+    (
+        "ctxn_like_tokens_beyond_null",
+        "ctxdiff_normed",
+        "null_residual",
+        "replace_corr",
+        "contextual difference ~ same-position tokens beyond the residual null",
+        "the contextual difference at ActAdd's row norms resembles p+'s tokens at the same "
+        "positions more than residual-distribution random vectors (norm-matched per row to "
+        "ActAdd) do",
+    ),
+)
+
+
+def _contextual_claims(user: pd.DataFrame, exp: str) -> list[Claim]:
+    """The contextual difference against ActAdd and the residual null (module docstring);
+    nothing for a run without the ``ctxdiff`` conditions. Each a paired t over prompts;
+    for the Jensen–Shannon families the difference is ActAdd's distance minus the arm's
+    (positive: the arm is closer to the tokens)."""
+    keys = ["pair", "layer", "prompt_index"]
+    out: list[Claim] = []
+    for cid, cond, other, col, family, text in _CONTEXTUAL:
+        if col not in user or not (user.condition == cond).any():
+            continue
+        cols = keys + [col] + (["js_replace_base"] if col == "js_replace" else [])
+        a = user[user.condition == cond][cols]
+        b = user[user.condition == other][keys + [col]]
+        m = a.merge(b, on=keys, suffixes=("", "_other"))
+        for (pair, layer), d in m.groupby(["pair", "layer"], sort=False):
+            if layer == 0 and other == "actadd":
+                continue  # resid_pre of L0 is the embedding: no context, the arm is ActAdd
+            x, y = d[col], d[f"{col}_other"]
+            what = "Δ target − Δ control (nats)" if col == "target_vs_control" else "similarity"
+            if col == "js_replace":  # smaller is closer: the claim is other − cond > 0
+                x, y = -x, -y
+                what = "JS to the tokens (nats, negated)"
+            c = _claim(
+                exp,
+                f"{cid}:{pair}:L{layer}",
+                f"{pair} at L{layer}: {text}",
+                x,
+                y,
+                d.prompt_index,
+                family,
+                what,
+            )
+            if col == "js_replace":
+                c = replace(
+                    c,
+                    numbers=f"JS to the tokens {d[col].mean():.3f} vs {other} "
+                    f"{d[f'{col}_other'].mean():.3f} (unsteered {d.js_replace_base.mean():.3f})",
+                )
+            out.append(c)
     return out
 
 
@@ -206,9 +299,16 @@ def _generation_claims(run, exp: str) -> list[Claim]:
             ("actadd", "inject_replace"),
             ("actadd", "unsteered"),
             ("inject_replace", "unsteered"),
+            ("ctxdiff", "actadd"),
+            ("ctxdiff", "inject_replace"),
+            ("ctxdiff", "unsteered"),
+            ("ctxdiff_normed", "actadd"),
         ):
             if a not in arms or b not in arms:
                 continue
+            family = "generation: topic-word rate"
+            if a.startswith("ctxdiff"):
+                family = "generation: contextual difference"
             # common random numbers: the same (prompt, sample) seed in both arms, by a join
             pairs = Paired.join(arms[a], arms[b], on=("text_index", "sample"))
             out.append(
@@ -219,7 +319,7 @@ def _generation_claims(run, exp: str) -> list[Claim]:
                     id=f"topic_rate:{a}_vs_{b}:{pair}:L{layer}",
                     statement=f"{pair} at L{layer}: the topic-word rate is higher under {a} "
                     f"than under {b}",
-                    family="generation: topic-word rate",
+                    family=family,
                 )
             )
     return out

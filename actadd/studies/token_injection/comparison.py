@@ -10,7 +10,8 @@ Its parts, one module each:
   streams (:class:`PromptBatch`) and plain next-token forwards (:func:`next_token_logprobs`);
 - :mod:`~actadd.studies.token_injection.pair_conditions`: the conditions of one pair (token
   injections, steering conditions per reference layer, the contextual patch
-  :func:`contextual_patch`, the null draws);
+  :func:`contextual_patch`, the contextual difference of
+  :mod:`~actadd.studies.token_injection.contextual`, the null draws);
 - :mod:`~actadd.studies.token_injection.effects`: the metrics of a condition
   (:func:`effect_metrics`);
 - this module: the run over pairs and layers, and the table rows.
@@ -46,6 +47,7 @@ from actadd.studies.token_injection.forwards import PromptBatch, next_token_logp
 from actadd.studies.token_injection.pair_conditions import (
     _Cond,
     _conditions,
+    _context_source,
     _Ctx,
     _injections,
     _layer_conditions,
@@ -70,19 +72,20 @@ __all__ = [
 COLUMNS: list[str] = (
     "model pair layer condition family add_layer source_layer coeff scale other_pair "
     "prompt_index prompt prompt_kind kl target_logprob_delta effect_corr topk_overlap "
-    "inject_corr replace_corr control_logprob_delta target_vs_control vec_norm draws "
-    "draws_per_prompt other_target_logprob_delta additive_corr"
+    "inject_corr replace_corr js_replace js_replace_base topk_replace control_logprob_delta "
+    "target_vs_control vec_norm draws draws_per_prompt other_target_logprob_delta additive_corr"
 ).split()
 METRICS: list[str] = (
-    "kl target_logprob_delta effect_corr topk_overlap inject_corr replace_corr "
-    "control_logprob_delta target_vs_control other_target_logprob_delta additive_corr"
+    "kl target_logprob_delta effect_corr topk_overlap inject_corr replace_corr js_replace "
+    "js_replace_base topk_replace control_logprob_delta target_vs_control "
+    "other_target_logprob_delta additive_corr"
 ).split()
 # one row per (pair, layer, null kind, draw): the draw's mean over the user prompts
 # (``null_draws``, prompt_index -1), or, per prompt (``null_draws_per_prompt``), the draw's
 # value on the one user prompt it was drawn for (draw = prompt_index · k + j)
 NULL_COLUMNS: list[str] = (
     "model pair layer null draw prompt_index kl target_logprob_delta effect_corr inject_corr "
-    "replace_corr target_vs_control"
+    "replace_corr target_vs_control js_replace"
 ).split()
 _NULL_METRICS = NULL_COLUMNS[6:]
 NULLS: tuple[str, ...] = ("residual", "embedding")
@@ -171,6 +174,7 @@ def compare_conditions(
                 )
             injections = _injections(model, batch, pair, settings)
             patched = _patch_source(model, batch, pair, settings, ref_layers)
+            context = _context_source(model, batch, pair, settings, ref_layers)
             emb = None
             if settings.embedding:
                 vec = embedding_vector(
@@ -183,7 +187,7 @@ def compare_conditions(
                 )
                 emb = batch.logprobs(vec, on_short=settings.on_short)
             bar.update(1)
-            ctx = _Ctx(model, batch, pair, ids, control_ids, settings, injections, emb)
+            ctx = _Ctx(model, batch, pair, ids, control_ids, settings, injections, emb, context)
             for layer in ref_layers:
                 bar.set_postfix_str(f"{pair.name}: L{layer}")
                 conds = _conditions(pair, pi, layer, settings, units, norms, by_name)

@@ -28,6 +28,10 @@ condition                   what it is
 ``visible_replace``         the replace-injected run with the p+ positions hidden from every
 ``visible_insert``          other position's attention below ``L``: the tokens are visible
                             only from layer ``L`` on (:func:`hidden_below`)
+``ctxdiff``                 *contextual difference*: ``c · (h_L(x + p+) − h_L(x + p−))`` at the
+                            arms' rows, the arms read after each prompt ``x``, added at ActAdd's
+                            rows of ``x`` without replacing a token (:mod:`.contextual`)
+``ctxdiff_normed``          the contextual difference at ActAdd's row norms
 ``slice``                   ActAdd's vector with only the first ``slice_frac`` of the dimensions
 ``coeff``                   ActAdd at other coefficients (negative, fractional, large)
 ``sum``                     ActAdd of this pair plus another pair's vector at the same positions

@@ -14,7 +14,8 @@ Config (``experiments/token_injection*.toml``)::
     [diagnostics]                  # layers (default: the reference layers), top_k
     [specificity]                  # layers, null_words, null_draws(_per_prompt), null_coeff, chunk
     [generation]                   # pairs, layer, prompts (a count), samples, max_new_tokens, seed,
-                                   # topics: the word list each pair's completions are counted with
+                                   # topics: the word list each pair's completions are counted with,
+                                   # arms: actadd, inject_replace, ctxdiff, ctxdiff_normed
 
 The config is saved as written (:class:`~actadd.studies.written.Written`): ``config.json`` holds
 the keys the tables gave, with their validated values.
@@ -30,6 +31,8 @@ from typing import Any
 from actadd.config import TOPIC_PRESETS, integer, number_list, words
 from actadd.errors import ConfigError, Validated
 from actadd.studies.token_injection.settings import (
+    DEFAULT_GENERATION_ARMS,
+    GENERATION_ARMS,
     PairSetting,
     Settings,
     check_null_draws,
@@ -133,7 +136,11 @@ class GenerationTable(Written):
     :data:`actadd.config.TOPIC_PRESETS` or a list): a topic, not one word form. A pair left
     out is counted with its ``target`` words, which must then be a list of at least two
     (a concept pair's target is its one word: "weddings" alone misses "wedding", "bride",
-    "married")."""
+    "married").
+
+    ``arms`` are the arms sampled besides ``unsteered`` (always): ``actadd``,
+    ``inject_replace``, and the contextual difference ``ctxdiff`` / ``ctxdiff_normed``
+    (:mod:`actadd.studies.token_injection.contextual`); default the first two."""
 
     WHERE = "[generation]"
     REQUIRED = ("pairs", "layer")
@@ -145,6 +152,7 @@ class GenerationTable(Written):
     max_new_tokens: Validated[int] = 30
     seed: Validated[int] = 0
     topics: Validated[dict[str, Any] | None] = None
+    arms: Validated[tuple[str, ...]] = DEFAULT_GENERATION_ARMS
 
     def topic_words(self, name: str) -> tuple[str, ...] | None:
         """The words ``topics`` gives pair ``name`` (None where it gives none)."""
@@ -161,6 +169,17 @@ class GenerationTable(Written):
                 )
             for name in self.topics:
                 self.topic_words(name)
+        arms = self.arms
+        if isinstance(arms, str) or not all(isinstance(a, str) for a in arms):
+            raise ConfigError(f"[generation] arms must be a list of arm names, got {arms!r}.")
+        unknown = sorted(set(arms) - set(GENERATION_ARMS))
+        if unknown:
+            raise ConfigError(
+                f"[generation] arms has unknown arms {unknown}; allowed: {list(GENERATION_ARMS)}."
+            )
+        object.__setattr__(
+            self, "arms", tuple(a for a in GENERATION_ARMS if a in {"unsteered", *arms})
+        )
         _count(self, "layer")
         if self.prompts is not None:
             _count(self, "prompts", low=1)
@@ -325,6 +344,7 @@ class TokenInjectionConfig(Written):
             n_samples=int(g.samples),
             max_new_tokens=int(g.max_new_tokens),
             seed=int(g.seed),
+            arms=tuple(g.arms),
         )
 
     def check_model(self, model) -> None:

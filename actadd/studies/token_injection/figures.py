@@ -305,6 +305,7 @@ SAME_POSITION = (
     ("actadd", "C0", "o", "ActAdd"),
     ("patch", "C1", "s", "contextual patch (token's own residual at L)"),
     ("visible_replace", "C2", "^", "tokens visible only from L on"),
+    ("ctxdiff_normed", "C4", "d", "contextual difference at ActAdd's row norms"),
 )
 
 
@@ -416,8 +417,8 @@ def experiment_figures(
     extra: dict[str, pd.DataFrame] | None = None,
 ) -> list[Path]:
     """The token-injection figures from its ``summary`` and ``diagnostics`` tables (and, in
-    ``extra``, ``null_draws`` and ``specificity``), into ``fig_dir`` (pair labels from the
-    run's ``config``)."""
+    ``extra``, ``null_draws``, ``specificity`` and ``topic_rate``), into ``fig_dir`` (pair
+    labels from the run's ``config``)."""
     labels = _pair_labels(config)
     extra = extra or {}
     fig_dir = Path(fig_dir)
@@ -425,6 +426,11 @@ def experiment_figures(
     if (summary["condition"] == "patch").any():
         fig = plot_similarity_by_layer(summary, extra.get("null_draws"), labels)
         paths += save_figure(fig, fig_dir / "similarity_by_layer_nulls")
+    if (summary["condition"] == "ctxdiff").any():
+        from actadd.studies.token_injection.contextual_figures import plot_contextual
+
+        fig = plot_contextual(summary, extra.get("topic_rate"))
+        paths += save_figure(fig, fig_dir / "contextual_difference")
     if "specificity" in extra:
         for layer in sorted(set(extra["specificity"].layer)):
             fig = plot_specificity(extra["specificity"], int(layer))

@@ -134,7 +134,7 @@ class TokenInjectionKind(ConfigKind):
             diag = run.read_table("diagnostics", keep_default_na=False, na_values=[""])
         extra = {
             name: run.read_table(name)
-            for name in ("null_draws", "specificity", "specificity_nulls")
+            for name in ("null_draws", "specificity", "specificity_nulls", "topic_rate")
             if run.has_table(name)
         }
         return experiment_figures(

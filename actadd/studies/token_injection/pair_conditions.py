@@ -4,8 +4,9 @@
   replacing or inserted at the vector's positions, and the contrasts), as log-probs;
 - :func:`_conditions`: the steering conditions at a reference layer — ActAdd, the random and
   dimension-slice controls, transplants from other layers, coefficients and sums;
-- :func:`_layer_conditions`: the contextual patch (:func:`contextual_patch`) and the null
-  draws at a reference layer;
+- :func:`_layer_conditions`: the contextual patch (:func:`contextual_patch`), the contextual
+  difference (``ctxdiff``, ``ctxdiff_normed``:
+  :mod:`~actadd.studies.token_injection.contextual`) and the null draws at a reference layer;
 - :func:`_visible`: p+'s tokens at the vector's positions, hidden below the layer.
 
 Nulls (``null_residual``, ``null_embedding``): with ``null_draws_per_prompt = k`` (the
@@ -34,6 +35,7 @@ from actadd.core.steering import Placement
 from actadd.core.vectors import SteeringVector
 from actadd.runtime.backends import Model
 from actadd.studies.token_injection.conditions import (
+    CONTEXTUAL,
     LAYER_INJECTIONS,
     PairSetting,
     Settings,
@@ -48,6 +50,11 @@ from actadd.studies.token_injection.conditions import (
     random_like,
     residual_random_like,
     seed_of,
+)
+from actadd.studies.token_injection.contextual import (
+    ContextSource,
+    contextual_difference,
+    contextual_placements,
 )
 from actadd.studies.token_injection.forwards import PromptBatch, _text_resid, next_token_logprobs
 
@@ -76,6 +83,7 @@ class _Ctx:
     settings: Settings
     injections: dict[str, tuple[Tensor, Tensor]]
     emb: Tensor | None
+    context: ContextSource | None = None
 
 
 def _patch_source(
@@ -94,6 +102,21 @@ def _patch_source(
     src = PrefixBatch(model, lists, padding="by_length", max_rows=128)
     src.prefetch(layers)
     return src
+
+
+def _context_source(
+    model: Model,
+    batch: PromptBatch,
+    pair: PairSetting,
+    settings: Settings,
+    layers: Sequence[int],
+) -> ContextSource | None:
+    """Each prompt followed by p+'s and by p−'s aligned tokens, with their residual streams at
+    ``layers``: the source of the contextual difference (None when no ``ctxdiff*`` runs)."""
+    if not any(name in settings.injections for name in CONTEXTUAL):
+        return None
+    plus, minus = aligned_arms(model, pair.positive, pair.negative, pair.equalize, pair.pad_token)
+    return ContextSource(model, batch.token_lists, plus, minus, layers)
 
 
 def contextual_patch(
@@ -125,13 +148,23 @@ def _layer_conditions(
     pool: list[int],
     pair_index: int,
 ) -> list[_Cond]:
-    """The contextual patch and the null draws at ``layer`` (vectors added at ``layer``)."""
+    """The contextual patch, the contextual difference and the null draws at ``layer``
+    (vectors added at ``layer``)."""
     model, settings, pair = ctx.model, ctx.settings, ctx.pair
     actadd_vec = units[layer] * pair.coeff
     out = []
     if patched is not None:
         placements = contextual_patch(model, ctx.batch, patched, layer, actadd_vec.k)
         out.append(_Cond("patch", "patch", placements, dict(add_layer=layer)))
+    if ctx.context is not None:
+        vecs = contextual_difference(model, ctx.batch.token_lists, pair, layer, source=ctx.context)
+        for name in CONTEXTUAL:
+            if name in settings.injections:
+                ref = actadd_vec if name == "ctxdiff_normed" else None
+                placed = contextual_placements(vecs, ref)
+                norm = float(torch.stack([p.vector.tensor.norm() for p in placed]).mean())
+                meta = dict(add_layer=layer, coeff=pair.coeff, vec_norm=norm)
+                out.append(_Cond(name, "context", placed, meta))
     if settings.null_draws_per_prompt:
         rows = torch.cat([r[1:] for r in _text_resid(ctx.batch, layer)])
         draw_fns = (

@@ -29,7 +29,10 @@ from actadd.studies.written import Written, plain
 
 __all__ = [
     "DATA_PREFIX",
+    "CONTEXTUAL",
     "DEFAULT_DOSE",
+    "DEFAULT_GENERATION_ARMS",
+    "GENERATION_ARMS",
     "INJECTIONS",
     "INJECTION_MODES",
     "LAYER_INJECTIONS",
@@ -55,9 +58,24 @@ INJECTIONS: tuple[str, ...] = (
     "patch",
     "visible_replace",
     "visible_insert",
+    "ctxdiff",
+    "ctxdiff_normed",
 )
 # injections that depend on the reference layer (computed per layer, not once per pair)
-LAYER_INJECTIONS: tuple[str, ...] = ("patch", "visible_replace", "visible_insert")
+LAYER_INJECTIONS: tuple[str, ...] = (
+    "patch",
+    "visible_replace",
+    "visible_insert",
+    "ctxdiff",
+    "ctxdiff_normed",
+)
+# the same-position conditions that add the contextual difference
+# (actadd.studies.token_injection.contextual)
+CONTEXTUAL: tuple[str, ...] = ("ctxdiff", "ctxdiff_normed")
+# the arms of the generation-level comparison (actadd.studies.token_injection.topic_rate):
+# every arm a run may sample, and those it samples by default
+GENERATION_ARMS: tuple[str, ...] = ("unsteered", "actadd", "inject_replace", *CONTEXTUAL)
+DEFAULT_GENERATION_ARMS: tuple[str, ...] = GENERATION_ARMS[:3]
 TRANSPLANT_NORMS: tuple[str, ...] = ("row", "typical")
 NULL_KINDS: tuple[str, ...] = ("residual", "embedding")
 NEUTRAL_TEXT = "The village sits at the edge of a wide river, where fishermen"
@@ -210,7 +228,11 @@ class Settings(Written):
             ``transplant_sources`` transplants are compared at each.
         neutral: neutral texts, evaluated alongside (``prompt_kind="neutral"``), left out of
             the mean rows.
-        injections: any of ``prepend``, ``append``, ``replace``, ``prepend_contrast``.
+        injections: any of :data:`INJECTIONS`: token placements (``prepend``, ``append``,
+            ``replace``, ``insert``, the ``*_contrast``), the contextual patch (``patch``),
+            the tokens visible only from ``L`` on (``visible_*``), and the contextual
+            difference (``ctxdiff``; ``ctxdiff_normed`` at ActAdd's row norms; see
+            :mod:`actadd.studies.token_injection.contextual`).
         embedding: run the layer-0 embedding-difference condition.
         transplant_sources: source layers ``S < L`` transplanted to every reference layer.
         sweep_targets / sweep_sources: layers that get a transplant sweep over

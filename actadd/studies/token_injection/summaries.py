@@ -90,7 +90,7 @@ def layer_summary(df: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in METRICS + ["vec_norm"] if c in df]
     out = g[cols].mean()
     sem_cols = ["kl", "target_logprob_delta", "effect_corr", "inject_corr"]
-    sem_cols += [c for c in ("replace_corr", "target_vs_control") if c in df]
+    sem_cols += [c for c in ("replace_corr", "target_vs_control", "js_replace") if c in df]
     out = out.join(g[sem_cols].sem().add_suffix("_sem"))
     out["n_prompts"] = g.size()
     neutral = df[df["prompt_kind"] == "neutral"]

@@ -138,7 +138,7 @@ def test_runner_table_is_tidy_with_one_row_per_text_plus_a_mean(table):
     assert set(table.prompt_kind) == {"user", "neutral", "mean"}
     assert set(table.layer) == {0, 2, 3}
     expected = {"actadd", "random", "slice", "transplant", "coeff", "sum", "embedding_l0"}
-    expected |= {"patch", "visible_replace", "visible_insert"}
+    expected |= {"patch", "visible_replace", "visible_insert", "ctxdiff", "ctxdiff_normed"}
     expected |= {
         f"inject_{m}"
         for m in ("prepend", "append", "replace", "insert", "prepend_contrast", "replace_contrast")
@@ -185,6 +185,13 @@ def test_runner_rows_satisfy_the_identities_they_claim(table):
             atol=1e-5,
         )
     assert np.allclose(user[user.condition == "inject_replace"].replace_corr, 1)
+    # at layer 0 the contextual difference is ActAdd's vector (resid_pre 0 is the embedding)
+    for name in ("ctxdiff", "ctxdiff_normed"):
+        assert np.allclose(
+            at0[at0.condition == name].kl.values,
+            at0[at0.condition == "actadd"].kl.values,
+            atol=1e-5,
+        )
     s = user[user.condition == "sum"]
     assert len(s) and s.additive_corr.notna().all() and (s.other_pair == "q").all()
 
