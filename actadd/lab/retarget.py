@@ -18,6 +18,10 @@ on another model with one rule:
   the same proportion on every model: Love − Hate is 0.24–0.61 of the median residual norm
   on Gemma 3 270M (L2–L17) and 0.63–0.95 on SmolLM2 (L2–L29), so a coefficient is about
   half the push on Gemma (README, "The suite on Gemma 3 270M").
+- **Prompt format.** The behaviours benchmark renders its questions with the model's chat
+  template (``chat = true``); on a model without one (Gemma 3 270M is the base model) it
+  runs them as plain text (``chat = false``: the question, a newline, ``"("``), and the
+  rule's record says so (:data:`CHAT`).
 
 The config that runs holds the mapped layers and ``model``; :data:`RULE_KEY` records the rule,
 both models' depths and every field before and after, and goes into ``config.json`` beside
@@ -37,6 +41,8 @@ from actadd.models.gemma3 import ALIASES as GEMMA3_ALIASES
 from actadd.models.sources import TINY_MODELS, TINY_SHAPE, is_smollm2
 
 __all__ = [
+    "CHAT",
+    "CHAT_KINDS",
     "DEPTHS",
     "GEMMA3",
     "LAYER_PATHS",
@@ -58,6 +64,12 @@ DEPTHS: dict[str, int] = {
     GEMMA3: 18,
     **{name: TINY_SHAPE["n_layers"] for name in TINY_MODELS},
 }
+#: whether each model renders prompts with a chat template (its GGUF carries one): Gemma 3
+#: 270M is the base model, without one. A kind in :data:`CHAT_KINDS` whose config asks for the
+#: template (``chat = true``, their default) runs as plain text on a model without one, and
+#: the rule's record says so (``"chat"``); a model not listed here is left as written.
+CHAT: dict[str, bool] = {SMOLLM2: True, GEMMA3: False}
+CHAT_KINDS = ("behaviours",)
 #: the key of the rule's record in a config (and ``config.json``); no kind reads it
 RULE_KEY = "model_rule"
 RULE = (
@@ -135,6 +147,13 @@ def for_model(config: dict[str, Any], model: str | None, where: str = "config") 
         "to": {"model": target, "n_layers": n_layers},
         "layers": mapped,
     }
+    if (
+        out.get("kind") in CHAT_KINDS
+        and out.get("chat", True) is True
+        and not CHAT.get(target, True)
+    ):
+        out["chat"] = False
+        out[RULE_KEY]["chat"] = {"from": True, "to": False, "why": f"{target} has no chat template"}
     return out
 
 

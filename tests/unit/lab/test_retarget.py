@@ -17,11 +17,13 @@ from actadd.cli import main
 from actadd.cli.commands import read_suite
 from actadd.errors import ConfigError
 from actadd.lab.retarget import (
+    CHAT,
     DEPTHS,
     GEMMA3,
     LAYER_PATHS,
     RULE,
     RULE_KEY,
+    SMOLLM2,
     canonical_model,
     for_model,
     map_layer,
@@ -89,6 +91,27 @@ def test_a_config_on_another_model_carries_the_mapped_layers_and_the_rule():
     assert for_model({"layers": "all"}, GEMMA3)["layers"] == "all"
     assert for_model({"layers": "0:30:10"}, GEMMA3)["layers"] == [0, 6, 12]
     assert for_model({"settings": {"dose_layers": [2]}}, GEMMA3)["settings"] == {"dose_layers": [1]}
+
+
+def test_the_behaviours_benchmark_runs_as_plain_text_on_a_model_without_a_chat_template():
+    config = read_config(EXPERIMENTS / "behaviours.toml")
+    assert "chat" not in config  # the kind's default: the chat template
+    gemma = for_model(config, GEMMA3)
+    assert gemma["chat"] is False
+    assert gemma[RULE_KEY]["chat"] == {
+        "from": True,
+        "to": False,
+        "why": "gemma3-270m has no chat template",
+    }
+    kind_of(gemma).parse({k: v for k, v in gemma.items() if k not in ("kind", RULE_KEY)})
+    # written as plain text already, a model whose template is not known, or another kind:
+    # nothing changes and the record does not mention it
+    plain = for_model({**config, "chat": False}, GEMMA3)
+    tiny = for_model(config, "tiny-gemma3")
+    other = for_model(read_config(EXPERIMENTS / "wedding_word_count.toml"), GEMMA3)
+    assert plain["chat"] is False and "chat" not in tiny and "chat" not in other
+    assert not any("chat" in c[RULE_KEY] for c in (plain, tiny, other))
+    assert CHAT[SMOLLM2] and not CHAT[GEMMA3]
 
 
 def test_the_config_s_own_model_leaves_the_config_as_written():
