@@ -239,7 +239,8 @@ class TokenInjectionConfig(Written):
         if self.generation is not None:
             set_("generation", _table(GenerationTable, self.generation))
             self._check_generation()
-        check_cells(self.confirmatory, [p.name for p in self.run_pairs], self.settings)
+        set_("confirmatory", check_cells(self.confirmatory, [p.name for p in self.run_pairs],
+                                         self.settings))  # fmt: skip
 
     def _check_specificity(self) -> None:
         t, where = self.specificity, "[specificity]"

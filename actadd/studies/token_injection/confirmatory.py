@@ -100,18 +100,21 @@ def cell_id(cell: dict[str, Any]) -> str:
     return f"{cell['family']}:{cell['pair']}:L{cell['layer']}"
 
 
-def check_cells(cells: Any, pairs: Sequence[str], settings) -> None:
-    """Every problem of the ``[[confirmatory]]`` tables at once, one line each: unknown or
-    missing keys, a pair the run does not compute (``pairs``: its names, after
+def check_cells(cells: Any, pairs: Sequence[str], settings) -> tuple[dict[str, Any], ...]:
+    """The ``[[confirmatory]]`` cells, each once, or every problem at once, one line each:
+    unknown or missing keys, a pair the run does not compute (``pairs``: its names, after
     ``only_pairs``), a layer not in ``settings.layers``, an unknown family or alternative, a
-    family whose conditions the settings do not run, a cell given twice."""
+    family whose conditions the settings do not run, one cell with two alternatives.
+
+    A cell given twice alike is one cell: on a shallower model two layers can map to one
+    (:mod:`actadd.lab.retarget`: "two layers that map to one are one cell")."""
     if isinstance(cells, (str, dict)) or not isinstance(cells, Sequence):
         raise ConfigError(
             f"confirmatory must be a list of tables {{{', '.join(CELL_KEYS)}}} "
             f"([[confirmatory]]), got {cells!r}."
         )
     problems: list[str] = []
-    seen: set[str] = set()
+    seen: dict[str, dict[str, Any]] = {}
     for i, cell in enumerate(cells):
         where = f"confirmatory[{i}]"
         try:
@@ -121,10 +124,14 @@ def check_cells(cells: Any, pairs: Sequence[str], settings) -> None:
             continue
         problems += _cell_problems(cell, where, pairs, settings)
         key = cell_id(cell)
-        if key in seen:
-            problems.append(f"{where}: the cell {key} is given twice.")
-        seen.add(key)
+        if key in seen and seen[key]["alternative"] != cell["alternative"]:
+            problems.append(
+                f"{where}: the cell {key} is given twice, with alternatives "
+                f"{seen[key]['alternative']!r} and {cell['alternative']!r}; state one."
+            )
+        seen.setdefault(key, cell)
     raise_all(problems)
+    return tuple(seen.values())
 
 
 def _cell_problems(cell: dict, where: str, pairs: Sequence[str], settings) -> list[str]:

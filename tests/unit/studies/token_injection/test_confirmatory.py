@@ -110,12 +110,16 @@ def test_a_bad_cell_is_one_line_naming_the_file_before_any_compute(tmp_path, cel
 
 
 def test_missing_unknown_and_repeated_keys_are_one_line_each(tmp_path):
-    cells = GOOD + GOOD + '\n[[confirmatory]]\npair = "love_hate"\nlayer = 4\nsided = "greater"\n'
+    twice = GOOD.replace('"greater"', '"two-sided"')
+    cells = GOOD + twice + '\n[[confirmatory]]\npair = "love_hate"\nlayer = 4\nsided = "greater"\n'
     with pytest.raises(ConfigError) as err:
         check_file(_write(tmp_path, cells))
     lines = str(err.value).strip().splitlines()
-    assert any("confirmatory[1]: the cell target_vs_control:love_hate:L4 is given twice" in x
-               for x in lines)  # fmt: skip
+    twice = (
+        "confirmatory[1]: the cell target_vs_control:love_hate:L4 is given twice, with "
+        "alternatives 'greater' and 'two-sided'; state one."
+    )
+    assert any(twice in x for x in lines)
     assert any("confirmatory[2]: unknown key(s) ['sided']" in x for x in lines)
     assert any("confirmatory[2]: missing keys ['family', 'alternative']" in x for x in lines)
     assert len(lines) == 3, lines
@@ -234,3 +238,15 @@ def test_a_two_sided_cell_and_another_family_are_tested_as_declared():
     assert like.confirmatory and like.estimate == pytest.approx(0.1)
     assert "similarity +0.500 vs null_residual +0.400; 50 of 50 prompts up" == like.numbers
     assert like.verdict == SUPPORTED
+
+
+def test_cells_that_map_to_one_layer_on_a_shallower_model_are_one_cell():
+    from actadd.lab.retarget import map_layer
+
+    # SmolLM2's L4 and L8 are both L1 on a 4-block model (the tiny test models)
+    assert [map_layer(c["layer"], 30, 4) for c in CELLS] == [1, 1]
+    mapped = [{**c, "layer": 1} for c in CELLS]
+    assert _spec({**read_config(V2), "confirmatory": mapped}).confirmatory == (mapped[0],)
+    # the same cell written twice alike is one cell too
+    twice = CELLS + CELLS[:1]
+    assert _spec({**read_config(V2), "confirmatory": twice}).confirmatory == tuple(CELLS)
