@@ -52,6 +52,7 @@ from actadd.lab.stats import (
     mcnemar_exact,
     paired_t,
     rank_against_draws,
+    sign_flip_method,
     sign_flip_test,
 )
 
@@ -265,8 +266,8 @@ class Paired:
 
 
 def binary_claim(pairs: Paired, *, confirmatory: bool, **kw) -> Claim:
-    """A difference of paired proportions. Confirmatory: the test is the exact sign-flip
-    test over prompts (clusters) and the interval a cluster bootstrap over prompts (a t
+    """A difference of paired proportions. Confirmatory: the test is the sign-flip test
+    over prompts (clusters; exact to 40) and the interval a cluster bootstrap over prompts (a t
     interval over 2–4 prompts: :func:`actadd.lab.stats.cluster_interval`). Exploratory
     scans: exact McNemar (conditional on the prompts) and the same interval."""
     a, b = pairs.a.round().astype(int), pairs.b.round().astype(int)
@@ -320,18 +321,19 @@ def _over_prompts(
     **kw,
 ) -> Claim:
     """A claim on paired arms with ``boot``'s interval (:func:`cluster_interval` over
-    prompts; the test names it where it is not the bootstrap). Confirmatory: the exact
-    sign-flip test over prompts; scans: ``scan_test()``, a (p-value, test name) conditional
-    on the prompts. ``alternative`` (confirmatory only): ``"two-sided"`` or ``"greater"``,
-    the one-sided test of a "raises" hypothesis stated before the run. A two-sided
-    confirmatory claim also gets the one-sided p of its stated direction (``sign``) as a
-    sensitivity analysis (module docstring); its verdict does not use it."""
+    prompts; the test names it where it is not the bootstrap). Confirmatory: the sign-flip
+    test over prompts (exact to 40 prompts, Monte Carlo above:
+    :func:`~actadd.lab.stats.sign_flip_test`); scans: ``scan_test()``, a (p-value, test
+    name) conditional on the prompts. ``alternative`` (confirmatory only): ``"two-sided"``
+    or ``"greater"``, the one-sided test of a "raises" hypothesis stated before the run. A
+    two-sided confirmatory claim also gets the one-sided p of its stated direction
+    (``sign``) as a sensitivity analysis (module docstring); its verdict does not use it."""
     one_sided = math.nan
     if confirmatory:
         means = pairs.cluster_means()
         p = sign_flip_test(means, alternative)
         side = "" if alternative == "two-sided" else ", one-sided"
-        test = f"sign-flip over prompts (exact{side})"
+        test = f"sign-flip over prompts ({sign_flip_method(len(means))}{side})"
         if alternative == "two-sided":
             one_sided = sign_flip_test(means, "greater" if kw.get("sign", 1) > 0 else "less")
     else:

@@ -15,8 +15,8 @@ states what it computes and what it assumes. 95% by default.
 - :mod:`~actadd.lab.stats.hypothesis_tests` — :func:`mcnemar_exact`, :func:`paired_t`,
   :func:`welch_t`, :func:`cluster_interval` (over prompts: :func:`cluster_bootstrap`,
   resampling whole prompts, from 5 of them; :func:`cluster_t` over 2–4),
-  :func:`sign_flip_test` (exact, over clusters), :func:`rank_against_draws` and
-  :func:`bh_adjust` (Benjamini–Hochberg adjusted p-values);
+  :func:`sign_flip_test` (over clusters: exact to 40, Monte Carlo above),
+  :func:`rank_against_draws` and :func:`bh_adjust` (Benjamini–Hochberg adjusted p-values);
 - :mod:`~actadd.lab.stats.power` — the simulated power of the confirmatory sign-flip test:
   :func:`binary_effect`, :func:`mean_effect`, :func:`sign_flip_power`,
   :func:`smallest_design`, :func:`power_statement`;

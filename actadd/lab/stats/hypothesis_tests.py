@@ -11,7 +11,8 @@ functions: each states what it assumes.
   (prompts), and its two-sided bootstrap p-value (at least 5 clusters);
 - :func:`cluster_t` — a cluster-robust Student-t interval of a mean (k − 1 degrees of
   freedom), for 2 to 4 clusters, where a bootstrap would only restate their range;
-- :func:`sign_flip_test` — exact randomization test of cluster-level mean differences;
+- :func:`sign_flip_test` — randomization test of cluster-level mean differences (exact to
+  40 clusters, Monte Carlo above);
 - :func:`rank_against_draws` — whether one arm beats single random draws (exact rank test);
 - :func:`bh_adjust` — Benjamini–Hochberg false-discovery-rate adjusted p-values.
 """
@@ -29,6 +30,8 @@ import pandas as pd
 __all__ = [
     "MIN_BOOT_CLUSTERS",
     "Numbers",
+    "SIGN_FLIP_DRAWS",
+    "SIGN_FLIP_EXACT_MAX",
     "bh_adjust",
     "cluster_bootstrap",
     "cluster_interval",
@@ -37,6 +40,7 @@ __all__ = [
     "paired_t",
     "rank_against_draws",
     "sequential_rank_p",
+    "sign_flip_method",
     "sign_flip_test",
     "welch_t",
 ]
@@ -217,9 +221,22 @@ def cluster_bootstrap(
     return {"mean": mean, "lo": float(lo), "hi": float(hi), "p": p, "clusters": k}
 
 
-def sign_flip_test(cluster_means: Numbers, alternative: str = "two-sided") -> float:
-    """Exact randomization p-value that cluster-level mean differences are symmetric about 0
-    (each cluster's sign flipped in all ``2^k`` ways, every assignment equally likely).
+#: the most clusters :func:`sign_flip_test` enumerates exactly (``2^k`` sign vectors, by
+#: meeting in the middle); above it the test draws :data:`SIGN_FLIP_DRAWS` of them
+SIGN_FLIP_EXACT_MAX = 40
+#: random sign vectors of the Monte Carlo sign-flip test (more than 40 clusters)
+SIGN_FLIP_DRAWS = 100_000
+
+
+def sign_flip_test(
+    cluster_means: Numbers,
+    alternative: str = "two-sided",
+    *,
+    draws: int = SIGN_FLIP_DRAWS,
+    seed: int = 0,
+) -> float:
+    """Randomization p-value that cluster-level mean differences are symmetric about 0 (each
+    cluster's sign flipped, every assignment equally likely).
 
     ``alternative``: ``"two-sided"`` (``|Σ s·m| ≥ |Σ m|``), ``"greater"`` (``Σ s·m ≥ Σ m``: the
     hypothesis "raises") or ``"less"`` (``Σ s·m ≤ Σ m``: "lowers"). The unit is the cluster
@@ -227,13 +244,20 @@ def sign_flip_test(cluster_means: Numbers, alternative: str = "two-sided") -> fl
     independent evidence. With ``k`` clusters the smallest possible p-value is ``2 / 2^k``
     two-sided and ``1 / 2^k`` one-sided (k = 8: 0.0078 and 0.0039).
 
-    Exact for ``1 ≤ k ≤ 40``: the ``2^k`` sums are counted by meeting in the middle (the sums
-    of each half, one half sorted), so k = 32 costs two sets of 65,536 sums, not 4·10⁹.
+    Exact for ``1 ≤ k ≤ 40`` (:data:`SIGN_FLIP_EXACT_MAX`): the ``2^k`` sums are counted by
+    meeting in the middle (the sums of each half, one half sorted), so k = 32 costs two sets
+    of 65,536 sums, not 4·10⁹. Above 40 clusters (2^20 sums per half would be too many) it is
+    a Monte Carlo test: ``draws`` sign vectors drawn uniformly (``default_rng(seed)``:
+    reproducible), ``p = (1 + g) / (1 + draws)`` with ``g`` of them reaching the observed sum.
+    That p-value is valid at every level (the observed assignment counts as one of the
+    draws; Phipson & Smyth 2010) and never below ``1 / (1 + draws)``; its Monte Carlo
+    standard error is ``√(p(1 − p) / draws)`` (0.0007 at p = 0.05 with 100,000 draws).
+    :func:`sign_flip_method` names which one a ``k`` gets.
     """
     m = np.asarray(cluster_means, float)
     k = len(m)
-    if not 1 <= k <= 40:
-        raise ValueError(f"sign_flip_test needs 1..40 clusters, got {k}")
+    if k < 1:
+        raise ValueError("sign_flip_test needs at least one cluster, got 0")
     if alternative not in ("two-sided", "greater", "less"):
         raise ValueError(
             f"sign_flip_test: alternative {alternative!r} unknown; allowed: "
@@ -247,12 +271,41 @@ def sign_flip_test(cluster_means: Numbers, alternative: str = "two-sided") -> fl
         if observed == 0.0:
             return 1.0
     tol = 1e-12 * max(1.0, abs(observed), float(np.abs(m).sum()))
+    if k > SIGN_FLIP_EXACT_MAX:
+        return _sign_flip_monte_carlo(m, observed - tol, alternative == "two-sided", draws, seed)
     left, right = _signed_sums(m[: k // 2]), np.sort(_signed_sums(m[k // 2 :]))
     # pairs (i, j) with left[i] + right[j] >= observed - tol
     at_least = len(right) - np.searchsorted(right, observed - tol - left, side="left")
     p = float(at_least.sum()) / 2.0**k
     # two-sided: {S >= x} and {S <= -x} are disjoint for x > 0 and equally likely (symmetry)
     return min(1.0, 2.0 * p) if alternative == "two-sided" else p
+
+
+def sign_flip_method(k: int, draws: int = SIGN_FLIP_DRAWS) -> str:
+    """How :func:`sign_flip_test` computes its p-value over ``k`` clusters, for a claim's
+    test text: ``"exact"``, or ``"Monte Carlo, 100,000 sign vectors"``."""
+    return "exact" if k <= SIGN_FLIP_EXACT_MAX else f"Monte Carlo, {draws:,} sign vectors"
+
+
+def _sign_flip_monte_carlo(
+    m: np.ndarray, threshold: float, absolute: bool, draws: int, seed: int
+) -> float:
+    """``(1 + #{b : Σ s_b·m ≥ threshold}) / (1 + draws)`` over ``draws`` uniform sign vectors
+    ``s_b`` (``|Σ s_b·m|`` with ``absolute``), drawn in chunks of 10,000 rows. A sign vector
+    is ``2·bits − 1`` for uniform random bits, so its sum is ``2·(bits·m) − Σm``."""
+    if draws < 1:
+        raise ValueError(f"sign_flip_test: draws must be >= 1, got {draws}")
+    rng = np.random.default_rng(seed)
+    k, width = len(m), -(-len(m) // 8)  # bytes per sign vector
+    reached, left = 0, draws
+    while left:
+        n = min(left, 10_000)
+        raw = np.frombuffer(rng.bytes(n * width), np.uint8)
+        bits = np.unpackbits(raw).reshape(n, 8 * width)[:, :k]
+        sums = 2.0 * (bits @ m) - m.sum()
+        reached += int(np.count_nonzero((np.abs(sums) if absolute else sums) >= threshold))
+        left -= n
+    return (1.0 + reached) / (1.0 + draws)
 
 
 def _signed_sums(m: np.ndarray) -> np.ndarray:

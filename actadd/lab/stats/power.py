@@ -1,7 +1,8 @@
 """Power of the confirmatory test, by simulation: how many prompts a cell needs.
 
-A confirmatory cell is tested with the exact sign-flip test over prompts
-(:func:`~actadd.lab.stats.hypothesis_tests.sign_flip_test`) on the per-prompt mean of
+A confirmatory cell is tested with the sign-flip test over prompts
+(:func:`~actadd.lab.stats.hypothesis_tests.sign_flip_test`: exact to 40 prompts, Monte Carlo
+above) on the per-prompt mean of
 steered − unsteered, ``samples`` completions per prompt and arm. Its power for a stated
 effect has no closed form (the test is a permutation test, the outcome may be binary), so it
 is simulated from a stated generative model with the same test the claim will use:
@@ -12,7 +13,10 @@ is simulated from a stated generative model with the same test the claim will us
   steering adds ``delta`` to it (clipped to [0, 1]); the two arms are drawn independently
   (conservative: common random numbers can only correlate them and raise power);
 - :func:`mean_effect` — a continuous score (VADER sentiment): each pair's difference is
-  ``delta + b_prompt + e``, ``b ~ N(0, sd_between)``, ``e ~ N(0, sd_within)``.
+  ``delta + b_prompt + e``, ``b ~ N(0, sd_between)``, ``e ~ N(0, sd_within)``;
+- :func:`empirical_effect` — one deterministic value per prompt (a next-token metric): the
+  planning run's own per-prompt values, centred, resampled and shifted by ``delta`` (their
+  skew and tails kept, not assumed normal).
 
 :func:`sign_flip_power` is the fraction of simulated experiments whose p-value is below
 ``alpha``; :func:`smallest_design` the fewest prompts that reach the target power;
@@ -28,11 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from actadd.lab.stats.hypothesis_tests import sign_flip_test
+from actadd.lab.stats.hypothesis_tests import sign_flip_method, sign_flip_test
 
 __all__ = [
     "Effect",
     "binary_effect",
+    "empirical_effect",
     "mean_effect",
     "power_statement",
     "sign_flip_power",
@@ -94,6 +99,32 @@ def mean_effect(delta: float, sd_within: float, sd_between: float) -> Effect:
     )
 
 
+def empirical_effect(delta: float, values, label: str = "planning values") -> Effect:
+    """One value per prompt (``samples`` must be 1), drawn with replacement from ``values``
+    (a planning run's per-prompt values, e.g. its ``target_vs_control`` at a cell) after
+    centring them on 0, plus ``delta``: the stated effect with the planning values' spread,
+    skew and tails. ``label`` names them in :attr:`Effect.describe`."""
+    v = np.asarray(values, float)
+    if v.ndim != 1 or len(v) < 2 or not np.isfinite(v).all():
+        raise ValueError(
+            f"empirical_effect: values must be at least 2 finite numbers, got shape {v.shape}"
+        )
+    centred = v - v.mean()
+
+    def simulate(rng: np.random.Generator, prompts: int, samples: int) -> np.ndarray:
+        if samples != 1:
+            raise ValueError(
+                f"empirical_effect: one value per prompt (samples = 1), got samples = {samples}"
+            )
+        return delta + rng.choice(centred, size=prompts, replace=True)
+
+    return Effect(
+        f"per-prompt shift {delta:+.3f} with the spread of {label} (resampled, centred; "
+        f"n {len(v)}, s.d. {v.std(ddof=1):.3f})",
+        simulate,
+    )
+
+
 def sign_flip_power(
     effect: Effect,
     prompts: int,
@@ -105,7 +136,7 @@ def sign_flip_power(
     seed: int = 0,
 ) -> float:
     """The fraction of ``sims`` simulated experiments (``prompts`` × ``samples`` per arm)
-    whose exact sign-flip p-value (``alternative``) is below ``alpha``."""
+    whose sign-flip p-value (``alternative``) is below ``alpha``."""
     rng = np.random.default_rng(seed)
     hits = 0
     for _ in range(sims):
@@ -154,7 +185,8 @@ def power_statement(
     )
     se = (pw * (1.0 - pw) / sims) ** 0.5
     return (
-        f"{prompts} prompts x {samples} samples per arm, exact sign-flip test over prompts "
-        f"({alternative}, alpha {alpha:g}): power {pw:.2f} (simulation s.e. {se:.2f}, "
+        f"{prompts} prompts x {samples} samples per arm, sign-flip test over prompts "
+        f"({sign_flip_method(prompts)}; "
+        f"{alternative}, alpha {alpha:g}): power {pw:.2f} (simulation s.e. {se:.2f}, "
         f"{sims} runs, seed {seed}) to detect a {effect.describe}"
     )

@@ -30,6 +30,11 @@ Benjamini–Hochberg runs within each family (all pairs × layers of one questio
   ActAdd; at ActAdd's row norms it resembles the tokens beyond the residual null (which is
   norm-matched to ActAdd too); and in sampled text its topic-word rate against ActAdd's,
   the tokens' and the unsteered one's. All exploratory (no preregistration).
+
+*Confirmatory cells* (:mod:`actadd.studies.token_injection.confirmatory`): the cells the
+config's ``[[confirmatory]]`` tables fixed before the run leave their scan family and form the
+family ``confirmatory``, each tested with the sign-flip test over prompts and the sidedness
+the config states (:func:`confirmatory_claims`).
 """
 
 from __future__ import annotations
@@ -40,10 +45,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from actadd.lab.claims import Claim, Paired, binary_claim, interval_note
+from actadd.lab.claims import Claim, Paired, binary_claim, interval_note, mean_claim
 from actadd.lab.stats import cluster_interval, paired_t
+from actadd.studies.token_injection.confirmatory import FAMILIES, cell_id
 
-__all__ = ["claims_against_controls"]
+__all__ = ["claims_against_controls", "confirmatory_claims"]
 
 
 def _claim(exp: str, cid: str, statement: str, a, b, cluster, family: str, what: str) -> Claim:
@@ -70,11 +76,65 @@ def _claim(exp: str, cid: str, statement: str, a, b, cluster, family: str, what:
 def claims_against_controls(run) -> list[Claim]:
     """Every family of the module docstring that ``run``'s tables allow: the ``results``
     table's target-vs-control, gap and residual-null claims, then the specificity matrix's
-    (``specificity``, ``specificity_nulls``) and the topic-word rate's (``topic_rate``)."""
+    (``specificity``, ``specificity_nulls``) and the topic-word rate's (``topic_rate``);
+    the config's confirmatory cells (:func:`confirmatory_claims`) in place of their scan
+    claims."""
     exp = run.config.get("name") or run.out.name
-    out: list[Claim] = []
     df = run.read_table("results")
     user = df[df.prompt_kind == "user"]
+    cells = run.config.get("confirmatory") or ()
+    chosen = {cell_id(c) for c in cells}
+    scans = [c for c in _scan_claims(run, user, exp) if c.id not in chosen]
+    return confirmatory_claims(user, exp, cells) + scans
+
+
+def confirmatory_claims(user: pd.DataFrame, exp: str, cells) -> list[Claim]:
+    """One claim per confirmatory cell (``[[confirmatory]]`` tables, checked by
+    :func:`~actadd.studies.token_injection.confirmatory.check_cells`) from the ``results``
+    table's user-prompt rows ``user``: the family's condition against its other arm (or 0),
+    per prompt, joined on the prompt; the sign-flip test over prompts with the cell's
+    ``alternative``; a cluster-bootstrap interval over prompts; family ``confirmatory``
+    (Benjamini–Hochberg within it). A cell with no rows (a run cut short) gives no claim."""
+    keys = ["pair", "layer", "prompt_index"]
+    out = []
+    for cell in cells:
+        fam = FAMILIES[cell["family"]]
+        here = user[(user.pair == cell["pair"]) & (user.layer == cell["layer"])]
+        # one value per prompt and arm (a null with several draws: their per-prompt mean)
+        arms = here.groupby(["condition", *keys], as_index=False)[fam.column].mean()
+        a = arms[arms.condition == fam.condition][keys + [fam.column]]
+        if fam.other is None:
+            b = a.assign(**{fam.column: 0.0})
+        else:
+            b = arms[arms.condition == fam.other][keys + [fam.column]]
+        m = a.merge(b, on=keys, suffixes=("", "_other")).dropna()
+        if m.empty:
+            continue
+        x, y = m[fam.column].to_numpy(float), m[f"{fam.column}_other"].to_numpy(float)
+        pairs = Paired(x, y, m.prompt_index.to_numpy())
+        claim = mean_claim(
+            pairs,
+            confirmatory=True,
+            alternative=cell["alternative"],
+            experiment=exp,
+            id=cell_id(cell),
+            statement=f"{cell['pair']} at L{cell['layer']}: {fam.statement}",
+            family="confirmatory",
+        )
+        vs = "0" if fam.other is None else fam.other
+        out.append(
+            replace(
+                claim,
+                numbers=f"{fam.what} {x.mean():+.3f} vs {vs} {y.mean():+.3f}; "
+                f"{int((x > y).sum())} of {pairs.k} prompts up",
+            )
+        )
+    return out
+
+
+def _scan_claims(run, user: pd.DataFrame, exp: str) -> list[Claim]:
+    """The exploratory families of the module docstring (every pair × layer)."""
+    out: list[Claim] = []
     keys = ["pair", "layer", "prompt_index"]
 
     def arm(cond: str, col: str) -> pd.DataFrame:

@@ -16,6 +16,8 @@ Config (``experiments/token_injection*.toml``)::
     [generation]                   # pairs, layer, prompts (a count), samples, max_new_tokens, seed,
                                    # topics: the word list each pair's completions are counted with,
                                    # arms: actadd, inject_replace, ctxdiff, ctxdiff_normed
+    [[confirmatory]]               # cells fixed before the run: pair, layer, family, alternative
+                                   # (actadd.studies.token_injection.confirmatory)
 
 The config is saved as written (:class:`~actadd.studies.written.Written`): ``config.json`` holds
 the keys the tables gave, with their validated values.
@@ -30,6 +32,7 @@ from typing import Any
 
 from actadd.config import TOPIC_PRESETS, integer, number_list, words
 from actadd.errors import ConfigError, Validated
+from actadd.studies.token_injection.confirmatory import check_cells
 from actadd.studies.token_injection.settings import (
     DEFAULT_GENERATION_ARMS,
     GENERATION_ARMS,
@@ -193,9 +196,11 @@ class TokenInjectionConfig(Written):
     """Is a steering vector "just injecting extra tokens"? The conditions of
     :class:`~actadd.studies.token_injection.settings.Settings` for every pair (``pairs`` and
     the ``concepts``; ``only_pairs`` keeps a subset), the vectors' diagnostics, and
-    optionally the specificity matrix and sampled completions. Cross-table checks (unique
-    names, known pairs, null words that are no concept's target) run here; what needs the
-    model in :meth:`check_model`."""
+    optionally the specificity matrix and sampled completions; ``confirmatory`` names the
+    cells fixed before the run (:mod:`actadd.studies.token_injection.confirmatory`).
+    Cross-table checks (unique names, known pairs, null words that are no concept's target,
+    confirmatory cells the run computes) run here; what needs the model in
+    :meth:`check_model`."""
 
     WHERE = "token_injection config"
     REQUIRED = ("settings",)
@@ -210,6 +215,7 @@ class TokenInjectionConfig(Written):
     diagnostics: Validated[DiagnosticsTable] = DiagnosticsTable()
     specificity: Validated[SpecificityTable | None] = None
     generation: Validated[GenerationTable | None] = None
+    confirmatory: Validated[tuple[dict[str, Any], ...]] = ()
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)
@@ -233,6 +239,8 @@ class TokenInjectionConfig(Written):
         if self.generation is not None:
             set_("generation", _table(GenerationTable, self.generation))
             self._check_generation()
+        set_("confirmatory", check_cells(self.confirmatory, [p.name for p in self.run_pairs],
+                                         self.settings))  # fmt: skip
 
     def _check_specificity(self) -> None:
         t, where = self.specificity, "[specificity]"

@@ -59,3 +59,28 @@ def test_bad_effect_is_one_line():
         binary_effect(0.9, 0.2)
     with pytest.raises(ValueError, match="standard deviations"):
         mean_effect(0.1, -1.0, 0.0)
+
+
+def test_empirical_effect_keeps_the_planning_spread_and_shifts_it():
+    from actadd.lab.stats import empirical_effect
+
+    skewed = np.r_[np.zeros(40), np.full(10, 4.0)]  # mean 0.8, s.d. 1.62, long right tail
+    eff = empirical_effect(0.5, skewed, label="a planted table")
+    d = eff.simulate(np.random.default_rng(0), 100_000, 1)
+    assert d.mean() == pytest.approx(0.5, abs=0.02)
+    assert d.std() == pytest.approx(skewed.std(), abs=0.02)
+    assert set(np.round(np.unique(d), 6)) == {-0.3, 3.7}  # resampled, not a normal
+    assert "a planted table" in eff.describe and "s.d. 1.616" in eff.describe
+    # valid: no effect rejects at most alpha (one-sided, Monte Carlo sign-flip above 40)
+    null = empirical_effect(0.0, np.random.default_rng(1).normal(size=50))
+    assert (
+        sign_flip_power(null, 50, 1, alpha=0.05, sims=300, seed=2)
+        <= 0.05 + 3 * (0.05 * 0.95 / 300) ** 0.5
+    )
+    assert sign_flip_power(empirical_effect(1.0, skewed), 50, 1, sims=100, seed=2) > 0.9
+    with pytest.raises(ValueError, match="one value per prompt"):
+        eff.simulate(np.random.default_rng(0), 10, 4)
+    with pytest.raises(ValueError, match="at least 2 finite numbers"):
+        empirical_effect(0.5, [1.0])
+    line = power_statement(empirical_effect(1.0, skewed), 50, 1, sims=50)
+    assert "Monte Carlo, 100,000 sign vectors" in line
