@@ -176,6 +176,8 @@ def _find(node: Any, parts: list[str], prefix: str = ""):
 def _map_value(value: Any, depth: int, n_layers: int, where: str, source: str, target: str):
     if isinstance(value, str) and value.strip().lower() == "all":
         return value
+    if isinstance(value, (list, tuple)) and not value:  # an empty list ("none") stays empty
+        return []
     single = isinstance(value, int) and not isinstance(value, bool)
     layers = [value] if single else parse_layers(value, depth, where)
     bad = [x for x in layers if not 0 <= x <= depth]

@@ -114,6 +114,17 @@ def test_the_behaviours_benchmark_runs_as_plain_text_on_a_model_without_a_chat_t
     assert CHAT[SMOLLM2] and not CHAT[GEMMA3]
 
 
+def test_an_empty_layer_list_stays_empty():
+    # token_injection_v2 sets transplant_sources = [] (no transplants): nothing to map
+    config = read_config(EXPERIMENTS / "token_injection_v2.toml")
+    assert config["settings"]["transplant_sources"] == []
+    gemma = for_model(config, GEMMA3)
+    assert gemma["settings"]["transplant_sources"] == []
+    assert gemma["settings"]["layers"] == [0, 1, 2, 5, 10]  # 0, 1, 2, 4, 8, 16 of 30
+    assert [c["layer"] for c in gemma["confirmatory"]] == [2, 5]  # L4, L8
+    kind_of(gemma).parse({k: v for k, v in gemma.items() if k not in ("kind", RULE_KEY)})
+
+
 def test_the_config_s_own_model_leaves_the_config_as_written():
     config = {"kind": "sweep", "layers": [29]}
     assert for_model(config, None) is config
