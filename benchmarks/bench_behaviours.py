@@ -10,10 +10,12 @@ scans, random draws, swapped letters) for one behaviour of a config:
   taken from the clean forward (``forward = "suffix"``, the default).
 
 Prints wall and CPU seconds of each, the ratio, and the largest difference between their
-tables. The projection counts the work of each config (row-layers: a question in a cell,
-through the layers from the cell's layer to the last) and scales the new path's CPU time
-by the ratio of the counts, at the chosen layer this run found and at the costliest one
-(layer 0); run it with ``OMP_NUM_THREADS=1`` for one core's time.
+tables. The projection splits the new path's CPU time in two: the steered forwards (time
+inside ``SuffixBatch.logits``, per row-layer: a question in a cell through the layers from
+the cell's layer to the last) and the rest (vectors, the prefix passes: per prompt token
+they forward). It scales each by that count in the full config, per behaviour (each
+behaviour's own prompt lengths), at the chosen layer this run found and at the costliest
+one (layer 0). Run it with ``OMP_NUM_THREADS=1`` for one core's time.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_behaviours.py \
         [--config experiments/behaviours.toml] [--behaviour refusal] [--quick] \
@@ -34,6 +36,7 @@ from actadd.config import parse_layers
 from actadd.lab.kinds import read_config
 from actadd.studies.behaviours.config import BehavioursConfig
 from actadd.studies.behaviours.run import run_behaviours
+from actadd.studies.behaviours.suffix import SuffixBatch
 
 
 class _Tables:
@@ -72,11 +75,39 @@ def work(spec: BehavioursConfig, n_layers: int, best: int) -> int:
     return total
 
 
-def timed(spec, model) -> tuple[float, float, dict[str, pd.DataFrame]]:
-    store = _Tables()
-    wall, cpu = time.perf_counter(), time.process_time()
-    run_behaviours(spec, model, store)
-    return time.perf_counter() - wall, time.process_time() - cpu, store.tables
+def timed(spec, model) -> tuple[float, float, float, dict[str, pd.DataFrame]]:
+    """Wall and CPU seconds of one run, CPU seconds inside ``SuffixBatch.logits``, tables."""
+    store, inside = _Tables(), [0.0]
+    logits = SuffixBatch.logits
+
+    def counted(self, *args, **kwargs):
+        t = time.process_time()
+        try:
+            return logits(self, *args, **kwargs)
+        finally:
+            inside[0] += time.process_time() - t
+
+    SuffixBatch.logits = counted
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        run_behaviours(spec, model, store)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        SuffixBatch.logits = logits
+    return wall, cpu, inside[0], store.tables
+
+
+def prompt_tokens(spec: BehavioursConfig, behaviour: str, model) -> int:
+    """Tokens the fixed part forwards for ``behaviour``: both vector prompts of each train
+    item, the validation prompts and the test prompts twice (as given and letters swapped)."""
+    from actadd.runtime.tokens import encode
+    from actadd.studies.behaviours.data import load_behaviour
+    from actadd.studies.behaviours.protocol import question_text
+
+    data = load_behaviour(behaviour)
+    sp = spec.split_of(behaviour, data)
+    size = lambda i: len(encode(model, question_text(model, data.items[i].question) + "(A"))
+    return sum(2 * size(i) for i in (*sp.train, *sp.test)) + sum(size(i) for i in sp.val)
 
 
 def largest_difference(a: dict, b: dict) -> dict[str, float]:
@@ -109,29 +140,40 @@ def main() -> None:
             continue
         spec = spec_of(args.config, args.behaviour, forward, args.quick)
         results[forward] = timed(spec, model)
-        wall, cpu, _ = results[forward]
-        print(f"{forward:>14}: {wall:8.1f} s wall, {cpu:8.1f} s CPU")
-    new_wall, new_cpu, new_tables = results["suffix"]
+        wall, cpu, inside, _ = results[forward]
+        print(f"{forward:>14}: {wall:8.1f} s wall, {cpu:8.1f} s CPU ({inside:.1f} s steered)")
+    new_wall, new_cpu, new_inside, new_tables = results["suffix"]
     best = int(new_tables["data"].chosen_layer.iloc[0])
     if "suffix_repeat" in results:
-        old_wall, old_cpu, old_tables = results["suffix_repeat"]
-        print(f"ratio old/new: {old_wall / new_wall:.2f}x wall, {old_cpu / new_cpu:.2f}x CPU")
+        old_wall, old_cpu, old_inside, old_tables = results["suffix_repeat"]
+        print(
+            f"ratio old/new: {old_wall / new_wall:.2f}x wall, {old_cpu / new_cpu:.2f}x CPU, "
+            f"{old_inside / new_inside:.2f}x CPU of the steered forwards"
+        )
         same_layer = int(old_tables["data"].chosen_layer.iloc[0]) == best
         print(f"same chosen layer: {same_layer}; largest differences:")
         for k, v in largest_difference(old_tables, new_tables).items():
             print(f"  {k}: {v:.2e}")
-    small = work(new_spec, n_layers, best)
-    per = new_cpu / small
-    print(f"new path: {small:,} row-layers here, {per * 1e6:.1f} us CPU per row-layer")
-    full = BehavioursConfig.from_dict({k: v for k, v in read_config(args.full).items() if k != "kind"})
-    for label, layer in (("this run's chosen layer", best), ("chosen layer 0", 0)):
-        w = work(full, n_layers, layer)
-        hours = w * per / 3600
+    rows, tokens = work(new_spec, n_layers, best), prompt_tokens(new_spec, args.behaviour, model)
+    per_row, per_token = new_inside / rows, (new_cpu - new_inside) / tokens
+    print(
+        f"new path: {rows:,} row-layers at {per_row * 1e6:.1f} us CPU each; "
+        f"{tokens:,} prompt tokens at {per_token * 1e3:.2f} ms CPU each (the rest)"
+    )
+    raw = {k: v for k, v in read_config(args.full).items() if k != "kind"}
+    full = BehavioursConfig.from_dict(raw)
+    print(f"projected, {args.full} (one core, this machine; hours):")
+    print(f"  {'behaviour':<24} {'tokens':>8} {'fixed':>6} {'at L' + str(best):>7} {'at L0':>7}")
+    total = np.zeros(2)
+    for b in full.behaviours:
+        fixed = prompt_tokens(full, b, model) * per_token / 3600
+        steered = [work(full, n_layers, layer) * per_row / 3600 for layer in (best, 0)]
+        total += [fixed + steered[0], fixed + steered[1]]
         print(
-            f"full size at {label} ({layer}): {w:,} row-layers per behaviour, "
-            f"~{hours:.2f} h per behaviour, ~{hours * len(full.behaviours):.1f} h "
-            f"for {len(full.behaviours)} (one core, this machine)"
+            f"  {b:<24} {prompt_tokens(full, b, model):>8,} {fixed:6.2f} "
+            f"{fixed + steered[0]:7.2f} {fixed + steered[1]:7.2f}"
         )
+    print(f"  {'total':<24} {'':>8} {'':>6} {total[0]:7.2f} {total[1]:7.2f}")
 
 
 if __name__ == "__main__":

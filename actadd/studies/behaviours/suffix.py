@@ -200,7 +200,13 @@ class SuffixBatch:
         self.mask = mask
         names = {resid_pre(model, layer): layer for layer in layers}
         with exclusive(model), torch.no_grad():
-            model(tokens[:, :-k], attention_mask=mask[:, :-k], past_kv_cache=self.cache)
+            # return_type None: the prefix's keys and values, never its logits
+            model(
+                tokens[:, :-k],
+                attention_mask=mask[:, :-k],
+                past_kv_cache=self.cache,
+                return_type=None,
+            )
             self.cache.freeze()
             logits, acts = model.run_with_cache(
                 tokens[:, -k:],
