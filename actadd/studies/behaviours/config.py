@@ -20,7 +20,7 @@ Config (``experiments/behaviours.toml``)::
     positions = "answer"                # which positions get the vector (see protocol)
     actadd_pair = 0                     # the train item ActAdd's single pair comes from
     chat = true                         # render questions with the model's chat template
-    forward = "suffix"                  # "suffix" (cached prefix) or "prefix" (reference)
+    forward = "suffix"                  # "suffix" (cached prefix), "suffix_repeat", "prefix"
     batch_rows = 256
 
 ``config.json`` also holds ``sources``: per behaviour the file, its sha256, package and
@@ -46,9 +46,11 @@ METHODS: tuple[str, ...] = ("caa", "pca_diff", "pca_center", "actadd", "letter",
 #: "answer": the assistant turn's tokens after its header (the paper's "after [/INST]");
 #: "after_question": every token after the user's question (template tail + answer)
 POSITIONS: tuple[str, ...] = ("answer", "after_question")
-#: "suffix": recompute only the steered positions over a cached prefix (exact, fast);
-#: "prefix": a full steered forward from the layer on (PrefixBatch), the reference
-FORWARDS: tuple[str, ...] = ("suffix", "prefix")
+#: "suffix": recompute only the steered positions over a cached prefix that every cell
+#: shares (exact, fast); "suffix_repeat": the same through TransformerLens's own attention
+#: over the prefix cache repeated per cell (the earlier, slower path); "prefix": a full
+#: steered forward from the layer on (PrefixBatch), the reference
+FORWARDS: tuple[str, ...] = ("suffix", "suffix_repeat", "prefix")
 MAX_MULTIPLIER = 10.0
 
 

@@ -49,8 +49,10 @@ with ``"after_question"`` also the template's tail between the question and ``"(
 (``<|im_end|>``, newline, ``<|im_start|>assistant``, newline on SmolLM2). The measure is
 ``p_match = P(matching letter) / (P(A) + P(B))`` at the next-token position, and the logit
 difference ``logit(matching) − logit(other)``. Every (question, cell) is one row of one
-batched forward (:class:`actadd.core.prefix.PrefixBatch`, restarting at the layer from the
-clean residual); multiplier 0 is the unsteered forward.
+batched forward that restarts at the layer from the clean residual and recomputes only the
+steered positions over the unsteered prefix, computed once
+(:class:`~actadd.studies.behaviours.suffix.SuffixBatch`); multiplier 0 is the unsteered
+forward.
 
 **Reliability** (Tan et al. 2024): a question's *steerability* is the least-squares slope of
 its logit difference on the multiplier; it is *anti-steerable* when that slope is below 0.
@@ -75,13 +77,13 @@ from actadd.errors import ConfigError
 from actadd.runtime.backends import Model
 from actadd.runtime.tokens import encode
 from actadd.studies.behaviours.data import Item
+from actadd.studies.behaviours.suffix import SuffixBatch
 
 __all__ = [
     "LETTERS",
     "Prompts",
     "Vectors",
     "Evaluator",
-    "SuffixBatch",
     "build_vectors",
     "letter_unembedding",
     "question_text",
@@ -261,109 +263,6 @@ def _condition(prompts: Prompts, layer: int, row: Tensor, multiplier: float, sig
     return out
 
 
-class SuffixBatch:
-    """Steered next-token logits when a vector touches only the last ``n_steer`` positions
-    of each prompt (the CAA protocol): the positions before them are the same in every
-    cell, at every layer, so their keys and values are computed once (a frozen KV cache)
-    and each cell recomputes only the last ``n_steer`` positions, from the layer's clean
-    residual plus the vector (``start_at_layer``). Exact: a cell's logits equal a full
-    forward with the vector hooked in at ``resid_pre`` (tested), at ~``n_steer / length``
-    of its cost. Prompts are left-padded; every prompt of one batch shares ``n_steer``.
-    A backend that cannot start at a layer (the TransformerBridge) is refused."""
-
-    def __init__(
-        self,
-        model: Model,
-        token_lists: Sequence[Sequence[int]],
-        n_steer: int,
-        layers: Sequence[int],
-        *,
-        max_rows: int = 256,
-    ) -> None:
-        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-
-        from actadd.runtime.backends import backend_of
-        from actadd.runtime.forward import left_pad
-        from actadd.runtime.hooks import resid_pre
-        from actadd.runtime.modellock import exclusive
-
-        if not backend_of(model).restarts:
-            raise ConfigError(
-                "the suffix forward needs a backend that starts at a layer; "
-                "use forward = 'prefix' on this model."
-            )
-        self.model, self.k, self.max_rows = model, int(n_steer), max(1, int(max_rows))
-        tokens, mask = left_pad(model, token_lists)
-        k = self.k
-        self.n = len(token_lists)
-        self.cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, self.n)
-        self.mask = mask
-        names = {resid_pre(model, layer): layer for layer in layers}
-        with exclusive(model), torch.no_grad():
-            model(tokens[:, :-k], attention_mask=mask[:, :-k], past_kv_cache=self.cache)
-            self.cache.freeze()
-            logits, acts = model.run_with_cache(
-                tokens[:, -k:],
-                attention_mask=mask[:, -k:],
-                past_kv_cache=self.cache,
-                names_filter=list(names),
-            )
-        self.clean = logits[:, -1]
-        self.resid = {layer: acts[name] for name, layer in names.items()}
-
-    def _cache(self, layer: int, copies: int):
-        from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
-        from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
-
-        entries = [
-            TransformerLensKeyValueCacheEntry(
-                e.past_keys.repeat(copies, 1, 1, 1) if i >= layer else e.past_keys[:0],
-                e.past_values.repeat(copies, 1, 1, 1) if i >= layer else e.past_values[:0],
-                frozen=True,
-            )
-            for i, e in enumerate(self.cache.entries)
-        ]
-        mask = self.cache.previous_attention_mask.repeat(copies, 1)
-        return TransformerLensKeyValueCache(entries, mask, frozen=True)
-
-    @torch.no_grad()
-    def logits(self, layer: int, additions: Tensor, columns: Sequence[int]) -> Tensor:
-        """Logits at ``columns`` of the final position, [cells, prompts, columns], with
-        ``additions[c, i]`` (a d_model row) added at ``resid_pre`` ``layer`` on each of the
-        last ``n_steer`` positions of prompt ``i`` in cell ``c``."""
-        from actadd.runtime.modellock import exclusive
-
-        model, n = self.model, self.n
-        base = self.resid[layer]
-        cols = torch.as_tensor(list(columns), device=base.device)
-        per = max(1, self.max_rows // n)
-        out = []
-        for c0 in range(0, len(additions), per):
-            add = additions[c0 : c0 + per].to(base.dtype)
-            c = len(add)
-            x = (base[None] + add[:, :, None, :]).reshape(c * n, self.k, -1)
-            mask = self.mask.repeat(c, 1)
-            with exclusive(model):
-                final = model(
-                    x,
-                    start_at_layer=layer,
-                    stop_at_layer=model.cfg.n_layers,
-                    attention_mask=mask,
-                    past_kv_cache=self._cache(layer, c),
-                )
-            out.append(_letter_logits(model, final[:, -1], cols).reshape(c, n, len(cols)))
-        return torch.cat(out)
-
-
-def _letter_logits(model: Model, resid: Tensor, cols: Tensor) -> Tensor:
-    """The logits at vocabulary ``cols`` of final residual rows [rows, d_model]: final
-    norm, those columns of the unembedding (and the logit soft cap, if any); the same
-    numbers as the full unembedding's columns, at a fraction of the cost."""
-    logits = model.ln_final(resid[:, None])[:, 0] @ model.W_U[:, cols] + model.b_U[cols]
-    cap = model.cfg.output_logits_soft_cap
-    return cap * torch.tanh(logits / cap) if cap > 0 else logits
-
-
 def _scores(both: Tensor, matching: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(p_match, logit_diff)`` from letter logits [cells, questions, 2]."""
     both = both.double()
@@ -379,7 +278,9 @@ class Evaluator:
     cells ``(row, multiplier, signs)``, ``signs`` None or ±1 per question. ``forward``:
     ``"suffix"`` (:class:`SuffixBatch`, the default) or ``"prefix"``
     (:class:`actadd.core.prefix.PrefixBatch` with ``"back"`` placements: a full steered
-    forward per row from the layer on, the reference)."""
+    forward per row from the layer on, the reference) or ``"suffix_repeat"`` (the suffix
+    forward through TransformerLens's own attention over a prefix cache repeated per cell,
+    the slower reference; :mod:`actadd.studies.behaviours.suffix`)."""
 
     def __init__(
         self,
@@ -392,7 +293,7 @@ class Evaluator:
     ) -> None:
         self.model, self.prompts, self.forward = model, prompts, forward
         self.groups = [np.flatnonzero(prompts.n_steer == k) for k in np.unique(prompts.n_steer)]
-        if forward == "suffix":
+        if forward in ("suffix", "suffix_repeat"):
             self.batches = [
                 SuffixBatch(
                     model,
@@ -400,13 +301,16 @@ class Evaluator:
                     int(prompts.n_steer[g[0]]),
                     layers,
                     max_rows=max_rows,
+                    shared=forward == "suffix",
                 )
                 for g in self.groups
             ]
         elif forward == "prefix":
             self.batch = PrefixBatch(model, prompts.ids, max_rows=max_rows)
         else:
-            raise ConfigError(f"forward {forward!r} unknown; allowed: suffix, prefix.")
+            raise ConfigError(
+                f"forward {forward!r} unknown; allowed: suffix, suffix_repeat, prefix."
+            )
 
     def run(self, layer: int, cells: Sequence[tuple[Tensor, float, np.ndarray | None]]):
         """``(p_match, logit_diff)``, each [cells, questions]: one row per (question, cell)."""

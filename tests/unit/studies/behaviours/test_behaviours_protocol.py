@@ -58,17 +58,18 @@ def test_the_caa_vector_is_the_mean_difference_at_the_letter_position(tiny_llama
     torch.testing.assert_close(v.rows["caa_balanced"][LAYER], torch.stack(diffs)[keep].mean(0))
 
 
-def _hand_p_match(model, prompts: Prompts, layer, row, m, signs):
+def _hand_p_match(model, prompts: Prompts, layer, row, m, signs, shift=0):
     """A plain forward per prompt with a hand-written hook adding m·sign·row on the last
-    n_steer positions."""
+    n_steer positions (``shift`` 1: on one more position; -1: all one position early)."""
     out = []
     a, b = prompts.letter_ids
     for i, ids in enumerate(prompts.ids):
         k, s = int(prompts.n_steer[i]), 1.0 if signs is None else float(signs[i])
+        lo, hi = len(ids) - k - abs(shift), len(ids) - (1 if shift < 0 else 0)
 
-        def hook(resid, hook, k=k, s=s):
+        def hook(resid, hook, lo=lo, hi=hi, s=s):
             resid = resid.clone()
-            resid[0, -k:] += m * s * row
+            resid[0, lo:hi] += m * s * row
             return resid
 
         logits = model.run_with_hooks(
@@ -79,26 +80,35 @@ def _hand_p_match(model, prompts: Prompts, layer, row, m, signs):
     return np.array(out)
 
 
-@pytest.mark.parametrize("forward", ["suffix", "prefix"])
+@pytest.mark.parametrize("forward", ["suffix", "suffix_repeat", "prefix"])
 @pytest.mark.parametrize("positions", ["answer", "after_question"])
+@pytest.mark.parametrize("name", ["tiny_llama", "tiny_gemma3"])
 def test_the_steered_matching_probability_equals_a_hand_written_hook(
-    tiny_llama, forward, positions
+    request, name, forward, positions
 ):
-    v = build_vectors(tiny_llama, ITEMS[:3], [LAYER], ["caa", "letter"], chat=False)
-    prompts = Prompts.build(tiny_llama, ITEMS, positions, chat=False)
+    """Every forward, at several layers (tiny-gemma3's 0-2 attend through a 4-token
+    window, so the prefix's window is exercised), cells of several multipliers and signs,
+    in chunks of uneven size (``max_rows`` 7 over 5 prompts): the matching-letter
+    probability equals a plain forward of the whole prompt with a hand-written hook."""
+    model = request.getfixturevalue(name)
+    layers = [0, LAYER, model.cfg.n_layers - 1]
+    v = build_vectors(model, ITEMS[:3], layers, ["caa", "letter"], chat=False)
+    prompts = Prompts.build(model, ITEMS, positions, chat=False)
     assert list(prompts.n_steer) == [1 if positions == "answer" else 2] * len(ITEMS)
-    ev = Evaluator(tiny_llama, prompts, [LAYER], forward=forward, max_rows=7)
-    cells = [(v.rows["caa"][LAYER], m, None) for m in (-2.0, 0.0, 1.5)]
-    cells.append((v.rows["letter"][LAYER], 2.0, prompts.sign))
-    p, ld = ev.run(LAYER, cells)
-    for c, (row, m, signs) in enumerate(cells):
-        hand = _hand_p_match(tiny_llama, prompts, LAYER, row, m, signs)
-        np.testing.assert_allclose(p[c], hand, rtol=1e-4, atol=1e-6)
-    assert np.all(np.isclose(np.log(p / (1 - p)), ld, atol=1e-4))
-    # a planted error is seen: steering one position too many changes the numbers
-    wrong = Prompts(prompts.ids, prompts.letter_ids, prompts.matching, prompts.n_steer + 1)
-    bad = _hand_p_match(tiny_llama, wrong, LAYER, v.rows["caa"][LAYER], 1.5, None)
-    assert not np.allclose(p[2], bad, rtol=1e-4, atol=1e-6)
+    ev = Evaluator(model, prompts, layers, forward=forward, max_rows=7)
+    for layer in layers:
+        row = v.rows["caa"][layer]
+        cells = [(row, m, None) for m in (-2.0, 0.0, 1.5, 4.0)]
+        cells.append((v.rows["letter"][layer], 2.0, prompts.sign))
+        p, ld = ev.run(layer, cells)
+        for c, (r, m, signs) in enumerate(cells):
+            hand = _hand_p_match(model, prompts, layer, r, m, signs)
+            np.testing.assert_allclose(p[c], hand, rtol=1e-4, atol=1e-6)
+        assert np.all(np.isclose(np.log(p / (1 - p)), ld, atol=1e-4))
+        # a planted error is seen: the vector on one position too many, or one too early
+        for shift in (1, -1):
+            bad = _hand_p_match(model, prompts, layer, row, 1.5, None, shift=shift)
+            assert not np.allclose(p[2], bad, rtol=1e-4, atol=1e-6), shift
 
 
 def test_the_vectors_come_from_train_only_and_random_draws_are_norm_matched(tiny_llama):
