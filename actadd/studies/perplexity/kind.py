@@ -121,9 +121,12 @@ def write_corpus(model, corpus: CorpusRecipe, words) -> pd.DataFrame:
     return df
 
 
-def measure(model, c: PerplexityConfig, corpus: pd.DataFrame) -> pd.DataFrame:
+def measure(
+    model, c: PerplexityConfig, corpus: pd.DataFrame, progress: bool | None = None
+) -> pd.DataFrame:
     """Masked perplexity of every kept text: unsteered, with the vector at every (layer,
-    coeff), and (``prompting``) with ``positive`` prepended as text.
+    coeff), and (``prompting``) with ``positive`` prepended as text; one progress step per
+    arm (:func:`actadd.progress.bar`).
 
     The vector has ``k`` rows on the first ``k`` positions; tokens ``t ≥ k`` are scored in
     every arm (the prompting arm scores the same sentence tokens, shifted by its prefix).
@@ -131,6 +134,7 @@ def measure(model, c: PerplexityConfig, corpus: pd.DataFrame) -> pd.DataFrame:
     from actadd.core.metrics import token_logprobs
     from actadd.core.steering import steering
     from actadd.core.vectors import SteeringVector
+    from actadd.progress import bar as progress_bar
     from actadd.runtime.tokens import encode
 
     kept = corpus[corpus.kept].reset_index(drop=True)
@@ -153,34 +157,42 @@ def measure(model, c: PerplexityConfig, corpus: pd.DataFrame) -> pd.DataFrame:
         # lp[t - 1] scores token t; keep t >= k (+ shift for a prefix)
         return np.asarray([-lp[k - 1 + shift :].mean() for lp in lps])
 
-    base = nll(token_logprobs(model, ids, batch_size=bs))
-    cols = kept[["text_id", "group", "topic_words", "topic_density"]]
-    n_scored = [len(t) - k for t in ids]
+    arms = 1 + len(layers) * len(c.coeffs) + bool(c.prompting)
+    bar = progress_bar(arms, "perplexity", "arm", progress)
+    try:
+        base = nll(token_logprobs(model, ids, batch_size=bs))
+        bar.update(1)
+        cols = kept[["text_id", "group", "topic_words", "topic_density"]]
+        n_scored = [len(t) - k for t in ids]
 
-    def rows(arm: str, layer: int, coeff: float, steered: np.ndarray) -> pd.DataFrame:
-        return cols.assign(
-            arm=arm,
-            layer=layer,
-            coeff=coeff,
-            n_scored=n_scored,
-            nll_unsteered=base,
-            nll=steered,
-            ratio=np.exp(steered - base),
-        )
+        def rows(arm: str, layer: int, coeff: float, steered: np.ndarray) -> pd.DataFrame:
+            return cols.assign(
+                arm=arm,
+                layer=layer,
+                coeff=coeff,
+                n_scored=n_scored,
+                nll_unsteered=base,
+                nll=steered,
+                ratio=np.exp(steered - base),
+            )
 
-    frames = []
-    for layer in layers:
-        for coeff in c.coeffs:
-            with steering(model, vectors[layer] * coeff, c.align):
-                frames.append(
-                    rows("actadd", layer, coeff, nll(token_logprobs(model, ids, batch_size=bs)))
-                )
-    if c.prompting:
-        prefix = encode(model, pair.positive, prepend_bos=False)
-        prompted = [t[:1] + prefix + t[1:] for t in ids]
-        lps = token_logprobs(model, prompted, batch_size=bs)
-        frames.append(rows("prompt", -1, 1.0, nll(lps, shift=len(prefix))))
-    return pd.concat(frames, ignore_index=True)
+        frames = []
+        for layer in layers:
+            for coeff in c.coeffs:
+                with steering(model, vectors[layer] * coeff, c.align):
+                    frames.append(
+                        rows("actadd", layer, coeff, nll(token_logprobs(model, ids, batch_size=bs)))
+                    )
+                bar.update(1)
+        if c.prompting:
+            prefix = encode(model, pair.positive, prepend_bos=False)
+            prompted = [t[:1] + prefix + t[1:] for t in ids]
+            lps = token_logprobs(model, prompted, batch_size=bs)
+            frames.append(rows("prompt", -1, 1.0, nll(lps, shift=len(prefix))))
+            bar.update(1)
+        return pd.concat(frames, ignore_index=True)
+    finally:
+        bar.close()
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -189,6 +189,17 @@ def test_masked_perplexity_scores_only_positions_the_vector_leaves_alone(tiny_ll
         assert rows.loc["actadd", "n_scored"] == tokens.shape[1] - k
 
 
+def test_masked_perplexity_counts_its_arms_on_a_progress_bar(tiny_llama, capsys):
+    from actadd.studies.perplexity.kind import measure, parse, read_text_set
+
+    spec = parse(dict(pair=[" wed", ""], layers=[1, 2], coeffs=[1.0, 2.0],
+                      texts="austen_sentences", limit=1, prompting=True))  # fmt: skip
+    corpus = read_text_set("austen_sentences", spec.words, 1)
+    measure(tiny_llama, spec, corpus, progress=True)
+    err = capsys.readouterr().err
+    assert "perplexity" in err and "6/6" in err  # unsteered + 2 x 2 steered + prompting
+
+
 def test_packaged_sentences_record_their_provenance():
     from actadd.studies.perplexity.kind import text_set_source
 
