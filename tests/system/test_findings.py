@@ -77,6 +77,18 @@ def test_the_committed_report_is_what_the_committed_tables_give(regenerated):
     assert render(claims, prov, Path("results")) == (RESULTS / "REPORT.md").read_text()
 
 
+def test_each_other_model_s_committed_report_is_what_its_tables_give():
+    # results/<model>/ (made with --model): its own REPORT.md, regenerated the same way
+    from actadd.lab.report import collect, render
+
+    others = [d for d in RESULTS.iterdir() if (d / "REPORT.md").is_file() and d.name[0] not in "_."]
+    assert others, "no results/<model>/ report committed"
+    for d in others:
+        claims, prov = collect(d)
+        expected = render(claims, prov, Path("results") / d.name)
+        assert expected == (d / "REPORT.md").read_text(), f"{d}/REPORT.md is stale"
+
+
 def test_the_committed_claim_ids_are_the_rule_s_and_unique(claims_table):
     from actadd.lab.report import read_claims
 
