@@ -100,6 +100,8 @@ def test_notebook_runs_without_errors(path, tmp_path, monkeypatch):
 
     if "llamacpp" in path.stem and importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed; `make setup-interop` builds it")
+    if "playground" in path.stem and importlib.util.find_spec("ipywidgets") is None:
+        pytest.skip("ipywidgets is not installed; `make setup-playground` installs it")
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} has outputs saved: strip them before committing"
