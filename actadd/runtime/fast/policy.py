@@ -26,7 +26,13 @@ from actadd.runtime.fast.components import (
     TransformerBlock,
 )
 
-__all__ = ["fast_allowed", "transformerlens_forward", "unsupported_reason"]
+__all__ = [
+    "ATTENTION_CFG",
+    "cfg_reason",
+    "fast_allowed",
+    "transformerlens_forward",
+    "unsupported_reason",
+]
 
 # cfg attribute -> the value the fast path assumes (anything else: TransformerLens's forward)
 _REQUIRED_CFG = {
@@ -49,15 +55,37 @@ _REQUIRED_CFG = {
 }
 
 
-def unsupported_reason(model: HookedTransformer) -> str | None:
-    """Why :func:`~actadd.runtime.fast.fast_path` leaves ``model`` to TransformerLens, or
-    ``None`` if it covers it."""
-    cfg = model.cfg
-    for name, wanted in _REQUIRED_CFG.items():
+#: what the fast path's blocks need beyond their attention (norms, MLP, layout)
+_BLOCK_ONLY = (
+    "use_hook_mlp_in",
+    "use_normalization_before_and_after",
+    "attn_only",
+    "parallel_attn_mlp",
+    "use_qk_norm",
+)
+#: the part of :data:`_REQUIRED_CFG` any attention computed outside TransformerLens's own
+#: ``forward`` assumes (the fast path's, and the behaviours study's shared-prefix attention)
+ATTENTION_CFG = {k: v for k, v in _REQUIRED_CFG.items() if k not in _BLOCK_ONLY}
+
+
+def cfg_reason(cfg, required: dict = ATTENTION_CFG) -> str | None:
+    """The first ``cfg`` attribute that differs from ``required``, or a positional embedding
+    other than standard or rotary, as a reason; ``None`` if neither."""
+    for name, wanted in required.items():
         if getattr(cfg, name, wanted) != wanted:
             return f"cfg.{name} = {getattr(cfg, name)!r}"
     if cfg.positional_embedding_type not in ("standard", "rotary"):
         return f"positional_embedding_type {cfg.positional_embedding_type!r}"
+    return None
+
+
+def unsupported_reason(model: HookedTransformer) -> str | None:
+    """Why :func:`~actadd.runtime.fast.fast_path` leaves ``model`` to TransformerLens, or
+    ``None`` if it covers it."""
+    cfg = model.cfg
+    reason = cfg_reason(cfg, _REQUIRED_CFG)
+    if reason is not None:
+        return reason
     if cfg.original_architecture in POST_NORM_ARCHITECTURES:
         return f"post-norm architecture {cfg.original_architecture}"
     if getattr(cfg, "attn_scores_soft_cap", -1.0) not in (None, -1.0, 0.0):

@@ -35,23 +35,10 @@ from torch import Tensor
 
 from actadd.errors import ConfigError
 from actadd.runtime.backends import Model
+from actadd.runtime.fast.policy import cfg_reason
 
 __all__ = ["SuffixBatch", "letter_logits", "shared_unsupported"]
 
-#: cfg attribute -> the value the shared attention assumes (else TransformerLens's own)
-_REQUIRED_CFG = {
-    "attention_dir": "causal",
-    "use_attn_in": False,
-    "use_split_qkv_input": False,
-    "use_attn_result": False,
-    "use_attention_sinks": False,
-    "clip_qkv": None,
-    "use_logn_attn": False,
-    "use_dynamic_ntk_rope": False,
-    "load_in_4bit": False,
-    "ungroup_grouped_query_attention": False,
-    "n_devices": 1,
-}
 #: architectures whose attention does more than calculate_qkv_matrices (OLMo's QK norm)
 _OWN_QK = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
 #: attention hook points the shared attention never fires (it has no full score matrix)
@@ -65,11 +52,9 @@ def shared_unsupported(model: Model) -> str | None:
     from transformer_lens.components import Attention, GroupedQueryAttention
 
     cfg = model.cfg
-    for name, wanted in _REQUIRED_CFG.items():
-        if getattr(cfg, name, wanted) != wanted:
-            return f"cfg.{name} = {getattr(cfg, name)!r}"
-    if cfg.positional_embedding_type not in ("standard", "rotary"):
-        return f"positional_embedding_type {cfg.positional_embedding_type!r}"
+    reason = cfg_reason(cfg)  # the fast path's attention assumptions, its check
+    if reason is not None:
+        return reason
     if cfg.original_architecture in _OWN_QK:
         return f"architecture {cfg.original_architecture}"
     for block in model.blocks:
