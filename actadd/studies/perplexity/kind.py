@@ -158,8 +158,7 @@ def measure(
         return np.asarray([-lp[k - 1 + shift :].mean() for lp in lps])
 
     arms = 1 + len(layers) * len(c.coeffs) + bool(c.prompting)
-    bar = progress_bar(arms, "perplexity", "arm", progress)
-    try:
+    with progress_bar(arms, "perplexity", "arm", progress) as bar:
         base = nll(token_logprobs(model, ids, batch_size=bs))
         bar.update(1)
         cols = kept[["text_id", "group", "topic_words", "topic_density"]]
@@ -191,8 +190,6 @@ def measure(
             frames.append(rows("prompt", -1, 1.0, nll(lps, shift=len(prefix))))
             bar.update(1)
         return pd.concat(frames, ignore_index=True)
-    finally:
-        bar.close()
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
