@@ -18,6 +18,13 @@ from typing import Any
 from actadd.config import Config
 from actadd.errors import ConfigError, problems_of, raise_all, suggest
 from actadd.lab.kinds import KIND_MODULES, read_config
+from actadd.lab.retarget import (
+    MODELS_KEY,
+    RULE_KEY,
+    for_model,
+    override_models,
+    without_overrides,
+)
 from actadd.studies.behaviours.config import BehavioursConfig
 from actadd.studies.capability.config import CapabilityConfig
 from actadd.studies.method_null.config import MethodNullConfig
@@ -59,13 +66,20 @@ def check_file(path: str | Path, quick: bool = False) -> dict[str, Any]:
             f"{path}: unknown kind {kind!r}{suggest(kind, KIND_MODULES)}; known: "
             f"{sorted(KIND_MODULES)}."
         )
-    with warnings.catch_warnings():  # an old key's warning comes from the kind's own parse
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            CONFIG_TYPES[kind].from_dict(raw)
-        except ConfigError as exc:
-            raise_all([f"{path}: {line}" for line in problems_of(exc)])
-    return raw
+    # the config as written, then as each of its per-model tables makes it (a misspelt key
+    # there fails here, not after that model loads)
+    problems: list[str] = []
+    for model in (None, *override_models(raw, str(path))):
+        where = f"{path}" if model is None else f"{path} [{MODELS_KEY}.{model!r}]"
+        with warnings.catch_warnings():  # an old key's warning comes from the kind's own parse
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                config = for_model(raw, model, str(path))
+                CONFIG_TYPES[kind].from_dict({k: v for k, v in config.items() if k != RULE_KEY})
+            except ConfigError as exc:
+                problems += [f"{where}: {line}" for line in problems_of(exc)]
+    raise_all(problems)
+    return without_overrides(raw)
 
 
 def check_files(paths: Iterable[str | Path], quick: bool = False) -> None:

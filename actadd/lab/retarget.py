@@ -22,6 +22,13 @@ on another model with one rule:
   template (``chat = true``); on a model without one (Gemma 3 270M is the base model) it
   runs them as plain text (``chat = false``: the question, a newline, ``"("``), and the
   rule's record says so (:data:`CHAT`).
+- **Per-model overrides.** Where the rule cannot carry a value over (a prompt too short in
+  the other model's tokens, say), the config says what to use instead in a table named for
+  the model, ``[models."gemma3-270m"]``: its keys replace the config's after the layers are
+  mapped (nested tables merge, like ``[quick]``; a layer written there is the target
+  model's own, not mapped), and the rule's record lists each one, ``"overrides"``, before
+  and after. The table applies only with ``--model`` that model; a run as written ignores
+  it, and it names only models ``--model`` takes, not the config's own.
 
 The config that runs holds the mapped layers and ``model``; :data:`RULE_KEY` records the rule,
 both models' depths and every field before and after, and goes into ``config.json`` beside
@@ -37,6 +44,7 @@ from typing import Any
 
 from actadd.config import parse_layers
 from actadd.errors import ConfigError
+from actadd.lab.kinds import merge
 from actadd.models.gemma3 import ALIASES as GEMMA3_ALIASES
 from actadd.models.sources import TINY_MODELS, TINY_SHAPE, is_smollm2
 
@@ -46,6 +54,7 @@ __all__ = [
     "DEPTHS",
     "GEMMA3",
     "LAYER_PATHS",
+    "MODELS_KEY",
     "RULE",
     "RULE_KEY",
     "SMOLLM2",
@@ -53,6 +62,8 @@ __all__ = [
     "for_model",
     "map_layer",
     "model_slug",
+    "override_models",
+    "without_overrides",
 ]
 
 SMOLLM2 = "smollm2"
@@ -72,6 +83,8 @@ CHAT: dict[str, bool] = {SMOLLM2: True, GEMMA3: False}
 CHAT_KINDS = ("behaviours",)
 #: the key of the rule's record in a config (and ``config.json``); no kind reads it
 RULE_KEY = "model_rule"
+#: the config table of per-model overrides (``[models."gemma3-270m"]``); no kind reads it
+MODELS_KEY = "models"
 RULE = (
     "relative depth: resid_pre layer L of a D-block model -> round(L * n / D), half up, "
     "on an n-block model; coefficients unchanged"
@@ -123,6 +136,8 @@ def for_model(config: dict[str, Any], model: str | None, where: str = "config") 
     """``config`` to run on ``model`` (``None``: as written). The same model as the config's
     returns ``config`` itself (its layers range-checked, SmolLM2's left to the kind); another
     gets ``model``, the mapped layers and :data:`RULE_KEY`."""
+    tables = _override_tables(config, where)
+    config = without_overrides(config)
     if model is None:
         return config
     source, target = canonical_model(config.get("model")), canonical_model(model)
@@ -154,7 +169,92 @@ def for_model(config: dict[str, Any], model: str | None, where: str = "config") 
     ):
         out["chat"] = False
         out[RULE_KEY]["chat"] = {"from": True, "to": False, "why": f"{target} has no chat template"}
+    if target in tables:
+        overrides = {}
+        for dotted, value in _leaves(tables[target]):
+            overrides[dotted] = {"from": _get(out, dotted.split(".")), "to": value}
+        out = merge(out, tables[target])
+        out[RULE_KEY]["overrides"] = overrides
+        for path in LAYER_PATHS:  # a layer the table sets is the target's own: in range there
+            for dotted, _, _, value in _find(out, path.split(".")):
+                _map_value(value, n_layers, n_layers, f"{where}: {dotted}", target, target)
     return out
+
+
+def override_models(config: dict[str, Any], where: str = "config") -> list[str]:
+    """The models ``config`` has a per-model table for (:data:`MODELS_KEY`), checked."""
+    return list(_override_tables(config, where))
+
+
+def without_overrides(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without its per-model table (:data:`MODELS_KEY`): what its kind parses."""
+    if MODELS_KEY not in config:
+        return config
+    return {k: v for k, v in config.items() if k != MODELS_KEY}
+
+
+_MISSING = "(not set)"
+
+
+def _override_tables(config: dict[str, Any], where: str) -> dict[str, dict]:
+    """The config's per-model tables by canonical model name; a table for an unknown model,
+    for the config's own, not a table, or one that sets what the rule owns is a ConfigError."""
+    raw = config.get(MODELS_KEY)
+    if raw is None:
+        return {}
+    try:
+        source = canonical_model(config.get("model"))
+    except ConfigError:  # a model --model does not know (a path, a hub name) is its own
+        source = config.get("model")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{where}: [{MODELS_KEY}] must be a table of per-model tables, e.g. "
+            f'[{MODELS_KEY}."{GEMMA3}"], got {type(raw).__name__}.'
+        )
+    out: dict[str, dict] = {}
+    for name, table in raw.items():
+        try:
+            model = canonical_model(name)
+        except ConfigError:
+            raise ConfigError(
+                f"{where}: [{MODELS_KEY}.{name!r}]: unknown model; --model takes one of "
+                f"{sorted(DEPTHS)}."
+            ) from None
+        if model == source:
+            raise ConfigError(
+                f"{where}: [{MODELS_KEY}.{name!r}] is the config's own model ({source}): write "
+                "those values in the config itself."
+            )
+        if not isinstance(table, dict) or not table:
+            raise ConfigError(
+                f"{where}: [{MODELS_KEY}.{name!r}] must be a non-empty table of the config's "
+                f"keys to replace on {model}, got {table!r}."
+            )
+        owned = sorted({"kind", "model", "name", RULE_KEY, MODELS_KEY, "quick"} & set(table))
+        if owned:
+            raise ConfigError(
+                f"{where}: [{MODELS_KEY}.{name!r}] sets {owned}: a per-model table may not "
+                "change the kind, the model, the run's name, [quick] or the rule's record."
+            )
+        out[model] = table
+    return out
+
+
+def _leaves(table: dict[str, Any], prefix: str = ""):
+    """(dotted key, value) of every non-table value of ``table`` (tables merge key by key)."""
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _get(node: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
 
 
 def _find(node: Any, parts: list[str], prefix: str = ""):

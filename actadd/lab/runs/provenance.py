@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from actadd.lab.retarget import RULE_KEY, for_model
+from actadd.lab.retarget import MODELS_KEY, RULE_KEY, for_model
 
 __all__ = ["provenance_problems"]
 
@@ -45,7 +45,7 @@ def _spec(config: dict[str, Any]) -> dict[str, Any]:
     kind = kind_of(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # old key names are still the spec
-        spec = {k: v for k, v in config.items() if k not in ("kind", RULE_KEY)}
+        spec = {k: v for k, v in config.items() if k not in ("kind", RULE_KEY, MODELS_KEY)}
         saved = kind.saved_config(kind.parse(spec))
     # a run on another model also records the rule that mapped its layers
     return {**saved, RULE_KEY: config[RULE_KEY]} if RULE_KEY in config else saved

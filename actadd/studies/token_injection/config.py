@@ -355,6 +355,29 @@ class TokenInjectionConfig(Written):
             arms=tuple(g.arms),
         )
 
+    def check_replace_room(self, model) -> None:
+        """Every prompt is longer than every pair's aligned p+ (the ``replace`` injection,
+        always computed, overwrites the prompt's first tokens with it and needs one left),
+        in ``model``'s tokens; one ConfigError line naming each short prompt and pair."""
+        from actadd.runtime.tokens import encode
+        from actadd.studies.token_injection.conditions import aligned_arms
+
+        lengths = {t: len(encode(model, t)) - 1 for t in self.settings.prompts}
+        short = []
+        for p in self.run_pairs:
+            k = len(aligned_arms(model, p.positive, p.negative, p.equalize, p.pad_token)[0])
+            short += [
+                f"{t!r} ({n}) for pair {p.name!r} ({k})" for t, n in lengths.items() if n <= k
+            ]
+        if short:
+            raise ConfigError(
+                f"token_injection: the 'replace' injection overwrites a prompt's first tokens "
+                f"with the pair's aligned p+ and needs a prompt longer than it, in "
+                f"{model.cfg.model_name}'s tokens (after the leading one); too short: "
+                f"{'; '.join(short)}. Use longer [settings] prompts, or for a run on another "
+                'model (--model) set them in [models."<model>".settings].'
+            )
+
     def check_model(self, model) -> None:
         """The plan step: every ``[generation]`` pair counted with a topic list
         (:meth:`check_topics`, before anything needs the model), every layer in range for
@@ -364,6 +387,7 @@ class TokenInjectionConfig(Written):
         self.check_topics()
         n = model.cfg.n_layers
         self.settings.check_model(model)
+        self.check_replace_room(model)
         check_layers(self.diag_layers, n, "[diagnostics] layers")
         if self.specificity is not None:
             check_layers(list(self.specificity.layers), n, "[specificity] layers")

@@ -21,6 +21,7 @@ from actadd.lab.retarget import (
     DEPTHS,
     GEMMA3,
     LAYER_PATHS,
+    MODELS_KEY,
     RULE,
     RULE_KEY,
     SMOLLM2,
@@ -247,5 +248,79 @@ def test_bad_model_input_is_one_line_before_any_model_loads(
     (tmp_path / "bad.toml").write_text(SWEEP.replace("[15, 29]", "[15, 31]"))
     (tmp_path / "suite.toml").write_text('experiments = ["c", "bad"]\n')
     assert main(argv) == 2
+    one_line(capsys, message)
+    assert not (tmp_path / "results").exists()
+
+
+# a per-model table: the prompt and the coefficient replaced on tiny-gemma3, a layer there in
+# the target model's own terms (not mapped)
+OVERRIDDEN = (
+    SWEEP
+    + """
+[models."tiny-gemma3"]
+coeffs = [2.0]
+confirmatory = [{ layer = 3, coeff = 2.0 }]
+"""
+)
+
+
+def test_a_per_model_table_replaces_values_on_that_model_only_and_is_recorded(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(OVERRIDDEN)
+    raw = read_config(path)
+    on = for_model(raw, "tiny-gemma3", str(path))
+    assert on["coeffs"] == [2.0] and on["layers"] == [2, 4]  # layers still mapped
+    assert on["confirmatory"] == [{"layer": 3, "coeff": 2.0}]  # the override's own layer
+    assert on[RULE_KEY]["overrides"] == {
+        "coeffs": {"from": [4.0], "to": [2.0]},
+        "confirmatory": {"from": [{"layer": 2, "coeff": 4.0}], "to": [{"layer": 3, "coeff": 2.0}]},
+    }
+    assert MODELS_KEY not in on
+    # as written, and on a model without a table: no table, nothing replaced, nothing recorded
+    as_written = for_model(raw, None)
+    assert MODELS_KEY not in as_written and as_written["coeffs"] == [4.0]
+    other = for_model(raw, "tiny-llama")
+    assert other["coeffs"] == [4.0] and "overrides" not in other[RULE_KEY]
+    # a config without a table records exactly what it did before (old runs' provenance)
+    assert (
+        "overrides"
+        not in for_model(read_config(EXPERIMENTS / "wedding_word_count.toml"), GEMMA3)[RULE_KEY]
+    )
+
+
+def test_token_injection_on_gemma_replaces_its_one_short_prompt():
+    config = for_model(read_config(EXPERIMENTS / "token_injection.toml"), GEMMA3)
+    (change,) = config[RULE_KEY]["overrides"].values()
+    old, new = change["from"], change["to"]
+    assert [a == b for a, b in zip(old, new)] == [True] * 4 + [False, True]
+    assert new[4] == old[4].replace("Yesterday", "Yesterday,")
+    quick = for_model(read_config(EXPERIMENTS / "token_injection.toml", quick=True), GEMMA3)
+    assert len(quick["settings"]["prompts"]) == 2  # [quick] keeps its own size on Gemma
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[models."llama-7b"]\ncoeffs = [1.0]', r"\[models\.'llama-7b'\]: unknown model"),
+        ("[models.smollm2]\ncoeffs = [1.0]", r"the config's own model \(smollm2\)"),
+        ('models = "tiny-gemma3"', r"\[models\] must be a table of per-model tables"),
+        ('[models."tiny-gemma3"]\nsettings = 3', r"settings"),
+        ("[models]\ntiny-gemma3 = 3", r"must be a non-empty table"),
+        ('[models."tiny-gemma3"]\nkind = "demo"', r"sets \['kind'\]"),
+        ('[models."tiny-gemma3"]\nmodel = "smollm2"', r"sets \['model'\]"),
+        ('[models."tiny-gemma3"]\ncoefs = [1.0]', r"\[models\.'tiny-gemma3'\]: .*coefs"),
+        ('[models."tiny-gemma3"]\nlayers = [9]', r"\[models\.'tiny-gemma3'\]: .*9"),
+    ],
+)
+def test_a_bad_per_model_table_is_one_line_before_any_model_loads(
+    tmp_path, monkeypatch, capsys, table, message
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("actadd.models.load_model", no_model)
+    # a table goes after the config's keys, a plain key before its first table
+    text = SWEEP + "\n" + table if table.startswith("[") else table + "\n" + SWEEP
+    (tmp_path / "c.toml").write_text(text + "\n")
+    # the table is checked whichever model runs: as written too
+    assert main(["run", "c.toml"]) == 2
     one_line(capsys, message)
     assert not (tmp_path / "results").exists()

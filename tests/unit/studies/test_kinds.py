@@ -274,6 +274,11 @@ def test_rerun_without_resume_is_refused_for_every_kind(tmp_path):
         ("token_injection", {"settings": {"transplant_norm": "x"}}, "transplant_norm"),
         ("token_injection", {"settings": {"prompts": "data:nope"}}, "no file"),
         ("token_injection", {"settings": {"prompts": "data:token_injection_prompts:0"}}, ":N"),
+        (
+            "token_injection",
+            {"settings": {"prompts": ["hi", "the quick brown fox"]}},
+            r"needs a prompt longer than it.*too short: 'hi' \(\d\) for pair 'abx' \(\d\)",
+        ),
     ],
 )
 def test_bad_configs_fail_with_a_clear_message(kind, change, message, tmp_path, monkeypatch):
