@@ -32,6 +32,10 @@ CONFIG_MODULES = [
     "actadd.studies.pad_confound.config",
     "actadd.studies.token_injection.settings",
     "actadd.studies.token_injection.config",
+    # what checks a config before torch loads: the checks, the --model rule, the model names
+    "actadd.cli.preflight",
+    "actadd.lab.retarget",
+    "actadd.models.names",
 ]
 HEAVY = ("torch", "transformer_lens")
 
