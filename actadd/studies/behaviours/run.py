@@ -98,8 +98,19 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
     methods = list(spec.methods)
     chat, fwd, rows = bool(spec.chat), spec.forward, int(spec.batch_rows)
     scans, choice, draws, cos, data_rows = [], [], [], [], []
-    with torch.no_grad(), progress_bar(len(spec.behaviours), "behaviours", "behaviour") as bar:
+    # one step per vector build, per layer of the validation and test scans, the random
+    # draws and the swapped-letter scan (the fine window is counted whole; clipped at the
+    # model's edge, its missing steps are added when the behaviour ends)
+    per_behaviour = 3 + 2 * len(coarse) + 2 * spec.fine_window + 1
+    total = len(spec.behaviours) * per_behaviour
+    with torch.no_grad(), progress_bar(total, "behaviours", "step") as bar:
         for b in spec.behaviours:
+            done = bar.n
+
+            def step(what: str, b=b) -> None:
+                bar.set_postfix_str(f"{b}: {what}", refresh=False)
+                bar.update(1)
+
             data = load_behaviour(b)
             sp = spec.split_of(b, data)
             train, val, test = ([data.items[i] for i in idx] for idx in (sp.train, sp.val, sp.test))
@@ -112,6 +123,7 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
                 seed=int(spec.seed),
                 chat=chat,
             )
+            step("vectors")
             cols = dict(model=model_name, behaviour=b)
             # 2. the layer, on validation
             ev = Evaluator(
@@ -136,6 +148,7 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
                         n_val=len(val),
                     )
                 )
+                step(f"validation L{layer}")
             eff = {c["layer"]: c["effect"] for c in choice if c["behaviour"] == b}
             best = max(eff, key=lambda L: (eff[L], -L))
             fine = [
@@ -166,6 +179,7 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
                     items,
                     matching,
                 )
+                step(f"coarse L{layer}")
             for layer in fine:
                 scans += _scan(
                     ev,
@@ -179,6 +193,7 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
                     items,
                     matching,
                 )
+                step(f"fine L{layer}")
             d = int(spec.claim_random_draws)
             cells = [(vec.random(best, j), m, None) for j in range(d) for m in (-1.0, 1.0)]
             p, _ = ev.run(best, cells)
@@ -195,6 +210,7 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
                     }
                 )
             )
+            step(f"random draws L{best}")
             swapped = Prompts.build(model, [swap_letters(it) for it in test], spec.positions, chat)
             ev_s = Evaluator(model, swapped, [best], forward=fwd, max_rows=rows)
             base_s = ev_s.run(best, [(vec.rows["caa"][best], 0.0, None)])
@@ -212,6 +228,7 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
                 items,
                 swapped.matching,
             )
+            step(f"swapped L{best}")
             # 4. the letter direction
             a, bb = prompts.letter_ids
             emb = (model.W_E[a] - model.W_E[bb]).double()
@@ -249,7 +266,7 @@ def run_behaviours(spec: BehavioursConfig, model, run) -> None:
                     unsteered_p_match=float(base[best][0].mean()),
                 )
             )
-            bar.update(1)
+            bar.update(done + per_behaviour - bar.n)
     scan = pd.concat(scans, ignore_index=True)
     run.write_table("scan", scan, ("parquet", "csv"))
     run.write_table("choice", pd.DataFrame(choice))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from actadd.lab.claims import adjust
 from actadd.lab.runner import figures_for, run_experiment
 from actadd.lab.runs import RunDir
+from actadd.progress import bar as progress_bar
 from actadd.studies.behaviours import data
 from actadd.studies.behaviours.kind import KIND
 
@@ -27,6 +29,10 @@ CONFIG = dict(
     claim_random_draws=5,
     batch_rows=64,
 )
+
+
+#: the progress bars of the fixture's run
+BARS: list = []
 
 
 def short_files(root):
@@ -48,10 +54,30 @@ def short_files(root):
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("behaviours")
     files = short_files(root)
+    bars = []
+
+    def recorded(total, desc, unit, progress=None, **kw):
+        bars.append(progress_bar(total, desc, unit, progress=True, file=io.StringIO(), **kw))
+        bars[-1].labels = []
+        update = bars[-1].set_postfix_str
+        bars[-1].set_postfix_str = lambda s, **k: (bars[-1].labels.append(s), update(s, **k))
+        return bars[-1]
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(data, "behaviour_file", lambda name: files[data._check_name(name)])
+        mp.setattr("actadd.progress.bar", recorded)
         run_experiment(dict(CONFIG), root / "run")
+    BARS[:] = bars
     return root / "run"
+
+
+def test_the_progress_bar_counts_every_layer_scan_and_ends_full(tiny_run):
+    (bar,) = BARS
+    # per behaviour: vectors, 2 validation layers, 2 coarse + 3 fine test layers (the fine
+    # window clipped at the edge still counts 3), the random draws, the swapped scan
+    assert bar.total == 2 * (3 + 2 * 2 + 3) and bar.n == bar.total
+    assert bar.labels[0] == "refusal: vectors" and bar.labels[-1].startswith("myopic-reward: ")
+    assert {"refusal: validation L1", "refusal: coarse L3"} <= set(bar.labels)
 
 
 def test_the_kind_writes_every_table_with_a_model_column(tiny_run):
