@@ -31,6 +31,13 @@ next one) by ``one-sided sensitivity`` and no verdict counts instead the cited c
 would meet the rule one-sided (``sensitivity_one_sided_rule`` is ``met``): ``4 of 18 would
 pass in the one-sided sensitivity analysis``.
 
+**Replication rows** (:mod:`actadd.lab.replication`, REPORT.md's "Replication on <model>") are
+cited as ``[rep.<model>.<claim id>]`` (one row), ``[rep.<model>/<abbrev>/<family>]`` (a
+family's rows) or ``[rep.<model>]`` (its confirmatory rows), when the replication table is
+passed. In the scope of one row, each replication verdict named (``replicated``,
+``model-specific``, ``inconclusive``) must be the row's; of several, ``3 of 26 replicated`` and
+``5 model-specific`` must be the counts of rows with that verdict (and ``of 26`` their total).
+
 Numbers outside these patterns (a model's size, a run's length) are not checked here.
 :func:`check_findings` returns one line per problem, naming the sentence.
 """
@@ -65,6 +72,8 @@ _SENSITIVITY = re.compile(r"one-sided sensitivity")
 _SEPARATOR = re.compile(r"\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*")
 _PROMPTS = re.compile(r"\b(\d+) (?:\w+ )?prompts\b")
 _VERDICT = re.compile(r"\b(NOT SUPPORTED|NOT ASSESSED|SUPPORTED)\b( \(conditional)?")
+_REP_VERDICT = re.compile(r"\b(replicated|model-specific|inconclusive)\b")
+_REP_COUNT = re.compile(r"(?<!of )\b(\d+|no|none) (replicated|model-specific|inconclusive)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class Citation:
     text: str
     claims: pd.DataFrame
     scope: str
+    #: the citation names rows of the replication table, not claims
+    replication: bool = False
 
     @property
     def single(self) -> bool:
@@ -144,6 +155,22 @@ def _p_matches(printed: str, p: float) -> bool:
     return _matches(printed, p)
 
 
+def _resolve_replication(term: str, rep: pd.DataFrame | None) -> pd.DataFrame | str:
+    """The replication rows one ``rep.`` term names, or the reason it names none."""
+    if rep is None or rep.empty:
+        return f"[{term}] cites the replication table, and there is none"
+    body = term[len("rep.") :]
+    if "/" in body:
+        model, family = body.split("/", 1)
+        cites = rep.experiment.map(abbreviation) + "/" + rep.family.fillna("")
+        sel = rep[(rep.other_model == model) & (cites == family)]
+    elif body in set(rep.other_model):
+        sel = rep[(rep.other_model == body) & rep.confirmatory.astype(bool)]
+    else:
+        sel = rep[rep.cite == term]
+    return sel if len(sel) else f"no replication row or family [{term}] (see replication.csv)"
+
+
 def _resolve(term: str, claims: pd.DataFrame) -> pd.DataFrame | str:
     """The claims one citation term names, or the reason it names none."""
     if "/" in term:
@@ -183,15 +210,26 @@ def _orphans(sentence: str) -> list[str]:
     ]
 
 
-def citations(sentence: str, claims: pd.DataFrame) -> tuple[list[Citation], list[str]]:
+def citations(
+    sentence: str, claims: pd.DataFrame, replication: pd.DataFrame | None = None
+) -> tuple[list[Citation], list[str]]:
     """The citations of one sentence and the problems resolving them."""
     sentence = _uncode(sentence)
     found = list(_CITE.finditer(sentence))
     out, problems = [], []
     for i, m in enumerate(found):
         end = found[i + 1].start() if i + 1 < len(found) else len(sentence)
+        terms = [t.strip() for t in m.group(1).split(" + ")]
+        if all(t.startswith("rep.") for t in terms):
+            sel = [_resolve_replication(t, replication) for t in terms]
+            problems += [s for s in sel if isinstance(s, str)]
+            rows = [s for s in sel if not isinstance(s, str)]
+            if rows:
+                rows = pd.concat(rows).drop_duplicates(["other_model", "cite"])
+                out.append(Citation(m.group(1), rows, sentence[m.end() : end], True))
+            continue
         parts = []
-        for term in (t.strip() for t in m.group(1).split(" + ")):
+        for term in terms:
             sel = _resolve(term, claims)
             if isinstance(sel, str):
                 problems.append(sel)
@@ -275,9 +313,40 @@ def _check_set(c: Citation) -> list[str]:
     return problems
 
 
-def check_findings(text: str, claims: pd.DataFrame) -> list[str]:
+def _check_replication(c: Citation) -> list[str]:
+    """The replication verdicts and counts a citation of replication rows states."""
+    rows, problems = c.claims, []
+    if len(rows) == 1 and "/" not in c.text and c.text.count(".") > 1:
+        have = rows.replication.iloc[0]
+        for m in _REP_VERDICT.finditer(c.scope):
+            if m.group(1) != have:
+                problems.append(f"[{c.text}]: the sentence says {m.group(1)}, the row is {have}")
+        return problems
+    quants = list(_OF.finditer(c.scope))
+    for i, m in enumerate(quants):
+        upto = quants[i + 1].start() if i + 1 < len(quants) else len(c.scope)
+        named = _REP_VERDICT.search(c.scope, m.end(), upto)
+        k = {"no": 0, "none": 0, "all": m.group(2)}.get(m.group(1).lower(), m.group(1))
+        have = int((rows.replication == named.group(1)).sum()) if named else int(k)
+        if int(k) != have or int(m.group(2)) != len(rows):
+            what = named.group(1) if named else "cited"
+            problems.append(
+                f"[{c.text}]: {m.group(0)!r}, but {have} of its {len(rows)} rows are {what}"
+            )
+    for m in _REP_COUNT.finditer(c.scope):
+        k = {"no": 0, "none": 0}.get(m.group(1).lower(), m.group(1))
+        have = int((rows.replication == m.group(2).lower()).sum())
+        if int(k) != have:
+            problems.append(f"[{c.text}]: {m.group(0)!r}, but {have} of its rows are {m.group(2)}")
+    return problems
+
+
+def check_findings(
+    text: str, claims: pd.DataFrame, replication: pd.DataFrame | None = None
+) -> list[str]:
     """Problems with the findings blocks of a page (``text``) against the claims table
-    (``claims.csv``'s columns, ``cite`` included): one line each, naming the sentence."""
+    (``claims.csv``'s columns, ``cite`` included) and, for ``[rep.…]`` citations, the
+    replication table (``replication.csv``'s columns): one line each, naming the sentence."""
     blocks = findings_blocks(text)
     if not blocks:
         return ["no <!-- findings --> … <!-- /findings --> block"]
@@ -285,11 +354,14 @@ def check_findings(text: str, claims: pd.DataFrame) -> list[str]:
     for block in blocks:
         for s in sentences(block):
             where = f"{s[:70]}…" if len(s) > 70 else s
-            cites, bad = citations(s, claims)
+            cites, bad = citations(s, claims, replication)
             bad += _orphans(s) if cites else []
             if not cites and not bad:
                 problems.append(f"uncited sentence: {where!r}")
             for c in cites:
-                bad += _check_one(c) if c.single else _check_set(c)
+                if c.replication:
+                    bad += _check_replication(c)
+                else:
+                    bad += _check_one(c) if c.single else _check_set(c)
             problems += [f"{p} (in {where!r})" for p in bad]
     return problems
