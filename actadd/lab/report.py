@@ -2,7 +2,10 @@
 
 Writes ``<results>/claims.csv`` (one row per claim, full precision) and
 ``<results>/REPORT.md`` (confirmatory claims first, then each experiment's scans with the
-number of cells scanned and those that survive Benjamini–Hochberg at q = 0.05). Nothing
+number of cells scanned and those that survive Benjamini–Hochberg at q = 0.05). Where
+``<results>/<model>/claims.csv`` holds another model's report (runs made with ``--model``),
+REPORT.md gets a section "Replication on <model>" and ``<results>/replication.csv`` one row per
+claim matched across the two (:mod:`actadd.lab.replication`). Nothing
 here runs a model: a report can be regenerated from a results tree anywhere.
 """
 
@@ -26,6 +29,15 @@ from actadd.lab.claims import (
     adjust,
     table,
 )
+from actadd.lab.replication import (
+    INCONCLUSIVE,
+    MODEL_SPECIFIC,
+    REPLICATED,
+    VERDICT_RULE,
+    Replication,
+    other_models,
+    replicate_folders,
+)
 
 __all__ = [
     "collect",
@@ -33,6 +45,8 @@ __all__ = [
     "fp",
     "read_claims",
     "render",
+    "replication_section",
+    "replications",
     "sensitivity_section",
     "stale_runs",
     "stale_section",
@@ -173,6 +187,8 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
         ]
         lines += [f"| {c.experiment} {_row(c)}" for c in conf]
         lines += sensitivity_section(conf)
+    for rep in replications(claims, results):
+        lines += replication_section(rep, results)
     by_exp: dict[str, list[Claim]] = {}
     for c in claims:
         if not c.confirmatory:
@@ -229,6 +245,94 @@ def sensitivity_section(conf: list[Claim]) -> list[str]:
         for c in two
     ]
     return lines
+
+
+def replications(claims: list[Claim], results: str | Path) -> list[Replication]:
+    """This report's claims replicated on each other model with a report under ``results``
+    (``results/<model>/claims.csv``, from runs made with ``--model``), one each."""
+    base = table(claims)
+    return [replicate_folders(results, d, base_claims=base) for d in other_models(results)]
+
+
+REP_HEAD = (
+    "| id | experiment | {a} claim | {b} claim | {a}: estimate [95% CI] | {a}: verdict "
+    "| {b}: estimate [95% CI] | {b}: verdict | replication |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def replication_section(rep: Replication, results: str | Path) -> list[str]:
+    """REPORT.md's "Replication on <model>": the confirmatory rows of ``rep`` with the verdict
+    counts in the heading (citable: ``[rep.<model>]``, a row ``[rep.<model>.<claim id>]``),
+    the counts per confirmatory family, and the exploratory families' counts only."""
+    a, b = rep.base, rep.other
+    n = rep.counts()
+    conf = rep.rows[rep.rows.confirmatory]
+    lines = [
+        "",
+        f"## Replication on {b}: {n[REPLICATED]} {REPLICATED}, {n[MODEL_SPECIFIC]} "
+        f"{MODEL_SPECIFIC}, {n[INCONCLUSIVE]} {INCONCLUSIVE} of {len(conf)} confirmatory "
+        f"claims `[rep.{b}]`",
+        "",
+        f"The confirmatory claims above ({a}) matched to the same claims on {b} "
+        f"(`{Path(results) / b}/`, the same experiments run with `--model {b}`): the layers "
+        "through each run's recorded layer mapping (`model_rule` in its config.json: relative "
+        "depth), the coefficients as written, the labels compared without their spelling. "
+        f"Each model's estimate, interval and verdict are its own report's. {VERDICT_RULE}",
+        "",
+        f"A row is cited as `[rep.{b}.<this report's id>]`. Every matched claim, the "
+        "exploratory ones too, is a row of `replication.csv`.",
+        "",
+        REP_HEAD.format(a=a, b=b),
+    ]
+    lines += [
+        f"| `[{r.cite}]` | {r.experiment} | `[{r.base_cite}]` | `[{r.other_cite}]` "
+        f"| {_est(r.base_estimate, r.base_lo, r.base_hi)} | {r.base_verdict} "
+        f"| {_est(r.other_estimate, r.other_lo, r.other_hi)} | {r.other_verdict} "
+        f"| **{r.replication}** ({r.why}) |"
+        for r in conf.itertuples(index=False)
+    ]
+    fams = rep.families
+    counts = f"| {REPLICATED} | {MODEL_SPECIFIC} | {INCONCLUSIVE} | only on {a} | only on {b} |"
+    lines += [
+        "",
+        f"### Confirmatory families on {b}",
+        "",
+        f"| family | rows {counts}",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `[rep.{b}/{f.cite}]` | {f.rows} | {f.replicated} | {f['model-specific']} "
+        f"| {f.inconclusive} | {f.only_base} | {f.only_other} |"
+        for _, f in fams[fams.confirmatory].iterrows()
+    ]
+    lines += [
+        "",
+        f"### Exploratory families on {b} (counts only)",
+        "",
+        "Scan cells: small n, chosen from many, BH within each family; not confirmatory, and "
+        "not in the counts above. A family not run on one model has no rows. Where the "
+        f"layer mapping merges two layers of {a} into one of {b}, the rows share that claim "
+        f"({int((rep.rows.shared > 1).sum())} rows do).",
+        "",
+        f"| family | {a}: supported | {b}: supported | rows {counts}",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `[rep.{b}/{f.cite}]` | {f.base_supported} of {f.base_claims} "
+        f"| {f.other_supported} of {f.other_claims} | {f.rows} | {f.replicated} "
+        f"| {f['model-specific']} | {f.inconclusive} | {f.only_base} | {f.only_other} |"
+        for _, f in fams[~fams.confirmatory].iterrows()
+    ]
+    stale = sorted(
+        (set(stale_runs(results)) | set(stale_runs(Path(results) / b))) & set(rep.rows.experiment)
+    )
+    if stale:
+        lines += ["", f"Rows from runs listed as stale above: {', '.join(stale)}."]
+    return lines
+
+
+def _est(x: float, lo: float, hi: float) -> str:
+    return f"{fnum(x)} [{fnum(lo)}, {fnum(hi)}]"
 
 
 def _family_notes(fc: list[Claim], cond: list[Claim]) -> list[str]:
@@ -290,8 +394,11 @@ def write_report(results: str | Path = "results") -> tuple[Path, Path]:
 
     results = Path(results)
     claims, prov = collect(results)
+    reps = replications(claims, results)  # a bad layer-mapping record fails before any write
     try:
         csv = write_table(results / "claims.csv", table(claims))
+        if reps:
+            write_table(results / "replication.csv", pd.concat([r.rows for r in reps]))
         md = write_text(results / "REPORT.md", render(claims, prov, results))
     except DiskFullError as exc:
         raise DiskFullError(f"{exc}; free space and rerun actadd report") from None

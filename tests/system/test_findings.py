@@ -77,6 +77,30 @@ def test_the_committed_report_is_what_the_committed_tables_give(regenerated):
     assert render(claims, prov, Path("results")) == (RESULTS / "REPORT.md").read_text()
 
 
+@pytest.fixture(scope="module")
+def replication_table(regenerated):
+    """The replication rows ``actadd report`` computes (``results/replication.csv``)."""
+    import pandas as pd
+
+    from actadd.lab.report import replications
+
+    reps = replications(regenerated[0], RESULTS)
+    assert reps, "no other model's results to replicate on"
+    return pd.concat([r.rows for r in reps])
+
+
+def test_the_committed_replication_table_is_what_the_committed_tables_give(
+    replication_table, claims_table
+):
+    # every confirmatory claim of the experiments run on both models is a row, matched
+    # through the runs' recorded layer mappings (a wrong record is refused by actadd report)
+    assert replication_table.to_csv(index=False) == (RESULTS / "replication.csv").read_text()
+    conf = replication_table[replication_table.confirmatory]
+    both = set(replication_table.experiment)
+    expected = claims_table[claims_table.confirmatory & claims_table.experiment.isin(both)]
+    assert sorted(conf.base_cite) == sorted(expected.cite) and len(conf) >= 26
+
+
 def test_each_other_model_s_committed_report_is_what_its_tables_give():
     # results/<model>/ (made with --model): its own REPORT.md, regenerated the same way
     from actadd.lab.report import collect, render
@@ -100,10 +124,12 @@ def test_the_committed_claim_ids_are_the_rule_s_and_unique(claims_table):
 
 
 @pytest.mark.parametrize("path", READMES)
-def test_every_findings_sentence_cites_claims_that_hold_its_numbers(path, claims_table):
+def test_every_findings_sentence_cites_claims_that_hold_its_numbers(
+    path, claims_table, replication_table
+):
     from actadd.lab.findings import check_findings
 
-    problems = check_findings((ROOT / path).read_text(), claims_table)
+    problems = check_findings((ROOT / path).read_text(), claims_table, replication_table)
     assert not problems, f"{path}:\n" + "\n".join(problems)
 
 
