@@ -164,6 +164,16 @@ PLANTED = {
 
 #: errors planted in a copy of experiments/README.md: (sentence, with the error, caught as)
 PLANTED_README = {
+    "wrong replication count": (
+        "[rep.gemma3-270m] 1 of 26 replicated",
+        "[rep.gemma3-270m] 2 of 26 replicated",
+        "[rep.gemma3-270m]: '2 of 26', but 1 of its 26 rows are replicated",
+    ),
+    "wrong replication verdict": (
+        "[rep.gemma3-270m.wc3.L6c4] is model-specific",
+        "[rep.gemma3-270m.wc3.L6c4] is replicated",
+        "[rep.gemma3-270m.wc3.L6c4]: the sentence says replicated, the row is model-specific",
+    ),
     "flipped verdict": (
         "the third design [wc3.L16c1] confirms it (SUPPORTED)",
         "the third design [wc3.L16c1] confirms it (NOT SUPPORTED)",
@@ -214,17 +224,19 @@ PLANTS += [("experiments/README.md", k, v) for k, v in PLANTED_README.items()]
     "path, plant, case", PLANTS, ids=[f"{p.split('/')[0]}: {k}" for p, k, _ in PLANTS]
 )
 def test_errors_planted_in_a_copy_of_the_findings_are_caught(
-    path, plant, case, claims_table, tmp_path
+    path, plant, case, claims_table, replication_table, tmp_path
 ):
     from actadd.lab.findings import check_findings
 
     old, new, caught = case
     page = (ROOT / path).read_text()
     assert page.count(old) == 1, f"the sentence to plant in is gone from {path}: {old!r}"
-    assert not check_findings(page, claims_table), f"{path} must pass before planting"
+    assert not check_findings(page, claims_table, replication_table), (
+        f"{path} must pass before planting"
+    )
     copy = tmp_path / Path(path).name
     copy.write_text(page.replace(old, new))
-    problems = check_findings(copy.read_text(), claims_table)
+    problems = check_findings(copy.read_text(), claims_table, replication_table)
     assert any(caught in p for p in problems), problems
 
 
