@@ -155,9 +155,10 @@ PLANTED = {
         "[wc3.L16c1]: estimate −0.07",
     ),
     "uncited sentence": (
-        "Those sampled-text counts [ti2/generation: topic-word rate] are stale",
-        "Those sampled-text counts are stale",
-        "uncited sentence: 'Those sampled-text counts are stale",
+        'where it had failed with `" "`\n  [ti2/confirmatory] (2 of 2 confirmatory cells '
+        "SUPPORTED; L8\n  [ti2.target_vs_control.love_hate.L8] +1.17 [+0.88, +1.45] nats).",
+        'where it had failed with `" "`.',
+        'uncited sentence: \'With the `" a"` pad, Love − Hate steers',
     ),
 }
 
