@@ -10,15 +10,16 @@ from pathlib import Path
 import playground_settings
 import pytest
 
-import actadd
-from actadd import SteeringVector
-from actadd.core.diagnostics import logit_lens
-from actadd.errors import SteeringError
-from actadd.ui import compute, render, serve
-from actadd.ui import panel as panel_module
-from actadd.ui.settings import Settings, pad_shown, pad_typed
-
+# before actadd.ui.panel, which imports ipywidgets: without the extra the module is skipped
 pytest.importorskip("ipywidgets", reason="the playground extra: pip install -e '.[playground]'")
+
+import actadd  # noqa: E402
+from actadd import SteeringVector  # noqa: E402
+from actadd.core.diagnostics import logit_lens  # noqa: E402
+from actadd.errors import SteeringError  # noqa: E402
+from actadd.ui import compute, render, serve  # noqa: E402
+from actadd.ui import panel as panel_module  # noqa: E402
+from actadd.ui.settings import Settings, pad_shown, pad_typed  # noqa: E402
 
 BASE = {**playground_settings.BASE, "max_new_tokens": 4, "n_samples": 1}  # the page, not samples
 NOTEBOOK = Path(__file__).resolve().parents[3] / "notebooks" / "06_playground.ipynb"
