@@ -104,9 +104,24 @@ __all__ = [
 ]
 
 
+#: the optional extras a lazy name may need, by the module that is missing without them
+_EXTRAS = {"ipywidgets": "playground", "ray": "ray", "llama_cpp": "llamacpp"}
+
+
 def __getattr__(name: str):
     if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
+        try:
+            module = import_module(_LAZY[name])
+        except ModuleNotFoundError as e:
+            extra = _EXTRAS.get((e.name or "").split(".")[0])
+            if extra is None:
+                raise
+            raise ModuleNotFoundError(
+                f"actadd.{name} needs the {extra!r} extra ({e.name} is not installed): "
+                f"pip install 'actadd[{extra}]'",
+                name=e.name,
+            ) from e
+        value = getattr(module, name)
         globals()[name] = value  # later lookups skip this function
         return value
     raise AttributeError(f"module 'actadd' has no attribute {name!r}")
