@@ -9,6 +9,7 @@ actadd report [--results DIR]                      claims with intervals and tes
 actadd kinds                                       list experiment kinds
 actadd vector export|import|show ...               llama.cpp control vectors (GGUF)
 actadd model path [NAME]                           where a model's GGUF file is
+actadd coeffs CONFIG.toml --model NAME [--write]   confirmatory coefficients for another model
 
 A config file's problems are all reported at once, before any model loads.
 """
@@ -418,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kinds", help="list experiment kinds")
     k.set_defaults(func=cmd_kinds)
 
+    from actadd.cli.coeffs import add_coeffs_parser
     from actadd.cli.model import add_model_parser
     from actadd.cli.new import add_new_parser
     from actadd.cli.vector import add_vector_parser
@@ -425,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_vector_parser(sub)
     add_new_parser(sub)
     add_model_parser(sub)
+    add_coeffs_parser(sub)
     return p
 
 
