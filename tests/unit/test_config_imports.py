@@ -34,6 +34,9 @@ CONFIG_MODULES = [
     "actadd.studies.token_injection.config",
     # what checks a config before torch loads: the checks, the --model rule, the model names
     "actadd.cli.preflight",
+    "actadd.cli.coeffs",
+    "actadd.sweeps.coeff_plan",
+    "actadd.sweeps.coeff_table",
     "actadd.lab.retarget",
     "actadd.models.names",
 ]
