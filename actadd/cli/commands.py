@@ -418,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("kinds", help="list experiment kinds")
     k.set_defaults(func=cmd_kinds)
 
+    from actadd.cli.crossmodel import add_crossmodel_parser
     from actadd.cli.model import add_model_parser
     from actadd.cli.new import add_new_parser
     from actadd.cli.vector import add_vector_parser
@@ -425,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_vector_parser(sub)
     add_new_parser(sub)
     add_model_parser(sub)
+    add_crossmodel_parser(sub)
     return p
 
 
