@@ -344,8 +344,8 @@ def ratio_claims(cells: pd.DataFrame, x: str = "ratio_mean") -> list:
     (:data:`FAMILY`), judged by :data:`actadd.lab.claims.DECISION_RULE`."""
     from actadd.lab.claims import Claim, adjust
 
-    what = {"target_logprob_delta": "the target tokens' log-prob shift",
-            "kl": "the next-token KL from unsteered"}  # fmt: skip
+    what = {"target_logprob_delta": "target-token log-prob shift",
+            "kl": "next-token KL from unsteered"}  # fmt: skip
     claims = []
     for (key, name), c in cells.groupby(["model", "model_name"], sort=False):
         for y in RATIO_EFFECTS:
@@ -354,8 +354,8 @@ def ratio_claims(cells: pd.DataFrame, x: str = "ratio_mean") -> list:
                 experiment=EXPERIMENT,
                 id=f"spearman:{x}:{y}:{key}",
                 statement=(f"Exploratory: on {name}, token-injection cells whose vector has a "
-                           f"larger {x.replace('_', ' ')} (vector row norm / typical residual "
-                           f"norm) show a larger {what.get(y, y)}"),
+                           f"larger {x} (vector row norm / typical residual norm) show a "
+                           f"larger {what.get(y, y)}"),
                 estimate=r["rho"], lo=r["lo"], hi=r["hi"], p=r["p"],
                 test=(f"Spearman rho over pair x layer cells; permutation of whole pairs' "
                       f"effect profiles within layers ({r['method']}); interval: bootstrap "
