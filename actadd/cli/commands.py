@@ -420,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_kinds)
 
     from actadd.cli.coeffs import add_coeffs_parser
+    from actadd.cli.crossmodel import add_crossmodel_parser
     from actadd.cli.model import add_model_parser
     from actadd.cli.new import add_new_parser
     from actadd.cli.vector import add_vector_parser
@@ -428,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_new_parser(sub)
     add_model_parser(sub)
     add_coeffs_parser(sub)
+    add_crossmodel_parser(sub)
     return p
 
 

@@ -218,9 +218,7 @@ def test_a_table_for_the_target_already_in_the_file_gets_the_keys_under_its_head
     assert Path("c.toml").read_text() == before
 
 
-def test_a_wrong_value_written_is_caught_and_the_file_left_as_it_was(
-    tmp_path, monkeypatch, capsys
-):
+def test_a_wrong_value_written_is_caught_and_the_file_left_as_it_was(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("c.toml").write_text(CONFIG)
     real = coeff_table._value
