@@ -20,7 +20,7 @@ TL4_TESTS := tests/unit/test_environment.py tests/unit/runtime/test_backends.py 
 # be reused on another CPU), and no multimodal library (unused here; saves build time)
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 
-.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-docs docs setup-browser setup-tl4 playground test-playground run run-gemma quick-gemma analysis analysis-gemma quick test test-fast test-unit test-system test-interop test-tl4 lint format figures bench bench-ray clean
+.PHONY: lock test-latest setup setup-interop setup-ray setup-playground setup-docs docs setup-browser setup-tl4 playground test-playground run run-gemma quick-gemma analysis analysis-gemma crossmodel quick test test-fast test-unit test-system test-interop test-tl4 lint format figures bench bench-ray clean
 
 setup: $(STAMP)
 
@@ -145,6 +145,10 @@ quick-gemma: setup  ## the suite on Gemma 3 270M, small sizes (results/_quick/ge
 # the pad confound on Gemma 3 270M with Gemma's own pad candidates (results/gemma3-270m/)
 analysis-gemma: setup ## the Gemma-specific analysis configs (experiments/analysis_gemma.toml)
 	$(VENV)/bin/actadd suite --suite experiments/analysis_gemma.toml --model gemma3-270m --fresh
+
+# the cross-model tables and figures from the committed results of both models (no model loads)
+crossmodel: setup   ## results/crossmodel/: layer profiles on relative depth, norm ratio vs effect, massive rows
+	$(VENV)/bin/actadd crossmodel
 
 # the issue-11 analyses (token injection v2, the pad confound): their own suite, results/
 analysis: setup
