@@ -13,9 +13,11 @@ after (1) each layer part ``L<k>`` of the base claim is replaced by the layer it
 ``model_rule`` maps ``k`` to (``L-1``, no layer, stays), and (2) every other part is made a slug
 (:func:`actadd.lab.cite.slug`), so labels whose spelling changed between revisions
 (``'Love'-'Hate'`` and ``Love − Hate``) are one label. Coefficients are compared as written (the
-rule leaves them unchanged). Where the rule merges two base layers into one (L1 and L2 of 30
-both become L1 of 18), each base claim is a row and the other model's claim is shared by those
-rows (``shared``): they are not independent evidence. A claim with no partner is not a row; it
+rule leaves them unchanged), except in a run whose per-model table replaced its coefficient list
+(``actadd coeffs``: ``model_rule.overrides.coeffs``), where the two lists pair by position.
+Where the rule merges two base layers into one (L1 and L2 of 30 both become L1 of 18), each
+base claim is a row and the other model's claim is shared by those rows (``shared``): they are
+not independent evidence. A claim with no partner is not a row; it
 is counted per family (``only on <model>``).
 
 The layer map of a run is read from its record (:func:`layer_map`): a recorded pair is taken as
@@ -61,10 +63,12 @@ __all__ = [
     "VERDICT_RULE",
     "Replication",
     "claim_key",
+    "coeff_map",
     "layer_map",
     "other_models",
     "replicate",
     "replicate_folders",
+    "run_coeff_maps",
     "replication_verdict",
     "run_layer_maps",
 ]
@@ -75,6 +79,8 @@ SUPPORTED = "SUPPORTED"
 REPLICATED, MODEL_SPECIFIC, INCONCLUSIVE = "replicated", "model-specific", "inconclusive"
 VERDICTS = (REPLICATED, MODEL_SPECIFIC, INCONCLUSIVE)
 _LAYER = re.compile(r"L(-?\d+)")
+#: a claim id's coefficient part, ``c<coeff:g>`` (``c4``, ``c0.5``, ``c-1``, ``c5.95``)
+_COEFF = re.compile(r"c(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)")
 
 #: the replication verdicts in words (REPORT.md's replication section); the rule of
 #: :func:`replication_verdict`
@@ -208,9 +214,15 @@ def run_layer_maps(results: str | Path, base_model: str) -> dict[str, dict[int, 
     return out
 
 
-def claim_key(claim_id: str, layers: dict[int, int | None] | None = None) -> tuple | None:
+def claim_key(
+    claim_id: str,
+    layers: dict[int, int | None] | None = None,
+    coeffs: dict[str, str] | None = None,
+) -> tuple | None:
     """A claim id's parts as a matching key: layers mapped through ``layers`` (as written
-    without one), every other part a slug. ``None`` when a layer has no (unique) target."""
+    without one), coefficients through ``coeffs`` ({``"4"``: ``"5.95"``}, as written without
+    one or for a coefficient it does not list), every other part a slug. ``None`` when a layer
+    has no (unique) target."""
     parts = []
     for part in str(claim_id).split(":"):
         m = _LAYER.fullmatch(part)
@@ -219,8 +231,48 @@ def claim_key(claim_id: str, layers: dict[int, int | None] | None = None) -> tup
             if to is None:
                 return None
             part = f"L{to}"
-        parts.append(part if m else slug(part))
+        c = _COEFF.fullmatch(part)
+        if c and coeffs:
+            part = f"c{coeffs.get(c.group(1), c.group(1))}"
+        parts.append(part if (m or c) else slug(part))
     return tuple(parts)
+
+
+def coeff_map(rule: dict[str, Any]) -> dict[str, str]:
+    """{base coefficient: the other model's} from a run's ``model_rule``, where its per-model
+    table replaced the coefficient list (``overrides.coeffs``: ``actadd coeffs``): the two lists
+    paired by position, as the ids spell them (``:g``). Empty otherwise (coefficients as
+    written), and where the lists differ in length or repeat a value (no pairing to read)."""
+    rec = (rule.get("overrides") or {}).get("coeffs")
+    if not isinstance(rec, dict):
+        return {}
+    src, dst = rec.get("from"), rec.get("to")
+    if not (isinstance(src, list) and isinstance(dst, list) and len(src) == len(dst)):
+        return {}
+    try:
+        a, b = [f"{float(x):g}" for x in src], [f"{float(x):g}" for x in dst]
+    except (TypeError, ValueError):
+        return {}
+    if len(set(a)) != len(a) or len(set(b)) != len(b):
+        return {}
+    return dict(zip(a, b))
+
+
+def run_coeff_maps(results: str | Path, base_model: str) -> dict[str, dict[str, str]]:
+    """{experiment: :func:`coeff_map`} for the runs under ``results`` mapped from
+    ``base_model`` whose per-model table mapped their coefficients."""
+    out = {}
+    for cfg in sorted(Path(results).glob("*/config.json")):
+        config = json.loads(cfg.read_text())
+        rule = config.get(RULE_KEY)
+        if not isinstance(rule, dict):
+            continue
+        if canonical_model((rule.get("from") or {}).get("model")) != base_model:
+            continue
+        mapped = coeff_map(rule)
+        if mapped:
+            out[config.get("name") or cfg.parent.name] = mapped
+    return out
 
 
 # ------------------------------------------------------------------------------- the table
@@ -265,10 +317,13 @@ def replicate(
     maps: dict[str, dict[int, int | None]],
     base: str,
     other: str,
+    coeffs: dict[str, dict[str, str]] | None = None,
 ) -> Replication:
     """The replication table of two claims tables (``claims.csv``'s columns), matched through
-    ``maps`` ({experiment: base layer -> other layer}, :func:`run_layer_maps`); an experiment
-    without a map matches nothing."""
+    ``maps`` ({experiment: base layer -> other layer}, :func:`run_layer_maps`) and, where a
+    run mapped its coefficients, ``coeffs`` ({experiment: base coefficient -> other's},
+    :func:`run_coeff_maps`); an experiment without a layer map matches nothing."""
+    coeffs = coeffs or {}
     okeys: dict[tuple, int] = {}
     for j, row in enumerate(other_claims.itertuples(index=False)):
         key = (row.experiment, _family(row.family), claim_key(row.id))
@@ -281,7 +336,7 @@ def replicate(
     pairs = []
     for i, row in enumerate(base_claims.itertuples(index=False)):
         layers = maps.get(row.experiment)
-        key = None if layers is None else claim_key(row.id, layers)
+        key = None if layers is None else claim_key(row.id, layers, coeffs.get(row.experiment))
         j = okeys.get((row.experiment, _family(row.family), key)) if key is not None else None
         if j is not None:
             pairs.append((i, j))
@@ -365,7 +420,8 @@ def replicate_folders(
     other_claims = pd.read_csv(other_results / "claims.csv")
     base = _folder_model(base_results)
     maps = run_layer_maps(other_results, base)
-    return replicate(base_claims, other_claims, maps, base, _folder_model(other_results))
+    coeffs = run_coeff_maps(other_results, base)
+    return replicate(base_claims, other_claims, maps, base, _folder_model(other_results), coeffs)
 
 
 def _folder_model(results: Path) -> str:

@@ -276,7 +276,9 @@ def replication_section(rep: Replication, results: str | Path) -> list[str]:
         f"The confirmatory claims above ({a}) matched to the same claims on {b} "
         f"(`{Path(results) / b}/`, the same experiments run with `--model {b}`): the layers "
         "through each run's recorded layer mapping (`model_rule` in its config.json: relative "
-        "depth), the coefficients as written, the labels compared without their spelling. "
+        "depth), the coefficients as written or, where a run's per-model table mapped them "
+        "(`model_rule.overrides.coeffs`), paired by their place in the list, the labels "
+        "compared without their spelling. "
         f"Each model's estimate, interval and verdict are its own report's. {VERDICT_RULE}",
         "",
         f"A row is cited as `[rep.{b}.<this report's id>]`. Every matched claim, the "

@@ -19,6 +19,7 @@ from actadd.lab.replication import (
     REPLICATED,
     SUPPORTED,
     claim_key,
+    coeff_map,
     layer_map,
     replicate,
     replicate_folders,
@@ -184,6 +185,26 @@ def test_claim_keys_map_layers_and_ignore_label_spelling():
     assert claim_key(old, {3: 2}) != claim_key(new.replace("c24", "c8"))
     assert claim_key("ppl_wedding:prompt:L-1:c1", {}) == claim_key("ppl_wedding:prompt:L-1:c1")
     assert claim_key(old, {4: 2}) is None  # a layer the run's record does not map
+
+
+def test_coefficients_pair_through_a_per_model_table_by_their_place_in_the_list():
+    # actadd coeffs wrote [models."gemma3-270m"] coeffs = [1.95, 5.95] for [1.0, 4.0]
+    rule = {"overrides": {"coeffs": {"from": [1.0, 4.0], "to": [1.95, 5.95]}}}
+    coeffs = coeff_map(rule)
+    assert coeffs == {"1": "1.95", "4": "5.95"}
+    base = "topic_any:' weddings'-'':L6:c4:front"
+    assert claim_key(base, {6: 4}, coeffs) == claim_key("topic_any:' weddings' − '':L4:c5.95:front")
+    # without the table's pairing the coefficient is as written, and the mapped claim is missed
+    assert claim_key(base, {6: 4}) != claim_key("topic_any:' weddings' − '':L4:c5.95:front")
+    # planted: the lists paired the other way round would match the wrong claim
+    wrong = {"1": "5.95", "4": "1.95"}
+    assert claim_key(base, {6: 4}, wrong) != claim_key("topic_any:' weddings' − '':L4:c5.95:front")
+    # no pairing to read: lists of different length, repeats, or no override of coeffs
+    assert coeff_map({"overrides": {"coeffs": {"from": [1.0, 4.0], "to": [2.0]}}}) == {}
+    assert coeff_map({"overrides": {"coeffs": {"from": [1.0, 4.0], "to": [2.0, 2.0]}}}) == {}
+    assert coeff_map({"overrides": {"settings.prompts": {"from": [], "to": []}}}) == {}
+    # a part that only starts with "c" (a method, a word) is a label, not a coefficient
+    assert claim_key("rank:caa:L3:c4", {3: 2}, coeffs) == ("rank", "caa", "L2", "c5.95")
 
 
 # ----------------------------------------------------------------------------- the table
