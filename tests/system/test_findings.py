@@ -166,14 +166,14 @@ PLANTED = {
 #: errors planted in a copy of experiments/README.md: (sentence, with the error, caught as)
 PLANTED_README = {
     "wrong replication count": (
-        "[rep.gemma3-270m] 1 of 26 replicated",
         "[rep.gemma3-270m] 2 of 26 replicated",
-        "[rep.gemma3-270m]: '2 of 26', but 1 of its 26 rows are replicated",
+        "[rep.gemma3-270m] 3 of 26 replicated",
+        "[rep.gemma3-270m]: '3 of 26', but 2 of its 26 rows are replicated",
     ),
     "wrong replication verdict": (
-        "[rep.gemma3-270m.wc3.L6c4] is model-specific",
-        "[rep.gemma3-270m.wc3.L6c4] is replicated",
-        "[rep.gemma3-270m.wc3.L6c4]: the sentence says replicated, the row is model-specific",
+        "[rep.gemma3-270m.wc3.L16c1] is\nreplicated",
+        "[rep.gemma3-270m.wc3.L16c1] is\nmodel-specific",
+        "[rep.gemma3-270m.wc3.L16c1]: the sentence says model-specific, the row is replicated",
     ),
     "flipped verdict": (
         "the third design [wc3.L16c1] confirms it (SUPPORTED)",
