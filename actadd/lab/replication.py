@@ -202,7 +202,15 @@ def run_layer_maps(results: str | Path, base_model: str) -> dict[str, dict[int, 
     """{experiment: layer map} for the runs under ``results`` whose ``model_rule`` maps from
     ``base_model``; a run without one (or from another model) is left out, and its claims
     match nothing."""
-    out = {}
+    return {
+        name: layer_map(rule, f"{cfg}: {RULE_KEY}")
+        for name, cfg, rule in _mapped_runs(results, base_model)
+    }
+
+
+def _mapped_runs(results: str | Path, base_model: str):
+    """(experiment, config.json path, ``model_rule``) of each run under ``results`` that the
+    rule mapped from ``base_model``."""
     for cfg in sorted(Path(results).glob("*/config.json")):
         config = json.loads(cfg.read_text())
         rule = config.get(RULE_KEY)
@@ -210,8 +218,7 @@ def run_layer_maps(results: str | Path, base_model: str) -> dict[str, dict[int, 
             continue
         if canonical_model((rule.get("from") or {}).get("model")) != base_model:
             continue
-        out[config.get("name") or cfg.parent.name] = layer_map(rule, f"{cfg}: {RULE_KEY}")
-    return out
+        yield config.get("name") or cfg.parent.name, cfg, rule
 
 
 def claim_key(
@@ -261,18 +268,8 @@ def coeff_map(rule: dict[str, Any]) -> dict[str, str]:
 def run_coeff_maps(results: str | Path, base_model: str) -> dict[str, dict[str, str]]:
     """{experiment: :func:`coeff_map`} for the runs under ``results`` mapped from
     ``base_model`` whose per-model table mapped their coefficients."""
-    out = {}
-    for cfg in sorted(Path(results).glob("*/config.json")):
-        config = json.loads(cfg.read_text())
-        rule = config.get(RULE_KEY)
-        if not isinstance(rule, dict):
-            continue
-        if canonical_model((rule.get("from") or {}).get("model")) != base_model:
-            continue
-        mapped = coeff_map(rule)
-        if mapped:
-            out[config.get("name") or cfg.parent.name] = mapped
-    return out
+    maps = {name: coeff_map(rule) for name, _, rule in _mapped_runs(results, base_model)}
+    return {name: m for name, m in maps.items() if m}
 
 
 # ------------------------------------------------------------------------------- the table
