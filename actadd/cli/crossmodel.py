@@ -11,9 +11,12 @@ nor a run. Missing tables are one line before anything is computed or written.
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from actadd._io import replace_dir
 
 __all__ = ["OUT_NAME", "add_crossmodel_parser", "summary_text", "write_crossmodel"]
 
@@ -38,19 +41,15 @@ def write_crossmodel(results: str | Path = "results", model: str = "gemma3-270m"
     positions, rows = xm.massive_rows(results, model)
     pads = xm.pad_summary(rows)
     # everything goes to a scratch folder that replaces the old output only when complete
-    out = final.parent / f".{final.name}.tmp"
-    shutil.rmtree(out, ignore_errors=True)
+    # (the old one is put back if that fails: actadd._io.replace_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         written = _write_all(out, prof, cells, claims, positions, rows, pads, model)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
-    old = final.parent / f".{final.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    out.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(out, final, final.parent / f".{final.name}.old")
     return [final / p.relative_to(out) for p in written]
 
 
