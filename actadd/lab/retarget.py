@@ -171,7 +171,8 @@ def for_model(config: dict[str, Any], model: str | None, where: str = "config") 
     if target in tables:
         overrides = {}
         for dotted, value in _leaves(tables[target]):
-            overrides[dotted] = {"from": _get(out, dotted.split(".")), "to": value}
+            found = [v for *_, v in _find(out, dotted.split("."))]
+            overrides[dotted] = {"from": found[0] if found else _MISSING, "to": value}
         out = merge(out, tables[target])
         out[RULE_KEY]["overrides"] = overrides
         for path in LAYER_PATHS:  # a layer the table sets is the target's own: in range there
@@ -246,14 +247,6 @@ def _leaves(table: dict[str, Any], prefix: str = ""):
             yield from _leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
-
-
-def _get(node: Any, parts: list[str]) -> Any:
-    for part in parts:
-        if not isinstance(node, dict) or part not in node:
-            return _MISSING
-        node = node[part]
-    return node
 
 
 def _find(node: Any, parts: list[str], prefix: str = ""):
