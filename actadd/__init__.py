@@ -30,11 +30,11 @@ command start in well under a second; torch and TransformerLens load when a mode
 or the steering context is first touched.
 """
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 from actadd import _legacy
 from actadd._compat import silence_known_warnings
+from actadd._lazy import lazy_module
 from actadd.errors import (
     ActAddError,
     ChatTemplateError,
@@ -104,31 +104,7 @@ __all__ = [
 ]
 
 
-#: the optional extras a lazy name may need, by the module that is missing without them
-_EXTRAS = {"ipywidgets": "playground", "ray": "ray", "llama_cpp": "llamacpp"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        try:
-            module = import_module(_LAZY[name])
-        except ModuleNotFoundError as e:
-            extra = _EXTRAS.get((e.name or "").split(".")[0])
-            if extra is None:
-                raise
-            raise ModuleNotFoundError(
-                f"actadd.{name} needs the {extra!r} extra ({e.name} is not installed): "
-                f"pip install 'actadd[{extra}]'",
-                name=e.name,
-            ) from e
-        value = getattr(module, name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    raise AttributeError(f"module 'actadd' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_module(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly

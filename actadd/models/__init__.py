@@ -6,8 +6,7 @@ need only the names (:mod:`actadd.models.names`), run before torch loads.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from actadd._lazy import lazy_module
 
 __all__ = ["SMOLLM2_NAME", "TINY_MODELS", "load_gguf", "load_model", "smollm2_path", "tiny_model"]
 
@@ -21,13 +20,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'actadd.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_module(__name__, _WHERE, globals())

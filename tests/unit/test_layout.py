@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "actadd"
 TIERS = [
     # the package root's small shared pieces
     {"actadd", "actadd.errors", "actadd.config", "actadd.paths", "actadd._compat",
-     "actadd.progress", "actadd._legacy", "actadd._io", "actadd.data"},
+     "actadd.progress", "actadd._legacy", "actadd._io", "actadd._lazy", "actadd.data"},
     {"actadd.runtime"},
     {"actadd.models"},
     {"actadd.core"},

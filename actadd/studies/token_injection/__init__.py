@@ -29,7 +29,7 @@ The names below are imported on first use (PEP 562), so the study's pure-data mo
 import without torch.
 """
 
-from importlib import import_module
+from actadd._lazy import lazy_module
 
 # public name -> the module that defines it
 _LAZY = {
@@ -79,13 +79,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_module(__name__, _LAZY, globals())
