@@ -10,7 +10,7 @@ from pathlib import Path
 from actadd.studies.common import ConfigKind
 from actadd.studies.method_null.claims import claims
 from actadd.studies.method_null.config import NAME, MethodNullConfig
-from actadd.studies.method_null.run import run_method_null
+from actadd.studies.method_null.run import TABLES, run_method_null
 
 __all__ = ["KIND", "MethodNullKind"]
 
@@ -22,6 +22,11 @@ class MethodNullKind(ConfigKind):
 
     def run(self, spec: MethodNullConfig, model, run) -> None:
         run_method_null(spec, model, run)
+
+    @staticmethod
+    def part_tables(key: str) -> tuple[str, ...]:
+        """The tables every cell's unit holds in ``parts/`` (``actadd verify``)."""
+        return TABLES
 
     def claims(self, run) -> list:
         return claims(run)

@@ -37,7 +37,10 @@ from actadd.runtime.tokens import encode
 from actadd.studies.method_null.config import CONTROL_ARM, MethodNullConfig, split_arm
 from actadd.studies.method_null.draws import draw_rows, match_kl, residual_basis
 
-__all__ = ["Cell", "arm_vector", "run_method_null"]
+__all__ = ["TABLES", "Cell", "arm_vector", "cell_key", "run_method_null"]
+
+# the tables of a run, each also one part per cell
+TABLES = ("cells", "arms", "draws", "draw_values")
 
 
 class Cell:
@@ -189,21 +192,43 @@ def run_cell(cell: Cell, basis: torch.Tensor) -> dict[str, pd.DataFrame | dict]:
     return dict(cells=summary, arms=arms, draws=d, draw_values=dv)
 
 
+def cell_key(arm: str, layer: int) -> str:
+    """The run-store unit of a cell: ``parts/<arm>.L<layer>.*`` (``:`` is written ``_``)."""
+    return f"{arm}.L{layer}"
+
+
 def run_method_null(spec: MethodNullConfig, model, run, progress: bool | None = None) -> None:
-    """Every cell of ``spec`` on ``model``; the four tables into ``run``."""
+    """Every cell of ``spec`` on ``model``; the four tables into ``run``.
+
+    Each cell is a resumable unit of the run store (:mod:`actadd.lab.runs.units`): its
+    tables are written to ``parts/`` as soon as it is done, so a run that is killed keeps
+    its finished cells and ``actadd run --resume`` computes only the rest (a cell's draws
+    are seeded from ``(random_seed, layer, draw)`` alone, so a resumed run's tables equal
+    an uninterrupted one's). The final tables are the parts in :meth:`~MethodNullConfig.cells`
+    order."""
+    from actadd.progress import bar as progress_bar
+
     texts = Texts(spec, model)
     bases = _bases(spec, model, texts)
-    out: dict[str, list] = {k: [] for k in ("cells", "arms", "draws", "draw_values")}
-    for arm, layer in spec.cells():
-        cell = Cell(spec, model, arm, layer, arm_vector(spec, model, arm, layer), texts)
-        tables = run_cell(cell, bases[layer])
-        for k, v in tables.items():
-            out[k].append(v)
-        if progress is not False:
-            s = tables["cells"]
-            print(f"{spec.name}: {arm} L{layer}: mean {s['mean']:+.3f}, KL {s['kl_neutral']:.3f}, "
-                  f"{s['exceed']} of {s['draws_used']} draws >= it, p {s['p']:.4f}",
-                  file=sys.stderr, flush=True)  # fmt: skip
-    run.write_table("cells", pd.DataFrame(out["cells"]))
-    for name in ("arms", "draws", "draw_values"):
-        run.write_table(name, pd.concat(out[name], ignore_index=True), formats=("parquet",))
+    cells = spec.cells()
+    keys = [cell_key(arm, layer) for arm, layer in cells]
+    with progress_bar(len(cells), spec.name, "cell", progress) as bar:
+        for (arm, layer), key in zip(cells, keys):
+            bar.set_postfix_str(f"{arm} L{layer}", refresh=False)
+            if run.done(key, TABLES):
+                s = run.read_part(key, "cells").iloc[0].to_dict()
+                kept = " (finished earlier, kept)"
+            else:
+                cell = Cell(spec, model, arm, layer, arm_vector(spec, model, arm, layer), texts)
+                tables = run_cell(cell, bases[layer])
+                s = tables["cells"]
+                run.write_part(key, {**tables, "cells": pd.DataFrame([s])})
+                kept = ""
+            if progress is not False:
+                bar.write(f"{spec.name}: {arm} L{layer}: mean {s['mean']:+.3f}, "
+                          f"KL {s['kl_neutral']:.3f}, {s['exceed']} of {s['draws_used']} draws "
+                          f">= it, p {s['p']:.4f}{kept}", file=sys.stderr)  # fmt: skip
+            bar.update(1)
+    for name in TABLES:
+        df = pd.concat([run.read_part(k, name, expected=True) for k in keys], ignore_index=True)
+        run.write_table(name, df, ("csv",) if name == "cells" else ("parquet",))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -150,3 +151,51 @@ def test_a_run_writes_cells_that_the_claims_read(tiny_llama, tmp_path):
     assert out["rank:actadd_mean:L1"].family == "confirmatory"
     assert out[f"rank:{CONTROL_ARM}:L0"].family == "positive control"
     assert all(1 / 7 - 1e-9 <= c.p <= 1 for c in out.values())
+
+
+def test_a_killed_run_keeps_its_finished_cells_and_resumes_to_the_same_tables(
+    tiny_llama, tmp_path, monkeypatch
+):
+    """Each cell is a unit in parts/: a run killed in its second cell keeps the first, and
+    --resume computes only the second; the tables equal an uninterrupted run's."""
+    import actadd.studies.method_null.run as mn
+    from actadd.lab.runner import verify_run
+    from actadd.lab.runs import RunDir
+    from actadd.studies.method_null.kind import KIND
+
+    s = spec()
+    KIND.check(s, tiny_llama)
+
+    def run_into(out, resume=False):
+        run = RunDir(out, KIND.saved_config(s), resume=resume)
+        with run.start(tiny_llama):
+            KIND.run(s, tiny_llama, run)
+            run.mark_complete()
+        return run
+
+    whole = run_into(tmp_path / "whole")
+    real, computed = mn.run_cell, []
+
+    def dies_in_the_second_cell(cell, basis):
+        computed.append((cell.arm, cell.layer))
+        if len(computed) == 2:
+            raise KeyboardInterrupt
+        return real(cell, basis)
+
+    monkeypatch.setattr(mn, "run_cell", dies_in_the_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_into(tmp_path / "killed")
+    assert sorted(p.name for p in (tmp_path / "killed" / "parts").glob("*.sha256")) == [
+        f"{CONTROL_ARM}.L0.sha256"
+    ]
+    computed.clear()
+    monkeypatch.setattr(mn, "run_cell", lambda cell, basis: computed.append(1) or real(cell, basis))
+    resumed = run_into(tmp_path / "killed", resume=True)
+    assert computed == [1]  # only the cell the kill lost
+    for name in mn.TABLES:
+        pd.testing.assert_frame_equal(resumed.read_table(name), whole.read_table(name))
+    assert verify_run(tmp_path / "killed") == []
+    # a damaged part is found by actadd verify, which names the unit's table
+    part = next((tmp_path / "killed" / "parts").glob("actadd_mean.L1.draws.parquet"))
+    part.write_bytes(part.read_bytes()[:-8])
+    assert any("actadd_mean.L1.draws.parquet" in p for p in verify_run(tmp_path / "killed"))
