@@ -40,13 +40,23 @@ from actadd.studies.behaviours.suffix import SuffixBatch
 
 
 class _Tables:
-    """The run store's ``write_table``, kept in memory."""
+    """The run store's tables and units (``parts/``), kept in memory."""
 
     def __init__(self) -> None:
         self.tables: dict[str, pd.DataFrame] = {}
+        self.parts: dict[str, dict[str, pd.DataFrame]] = {}
 
     def write_table(self, name, df, formats=None) -> None:
         self.tables[name] = df
+
+    def done(self, key, tables=None) -> bool:
+        return False
+
+    def write_part(self, key, tables) -> None:
+        self.parts[key] = tables
+
+    def read_part(self, key, table, expected=None) -> pd.DataFrame:
+        return self.parts[key][table]
 
 
 def spec_of(path: str, behaviour: str, forward: str, quick: bool = False) -> BehavioursConfig:

@@ -29,6 +29,13 @@ class BehavioursKind(ConfigKind):
 
         run_behaviours(spec, model, run)
 
+    @staticmethod
+    def part_tables(key: str) -> tuple[str, ...]:
+        """The tables every behaviour's unit holds in ``parts/`` (``actadd verify``)."""
+        from actadd.studies.behaviours.run import UNIT_TABLES
+
+        return UNIT_TABLES
+
     def claims(self, run) -> list:
         return claims(run)
 

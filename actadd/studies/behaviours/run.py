@@ -24,6 +24,8 @@ method, multiplier).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -31,9 +33,18 @@ from actadd.config import parse_layers
 from actadd.studies.behaviours.config import BehavioursConfig
 from actadd.studies.behaviours.data import Item, load_behaviour
 
-__all__ = ["RANDOM", "results_table", "run_behaviours", "swap_letters"]
+__all__ = [
+    "RANDOM",
+    "UNIT_TABLES",
+    "behaviour_tables",
+    "results_table",
+    "run_behaviours",
+    "swap_letters",
+]
 
 RANDOM = "random"
+# one behaviour's tables: a unit in the run's parts/ (the others are built from them)
+UNIT_TABLES = ("scan", "choice", "draws", "letter_cosine", "data")
 
 
 def swap_letters(item: Item) -> Item:
@@ -84,199 +95,173 @@ def _scan(ev, vec, layer, methods, draws, mults, base, cols, items, matching) ->
     return out
 
 
-def run_behaviours(spec: BehavioursConfig, model, run) -> None:
-    """Compute every table of the kind into ``run``."""
+def run_behaviours(spec: BehavioursConfig, model, run, progress: bool | None = None) -> None:
+    """Compute every table of the kind into ``run``.
+
+    Each behaviour is a resumable unit of the run store (:mod:`actadd.lab.runs.units`): its
+    tables (:data:`UNIT_TABLES`) go to ``parts/<behaviour>.*`` as soon as it is done, so a
+    run that is killed keeps its finished behaviours and ``actadd run --resume`` computes
+    only the rest (every split and random direction is seeded from the config, so the
+    tables equal an uninterrupted run's). The run's tables are built from the parts."""
     import torch
 
     from actadd.progress import bar as progress_bar
-    from actadd.studies.behaviours.protocol import Evaluator, Prompts, build_vectors, steerability
+    from actadd.studies.behaviours.protocol import steerability
 
     n_layers = model.cfg.n_layers
-    model_name = model.cfg.model_name
     coarse = parse_layers(spec.coarse_layers, n_layers, "coarse_layers")
-    layers = list(range(n_layers))
-    methods = list(spec.methods)
-    chat, fwd, rows = bool(spec.chat), spec.forward, int(spec.batch_rows)
-    scans, choice, draws, cos, data_rows = [], [], [], [], []
     # one step per vector build, per layer of the validation and test scans, the random
     # draws and the swapped-letter scan (the fine window is counted whole; clipped at the
     # model's edge, its missing steps are added when the behaviour ends)
     per_behaviour = 3 + 2 * len(coarse) + 2 * spec.fine_window + 1
     total = len(spec.behaviours) * per_behaviour
-    with torch.no_grad(), progress_bar(total, "behaviours", "step") as bar:
+    with torch.no_grad(), progress_bar(total, "behaviours", "step", progress) as bar:
         for b in spec.behaviours:
             done = bar.n
+            if not run.done(b, UNIT_TABLES):
 
-            def step(what: str, b=b) -> None:
-                bar.set_postfix_str(f"{b}: {what}", refresh=False)
-                bar.update(1)
+                def step(what: str, b=b) -> None:
+                    bar.set_postfix_str(f"{b}: {what}", refresh=False)
+                    bar.update(1)
 
-            data = load_behaviour(b)
-            sp = spec.split_of(b, data)
-            train, val, test = ([data.items[i] for i in idx] for idx in (sp.train, sp.val, sp.test))
-            vec = build_vectors(
-                model,
-                train,
-                layers,
-                methods,
-                actadd_pair=int(spec.actadd_pair),
-                seed=int(spec.seed),
-                chat=chat,
-            )
-            step("vectors")
-            cols = dict(model=model_name, behaviour=b)
-            # 2. the layer, on validation
-            ev = Evaluator(
-                model,
-                Prompts.build(model, val, spec.positions, chat),
-                coarse,
-                forward=fwd,
-                max_rows=rows,
-            )
-            for layer in coarse:
-                p, _ = ev.run(
-                    layer,
-                    [(vec.rows["caa"][layer], 1.0, None), (vec.rows["caa"][layer], -1.0, None)],
-                )
-                choice.append(
-                    dict(
-                        cols,
-                        layer=layer,
-                        p_plus=p[0].mean(),
-                        p_minus=p[1].mean(),
-                        effect=float((p[0] - p[1]).mean()),
-                        n_val=len(val),
-                    )
-                )
-                step(f"validation L{layer}")
-            eff = {c["layer"]: c["effect"] for c in choice if c["behaviour"] == b}
-            best = max(eff, key=lambda L: (eff[L], -L))
-            fine = [
-                L
-                for L in range(best - spec.fine_window, best + spec.fine_window + 1)
-                if 0 <= L < n_layers
-            ]
-            # 3. test
-            prompts = Prompts.build(model, test, spec.positions, chat)
-            ev = Evaluator(
-                model, prompts, sorted(set(coarse) | set(fine)), forward=fwd, max_rows=rows
-            )
-            items, matching = np.asarray(sp.test), prompts.matching
-            base = {}
-            for layer in sorted(set(coarse) | set(fine)):
-                base[layer] = ev.run(layer, [(vec.rows["caa"][layer], 0.0, None)])
-                base[layer] = (base[layer][0][0], base[layer][1][0])
-            for layer in coarse:
-                scans += _scan(
-                    ev,
-                    vec,
-                    layer,
-                    methods,
-                    int(spec.random_draws),
-                    spec.coarse_multipliers,
-                    base[layer],
-                    dict(cols, scan="coarse"),
-                    items,
-                    matching,
-                )
-                step(f"coarse L{layer}")
-            for layer in fine:
-                scans += _scan(
-                    ev,
-                    vec,
-                    layer,
-                    methods,
-                    int(spec.random_draws),
-                    spec.multipliers,
-                    base[layer],
-                    dict(cols, scan="fine"),
-                    items,
-                    matching,
-                )
-                step(f"fine L{layer}")
-            d = int(spec.claim_random_draws)
-            cells = [(vec.random(best, j), m, None) for j in range(d) for m in (-1.0, 1.0)]
-            p, _ = ev.run(best, cells)
-            draws.append(
-                pd.DataFrame(
-                    {
-                        **cols,
-                        "layer": best,
-                        "draw": np.repeat(np.arange(d), len(items)),
-                        "item": np.tile(items, d),
-                        "p_minus": p[0::2].reshape(-1),
-                        "p_plus": p[1::2].reshape(-1),
-                        "p_zero": np.tile(base[best][0], d),
-                    }
-                )
-            )
-            step(f"random draws L{best}")
-            swapped = Prompts.build(model, [swap_letters(it) for it in test], spec.positions, chat)
-            ev_s = Evaluator(model, swapped, [best], forward=fwd, max_rows=rows)
-            base_s = ev_s.run(best, [(vec.rows["caa"][best], 0.0, None)])
-            base_s = (base_s[0][0], base_s[1][0])
-            keep = [m for m in ("caa", "letter") if m in methods]
-            scans += _scan(
-                ev_s,
-                vec,
-                best,
-                keep,
-                0,
-                spec.multipliers,
-                base_s,
-                dict(cols, scan="swapped"),
-                items,
-                swapped.matching,
-            )
-            step(f"swapped L{best}")
-            # 4. the letter direction
-            a, bb = prompts.letter_ids
-            emb = (model.W_E[a] - model.W_E[bb]).double()
-            unemb = vec.letter_unembedding.double().to(emb.device)
-
-            def cosine(v, w):
-                return float(torch.nn.functional.cosine_similarity(v, w.to(v), dim=0))
-
-            for layer in layers:
-                for m in methods:
-                    v = vec.rows[m][layer].double()
-                    cos.append(
-                        dict(
-                            cols,
-                            layer=layer,
-                            method=m,
-                            cos_embedding=cosine(v, emb),
-                            cos_residual=cosine(v, vec.letter_residual[layer].double()),
-                            cos_unembedding=cosine(v, unemb),
-                            norm=float(v.norm()),
-                        )
-                    )
-            data_rows.append(
-                dict(
-                    cols,
-                    n_ab=len(data.items),
-                    n_not_ab_left_out=data.n_not_ab,
-                    matching_A=data.balance["A"],
-                    matching_B=data.balance["B"],
-                    n_train=len(train),
-                    n_val=len(val),
-                    n_test=len(test),
-                    test_matching_A=int((matching == 0).sum()),
-                    chosen_layer=best,
-                    unsteered_p_match=float(base[best][0].mean()),
-                )
-            )
+                run.write_part(b, behaviour_tables(spec, model, b, coarse, step))
             bar.update(done + per_behaviour - bar.n)
-    scan = pd.concat(scans, ignore_index=True)
+    parts = {
+        t: pd.concat(
+            [run.read_part(b, t, expected=True) for b in spec.behaviours], ignore_index=True
+        )
+        for t in UNIT_TABLES
+    }
+    scan = parts["scan"]
     run.write_table("scan", scan, ("parquet", "csv"))
-    run.write_table("choice", pd.DataFrame(choice))
-    run.write_table("draws", pd.concat(draws, ignore_index=True), ("parquet",))
-    run.write_table("letter_cosine", pd.DataFrame(cos))
-    run.write_table("data", pd.DataFrame(data_rows))
+    run.write_table("choice", parts["choice"])
+    run.write_table("draws", parts["draws"], ("parquet",))
+    run.write_table("letter_cosine", parts["letter_cosine"])
+    run.write_table("data", parts["data"])
     steer = _steerability(scan[scan.scan == "fine"], steerability)
     run.write_table("steerability", steer, ("parquet", "csv"))
     run.write_table("reliability", _reliability(steer))
     run.write_table("results", results_table(scan))
+
+
+def behaviour_tables(
+    spec: BehavioursConfig, model, b: str, coarse: list[int], step: Callable[[str], None]
+) -> dict[str, pd.DataFrame]:
+    """One behaviour's tables (:data:`UNIT_TABLES`): vectors on train, the layer on
+    validation, the scans, draws and swapped letters on test, the letter cosines and the
+    data row. ``step(what)`` is called after each step of the progress bar."""
+    import torch
+
+    from actadd.studies.behaviours.protocol import Evaluator, Prompts, build_vectors
+
+    n_layers = model.cfg.n_layers
+    layers = list(range(n_layers))
+    methods = list(spec.methods)
+    chat, fwd, rows = bool(spec.chat), spec.forward, int(spec.batch_rows)
+    scans, choice, cos = [], [], []
+    data = load_behaviour(b)
+    sp = spec.split_of(b, data)
+    train, val, test = ([data.items[i] for i in idx] for idx in (sp.train, sp.val, sp.test))
+    vec = build_vectors(
+        model, train, layers, methods, actadd_pair=int(spec.actadd_pair), seed=int(spec.seed),
+        chat=chat,
+    )  # fmt: skip
+    step("vectors")
+    cols = dict(model=model.cfg.model_name, behaviour=b)
+    # 2. the layer, on validation
+    ev = Evaluator(
+        model, Prompts.build(model, val, spec.positions, chat), coarse, forward=fwd, max_rows=rows
+    )
+    for layer in coarse:
+        caa = vec.rows["caa"][layer]
+        p, _ = ev.run(layer, [(caa, 1.0, None), (caa, -1.0, None)])
+        choice.append(
+            dict(cols, layer=layer, p_plus=p[0].mean(), p_minus=p[1].mean(),
+                 effect=float((p[0] - p[1]).mean()), n_val=len(val))
+        )  # fmt: skip
+        step(f"validation L{layer}")
+    del ev  # its prefix caches, before the test's are built
+    eff = {c["layer"]: c["effect"] for c in choice}
+    best = max(eff, key=lambda L: (eff[L], -L))
+    fine = [L for L in range(best - spec.fine_window, best + spec.fine_window + 1)
+            if 0 <= L < n_layers]  # fmt: skip
+    # 3. test
+    prompts = Prompts.build(model, test, spec.positions, chat)
+    ev = Evaluator(model, prompts, sorted(set(coarse) | set(fine)), forward=fwd, max_rows=rows)
+    items, matching = np.asarray(sp.test), prompts.matching
+    base = {}
+    for layer in sorted(set(coarse) | set(fine)):
+        p, ld = ev.run(layer, [(vec.rows["caa"][layer], 0.0, None)])
+        base[layer] = (p[0], ld[0])
+    draws_n = int(spec.random_draws)
+    for scan_name, scan_layers, mults in (
+        ("coarse", coarse, spec.coarse_multipliers),
+        ("fine", fine, spec.multipliers),
+    ):
+        for layer in scan_layers:
+            scans += _scan(ev, vec, layer, methods, draws_n, mults, base[layer],
+                           dict(cols, scan=scan_name), items, matching)  # fmt: skip
+            step(f"{scan_name} L{layer}")
+    d = int(spec.claim_random_draws)
+    cells = [(vec.random(best, j), m, None) for j in range(d) for m in (-1.0, 1.0)]
+    p, _ = ev.run(best, cells)
+    draws = pd.DataFrame(
+        {
+            **cols,
+            "layer": best,
+            "draw": np.repeat(np.arange(d), len(items)),
+            "item": np.tile(items, d),
+            "p_minus": p[0::2].reshape(-1),
+            "p_plus": p[1::2].reshape(-1),
+            "p_zero": np.tile(base[best][0], d),
+        }
+    )
+    step(f"random draws L{best}")
+    del ev
+    swapped = Prompts.build(model, [swap_letters(it) for it in test], spec.positions, chat)
+    ev_s = Evaluator(model, swapped, [best], forward=fwd, max_rows=rows)
+    p, ld = ev_s.run(best, [(vec.rows["caa"][best], 0.0, None)])
+    keep = [m for m in ("caa", "letter") if m in methods]
+    scans += _scan(ev_s, vec, best, keep, 0, spec.multipliers, (p[0], ld[0]),
+                   dict(cols, scan="swapped"), items, swapped.matching)  # fmt: skip
+    step(f"swapped L{best}")
+    del ev_s
+    # 4. the letter direction
+    a, bb = prompts.letter_ids
+    emb = (model.W_E[a] - model.W_E[bb]).double()
+    unemb = vec.letter_unembedding.double().to(emb.device)
+
+    def cosine(v, w):
+        return float(torch.nn.functional.cosine_similarity(v, w.to(v), dim=0))
+
+    for layer in layers:
+        for m in methods:
+            v = vec.rows[m][layer].double()
+            cos.append(
+                dict(cols, layer=layer, method=m, cos_embedding=cosine(v, emb),
+                     cos_residual=cosine(v, vec.letter_residual[layer].double()),
+                     cos_unembedding=cosine(v, unemb), norm=float(v.norm()))
+            )  # fmt: skip
+    data_row = dict(
+        cols,
+        n_ab=len(data.items),
+        n_not_ab_left_out=data.n_not_ab,
+        matching_A=data.balance["A"],
+        matching_B=data.balance["B"],
+        n_train=len(train),
+        n_val=len(val),
+        n_test=len(test),
+        test_matching_A=int((matching == 0).sum()),
+        chosen_layer=best,
+        unsteered_p_match=float(base[best][0].mean()),
+    )
+    return dict(
+        scan=pd.concat(scans, ignore_index=True),
+        choice=pd.DataFrame(choice),
+        draws=draws,
+        letter_cosine=pd.DataFrame(cos),
+        data=pd.DataFrame([data_row]),
+    )
 
 
 def _steerability(fine: pd.DataFrame, slope) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pandas as pd
 import pytest
 
 from actadd.lab.claims import adjust
@@ -94,6 +95,41 @@ def test_the_kind_writes_every_table_with_a_model_column(tiny_run):
         assert set(fine[fine.behaviour == b].layer) == {L - 1, L, L + 1} & set(range(4))
     rel = pd.read_csv(tiny_run / "reliability.csv")
     assert {"mean", "variance", "frac_anti"} <= set(rel.columns)
+
+
+def test_a_killed_run_keeps_its_finished_behaviours_and_resumes_to_the_same_tables(
+    tiny_run, tmp_path, monkeypatch
+):
+    """Each behaviour is a unit in parts/: a run killed in its second behaviour keeps the
+    first, and --resume computes only the second; every table equals the uninterrupted
+    run's, and actadd verify passes."""
+    import actadd.studies.behaviours.run as br
+    from actadd.lab.runner import verify_run
+
+    monkeypatch.setattr(data, "behaviour_file", lambda name: short_files(tmp_path)[name])
+    real, computed = br.behaviour_tables, []
+
+    def dies_in_the_second(spec, model, b, *a):
+        computed.append(b)
+        if len(computed) == 2:
+            raise KeyboardInterrupt
+        return real(spec, model, b, *a)
+
+    monkeypatch.setattr(br, "behaviour_tables", dies_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(dict(CONFIG), tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run" / "parts").glob("*.sha256")) == [
+        "refusal.sha256"
+    ]
+    computed.clear()
+    monkeypatch.setattr(br, "behaviour_tables", lambda spec, model, b, *a: (
+        computed.append(b), real(spec, model, b, *a))[1])  # fmt: skip
+    run_experiment(dict(CONFIG), tmp_path / "run", resume=True)
+    assert computed == ["myopic-reward"]
+    whole, resumed = RunDir.existing(tiny_run), RunDir.existing(tmp_path / "run")
+    for name in ("scan", "choice", "draws", "letter_cosine", "data", "steerability", "results"):
+        pd.testing.assert_frame_equal(resumed.read_table(name), whole.read_table(name))
+    assert verify_run(tmp_path / "run") == []
 
 
 def test_the_claims_and_figures_come_from_the_saved_tables(tiny_run):
