@@ -29,7 +29,9 @@ A citation of several claims (a family, a glob, a union) is a quantified stateme
 SUPPORTED claims among the cited ones and their total; a quantifier followed (before the
 next one) by ``one-sided sensitivity`` and no verdict counts instead the cited claims that
 would meet the rule one-sided (``sensitivity_one_sided_rule`` is ``met``): ``4 of 18 would
-pass in the one-sided sensitivity analysis``.
+pass in the one-sided sensitivity analysis``. In a scope with no quantifier, a verdict
+(``[a + b] (both NOT SUPPORTED)``) is said of every cited claim; each interval in the scope
+must be one cited claim's estimate and interval, and each lone signed decimal one's estimate.
 
 **Replication rows** (:mod:`actadd.lab.replication`, REPORT.md's "Replication on <model>") are
 cited as ``[rep.<model>.<claim id>]`` (one row), ``[rep.<model>/<abbrev>/<family>]`` (a
@@ -310,6 +312,28 @@ def _check_set(c: Citation) -> list[str]:
             problems.append(
                 f"[{c.text}]: {m.group(0)!r}, but {have} of its {total} claims are {verdict}"
             )
+    # with no quantifier in the scope, a verdict it names is said of every cited claim
+    for m in _VERDICT.finditer(c.scope) if not found else ():
+        stated = m.group(1)
+        verdicts = c.claims.verdict.astype(str)
+        held = verdicts == stated if stated == "SUPPORTED" else verdicts.str.startswith(stated)
+        if not held.all():
+            problems.append(
+                f"[{c.text}]: the sentence says {stated} of all {total}, but "
+                f"{int((~held).sum())} of them are not"
+            )
+    # each interval, and each lone signed decimal, is some cited claim's estimate
+    estimates = [float(v) for v in c.claims.estimate]
+    for m in _INTERVAL.finditer(c.scope):
+        fields = ("estimate", "lo", "hi")
+        if not any(
+            all(_matches(x, float(row[f])) for x, f in zip(m.groups(), fields))
+            for _, row in c.claims.iterrows()
+        ):
+            problems.append(f"[{c.text}]: {m.group(0)!r} is no cited claim's estimate and interval")
+    for m in _SIGNED.finditer(_COUNTS.sub(" ", _INTERVAL.sub(" ", c.scope))):
+        if not any(_matches(m.group(1), e) for e in estimates):
+            problems.append(f"[{c.text}]: {m.group(1)} is no cited claim's estimate")
     return problems
 
 

@@ -22,6 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
+CROSSMODEL_CLAIMS = "crossmodel/rank_claims.csv"
 READMES = ("docs/findings.md", "experiments/README.md")
 BLOCK = re.compile(r"<!-- findings -->(.*?)<!-- /findings -->", re.S)
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -49,7 +50,9 @@ def test_every_number_in_the_findings_is_in_the_report(path):
     blocks = findings(path)
     assert blocks, f"{path} has no <!-- findings --> section"
     # REPORT.md lists a large family's SUPPORTED claims only; claims.csv holds them all
-    text = (RESULTS / "REPORT.md").read_text() + (RESULTS / "claims.csv").read_text()
+    text = "".join(
+        (RESULTS / f).read_text() for f in ("REPORT.md", "claims.csv", CROSSMODEL_CLAIMS)
+    )
     report = set(NUMBER.findall(text))
     missing = sorted({n for b in blocks for n in numbers(b)} - report)
     assert not missing, f"{path}: numbers in its findings that the report does not hold: {missing}"
@@ -68,6 +71,17 @@ def claims_table(regenerated):
     from actadd.lab.claims import table
 
     return table(regenerated[0])
+
+
+@pytest.fixture(scope="module")
+def citable(claims_table):
+    """What a findings block may cite: the report's claims and the cross-model analyses'
+    (``actadd crossmodel``; tests/system/test_crossmodel.py checks them against their
+    tables)."""
+    import pandas as pd
+
+    cross = pd.read_csv(RESULTS / CROSSMODEL_CLAIMS)
+    return pd.concat([claims_table, cross], ignore_index=True)
 
 
 def test_the_committed_report_is_what_the_committed_tables_give(regenerated):
@@ -113,23 +127,23 @@ def test_each_other_model_s_committed_report_is_what_its_tables_give():
         assert expected == (d / "REPORT.md").read_text(), f"{d}/REPORT.md is stale"
 
 
-def test_the_committed_claim_ids_are_the_rule_s_and_unique(claims_table):
+def test_the_committed_claim_ids_are_the_rule_s_and_unique(claims_table, citable):
     from actadd.lab.report import read_claims
 
     committed = read_claims(RESULTS)
     cols = ["experiment", "id", "cite", "verdict"]
     assert committed[cols].equals(claims_table[cols].astype(committed[cols].dtypes))
-    dup = claims_table.cite[claims_table.cite.duplicated()].tolist()
+    dup = citable.cite[citable.cite.duplicated()].tolist()
     assert not dup, f"claim ids cited by more than one claim: {dup}"
 
 
 @pytest.mark.parametrize("path", READMES)
 def test_every_findings_sentence_cites_claims_that_hold_its_numbers(
-    path, claims_table, replication_table
+    path, citable, replication_table
 ):
     from actadd.lab.findings import check_findings
 
-    problems = check_findings((ROOT / path).read_text(), claims_table, replication_table)
+    problems = check_findings((ROOT / path).read_text(), citable, replication_table)
     assert not problems, f"{path}:\n" + "\n".join(problems)
 
 
@@ -165,6 +179,21 @@ PLANTED = {
 
 #: errors planted in a copy of experiments/README.md: (sentence, with the error, caught as)
 PLANTED_README = {
+    "flipped verdict of a set with no quantifier": (
+        "(+0.51 and +0.50) is NOT SUPPORTED",
+        "(+0.51 and +0.50) is SUPPORTED",
+        "[cm.kl.smollm2 + cm.kl.gemma3-270m]: the sentence says SUPPORTED of all 2, but 2",
+    ),
+    "a number in a set that no cited claim holds": (
+        "(+0.51 and +0.50) is NOT",
+        "(+0.61 and +0.50) is NOT",
+        "[cm.kl.smollm2 + cm.kl.gemma3-270m]: +0.61 is no cited claim's estimate",
+    ),
+    "wrong estimate of a cross-model claim": (
+        "(ρ −0.45 [−0.54, −0.04] on SmolLM2)",
+        "(ρ +0.45 [−0.54, −0.04] on SmolLM2)",
+        "[cm.target_logprob_delta.smollm2]: estimate +0.45",
+    ),
     "wrong replication count": (
         "[rep.gemma3-270m] 2 of 26 replicated",
         "[rep.gemma3-270m] 3 of 26 replicated",
@@ -225,19 +254,19 @@ PLANTS += [("experiments/README.md", k, v) for k, v in PLANTED_README.items()]
     "path, plant, case", PLANTS, ids=[f"{p.split('/')[0]}: {k}" for p, k, _ in PLANTS]
 )
 def test_errors_planted_in_a_copy_of_the_findings_are_caught(
-    path, plant, case, claims_table, replication_table, tmp_path
+    path, plant, case, citable, replication_table, tmp_path
 ):
     from actadd.lab.findings import check_findings
 
     old, new, caught = case
     page = (ROOT / path).read_text()
     assert page.count(old) == 1, f"the sentence to plant in is gone from {path}: {old!r}"
-    assert not check_findings(page, claims_table, replication_table), (
+    assert not check_findings(page, citable, replication_table), (
         f"{path} must pass before planting"
     )
     copy = tmp_path / Path(path).name
     copy.write_text(page.replace(old, new))
-    problems = check_findings(copy.read_text(), claims_table, replication_table)
+    problems = check_findings(copy.read_text(), citable, replication_table)
     assert any(caught in p for p in problems), problems
 
 
