@@ -261,9 +261,7 @@ def test_errors_planted_in_a_copy_of_the_findings_are_caught(
     old, new, caught = case
     page = (ROOT / path).read_text()
     assert page.count(old) == 1, f"the sentence to plant in is gone from {path}: {old!r}"
-    assert not check_findings(page, citable, replication_table), (
-        f"{path} must pass before planting"
-    )
+    assert not check_findings(page, citable, replication_table), f"{path} must pass before planting"
     copy = tmp_path / Path(path).name
     copy.write_text(page.replace(old, new))
     problems = check_findings(copy.read_text(), citable, replication_table)
