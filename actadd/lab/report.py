@@ -96,9 +96,22 @@ def collect(results: Path) -> tuple[list[Claim], list[dict]]:
                 model=model.get("name"),
                 quantization=model.get("quantization"),
                 model_sha256=(model.get("model_sha256") or "")[:12],
+                **_compute(run),
             )
         )
     return adjust(claims), prov
+
+
+def _compute(run) -> dict[str, float | None]:
+    """The run's wall and CPU seconds summed over its starts (``tables.json``'s
+    ``compute``; None for a run made before it was recorded)."""
+    segments = (run._read_manifest() or {}).get("compute") or []
+    if not segments:
+        return dict(wall_s=None, cpu_s=None)
+    return dict(
+        wall_s=sum(float(s.get("wall_s") or 0) for s in segments),
+        cpu_s=sum(float(s.get("cpu_s") or 0) for s in segments),
+    )
 
 
 def _suite_order(results: Path) -> dict[str, int]:
@@ -117,6 +130,12 @@ def _suite_order(results: Path) -> dict[str, int]:
             if isinstance(doc, dict) and isinstance(doc.get("experiments"), list):
                 names += [n for n in doc["experiments"] if n not in names]
     return {n: i for i, n in enumerate(names)}
+
+
+def _seconds(p: dict) -> str:
+    if p.get("wall_s") is None:
+        return "—"
+    return f"{p['wall_s']:,.0f} ({p['cpu_s']:,.0f})"
 
 
 def fnum(x: float, digits: int = 2) -> str:
@@ -165,13 +184,25 @@ def render(claims: list[Claim], prov: list[dict], results: Path) -> str:
         "",
         "## Runs",
         "",
-        "| run | kind | revision | model | quantization | model sha256 |",
-        "|---|---|---|---|---|---|",
+        "| run | kind | revision | model | quantization | model sha256 | wall s (CPU s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {p['run']} | {p['kind']} | {p['revision']} | {p['model']} | {p['quantization']} "
-        f"| {p['model_sha256']} |"
+        f"| {p['model_sha256']} | {_seconds(p)} |"
         for p in prov
+    ]
+    timed = [p for p in prov if p.get("wall_s") is not None]
+    lines += [
+        "",
+        f"Compute (`tables.json`'s `compute`, every start of a run summed): {len(timed)} of "
+        f"{len(prov)} runs record it"
+        + (
+            f"; together {sum(p['wall_s'] for p in timed):,.0f} s wall, "
+            f"{sum(p['cpu_s'] for p in timed):,.0f} s CPU."
+            if timed
+            else " (runs made before it was recorded show —)."
+        ),
     ]
     lines += stale_section(results)
     conf = [c for c in claims if c.confirmatory]

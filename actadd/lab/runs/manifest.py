@@ -3,8 +3,10 @@
 Format 2 (:data:`RUN_FORMAT`) records each table's rows, columns and sha256, the sha256 of
 ``config.json``, ``env.json`` and every other JSON file of the run, the model the run was
 made with (:func:`actadd.lab.runinfo.model_identity`) and whether the run finished writing
-its tables (``complete``). A flat ``{file: entry}`` manifest of a run made before format 2
-is read as format 1: its tables are checked, its config and env files cannot be.
+its tables (``complete``), and what making it cost (``compute``: per start of the run, its
+wall and CPU seconds, peak memory and threads, kept current as units finish). A flat
+``{file: entry}`` manifest of a run made before format 2 is read as format 1: its tables
+are checked, its config and env files cannot be.
 
 :class:`RunManifest` is the part of :class:`actadd.lab.runs.RunDir` that reads and updates
 it (and ``env.json``); the functions here are the checks and digests the other parts share.
@@ -14,8 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import resource
+import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +130,37 @@ class RunManifest:
             return {"format": 1, "complete": None, "model": None, "files": {}, "tables": doc}
         raise ConfigError(f"{path} is not a run manifest (it holds {normalise(doc)[:60]}): {fix}.")
 
+    def _start_compute(self, manifest: dict[str, Any]) -> None:
+        """Open this process's segment in ``manifest["compute"]`` (one per start: a resumed
+        run adds one; :meth:`_record_compute` keeps it current)."""
+        self._clock = (time.perf_counter(), time.process_time())
+        manifest.setdefault("compute", []).append(
+            {"started": datetime.now(UTC).isoformat(timespec="seconds"), **self._spent()}
+        )
+
+    def _spent(self) -> dict[str, Any]:
+        wall, cpu = self._clock
+        return {
+            "wall_s": round(time.perf_counter() - wall, 1),
+            "cpu_s": round(time.process_time() - cpu, 1),
+            # ru_maxrss is KiB on Linux: the process's peak resident memory so far
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "cpus": os.cpu_count(),
+        }
+
+    def _record_compute(self, manifest: dict[str, Any]) -> None:
+        """This segment's wall and CPU seconds, peak memory and threads so far: a killed
+        run keeps what its segments cost up to their last finished unit."""
+        if getattr(self, "_clock", None) is None or not manifest.get("compute"):
+            return
+        manifest["compute"][-1].update(self._spent())
+
     def _update_manifest(self, change: Callable[[dict[str, Any]], None]) -> None:
         manifest = self._read_manifest() or self._new_manifest()
         manifest["format"] = RUN_FORMAT
         change(manifest)
+        self._record_compute(manifest)
         write_json(self.out / MANIFEST, manifest)
 
     @staticmethod

@@ -95,6 +95,7 @@ class RunUnits:
                 sums[name] = file_sha256(write_table(self.part_path(key, name), df))
             record = {"format": RUN_FORMAT, "model": self._model_key, "tables": sums}
             write_json(self._sums_path(key), record)
+            self._update_manifest(lambda m: None)  # the compute so far (a kill keeps it)
 
     def read_part(
         self, key: str, table: str = "results", expected: bool | None = None

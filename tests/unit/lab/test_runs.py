@@ -54,6 +54,29 @@ def test_parts_mark_units_done_and_finalize_in_key_order(tmp_path):
     assert not list(run.out.rglob("*.tmp"))
 
 
+def test_the_manifest_records_what_each_start_cost_and_a_kill_keeps_it(tmp_path, monkeypatch):
+    """tables.json's ``compute``: one segment per start, kept current as units finish, so a
+    run killed after a unit keeps that unit's time; a resume adds a segment."""
+    import time
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    out = tmp_path / "run"
+    run = RunDir(out, {"kind": "x"}).start()
+    t = time.process_time()
+    while time.process_time() - t < 0.2:  # CPU work the segment must count
+        pass
+    run.write_part("a", {"results": pd.DataFrame({"v": [1]})})
+    run.close()  # killed here: no mark_complete
+    (seg,) = json.loads((out / "tables.json").read_text())["compute"]
+    assert seg["cpu_s"] >= 0.2 and seg["wall_s"] >= seg["cpu_s"] - 0.1
+    assert seg["omp_num_threads"] == "3" and seg["max_rss_mb"] > 0 and seg["started"]
+    again = RunDir(out, {"kind": "x"}, resume=True).start()
+    again.mark_complete()
+    again.close()
+    first, second = json.loads((out / "tables.json").read_text())["compute"]
+    assert first == seg and second["started"] >= seg["started"]
+
+
 def test_existing_reads_a_run_or_says_it_is_not_one(tmp_path):
     RunDir(tmp_path / "run", {"kind": "sweep"}).start()
     assert RunDir.existing(tmp_path / "run").config == {"kind": "sweep"}
