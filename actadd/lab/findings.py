@@ -314,9 +314,10 @@ def _check_set(c: Citation) -> list[str]:
             )
     # with no quantifier in the scope, a verdict it names is said of every cited claim
     for m in _VERDICT.finditer(c.scope) if not found else ():
-        stated = m.group(1)
+        stated = m.group(1) + (" (conditional on one prompt)" if m.group(2) else "")
         verdicts = c.claims.verdict.astype(str)
-        held = verdicts == stated if stated == "SUPPORTED" else verdicts.str.startswith(stated)
+        exact = stated.startswith("SUPPORTED")
+        held = verdicts == stated if exact else verdicts.str.startswith(stated)
         if not held.all():
             problems.append(
                 f"[{c.text}]: the sentence says {stated} of all {total}, but "
@@ -324,11 +325,13 @@ def _check_set(c: Citation) -> list[str]:
             )
     # each interval, and each lone signed decimal, is some cited claim's estimate
     estimates = [float(v) for v in c.claims.estimate]
+    held_numbers = [_plain(f"{row.numbers} ; {row.n}") for _, row in c.claims.iterrows()]
     for m in _INTERVAL.finditer(c.scope):
         fields = ("estimate", "lo", "hi")
         if not any(
             all(_matches(x, float(row[f])) for x, f in zip(m.groups(), fields))
-            for _, row in c.claims.iterrows()
+            or _plain(m.group(0)) in held  # a derived value the claim states (a ratio)
+            for (_, row), held in zip(c.claims.iterrows(), held_numbers)
         ):
             problems.append(f"[{c.text}]: {m.group(0)!r} is no cited claim's estimate and interval")
     for m in _SIGNED.finditer(_COUNTS.sub(" ", _INTERVAL.sub(" ", c.scope))):

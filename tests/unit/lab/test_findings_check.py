@@ -179,3 +179,49 @@ def test_a_character_class_is_a_glob_over_claim_ids():
     assert check_findings(page, CLAIMS) == []
     wrong = page.replace("1 of 2", "2 of 2")
     assert any("'2 of 2', but 1 of its 2" in p for p in check_findings(wrong, CLAIMS))
+
+
+def _set_claims():
+    """Two conditional SUPPORTED claims whose numbers hold a derived interval, and a
+    NOT SUPPORTED one."""
+    base = dict(experiment="e", family="f", p_adj=0.01, clusters=1, n="8 pairs over 1 prompts")
+    return pd.DataFrame(
+        [
+            dict(base, id="a", cite="x.a", estimate=0.51, lo=0.2, hi=0.8,
+                 numbers="ratio 1.50 [1.20, 1.80]",
+                 verdict="SUPPORTED (conditional on one prompt)"),
+            dict(base, id="b", cite="x.b", estimate=0.50, lo=0.1, hi=0.7,
+                 numbers="ratio 1.40 [1.10, 1.70]",
+                 verdict="SUPPORTED (conditional on one prompt)"),
+            dict(base, id="c", cite="x.c", estimate=0.30, lo=-0.1, hi=0.7, numbers="",
+                 verdict="NOT SUPPORTED"),
+        ]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Both [x.a + x.b] (+0.51 and +0.50) are SUPPORTED (conditional on one prompt).",
+        "The ratios [x.a + x.b] are 1.50 [1.20, 1.80] and 1.40 [1.10, 1.70].",
+        "Both [x.a + x.c] (+0.51 [+0.2, +0.8] and +0.30) are cited.",
+    ],
+)
+def test_a_set_citation_that_states_its_claims_passes(sentence):
+    page = f"<!-- findings -->\n{sentence}\n<!-- /findings -->"
+    assert check_findings(page, _set_claims()) == []
+
+
+@pytest.mark.parametrize(
+    "sentence, caught",
+    [
+        ("Both [x.a + x.c] are NOT SUPPORTED.", "says NOT SUPPORTED of all 2, but 1"),
+        ("Both [x.a + x.b] are SUPPORTED.", "says SUPPORTED of all 2, but 2"),
+        ("Both [x.a + x.c] (+0.61 and +0.30) are cited.", "+0.61 is no cited claim's"),
+        ("Both [x.a + x.b] are 1.50 [1.20, 1.90].", "is no cited claim's estimate and interval"),
+    ],
+)
+def test_a_set_citation_s_wrong_verdict_or_number_is_caught(sentence, caught):
+    page = f"<!-- findings -->\n{sentence}\n<!-- /findings -->"
+    problems = check_findings(page, _set_claims())
+    assert any(caught in p for p in problems), problems
