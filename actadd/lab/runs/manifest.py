@@ -90,6 +90,16 @@ def describe_model(model: Mapping[str, Any], fields: list[str]) -> str:
     return f"{model.get('name')}" + (f" ({shown})" if shown else "")
 
 
+def _reset_peak_rss() -> bool:
+    """Start this process's peak resident memory (``ru_maxrss``) afresh; False where the
+    system cannot (it is then the process's peak since it began)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the peak RSS only
+    except OSError:
+        return False
+    return True
+
+
 class RunManifest:
     """The manifest and ``env.json`` of a run directory ``self.out`` (a part of
     :class:`actadd.lab.runs.RunDir`)."""
@@ -134,8 +144,14 @@ class RunManifest:
         """Open this process's segment in ``manifest["compute"]`` (one per start: a resumed
         run adds one; :meth:`_record_compute` keeps it current)."""
         self._clock = (time.perf_counter(), time.process_time())
+        # the peak is this start's, not an earlier run's in the same process (actadd suite)
+        since = "start" if _reset_peak_rss() else "process"
         manifest.setdefault("compute", []).append(
-            {"started": datetime.now(UTC).isoformat(timespec="seconds"), **self._spent()}
+            {
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                "max_rss_since": since,
+                **self._spent(),
+            }
         )
 
     def _spent(self) -> dict[str, Any]:
@@ -143,7 +159,7 @@ class RunManifest:
         return {
             "wall_s": round(time.perf_counter() - wall, 1),
             "cpu_s": round(time.process_time() - cpu, 1),
-            # ru_maxrss is KiB on Linux: the process's peak resident memory so far
+            # ru_maxrss is KiB on Linux: the peak resident memory since max_rss_since
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "cpus": os.cpu_count(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -75,6 +76,26 @@ def test_the_manifest_records_what_each_start_cost_and_a_kill_keeps_it(tmp_path,
     again.close()
     first, second = json.loads((out / "tables.json").read_text())["compute"]
     assert first == seg and second["started"] >= seg["started"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
+def test_a_run_s_peak_memory_is_its_own_not_an_earlier_run_s_in_the_same_process(tmp_path):
+    """actadd suite runs every experiment in one process: a small run after a large one
+    records its own peak resident memory, not the large run's."""
+    import numpy as np
+
+    def peak(name, mb):
+        run = RunDir(tmp_path / name, {"kind": "x"}).start()
+        a = np.ones(mb * 2**20 // 8)  # touched: resident
+        del a
+        run.write_part("u", {"results": pd.DataFrame({"v": [1]})})
+        run.close()
+        (seg,) = json.loads((tmp_path / name / "tables.json").read_text())["compute"]
+        assert seg["max_rss_since"] == "start"
+        return seg["max_rss_mb"]
+
+    large, small = peak("large", 300), peak("small", 1)
+    assert small < large - 200, (large, small)
 
 
 def test_existing_reads_a_run_or_says_it_is_not_one(tmp_path):
