@@ -142,9 +142,22 @@ class RunDir(RunManifest, RunLock, RunUnits, RunChecks):
                 write_json(self.out / MANIFEST, manifest)
                 self._model_key = None if identity is None else model_key(identity)
         except BaseException:
+            self._clock = None  # this start wrote no segment: close() records none
             self.close()
             raise
         return self
+
+    def close(self) -> None:
+        """Record what this start cost up to now in ``tables.json`` (a run stopped by an
+        error or Ctrl-C keeps it; a kill keeps it up to its last finished unit or table),
+        then release the lock."""
+        if self._locked and getattr(self, "_clock", None) is not None:
+            try:
+                self._update_manifest(lambda m: None)
+            except (OSError, ConfigError):
+                pass  # a full disk or an unreadable manifest: the next start says so
+            self._clock = None
+        super().close()
 
     def _check_resume(self, identity: dict[str, Any] | None) -> dict[str, Any] | None:
         """Before a resumed run writes anything: ``parts`` must be a directory, the manifest

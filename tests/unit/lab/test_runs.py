@@ -78,6 +78,21 @@ def test_the_manifest_records_what_each_start_cost_and_a_kill_keeps_it(tmp_path,
     assert first == seg and second["started"] >= seg["started"]
 
 
+def test_a_run_stopped_by_an_error_keeps_what_its_start_cost(tmp_path):
+    """A kind with no units that fails (or is interrupted) after computing for a while
+    records that time, not the 0 s of its start."""
+    import time
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt), RunDir(out, {"kind": "x"}).start():
+        t = time.process_time()
+        while time.process_time() - t < 0.2:
+            pass
+        raise KeyboardInterrupt
+    (seg,) = json.loads((out / "tables.json").read_text())["compute"]
+    assert seg["cpu_s"] >= 0.2 and seg["wall_s"] >= 0.2
+
+
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
 def test_a_run_s_peak_memory_is_its_own_not_an_earlier_run_s_in_the_same_process(tmp_path):
     """actadd suite runs every experiment in one process: a small run after a large one
