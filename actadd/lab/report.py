@@ -106,6 +106,8 @@ def _compute(run) -> dict[str, float | None]:
     """The run's wall and CPU seconds summed over its starts (``tables.json``'s
     ``compute``; None for a run made before it was recorded)."""
     segments = (run._read_manifest() or {}).get("compute") or []
+    if not isinstance(segments, list) or not all(isinstance(x, dict) for x in segments):
+        segments = []  # not a record this actadd wrote: shown as none
     if not segments:
         return dict(wall_s=None, cpu_s=None)
     return dict(

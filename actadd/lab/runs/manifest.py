@@ -140,15 +140,25 @@ class RunManifest:
             return {"format": 1, "complete": None, "model": None, "files": {}, "tables": doc}
         raise ConfigError(f"{path} is not a run manifest (it holds {normalise(doc)[:60]}): {fix}.")
 
-    def _start_compute(self, manifest: dict[str, Any]) -> None:
+    def _start_compute(self, manifest: dict[str, Any], revision: str | None = None) -> None:
         """Open this process's segment in ``manifest["compute"]`` (one per start: a resumed
-        run adds one; :meth:`_record_compute` keeps it current)."""
+        run adds one; :meth:`_record_compute` keeps it current), naming the code ``revision``
+        it computes with, so a run resumed at another revision says so (the provenance check
+        refuses it as a reference run)."""
+        compute = manifest.get("compute", [])
+        if not isinstance(compute, list):
+            raise ConfigError(
+                f"{self.out / MANIFEST}: its compute record is not a list of starts: restore "
+                "the file, or delete the key and rerun with --resume."
+            )
         self._clock = (time.perf_counter(), time.process_time())
         # the peak is this start's, not an earlier run's in the same process (actadd suite)
         since = "start" if _reset_peak_rss() else "process"
-        manifest.setdefault("compute", []).append(
+        manifest["compute"] = compute
+        compute.append(
             {
                 "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                "revision": revision,
                 "max_rss_since": since,
                 **self._spent(),
             }

@@ -66,6 +66,25 @@ def _config_at(repo: Path, revision: str, name: str) -> tuple[dict[str, Any] | N
         return read_config(file), path
 
 
+def _resumed_elsewhere(run: Path, revision: str) -> list[str]:
+    """A run resumed at another revision than env.json's: its earlier starts (the manifest's
+    ``compute``) computed parts with other code."""
+    try:
+        compute = json.loads((run / "tables.json").read_text()).get("compute") or []
+    except (OSError, ValueError, AttributeError):
+        return []  # actadd verify reports an unreadable manifest
+    others = sorted(
+        {str(s.get("revision")) for s in compute if isinstance(s, dict) and s.get("revision")}
+        - {revision}
+    )
+    if not others:
+        return []
+    return [
+        f"{run.name}: resumed across revisions: earlier starts ran "
+        f"{', '.join(o[:12] for o in others)}, env.json names {revision[:12]} (rerun it whole)"
+    ]
+
+
 def provenance_problems(run: str | Path, repo: str | Path | None = None) -> list[str]:
     """Why the run directory ``run`` does not come from the revision its ``env.json`` names
     (empty when it does): see the module. ``repo`` is the git checkout to look the revision
@@ -108,6 +127,7 @@ def provenance_problems(run: str | Path, repo: str | Path | None = None) -> list
                 f"{name}: its config.json is not {where} at {revision[:12]}: the run was not "
                 "made from the config that revision holds"
             )
+    problems += _resumed_elsewhere(run, revision)
     checkout = env.get("checkout")
     if checkout is None:
         return problems  # made before runs recorded their checkout: the config check only

@@ -136,7 +136,7 @@ class RunDir(RunManifest, RunLock, RunUnits, RunChecks):
                 manifest["format"], manifest["complete"] = RUN_FORMAT, False
                 if identity is not None:
                     manifest["model"] = identity
-                self._start_compute(manifest)
+                self._start_compute(manifest, env.get("git_revision"))
                 for name in ("config.json", "env.json"):
                     manifest["files"][name] = file_sha256(self.out / name)
                 write_json(self.out / MANIFEST, manifest)

@@ -103,6 +103,21 @@ def test_a_run_relabelled_with_another_revision_is_caught(repo):
     assert provenance_problems(make_run(repo, 1.0, rev1, made), repo) == []
 
 
+def test_a_run_resumed_at_another_revision_is_caught(repo):
+    """Parts computed at rev1, the rest after a resume at rev2: env.json names rev2 alone,
+    but the manifest's compute record names both starts' revisions."""
+    rev1 = commit(repo, 1.0, "x = 1\n")
+    rev2 = commit(repo, 1.0, "x = 2\n")  # a code change between the kill and the resume
+    out = make_run(repo, 1.0, rev2, checkout_info(repo))
+    starts = [{"revision": rev1, "wall_s": 5.0}, {"revision": rev2, "wall_s": 3.0}]
+    (out / "tables.json").write_text(json.dumps({"format": 2, "compute": starts}))
+    (problem,) = provenance_problems(out, repo)
+    assert "resumed across revisions" in problem and rev1[:12] in problem
+    # every start at the revision env.json names: no problem
+    (out / "tables.json").write_text(json.dumps({"format": 2, "compute": starts[1:]}))
+    assert provenance_problems(out, repo) == []
+
+
 def test_a_run_from_uncommitted_code_is_caught(repo):
     rev = commit(repo, 1.0, "x = 1\n")
     (repo / "actadd" / "code.py").write_text("x = 'edited, never committed'\n")
