@@ -167,9 +167,10 @@ def test_a_compute_record_that_is_not_a_list_is_one_line_on_resume(tmp_path):
     run = RunDir(out, {"kind": "x"}).start()
     run.close()
     manifest = json.loads((out / "tables.json").read_text())
-    assert manifest["compute"][0]["revision"] == json.loads((out / "env.json").read_text())[
-        "git_revision"
-    ]
+    assert (
+        manifest["compute"][0]["revision"]
+        == json.loads((out / "env.json").read_text())["git_revision"]
+    )
     (out / "tables.json").write_text(json.dumps({**manifest, "compute": {"wall_s": 1}}))
     with pytest.raises(ConfigError, match="compute record is not a list"):
         RunDir(out, {"kind": "x"}, resume=True).start()
