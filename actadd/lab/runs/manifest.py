@@ -19,6 +19,7 @@ import json
 import os
 import re
 import resource
+import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -91,13 +92,27 @@ def describe_model(model: Mapping[str, Any], fields: list[str]) -> str:
 
 
 def _reset_peak_rss() -> bool:
-    """Start this process's peak resident memory (``ru_maxrss``) afresh; False where the
+    """Start this process's peak resident memory (Linux's ``VmHWM``) afresh; False where the
     system cannot (it is then the process's peak since it began)."""
     try:
         Path("/proc/self/clear_refs").write_text("5")  # Linux: resets the peak RSS only
     except OSError:
         return False
     return True
+
+
+def _peak_rss_mb() -> int:
+    """The peak resident memory since ``max_rss_since``, MB: Linux's ``VmHWM`` (the one
+    peak ``clear_refs`` resets; ``ru_maxrss`` also keeps the peak any exited thread saw),
+    else ``ru_maxrss`` (KiB on Linux, bytes on macOS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / 2**20 if sys.platform == "darwin" else peak / 1024)
 
 
 class RunManifest:
@@ -169,8 +184,7 @@ class RunManifest:
         return {
             "wall_s": round(time.perf_counter() - wall, 1),
             "cpu_s": round(time.process_time() - cpu, 1),
-            # ru_maxrss is KiB on Linux: the peak resident memory since max_rss_since
-            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "max_rss_mb": _peak_rss_mb(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "cpus": os.cpu_count(),
         }

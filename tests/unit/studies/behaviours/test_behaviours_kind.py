@@ -121,6 +121,7 @@ def test_a_killed_run_keeps_its_finished_behaviours_and_resumes_to_the_same_tabl
     assert sorted(p.name for p in (tmp_path / "run" / "parts").glob("*.sha256")) == [
         "refusal.sha256"
     ]
+    kept = pd.read_parquet(tmp_path / "run" / "parts" / "refusal.scan.parquet")
     computed.clear()
     monkeypatch.setattr(br, "behaviour_tables", lambda spec, model, b, *a: (
         computed.append(b), real(spec, model, b, *a))[1])  # fmt: skip
@@ -128,7 +129,15 @@ def test_a_killed_run_keeps_its_finished_behaviours_and_resumes_to_the_same_tabl
     assert computed == ["myopic-reward"]
     whole, resumed = RunDir.existing(tiny_run), RunDir.existing(tmp_path / "run")
     for name in ("scan", "choice", "draws", "letter_cosine", "data", "steerability", "results"):
-        pd.testing.assert_frame_equal(resumed.read_table(name), whole.read_table(name))
+        # another run of the same config: equal up to the last float32 bits (BLAS threads)
+        pd.testing.assert_frame_equal(
+            resumed.read_table(name), whole.read_table(name), rtol=1e-4, atol=1e-6
+        )
+    # the kept behaviour is the killed run's part, bit for bit
+    scan = resumed.read_table("scan")
+    pd.testing.assert_frame_equal(
+        scan[scan.behaviour == "refusal"].reset_index(drop=True), kept, check_exact=True
+    )
     assert verify_run(tmp_path / "run") == []
 
 

@@ -188,12 +188,21 @@ def test_a_killed_run_keeps_its_finished_cells_and_resumes_to_the_same_tables(
     assert sorted(p.name for p in (tmp_path / "killed" / "parts").glob("*.sha256")) == [
         f"{CONTROL_ARM}.L0.sha256"
     ]
+    kept = pd.read_parquet(tmp_path / "killed" / "parts" / f"{CONTROL_ARM}.L0.draw_values.parquet")
     computed.clear()
     monkeypatch.setattr(mn, "run_cell", lambda cell, basis: computed.append(1) or real(cell, basis))
     resumed = run_into(tmp_path / "killed", resume=True)
     assert computed == [1]  # only the cell the kill lost
     for name in mn.TABLES:
-        pd.testing.assert_frame_equal(resumed.read_table(name), whole.read_table(name))
+        # another run of the same config: equal up to the last float bits (BLAS threads)
+        pd.testing.assert_frame_equal(
+            resumed.read_table(name), whole.read_table(name), rtol=1e-4, atol=1e-6
+        )
+    # the kept cell is the killed run's part, bit for bit
+    values = resumed.read_table("draw_values")
+    pd.testing.assert_frame_equal(
+        values[values.arm == CONTROL_ARM].reset_index(drop=True), kept, check_exact=True
+    )
     assert verify_run(tmp_path / "killed") == []
     # a damaged part is found by actadd verify, which names the unit's table
     part = next((tmp_path / "killed" / "parts").glob("actadd_mean.L1.draws.parquet"))
